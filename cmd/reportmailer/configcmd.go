@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker/link"
+)
+
+func (m *Main) config(_ context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "check" {
+		return usageError("config: want \"config check -config FILE\"")
+	}
+	fs := m.newFlagSet("config check", "config check -config FILE")
+	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	c, err := m.loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	if _, err := offline(c); err != nil {
+		return err
+	}
+	links := "S3 presigned URLs"
+	if cf := c.Links.CloudFront; cf != nil {
+		if _, err := link.LoadPrivateKey(cf.PrivateKeyFile, cf.PrivateKeyEnv); err != nil {
+			return fmt.Errorf("links.cloudfront: %w", err)
+		}
+		links = "CloudFront signed URLs via " + cf.Domain
+	}
+	fmt.Fprintf(m.Stdout, "config OK: links are %s, valid for %s; %d schedule(s)\n", links, c.Links.TTL, len(c.Schedules))
+	for _, s := range c.Schedules {
+		next := "no cron spec (drain only)"
+		if s.Cron != "" {
+			loc, _ := time.LoadLocation(s.TimeZone)
+			sched, _ := config.ParseCron(s.Cron, loc)
+			next = "next run " + sched.Next(time.Now()).Format(time.RFC3339)
+		}
+		fmt.Fprintf(m.Stdout, "  %s: mode %s, %s\n", s.Name, s.Mode, next)
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/reportmailer/reportmailer/config"
+)
+
+func (m *Main) serve(ctx context.Context, args []string) error {
+	fs := m.newFlagSet("serve", "serve -config FILE")
+	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := m.loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	a, err := m.newApp(ctx, c)
+	if err != nil {
+		return err
+	}
+	log := cronLogger{a.logger}
+	// cron.New installs no Recover wrapper despite its docs: a panic in a
+	// run would kill the process. SkipIfStillRunning stops a slow run
+	// from overlapping the next one.
+	cr := cron.New(cron.WithLogger(log), cron.WithChain(cron.Recover(log), cron.SkipIfStillRunning(log)))
+	for _, s := range c.Schedules {
+		if s.Cron == "" {
+			return fmt.Errorf("serve: schedule %q has no cron spec", s.Name)
+		}
+		loc, err := time.LoadLocation(s.TimeZone)
+		if err != nil {
+			return fmt.Errorf("serve: schedule %q: %w", s.Name, err)
+		}
+		sched, err := config.ParseCron(s.Cron, loc)
+		if err != nil {
+			return fmt.Errorf("serve: schedule %q: %w", s.Name, err)
+		}
+		w, err := a.worker(s)
+		if err != nil {
+			return err
+		}
+		cr.Schedule(sched, cron.FuncJob(func() {
+			a.logger.Info("run starting", "schedule", s.Name)
+			if _, err := w.Drain(ctx); err != nil {
+				a.logger.Error("run failed", "schedule", s.Name, "err", err)
+			}
+		}))
+		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
+	}
+	cr.Start()
+	a.logger.Info("serving", "schedules", len(c.Schedules))
+	<-ctx.Done()
+	a.logger.Info("shutting down: waiting for runs in progress")
+	<-cr.Stop().Done()
+	a.logger.Info("stopped")
+	return nil
+}
+
+// cronLogger adapts slog to cron.Logger.
+type cronLogger struct{ l *slog.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Error("cron: "+msg, append(kv, "err", err)...)
+}

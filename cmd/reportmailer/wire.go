@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/templates"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/mail"
+	"github.com/reportmailer/reportmailer/worker/queue"
+	"github.com/reportmailer/reportmailer/worker/store"
+	"github.com/reportmailer/reportmailer/worker/transport"
+)
+
+// loadConfig reads the config named by the -config flag, or by
+// REPORTMAILER_CONFIG when the flag is empty.
+func (m *Main) loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		path = m.Getenv(config.EnvConfig)
+	}
+	if path == "" {
+		return nil, usageError("-config is required (or set %s)", config.EnvConfig)
+	}
+	return config.Load(path)
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// app is everything built from the config that schedules share.
+type app struct {
+	cfg       *config.Config
+	logger    *slog.Logger
+	sqs       *sqs.Client
+	s3        *s3.Client
+	signer    worker.Signer
+	templates *templates.Set
+	mailer    worker.Mailer
+	ledger    worker.Ledger
+}
+
+// offline builds what needs no AWS call: templates and the link key.
+// config check uses it too, so it finds what drain would trip over.
+func offline(c *config.Config) (*templates.Set, error) {
+	if c.TemplatesDir == "" {
+		return templates.Default(), nil
+	}
+	set, err := templates.LoadDir(c.TemplatesDir)
+	if err != nil {
+		return nil, fmt.Errorf("templates_dir %q: %w", c.TemplatesDir, err)
+	}
+	return set, nil
+}
+
+func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
+	logger := newLogger(m.Stderr, c.Log)
+	set, err := offline(c)
+	if err != nil {
+		return nil, err
+	}
+	// The SDK's default chain finds credentials, region and the
+	// AWS_ENDPOINT_URL_<SERVICE> endpoints; the HTTP client is ours.
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(transport.New(0)))
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, fmt.Errorf("aws config: no region: set AWS_REGION")
+	}
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle })
+	a := &app{
+		cfg:       c,
+		logger:    logger,
+		sqs:       sqs.NewFromConfig(awsCfg),
+		s3:        s3c,
+		templates: set,
+		mailer: &mail.SES{
+			Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.Retryer() }),
+			ConfigurationSet: c.Sender.ConfigurationSet,
+		},
+		ledger: &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
+	}
+	if a.signer, err = newSigner(c, s3c, awsCfg.Credentials, logger); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, logger *slog.Logger) (worker.Signer, error) {
+	if cf := c.Links.CloudFront; cf != nil {
+		key, err := link.LoadPrivateKey(cf.PrivateKeyFile, cf.PrivateKeyEnv)
+		if err != nil {
+			return nil, fmt.Errorf("links.cloudfront: %w", err)
+		}
+		return &link.CloudFront{Domain: strings.TrimSuffix(cf.Domain, "/"), KeyID: cf.KeyID, Key: key, TTL: c.Links.TTL}, nil
+	}
+	return &link.S3Presigner{Client: s3.NewPresignClient(s3c), Credentials: creds, TTL: c.Links.TTL, Logger: logger}, nil
+}
+
+// worker builds the worker for one schedule.
+func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
+	return worker.New(worker.Config{
+		Schedule:    s.Name,
+		Mode:        worker.Mode(s.Mode),
+		WaitTime:    s.WaitTime,
+		Budget:      s.Budget,
+		MaxMessages: s.MaxMessages,
+		From:        a.cfg.Sender.From,
+		ReplyTo:     a.cfg.Sender.ReplyTo,
+		Recipients: worker.RecipientPolicy{
+			AllowedDomains: a.cfg.Recipients.AllowedDomains,
+			Max:            a.cfg.Recipients.Max,
+		},
+	}, worker.Deps{
+		Queue: &queue.SQS{
+			Client:            a.sqs,
+			URL:               s.QueueURL,
+			DeadLetterURL:     s.DeadLetterQueueURL,
+			VisibilityTimeout: s.VisibilityTimeout,
+		},
+		Objects:   &store.Objects{Client: a.s3},
+		Signer:    a.signer,
+		Templates: a.templates,
+		Mailer:    a.mailer,
+		Ledger:    a.ledger,
+		Logger:    a.logger,
+	})
+}

@@ -1,0 +1,409 @@
+// Package config loads and checks reportmailer's configuration: a YAML
+// file, then environment overrides. Every default is documented on its
+// field; [Load] fills them in and reports the first bad field by name
+// and value.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults.
+const (
+	LinkTTLDefault       = 7 * 24 * time.Hour
+	LedgerPrefixDefault  = "reportmailer/ledger/"
+	ModeDefault          = "each"
+	BudgetDefault        = 5 * time.Minute
+	WaitTimeDefault      = 20 * time.Second
+	MaxMessagesDefault   = 1000
+	RecipientsMaxDefault = 10
+	LogLevelDefault      = "info"
+	LogFormatDefault     = "text"
+)
+
+// Limits.
+const (
+	// PresignMax is the longest an S3 presigned URL can live.
+	PresignMax = 7 * 24 * time.Hour
+	// VisibilityMax is SQS's ceiling on a message's visibility timeout.
+	VisibilityMax = 12 * time.Hour
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Sender is who the email comes from. Required.
+	Sender Sender `yaml:"sender"`
+	// Links is how report links are made.
+	Links Links `yaml:"links"`
+	// Recipients is the policy for extra recipients.
+	Recipients Recipients `yaml:"recipients"`
+	// Ledger is where deliveries are recorded. Required.
+	Ledger Ledger `yaml:"ledger"`
+	// S3 holds S3 client settings.
+	S3 S3 `yaml:"s3"`
+	// TemplatesDir, when set, holds templates that override the
+	// embedded defaults file by file.
+	TemplatesDir string `yaml:"templates_dir"`
+	// Log is logging.
+	Log Log `yaml:"log"`
+	// Schedules are the queues to drain and when. Required by drain
+	// and serve.
+	Schedules []Schedule `yaml:"schedules"`
+}
+
+// Sender is the From and Reply-To of every email.
+type Sender struct {
+	// From is the sender address, e.g. "Reports <reports@example.com>".
+	// Required. The address must be verified in SES.
+	From string `yaml:"from"`
+	// ReplyTo addresses. Default none.
+	ReplyTo []string `yaml:"reply_to"`
+	// ConfigurationSet is the SES configuration set. Default none.
+	ConfigurationSet string `yaml:"configuration_set"`
+}
+
+// Links configures signed links.
+type Links struct {
+	// TTL is how long a link lives. Default 168h (7 days). S3 presigned
+	// links are capped at 7 days and at the signing credentials' expiry.
+	TTL time.Duration `yaml:"ttl"`
+	// CloudFront, when set, makes CloudFront signed URLs. When absent,
+	// links are S3 presigned URLs.
+	CloudFront *CloudFront `yaml:"cloudfront"`
+}
+
+// CloudFront configures CloudFront signed URLs (canned policy).
+type CloudFront struct {
+	// Domain is the distribution's URL, e.g. "https://d111.cloudfront.net".
+	// Required. It must be https, except on 127.0.0.1 or localhost.
+	Domain string `yaml:"domain"`
+	// KeyID is the CloudFront public key id. Required.
+	KeyID string `yaml:"key_id"`
+	// PrivateKeyFile is a PEM file holding the RSA private key (PKCS#1
+	// or PKCS#8). Exactly one of PrivateKeyFile and PrivateKeyEnv.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// PrivateKeyEnv names an environment variable holding the PEM text.
+	PrivateKeyEnv string `yaml:"private_key_env"`
+}
+
+// Recipients is the policy for the extra recipients a user allowed.
+type Recipients struct {
+	// AllowedDomains limits extra recipients to these domains;
+	// "*.example.com" allows subdomains. Default: any domain.
+	AllowedDomains []string `yaml:"allowed_domains"`
+	// Max is the most extra recipients per email. Default 10; 0 means
+	// the default, -1 allows none.
+	Max int `yaml:"max"`
+}
+
+// Ledger is where the exactly-once delivery records live.
+type Ledger struct {
+	// Bucket is an S3 bucket the worker may read and write. Required.
+	// It may be the reports bucket; records go under Prefix.
+	Bucket string `yaml:"bucket"`
+	// Prefix for ledger records. Default "reportmailer/ledger/".
+	Prefix string `yaml:"prefix"`
+}
+
+// S3 holds S3 client settings.
+type S3 struct {
+	// UsePathStyle addresses buckets as path segments rather than host
+	// names, as S3-compatible local endpoints need. Default false.
+	UsePathStyle bool `yaml:"use_path_style"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// Schedule is one queue and when to drain it.
+type Schedule struct {
+	// Name identifies the schedule in commands, logs and email tags:
+	// letters, digits, '.', '_' and '-'. Required.
+	Name string `yaml:"name"`
+	// Cron is a five-field cron spec or a descriptor such as "@hourly".
+	// Required by serve.
+	Cron string `yaml:"cron"`
+	// TimeZone is the IANA zone Cron is read in. Default UTC.
+	TimeZone string `yaml:"time_zone"`
+	// Mode is "each" (one email per event) or "digest" (one email per
+	// user per run). Default each.
+	Mode string `yaml:"mode"`
+	// QueueURL is the SQS queue to drain. Required.
+	QueueURL string `yaml:"queue_url"`
+	// DeadLetterQueueURL receives poison messages. Required. It should
+	// be the queue's RedrivePolicy target.
+	DeadLetterQueueURL string `yaml:"dead_letter_queue_url"`
+	// Budget bounds a run. Default 5m.
+	Budget time.Duration `yaml:"budget"`
+	// WaitTime is the long-poll wait, 1s to 20s. Default 20s.
+	WaitTime time.Duration `yaml:"wait_time"`
+	// MaxMessages bounds the messages one run takes. Default 1000.
+	MaxMessages int `yaml:"max_messages"`
+	// VisibilityTimeout is set on received messages. Default: the
+	// queue's own for mode each; Budget plus 5m for digest, whose
+	// messages wait for the whole run. At most 12h.
+	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
+}
+
+// Load reads the file at path, applies REPORTMAILER_* environment
+// overrides (see [ApplyEnv]), fills in defaults and validates.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b, os.Environ())
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse is Load on bytes and an explicit environment (KEY=VALUE).
+func Parse(b []byte, environ []string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF) {
+		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if err := ApplyEnv(&c, environ); err != nil {
+		return nil, err
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Links.TTL == 0 {
+		c.Links.TTL = LinkTTLDefault
+	}
+	if c.Ledger.Prefix == "" {
+		c.Ledger.Prefix = LedgerPrefixDefault
+	}
+	if c.Recipients.Max == 0 {
+		c.Recipients.Max = RecipientsMaxDefault
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = LogLevelDefault
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = LogFormatDefault
+	}
+	for i := range c.Schedules {
+		s := &c.Schedules[i]
+		if s.Mode == "" {
+			s.Mode = ModeDefault
+		}
+		if s.Budget == 0 {
+			s.Budget = BudgetDefault
+		}
+		if s.WaitTime == 0 {
+			s.WaitTime = WaitTimeDefault
+		}
+		if s.MaxMessages == 0 {
+			s.MaxMessages = MaxMessagesDefault
+		}
+		if s.VisibilityTimeout == 0 && s.Mode == "digest" {
+			s.VisibilityTimeout = s.Budget + 5*time.Minute
+		}
+	}
+}
+
+// FieldError is a bad value in the configuration.
+type FieldError struct {
+	Field  string // e.g. "schedules[1].cron"
+	Value  any
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	if s, ok := e.Value.(string); ok {
+		return fmt.Sprintf("%s: %q %s", e.Field, s, e.Reason)
+	}
+	return fmt.Sprintf("%s: %v %s", e.Field, e.Value, e.Reason)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// Validate checks every field, returning all problems joined.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field string, value any, reason string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Value: value, Reason: fmt.Sprintf(reason, args...)})
+	}
+	if c.Sender.From == "" {
+		bad("sender.from", "", "is required")
+	} else if _, err := mail.ParseAddress(c.Sender.From); err != nil || strings.ContainsAny(c.Sender.From, "\r\n") {
+		bad("sender.from", c.Sender.From, "is not a valid address")
+	}
+	for i, a := range c.Sender.ReplyTo {
+		if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
+			bad(fmt.Sprintf("sender.reply_to[%d]", i), a, "is not a valid address")
+		}
+	}
+	if c.Sender.ConfigurationSet != "" && !nameRE.MatchString(c.Sender.ConfigurationSet) {
+		bad("sender.configuration_set", c.Sender.ConfigurationSet, "may hold only letters, digits, '.', '_' and '-'")
+	}
+
+	if c.Links.TTL < time.Minute {
+		bad("links.ttl", c.Links.TTL, "is shorter than 1m")
+	}
+	if cf := c.Links.CloudFront; cf != nil {
+		if err := checkDomain(cf.Domain); err != nil {
+			bad("links.cloudfront.domain", cf.Domain, "%v", err)
+		}
+		if cf.KeyID == "" {
+			bad("links.cloudfront.key_id", "", "is required")
+		}
+		if (cf.PrivateKeyFile == "") == (cf.PrivateKeyEnv == "") {
+			bad("links.cloudfront.private_key_file", cf.PrivateKeyFile, "and private_key_env (%q): set exactly one", cf.PrivateKeyEnv)
+		}
+	} else if c.Links.TTL > PresignMax {
+		bad("links.ttl", c.Links.TTL, "is longer than the 7-day (168h) maximum of an S3 presigned URL")
+	}
+
+	if c.Recipients.Max < -1 {
+		bad("recipients.max", c.Recipients.Max, "is less than -1")
+	}
+	for i, d := range c.Recipients.AllowedDomains {
+		if !regexp.MustCompile(`^(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$`).MatchString(d) {
+			bad(fmt.Sprintf("recipients.allowed_domains[%d]", i), d, "is not a domain (example.com or *.example.com)")
+		}
+	}
+	if c.Ledger.Bucket == "" {
+		bad("ledger.bucket", "", "is required: the ledger is what stops a redelivered event from sending twice")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", c.Log.Level, "is not debug, info, warn or error")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", c.Log.Format, "is not text or json")
+	}
+	if c.TemplatesDir != "" {
+		if st, err := os.Stat(c.TemplatesDir); err != nil || !st.IsDir() {
+			bad("templates_dir", c.TemplatesDir, "is not a directory")
+		}
+	}
+
+	seen := map[string]bool{}
+	for i, s := range c.Schedules {
+		f := func(name string) string { return fmt.Sprintf("schedules[%d].%s", i, name) }
+		if !nameRE.MatchString(s.Name) {
+			bad(f("name"), s.Name, "must be 1-64 letters, digits, '.', '_' or '-'")
+		} else if seen[s.Name] {
+			bad(f("name"), s.Name, "is used by an earlier schedule")
+		}
+		seen[s.Name] = true
+		loc := time.UTC
+		if s.TimeZone != "" {
+			l, err := time.LoadLocation(s.TimeZone)
+			if err != nil {
+				bad(f("time_zone"), s.TimeZone, "is not an IANA time zone")
+			} else {
+				loc = l
+			}
+		}
+		if s.Cron != "" {
+			if _, err := ParseCron(s.Cron, loc); err != nil {
+				bad(f("cron"), s.Cron, "is not a cron spec: %v", err)
+			}
+		}
+		if s.Mode != "each" && s.Mode != "digest" {
+			bad(f("mode"), s.Mode, "is not each or digest")
+		}
+		if err := checkQueueURL(s.QueueURL); err != nil {
+			bad(f("queue_url"), s.QueueURL, "%v", err)
+		}
+		if err := checkQueueURL(s.DeadLetterQueueURL); err != nil {
+			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "%v", err)
+		} else if s.DeadLetterQueueURL == s.QueueURL {
+			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "is the queue itself")
+		}
+		if s.Budget < time.Second {
+			bad(f("budget"), s.Budget, "is shorter than 1s")
+		}
+		if s.WaitTime < time.Second || s.WaitTime > 20*time.Second {
+			bad(f("wait_time"), s.WaitTime, "is not between 1s and 20s")
+		}
+		if s.MaxMessages < 1 {
+			bad(f("max_messages"), s.MaxMessages, "is less than 1")
+		}
+		switch {
+		case s.VisibilityTimeout < 0 || s.VisibilityTimeout > VisibilityMax:
+			bad(f("visibility_timeout"), s.VisibilityTimeout, "is not between 0 and 12h")
+		case s.Mode == "digest" && s.VisibilityTimeout <= s.Budget:
+			bad(f("visibility_timeout"), s.VisibilityTimeout, "must exceed the budget (%s) in digest mode, or messages reappear mid-run and are sent twice", s.Budget)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Schedule returns the schedule called name.
+func (c *Config) Schedule(name string) (Schedule, error) {
+	var names []string
+	for _, s := range c.Schedules {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return Schedule{}, fmt.Errorf("no schedule named %q (have: %s)", name, strings.Join(names, ", "))
+}
+
+// ParseCron parses a five-field spec or descriptor in loc. A
+// "CRON_TZ=Zone " prefix in spec takes precedence over loc.
+func ParseCron(spec string, loc *time.Location) (cron.Schedule, error) {
+	p := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	if !strings.HasPrefix(spec, "CRON_TZ=") && !strings.HasPrefix(spec, "TZ=") && loc != time.UTC {
+		spec = "CRON_TZ=" + loc.String() + " " + spec
+	}
+	return p.Parse(spec)
+}
+
+func checkDomain(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case s == "":
+		return errors.New("is required")
+	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
+		return errors.New("is not a URL like https://d111111abcdef8.cloudfront.net")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost"):
+		return nil
+	}
+	return errors.New("must use https")
+}
+
+func checkQueueURL(s string) error {
+	if s == "" {
+		return errors.New("is required")
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("is not a queue URL")
+	}
+	return nil
+}

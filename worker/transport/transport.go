@@ -1,0 +1,60 @@
+// Package transport provides the HTTP client that reportmailer's AWS
+// clients share.
+package transport
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+)
+
+// TimeoutDefault bounds one HTTP exchange. It must exceed the longest
+// SQS long poll (20 s), or every empty receive would fail.
+const TimeoutDefault = 60 * time.Second
+
+// maxBuffered is the largest request body copied into memory. SQS and
+// SES bodies are far smaller; larger uploads stream as usual.
+const maxBuffered = 2 << 20
+
+// Client is an HTTP client for aws-sdk-go-v2 that hands net/http an
+// in-memory copy of each small request body.
+//
+// Why: smithy-go streams request bodies. When a server answers before
+// net/http has finished writing the body, net/http tries to drain it,
+// gets an error from the already-closed stream and drops the connection
+// together with the response it had received (aws-sdk-go-v2#1825,
+// #2737, #2935). The SDK then retries, which for SendEmail can deliver
+// the same email twice. A rewindable in-memory body with GetBody set
+// avoids that path.
+type Client struct {
+	next interface {
+		Do(*http.Request) (*http.Response, error)
+	}
+}
+
+// New returns a Client with the SDK's default transport and the given
+// overall timeout per exchange (TimeoutDefault when 0).
+func New(timeout time.Duration) *Client {
+	if timeout == 0 {
+		timeout = TimeoutDefault
+	}
+	return &Client{next: awshttp.NewBuildableClient().WithTimeout(timeout)}
+}
+
+// Do sends req with its body buffered in memory.
+func (c *Client) Do(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody && req.ContentLength > 0 && req.ContentLength <= maxBuffered {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read request body: %w", err)
+		}
+		req.Body = io.NopCloser(bytes.NewReader(b))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	return c.next.Do(req)
+}

@@ -1,0 +1,82 @@
+// Package worker turns report-ready events from a queue into emails that
+// carry signed links. It owns the pipeline (receive, parse, resolve,
+// sign, render, send, acknowledge) and declares the small interfaces it
+// consumes; the sub-packages implement them against AWS.
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
+)
+
+// Message is one message received from a queue.
+type Message struct {
+	ID            string // the queue's message id
+	ReceiptHandle string
+	Body          string
+	ReceiveCount  int // approximate; 0 when the queue does not say
+	// Attributes holds the producer's message attributes, opaque to the
+	// worker, for the queue to keep when it dead-letters the message.
+	Attributes any
+}
+
+// Queue is the source of messages. Implementations must be safe for
+// concurrent use.
+type Queue interface {
+	// Receive long-polls for up to max messages, waiting at most wait.
+	Receive(ctx context.Context, max int, wait time.Duration) ([]Message, error)
+	// Delete acknowledges messages. It returns the messages it could
+	// not delete alongside any error.
+	Delete(ctx context.Context, msgs []Message) error
+	// Release makes messages visible again at once, for another try.
+	Release(ctx context.Context, msgs []Message) error
+	// DeadLetter moves a message to the dead-letter queue with reason
+	// recorded on it, then deletes it from the source queue.
+	DeadLetter(ctx context.Context, msg Message, reason string) error
+}
+
+// Link is a signed URL and the moment it stops working.
+type Link struct {
+	URL     string
+	Expires time.Time
+}
+
+// Signer makes a link to one report that stays valid until about now+ttl.
+// It may return an earlier expiry than asked for (for example when the
+// credentials it signs with expire sooner); the email shows that value.
+type Signer interface {
+	Sign(ctx context.Context, r event.Report, now time.Time) (Link, error)
+}
+
+// ObjectInfo is what HeadObject tells about a report file.
+type ObjectInfo struct {
+	Size        int64
+	ContentType string
+	Metadata    map[string]string // user metadata, keys lower-case without "x-amz-meta-"
+}
+
+// ObjectStore looks up report files. It is used to resolve S3
+// notifications, which carry no user.
+type ObjectStore interface {
+	Head(ctx context.Context, bucket, key string) (ObjectInfo, error)
+}
+
+// Email is one message ready to send.
+type Email struct {
+	From    string
+	ReplyTo []string
+	To      []string
+	Subject string
+	HTML    string
+	Text    string
+	Headers map[string]string
+	Tags    map[string]string
+}
+
+// Mailer sends email.
+type Mailer interface {
+	// Send returns the provider's message id once the email is accepted.
+	Send(ctx context.Context, e Email) (string, error)
+}

@@ -1,0 +1,420 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reportmailer/reportmailer/templates"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/event"
+)
+
+// fakeQueue hands out its messages in batches and records what the
+// worker did with each.
+type fakeQueue struct {
+	mu       sync.Mutex
+	pending  []worker.Message
+	deleted  []string
+	dead     map[string]string // message id -> reason
+	released []string
+	receives int
+}
+
+func (q *fakeQueue) Receive(_ context.Context, max int, _ time.Duration) ([]worker.Message, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.receives++
+	n := min(max, len(q.pending))
+	out := q.pending[:n]
+	q.pending = q.pending[n:]
+	return out, nil
+}
+
+func (q *fakeQueue) Delete(_ context.Context, msgs []worker.Message) error {
+	for _, m := range msgs {
+		q.deleted = append(q.deleted, m.ID)
+	}
+	return nil
+}
+
+func (q *fakeQueue) Release(_ context.Context, msgs []worker.Message) error {
+	for _, m := range msgs {
+		q.released = append(q.released, m.ID)
+	}
+	return nil
+}
+
+func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, reason string) error {
+	if q.dead == nil {
+		q.dead = map[string]string{}
+	}
+	q.dead[m.ID] = reason
+	return nil
+}
+
+type fakeObjects map[string]worker.ObjectInfo // "bucket/key"
+
+func (o fakeObjects) Head(_ context.Context, bucket, key string) (worker.ObjectInfo, error) {
+	info, ok := o[bucket+"/"+key]
+	if !ok {
+		return info, worker.Permanent(fmt.Errorf("object does not exist"))
+	}
+	return info, nil
+}
+
+type fakeSigner struct{}
+
+func (fakeSigner) Sign(_ context.Context, r event.Report, now time.Time) (worker.Link, error) {
+	return worker.Link{URL: "https://cdn.test/" + r.Key + "?sig", Expires: now.Add(48 * time.Hour)}, nil
+}
+
+// fakeMailer records sends; fail, when set, decides an error per email.
+type fakeMailer struct {
+	sent []worker.Email
+	fail func(worker.Email) error
+}
+
+func (m *fakeMailer) Send(_ context.Context, e worker.Email) (string, error) {
+	if m.fail != nil {
+		if err := m.fail(e); err != nil {
+			return "", err
+		}
+	}
+	m.sent = append(m.sent, e)
+	return fmt.Sprintf("msg-%d", len(m.sent)), nil
+}
+
+func (m *fakeMailer) to() []string {
+	var out []string
+	for _, e := range m.sent {
+		out = append(out, strings.Join(e.To, ","))
+	}
+	return out
+}
+
+// memLedger is an in-memory worker.Ledger.
+type memLedger struct {
+	mu   sync.Mutex
+	recs map[string]worker.Claim
+}
+
+func (l *memLedger) Claim(_ context.Context, key string, now time.Time) (worker.Claim, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.recs == nil {
+		l.recs = map[string]worker.Claim{}
+	}
+	if c, ok := l.recs[key]; ok {
+		return c, nil
+	}
+	l.recs[key] = worker.Claim{State: worker.InProgress, Since: now}
+	return worker.Claim{State: worker.Claimed}, nil
+}
+
+func (l *memLedger) Complete(_ context.Context, key, _ string, now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs[key] = worker.Claim{State: worker.AlreadySent, Since: now}
+	return nil
+}
+
+func (l *memLedger) Release(_ context.Context, key string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.recs, key)
+	return nil
+}
+
+type bundle struct {
+	queue  *fakeQueue
+	mailer *fakeMailer
+	ledger *memLedger
+	logs   *bytes.Buffer
+	now    time.Time
+}
+
+func setup(t *testing.T, mode worker.Mode, objects fakeObjects, bodies ...string) (*worker.Worker, *bundle) {
+	t.Helper()
+	b := &bundle{queue: &fakeQueue{}, mailer: &fakeMailer{}, ledger: &memLedger{}, logs: &bytes.Buffer{},
+		now: time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)}
+	for i, body := range bodies {
+		b.queue.pending = append(b.queue.pending, worker.Message{ID: fmt.Sprintf("m%d", i), ReceiptHandle: fmt.Sprintf("r%d", i), Body: body})
+	}
+	w, err := worker.New(worker.Config{
+		Schedule: "test", Mode: mode, From: "reports@example.com", WaitTime: time.Second,
+		Recipients: worker.RecipientPolicy{AllowedDomains: []string{"example.com"}},
+	}, worker.Deps{
+		Queue: b.queue, Objects: objects, Signer: fakeSigner{}, Templates: templates.Default(),
+		Mailer: b.mailer, Ledger: b.ledger,
+		Logger: slog.New(slog.NewTextHandler(b.logs, nil)),
+		Now:    func() time.Time { return b.now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, b
+}
+
+func native(id, user string, recipients []string, keys ...string) string {
+	var reps []string
+	for _, k := range keys {
+		reps = append(reps, fmt.Sprintf(`{"bucket":"reports","key":%q,"title":"Report %s"}`, k, k))
+	}
+	var rc []string
+	for _, r := range recipients {
+		rc = append(rc, fmt.Sprintf("%q", r))
+	}
+	return fmt.Sprintf(`{"version":1,"type":"report.ready","id":%q,"user":{"id":%q,"email":"%s@example.com","name":"Ana Lima","time_zone":"Europe/London"},"recipients":[%s],"reports":[%s]}`,
+		id, user, user, strings.Join(rc, ","), strings.Join(reps, ","))
+}
+
+const testEvent = `{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-26T07:00:00Z","Bucket":"reports","RequestId":"x","HostId":"y"}`
+
+func s3Notification(key string) string {
+	return fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","eventTime":"2026-11-26T07:00:00.000Z","s3":{"bucket":{"name":"reports"},"object":{"key":%q,"size":10,"eTag":"e","sequencer":"0055AED6DCD90281E5"}}}]}`, key)
+}
+
+func TestDrain(t *testing.T) {
+	objects := fakeObjects{
+		"reports/Q3 results+notes.pdf": {Size: 2048, ContentType: "application/pdf", Metadata: map[string]string{
+			"user-id": "u-9", "user-email": "bo@example.com", "title": "Q3 results", "recipients": "cfo@example.com"}},
+	}
+	tests := []struct {
+		name   string
+		mode   worker.Mode
+		bodies []string
+		to     []string // recipients of each email sent, in order
+		want   worker.Summary
+		dead   map[string]string // message id -> part of the reason
+		log    string            // must appear in the logs
+	}{{
+		name:   "native event goes to the user and the allowed recipient",
+		bodies: []string{native("e1", "ana", []string{"cfo@example.com"}, "a.pdf")},
+		to:     []string{"ana@example.com", "cfo@example.com"},
+		want:   worker.Summary{Received: 1, Acked: 1, Sent: 2},
+	}, {
+		name:   "recipient outside the allowed domains is refused and logged",
+		bodies: []string{native("e1", "ana", []string{"mallory@evil.test"}, "a.pdf")},
+		to:     []string{"ana@example.com"},
+		want:   worker.Summary{Received: 1, Acked: 1, Sent: 1, Refused: 1},
+		log:    `recipient=mallory@evil.test reason="domain evil.test is not allowed"`,
+	}, {
+		name:   "S3 notification is resolved through the object's metadata",
+		bodies: []string{s3Notification("Q3+results%2Bnotes.pdf")},
+		to:     []string{"bo@example.com", "cfo@example.com"},
+		want:   worker.Summary{Received: 1, Acked: 1, Sent: 2},
+	}, {
+		name:   "S3 test event is deleted without an email",
+		bodies: []string{testEvent},
+		want:   worker.Summary{Received: 1, Dropped: 1},
+	}, {
+		name:   "poison message is dead-lettered and the batch goes on",
+		bodies: []string{`{"version":2}`, native("e1", "ana", nil, "a.pdf")},
+		to:     []string{"ana@example.com"},
+		want:   worker.Summary{Received: 2, Acked: 1, Sent: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "version"},
+	}, {
+		name:   "notification for a deleted object is dead-lettered",
+		bodies: []string{s3Notification("gone.pdf")},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "reports/gone.pdf"},
+	}, {
+		name:   "two copies of one message in a run send once",
+		bodies: []string{native("e1", "ana", nil, "a.pdf"), native("e1", "ana", nil, "a.pdf")},
+		to:     []string{"ana@example.com"},
+		want:   worker.Summary{Received: 2, Acked: 2, Sent: 1},
+	}, {
+		name:   "each mode sends one email per event",
+		bodies: []string{native("e1", "ana", nil, "a.pdf"), native("e2", "ana", nil, "b.pdf")},
+		to:     []string{"ana@example.com", "ana@example.com"},
+		want:   worker.Summary{Received: 2, Acked: 2, Sent: 2},
+	}, {
+		name:   "digest mode sends one email per user",
+		mode:   worker.ModeDigest,
+		bodies: []string{native("e1", "ana", nil, "a.pdf"), native("e2", "ana", nil, "b.pdf"), native("e3", "bo", nil, "c.pdf")},
+		to:     []string{"ana@example.com", "bo@example.com"},
+		want:   worker.Summary{Received: 3, Acked: 3, Sent: 2},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, b := setup(t, tt.mode, objects, tt.bodies...)
+			sum, err := w.Drain(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum != tt.want {
+				t.Errorf("summary = %+v, want %+v", sum, tt.want)
+			}
+			if got := strings.Join(b.mailer.to(), " "); got != strings.Join(tt.to, " ") {
+				t.Errorf("emails to %q, want %q", got, strings.Join(tt.to, " "))
+			}
+			if len(b.queue.dead) != len(tt.dead) {
+				t.Errorf("dead-lettered %v, want %v", b.queue.dead, tt.dead)
+			}
+			for id, part := range tt.dead {
+				if !strings.Contains(b.queue.dead[id], part) {
+					t.Errorf("dead-letter reason for %s = %q, want it to mention %q", id, b.queue.dead[id], part)
+				}
+			}
+			if tt.log != "" && !strings.Contains(b.logs.String(), tt.log) {
+				t.Errorf("logs lack %q:\n%s", tt.log, b.logs)
+			}
+		})
+	}
+}
+
+func TestDrainDigestKeepsEachEventToItsOwnRecipients(t *testing.T) {
+	w, b := setup(t, worker.ModeDigest, nil,
+		native("e1", "ana", []string{"cfo@example.com"}, "shared.pdf"),
+		native("e2", "ana", nil, "private.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 2 {
+		t.Fatalf("sent %d emails, want 2 (ana's digest, cfo's)", len(b.mailer.sent))
+	}
+	ana, cfo := b.mailer.sent[0], b.mailer.sent[1]
+	if !strings.Contains(ana.Text, "shared.pdf") || !strings.Contains(ana.Text, "private.pdf") {
+		t.Errorf("ana's digest should list both reports:\n%s", ana.Text)
+	}
+	if cfo.To[0] != "cfo@example.com" || strings.Contains(cfo.Text, "private.pdf") || strings.Contains(cfo.HTML, "private.pdf") {
+		t.Errorf("cfo must see only the report shared with them; got to %v:\n%s", cfo.To, cfo.Text)
+	}
+}
+
+func TestDrainRedeliveryDoesNotSendTwice(t *testing.T) {
+	body := native("e1", "ana", []string{"cfo@example.com"}, "a.pdf")
+	w, b := setup(t, worker.ModeEach, nil, body)
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// SQS delivers the same event again, as it may.
+	b.queue.pending = []worker.Message{{ID: "again", ReceiptHandle: "r", Body: body}}
+	sum, err := w.Drain(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 2 || sum.Duplicates != 2 || sum.Acked != 1 {
+		t.Errorf("after redelivery: %d emails, summary %+v; want 2 emails in all, 2 duplicates, acked", len(b.mailer.sent), sum)
+	}
+}
+
+func TestDrainTransientFailureRetriesOnlyWhatFailed(t *testing.T) {
+	body := native("e1", "ana", []string{"cfo@example.com"}, "a.pdf")
+	w, b := setup(t, worker.ModeEach, nil, body)
+	b.mailer.fail = func(e worker.Email) error {
+		if e.To[0] == "cfo@example.com" {
+			return errors.New("ses send: 503 service unavailable")
+		}
+		return nil
+	}
+	sum, _ := w.Drain(context.Background())
+	if sum.Retrying != 1 || sum.Acked != 0 || len(b.queue.deleted) != 0 {
+		t.Fatalf("first run: summary %+v, deleted %v; want the message left for retry", sum, b.queue.deleted)
+	}
+	b.mailer.fail = nil
+	b.queue.pending = []worker.Message{{ID: "m0", ReceiptHandle: "r2", Body: body}}
+	sum, _ = w.Drain(context.Background())
+	if got := strings.Join(b.mailer.to(), " "); got != "ana@example.com cfo@example.com" {
+		t.Errorf("emails over both runs went to %q; want ana once and cfo once", got)
+	}
+	if sum.Acked != 1 || sum.Duplicates != 1 {
+		t.Errorf("second run summary %+v; want acked 1, duplicates 1", sum)
+	}
+}
+
+func TestDrainAmbiguousSendIsNeverRepeated(t *testing.T) {
+	body := native("e1", "ana", nil, "a.pdf")
+	w, b := setup(t, worker.ModeEach, nil, body)
+	b.mailer.fail = func(worker.Email) error {
+		return worker.Ambiguous(errors.New("use of closed network connection"))
+	}
+	sum, _ := w.Drain(context.Background())
+	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m0"], "closed network connection") {
+		t.Fatalf("summary %+v, dead %v; want dead-lettered with the transport error", sum, b.queue.dead)
+	}
+	// An operator redrives it hours later: still not sent again.
+	b.mailer.fail = nil
+	b.now = b.now.Add(2 * time.Hour)
+	b.queue.pending = []worker.Message{{ID: "m1", ReceiptHandle: "r", Body: body}}
+	sum, _ = w.Drain(context.Background())
+	if len(b.mailer.sent) != 0 {
+		t.Errorf("sent %d emails after an ambiguous failure; want 0 without an explicit resend", len(b.mailer.sent))
+	}
+	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m1"], "may have been accepted") {
+		t.Errorf("summary %+v, dead %v; want it dead-lettered again saying why", sum, b.queue.dead)
+	}
+}
+
+func TestDrainPermanentSendFailureDeadLetters(t *testing.T) {
+	w, b := setup(t, worker.ModeEach, nil, native("e1", "ana", nil, "a.pdf"))
+	b.mailer.fail = func(worker.Email) error { return worker.Permanent(errors.New("MessageRejected: address blacklisted")) }
+	sum, _ := w.Drain(context.Background())
+	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m0"], "MessageRejected") {
+		t.Fatalf("summary %+v, dead %v", sum, b.queue.dead)
+	}
+	if len(b.ledger.recs) != 0 {
+		t.Errorf("ledger kept %d claims for an email that was certainly not sent; a redrive could never deliver it", len(b.ledger.recs))
+	}
+}
+
+func TestDrainShutdownReleasesDigestMessages(t *testing.T) {
+	w, b := setup(t, worker.ModeDigest, nil, native("e1", "ana", nil, "a.pdf"))
+	ctx, cancel := context.WithCancel(context.Background())
+	b.mailer.fail = func(worker.Email) error { t.Error("sent during shutdown"); return nil }
+	// Cancel as soon as the first receive has returned.
+	q := &cancelAfterReceive{fakeQueue: b.queue, cancel: cancel}
+	w2, err := worker.New(worker.Config{Schedule: "t", Mode: worker.ModeDigest, From: "r@example.com", WaitTime: time.Second},
+		worker.Deps{Queue: q, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w
+	sum, err := w2.Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.queue.released) != 1 || sum.Retrying != 1 || b.queue.receives != 1 {
+		t.Errorf("released %v, summary %+v, receives %d; want the one message released after one receive", b.queue.released, sum, b.queue.receives)
+	}
+}
+
+type cancelAfterReceive struct {
+	*fakeQueue
+	cancel func()
+}
+
+func (q *cancelAfterReceive) Receive(ctx context.Context, max int, wait time.Duration) ([]worker.Message, error) {
+	m, err := q.fakeQueue.Receive(ctx, max, wait)
+	q.cancel()
+	return m, err
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	deps := worker.Deps{Queue: &fakeQueue{}, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: &fakeMailer{}, Ledger: &memLedger{}}
+	tests := []struct {
+		name string
+		cfg  worker.Config
+		want string
+	}{
+		{"no sender", worker.Config{}, "from: is required"},
+		{"bad mode", worker.Config{From: "a@b.c", Mode: "weekly"}, `mode: "weekly"`},
+		{"batch too big", worker.Config{From: "a@b.c", BatchSize: 11}, "batch size: 11"},
+		{"wait too long", worker.Config{From: "a@b.c", WaitTime: time.Minute}, "wait time: 1m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := worker.New(tt.cfg, deps)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New() error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
