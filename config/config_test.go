@@ -1,0 +1,115 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reportmailer/reportmailer/config"
+)
+
+const minimal = `
+sender: {from: "Reports <reports@example.com>"}
+ledger: {bucket: state}
+schedules:
+  - name: daily
+    cron: "0 7 * * *"
+    time_zone: Europe/London
+    queue_url: https://sqs.eu-west-2.amazonaws.com/1/q
+    dead_letter_queue_url: https://sqs.eu-west-2.amazonaws.com/1/dlq
+`
+
+func TestExampleIsValid(t *testing.T) {
+	b, err := os.ReadFile("example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse(b, nil)
+	if err != nil {
+		t.Fatalf("example.yaml: %v", err)
+	}
+	if len(c.Schedules) != 2 || c.Links.CloudFront == nil {
+		t.Errorf("example parsed to %+v", c)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := config.Parse([]byte(minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Schedules[0]
+	if c.Links.TTL != config.LinkTTLDefault || c.Ledger.Prefix != config.LedgerPrefixDefault ||
+		s.Mode != "each" || s.Budget != 5*time.Minute || s.WaitTime != 20*time.Second || s.MaxMessages != 1000 ||
+		c.Recipients.Max != 10 || c.Log.Level != "info" {
+		t.Errorf("defaults not applied: %+v %+v", c, s)
+	}
+}
+
+func TestErrorsNameFieldAndValue(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		env        []string
+		want       string
+	}{
+		{"bad sender", `sender: {from: "not an address"}`, nil, `sender.from: "not an address" is not a valid address`},
+		{"bad cron", `schedules: [{name: d, cron: "0 7 * *"}]`, nil, `schedules[0].cron: "0 7 * *" is not a cron spec`},
+		{"bad zone", `schedules: [{name: d, time_zone: Mars/Olympus}]`, nil, `schedules[0].time_zone: "Mars/Olympus" is not an IANA time zone`},
+		{"bad mode", `schedules: [{name: d, mode: hourly}]`, nil, `schedules[0].mode: "hourly" is not each or digest`},
+		{"wait too long", `schedules: [{name: d, wait_time: 30s}]`, nil, `schedules[0].wait_time: 30s is not between 1s and 20s`},
+		{"digest visibility", `schedules: [{name: d, mode: digest, budget: 10m, visibility_timeout: 5m}]`, nil, `schedules[0].visibility_timeout: 5m0s must exceed the budget`},
+		{"duplicate name", `schedules: [{name: d}, {name: d}]`, nil, `schedules[1].name: "d" is used by an earlier schedule`},
+		{"presign ttl", `links: {ttl: 200h}`, nil, `links.ttl: 200h0m0s is longer than the 7-day`},
+		{"two key sources", `links: {cloudfront: {domain: "https://d.cloudfront.net", key_id: K, private_key_file: a, private_key_env: B}}`, nil, `links.cloudfront.private_key_file: "a" and private_key_env ("B"): set exactly one`},
+		{"http cloudfront", `links: {cloudfront: {domain: "http://d.cloudfront.net", key_id: K, private_key_file: a}}`, nil, `links.cloudfront.domain: "http://d.cloudfront.net" must use https`},
+		{"bad domain", `recipients: {allowed_domains: ["exa mple.com"]}`, nil, `recipients.allowed_domains[0]: "exa mple.com" is not a domain`},
+		{"unknown field", `sender: {frm: x}`, nil, `field frm not found`},
+		{"wrong type", `schedules: [{name: d, budget: soon}]`, nil, "soon"},
+		{"env bad duration", minimal, []string{"REPORTMAILER_LINKS_TTL=forever"}, `environment REPORTMAILER_LINKS_TTL: "forever" is not a duration`},
+		{"env typo", minimal, []string{"REPORTMAILER_SENDER_FORM=x@example.com"}, `environment REPORTMAILER_SENDER_FORM: no such setting`},
+		{"no ledger", `sender: {from: a@example.com}`, nil, `ledger.bucket: "" is required`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tt.yaml), tt.env)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	c, err := config.Parse([]byte(minimal), []string{
+		"REPORTMAILER_SENDER_FROM=ops@example.com",
+		"REPORTMAILER_RECIPIENTS_ALLOWED_DOMAINS=example.com, *.example.org",
+		"REPORTMAILER_SCHEDULES_DAILY_QUEUE_URL=http://127.0.0.1:9/q2",
+		"REPORTMAILER_SCHEDULES_DAILY_BUDGET=90s",
+		"REPORTMAILER_LINKS_CLOUDFRONT_DOMAIN=https://d.cloudfront.net",
+		"REPORTMAILER_LINKS_CLOUDFRONT_KEY_ID=K1",
+		"REPORTMAILER_LINKS_CLOUDFRONT_PRIVATE_KEY_ENV=CF_KEY",
+		"REPORTMAILER_S3_USE_PATH_STYLE=true",
+		"REPORTMAILER_CONFIG=/ignored.yaml",
+		"OTHER=1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Schedules[0]
+	if c.Sender.From != "ops@example.com" || strings.Join(c.Recipients.AllowedDomains, "|") != "example.com|*.example.org" ||
+		s.QueueURL != "http://127.0.0.1:9/q2" || s.Budget != 90*time.Second ||
+		c.Links.CloudFront == nil || c.Links.CloudFront.KeyID != "K1" || !c.S3.UsePathStyle {
+		t.Errorf("overrides not applied: %+v %+v %+v", c.Sender, s, c.Links.CloudFront)
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "rm.yaml")
+	os.WriteFile(p, []byte(`sender: {from: "x"}`), 0o600)
+	_, err := config.Load(p)
+	if err == nil || !strings.Contains(err.Error(), p) {
+		t.Errorf("error %v should name the file", err)
+	}
+}
