@@ -2,8 +2,9 @@ package worker
 
 import (
 	"fmt"
-	"net/mail"
 	"strings"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // RecipientPolicyMaxDefault is the default for RecipientPolicy.Max.
@@ -58,8 +59,11 @@ func (p RecipientPolicy) Apply(user string, extra []string) (allowed []string, r
 }
 
 func (p RecipientPolicy) check(addr string) string {
-	if err := CheckAddress(addr); err != nil {
-		return err.Error()
+	if strings.ContainsAny(addr, "\r\n") {
+		return "address contains a line break"
+	}
+	if !event.ValidAddress(addr) {
+		return "not a valid bare email address"
 	}
 	if len(p.AllowedDomains) == 0 {
 		return ""
@@ -76,21 +80,4 @@ func (p RecipientPolicy) check(addr string) string {
 		}
 	}
 	return "domain " + domain + " is not allowed"
-}
-
-// CheckAddress reports why addr is not a bare email address fit to put
-// in a header: it must parse, carry no display name or comment, and hold
-// no CR or LF.
-func CheckAddress(addr string) error {
-	if strings.ContainsAny(addr, "\r\n") {
-		return fmt.Errorf("address %q contains a line break", addr)
-	}
-	if len(addr) > 254 {
-		return fmt.Errorf("address is longer than 254 bytes")
-	}
-	a, err := mail.ParseAddress(addr)
-	if err != nil || a.Name != "" || a.Address != addr {
-		return fmt.Errorf("address %q is not a valid bare email address", addr)
-	}
-	return nil
 }

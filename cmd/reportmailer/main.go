@@ -13,8 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	_ "time/tzdata" // users' time zones must load on minimal images too
 )
 
 // Exit codes.
