@@ -102,14 +102,26 @@ func sent(err error) bool {
 // it twice; SES has no idempotency token to stop that.
 func Retryer() aws.Retryer {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
-		o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
-			var re *smithyhttp.ResponseError
-			if errors.As(err, &re) || !sent(err) {
-				return aws.UnknownTernary // let the standard rules decide
-			}
-			return aws.FalseTernary
-		})}, o.Retryables...)
+		o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(noRetryAfterSend)}, o.Retryables...)
 	})
+}
+
+// noRetryAfterSend vetoes a retry of a request that SES may have acted
+// on: a success response whose body was lost, or a transport failure
+// after connecting. Error responses and failed connects are left to the
+// standard rules.
+func noRetryAfterSend(err error) aws.Ternary {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		if re.HTTPStatusCode() >= 400 {
+			return aws.UnknownTernary
+		}
+		return aws.FalseTernary
+	}
+	if !sent(err) {
+		return aws.UnknownTernary
+	}
+	return aws.FalseTernary
 }
 
 func headers(h map[string]string) []types.MessageHeader {

@@ -1,0 +1,80 @@
+package mail
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/reportmailer/reportmailer/worker"
+)
+
+func responseErr(status int, err error) error {
+	return &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: err}}
+}
+
+func transportErr(err error) error {
+	return &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: &smithyhttp.RequestSendError{Err: err}}
+}
+
+func TestClassify(t *testing.T) {
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	tests := []struct {
+		name                 string
+		err                  error
+		permanent, ambiguous bool
+		retry                aws.Ternary // what our retryer rule says
+	}{
+		{"message rejected", responseErr(400, &types.MessageRejected{Message: aws.String("bad address")}), true, false, aws.UnknownTernary},
+		{"other 4xx", responseErr(403, errors.New("AccessDenied")), true, false, aws.UnknownTernary},
+		{"throttled", responseErr(429, &types.TooManyRequestsException{}), false, false, aws.UnknownTernary},
+		{"server error", responseErr(503, errors.New("unavailable")), false, false, aws.UnknownTernary},
+		{"cannot connect", transportErr(dial), false, false, aws.UnknownTernary},
+		{"no such host", transportErr(&net.DNSError{Err: "no such host", Name: "email.test"}), false, false, aws.UnknownTernary},
+		{"connection closed after writing", transportErr(fmt.Errorf("read tcp: %w", net.ErrClosed)), false, true, aws.FalseTernary},
+		{"body lost after a 200", responseErr(200, &smithy.DeserializationError{Err: &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}}), false, true, aws.FalseTernary},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Classify(tt.err)
+			if worker.IsPermanent(got) != tt.permanent || worker.IsAmbiguous(got) != tt.ambiguous {
+				t.Errorf("Classify: permanent %v ambiguous %v, want %v %v", worker.IsPermanent(got), worker.IsAmbiguous(got), tt.permanent, tt.ambiguous)
+			}
+			if r := noRetryAfterSend(tt.err); r != tt.retry {
+				t.Errorf("retry rule = %v, want %v", r, tt.retry)
+			}
+		})
+	}
+}
+
+func TestRetryerNeverRetriesAnAmbiguousSend(t *testing.T) {
+	r := Retryer()
+	if r.IsErrorRetryable(transportErr(fmt.Errorf("write: %w", net.ErrClosed))) {
+		t.Error("a transport error after the request may have reached SES must not be retried")
+	}
+	// The stock retryer does retry it, which is why ours exists.
+	if !retry.NewStandard().IsErrorRetryable(transportErr(fmt.Errorf("write: %w", net.ErrClosed))) {
+		t.Log("note: the SDK no longer retries net.ErrClosed by default")
+	}
+	lost := responseErr(200, &smithy.DeserializationError{Err: &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}})
+	if r.IsErrorRetryable(lost) {
+		t.Error("a 200 whose body was lost means SES accepted the email; retrying sends it twice")
+	}
+	if !retry.NewStandard().IsErrorRetryable(lost) {
+		t.Log("note: the stock retryer would not retry a lost 200 body either")
+	}
+	if !r.IsErrorRetryable(responseErr(429, &types.TooManyRequestsException{})) {
+		t.Error("throttling should still be retried")
+	}
+	if !r.IsErrorRetryable(transportErr(&net.OpError{Op: "dial", Err: errors.New("refused")})) {
+		t.Error("a failed connect never reached SES and should be retried")
+	}
+}
