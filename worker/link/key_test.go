@@ -1,0 +1,235 @@
+package link
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func pemEncode(t *testing.T, typ string, der []byte) []byte {
+	t.Helper()
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func pkcs8(t *testing.T, key any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemEncode(t, "PRIVATE KEY", der)
+}
+
+func pkix(t *testing.T, key any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemEncode(t, "PUBLIC KEY", der)
+}
+
+// checkNoKeyMaterial fails if err's text holds PEM armour or a piece of
+// the encoded key.
+func checkNoKeyMaterial(t *testing.T, err error, pemText []byte) {
+	t.Helper()
+	msg := err.Error()
+	if strings.Contains(msg, "PRIVATE KEY") || strings.Contains(msg, "-----") {
+		t.Errorf("error %q contains PEM armour", msg)
+	}
+	body := strings.Join(strings.Split(string(pemText), "\n")[1:], "")
+	for i := 0; i+16 <= len(body) && i < 200; i += 16 {
+		if strings.Contains(msg, body[i:i+16]) {
+			t.Errorf("error %q contains key material", msg)
+			return
+		}
+	}
+}
+
+func TestParsePrivateKey(t *testing.T) {
+	k, _ := keys(t)
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalECPrivateKey(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs1 := pemEncode(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k))
+	encrypted := pem.EncodeToMemory(&pem.Block{
+		Type:    "RSA PRIVATE KEY",
+		Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00000000000000000000000000000000"},
+		Bytes:   x509.MarshalPKCS1PrivateKey(k),
+	})
+	truncated := pkcs8(t, k)
+	truncated = pemEncode(t, "PRIVATE KEY", func() []byte {
+		b, _ := pem.Decode(truncated)
+		return b.Bytes[:len(b.Bytes)/2]
+	}())
+
+	tests := []struct {
+		name    string
+		pem     []byte
+		wantErr string // empty: success
+	}{
+		{"PKCS#1", pkcs1, ""},
+		{"PKCS#8", pkcs8(t, k), ""},
+		{"PKCS#1 labelled PKCS#8", pemEncode(t, "PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k)), ""},
+		{"after EC parameters", append(pemEncode(t, "EC PARAMETERS", []byte{6, 8, 42}), pkcs1...), ""},
+		{"RSA-1024 PKCS#1", pemEncode(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsa1024)), "private key: RSA-1024 is too small, want at least 2048 bits"},
+		{"RSA-1024 PKCS#8", pkcs8(t, rsa1024), "private key: RSA-1024 is too small, want at least 2048 bits"},
+		{"EC SEC1", pemEncode(t, "EC PRIVATE KEY", ecDER), "private key: ECDSA keys are not supported yet"},
+		{"EC PKCS#8", pkcs8(t, ec), "private key: ECDSA keys are not supported yet"},
+		{"Ed25519 PKCS#8", pkcs8(t, ed), "private key: Ed25519 keys are not supported yet"},
+		{"legacy encrypted", encrypted, "private key: encrypted PEM is not supported"},
+		{"OpenSSH", pemEncode(t, "OPENSSH PRIVATE KEY", []byte("openssh-key-v1")), "private key: OpenSSH-format keys are not supported"},
+		{"public key instead", pkix(t, &k.PublicKey), "private key: no private key in PEM data (found public key)"},
+		{"certificate", pemEncode(t, "CERTIFICATE", []byte{1, 2, 3}), "private key: no private key in PEM data (found certificate)"},
+		{"not PEM", []byte("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), "private key: no PEM data found"},
+		{"empty", nil, "private key: no PEM data found"},
+		{"truncated DER", truncated, "private key: parse PKCS#8: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParsePrivateKey(tt.pem)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !k.Equal(got) {
+					t.Fatal("parsed key differs from the original")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.wantErr)
+			}
+			if !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Errorf("error = %q, want prefix %q", err, tt.wantErr)
+			}
+			checkNoKeyMaterial(t, err, tt.pem)
+		})
+	}
+}
+
+func TestLoadPrivateKey(t *testing.T) {
+	k, _ := keys(t)
+	good := pkcs8(t, k)
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := pkcs8(t, ec)
+
+	dir := t.TempDir()
+	goodFile := filepath.Join(dir, "cf.pem")
+	badFile := filepath.Join(dir, "ec.pem")
+	for name, b := range map[string][]byte{goodFile: good, badFile: bad} {
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("LINK_TEST_KEY", string(good))
+	t.Setenv("LINK_TEST_KEY_FLAT", strings.ReplaceAll(string(good), "\n", `\n`))
+	t.Setenv("LINK_TEST_KEY_EC", string(bad))
+	t.Setenv("LINK_TEST_KEY_EMPTY", " \n")
+
+	tests := []struct {
+		name, file, env string
+		wantErr         []string // substrings; none: success
+	}{
+		{"file", goodFile, "", nil},
+		{"env", "", "LINK_TEST_KEY", nil},
+		{"env with literal \\n", "", "LINK_TEST_KEY_FLAT", nil},
+		{"both", goodFile, "LINK_TEST_KEY", []string{"both", goodFile, "LINK_TEST_KEY"}},
+		{"neither", "", "", []string{"no file or environment variable"}},
+		{"missing file", filepath.Join(dir, "nope.pem"), "", []string{"nope.pem", "no such file"}},
+		{"bad file", badFile, "", []string{"from file", badFile, "ECDSA keys are not supported yet"}},
+		{"unset env", "", "LINK_TEST_KEY_UNSET", []string{"environment variable LINK_TEST_KEY_UNSET", "not set"}},
+		{"empty env", "", "LINK_TEST_KEY_EMPTY", []string{"environment variable LINK_TEST_KEY_EMPTY", "empty"}},
+		{"bad env", "", "LINK_TEST_KEY_EC", []string{"environment variable LINK_TEST_KEY_EC", "ECDSA keys are not supported yet"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := LoadPrivateKey(tt.file, tt.env)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !k.Equal(got) {
+					t.Fatal("loaded key differs from the original")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+			checkNoKeyMaterial(t, err, good)
+			checkNoKeyMaterial(t, err, bad)
+		})
+	}
+}
+
+func TestParsePublicKey(t *testing.T) {
+	k, _ := keys(t)
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		pem     []byte
+		wantErr string
+	}{
+		{"PKIX", pkix(t, &k.PublicKey), ""},
+		{"PKCS#1", pemEncode(t, "RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.PublicKey)), ""},
+		{"RSA-1024", pkix(t, &rsa1024.PublicKey), "public key: RSA-1024 is too small, want at least 2048 bits"},
+		{"ECDSA", pkix(t, &ec.PublicKey), "public key: ECDSA keys are not supported yet"},
+		{"private key instead", pkcs8(t, k), "public key: no public key in PEM data (found private key)"},
+		{"garbage", pemEncode(t, "PUBLIC KEY", []byte{1, 2, 3}), "public key: parse PKIX: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParsePublicKey(tt.pem)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !k.PublicKey.Equal(got) {
+					t.Fatal("parsed key differs from the original")
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want prefix %q", err, tt.wantErr)
+			}
+			checkNoKeyMaterial(t, err, tt.pem)
+		})
+	}
+}
