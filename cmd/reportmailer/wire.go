@@ -76,12 +76,13 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The SDK's default chain finds credentials, region and the
-	// AWS_ENDPOINT_URL_<SERVICE> endpoints; the HTTP client is ours.
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(transport.New(0)))
+	// The SDK's default chain finds credentials, region, CA bundle and
+	// the AWS_ENDPOINT_URL_<SERVICE> endpoints.
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
+	awsCfg.HTTPClient = transport.Wrap(awsCfg.HTTPClient)
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("aws config: no region: set AWS_REGION")
 	}

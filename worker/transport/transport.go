@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
 
@@ -31,18 +32,23 @@ const maxBuffered = 2 << 20
 // the same email twice. A rewindable in-memory body with GetBody set
 // avoids that path.
 type Client struct {
-	next interface {
-		Do(*http.Request) (*http.Response, error)
-	}
+	next aws.HTTPClient
 }
 
-// New returns a Client with the SDK's default transport and the given
-// overall timeout per exchange (TimeoutDefault when 0).
-func New(timeout time.Duration) *Client {
-	if timeout == 0 {
-		timeout = TimeoutDefault
+// Wrap returns a Client around next, the client the SDK's config
+// loading built (nil means the SDK default). Wrapping after loading,
+// rather than handing our client to the loader, keeps settings such as
+// AWS_CA_BUNDLE working: the loader applies them only to its own
+// *BuildableClient. A BuildableClient without an overall timeout gets
+// TimeoutDefault.
+func Wrap(next aws.HTTPClient) *Client {
+	if next == nil {
+		next = awshttp.NewBuildableClient()
 	}
-	return &Client{next: awshttp.NewBuildableClient().WithTimeout(timeout)}
+	if b, ok := next.(*awshttp.BuildableClient); ok && b.GetTimeout() == 0 {
+		next = b.WithTimeout(TimeoutDefault)
+	}
+	return &Client{next: next}
 }
 
 // Do sends req with its body buffered in memory.

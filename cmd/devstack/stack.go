@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/reportmailer/reportmailer/internal/devstack"
+	"github.com/reportmailer/reportmailer/internal/edge"
+)
+
+const (
+	bucket = "acme-reports"
+	keyID  = "KDEMO0000000001"
+)
+
+// env is a running local stack with everything reportmailer needs.
+type env struct {
+	out           string
+	bin           string
+	stack         *devstack.Stack
+	edge          *edge.Server
+	s3            *s3.Client
+	sqs           *sqs.Client
+	queueURL, dlq string
+	config        string // path of the generated config file
+	awsEnv        []string
+	closers       []func()
+}
+
+// up starts the stack, the edge and the queues, makes a key pair and
+// writes a config file for reportmailer into out.
+func up(ctx context.Context, bin, out string, logger *slog.Logger) (*env, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("reportmailer binary: %w (run make build)", err)
+	}
+	if err := os.RemoveAll(out); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(out, "emails"), 0o755); err != nil {
+		return nil, err
+	}
+	e := &env{out: out, bin: bin}
+	stack, err := devstack.Start(ctx, logger)
+	if err != nil {
+		return nil, fmt.Errorf("local stack: %w", err)
+	}
+	e.stack = stack
+	e.closers = append(e.closers, func() { stack.Close() })
+
+	creds := credentials.NewStaticCredentialsProvider("demo", "demo", "")
+	e.s3 = s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(stack.S3URL), UsePathStyle: true, Credentials: creds})
+	e.sqs = sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(stack.SQSURL), Credentials: creds})
+
+	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		e.close()
+		return nil, fmt.Errorf("create bucket: %w", err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	keyFile := filepath.Join(out, "cloudfront-private.pem")
+	der, _ := x509.MarshalPKCS8PrivateKey(key) // what OpenSSL 3 writes by default
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		e.close()
+		return nil, err
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(key.Public())
+	os.WriteFile(filepath.Join(out, keyID+".pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+
+	e.edge, err = edge.Start(&edge.Edge{S3: e.s3, Bucket: bucket, Keys: map[string]crypto.PublicKey{keyID: key.Public()}, Logger: logger})
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { e.edge.Close() })
+
+	dlq, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("reports-ready-dlq")})
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("create dlq: %w", err)
+	}
+	e.dlq = aws.ToString(dlq.QueueUrl)
+	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("dlq arn: %w", err)
+	}
+	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": attrs.Attributes["QueueArn"], "maxReceiveCount": "3"})
+	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("reports-ready"), Attributes: map[string]string{"RedrivePolicy": string(redrive)}})
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("create queue: %w", err)
+	}
+	e.queueURL = aws.ToString(q.QueueUrl)
+
+	e.config = filepath.Join(out, "reportmailer.yaml")
+	cfg := fmt.Sprintf(`# Written by devstack for the local stack.
+sender:
+  from: "Acme Reports <reports@acme.example>"
+links:
+  ttl: 168h
+  cloudfront:
+    domain: %s
+    key_id: %s
+    private_key_file: %s
+recipients:
+  allowed_domains: [acme.example, "*.acme.example"]
+  max: 5
+ledger:
+  bucket: %s
+s3:
+  use_path_style: true
+schedules:
+  - name: on-demand
+    cron: "@every 10s"
+    mode: each
+    queue_url: %s
+    dead_letter_queue_url: %s
+    wait_time: 1s
+    budget: 2m
+`, e.edge.URL, keyID, keyFile, bucket, e.queueURL, e.dlq)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		e.close()
+		return nil, err
+	}
+	// The same variables the SDK reads in production, pointed at the
+	// local stack.
+	e.awsEnv = []string{
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=demo", "AWS_SECRET_ACCESS_KEY=demo",
+		"AWS_ENDPOINT_URL_SQS=" + stack.SQSURL,
+		"AWS_ENDPOINT_URL_S3=" + stack.S3URL,
+		"AWS_ENDPOINT_URL_SESV2=" + stack.SESURL,
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+// reportmailer runs the binary with args, writing its logs to logFile
+// and, prefixed, to w. It returns the exit code and its stdout.
+func (e *env) reportmailer(ctx context.Context, w io.Writer, logFile string, args ...string) (int, string, error) {
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(cleanEnv(), e.awsEnv...)
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	lf, err := os.Create(logFile)
+	if err != nil {
+		return 0, "", err
+	}
+	defer lf.Close()
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintln(lf, sc.Text())
+			if w != nil {
+				fmt.Fprintf(w, "    | %s\n", sc.Text())
+			}
+		}
+	}()
+	err = cmd.Run()
+	pw.Close()
+	wg.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), stdout.String(), nil
+	}
+	return 0, stdout.String(), err
+}
+
+// cleanEnv is the process environment without AWS settings, so a
+// developer's own profile cannot leak into the demo.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "REPORTMAILER_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
