@@ -50,6 +50,15 @@ type Signer interface {
 	Sign(ctx context.Context, r event.Report, now time.Time) (Link, error)
 }
 
+// BatchSigner is a Signer that can sign every link of one email at
+// once, for example with one custom-policy signature over the reports'
+// common prefix. The worker uses SignAll when its Signer provides it.
+// It returns one Link per report, in order.
+type BatchSigner interface {
+	Signer
+	SignAll(ctx context.Context, rs []event.Report, now time.Time) ([]Link, error)
+}
+
 // ObjectInfo is what HeadObject tells about a report file.
 type ObjectInfo struct {
 	Size        int64

@@ -184,7 +184,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	r := &run{w: w, ctx: work, seen: map[string]bool{}}
 	var held []*msgState // received, not yet processed (digest mode)
 	var queueErr error
-	for ctx.Err() == nil && w.now().Before(deadline) && r.sum.Received < w.cfg.MaxMessages {
+	for ctx.Err() == nil && r.halt == nil && w.now().Before(deadline) && r.sum.Received < w.cfg.MaxMessages {
 		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-r.sum.Received)
 		msgs, err := w.queue.Receive(work, n, w.cfg.WaitTime)
 		if err != nil {
@@ -223,6 +223,7 @@ type run struct {
 	ctx  context.Context
 	sum  Summary
 	seen map[string]bool // event ids already grouped in this run
+	halt error           // set when sending must stop for this run
 }
 
 // msgState is one message and what has become of its events.
@@ -361,6 +362,12 @@ func (r *run) process(batch []*msgState) {
 func (r *run) deliver(d *delivery) {
 	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient)
 	now := r.w.now()
+	if r.halt != nil {
+		for _, st := range d.from {
+			st.fail(r.halt, "not sent")
+		}
+		return
+	}
 
 	// Claim each event for this recipient. Only the claimed ones go in
 	// the email; the rest were sent before or are someone else's.
@@ -412,6 +419,10 @@ func (r *run) deliver(d *delivery) {
 	}
 	id, err := r.w.mailer.Send(r.ctx, email)
 	if err != nil {
+		if IsHalt(err) && r.halt == nil {
+			r.halt = err
+			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
+		}
 		if IsAmbiguous(err) {
 			// Keep the claims: the email may be out, and a retry must
 			// not send it again.
@@ -454,27 +465,30 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 		Schedule:  r.w.cfg.Schedule,
 		Generated: now.In(loc),
 	}
-	var reportTypes []string
+	var reports []event.Report
 	for _, ev := range evs {
-		for _, rep := range ev.Reports {
-			link, err := r.w.signer.Sign(r.ctx, rep, now)
-			if err != nil {
-				return Email{}, fmt.Errorf("sign s3://%s/%s: %w", rep.Bucket, rep.Key, err)
-			}
-			exp := link.Expires.In(loc)
-			data.Links = append(data.Links, templates.Link{
-				Title:       rep.Title,
-				FileName:    path.Base(rep.Key),
-				URL:         link.URL,
-				Size:        templates.HumanSize(rep.Size),
-				ContentType: rep.ContentType,
-				Expires:     exp,
-				ExpiresText: templates.ExpiresText(exp),
-				ExpiresSoon: link.Expires.Sub(now) < 24*time.Hour,
-			})
-			if rep.Type != "" {
-				reportTypes = append(reportTypes, rep.Type)
-			}
+		reports = append(reports, ev.Reports...)
+	}
+	links, err := r.sign(reports, now)
+	if err != nil {
+		return Email{}, err
+	}
+	var reportTypes []string
+	for i, rep := range reports {
+		link := links[i]
+		exp := link.Expires.In(loc)
+		data.Links = append(data.Links, templates.Link{
+			Title:       rep.Title,
+			FileName:    path.Base(rep.Key),
+			URL:         link.URL,
+			Size:        templates.HumanSize(rep.Size),
+			ContentType: rep.ContentType,
+			Expires:     exp,
+			ExpiresText: templates.ExpiresText(exp),
+			ExpiresSoon: link.Expires.Sub(now) < 24*time.Hour,
+		})
+		if rep.Type != "" {
+			reportTypes = append(reportTypes, rep.Type)
 		}
 	}
 	msg, err := r.w.templates.Render(data)
@@ -497,10 +511,34 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 	}, nil
 }
 
+// sign makes the links for one email, all at once when the signer can.
+func (r *run) sign(reports []event.Report, now time.Time) ([]Link, error) {
+	if bs, ok := r.w.signer.(BatchSigner); ok {
+		links, err := bs.SignAll(r.ctx, reports, now)
+		if err != nil {
+			return nil, fmt.Errorf("sign: %w", err)
+		}
+		if len(links) != len(reports) {
+			return nil, fmt.Errorf("sign: got %d links for %d reports", len(links), len(reports))
+		}
+		return links, nil
+	}
+	links := make([]Link, len(reports))
+	for i, rep := range reports {
+		l, err := r.w.signer.Sign(r.ctx, rep, now)
+		if err != nil {
+			return nil, fmt.Errorf("sign s3://%s/%s: %w", rep.Bucket, rep.Key, err)
+		}
+		links[i] = l
+	}
+	return links, nil
+}
+
 // settle acknowledges, dead-letters or leaves each message according to
 // what became of its events.
 func (r *run) settle(batch []*msgState) {
 	var ack []Message
+	var release []*msgState
 	drops := 0
 	for _, st := range batch {
 		log := r.w.logger.With("message_id", st.msg.ID)
@@ -514,6 +552,8 @@ func (r *run) settle(batch []*msgState) {
 			}
 			r.sum.DeadLettered++
 			log.Warn("dead-lettered", "reason", st.poison, "receive_count", st.msg.ReceiveCount)
+		case st.retry != "" && r.halt != nil:
+			release = append(release, st)
 		case st.retry != "":
 			r.sum.Retrying++
 			log.Warn("left for retry", "reason", st.retry, "receive_count", st.msg.ReceiveCount)
@@ -524,6 +564,9 @@ func (r *run) settle(batch []*msgState) {
 		default:
 			ack = append(ack, st.msg)
 		}
+	}
+	if len(release) > 0 {
+		r.release(release)
 	}
 	if len(ack) == 0 {
 		return

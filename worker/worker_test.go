@@ -418,3 +418,78 @@ func TestNewValidatesConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestDrainHaltStopsTheRunAndHandsMessagesBack(t *testing.T) {
+	var bodies []string
+	for i := range 15 {
+		bodies = append(bodies, native(fmt.Sprintf("e%d", i), fmt.Sprintf("u%d", i), nil, "a.pdf"))
+	}
+	w, b := setup(t, worker.ModeEach, nil, bodies...)
+	b.mailer.fail = func(worker.Email) error {
+		if len(b.mailer.sent) == 3 {
+			return worker.Halt(errors.New("daily sending quota reached"))
+		}
+		return nil
+	}
+	sum, err := w.Drain(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 3 || sum.Acked != 3 {
+		t.Errorf("sent %d, acked %d; want the 3 sent before the quota acked", len(b.mailer.sent), sum.Acked)
+	}
+	// The rest of the first batch goes back at once; the second batch is
+	// never received.
+	if len(b.queue.released) != 7 || b.queue.receives != 1 || len(b.queue.pending) != 5 {
+		t.Errorf("released %d, receives %d, still queued %d; want 7 released, 1 receive, 5 untouched",
+			len(b.queue.released), b.queue.receives, len(b.queue.pending))
+	}
+	if len(b.ledger.recs) != 3 {
+		t.Errorf("ledger holds %d records; want only the 3 sent (the halted send must be released)", len(b.ledger.recs))
+	}
+}
+
+func TestDrainStopsWhenBudgetIsSpent(t *testing.T) {
+	var bodies []string
+	for i := range 30 {
+		bodies = append(bodies, native(fmt.Sprintf("e%d", i), "ana", nil, "a.pdf"))
+	}
+	w, b := setup(t, worker.ModeEach, nil, bodies...)
+	// Each send takes a simulated minute against the 5-minute budget.
+	b.mailer.fail = func(worker.Email) error { b.now = b.now.Add(time.Minute); return nil }
+	sum, _ := w.Drain(context.Background())
+	if b.queue.receives != 1 || sum.Received != 10 || len(b.queue.pending) != 20 {
+		t.Errorf("receives %d, received %d, left %d; want one batch of 10 and then a stop", b.queue.receives, sum.Received, len(b.queue.pending))
+	}
+}
+
+type batchSigner struct {
+	fakeSigner
+	calls int
+}
+
+func (s *batchSigner) SignAll(ctx context.Context, rs []event.Report, now time.Time) ([]worker.Link, error) {
+	s.calls++
+	out := make([]worker.Link, len(rs))
+	for i, r := range rs {
+		out[i] = worker.Link{URL: "https://cdn.test/" + r.Key + "?Policy=one", Expires: now.Add(time.Hour)}
+	}
+	return out, nil
+}
+
+func TestComposeUsesBatchSigner(t *testing.T) {
+	_, b := setup(t, worker.ModeEach, nil)
+	bs := &batchSigner{}
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second}, worker.Deps{
+		Queue: &fakeQueue{pending: []worker.Message{{ID: "m", Body: native("e1", "ana", nil, "a.pdf", "b.pdf")}}},
+		Objects: fakeObjects{}, Signer: bs, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if bs.calls != 1 || !strings.Contains(b.mailer.sent[0].Text, "b.pdf?Policy=one") {
+		t.Errorf("SignAll called %d times; want once for the email's two links", bs.calls)
+	}
+}

@@ -93,16 +93,20 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		sqs:       sqs.NewFromConfig(awsCfg),
 		s3:        s3c,
 		templates: set,
-		mailer: &mail.SES{
-			Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.Retryer() }),
-			ConfigurationSet: c.Sender.ConfigurationSet,
-		},
-		ledger: &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
+		mailer:    newMailer(c, awsCfg),
+		ledger:    &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
 	}
 	if a.signer, err = newSigner(c, s3c, awsCfg.Credentials, logger); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+func newMailer(c *config.Config, awsCfg aws.Config) worker.Mailer {
+	return &mail.SES{
+		Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.Retryer() }),
+		ConfigurationSet: c.Sender.ConfigurationSet,
+	}
 }
 
 func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, logger *slog.Logger) (worker.Signer, error) {
