@@ -74,6 +74,14 @@ type ObjectStore interface {
 
 // Email is one message ready to send.
 type Email struct {
+	// User is whom the reports belong to; Schedule, Digest and EventIDs
+	// say what the email gathers. Mailers use them for headers such as
+	// List-Unsubscribe and Message-ID.
+	User     event.User
+	Schedule string
+	Digest   bool
+	EventIDs []string
+
 	From    string
 	ReplyTo []string
 	To      []string

@@ -500,14 +500,22 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 		sort.Strings(reportTypes)
 		tags["report_type"] = reportTypes[0]
 	}
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
 	return Email{
-		From:    r.w.cfg.From,
-		ReplyTo: r.w.cfg.ReplyTo,
-		To:      []string{rcpt},
-		Subject: msg.Subject,
-		HTML:    msg.HTML,
-		Text:    msg.Text,
-		Tags:    tags,
+		User:     u,
+		Schedule: r.w.cfg.Schedule,
+		Digest:   r.w.cfg.Mode == ModeDigest,
+		EventIDs: ids,
+		From:     r.w.cfg.From,
+		ReplyTo:  r.w.cfg.ReplyTo,
+		To:       []string{rcpt},
+		Subject:  msg.Subject,
+		HTML:     msg.HTML,
+		Text:     msg.Text,
+		Tags:     tags,
 	}, nil
 }
 

@@ -481,7 +481,7 @@ func TestComposeUsesBatchSigner(t *testing.T) {
 	_, b := setup(t, worker.ModeEach, nil)
 	bs := &batchSigner{}
 	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second}, worker.Deps{
-		Queue: &fakeQueue{pending: []worker.Message{{ID: "m", Body: native("e1", "ana", nil, "a.pdf", "b.pdf")}}},
+		Queue:   &fakeQueue{pending: []worker.Message{{ID: "m", Body: native("e1", "ana", nil, "a.pdf", "b.pdf")}}},
 		Objects: fakeObjects{}, Signer: bs, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
