@@ -366,7 +366,7 @@ func TestDrainPermanentSendFailureDeadLetters(t *testing.T) {
 }
 
 func TestDrainShutdownReleasesDigestMessages(t *testing.T) {
-	w, b := setup(t, worker.ModeDigest, nil, native("e1", "ana", nil, "a.pdf"))
+	_, b := setup(t, worker.ModeDigest, nil, native("e1", "ana", nil, "a.pdf"))
 	ctx, cancel := context.WithCancel(context.Background())
 	b.mailer.fail = func(worker.Email) error { t.Error("sent during shutdown"); return nil }
 	// Cancel as soon as the first receive has returned.
@@ -376,7 +376,6 @@ func TestDrainShutdownReleasesDigestMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = w
 	sum, err := w2.Drain(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -491,5 +490,29 @@ func TestComposeUsesBatchSigner(t *testing.T) {
 	}
 	if bs.calls != 1 || !strings.Contains(b.mailer.sent[0].Text, "b.pdf?Policy=one") {
 		t.Errorf("SignAll called %d times; want once for the email's two links", bs.calls)
+	}
+}
+
+func TestDrainShutdownFinishesTheBatchInHand(t *testing.T) {
+	var bodies []string
+	for i := range 12 {
+		bodies = append(bodies, native(fmt.Sprintf("e%d", i), "ana", nil, "a.pdf"))
+	}
+	_, b := setup(t, worker.ModeEach, nil, bodies...)
+	ctx, cancel := context.WithCancel(context.Background())
+	q := &cancelAfterReceive{fakeQueue: b.queue, cancel: cancel}
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second},
+		worker.Deps{Queue: q, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The receive that was in flight when the signal came is not wasted:
+	// its 10 messages are delivered and acked; no new receive starts.
+	if b.queue.receives != 1 || sum.Acked != 10 || len(b.mailer.sent) != 10 || len(b.queue.pending) != 2 {
+		t.Errorf("receives %d, acked %d, sent %d, untouched %d; want 1, 10, 10, 2", b.queue.receives, sum.Acked, len(b.mailer.sent), len(b.queue.pending))
 	}
 }

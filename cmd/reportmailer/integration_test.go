@@ -20,10 +20,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -497,5 +499,84 @@ schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "h
 				t.Errorf("exit %d, output:\n%s\nwant exit %d and %q", code, out.String(), tt.code, tt.out)
 			}
 		})
+	}
+}
+
+func TestServeDeliversOnScheduleAndStopsGracefully(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, bytes.Replace(b, []byte("{name: it, mode: each,"), []byte(`{name: it, cron: "@every 1s", mode: each,`), 1), 0o644)
+	key := "serve/a.pdf"
+	e.put(t, key, nil)
+	e.send(t, q, nativeBody("evt-serve", "srv", nil, key))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		m := &Main{Stdout: io.Discard, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+		done <- m.Run(ctx, []string{"serve", "-config", cfg})
+	}()
+	// Wait for the scheduled run to deliver; the bound only stops a
+	// broken build from hanging the suite.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(e.emails(t, "srv@acme.example")) == 0 {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no email from serve\n%s", stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel() // what the first SIGTERM does
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("serve exit %d after shutdown, want 0\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not stop after cancel\n%s", stderr.String())
+	}
+	logs := stderr.String()
+	for _, want := range []string{`msg=scheduled schedule=it cron="@every 1s"`, "shutting down", "msg=stopped"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("serve logs lack %q:\n%s", want, logs)
+		}
+	}
+	if n := len(e.emails(t, "srv@acme.example")); n != 1 {
+		t.Errorf("%d emails for one event across several scheduled runs, want 1", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestBinaryLinksNoEmulator(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, emu := range []string{"goaws", "gofakes3", "internal/devstack", "internal/emulator", "internal/edge"} {
+			if strings.Contains(dep, emu) {
+				t.Errorf("the production binary depends on %s", dep)
+			}
+		}
 	}
 }
