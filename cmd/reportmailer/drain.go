@@ -37,7 +37,7 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 		return err
 	}
 	sum, err := w.Drain(ctx)
-	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum))
+	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, err))
 	if err != nil {
 		return err
 	}
@@ -47,9 +47,12 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	return nil
 }
 
-func summaryLine(schedule string, s worker.Summary) string {
+func summaryLine(schedule string, s worker.Summary, err error) string {
 	status := "ok"
-	if !s.OK() {
+	switch {
+	case err != nil:
+		status = "failed"
+	case !s.OK():
 		status = "incomplete"
 	}
 	return fmt.Sprintf("drain %s: %s: received %d, sent %d emails, acked %d, dropped %d, dead-lettered %d, retrying %d, duplicates %d, refused %d",
