@@ -46,12 +46,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		cr.Schedule(sched, cron.FuncJob(func() {
-			a.logger.Info("run starting", "schedule", s.Name)
+		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
 			if _, err := w.Drain(ctx); err != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "err", err)
 			}
-		}))
+		})))
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
 	}
 	cr.Start()
@@ -61,6 +60,41 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	<-cr.Stop().Done()
 	a.logger.Info("stopped")
 	return nil
+}
+
+// slotJob runs drain at most once per planned time across replicas:
+// every replica's cron fires, and the one that takes the slot's lease
+// runs. Only wall-clock specs have slots that line up across replicas;
+// "@every" schedules start from each process's own start time, so they
+// run unleased (each-mode drains may overlap safely: SQS hands a message
+// to one of them and the ledger stops double sends).
+func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drain func()) func() {
+	_, aligned := sched.(*cron.SpecSchedule)
+	planned := sched.Next(time.Now())
+	return func() {
+		// The slot is the latest planned time not after now; skipped
+		// runs (SkipIfStillRunning) move it on.
+		now := time.Now()
+		slot := planned
+		for n := sched.Next(slot); !n.After(now); n = sched.Next(n) {
+			slot = n
+		}
+		planned = sched.Next(slot)
+		log := a.logger.With("schedule", name, "slot", slot.Format(time.RFC3339))
+		if aligned {
+			won, err := a.leases.Acquire(ctx, name, slot)
+			if err != nil {
+				log.Error("run skipped: cannot take the slot's lease", "err", err)
+				return
+			}
+			if !won {
+				log.Info("run skipped: another replica took this slot")
+				return
+			}
+		}
+		log.Info("run starting")
+		drain()
+	}
 }
 
 // cronLogger adapts slog to cron.Logger.

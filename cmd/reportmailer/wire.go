@@ -55,6 +55,7 @@ type app struct {
 	templates *templates.Set
 	mailer    worker.Mailer
 	ledger    worker.Ledger
+	leases    *store.Leases
 }
 
 // offline builds what needs no AWS call: templates and the link key.
@@ -95,6 +96,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		templates: set,
 		mailer:    newMailer(c, awsCfg),
 		ledger:    &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
+		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
 	}
 	if a.signer, err = newSigner(c, s3c, awsCfg.Credentials, logger); err != nil {
 		return nil, err
