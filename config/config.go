@@ -27,6 +27,7 @@ const (
 	BudgetDefault        = 5 * time.Minute
 	WaitTimeDefault      = 20 * time.Second
 	MaxMessagesDefault   = 1000
+	VisibilityDefault    = 5 * time.Minute
 	RecipientsMaxDefault = 10
 	LogLevelDefault      = "info"
 	LogFormatDefault     = "text"
@@ -155,9 +156,10 @@ type Schedule struct {
 	WaitTime time.Duration `yaml:"wait_time"`
 	// MaxMessages bounds the messages one run takes. Default 1000.
 	MaxMessages int `yaml:"max_messages"`
-	// VisibilityTimeout is set on received messages. Default: the
-	// queue's own for mode each; Budget plus 5m for digest, whose
-	// messages wait for the whole run. At most 12h.
+	// VisibilityTimeout is set on received messages, and the worker
+	// extends it every half of it while it still holds them. Default 5m
+	// for mode each; Budget plus 5m for digest, whose messages wait for
+	// the whole run. At most 12h.
 	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
 }
 
@@ -223,8 +225,11 @@ func (c *Config) setDefaults() {
 		if s.MaxMessages == 0 {
 			s.MaxMessages = MaxMessagesDefault
 		}
-		if s.VisibilityTimeout == 0 && s.Mode == "digest" {
-			s.VisibilityTimeout = s.Budget + 5*time.Minute
+		if s.VisibilityTimeout == 0 {
+			s.VisibilityTimeout = VisibilityDefault
+			if s.Mode == "digest" {
+				s.VisibilityTimeout = s.Budget + 5*time.Minute
+			}
 		}
 	}
 }
@@ -351,8 +356,8 @@ func (c *Config) Validate() error {
 			bad(f("max_messages"), s.MaxMessages, "is less than 1")
 		}
 		switch {
-		case s.VisibilityTimeout < 0 || s.VisibilityTimeout > VisibilityMax:
-			bad(f("visibility_timeout"), s.VisibilityTimeout, "is not between 0 and 12h")
+		case s.VisibilityTimeout < 10*time.Second || s.VisibilityTimeout > VisibilityMax:
+			bad(f("visibility_timeout"), s.VisibilityTimeout, "is not between 10s and 12h")
 		case s.Mode == "digest" && s.VisibilityTimeout <= s.Budget:
 			bad(f("visibility_timeout"), s.VisibilityTimeout, "must exceed the budget (%s) in digest mode, or messages reappear mid-run and are sent twice", s.Budget)
 		}

@@ -32,6 +32,9 @@ type Queue interface {
 	Delete(ctx context.Context, msgs []Message) error
 	// Release makes messages visible again at once, for another try.
 	Release(ctx context.Context, msgs []Message) error
+	// Extend keeps messages invisible for d from now, while they are
+	// still being worked on.
+	Extend(ctx context.Context, msgs []Message, d time.Duration) error
 	// DeadLetter moves a message to the dead-letter queue with reason
 	// recorded on it, then deletes it from the source queue.
 	DeadLetter(ctx context.Context, msg Message, reason string) error

@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/reportmailer/reportmailer/templates"
@@ -52,6 +53,11 @@ type Config struct {
 	Budget time.Duration
 	// MaxMessages bounds how many messages a run takes. Default 1000.
 	MaxMessages int
+	// VisibilityTimeout is the visibility timeout messages are received
+	// with. While the worker still holds messages it extends it, every
+	// half of it, so slow work (a paced send, a large digest) does not
+	// hand them to another receiver. 0 turns the heartbeat off.
+	VisibilityTimeout time.Duration
 	// ClaimTimeout is how long a delivery claimed by another run may
 	// stay unfinished before this worker stops waiting for it and
 	// treats its outcome as unknown. Default 15m.
@@ -181,7 +187,9 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	// call is bounded by its client's own timeouts.
 	work := context.WithoutCancel(ctx)
 
-	r := &run{w: w, ctx: work, seen: map[string]bool{}}
+	r := &run{w: w, ctx: work, seen: map[string]bool{}, held: map[string]Message{}}
+	stop := r.heartbeat()
+	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
 	var queueErr error
 	for ctx.Err() == nil && r.halt == nil && w.now().Before(deadline) && r.sum.Received < w.cfg.MaxMessages {
@@ -195,6 +203,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 			break
 		}
 		r.sum.Received += len(msgs)
+		r.hold(msgs...)
 		w.logger.Debug("received", "messages", len(msgs))
 		batch := r.decode(msgs)
 		if w.cfg.Mode == ModeEach {
@@ -224,6 +233,63 @@ type run struct {
 	sum  Summary
 	seen map[string]bool // event ids already grouped in this run
 	halt error           // set when sending must stop for this run
+
+	mu   sync.Mutex
+	held map[string]Message // by receipt handle: received, not yet settled
+}
+
+func (r *run) hold(msgs ...Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		r.held[m.ReceiptHandle] = m
+	}
+}
+
+func (r *run) unhold(msgs ...Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		delete(r.held, m.ReceiptHandle)
+	}
+}
+
+// heartbeat extends the visibility of held messages every half
+// visibility timeout until the returned stop is called.
+func (r *run) heartbeat() (stop func()) {
+	vt := r.w.cfg.VisibilityTimeout
+	if vt <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(vt / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			r.mu.Lock()
+			msgs := make([]Message, 0, len(r.held))
+			for _, m := range r.held {
+				msgs = append(msgs, m)
+			}
+			r.mu.Unlock()
+			if len(msgs) == 0 {
+				continue
+			}
+			if err := r.w.queue.Extend(r.ctx, msgs, vt); err != nil {
+				r.w.logger.Error("heartbeat: extend visibility", "messages", len(msgs), "err", err)
+			} else {
+				r.w.logger.Debug("heartbeat: extended visibility", "messages", len(msgs), "by", vt)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // msgState is one message and what has become of its events.
@@ -549,6 +615,7 @@ func (r *run) settle(batch []*msgState) {
 	var release []*msgState
 	drops := 0
 	for _, st := range batch {
+		r.unhold(st.msg)
 		log := r.w.logger.With("message_id", st.msg.ID)
 		switch {
 		case st.poison != "":
@@ -596,6 +663,7 @@ func (r *run) release(batch []*msgState) {
 	for i, st := range batch {
 		msgs[i] = st.msg
 	}
+	r.unhold(msgs...)
 	if err := r.w.queue.Release(r.ctx, msgs); err != nil {
 		r.w.logger.Error("release", "messages", len(msgs), "err", err)
 	}

@@ -24,6 +24,8 @@ type fakeQueue struct {
 	deleted  []string
 	dead     map[string]string // message id -> reason
 	released []string
+	extended []string
+	onExtend func()
 	receives int
 }
 
@@ -47,6 +49,18 @@ func (q *fakeQueue) Delete(_ context.Context, msgs []worker.Message) error {
 func (q *fakeQueue) Release(_ context.Context, msgs []worker.Message) error {
 	for _, m := range msgs {
 		q.released = append(q.released, m.ID)
+	}
+	return nil
+}
+
+func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, _ time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range msgs {
+		q.extended = append(q.extended, m.ID)
+	}
+	if q.onExtend != nil {
+		q.onExtend()
 	}
 	return nil
 }
@@ -514,5 +528,36 @@ func TestDrainShutdownFinishesTheBatchInHand(t *testing.T) {
 	// its 10 messages are delivered and acked; no new receive starts.
 	if b.queue.receives != 1 || sum.Acked != 10 || len(b.mailer.sent) != 10 || len(b.queue.pending) != 2 {
 		t.Errorf("receives %d, acked %d, sent %d, untouched %d; want 1, 10, 10, 2", b.queue.receives, sum.Acked, len(b.mailer.sent), len(b.queue.pending))
+	}
+}
+
+func TestDrainHeartbeatKeepsSlowWorkInvisible(t *testing.T) {
+	_, b := setup(t, worker.ModeEach, nil, native("e1", "ana", nil, "a.pdf"))
+	beat := make(chan struct{})
+	var once sync.Once
+	b.queue.onExtend = func() { once.Do(func() { close(beat) }) }
+	// The send is slow: it only returns once the heartbeat has extended
+	// the message it is working on.
+	b.mailer.fail = func(worker.Email) error {
+		select {
+		case <-beat:
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("no heartbeat while the message was held")
+		}
+	}
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, VisibilityTimeout: 20 * time.Millisecond},
+		worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Drain(context.Background())
+	if err != nil || sum.Acked != 1 {
+		t.Fatalf("summary %+v, err %v", sum, err)
+	}
+	b.queue.mu.Lock()
+	defer b.queue.mu.Unlock()
+	if len(b.queue.extended) == 0 || b.queue.extended[0] != "m0" {
+		t.Errorf("extended %v, want the held message m0", b.queue.extended)
 	}
 }

@@ -125,13 +125,14 @@ func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, 
 // worker builds the worker for one schedule.
 func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 	return worker.New(worker.Config{
-		Schedule:    s.Name,
-		Mode:        worker.Mode(s.Mode),
-		WaitTime:    s.WaitTime,
-		Budget:      s.Budget,
-		MaxMessages: s.MaxMessages,
-		From:        a.cfg.Sender.From,
-		ReplyTo:     a.cfg.Sender.ReplyTo,
+		Schedule:          s.Name,
+		Mode:              worker.Mode(s.Mode),
+		WaitTime:          s.WaitTime,
+		Budget:            s.Budget,
+		MaxMessages:       s.MaxMessages,
+		VisibilityTimeout: s.VisibilityTimeout,
+		From:              a.cfg.Sender.From,
+		ReplyTo:           a.cfg.Sender.ReplyTo,
 		Recipients: worker.RecipientPolicy{
 			AllowedDomains: a.cfg.Recipients.AllowedDomains,
 			Max:            a.cfg.Recipients.Max,

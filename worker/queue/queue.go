@@ -108,19 +108,30 @@ func (q *SQS) Delete(ctx context.Context, msgs []worker.Message) error {
 // Release makes msgs visible again at once. Where the batch call is not
 // available it falls back to one call per message.
 func (q *SQS) Release(ctx context.Context, msgs []worker.Message) error {
+	return q.setVisibility(ctx, msgs, 0, "release")
+}
+
+// Extend keeps msgs invisible for d from now: the worker's heartbeat
+// while it is still working on them.
+func (q *SQS) Extend(ctx context.Context, msgs []worker.Message, d time.Duration) error {
+	return q.setVisibility(ctx, msgs, d, "extend")
+}
+
+func (q *SQS) setVisibility(ctx context.Context, msgs []worker.Message, d time.Duration, what string) error {
+	secs := int32(d / time.Second)
 	var errs []error
 	for batch := range chunks(msgs, 10) {
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
 		for i, m := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: 0}
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: secs}
 		}
 		out, err := q.Client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &q.URL, Entries: entries})
 		if err == nil && len(out.Failed) == 0 {
 			continue
 		}
 		for _, m := range batch {
-			if _, err := q.Client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &q.URL, ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: 0}); err != nil {
-				errs = append(errs, fmt.Errorf("release message %s: %w", m.ID, err))
+			if _, err := q.Client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &q.URL, ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: secs}); err != nil {
+				errs = append(errs, fmt.Errorf("%s message %s: %w", what, m.ID, err))
 			}
 		}
 	}

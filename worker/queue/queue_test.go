@@ -140,3 +140,22 @@ func TestSQS(t *testing.T) {
 		})
 	}
 }
+
+func TestSQSExtend(t *testing.T) {
+	for name, c := range emulators(t) {
+		t.Run(name, func(t *testing.T) {
+			q := newQueue(t, c, "extend")
+			q.VisibilityTimeout = time.Second
+			send(t, q, 1)
+			msgs := receiveAll(t, q, 1)
+			if err := q.Extend(context.Background(), msgs, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			// Without the extension the message would be back after 1 s.
+			time.Sleep(1500 * time.Millisecond)
+			if again, _ := q.Receive(context.Background(), 10, time.Second); len(again) != 0 {
+				t.Errorf("an extended message came back after its original timeout")
+			}
+		})
+	}
+}
