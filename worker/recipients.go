@@ -48,6 +48,10 @@ func (p RecipientPolicy) Apply(user string, extra []string) (allowed []string, r
 			refused = append(refused, Refusal{Address: addr, Reason: reason})
 			continue
 		}
+		if max < 0 {
+			refused = append(refused, Refusal{Address: addr, Reason: "extra recipients are turned off"})
+			continue
+		}
 		if len(allowed)-1 >= max {
 			refused = append(refused, Refusal{Address: addr, Reason: fmt.Sprintf("over the limit of %d extra recipients", max)})
 			continue
