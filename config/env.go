@@ -25,7 +25,8 @@ const EnvConfig = "REPORTMAILER_CONFIG"
 // variable is EnvPrefix plus its YAML path in upper case, joined by "_":
 // REPORTMAILER_SENDER_FROM, REPORTMAILER_LINKS_CLOUDFRONT_KEY_ID. A
 // schedule's fields are addressed by its name, upper-cased with other
-// characters turned to "_": REPORTMAILER_SCHEDULES_DAILY_QUEUE_URL.
+// characters turned to "_": REPORTMAILER_SCHEDULES_DAILY_QUEUE_URL; a
+// CloudFront key's by its id: REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K1_ACTIVE.
 // Lists are comma-separated. Setting a CloudFront field creates the
 // cloudfront section. A variable that names no field is an error, so a
 // typo does not silently do nothing.
@@ -84,7 +85,10 @@ func applyStruct(v reflect.Value, prefix string, vars map[string]string, used ma
 			}
 		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
 			for j := range f.Len() {
-				id := envNameRE.ReplaceAllString(strings.ToUpper(f.Index(j).FieldByName("Name").String()), "_")
+				id := envNameRE.ReplaceAllString(strings.ToUpper(elemName(f.Index(j))), "_")
+				if id == "" {
+					continue // cannot be addressed
+				}
 				if err := applyStruct(f.Index(j), name+"_"+id, vars, used); err != nil {
 					return err
 				}
@@ -103,6 +107,17 @@ func applyStruct(v reflect.Value, prefix string, vars map[string]string, used ma
 	return nil
 }
 
+// elemName is what addresses a list element from the environment: its
+// Name (schedules) or its ID (CloudFront keys).
+func elemName(v reflect.Value) string {
+	for _, field := range []string{"Name", "ID"} {
+		if f := v.FieldByName(field); f.IsValid() && f.Kind() == reflect.String {
+			return f.String()
+		}
+	}
+	return ""
+}
+
 func setScalar(f reflect.Value, s string) error {
 	switch {
 	case f.Type() == reflect.TypeOf(time.Duration(0)):
@@ -119,6 +134,12 @@ func setScalar(f reflect.Value, s string) error {
 			return fmt.Errorf("is not a whole number")
 		}
 		f.SetInt(int64(n))
+	case f.Kind() == reflect.Float64:
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("is not a number")
+		}
+		f.SetFloat(x)
 	case f.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"sync"
+	"text/template"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -23,35 +25,53 @@ type API interface {
 }
 
 // SES is a worker.Mailer on SES v2 SendEmail with Simple content.
+//
+// Simple, not Raw, on purpose. With Simple content SES writes the MIME
+// message itself: the RFC 2047 encoding of a UTF-8 subject, the
+// multipart/alternative structure, transfer encodings, line lengths
+// and the Date and Message-ID headers. Every header the email needs
+// beyond those (List-Unsubscribe, List-Unsubscribe-Post, List-Id,
+// References) can be set as a custom header on Simple content, so Raw
+// would buy us nothing but a MIME writer to keep correct. Raw would not
+// even let us choose the Message-ID: SES replaces it on every send. The
+// price of Simple is SES's limits on custom headers (at most 15, names
+// other than From, To, Cc, Bcc, Subject, Reply-To, Date, Message-ID,
+// MIME-Version, Content-Type, Content-Disposition and Return-Path,
+// values of printable ASCII up to 870 characters), which [SES.Send]
+// checks before it calls SES so that a bad header fails one email
+// clearly instead of as a BadRequestException.
 type SES struct {
+	// Client is the SES v2 client. Build it with [PacedRetryer] when
+	// the SES is behind a [Paced], and with [Retryer] otherwise.
 	Client API
 	// ConfigurationSet names the SES configuration set, optional.
 	ConfigurationSet string
+	// ListID is the RFC 2919 list namespace, a domain name the sender
+	// controls. Each email gets "List-Id: <SCHEDULE.ListID>", so a
+	// recipient can filter each schedule's email. Empty: no List-Id.
+	ListID string
+	// UnsubscribeURL is a text/template for the one-click unsubscribe
+	// URL of each email (see [UnsubscribeData] and
+	// [ParseUnsubscribeURL]). When set, each email gets List-Unsubscribe
+	// and List-Unsubscribe-Post (RFC 8058). Empty: neither header.
+	UnsubscribeURL string
+
+	once  sync.Once
+	unsub *template.Template
+	err   error
 }
 
 var _ worker.Mailer = (*SES)(nil)
 
 // Send sends e and returns the SES message id. Errors are classified
 // for the worker: a rejection of this email is permanent, a throttle or
-// a server error is transient, and a failure after which SES may have
-// accepted the email is ambiguous.
+// a server error is transient, a failure after which SES may have
+// accepted the email is ambiguous, and a refusal of the whole account
+// (sending paused, account suspended) halts the run.
 func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
-	in := &sesv2.SendEmailInput{
-		FromEmailAddress: aws.String(e.From),
-		ReplyToAddresses: e.ReplyTo,
-		Destination:      &types.Destination{ToAddresses: e.To},
-		Content: &types.EmailContent{Simple: &types.Message{
-			Subject: &types.Content{Data: aws.String(e.Subject), Charset: aws.String("UTF-8")},
-			Body: &types.Body{
-				Html: &types.Content{Data: aws.String(e.HTML), Charset: aws.String("UTF-8")},
-				Text: &types.Content{Data: aws.String(e.Text), Charset: aws.String("UTF-8")},
-			},
-			Headers: headers(e.Headers),
-		}},
-		EmailTags: tags(e.Tags),
-	}
-	if s.ConfigurationSet != "" {
-		in.ConfigurationSetName = aws.String(s.ConfigurationSet)
+	in, err := s.input(e)
+	if err != nil {
+		return "", err
 	}
 	out, err := s.Client.SendEmail(ctx, in)
 	if err != nil {
@@ -60,8 +80,35 @@ func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	return aws.ToString(out.MessageId), nil
 }
 
-// Classify marks an SES error as permanent or ambiguous for the worker,
-// leaving transient ones as they are.
+// input builds the SendEmail request for e.
+func (s *SES) input(e worker.Email) (*sesv2.SendEmailInput, error) {
+	hdrs, err := s.headers(e)
+	if err != nil {
+		return nil, err
+	}
+	in := &sesv2.SendEmailInput{
+		FromEmailAddress: aws.String(encodeAddress(e.From)),
+		ReplyToAddresses: encodeAddresses(e.ReplyTo),
+		Destination:      &types.Destination{ToAddresses: encodeAddresses(e.To)},
+		Content: &types.EmailContent{Simple: &types.Message{
+			// Charset UTF-8 makes SES encode the subject per RFC 2047.
+			Subject: &types.Content{Data: aws.String(cleanSubject(e.Subject)), Charset: aws.String("UTF-8")},
+			Body: &types.Body{
+				Html: &types.Content{Data: aws.String(e.HTML), Charset: aws.String("UTF-8")},
+				Text: &types.Content{Data: aws.String(e.Text), Charset: aws.String("UTF-8")},
+			},
+			Headers: hdrs,
+		}},
+		EmailTags: tags(e.Tags),
+	}
+	if s.ConfigurationSet != "" {
+		in.ConfigurationSetName = aws.String(s.ConfigurationSet)
+	}
+	return in, nil
+}
+
+// Classify marks an SES error as permanent, ambiguous or halting for
+// the worker, leaving transient ones as they are.
 func Classify(err error) error {
 	var (
 		rejected   *types.MessageRejected
@@ -71,12 +118,22 @@ func Classify(err error) error {
 	if errors.As(err, &rejected) || errors.As(err, &badRequest) || errors.As(err, &notVerif) {
 		return worker.Permanent(err)
 	}
+	// The account cannot send at all: every other email would fail the
+	// same way, and the messages are not at fault, so stop the run and
+	// leave them queued rather than dead-letter them one by one.
+	var (
+		paused    *types.SendingPausedException
+		suspended *types.AccountSuspendedException
+	)
+	if errors.As(err, &paused) || errors.As(err, &suspended) {
+		return worker.Halt(err)
+	}
 	if !sent(err) {
 		return err
 	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() >= 400 {
-		if re.HTTPStatusCode() == 429 || re.HTTPStatusCode() >= 500 {
+		if throttled(err) || re.HTTPStatusCode() >= 500 {
 			return err
 		}
 		return worker.Permanent(err)
@@ -124,26 +181,36 @@ func noRetryAfterSend(err error) aws.Ternary {
 	return aws.FalseTernary
 }
 
-func headers(h map[string]string) []types.MessageHeader {
-	if len(h) == 0 {
-		return nil
-	}
-	out := make([]types.MessageHeader, 0, len(h))
-	for k, v := range h {
-		out = append(out, types.MessageHeader{Name: aws.String(k), Value: aws.String(v)})
-	}
-	sort.Slice(out, func(i, j int) bool { return *out[i].Name < *out[j].Name })
-	return out
-}
-
+// tags turns the worker's tags into SES message tags. SES accepts only
+// ASCII letters, digits, '_' and '-' in tag names and values, at most
+// 256 of them, and rejects the whole email otherwise; schedule names
+// may hold '.', and report types come from producers. So every other
+// byte becomes '_', and a tag with an empty name or value is dropped.
 func tags(t map[string]string) []types.MessageTag {
 	if len(t) == 0 {
 		return nil
 	}
 	out := make([]types.MessageTag, 0, len(t))
 	for k, v := range t {
+		k, v = tagText(k), tagText(v)
+		if k == "" || v == "" {
+			continue
+		}
 		out = append(out, types.MessageTag{Name: aws.String(k), Value: aws.String(v)})
 	}
 	sort.Slice(out, func(i, j int) bool { return *out[i].Name < *out[j].Name })
 	return out
+}
+
+func tagText(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 256 {
+		b = b[:256]
+	}
+	return string(b)
 }
