@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
-	"github.com/reportmailer/reportmailer/worker/link"
 )
 
 func (m *Main) config(_ context.Context, args []string) error {
@@ -27,8 +26,8 @@ func (m *Main) config(_ context.Context, args []string) error {
 	}
 	links := "S3 presigned URLs"
 	if cf := c.Links.CloudFront; cf != nil {
-		if _, err := link.LoadPrivateKey(cf.PrivateKeyFile, cf.PrivateKeyEnv); err != nil {
-			return fmt.Errorf("links.cloudfront: %w", err)
+		if _, err := loadKeys(cf); err != nil {
+			return err
 		}
 		links = "CloudFront signed URLs via " + cf.Domain
 	}

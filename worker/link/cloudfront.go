@@ -3,55 +3,24 @@ package link
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha1"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"math"
-	"net/url"
-	"strconv"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
 )
 
-// MaxExpires is the latest expiry a CloudFront URL can carry: CloudFront
-// reads the expiry as 32-bit epoch seconds, so it must be before
-// 2038-01-19T03:14:07Z.
-var MaxExpires = time.Unix(math.MaxInt32, 0).UTC()
-
-// MaxURLLength is the longest URL CloudFront accepts, in bytes.
-const MaxURLLength = 8192
-
-// The query parameters CloudFront reads from a signed URL. A URL's own
-// parameters must come before them and must not reuse their names.
-const (
-	paramExpires       = "Expires"
-	paramPolicy        = "Policy"
-	paramSignature     = "Signature"
-	paramKeyPairID     = "Key-Pair-Id"
-	paramHashAlgorithm = "Hash-Algorithm"
-)
-
-func isSigningParam(name string) bool {
-	switch name {
-	case paramExpires, paramPolicy, paramSignature, paramKeyPairID, paramHashAlgorithm:
-		return true
-	}
-	return false
-}
-
-// CloudFront signs CloudFront URLs with a canned policy.
+// CloudFront signs CloudFront URLs to report files.
 //
 // The link is Domain + "/" + [EscapeKey](report key). The report's bucket
 // is not used: it is the distribution's origin, so it is not part of the
 // path. Fields are read on every call to Sign; set them before use and
-// do not change them while Sign may run.
+// do not change them while Sign may run. A CloudFront must not be
+// copied after first use.
 type CloudFront struct {
 	// Domain is the distribution's base URL: "https://" and a host, and
 	// optionally a path prefix, such as
@@ -61,286 +30,292 @@ type CloudFront struct {
 	// so that a local edge can be used in development.
 	Domain string
 	// KeyID is the ID of the CloudFront public key (Key-Pair-Id) that
-	// matches Key, in a key group the distribution trusts.
+	// matches Key, in a key group the distribution trusts: the active
+	// key, which signs every link.
 	KeyID string
-	// Key is the RSA private key, at least MinRSABits bits. It may be
-	// any crypto.Signer with an *rsa.PublicKey, such as a KMS-backed one.
+	// Key is the private key: RSA-2048 or ECDSA P-256. It may be any
+	// crypto.Signer with such a public key, such as a KMS-backed one.
 	Key crypto.Signer
-	// TTL is how long a link stays valid, at least one second. The
-	// expiry, now+TTL truncated to whole seconds, must be before
-	// MaxExpires.
+	// Hash is HashSHA1 (the default, also for "") or HashSHA256; with
+	// SHA-256 the URL carries Hash-Algorithm=SHA256.
+	Hash string
+	// CustomPolicy signs each link with a custom policy whose Resource is
+	// the link itself, rather than a canned policy. The URL is longer and
+	// grants nothing more. Default false.
+	CustomPolicy bool
+	// OneSignaturePerEmail makes SignAll sign the links of one email
+	// with a single custom policy whose Resource is Domain + "/" + the
+	// reports' common directory + "*", when there are two or more
+	// links, they share a directory and they expire together; otherwise
+	// each link is signed on its own. It trades signing work for scope:
+	// each link then grants every object under that directory, not just
+	// its own report. Default false.
+	OneSignaturePerEmail bool
+	// TTL is how long a link stays valid, at least one second, for
+	// reports whose type has no entry in TTLByType.
 	TTL time.Duration
+	// TTLByType overrides TTL per report type (event.Report.Type).
+	TTLByType map[string]time.Duration
+	// MaxTTL, when positive, caps every lifetime. A capped link is
+	// logged once per report type, and Link.Expires is the true expiry.
+	MaxTTL time.Duration
+	// Expiries, if set, records the latest expiry each key signs,
+	// before a link is returned; see [ExpiryLog] and [RecordAhead]. A
+	// failure to record fails the signature, so that no link can be
+	// sent that the record does not cover.
+	Expiries ExpiryLog
+	// Logger receives the warnings about capped expiries. If nil,
+	// slog.Default() is used.
+	Logger *slog.Logger
+
+	warned   warner
+	recorder recorder
+	base     atomic.Pointer[checkedDomain] // the last Domain that passed checkDomain
 }
 
-var _ worker.Signer = (*CloudFront)(nil)
+// checkedDomain is a Domain and its base URL, once checked.
+type checkedDomain struct{ domain, base string }
+
+var (
+	_ worker.Signer      = (*CloudFront)(nil)
+	_ worker.BatchSigner = (*CloudFront)(nil)
+)
 
 // Validate checks the configuration, so that a bad one can be reported
-// at start-up rather than on the first message. Sign calls it too.
+// at start-up rather than on the first message. Sign checks the same,
+// but a TTLByType entry only when a report of that type uses it.
 func (c *CloudFront) Validate() error {
-	_, err := c.base()
-	return err
+	if _, _, err := c.check(); err != nil {
+		return err
+	}
+	if err := checkTTLs(c.TTL, c.TTLByType, c.MaxTTL); err != nil {
+		return fmt.Errorf("cloudfront: %w", err)
+	}
+	return nil
 }
 
-// base validates the configuration and returns Domain without a
-// trailing "/".
-func (c *CloudFront) base() (string, error) {
-	base, err := checkDomain(c.Domain)
-	if err != nil {
-		return "", fmt.Errorf("cloudfront: %w", err)
+// check validates what every link needs, and returns Domain without a
+// trailing "/" and the hash. TTLByType is checked entry by entry as
+// links use it (expiry), and as a whole by Validate.
+func (c *CloudFront) check() (string, crypto.Hash, error) {
+	var base string
+	if d := c.base.Load(); d != nil && d.domain == c.Domain {
+		base = d.base
+	} else {
+		// Parsed once, not for every link.
+		b, err := checkDomain(c.Domain)
+		if err != nil {
+			return "", 0, fmt.Errorf("cloudfront: %w", err)
+		}
+		c.base.Store(&checkedDomain{domain: c.Domain, base: b})
+		base = b
 	}
-	if err := checkKeyID(c.KeyID); err != nil {
-		return "", fmt.Errorf("cloudfront: %w", err)
+	if err := CheckKeyID(c.KeyID); err != nil {
+		return "", 0, fmt.Errorf("cloudfront: %w", err)
 	}
 	if err := checkSigner(c.Key); err != nil {
-		return "", fmt.Errorf("cloudfront: %w", err)
+		return "", 0, fmt.Errorf("cloudfront: %w", err)
 	}
-	if c.TTL < time.Second {
-		return "", fmt.Errorf("cloudfront: ttl %v is too short, want at least 1s", c.TTL)
+	hash, err := parseHash(c.Hash)
+	if err != nil {
+		return "", 0, fmt.Errorf("cloudfront: %w", err)
 	}
-	return base, nil
+	if err := checkTTLs(c.TTL, nil, c.MaxTTL); err != nil {
+		return "", 0, fmt.Errorf("cloudfront: %w", err)
+	}
+	return base, hash, nil
 }
 
-// Sign returns a link to r.Key that expires at now+TTL, truncated to
-// whole seconds. Errors caused by the report itself (an empty key, a
-// key with "." or ".." segments, a URL over MaxURLLength) are marked
-// [worker.Permanent].
+// Sign returns a link to r.Key that expires after the TTL for r.Type,
+// truncated to whole seconds, or sooner if MaxTTL or the end of 32-bit
+// epoch seconds (MaxExpires) caps it; Link.Expires is the true expiry.
+// With Expiries set, the expiry is recorded before Sign returns.
+//
+// Errors caused by the report itself (an empty key, a key with "." or
+// ".." segments, a URL over MaxURLLength) are marked [worker.Permanent].
 func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (worker.Link, error) {
 	if err := ctx.Err(); err != nil {
 		return worker.Link{}, err
 	}
-	base, err := c.base()
+	base, hash, err := c.check()
 	if err != nil {
 		return worker.Link{}, err
 	}
 	if err := checkKey(r.Key); err != nil {
 		return worker.Link{}, worker.Permanent(fmt.Errorf("cloudfront: %w", err))
 	}
-	expires := time.Unix(now.Add(c.TTL).Unix(), 0).UTC()
-	if !expires.Before(MaxExpires) {
-		return worker.Link{}, fmt.Errorf("cloudfront: expiry %s is not before %s; shorten the ttl",
-			expires.Format(time.RFC3339), MaxExpires.Format(time.RFC3339))
+	expires, err := c.expiry(r.Type, now)
+	if err != nil {
+		return worker.Link{}, err
 	}
 	resource := base + "/" + EscapeKey(r.Key)
-	signed, err := signURL(resource, c.KeyID, c.Key, expires, crypto.SHA1)
+	signed, err := signChecked(resource, Key{ID: c.KeyID, Signer: c.Key}, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
 	if err != nil {
-		var tooLong errURLTooLong
-		if errors.As(err, &tooLong) {
-			err = worker.Permanent(err)
-		}
+		return worker.Link{}, signError(err)
+	}
+	if err := c.recorder.ensure(ctx, c.Expiries, c.KeyID, expires); err != nil {
 		return worker.Link{}, fmt.Errorf("cloudfront: %w", err)
 	}
 	return worker.Link{URL: signed, Expires: expires}, nil
 }
 
-// SignURL signs rawURL with a canned policy that expires at expires,
-// truncated to whole seconds, and returns the signed URL: rawURL
-// followed by "Expires=E&Signature=S&Key-Pair-Id=K", after a "?" or, if
-// rawURL already has a query, a "&".
+// SignAll returns one link per report, in order. With
+// OneSignaturePerEmail, links that can share a signature do; see the
+// field. Otherwise it is Sign for each report.
+func (c *CloudFront) SignAll(ctx context.Context, rs []event.Report, now time.Time) ([]worker.Link, error) {
+	if c.OneSignaturePerEmail && len(rs) > 1 {
+		links, err := c.signShared(ctx, rs, now)
+		if !errors.Is(err, errNoShare) {
+			return links, err
+		}
+	}
+	links := make([]worker.Link, len(rs))
+	for i, r := range rs {
+		l, err := c.Sign(ctx, r, now)
+		if err != nil {
+			return nil, fmt.Errorf("s3://%s/%s: %w", r.Bucket, r.Key, err)
+		}
+		links[i] = l
+	}
+	return links, nil
+}
+
+// errNoShare means the reports cannot share one signature.
+var errNoShare = errors.New("links cannot share a signature")
+
+// signShared signs rs with one custom policy over their common
+// directory, or returns errNoShare.
+func (c *CloudFront) signShared(ctx context.Context, rs []event.Report, now time.Time) ([]worker.Link, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	base, hash, err := c.check()
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(rs))
+	for i, r := range rs {
+		if err := checkKey(r.Key); err != nil {
+			return nil, fmt.Errorf("s3://%s/%s: %w", r.Bucket, r.Key, worker.Permanent(fmt.Errorf("cloudfront: %w", err)))
+		}
+		keys[i] = r.Key
+	}
+	prefix, why := sharedPrefix(keys)
+	if why == "" && strings.ContainsAny(base, "*?") {
+		why = "the domain has a wildcard character"
+	}
+	var expires time.Time
+	for i, r := range rs {
+		e, err := c.expiry(r.Type, now)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && !e.Equal(expires) {
+			why = "the links expire at different times"
+		}
+		expires = e
+	}
+	if why != "" {
+		c.logger().Debug("signing links one by one", "reason", why, "links", len(rs))
+		return nil, errNoShare
+	}
+
+	urls := make([]string, len(rs))
+	for i, k := range keys {
+		urls[i] = base + "/" + EscapeKey(k)
+	}
+	p := Policy{Custom: true, Resource: base + "/" + EscapeKey(prefix) + "*", Expires: expires}
+	epoch, err := checkExpiry(expires)
+	if err != nil {
+		return nil, fmt.Errorf("cloudfront: %w", err)
+	}
+	policy, err := appendCustomPolicy(nil, urls[0], epoch, p)
+	if err != nil {
+		return nil, fmt.Errorf("cloudfront: %w", err)
+	}
+	sig, err := signPolicy(c.Key, policy, hash)
+	if err != nil {
+		return nil, fmt.Errorf("cloudfront: %w", err)
+	}
+	links := make([]worker.Link, len(rs))
+	for i, u := range urls {
+		if !wildcardMatch(p.Resource, u) {
+			// Cannot happen: each URL starts with the escaped prefix,
+			// as escaping works segment by segment.
+			return nil, fmt.Errorf("cloudfront: shared resource %q does not cover %q", p.Resource, u)
+		}
+		signed, err := assemble(u, epoch, policy, sig, c.KeyID, hash)
+		if err != nil {
+			return nil, fmt.Errorf("s3://%s/%s: %w", rs[i].Bucket, rs[i].Key, signError(err))
+		}
+		links[i] = worker.Link{URL: signed, Expires: expires}
+	}
+	if err := c.recorder.ensure(ctx, c.Expiries, c.KeyID, expires); err != nil {
+		return nil, fmt.Errorf("cloudfront: %w", err)
+	}
+	return links, nil
+}
+
+// sharedPrefix returns the directory that every key is under, ending in
+// "/", or why the keys cannot share a signature.
 //
-// rawURL is signed byte for byte, so it must already be safely encoded:
-// ASCII only, no spaces, a valid percent-escape after each "%", and no
-// fragment. Its query must not use the signing parameters' names.
-// SignURL does not check that expires is in the future.
-func SignURL(rawURL string, keyID string, key crypto.Signer, expires time.Time) (string, error) {
-	if err := checkKeyID(keyID); err != nil {
-		return "", fmt.Errorf("sign url: %w", err)
-	}
-	if err := checkSigner(key); err != nil {
-		return "", fmt.Errorf("sign url: %w", err)
-	}
-	s, err := signURL(rawURL, keyID, key, expires, crypto.SHA1)
-	if err != nil {
-		return "", fmt.Errorf("sign url: %w", err)
-	}
-	return s, nil
-}
-
-type errURLTooLong int
-
-func (n errURLTooLong) Error() string {
-	return fmt.Sprintf("signed url is %d bytes, over the %d-byte limit", int(n), MaxURLLength)
-}
-
-// signURL signs rawURL with a canned policy using hash, which is SHA-1
-// unless a test asks for SHA-256. keyID and key must have been checked.
-func signURL(rawURL, keyID string, key crypto.Signer, expires time.Time, hash crypto.Hash) (string, error) {
-	if err := checkResourceURL(rawURL); err != nil {
-		return "", err
-	}
-	epoch := expires.Unix()
-	if epoch <= 0 || epoch >= math.MaxInt32 {
-		return "", fmt.Errorf("expiry %s is out of range, want after 1970 and before %s",
-			expires.UTC().Format(time.RFC3339), MaxExpires.Format(time.RFC3339))
-	}
-	sig, err := signPolicy(key, cannedPolicy(rawURL, epoch), hash)
-	if err != nil {
-		return "", err
-	}
-
-	var b strings.Builder
-	b.Grow(len(rawURL) + len(sig) + len(keyID) + 64)
-	b.WriteString(rawURL)
-	if strings.Contains(rawURL, "?") {
-		b.WriteByte('&')
-	} else {
-		b.WriteByte('?')
-	}
-	b.WriteString(paramExpires + "=")
-	b.WriteString(strconv.FormatInt(epoch, 10))
-	b.WriteString("&" + paramSignature + "=")
-	b.WriteString(sig)
-	b.WriteString("&" + paramKeyPairID + "=")
-	b.WriteString(keyID)
-	if hash == crypto.SHA256 {
-		b.WriteString("&" + paramHashAlgorithm + "=SHA256")
-	}
-	if b.Len() > MaxURLLength {
-		return "", errURLTooLong(b.Len())
-	}
-	return b.String(), nil
-}
-
-// cannedPolicy returns the canned policy for resource and epoch: the
-// JSON that CloudFront rebuilds from a signed URL, with no whitespace.
-func cannedPolicy(resource string, epoch int64) string {
-	return `{"Statement":[{"Resource":` + quoteJSON(resource) +
-		`,"Condition":{"DateLessThan":{"AWS:EpochTime":` + strconv.FormatInt(epoch, 10) + `}}}]}`
-}
-
-// quoteJSON returns s as a JSON string. URLs that passed
-// checkResourceURL need no escaping and take the fast path.
-func quoteJSON(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return jsonString(s)
+// A raw "*" or "?" in the directory is refused: EscapeKey encodes them,
+// but whether CloudFront compares the policy's Resource with the URL
+// before or after decoding is not something to bet the scope of a link
+// on, and decoded they would be wildcards that widen it.
+func sharedPrefix(keys []string) (string, string) {
+	p := keys[0]
+	for _, k := range keys[1:] {
+		n := 0
+		for n < len(p) && n < len(k) && p[n] == k[n] {
+			n++
 		}
+		p = p[:n]
 	}
-	return `"` + s + `"`
-}
-
-// signPolicy signs policy with RSA PKCS #1 v1.5 over hash and returns
-// the signature in CloudFront's base64.
-func signPolicy(key crypto.Signer, policy string, hash crypto.Hash) (string, error) {
-	digest, err := digestOf(policy, hash)
-	if err != nil {
-		return "", err
-	}
-	sig, err := key.Sign(rand.Reader, digest, hash)
-	if err != nil {
-		return "", fmt.Errorf("sign policy: %w", err)
-	}
-	return encodeBase64(sig), nil
-}
-
-func digestOf(policy string, hash crypto.Hash) ([]byte, error) {
-	switch hash {
-	case crypto.SHA1:
-		d := sha1.Sum([]byte(policy))
-		return d[:], nil
-	case crypto.SHA256:
-		d := sha256.Sum256([]byte(policy))
-		return d[:], nil
-	}
-	return nil, fmt.Errorf("hash %v is not supported", hash)
-}
-
-// CloudFront's URL-safe base64 is the standard alphabet with "+" → "-",
-// "=" → "_" and "/" → "~".
-var (
-	cfReplacer   = strings.NewReplacer("+", "-", "=", "_", "/", "~")
-	cfUnreplacer = strings.NewReplacer("-", "+", "_", "=", "~", "/")
-)
-
-func encodeBase64(b []byte) string {
-	return cfReplacer.Replace(base64.StdEncoding.EncodeToString(b))
-}
-
-func decodeBase64(s string) ([]byte, error) {
-	return base64.StdEncoding.Strict().DecodeString(cfUnreplacer.Replace(s))
-}
-
-// checkDomain validates a CloudFront base URL and returns it without a
-// trailing "/".
-func checkDomain(domain string) (string, error) {
-	if domain == "" {
-		return "", errors.New("domain is empty")
-	}
-	if strings.Contains(domain, "@") {
-		// Checked first, and not echoed, as it may hold a password.
-		return "", errors.New("domain must not have user info")
-	}
-	if err := checkURLChars(domain); err != nil {
-		return "", fmt.Errorf("domain %q: %w", domain, err)
-	}
-	u, err := url.Parse(domain)
-	if err != nil {
-		return "", fmt.Errorf("domain: %w", err)
-	}
+	p = p[:strings.LastIndexByte(p, '/')+1]
 	switch {
-	case u.Host == "" || u.Hostname() == "":
-		return "", fmt.Errorf("domain %q has no host; want e.g. https://d111111abcdef8.cloudfront.net", domain)
-	case u.RawQuery != "" || u.ForceQuery:
-		return "", fmt.Errorf("domain %q must not have a query", domain)
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
-	case u.Scheme == "http":
-		return "", fmt.Errorf("domain %q: http is allowed only for localhost, 127.0.0.1 and [::1]; use https", domain)
-	default:
-		return "", fmt.Errorf("domain %q: scheme must be https", domain)
+	case strings.Trim(p, "/") == "":
+		return "", "the reports share no directory"
+	case strings.ContainsAny(p, "*?"):
+		return "", "their directory has a wildcard character"
 	}
-	return strings.TrimSuffix(domain, "/"), nil
+	return p, ""
 }
 
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
-}
-
-// checkResourceURL checks that rawURL can be signed byte for byte.
-func checkResourceURL(rawURL string) error {
-	if err := checkURLChars(rawURL); err != nil {
-		return fmt.Errorf("url: %w", err)
+// expiry returns when a link to a report of type typ made at now
+// expires, logging why once if that is sooner than asked for.
+func (c *CloudFront) expiry(typ string, now time.Time) (time.Time, error) {
+	want, ttl := ttlFor(c.TTL, c.TTLByType, c.MaxTTL, typ)
+	if want < time.Second {
+		return time.Time{}, fmt.Errorf("cloudfront: ttl %v for report type %q is too short, want at least 1s", want, typ)
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return fmt.Errorf("url: %w", err)
+	if ttl < want {
+		c.warned.warn(c.Logger, capReasonMaxTTL+"\x00"+typ, capReasonMaxTTL, typ, want, ttl)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("url: scheme %q is not http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("url: no host")
-	}
-	for part := range strings.SplitSeq(u.RawQuery, "&") {
-		name, _, _ := strings.Cut(part, "=")
-		if n, err := url.QueryUnescape(name); err == nil && isSigningParam(n) {
-			return fmt.Errorf("url: query parameter %s is reserved for the signature", n)
+	expires := time.Unix(now.Add(ttl).Unix(), 0).UTC()
+	if !expires.Before(MaxExpires) {
+		expires = MaxExpires.Add(-time.Second)
+		if !expires.After(now) {
+			return time.Time{}, fmt.Errorf("cloudfront: it is too late to sign: CloudFront expiries end at %s", MaxExpires.Format(time.RFC3339))
 		}
+		c.warned.warn(c.Logger, capReason2038, capReason2038, typ, want, expires.Sub(now))
 	}
-	return nil
+	return expires, nil
 }
 
-func checkKeyID(keyID string) error {
-	if keyID == "" {
-		return errors.New("key id is empty")
+func (c *CloudFront) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.Default()
 	}
-	// Key IDs are upper-case alphanumerics (K2JCJMDEHXQW5F); anything
-	// that would need escaping would corrupt the URL.
-	for i := 0; i < len(keyID); i++ {
-		c := keyID[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("key id %q has a character other than letters, digits, - and _", keyID)
-		}
-	}
-	return nil
+	return c.Logger
 }
 
-func checkSigner(key crypto.Signer) error {
-	if key == nil {
-		return errors.New("no private key")
+// signError adds context to a signing error, marking a URL that is too
+// long as permanent: it is the report's key that makes it so.
+func signError(err error) error {
+	var tooLong errURLTooLong
+	if errors.As(err, &tooLong) {
+		return worker.Permanent(fmt.Errorf("cloudfront: %w", err))
 	}
-	pub, ok := key.Public().(*rsa.PublicKey)
-	if !ok {
-		return fmt.Errorf("%s keys are not supported yet", keyTypeName(key.Public()))
-	}
-	return checkRSASize(pub)
+	return fmt.Errorf("cloudfront: %w", err)
 }

@@ -151,7 +151,7 @@ func TestSignURLMatchesSDK(t *testing.T) {
 
 func TestSignURLRejects(t *testing.T) {
 	k, _ := keys(t)
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ec, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +165,8 @@ func TestSignURLRejects(t *testing.T) {
 		wantErr string
 	}{
 		{"raw space", "https://d.net/a b.pdf", testKeyID, k, testNow, `character ' ' at offset 15 must be percent-encoded`},
+		{"raw plus", "https://d.net/a+b.pdf", testKeyID, k, testNow, `raw '+' at offset 15: S3 reads it as a space`},
+		{"raw plus in query", "https://d.net/a.pdf?x=a+b", testKeyID, k, testNow, `raw '+' at offset 23`},
 		{"fragment", "https://d.net/a#b", testKeyID, k, testNow, "fragment"},
 		{"non-ASCII", "https://d.net/日本", testKeyID, k, testNow, "byte 0xE6 at offset 14"},
 		{"bad escape", "https://d.net/a%2", testKeyID, k, testNow, "malformed percent-escape"},
@@ -178,7 +180,7 @@ func TestSignURLRejects(t *testing.T) {
 		{"empty key id", u, "", k, testNow, "key id is empty"},
 		{"odd key id", u, "K1&x=y", k, testNow, "key id"},
 		{"no key", u, testKeyID, nil, testNow, "no private key"},
-		{"EC key", u, testKeyID, ec, testNow, "ECDSA keys are not supported yet"},
+		{"EC P-384 key", u, testKeyID, ec, testNow, "ECDSA P-384 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,17 +197,28 @@ func TestSignURLRejects(t *testing.T) {
 
 func TestCloudFrontConfig(t *testing.T) {
 	k, _ := keys(t)
+	ec, _ := ecKeys(t)
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := CloudFront{Domain: "https://d111111abcdef8.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		edit    func(*CloudFront)
 		wantErr string // empty: valid
 	}{
 		{"valid", func(*CloudFront) {}, ""},
+		{"ECDSA key", func(c *CloudFront) { c.Key = ec }, ""},
+		{"SHA-256", func(c *CloudFront) { c.Hash = HashSHA256 }, ""},
+		{"custom policy", func(c *CloudFront) { c.CustomPolicy = true }, ""},
+		{"ttl by type and max", func(c *CloudFront) {
+			c.TTLByType = map[string]time.Duration{"invoice": 720 * time.Hour}
+			c.MaxTTL = 24 * time.Hour
+		}, ""},
 		{"path prefix", func(c *CloudFront) { c.Domain = "https://cdn.example.com/r/" }, ""},
 		{"http localhost", func(c *CloudFront) { c.Domain = "http://localhost:9000" }, ""},
 		{"http 127.0.0.1", func(c *CloudFront) { c.Domain = "http://127.0.0.1" }, ""},
@@ -218,17 +231,22 @@ func TestCloudFrontConfig(t *testing.T) {
 		{"query", func(c *CloudFront) { c.Domain = "https://d.net/?a=1" }, "must not have a query"},
 		{"user info", func(c *CloudFront) { c.Domain = "https://u:secret@d.net/a b" }, "domain must not have user info"},
 		{"raw space", func(c *CloudFront) { c.Domain = "https://d.net/my reports" }, "must be percent-encoded"},
+		{"raw plus", func(c *CloudFront) { c.Domain = "https://d.net/a+b" }, "raw '+'"},
 		{"no key id", func(c *CloudFront) { c.KeyID = "" }, "cloudfront: key id is empty"},
 		{"no key", func(c *CloudFront) { c.Key = nil }, "cloudfront: no private key"},
-		{"small key", func(c *CloudFront) { c.Key = small }, "cloudfront: RSA-1024 is too small"},
+		{"small key", func(c *CloudFront) { c.Key = small }, "cloudfront: RSA-1024 keys are not supported"},
+		{"P-384 key", func(c *CloudFront) { c.Key = p384 }, "cloudfront: ECDSA P-384 keys are not supported"},
+		{"bad hash", func(c *CloudFront) { c.Hash = "md5" }, `cloudfront: hash "md5" is not sha1 or sha256`},
 		{"no ttl", func(c *CloudFront) { c.TTL = 0 }, "cloudfront: ttl 0s is too short"},
+		{"no ttl for a type", func(c *CloudFront) { c.TTLByType = map[string]time.Duration{"invoice": 0} }, `cloudfront: ttl 0s for report type "invoice" is too short`},
+		{"negative max ttl", func(c *CloudFront) { c.MaxTTL = -time.Hour }, "cloudfront: max ttl -1h0m0s is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cf := ok
-			tt.edit(&cf)
+			cf := &CloudFront{Domain: "https://d111111abcdef8.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour}
+			tt.edit(cf)
 			err := cf.Validate()
-			_, signErr := cf.Sign(context.Background(), event.Report{Key: "a.pdf"}, testNow)
+			_, signErr := cf.Sign(context.Background(), event.Report{Key: "a.pdf", Type: "invoice"}, testNow)
 			if tt.wantErr == "" {
 				if err != nil || signErr != nil {
 					t.Fatalf("Validate = %v, Sign = %v", err, signErr)
@@ -253,25 +271,23 @@ func TestCloudFrontConfig(t *testing.T) {
 
 func TestCloudFrontSignErrors(t *testing.T) {
 	k, _ := keys(t)
-	cf := &CloudFront{Domain: "https://d111111abcdef8.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour}
+	newCF := func() *CloudFront {
+		return &CloudFront{Domain: "https://d111111abcdef8.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour}
+	}
 	tests := []struct {
 		name          string
 		key           string
-		ttl           time.Duration
 		wantErr       string
 		wantPermanent bool
 	}{
-		{"empty key", "", time.Hour, "object key is empty", true},
-		{"dot-dot segment", "reports/../secret.pdf", time.Hour, `".." segment`, true},
-		{"dot segment", "./a.pdf", time.Hour, `"." segment`, true},
-		{"too long", strings.Repeat("€", 900), time.Hour, "over the 8192-byte limit", true},
-		{"past 2038", "a.pdf", MaxExpires.Sub(testNow) + time.Second, "not before 2038-01-19T03:14:07Z", false},
+		{"empty key", "", "object key is empty", true},
+		{"dot-dot segment", "reports/../secret.pdf", `".." segment`, true},
+		{"dot segment", "./a.pdf", `"." segment`, true},
+		{"too long", strings.Repeat("€", 900), "over the 8192-byte limit", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := *cf
-			c.TTL = tt.ttl
-			_, err := c.Sign(context.Background(), event.Report{Key: tt.key}, testNow)
+			_, err := newCF().Sign(context.Background(), event.Report{Key: tt.key}, testNow)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
 			}
@@ -284,20 +300,14 @@ func TestCloudFrontSignErrors(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if _, err := cf.Sign(ctx, event.Report{Key: "a.pdf"}, testNow); !errors.Is(err, context.Canceled) {
+		if _, err := newCF().Sign(ctx, event.Report{Key: "a.pdf"}, testNow); !errors.Is(err, context.Canceled) {
 			t.Fatalf("error = %v, want context.Canceled", err)
 		}
 	})
-}
-
-func BenchmarkCloudFrontSign(b *testing.B) {
-	k, _ := keys(b)
-	cf := &CloudFront{Domain: "https://d111111abcdef8.cloudfront.net", KeyID: testKeyID, Key: k, TTL: 72 * time.Hour}
-	r := event.Report{Bucket: "private-reports", Key: "reports/Q1 2026/a+b.pdf"}
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := cf.Sign(ctx, r, testNow); err != nil {
-			b.Fatal(err)
+	t.Run("too late to sign", func(t *testing.T) {
+		_, err := newCF().Sign(context.Background(), event.Report{Key: "a.pdf"}, MaxExpires.Add(-time.Second))
+		if err == nil || !strings.Contains(err.Error(), "too late to sign") {
+			t.Fatalf("error = %v", err)
 		}
-	}
+	})
 }

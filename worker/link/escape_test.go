@@ -1,10 +1,13 @@
 package link
 
 import (
+	"encoding/base64"
 	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/aws/smithy-go/encoding/httpbinding"
 )
 
 func TestEscapeKey(t *testing.T) {
@@ -37,6 +40,9 @@ func TestEscapeKey(t *testing.T) {
 func checkEscapeRoundTrip(t *testing.T, key string) {
 	t.Helper()
 	esc := EscapeKey(key)
+	if want := httpbinding.EscapePath(key, false); esc != want {
+		t.Fatalf("EscapeKey(%q) = %q, smithy-go's EscapePath gives %q", key, esc, want)
+	}
 	for i := 0; i < len(esc); i++ {
 		c := esc[i]
 		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
@@ -105,5 +111,25 @@ func TestCheckKey(t *testing.T) {
 				t.Fatalf("checkKey(%q) = %v, want error %v", tt.key, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestEncodeBase64(t *testing.T) {
+	// CloudFront's alphabet is standard base64 with three characters
+	// swapped; check every byte value in every padding position.
+	for n := range 260 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + n)
+		}
+		want := strings.NewReplacer("+", "-", "=", "_", "/", "~").Replace(base64.StdEncoding.EncodeToString(b))
+		got := encodeBase64(b)
+		if got != want {
+			t.Fatalf("encodeBase64(%d bytes) = %q, want %q", n, got, want)
+		}
+		back, err := decodeBase64(got)
+		if err != nil || string(back) != string(b) {
+			t.Fatalf("decodeBase64 round trip of %d bytes: %v", n, err)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package link
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"sync"
 	"testing"
@@ -14,9 +16,10 @@ import (
 var (
 	keysOnce          sync.Once
 	testKey, otherKey *rsa.PrivateKey
+	testEC, otherEC   *ecdsa.PrivateKey
 )
 
-func keys(tb testing.TB) (*rsa.PrivateKey, *rsa.PrivateKey) {
+func generateKeys(tb testing.TB) {
 	tb.Helper()
 	keysOnce.Do(func() {
 		if t, ok := tb.(*testing.T); ok {
@@ -29,27 +32,53 @@ func keys(tb testing.TB) (*rsa.PrivateKey, *rsa.PrivateKey) {
 		if otherKey, err = rsa.GenerateKey(nil, 2048); err != nil {
 			tb.Fatal(err)
 		}
+		if testEC, err = ecdsa.GenerateKey(elliptic.P256(), nil); err != nil {
+			tb.Fatal(err)
+		}
+		if otherEC, err = ecdsa.GenerateKey(elliptic.P256(), nil); err != nil {
+			tb.Fatal(err)
+		}
 	})
-	if testKey == nil {
+	if testKey == nil || testEC == nil {
 		tb.Fatal("test keys were not generated")
 	}
+}
+
+// keys returns the two RSA-2048 test keys.
+func keys(tb testing.TB) (*rsa.PrivateKey, *rsa.PrivateKey) {
+	tb.Helper()
+	generateKeys(tb)
 	return testKey, otherKey
 }
 
+// ecKeys returns the two ECDSA P-256 test keys.
+func ecKeys(tb testing.TB) (*ecdsa.PrivateKey, *ecdsa.PrivateKey) {
+	tb.Helper()
+	generateKeys(tb)
+	return testEC, otherEC
+}
+
 const (
-	testKeyID  = "K2JCJMDEHXQW5F"
-	otherKeyID = "K3OTHERKEYID01"
+	testKeyID    = "K2JCJMDEHXQW5F"
+	otherKeyID   = "K3OTHERKEYID01"
+	testECKeyID  = "KECDSA00000001"
+	otherECKeyID = "KECDSA00000002"
 )
 
-// lookup trusts the two test keys.
+// lookup trusts the four test keys, by their public halves.
 func lookup(tb testing.TB) KeyLookup {
 	k, o := keys(tb)
+	e, oe := ecKeys(tb)
 	return func(id string) (crypto.PublicKey, bool) {
 		switch id {
 		case testKeyID:
 			return &k.PublicKey, true
 		case otherKeyID:
 			return &o.PublicKey, true
+		case testECKeyID:
+			return &e.PublicKey, true
+		case otherECKeyID:
+			return &oe.PublicKey, true
 		}
 		return nil, false
 	}
@@ -68,4 +97,7 @@ var nastyKeys = []string{
 	"back\\slash/~tilde_under-dash.pdf",
 	"...",
 	"trailing/",
+	"%2B already%20escaped%",
+	"Expires=1&Signature=x&Key-Pair-Id=K",
+	"\x00\x7f\xff invalid utf-8",
 }

@@ -5,8 +5,11 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,18 +17,28 @@ import (
 	"strings"
 )
 
-// MinRSABits is the smallest RSA key, in bits, that the package signs
-// or verifies with. CloudFront itself only accepts 2048-bit RSA keys.
-const MinRSABits = 2048
+// RSABits is the only RSA key size CloudFront accepts, and so the only
+// one the package signs or verifies with.
+const RSABits = 2048
 
-// ParsePrivateKey parses a PEM-encoded RSA private key in PKCS#1
-// ("BEGIN RSA PRIVATE KEY") or PKCS#8 ("BEGIN PRIVATE KEY", the OpenSSL 3
-// default) form. Blocks before the key, such as EC parameters or a
-// certificate, are skipped.
+// Key algorithms, as [KeyAlgorithm] names them.
+const (
+	AlgRSA2048   = "RSA-2048"
+	AlgECDSAP256 = "ECDSA-P256"
+)
+
+// supported is appended to every error about an unsupported key.
+const supported = "CloudFront accepts RSA-2048 and ECDSA P-256"
+
+// ParsePrivateKey parses a PEM-encoded private key: RSA in PKCS#1
+// ("BEGIN RSA PRIVATE KEY") or PKCS#8 ("BEGIN PRIVATE KEY", the OpenSSL
+// 3 default), or ECDSA in SEC1 ("BEGIN EC PRIVATE KEY") or PKCS#8.
+// Blocks before the key, such as EC parameters or a certificate, are
+// skipped.
 //
-// Only RSA keys of at least [MinRSABits] bits are accepted for now;
-// other key types and sizes give an error that names what was found.
-// Errors never contain key material.
+// Only the keys CloudFront accepts are returned: RSA of exactly
+// [RSABits] bits and ECDSA on P-256. Any other type or size gives an
+// error that names what was found. Errors never contain key material.
 func ParsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 	k, err := parsePrivateKey(pemBytes)
 	if err != nil {
@@ -104,12 +117,19 @@ func parsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 		if err != nil {
 			if k, err1 := x509.ParsePKCS1PrivateKey(block.Bytes); err1 == nil {
 				key, err = k, nil
+			} else if k, errEC := x509.ParseECPrivateKey(block.Bytes); errEC == nil {
+				key, err = k, nil
 			}
 		}
 	case "EC PRIVATE KEY":
-		return nil, errors.New("ECDSA keys are not supported yet")
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+		if err != nil {
+			if k, err8 := x509.ParsePKCS8PrivateKey(block.Bytes); err8 == nil {
+				key, err = k, nil
+			}
+		}
 	case "DSA PRIVATE KEY":
-		return nil, errors.New("DSA keys are not supported")
+		return nil, errors.New("DSA keys are not supported; " + supported)
 	case "ENCRYPTED PRIVATE KEY":
 		return nil, errors.New("encrypted PKCS#8 keys are not supported; decrypt the key first")
 	case "OPENSSH PRIVATE KEY":
@@ -121,21 +141,20 @@ func parsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 		// x509 errors describe the structure, not the key material.
 		return nil, fmt.Errorf("parse %s: %w", pemForm(block.Type), err)
 	}
-	switch k := key.(type) {
-	case *rsa.PrivateKey:
-		if err := checkRSASize(&k.PublicKey); err != nil {
-			return nil, err
-		}
-		return k, nil
-	default:
-		return nil, fmt.Errorf("%s keys are not supported yet", keyTypeName(key))
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s keys are not supported; %s", keyTypeName(key), supported)
 	}
+	if err := checkPublicKey(signer.Public()); err != nil {
+		return nil, err
+	}
+	return signer, nil
 }
 
-// ParsePublicKey parses a PEM-encoded RSA public key, either PKIX
-// ("BEGIN PUBLIC KEY", what openssl and CloudFront use) or PKCS#1
-// ("BEGIN RSA PUBLIC KEY"). Like [ParsePrivateKey], it accepts only RSA
-// keys of at least [MinRSABits] bits for now.
+// ParsePublicKey parses a PEM-encoded public key, either PKIX ("BEGIN
+// PUBLIC KEY", what openssl writes and CloudFront stores) or, for RSA,
+// PKCS#1 ("BEGIN RSA PUBLIC KEY"). Like [ParsePrivateKey], it accepts
+// only RSA-2048 and ECDSA P-256 keys.
 func ParsePublicKey(pemBytes []byte) (crypto.PublicKey, error) {
 	block, err := findPEM(pemBytes, "PUBLIC KEY")
 	if err != nil {
@@ -153,14 +172,69 @@ func ParsePublicKey(pemBytes []byte) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public key: parse %s: %w", pemForm(block.Type), err)
 	}
-	k, ok := key.(*rsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("public key: %s keys are not supported yet", keyTypeName(key))
-	}
-	if err := checkRSASize(k); err != nil {
+	if err := checkPublicKey(key); err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	return k, nil
+	return key, nil
+}
+
+// KeyAlgorithm names a key's algorithm, [AlgRSA2048] or [AlgECDSAP256],
+// or returns an error for a key CloudFront does not accept. key may be
+// a public key or a crypto.Signer.
+func KeyAlgorithm(key any) (string, error) {
+	pub := publicOf(key)
+	if err := checkPublicKey(pub); err != nil {
+		return "", err
+	}
+	if _, ok := pub.(*rsa.PublicKey); ok {
+		return AlgRSA2048, nil
+	}
+	return AlgECDSAP256, nil
+}
+
+// Fingerprint identifies a public key: "SHA256:" and the unpadded
+// base64 SHA-256 of its PKIX (DER) encoding, as ssh-keygen -l writes
+// fingerprints. The same value comes from
+//
+//	openssl pkey -in KEY.pem -pubout -outform DER | openssl dgst -sha256 -binary | base64
+//
+// (with the trailing "=" removed). key may be a public key or a
+// crypto.Signer.
+func Fingerprint(key any) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(publicOf(key))
+	if err != nil {
+		return "", fmt.Errorf("fingerprint: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:]), nil
+}
+
+// publicOf returns the public half of key if it is a private key or a
+// crypto.Signer, and key otherwise.
+func publicOf(key any) crypto.PublicKey {
+	if s, ok := key.(crypto.Signer); ok {
+		return s.Public()
+	}
+	return key
+}
+
+// checkPublicKey reports whether pub is a key CloudFront accepts.
+func checkPublicKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n != RSABits {
+			return fmt.Errorf("RSA-%d keys are not supported; %s", n, supported)
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return fmt.Errorf("ECDSA %s keys are not supported; %s", k.Curve.Params().Name, supported)
+		}
+		return nil
+	case nil:
+		return errors.New("no key")
+	}
+	return fmt.Errorf("%s keys are not supported; %s", keyTypeName(pub), supported)
 }
 
 // findPEM returns the first PEM block whose type ends in suffix, and
@@ -184,13 +258,6 @@ func findPEM(b []byte, suffix string) (*pem.Block, error) {
 	return nil, fmt.Errorf("no %s in PEM data (found %s)", strings.ToLower(suffix), strings.Join(seen, ", "))
 }
 
-func checkRSASize(k *rsa.PublicKey) error {
-	if n := k.N.BitLen(); n < MinRSABits {
-		return fmt.Errorf("RSA-%d is too small, want at least %d bits", n, MinRSABits)
-	}
-	return nil
-}
-
 // pemForm names the encoding a PEM block type stands for.
 func pemForm(blockType string) string {
 	switch blockType {
@@ -198,6 +265,8 @@ func pemForm(blockType string) string {
 		return "PKCS#1"
 	case "PRIVATE KEY":
 		return "PKCS#8"
+	case "EC PRIVATE KEY":
+		return "SEC1"
 	case "PUBLIC KEY":
 		return "PKIX"
 	}

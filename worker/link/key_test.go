@@ -1,12 +1,15 @@
 package link
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -72,6 +75,18 @@ func TestParsePrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rsa4096, err := rsa.GenerateKey(rand.Reader, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384DER, err := x509.MarshalECPrivateKey(p384)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pkcs1 := pemEncode(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k))
 	encrypted := pem.EncodeToMemory(&pem.Block{
 		Type:    "RSA PRIVATE KEY",
@@ -87,24 +102,31 @@ func TestParsePrivateKey(t *testing.T) {
 	tests := []struct {
 		name    string
 		pem     []byte
-		wantErr string // empty: success
+		want    crypto.Signer // the key a success gives
+		wantErr string        // empty: success
 	}{
-		{"PKCS#1", pkcs1, ""},
-		{"PKCS#8", pkcs8(t, k), ""},
-		{"PKCS#1 labelled PKCS#8", pemEncode(t, "PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k)), ""},
-		{"after EC parameters", append(pemEncode(t, "EC PARAMETERS", []byte{6, 8, 42}), pkcs1...), ""},
-		{"RSA-1024 PKCS#1", pemEncode(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsa1024)), "private key: RSA-1024 is too small, want at least 2048 bits"},
-		{"RSA-1024 PKCS#8", pkcs8(t, rsa1024), "private key: RSA-1024 is too small, want at least 2048 bits"},
-		{"EC SEC1", pemEncode(t, "EC PRIVATE KEY", ecDER), "private key: ECDSA keys are not supported yet"},
-		{"EC PKCS#8", pkcs8(t, ec), "private key: ECDSA keys are not supported yet"},
-		{"Ed25519 PKCS#8", pkcs8(t, ed), "private key: Ed25519 keys are not supported yet"},
-		{"legacy encrypted", encrypted, "private key: encrypted PEM is not supported"},
-		{"OpenSSH", pemEncode(t, "OPENSSH PRIVATE KEY", []byte("openssh-key-v1")), "private key: OpenSSH-format keys are not supported"},
-		{"public key instead", pkix(t, &k.PublicKey), "private key: no private key in PEM data (found public key)"},
-		{"certificate", pemEncode(t, "CERTIFICATE", []byte{1, 2, 3}), "private key: no private key in PEM data (found certificate)"},
-		{"not PEM", []byte("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), "private key: no PEM data found"},
-		{"empty", nil, "private key: no PEM data found"},
-		{"truncated DER", truncated, "private key: parse PKCS#8: "},
+		{"RSA PKCS#1", pkcs1, k, ""},
+		{"RSA PKCS#8", pkcs8(t, k), k, ""},
+		{"RSA PKCS#1 labelled PKCS#8", pemEncode(t, "PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k)), k, ""},
+		{"RSA after EC parameters", append(pemEncode(t, "EC PARAMETERS", []byte{6, 8, 42}), pkcs1...), k, ""},
+		{"EC SEC1", pemEncode(t, "EC PRIVATE KEY", ecDER), ec, ""},
+		{"EC SEC1 after EC parameters (openssl ecparam -genkey)", append(pemEncode(t, "EC PARAMETERS", []byte{6, 8, 42, 134, 72, 206, 61, 3, 1, 7}), pemEncode(t, "EC PRIVATE KEY", ecDER)...), ec, ""},
+		{"EC PKCS#8", pkcs8(t, ec), ec, ""},
+		{"EC SEC1 labelled PKCS#8", pemEncode(t, "PRIVATE KEY", ecDER), ec, ""},
+		{"RSA-1024 PKCS#1", pemEncode(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsa1024)), nil, "private key: RSA-1024 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
+		{"RSA-1024 PKCS#8", pkcs8(t, rsa1024), nil, "private key: RSA-1024 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
+		{"RSA-4096", pkcs8(t, rsa4096), nil, "private key: RSA-4096 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
+		{"EC P-384 SEC1", pemEncode(t, "EC PRIVATE KEY", p384DER), nil, "private key: ECDSA P-384 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
+		{"EC P-384 PKCS#8", pkcs8(t, p384), nil, "private key: ECDSA P-384 keys are not supported"},
+		{"Ed25519 PKCS#8", pkcs8(t, ed), nil, "private key: Ed25519 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
+		{"DSA", pemEncode(t, "DSA PRIVATE KEY", []byte{1, 2, 3}), nil, "private key: DSA keys are not supported"},
+		{"legacy encrypted", encrypted, nil, "private key: encrypted PEM is not supported"},
+		{"OpenSSH", pemEncode(t, "OPENSSH PRIVATE KEY", []byte("openssh-key-v1")), nil, "private key: OpenSSH-format keys are not supported"},
+		{"public key instead", pkix(t, &k.PublicKey), nil, "private key: no private key in PEM data (found public key)"},
+		{"certificate", pemEncode(t, "CERTIFICATE", []byte{1, 2, 3}), nil, "private key: no private key in PEM data (found certificate)"},
+		{"not PEM", []byte("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), nil, "private key: no PEM data found"},
+		{"empty", nil, nil, "private key: no PEM data found"},
+		{"truncated DER", truncated, nil, "private key: parse PKCS#8: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,7 +135,7 @@ func TestParsePrivateKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !k.Equal(got) {
+				if !got.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(tt.want.Public()) {
 					t.Fatal("parsed key differs from the original")
 				}
 				return
@@ -132,11 +154,11 @@ func TestParsePrivateKey(t *testing.T) {
 func TestLoadPrivateKey(t *testing.T) {
 	k, _ := keys(t)
 	good := pkcs8(t, k)
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := pkcs8(t, ec)
+	bad := pkcs8(t, ed)
 
 	dir := t.TempDir()
 	goodFile := filepath.Join(dir, "cf.pem")
@@ -161,10 +183,10 @@ func TestLoadPrivateKey(t *testing.T) {
 		{"both", goodFile, "LINK_TEST_KEY", []string{"both", goodFile, "LINK_TEST_KEY"}},
 		{"neither", "", "", []string{"no file or environment variable"}},
 		{"missing file", filepath.Join(dir, "nope.pem"), "", []string{"nope.pem", "no such file"}},
-		{"bad file", badFile, "", []string{"from file", badFile, "ECDSA keys are not supported yet"}},
+		{"bad file", badFile, "", []string{"from file", badFile, "Ed25519 keys are not supported"}},
 		{"unset env", "", "LINK_TEST_KEY_UNSET", []string{"environment variable LINK_TEST_KEY_UNSET", "not set"}},
 		{"empty env", "", "LINK_TEST_KEY_EMPTY", []string{"environment variable LINK_TEST_KEY_EMPTY", "empty"}},
-		{"bad env", "", "LINK_TEST_KEY_EC", []string{"environment variable LINK_TEST_KEY_EC", "ECDSA keys are not supported yet"}},
+		{"bad env", "", "LINK_TEST_KEY_EC", []string{"environment variable LINK_TEST_KEY_EC", "Ed25519 keys are not supported"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,17 +224,28 @@ func TestParsePublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		pem     []byte
+		want    crypto.PublicKey
 		wantErr string
 	}{
-		{"PKIX", pkix(t, &k.PublicKey), ""},
-		{"PKCS#1", pemEncode(t, "RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.PublicKey)), ""},
-		{"RSA-1024", pkix(t, &rsa1024.PublicKey), "public key: RSA-1024 is too small, want at least 2048 bits"},
-		{"ECDSA", pkix(t, &ec.PublicKey), "public key: ECDSA keys are not supported yet"},
-		{"private key instead", pkcs8(t, k), "public key: no public key in PEM data (found private key)"},
-		{"garbage", pemEncode(t, "PUBLIC KEY", []byte{1, 2, 3}), "public key: parse PKIX: "},
+		{"RSA PKIX", pkix(t, &k.PublicKey), &k.PublicKey, ""},
+		{"RSA PKCS#1", pemEncode(t, "RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.PublicKey)), &k.PublicKey, ""},
+		{"ECDSA PKIX", pkix(t, &ec.PublicKey), &ec.PublicKey, ""},
+		{"RSA-1024", pkix(t, &rsa1024.PublicKey), nil, "public key: RSA-1024 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
+		{"ECDSA P-384", pkix(t, &p384.PublicKey), nil, "public key: ECDSA P-384 keys are not supported"},
+		{"Ed25519", pkix(t, ed), nil, "public key: Ed25519 keys are not supported"},
+		{"private key instead", pkcs8(t, k), nil, "public key: no public key in PEM data (found private key)"},
+		{"garbage", pemEncode(t, "PUBLIC KEY", []byte{1, 2, 3}), nil, "public key: parse PKIX: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,7 +254,7 @@ func TestParsePublicKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !k.PublicKey.Equal(got) {
+				if !tt.want.(interface{ Equal(crypto.PublicKey) bool }).Equal(got) {
 					t.Fatal("parsed key differs from the original")
 				}
 				return
@@ -232,4 +265,57 @@ func TestParsePublicKey(t *testing.T) {
 			checkNoKeyMaterial(t, err, tt.pem)
 		})
 	}
+}
+
+func TestKeyAlgorithmAndFingerprint(t *testing.T) {
+	k, o := keys(t)
+	e, _ := ecKeys(t)
+	tests := []struct {
+		name    string
+		key     any
+		wantAlg string
+	}{
+		{"RSA private", k, AlgRSA2048},
+		{"RSA public", &k.PublicKey, AlgRSA2048},
+		{"ECDSA private", e, AlgECDSAP256},
+		{"ECDSA public", &e.PublicKey, AlgECDSAP256},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			alg, err := KeyAlgorithm(tt.key)
+			if err != nil || alg != tt.wantAlg {
+				t.Fatalf("KeyAlgorithm = %q, %v; want %q", alg, err, tt.wantAlg)
+			}
+		})
+	}
+	// The fingerprint is the unpadded base64 SHA-256 of the PKIX DER,
+	// the same for a key's private and public halves, and differs
+	// between keys.
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	want := "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
+	for _, key := range []any{k, &k.PublicKey} {
+		if got, err := Fingerprint(key); err != nil || got != want {
+			t.Errorf("Fingerprint(%T) = %q, %v; want %q", key, got, err, want)
+		}
+	}
+	if a, _ := Fingerprint(k); a == mustFingerprint(t, o) || a == mustFingerprint(t, e) {
+		t.Error("different keys have the same fingerprint")
+	}
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	if _, err := KeyAlgorithm(ed); err == nil || !strings.Contains(err.Error(), "Ed25519 keys are not supported") {
+		t.Errorf("KeyAlgorithm(Ed25519) error = %v", err)
+	}
+}
+
+func mustFingerprint(t *testing.T, key any) string {
+	t.Helper()
+	f, err := Fingerprint(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,13 +18,6 @@ import (
 
 // MaxPresignTTL is the longest lifetime S3 allows a SigV4 presigned URL.
 const MaxPresignTTL = 7 * 24 * time.Hour
-
-// Reasons S3Presigner gives a shorter link than TTL asks for, as logged.
-const (
-	capReasonS3Max       = "ttl exceeds the 7-day limit of S3 presigned URLs"
-	capReasonCredentials = "credentials expire before the ttl ends"
-	capReasonSigningCred = "the client signed with credentials that expire sooner than Credentials reported"
-)
 
 // S3Presigner makes S3 SigV4 presigned GET URLs, capped at 7 days and at the expiry of the credentials in use.
 //
@@ -49,14 +41,19 @@ type S3Presigner struct {
 	// credentials actually used is still honoured, but X-Amz-Expires
 	// may then promise more than the link lives.
 	Credentials aws.CredentialsProvider
-	// TTL is how long a link should stay valid: at least one second.
-	// More than MaxPresignTTL is capped.
+	// TTL is how long a link should stay valid, at least one second,
+	// for reports whose type has no entry in TTLByType. More than
+	// MaxPresignTTL is capped.
 	TTL time.Duration
+	// TTLByType overrides TTL per report type (event.Report.Type).
+	TTLByType map[string]time.Duration
+	// MaxTTL, when positive, caps every lifetime.
+	MaxTTL time.Duration
 	// Logger receives the warnings about capped expiries. If nil,
 	// slog.Default() is used.
 	Logger *slog.Logger
 
-	warned sync.Map // cap reason → struct{}: each is logged once
+	warned warner
 }
 
 var _ worker.Signer = (*S3Presigner)(nil)
@@ -67,14 +64,15 @@ func (p *S3Presigner) Validate() error {
 	if p.Client == nil {
 		return errors.New("s3 presign: no client")
 	}
-	if p.TTL < time.Second {
-		return fmt.Errorf("s3 presign: ttl %v is too short, want at least 1s", p.TTL)
+	if err := checkTTLs(p.TTL, p.TTLByType, p.MaxTTL); err != nil {
+		return fmt.Errorf("s3 presign: %w", err)
 	}
 	return nil
 }
 
 // Sign returns a presigned GET URL for r.Bucket and r.Key. It expires
-// at the earliest of now+TTL, now+MaxPresignTTL and the expiry of the
+// at the earliest of now plus the TTL for r.Type (capped at MaxTTL),
+// now+MaxPresignTTL and the expiry of the
 // signing credentials, counted in whole seconds from now rounded down;
 // Link.Expires is that moment, in UTC. Errors caused by the report
 // itself (no bucket, an empty key, a key with "." or ".." segments) are
@@ -90,10 +88,14 @@ func (p *S3Presigner) Sign(ctx context.Context, r event.Report, now time.Time) (
 		return worker.Link{}, worker.Permanent(fmt.Errorf("s3 presign: %w", err))
 	}
 
-	expires := now.Add(p.TTL)
+	want, life := ttlFor(p.TTL, p.TTLByType, p.MaxTTL, r.Type)
+	if life < want {
+		p.warn(capReasonMaxTTL, r.Type, want, life, aws.Credentials{})
+	}
+	expires := now.Add(life)
 	if limit := now.Add(MaxPresignTTL); limit.Before(expires) {
 		expires = limit
-		p.warn(capReasonS3Max, now, expires, aws.Credentials{})
+		p.warn(capReasonS3Max, r.Type, want, MaxPresignTTL, aws.Credentials{})
 	}
 	if p.Credentials != nil {
 		creds, err := p.Credentials.Retrieve(ctx)
@@ -102,7 +104,7 @@ func (p *S3Presigner) Sign(ctx context.Context, r event.Report, now time.Time) (
 		}
 		if creds.CanExpire && creds.Expires.Before(expires) {
 			expires = creds.Expires
-			p.warn(capReasonCredentials, now, expires, creds)
+			p.warn(capReasonCredentials, r.Type, want, expires.Sub(now), creds)
 		}
 	}
 	// SigV4 times are whole seconds; sign at now rounded down, so that
@@ -131,7 +133,7 @@ func (p *S3Presigner) Sign(ctx context.Context, r event.Report, now time.Time) (
 		// Credentials is not the provider the client uses, or they
 		// were refreshed in between: trust the ones that signed.
 		expires = ps.creds.Expires.UTC()
-		p.warn(capReasonSigningCred, now, expires, ps.creds)
+		p.warn(capReasonSigningCred, r.Type, want, expires.Sub(now), ps.creds)
 		if !expires.After(now) {
 			return worker.Link{}, errors.New("s3 presign: the signing credentials have expired")
 		}
@@ -139,24 +141,18 @@ func (p *S3Presigner) Sign(ctx context.Context, r event.Report, now time.Time) (
 	return worker.Link{URL: req.URL, Expires: expires}, nil
 }
 
-// warn logs a capped expiry once per reason.
-func (p *S3Presigner) warn(reason string, now, expires time.Time, creds aws.Credentials) {
-	if _, loaded := p.warned.LoadOrStore(reason, struct{}{}); loaded {
-		return
+// warn logs a capped expiry once per reason; the max-ttl cap once per
+// report type, as types have their own ttls.
+func (p *S3Presigner) warn(reason, typ string, want, got time.Duration, creds aws.Credentials) {
+	dedup := reason
+	if reason == capReasonMaxTTL {
+		dedup += "\x00" + typ
 	}
-	log := p.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	attrs := []any{
-		slog.String("reason", reason),
-		slog.Duration("ttl", p.TTL),
-		slog.Duration("capped_to", expires.Sub(now).Truncate(time.Second)),
-	}
+	var attrs []slog.Attr
 	if creds.Source != "" {
 		attrs = append(attrs, slog.String("credentials_source", creds.Source))
 	}
-	log.Warn("presigned links expire sooner than the configured ttl; this is logged once", attrs...)
+	p.warned.warn(p.Logger, dedup, reason, typ, want, got, attrs...)
 }
 
 // pinnedPresigner signs as of a fixed time, so that the URL's life is

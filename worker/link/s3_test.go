@@ -203,3 +203,54 @@ func TestS3PresignerErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestS3PresignerTTLByType(t *testing.T) {
+	var logs bytes.Buffer
+	creds := credsFunc(testNow.Add(10 * time.Hour))
+	p := &S3Presigner{
+		Client: newPresignClient(creds), Credentials: creds,
+		TTL:       time.Hour,
+		TTLByType: map[string]time.Duration{"invoice": 3 * time.Hour, "archive": 48 * time.Hour, "audit": 200 * time.Hour},
+		MaxTTL:    24 * time.Hour,
+		Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+	}
+	signedAt := time.Unix(testNow.Unix(), 0).UTC()
+	tests := []struct {
+		typ         string
+		wantExpires time.Time
+	}{
+		{"", signedAt.Add(time.Hour)},
+		{"invoice", signedAt.Add(3 * time.Hour)},
+		{"archive", signedAt.Add(10 * time.Hour)}, // max ttl 24h, then the credentials at 10h (whole seconds)
+		{"audit", signedAt.Add(10 * time.Hour)},
+	}
+	for _, tt := range tests {
+		t.Run("type "+tt.typ, func(t *testing.T) {
+			for range 2 {
+				l, err := p.Sign(context.Background(), event.Report{Bucket: "b", Key: "k", Type: tt.typ}, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !l.Expires.Equal(tt.wantExpires) {
+					t.Fatalf("Expires = %v, want %v", l.Expires, tt.wantExpires)
+				}
+			}
+		})
+	}
+	out := logs.String()
+	// The max-ttl cap is logged once per type; the credentials cap once.
+	for want, n := range map[string]int{
+		"level=WARN":              3,
+		capReasonMaxTTL:           2,
+		"report_type=archive":     2,
+		"report_type=audit":       1,
+		capReasonCredentials:      1,
+		"credentials_source=test": 1,
+		"report_type=invoice":     0,
+		capReasonS3Max:            0,
+	} {
+		if got := strings.Count(out, want); got != n {
+			t.Errorf("%q logged %d times, want %d:\n%s", want, got, n, out)
+		}
+	}
+}

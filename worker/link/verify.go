@@ -3,6 +3,7 @@ package link
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -26,7 +27,8 @@ const (
 	ReasonIPDenied         = "ip denied"         // the client is outside a custom policy's IpAddress
 )
 
-// Policy kinds and hash names reported in [Verified].
+// Policy kinds and hash names, as [Verified] reports them and as [Sign]
+// and [CloudFront.Hash] take the hash.
 const (
 	PolicyCanned = "canned"
 	PolicyCustom = "custom"
@@ -35,17 +37,20 @@ const (
 )
 
 // KeyLookup returns the public key that a CloudFront public key ID
-// (Key-Pair-Id) names, and whether the caller trusts it.
+// (Key-Pair-Id) names, and whether the caller trusts it. The key may
+// also be a private key or another crypto.Signer; its public half is
+// used.
 type KeyLookup func(keyID string) (crypto.PublicKey, bool)
 
 // Verified describes a signed URL that passed [Verify].
 type Verified struct {
-	KeyID     string    // Key-Pair-Id
-	Expires   time.Time // the policy's DateLessThan, in UTC
-	NotBefore time.Time // a custom policy's DateGreaterThan; zero if none
-	Policy    string    // PolicyCanned or PolicyCustom
-	Hash      string    // HashSHA1 or HashSHA256
-	Resource  string    // the policy's resource: the URL without signing parameters, or a custom pattern
+	KeyID     string       // Key-Pair-Id
+	Expires   time.Time    // the policy's DateLessThan, in UTC
+	NotBefore time.Time    // a custom policy's DateGreaterThan; zero if none
+	Policy    string       // PolicyCanned or PolicyCustom
+	Hash      string       // HashSHA1 or HashSHA256
+	Resource  string       // the policy's resource: the URL without signing parameters, or a custom pattern
+	SourceIP  netip.Prefix // a custom policy's IpAddress; invalid if none
 }
 
 // VerifyError is the error [Verify] returns. Its message never contains
@@ -79,9 +84,9 @@ func (e *VerifyError) Unwrap() error { return e.Err }
 // the URL's other query parameters, and takes the rest of the URL as
 // the resource that was signed. A canned policy is rebuilt from the
 // resource and Expires; a custom policy's Resource may use the
-// wildcards "*" and "?". The signature must be RSA PKCS #1 v1.5 over
-// SHA-1, or SHA-256 when Hash-Algorithm=SHA256, by a key that keys
-// returns. A fragment ("#...") is ignored, as browsers do not send it.
+// wildcards "*" and "?". The signature must be over SHA-1, or SHA-256
+// when Hash-Algorithm=SHA256, by a key that keys returns: RSA-2048
+// (PKCS #1 v1.5) or ECDSA P-256 (ASN.1 DER). A fragment ("#...") is ignored, as browsers do not send it.
 // A custom policy's IpAddress condition is not checked; see [VerifyFrom].
 //
 // Failures are returned as a *[VerifyError].
@@ -133,14 +138,11 @@ func VerifyFrom(rawURL string, keys KeyLookup, now time.Time, clientIP netip.Add
 	if !ok || pk == nil {
 		return fail(ReasonUnknownKey, fmt.Sprintf("key id %s is not trusted", sp.keyID), nil)
 	}
-	if priv, ok := pk.(*rsa.PrivateKey); ok {
-		pk = &priv.PublicKey
+	pk = publicOf(pk)
+	if err := checkPublicKey(pk); err != nil {
+		return fail(ReasonUnknownKey, fmt.Sprintf("key id %s", sp.keyID), err)
 	}
-	pub, ok := pk.(*rsa.PublicKey)
-	if !ok {
-		return fail(ReasonUnknownKey, fmt.Sprintf("key id %s is a %s key; only RSA is supported", sp.keyID, keyTypeName(pk)), nil)
-	}
-	if err := checkSignature(pub, policy, sig, hash); err != nil {
+	if err := checkSignature(pk, policy, sig, hash); err != nil {
 		var ve *VerifyError
 		if errors.As(err, &ve) {
 			ve.KeyID = sp.keyID
@@ -165,6 +167,7 @@ func VerifyFrom(rawURL string, keys KeyLookup, now time.Time, clientIP netip.Add
 	v.Resource = cp.resource
 	v.Expires = cp.expires
 	v.NotBefore = cp.notBefore
+	v.SourceIP = cp.sourceIP
 	if cp.hasResource && !wildcardMatch(cp.resource, sp.resource) {
 		return fail(ReasonResourceMismatch, fmt.Sprintf("policy covers %q, not %q", cp.resource, sp.resource), nil)
 	}
@@ -182,29 +185,32 @@ func VerifyFrom(rawURL string, keys KeyLookup, now time.Time, clientIP netip.Add
 
 // checkSignature verifies sig over policy with hash. If that fails but
 // the other hash verifies, the URL declares the wrong hash.
-func checkSignature(pub *rsa.PublicKey, policy, sig []byte, hash crypto.Hash) error {
-	if err := checkRSASize(pub); err != nil {
-		return &VerifyError{Reason: ReasonUnknownKey, Err: err}
-	}
-	if verifyRSA(pub, policy, sig, hash) {
+func checkSignature(pub crypto.PublicKey, policy, sig []byte, hash crypto.Hash) error {
+	if verifySig(pub, policy, sig, hash) {
 		return nil
 	}
 	other := crypto.SHA256
 	if hash == crypto.SHA256 {
 		other = crypto.SHA1
 	}
-	if verifyRSA(pub, policy, sig, other) {
+	if verifySig(pub, policy, sig, other) {
 		return &VerifyError{Reason: ReasonHashMismatch, Detail: fmt.Sprintf("signed with %v, but the URL says %v", other, hash)}
 	}
 	return &VerifyError{Reason: ReasonBadSignature}
 }
 
-func verifyRSA(pub *rsa.PublicKey, policy, sig []byte, hash crypto.Hash) bool {
-	digest, err := digestOf(string(policy), hash)
+func verifySig(pub crypto.PublicKey, policy, sig []byte, hash crypto.Hash) bool {
+	digest, err := digestOf(policy, hash)
 	if err != nil {
 		return false
 	}
-	return rsa.VerifyPKCS1v15(pub, hash, digest, sig) == nil
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(k, hash, digest, sig) == nil
+	case *ecdsa.PublicKey:
+		return ecdsa.VerifyASN1(k, digest, sig)
+	}
+	return false
 }
 
 // signedParts is a signed URL taken apart. Values are query-unescaped.

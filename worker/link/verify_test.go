@@ -2,6 +2,9 @@ package link
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -68,7 +71,7 @@ func TestVerifyCanned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sha256Signed, err := signURL(testResource, testKeyID, k, expires, crypto.SHA256)
+	sha256Signed, err := Sign(testResource, Key{ID: testKeyID, Signer: k}, HashSHA256, Policy{Expires: expires})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +225,7 @@ func TestVerifyCustomPolicy(t *testing.T) {
 					Policy:    PolicyCustom,
 					Hash:      HashSHA1,
 					Resource:  "https://d111111abcdef8.cloudfront.net/reports/2026/*",
+					SourceIP:  netip.MustParsePrefix("192.0.2.0/24"),
 				}
 				if v != want {
 					t.Fatalf("Verify = %+v, want %+v", v, want)
@@ -303,11 +307,68 @@ func TestWildcardMatch(t *testing.T) {
 
 func TestJSONString(t *testing.T) {
 	for _, s := range []string{"https://d.net/a?b=c&d=<e>", `a"b\c`, "tab\t", "\u2028"} {
-		if got, want := quoteJSON(s), jsonString(s); got != want {
-			t.Errorf("quoteJSON(%q) = %s, want %s", s, got, want)
+		if got, want := string(appendJSONString(nil, s)), jsonString(s); got != want {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
 		}
 	}
 	if got := jsonString("a&<>"); got != `"a&<>"` {
 		t.Errorf("jsonString escapes HTML: %s", got)
+	}
+}
+
+func TestVerifyECDSA(t *testing.T) {
+	e, _ := ecKeys(t)
+	expires := testNow.Add(time.Hour)
+	sign := func(hash string, p Policy) string {
+		t.Helper()
+		p.Expires = expires
+		s, err := Sign(testResource, Key{ID: testECKeyID, Signer: e}, hash, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sha1Canned := sign(HashSHA1, Policy{})
+	sha256Canned := sign(HashSHA256, Policy{})
+	sha256Custom := sign(HashSHA256, Policy{Custom: true})
+	sig := signedParam(t, sha256Canned, "Signature")
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name       string
+		url        string
+		keys       KeyLookup
+		wantReason string
+	}{
+		{"valid SHA-1", sha1Canned, lookup(t), ""},
+		{"valid SHA-256", sha256Canned, lookup(t), ""},
+		{"valid custom", sha256Custom, lookup(t), ""},
+		{"lookup returns the private key", sha256Canned, func(string) (crypto.PublicKey, bool) { return e, true }, ""},
+		{"tampered path", strings.Replace(sha256Canned, "a%2Bb.pdf", "a%2Bc.pdf", 1), lookup(t), ReasonBadSignature},
+		{"tampered signature", replaceParam(t, sha256Canned, "Signature", sig[:10]+"AAAA"+sig[14:]), lookup(t), ReasonBadSignature},
+		{"other ECDSA key", replaceParam(t, sha256Canned, "Key-Pair-Id", otherECKeyID), lookup(t), ReasonBadSignature},
+		{"RSA key for an ECDSA signature", replaceParam(t, sha256Canned, "Key-Pair-Id", testKeyID), lookup(t), ReasonBadSignature},
+		{"SHA-256 claimed as SHA-1", strings.TrimSuffix(sha256Canned, "&Hash-Algorithm=SHA256"), lookup(t), ReasonHashMismatch},
+		{"SHA-1 claimed as SHA-256", sha1Canned + "&Hash-Algorithm=SHA256", lookup(t), ReasonHashMismatch},
+		{"P-384 key trusted", sha256Canned, func(string) (crypto.PublicKey, bool) { return &p384.PublicKey, true }, ReasonUnknownKey},
+		{"signature not DER", replaceParam(t, sha256Canned, "Signature", "AAAA"), lookup(t), ReasonBadSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := Verify(tt.url, tt.keys, testNow)
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v.KeyID != testECKeyID {
+					t.Fatalf("Verify = %+v", v)
+				}
+				return
+			}
+			checkVerifyError(t, err, tt.wantReason, sig)
+		})
 	}
 }

@@ -1,0 +1,182 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+
+	"github.com/reportmailer/reportmailer/worker/link"
+)
+
+// KeysAPI is the part of *s3.Client that KeyExpiries uses.
+type KeysAPI interface {
+	GetObject(context.Context, *s3.GetObjectInput, ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	PutObject(context.Context, *s3.PutObjectInput, ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	ListObjectsV2(context.Context, *s3.ListObjectsV2Input, ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+}
+
+// KeyExpiries is a link.ExpiryLog on S3: for each CloudFront key ID, one
+// small JSON object at Prefix + ID + ".json" holds the latest expiry
+// any replica has signed with that key.
+//
+// A record is only ever raised, by a conditional write: created with
+// If-None-Match: *, replaced with If-Match on the ETag that was read.
+// A writer that loses a race (412, or 409 while another conditional
+// write is in flight) reads the record again and retries, so
+// concurrent replicas never lower it.
+type KeyExpiries struct {
+	Client KeysAPI
+	Bucket string
+	// Prefix is prepended to each record's key, e.g.
+	// "reportmailer/ledger/keys/".
+	Prefix string
+}
+
+var _ link.ExpiryLog = (*KeyExpiries)(nil)
+
+// keyRecord is the stored record of one key.
+type keyRecord struct {
+	KeyID         string    `json:"key_id"`
+	LatestExpiry  time.Time `json:"latest_expiry"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	SchemaVersion int       `json:"version"`
+}
+
+// maxKeyConflicts bounds how many lost races Extend retries in a row.
+// Each loser re-reads, and most find their expiry already covered.
+const maxKeyConflicts = 16
+
+func (k *KeyExpiries) key(keyID string) string { return k.Prefix + keyID + ".json" }
+
+// Extend raises keyID's record to until, unless it is already as late.
+func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time) error {
+	if err := link.CheckKeyID(keyID); err != nil {
+		return fmt.Errorf("key expiry: %w", err)
+	}
+	until = until.UTC()
+	for attempt := 1; ; attempt++ {
+		rec, etag, err := k.get(ctx, keyID)
+		if err != nil {
+			return err
+		}
+		if etag != "" && !until.After(rec.LatestExpiry) {
+			return nil
+		}
+		body, _ := json.Marshal(keyRecord{KeyID: keyID, LatestExpiry: until, UpdatedAt: time.Now().UTC(), SchemaVersion: 1})
+		in := &s3.PutObjectInput{
+			Bucket: &k.Bucket, Key: aws.String(k.key(keyID)),
+			Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
+		}
+		if etag == "" {
+			in.IfNoneMatch = aws.String("*")
+		} else {
+			in.IfMatch = aws.String(etag)
+		}
+		_, err = k.Client.PutObject(ctx, in)
+		if err == nil {
+			return nil
+		}
+		if !isPreconditionFailed(err) && !isConditionalConflict(err) {
+			return fmt.Errorf("key expiry %s: %w", k.key(keyID), err)
+		}
+		if attempt >= maxKeyConflicts {
+			return fmt.Errorf("key expiry %s: lost %d conditional writes in a row to other writers", k.key(keyID), attempt)
+		}
+		// Another replica wrote first; spread the retries out a little.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(5*time.Millisecond)))):
+		}
+	}
+}
+
+// Latest returns keyID's record, or the zero time if there is none.
+func (k *KeyExpiries) Latest(ctx context.Context, keyID string) (time.Time, error) {
+	if err := link.CheckKeyID(keyID); err != nil {
+		return time.Time{}, fmt.Errorf("key expiry: %w", err)
+	}
+	rec, _, err := k.get(ctx, keyID)
+	return rec.LatestExpiry, err
+}
+
+// List returns every record under Prefix, by key ID, including keys
+// that are no longer configured. It needs s3:ListBucket on the prefix.
+func (k *KeyExpiries) List(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	p := s3.NewListObjectsV2Paginator(k.Client, &s3.ListObjectsV2Input{Bucket: &k.Bucket, Prefix: aws.String(k.Prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("key expiries: list %s: %w", k.Prefix, err)
+		}
+		for _, o := range page.Contents {
+			id, ok := strings.CutSuffix(strings.TrimPrefix(aws.ToString(o.Key), k.Prefix), ".json")
+			if !ok || link.CheckKeyID(id) != nil {
+				continue // not one of ours
+			}
+			rec, _, err := k.get(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if !rec.LatestExpiry.IsZero() {
+				out[id] = rec.LatestExpiry
+			}
+		}
+	}
+	return out, nil
+}
+
+// get reads keyID's record and its ETag; both are zero if there is none.
+func (k *KeyExpiries) get(ctx context.Context, keyID string) (keyRecord, string, error) {
+	name := k.key(keyID)
+	out, err := k.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &k.Bucket, Key: &name}, quietChecksums)
+	if err != nil {
+		if isNotFound(err) {
+			return keyRecord{}, "", nil
+		}
+		return keyRecord{}, "", fmt.Errorf("key expiry %s: %w", name, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Body, 1<<16))
+	if err != nil {
+		return keyRecord{}, "", fmt.Errorf("key expiry %s: %w", name, err)
+	}
+	var rec keyRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		// Not overwritten: whatever it held might be later than what
+		// this writer knows, and lowering it could revoke live links.
+		return keyRecord{}, "", fmt.Errorf("key expiry %s is not a record (%v); fix or delete it", name, err)
+	}
+	etag := aws.ToString(out.ETag)
+	if etag == "" {
+		return keyRecord{}, "", fmt.Errorf("key expiry %s: no ETag, so it cannot be updated safely", name)
+	}
+	return rec, etag, nil
+}
+
+// quietChecksums stops the SDK from logging, on every read, that an
+// S3-compatible store sent no checksum: "reportmailer keys" prints to
+// the operator's terminal.
+func quietChecksums(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true }
+
+// isConditionalConflict reports S3's 409 ConditionalRequestConflict:
+// another conditional write to the same key was in flight.
+func isConditionalConflict(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "ConditionalRequestConflict" {
+		return true
+	}
+	return httpStatus(err) == http.StatusConflict
+}
