@@ -5,8 +5,11 @@ GO      ?= go
 BIN     := bin
 DEMO    := demo-out
 NPM_STAMP := node_modules/.package-lock.json
+PREVIEW := preview-out
+# Debian's Chromium, for the browser tests and `preview -screenshot`.
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build test demo demo-serve bench lint clean
+.PHONY: all build test demo demo-serve preview bench lint clean
 
 all: build
 
@@ -21,7 +24,14 @@ $(BIN)/devstack: FORCE
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-test: $(NPM_STAMP) ## every test, emulators included
+# Installed only when missing; CI runs as root on Debian.
+$(CHROMIUM):
+	@echo "installing Debian's chromium (apt-get) for the browser tests"
+	@{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/tmp/reportmailer-chromium.log 2>&1 \
+		|| { cat /tmp/reportmailer-chromium.log; echo "could not install chromium: run as root on Debian, or install it yourself"; exit 1; }
+	@rm -f /tmp/reportmailer-chromium.log
+
+test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
 
@@ -31,11 +41,22 @@ demo: build $(BIN)/devstack ## run the real worker against an embedded local sta
 demo-serve: build $(BIN)/devstack ## the demo, then keep the stack, inbox and edge up
 	$(BIN)/devstack serve -reportmailer $(BIN)/reportmailer -out $(DEMO)
 
+# A throwaway CloudFront key for the preview example.
+$(PREVIEW)/cloudfront-example.pem:
+	@mkdir -p $(PREVIEW)
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
+
+preview: build $(CHROMIUM) $(PREVIEW)/cloudfront-example.pem ## render examples/preview/events.json as emails and screenshots
+	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
+		-config examples/preview/reportmailer.yaml -schedule on-demand -event examples/preview/events.json -out $(PREVIEW)/each -screenshot
+	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
+		-config examples/preview/reportmailer.yaml -schedule daily -event examples/preview/events.json -out $(PREVIEW)/digest -screenshot
+
 bench: build $(BIN)/devstack ## Go benchmarks plus an end-to-end load run
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(BIN)/devstack load -reportmailer $(BIN)/reportmailer -out $(DEMO)-load
 
 clean:
-	rm -rf $(BIN) $(DEMO) $(DEMO)-load
+	rm -rf $(BIN) $(DEMO) $(DEMO)-load $(PREVIEW)
 
 FORCE:

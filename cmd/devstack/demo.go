@@ -9,10 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/reportmailer/reportmailer/internal/devstack"
+	"github.com/reportmailer/reportmailer/templates/eml"
 )
 
 // sample is a report file the demo uploads.
@@ -138,14 +136,18 @@ func demo(ctx context.Context, bin, out string, w io.Writer, keepServing bool) e
 	for i, m := range sent {
 		base := filepath.Join(out, "emails", fmt.Sprintf("%02d-%s", i+1, strings.Join(m.To, ",")))
 		os.WriteFile(base+".html", []byte(m.HTML), 0o644)
-		os.WriteFile(base+".eml", eml(m), 0o644)
+		if b, err := emlFile(m); err != nil {
+			problems = append(problems, fmt.Sprintf("email %d as .eml: %v", i+1, err))
+		} else {
+			os.WriteFile(base+".eml", b, 0o644)
+		}
 		fmt.Fprintf(w, "  %d. to %s: %q\n", i+1, strings.Join(m.To, ", "), m.Subject)
 		for _, l := range linkRE.FindAllString(m.Text, -1) {
 			links = append(links, l)
 			fmt.Fprintf(w, "       %s\n", redact(l))
 		}
 		for _, line := range strings.Split(m.Text, "\n") {
-			if strings.Contains(line, "This link expires") {
+			if strings.Contains(line, "Link expires") {
 				fmt.Fprintf(w, "       %s\n", strings.TrimSpace(line))
 				break
 			}
@@ -283,21 +285,11 @@ func (e *env) receiveAll(ctx context.Context, queueURL string) ([]sqsMessage, er
 	}
 }
 
-// eml renders an accepted email as a MIME message a mail client opens.
-func eml(m devstack.SentEmail) []byte {
-	var b bytes.Buffer
-	mw := multipart.NewWriter(&b)
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@devstack.local>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=%s\r\n\r\n",
-		m.From, strings.Join(m.To, ", "), mime.QEncoding.Encode("utf-8", m.Subject), m.At.Format(time.RFC1123Z), m.MessageID, mw.Boundary())
-	for _, part := range []struct{ typ, body string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
-		pw, _ := mw.CreatePart(textproto.MIMEHeader{
-			"Content-Type":              {part.typ + "; charset=utf-8"},
-			"Content-Transfer-Encoding": {"quoted-printable"},
-		})
-		qp := quotedprintable.NewWriter(pw)
-		qp.Write([]byte(part.body))
-		qp.Close()
-	}
-	mw.Close()
-	return b.Bytes()
+// emlFile renders an accepted email as a MIME message a mail client opens.
+func emlFile(m devstack.SentEmail) ([]byte, error) {
+	return eml.Encode(eml.Message{
+		From: m.From, To: m.To, ReplyTo: m.ReplyTo, Subject: m.Subject,
+		Date: m.At, MessageID: m.MessageID + "@devstack.local",
+		Text: m.Text, HTML: m.HTML,
+	})
 }
