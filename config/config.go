@@ -21,7 +21,6 @@ import (
 
 // Defaults.
 const (
-	LinkTTLDefault       = 7 * 24 * time.Hour
 	LedgerPrefixDefault  = "reportmailer/ledger/"
 	ModeDefault          = "each"
 	BudgetDefault        = 5 * time.Minute
@@ -35,8 +34,6 @@ const (
 
 // Limits.
 const (
-	// PresignMax is the longest an S3 presigned URL can live.
-	PresignMax = 7 * 24 * time.Hour
 	// VisibilityMax is SQS's ceiling on a message's visibility timeout.
 	VisibilityMax = 12 * time.Hour
 )
@@ -54,10 +51,14 @@ type Config struct {
 	// S3 holds S3 client settings.
 	S3 S3 `yaml:"s3"`
 	// TemplatesDir, when set, holds templates that override the
-	// embedded defaults file by file.
+	// embedded ones file by file: files at its top override the default
+	// set, and a TYPE/ directory a report type's set (see
+	// templates.LoadSets). Default: the embedded templates only.
 	TemplatesDir string `yaml:"templates_dir"`
 	// Log is logging.
 	Log Log `yaml:"log"`
+	// Pacing is how fast email goes out; see config/mail.go.
+	Pacing Pacing `yaml:"pacing"`
 	// Schedules are the queues to drain and when. Required by drain
 	// and serve.
 	Schedules []Schedule `yaml:"schedules"`
@@ -72,30 +73,17 @@ type Sender struct {
 	ReplyTo []string `yaml:"reply_to"`
 	// ConfigurationSet is the SES configuration set. Default none.
 	ConfigurationSet string `yaml:"configuration_set"`
-}
-
-// Links configures signed links.
-type Links struct {
-	// TTL is how long a link lives. Default 168h (7 days). S3 presigned
-	// links are capped at 7 days and at the signing credentials' expiry.
-	TTL time.Duration `yaml:"ttl"`
-	// CloudFront, when set, makes CloudFront signed URLs. When absent,
-	// links are S3 presigned URLs.
-	CloudFront *CloudFront `yaml:"cloudfront"`
-}
-
-// CloudFront configures CloudFront signed URLs (canned policy).
-type CloudFront struct {
-	// Domain is the distribution's URL, e.g. "https://d111.cloudfront.net".
-	// Required. It must be https, except on 127.0.0.1 or localhost.
-	Domain string `yaml:"domain"`
-	// KeyID is the CloudFront public key id. Required.
-	KeyID string `yaml:"key_id"`
-	// PrivateKeyFile is a PEM file holding the RSA private key (PKCS#1
-	// or PKCS#8). Exactly one of PrivateKeyFile and PrivateKeyEnv.
-	PrivateKeyFile string `yaml:"private_key_file"`
-	// PrivateKeyEnv names an environment variable holding the PEM text.
-	PrivateKeyEnv string `yaml:"private_key_env"`
+	// ListID is the RFC 2919 List-Id namespace, a domain name the
+	// sender controls; each email gets "List-Id: <SCHEDULE.LIST_ID>".
+	// Default "reportmailer." plus the domain of From.
+	ListID string `yaml:"list_id"`
+	// ListUnsubscribeURL is a Go text/template for each email's
+	// one-click unsubscribe URL, over {{.UserID}}, {{.Email}} (the
+	// recipient), {{.UserEmail}} and {{.Schedule}}, each already
+	// percent-encoded. It must give an https URL. When set, emails carry
+	// List-Unsubscribe and List-Unsubscribe-Post (RFC 8058), which Gmail
+	// and Yahoo require of bulk senders. Default none.
+	ListUnsubscribeURL string `yaml:"list_unsubscribe_url"`
 }
 
 // Recipients is the policy for the extra recipients a user allowed.
@@ -196,9 +184,8 @@ func Parse(b []byte, environ []string) (*Config, error) {
 }
 
 func (c *Config) setDefaults() {
-	if c.Links.TTL == 0 {
-		c.Links.TTL = LinkTTLDefault
-	}
+	c.setMailDefaults()
+	c.setLinksDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
 	}
@@ -269,23 +256,9 @@ func (c *Config) Validate() error {
 	if c.Sender.ConfigurationSet != "" && !nameRE.MatchString(c.Sender.ConfigurationSet) {
 		bad("sender.configuration_set", c.Sender.ConfigurationSet, "may hold only letters, digits, '.', '_' and '-'")
 	}
+	errs = append(errs, c.validateMail()...)
 
-	if c.Links.TTL < time.Minute {
-		bad("links.ttl", c.Links.TTL, "is shorter than 1m")
-	}
-	if cf := c.Links.CloudFront; cf != nil {
-		if err := checkDomain(cf.Domain); err != nil {
-			bad("links.cloudfront.domain", cf.Domain, "%v", err)
-		}
-		if cf.KeyID == "" {
-			bad("links.cloudfront.key_id", "", "is required")
-		}
-		if (cf.PrivateKeyFile == "") == (cf.PrivateKeyEnv == "") {
-			bad("links.cloudfront.private_key_file", cf.PrivateKeyFile, "and private_key_env (%q): set exactly one", cf.PrivateKeyEnv)
-		}
-	} else if c.Links.TTL > PresignMax {
-		bad("links.ttl", c.Links.TTL, "is longer than the 7-day (168h) maximum of an S3 presigned URL")
-	}
+	errs = append(errs, c.validateLinks()...)
 
 	if c.Recipients.Max < -1 {
 		bad("recipients.max", c.Recipients.Max, "is less than -1")
@@ -385,21 +358,6 @@ func ParseCron(spec string, loc *time.Location) (cron.Schedule, error) {
 		spec = "CRON_TZ=" + loc.String() + " " + spec
 	}
 	return p.Parse(spec)
-}
-
-func checkDomain(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case s == "":
-		return errors.New("is required")
-	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
-		return errors.New("is not a URL like https://d111111abcdef8.cloudfront.net")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost"):
-		return nil
-	}
-	return errors.New("must use https")
 }
 
 func checkQueueURL(s string) error {

@@ -105,7 +105,7 @@ type Worker struct {
 	queue     Queue
 	objects   ObjectStore
 	signer    Signer
-	templates *templates.Set
+	templates Templates
 	mailer    Mailer
 	ledger    Ledger
 	logger    *slog.Logger
@@ -118,11 +118,18 @@ type Deps struct {
 	Queue     Queue
 	Objects   ObjectStore
 	Signer    Signer
-	Templates *templates.Set
+	Templates Templates
 	Mailer    Mailer
 	Ledger    Ledger
 	Logger    *slog.Logger     // default slog.Default()
 	Now       func() time.Time // default time.Now
+}
+
+// Templates picks the template set for an email's report type.
+// *templates.Sets has a set per report type; a single *templates.Set
+// serves every type.
+type Templates interface {
+	For(reportType string) *templates.Set
 }
 
 // New returns a worker for cfg, after filling in defaults and checking
@@ -361,6 +368,15 @@ type delivery struct {
 // process groups the events of healthy messages into emails and sends
 // them.
 func (r *run) process(batch []*msgState) {
+	for _, d := range r.plan(batch) {
+		r.deliver(d)
+	}
+}
+
+// plan groups the events of healthy messages into emails, one per
+// recipient, applying the recipient policy.
+func (r *run) plan(batch []*msgState) []*delivery {
+	var out []*delivery
 	// Group events: per event (each) or per user (digest). Order is kept
 	// as received so logs and emails are stable.
 	type group struct {
@@ -418,9 +434,10 @@ func (r *run) process(batch []*msgState) {
 			}
 		}
 		for _, k := range order {
-			r.deliver(perRecipient[k])
+			out = append(out, perRecipient[k])
 		}
 	}
+	return out
 }
 
 // deliver claims, renders and sends one email, and records the result
@@ -514,7 +531,9 @@ func (r *run) deliver(d *delivery) {
 	log.Info("sent", "message_id", id, "events", ids)
 }
 
-// compose signs the links and renders the email for one recipient.
+// compose signs the links and renders the email for one recipient,
+// with the template set of the report type all its reports share (the
+// default set when they differ or have none).
 func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Time) (Email, error) {
 	loc := time.UTC
 	if u.TimeZone != "" {
@@ -524,16 +543,19 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 		}
 		loc = l
 	}
-	data := templates.Data{
-		User:      templates.User{Name: u.Name, Email: u.Email},
-		Recipient: rcpt,
-		Digest:    r.w.cfg.Mode == ModeDigest,
-		Schedule:  r.w.cfg.Schedule,
-		Generated: now.In(loc),
-	}
 	var reports []event.Report
 	for _, ev := range evs {
 		reports = append(reports, ev.Reports...)
+	}
+	data := templates.Data{
+		User:       templates.User{Name: u.Name, Email: u.Email},
+		Recipient:  rcpt,
+		Shared:     !strings.EqualFold(rcpt, u.Email),
+		Digest:     r.w.cfg.Mode == ModeDigest,
+		Schedule:   r.w.cfg.Schedule,
+		ReportType: commonType(reports),
+		Locale:     u.Locale,
+		Generated:  now.In(loc),
 	}
 	links, err := r.sign(reports, now)
 	if err != nil {
@@ -541,23 +563,19 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 	}
 	var reportTypes []string
 	for i, rep := range reports {
-		link := links[i]
-		exp := link.Expires.In(loc)
 		data.Links = append(data.Links, templates.Link{
 			Title:       rep.Title,
 			FileName:    path.Base(rep.Key),
-			URL:         link.URL,
+			URL:         links[i].URL,
 			Size:        templates.HumanSize(rep.Size),
 			ContentType: rep.ContentType,
-			Expires:     exp,
-			ExpiresText: templates.ExpiresText(exp),
-			ExpiresSoon: link.Expires.Sub(now) < 24*time.Hour,
-		})
+			Type:        rep.Type,
+		}.Expiring(links[i].Expires, now, loc, u.Locale))
 		if rep.Type != "" {
 			reportTypes = append(reportTypes, rep.Type)
 		}
 	}
-	msg, err := r.w.templates.Render(data)
+	msg, err := r.w.templates.For(data.ReportType).Render(data)
 	if err != nil {
 		return Email{}, Permanent(err)
 	}
@@ -583,6 +601,20 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 		Text:     msg.Text,
 		Tags:     tags,
 	}, nil
+}
+
+// commonType is the report type every report shares, or "" when they
+// differ or none has one.
+func commonType(reports []event.Report) string {
+	if len(reports) == 0 {
+		return ""
+	}
+	for _, rep := range reports[1:] {
+		if rep.Type != reports[0].Type {
+			return ""
+		}
+	}
+	return reports[0].Type
 }
 
 // sign makes the links for one email, all at once when the signer can.

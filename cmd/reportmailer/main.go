@@ -69,6 +69,11 @@ Commands:
   drain         drain one schedule's queue once, then exit (for cron jobs)
   serve         run every schedule on its cron spec until SIGTERM
   config check  validate a config file without touching AWS
+  keys          list the CloudFront keys, and when each may be removed from CloudFront
+  sign          sign one CloudFront URL with a private key, offline
+  verify        check a signed CloudFront URL offline, and say why it fails
+  preview       render the emails that event bodies in a file would give,
+                as .html, .txt and .eml (and PNG screenshots), sending nothing
   help          show this help
 
 Run "reportmailer <command> -help" for a command's flags.
@@ -89,8 +94,16 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.drain(ctx, rest)
 	case "serve":
 		err = m.serve(ctx, rest)
+	case "preview":
+		err = m.preview(ctx, rest)
 	case "config":
 		err = m.config(ctx, rest)
+	case "keys":
+		err = m.keys(ctx, rest)
+	case "sign":
+		err = m.sign(ctx, rest)
+	case "verify":
+		err = m.verify(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK

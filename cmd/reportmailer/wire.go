@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,7 +53,7 @@ type app struct {
 	sqs       *sqs.Client
 	s3        *s3.Client
 	signer    worker.Signer
-	templates *templates.Set
+	templates *templates.Sets
 	mailer    worker.Mailer
 	ledger    worker.Ledger
 	leases    *store.Leases
@@ -60,15 +61,14 @@ type app struct {
 
 // offline builds what needs no AWS call: templates and the link key.
 // config check uses it too, so it finds what drain would trip over.
-func offline(c *config.Config) (*templates.Set, error) {
-	if c.TemplatesDir == "" {
-		return templates.Default(), nil
-	}
-	set, err := templates.LoadDir(c.TemplatesDir)
+// Every template set, embedded or from templates_dir, is parsed and
+// trial-rendered here, so a broken override stops start-up.
+func offline(c *config.Config) (*templates.Sets, error) {
+	sets, err := templates.LoadSets(c.TemplatesDir)
 	if err != nil {
 		return nil, fmt.Errorf("templates_dir %q: %w", c.TemplatesDir, err)
 	}
-	return set, nil
+	return sets, nil
 }
 
 func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
@@ -94,7 +94,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		sqs:       sqs.NewFromConfig(awsCfg),
 		s3:        s3c,
 		templates: set,
-		mailer:    newMailer(c, awsCfg),
+		mailer:    newMailer(c, awsCfg, logger),
 		ledger:    &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
 		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
 	}
@@ -104,22 +104,77 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 	return a, nil
 }
 
-func newMailer(c *config.Config, awsCfg aws.Config) worker.Mailer {
-	return &mail.SES{
-		Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.Retryer() }),
-		ConfigurationSet: c.Sender.ConfigurationSet,
+// newMailer builds the one mailer every schedule shares, since the SES
+// quota belongs to the account: SES Simple content with the list and
+// thread headers, paced by the account's quota (mail.Paced). SendEmail
+// goes through mail.PacedRetryer, so throttles are retried by the pacer
+// alone and a send SES may have accepted is never retried; GetAccount,
+// a read, keeps the SDK's standard retries.
+//
+// It logs to the process's stderr in the configured level and format,
+// as newApp's logger does; that logger is not passed in, to keep
+// newApp's call unchanged.
+func newMailer(c *config.Config, awsCfg aws.Config, logger *slog.Logger) worker.Mailer {
+	return &mail.Paced{
+		Mailer: &mail.SES{
+			Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.PacedRetryer() }),
+			ConfigurationSet: c.Sender.ConfigurationSet,
+			ListID:           c.Sender.ListID,
+			UnsubscribeURL:   c.Sender.ListUnsubscribeURL,
+		},
+		Account:      sesv2.NewFromConfig(awsCfg),
+		RateFraction: c.Pacing.RateFraction,
+		Refresh:      c.Pacing.Refresh,
+		FallbackRate: c.Pacing.FallbackRate,
+		Logger:       logger,
 	}
 }
 
+// newSigner builds the link signer from the config: the one place it
+// is built. CloudFront signs with the active key and records each key's
+// latest expiry next to the ledger, for "reportmailer keys"; without
+// CloudFront, links are S3 presigned URLs.
 func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, logger *slog.Logger) (worker.Signer, error) {
-	if cf := c.Links.CloudFront; cf != nil {
-		key, err := link.LoadPrivateKey(cf.PrivateKeyFile, cf.PrivateKeyEnv)
+	l := c.Links
+	if cf := l.CloudFront; cf != nil {
+		keys, err := loadKeys(cf)
 		if err != nil {
-			return nil, fmt.Errorf("links.cloudfront: %w", err)
+			return nil, err
 		}
-		return &link.CloudFront{Domain: strings.TrimSuffix(cf.Domain, "/"), KeyID: cf.KeyID, Key: key, TTL: c.Links.TTL}, nil
+		active, ok := cf.ActiveKey()
+		if !ok {
+			return nil, fmt.Errorf("links.cloudfront: no single active key") // config validation prevents this
+		}
+		var key crypto.Signer
+		for _, k := range keys {
+			if k.ID == active.ID {
+				key = k.Signer
+			}
+		}
+		s := &link.CloudFront{
+			Domain:               strings.TrimSuffix(cf.Domain, "/"),
+			KeyID:                active.ID,
+			Key:                  key,
+			Hash:                 cf.Hash,
+			CustomPolicy:         cf.Policy == "custom",
+			OneSignaturePerEmail: cf.OneSignaturePerEmail,
+			TTL:                  l.TTL,
+			TTLByType:            l.TTLByType,
+			MaxTTL:               l.MaxTTL,
+			Expiries:             keyExpiries(c, s3c),
+			Logger:               logger,
+		}
+		if err := s.Validate(); err != nil {
+			return nil, fmt.Errorf("links: %w", err)
+		}
+		return s, nil
 	}
-	return &link.S3Presigner{Client: s3.NewPresignClient(s3c), Credentials: creds, TTL: c.Links.TTL, Logger: logger}, nil
+	s := &link.S3Presigner{Client: s3.NewPresignClient(s3c), Credentials: creds,
+		TTL: l.TTL, TTLByType: l.TTLByType, MaxTTL: l.MaxTTL, Logger: logger}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("links: %w", err)
+	}
+	return s, nil
 }
 
 // worker builds the worker for one schedule.

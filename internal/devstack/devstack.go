@@ -155,6 +155,16 @@ func (s *Stack) Close() error {
 	return s.closeErr
 }
 
+// SetSendQuota changes the quota the SES endpoint reports from
+// GetAccount (by default 14 recipients/s and 50,000 a day), for example
+// so that a load run measures the worker rather than its pacing. The
+// endpoint reports the quota; it does not enforce it.
+func (s *Stack) SetSendQuota(maxSendRate, max24HourSend float64) {
+	s.ses.mu.Lock()
+	defer s.ses.mu.Unlock()
+	s.ses.maxSendRate, s.ses.max24h = maxSendRate, max24HourSend
+}
+
 // Sent returns a copy of the emails the SES endpoint accepted, oldest
 // first.
 func (s *Stack) Sent() []SentEmail {

@@ -23,7 +23,7 @@ import (
 	"time"
 )
 
-// The sending quota GetAccount reports.
+// The sending quota GetAccount reports until SetSendQuota changes it.
 const (
 	sesMax24HourSend = 50000
 	sesMaxSendRate   = 14
@@ -76,12 +76,14 @@ func (e SentEmail) clone() SentEmail {
 type sesServer struct {
 	logger *slog.Logger
 
-	mu     sync.Mutex
-	emails []SentEmail
+	mu          sync.Mutex
+	emails      []SentEmail
+	maxSendRate float64
+	max24h      float64
 }
 
 func newSESServer(logger *slog.Logger) *sesServer {
-	return &sesServer{logger: logger}
+	return &sesServer{logger: logger, maxSendRate: sesMaxSendRate, max24h: sesMax24HourSend}
 }
 
 func (s *sesServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -360,14 +362,17 @@ func (n newlineStripper) Read(p []byte) (int, error) {
 func (s *sesServer) getAccount(w http.ResponseWriter) {
 	since := time.Now().Add(-24 * time.Hour)
 	n := len(s.sent(since))
+	s.mu.Lock()
+	rate, max24h := s.maxSendRate, s.max24h
+	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"DedicatedIpAutoWarmupEnabled": false,
 		"EnforcementStatus":            "HEALTHY",
 		"ProductionAccessEnabled":      true,
 		"SendingEnabled":               true,
 		"SendQuota": map[string]any{
-			"Max24HourSend":   sesMax24HourSend,
-			"MaxSendRate":     sesMaxSendRate,
+			"Max24HourSend":   max24h,
+			"MaxSendRate":     rate,
 			"SentLast24Hours": n,
 		},
 	})
