@@ -475,7 +475,8 @@ func (r *run) deliver(d *delivery) {
 			d.from[i].fail(errors.New("another run is sending it"), "ledger")
 			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "claimed_at", c.Since)
 		default:
-			err := Ambiguous(fmt.Errorf("an earlier send to %s, claimed at %s, never finished and may have been accepted; not sending again without an explicit resend", d.recipient, c.Since.UTC().Format(time.RFC3339)))
+			err := Ambiguous(fmt.Errorf("an earlier send to %s, claimed at %s, never finished and may have been accepted; not sending it again. "+
+				"To resend, delete ledger record %s and redrive this message", d.recipient, c.Since.UTC().Format(time.RFC3339), key))
 			d.from[i].fail(err, "ledger")
 			log.Error("delivery outcome unknown", "event", ev.ID, "claimed_at", c.Since)
 		}

@@ -362,7 +362,8 @@ func TestDrainAmbiguousSendIsNeverRepeated(t *testing.T) {
 	if len(b.mailer.sent) != 0 {
 		t.Errorf("sent %d emails after an ambiguous failure; want 0 without an explicit resend", len(b.mailer.sent))
 	}
-	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m1"], "may have been accepted") {
+	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m1"], "may have been accepted") ||
+		!strings.Contains(b.queue.dead["m1"], "delete ledger record "+worker.DeliveryKey("e1", "ana@example.com")) {
 		t.Errorf("summary %+v, dead %v; want it dead-lettered again saying why", sum, b.queue.dead)
 	}
 }
