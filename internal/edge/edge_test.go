@@ -7,33 +7,22 @@ import (
 	"crypto/rsa"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/reportmailer/reportmailer/internal/edge"
+	"github.com/reportmailer/reportmailer/internal/s3test"
 	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/link"
 )
 
 func TestEdge(t *testing.T) {
 	ctx := context.Background()
-	s3srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
-	t.Cleanup(s3srv.Close)
-	client := s3.New(s3.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(s3srv.URL), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-	})
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("reports")}); err != nil {
-		t.Fatal(err)
-	}
+	_, client := s3test.Start(t, "reports")
 	// Two objects whose keys differ only in how a naive encoder would
 	// treat "+": the edge must serve exactly the one that was signed.
 	objects := map[string]string{"q3 results+notes é?#%.pdf": "the right one", "q3 results notes é?#%.pdf": "the wrong one"}
