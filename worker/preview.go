@@ -38,7 +38,7 @@ func (w *Worker) Preview(ctx context.Context, bodies []string, o PreviewOptions)
 		now = w.now()
 	}
 	pw.now = func() time.Time { return now }
-	r := &run{w: &pw, ctx: ctx, seen: map[string]bool{}, held: map[string]Message{}}
+	r := &run{w: &pw, ctx: ctx, held: map[string]Message{}}
 
 	msgs := make([]Message, len(bodies))
 	for i, b := range bodies {

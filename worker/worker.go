@@ -194,7 +194,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	// call is bounded by its client's own timeouts.
 	work := context.WithoutCancel(ctx)
 
-	r := &run{w: w, ctx: work, seen: map[string]bool{}, held: map[string]Message{}}
+	r := &run{w: w, ctx: work, held: map[string]Message{}}
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
@@ -238,8 +238,7 @@ type run struct {
 	w    *Worker
 	ctx  context.Context
 	sum  Summary
-	seen map[string]bool // event ids already grouped in this run
-	halt error           // set when sending must stop for this run
+	halt error // set when sending must stop for this run
 
 	mu   sync.Mutex
 	held map[string]Message // by receipt handle: received, not yet settled
@@ -306,6 +305,9 @@ type msgState struct {
 	drop   bool   // nothing to do: delete
 	poison string // reason to dead-letter; set means permanent failure
 	retry  string // reason to leave it for another try
+	// follows are the messages that carry this one's events for it: an
+	// earlier copy of the same message in the same batch.
+	follows []*msgState
 }
 
 func (m *msgState) fail(err error, what string) {
@@ -386,17 +388,22 @@ func (r *run) plan(batch []*msgState) []*delivery {
 	}
 	var groups []*group
 	byUser := map[string]*group{}
+	first := map[string]*msgState{} // event id -> the message that carries it
 	for _, st := range batch {
 		if st.drop || st.poison != "" || st.retry != "" {
 			continue
 		}
 		for _, ev := range st.events {
-			// SQS may hand over two copies of one message in a run; the
-			// first copy carries the event, the second is just acked.
-			if r.seen[ev.ID] {
+			// SQS may hand over two copies of one message at once. The
+			// first copy carries the event; the second shares its fate
+			// in settle, so it is acked only if the email went out.
+			if f, ok := first[ev.ID]; ok {
+				if f != st {
+					st.follows = append(st.follows, f)
+				}
 				continue
 			}
-			r.seen[ev.ID] = true
+			first[ev.ID] = st
 			if r.w.cfg.Mode == ModeDigest {
 				if g, ok := byUser[ev.User.ID]; ok {
 					g.user = ev.User // the latest name and time zone win
@@ -647,6 +654,13 @@ func (r *run) settle(batch []*msgState) {
 	var ack []Message
 	var release []*msgState
 	drops := 0
+	for _, st := range batch {
+		for _, f := range st.follows {
+			if (f.poison != "" || f.retry != "") && st.poison == "" && st.retry == "" {
+				st.retry = "another copy of this event in the batch was not delivered"
+			}
+		}
+	}
 	for _, st := range batch {
 		r.unhold(st.msg)
 		log := r.w.logger.With("message_id", st.msg.ID)

@@ -562,3 +562,25 @@ func TestDrainHeartbeatKeepsSlowWorkInvisible(t *testing.T) {
 		t.Errorf("extended %v, want the held message m0", b.queue.extended)
 	}
 }
+
+func TestDrainSecondCopyIsNotAckedWhenTheFirstFailed(t *testing.T) {
+	for _, mode := range []worker.Mode{worker.ModeEach, worker.ModeDigest} {
+		t.Run(string(mode), func(t *testing.T) {
+			body := native("e1", "ana", nil, "a.pdf")
+			_, b := setup(t, mode, nil)
+			// Two deliveries of the same SQS message in one batch, with
+			// different receipt handles: deleting either deletes it.
+			b.queue.pending = []worker.Message{{ID: "m", ReceiptHandle: "r1", Body: body}, {ID: "m", ReceiptHandle: "r2", Body: body}}
+			b.mailer.fail = func(worker.Email) error { return errors.New("ses send: 503") }
+			w, err := worker.New(worker.Config{Schedule: "t", Mode: mode, From: "r@example.com", WaitTime: time.Second},
+				worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, _ := w.Drain(context.Background())
+			if len(b.queue.deleted) != 0 || sum.Retrying != 2 {
+				t.Errorf("deleted %v, summary %+v; the email failed, so neither copy may be deleted", b.queue.deleted, sum)
+			}
+		})
+	}
+}
