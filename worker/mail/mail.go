@@ -121,17 +121,21 @@ func Classify(err error) error {
 	// The account cannot send at all: every other email would fail the
 	// same way, and the messages are not at fault, so stop the run and
 	// leave them queued rather than dead-letter them one by one.
+	// The same goes for a refusal of the caller rather than the email: no
+	// permission (401/403), or a configuration set that does not exist.
 	var (
 		paused    *types.SendingPausedException
 		suspended *types.AccountSuspendedException
+		notFound  *types.NotFoundException
+		re        *smithyhttp.ResponseError
 	)
-	if errors.As(err, &paused) || errors.As(err, &suspended) {
+	if errors.As(err, &paused) || errors.As(err, &suspended) || errors.As(err, &notFound) ||
+		(errors.As(err, &re) && (re.HTTPStatusCode() == 401 || re.HTTPStatusCode() == 403)) {
 		return worker.Halt(err)
 	}
 	if !sent(err) {
 		return err
 	}
-	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() >= 400 {
 		if throttled(err) || re.HTTPStatusCode() >= 500 {
 			return err
@@ -141,9 +145,19 @@ func Classify(err error) error {
 	return worker.Ambiguous(err)
 }
 
-// sent reports whether the request may have reached SES. A failure to
-// connect, or to sign or build the request, means it certainly did not.
+// sent reports whether the request may have reached SES: SES answered,
+// or the transport failed after connecting. Everything before that (no
+// credentials, signing, validation, endpoint resolution, a failed dial
+// or DNS lookup) means it certainly did not.
 func sent(err error) bool {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return true
+	}
+	var se *smithyhttp.RequestSendError
+	if !errors.As(err, &se) {
+		return false
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return false

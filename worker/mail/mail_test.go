@@ -27,26 +27,46 @@ func transportErr(err error) error {
 
 func TestClassify(t *testing.T) {
 	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	type class int
+	const (
+		transient class = iota
+		permanent
+		ambiguous
+		halt
+	)
 	tests := []struct {
-		name                 string
-		err                  error
-		permanent, ambiguous bool
-		retry                aws.Ternary // what our retryer rule says
+		name  string
+		err   error
+		want  class
+		retry aws.Ternary // what our retryer rule says
 	}{
-		{"message rejected", responseErr(400, &types.MessageRejected{Message: aws.String("bad address")}), true, false, aws.UnknownTernary},
-		{"other 4xx", responseErr(403, errors.New("AccessDenied")), true, false, aws.UnknownTernary},
-		{"throttled", responseErr(429, &types.TooManyRequestsException{}), false, false, aws.UnknownTernary},
-		{"server error", responseErr(503, errors.New("unavailable")), false, false, aws.UnknownTernary},
-		{"cannot connect", transportErr(dial), false, false, aws.UnknownTernary},
-		{"no such host", transportErr(&net.DNSError{Err: "no such host", Name: "email.test"}), false, false, aws.UnknownTernary},
-		{"connection closed after writing", transportErr(fmt.Errorf("read tcp: %w", net.ErrClosed)), false, true, aws.FalseTernary},
-		{"body lost after a 200", responseErr(200, &smithy.DeserializationError{Err: &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}}), false, true, aws.FalseTernary},
+		{"message rejected", responseErr(400, &types.MessageRejected{Message: aws.String("bad address")}), permanent, aws.UnknownTernary},
+		{"other 400", responseErr(400, errors.New("InvalidParameterValue")), permanent, aws.UnknownTernary},
+		{"no permission halts the run", responseErr(403, errors.New("AccessDenied")), halt, aws.UnknownTernary},
+		{"missing configuration set halts the run", responseErr(404, &types.NotFoundException{}), halt, aws.UnknownTernary},
+		{"sending paused halts the run", responseErr(400, &types.SendingPausedException{}), halt, aws.UnknownTernary},
+		{"throttled", responseErr(429, &types.TooManyRequestsException{}), transient, aws.UnknownTernary},
+		{"server error", responseErr(503, errors.New("unavailable")), transient, aws.UnknownTernary},
+		{"cannot connect", transportErr(dial), transient, aws.UnknownTernary},
+		{"no such host", transportErr(&net.DNSError{Err: "no such host", Name: "email.test"}), transient, aws.UnknownTernary},
+		{"no credentials: never sent", &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: errors.New("get identity: get credentials: failed to refresh cached credentials")}, transient, aws.UnknownTernary},
+		{"connection closed after writing", transportErr(fmt.Errorf("read tcp: %w", net.ErrClosed)), ambiguous, aws.FalseTernary},
+		{"body lost after a 200", responseErr(200, &smithy.DeserializationError{Err: &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}}), ambiguous, aws.FalseTernary},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Classify(tt.err)
-			if worker.IsPermanent(got) != tt.permanent || worker.IsAmbiguous(got) != tt.ambiguous {
-				t.Errorf("Classify: permanent %v ambiguous %v, want %v %v", worker.IsPermanent(got), worker.IsAmbiguous(got), tt.permanent, tt.ambiguous)
+			c := transient
+			switch {
+			case worker.IsPermanent(got):
+				c = permanent
+			case worker.IsAmbiguous(got):
+				c = ambiguous
+			case worker.IsHalt(got):
+				c = halt
+			}
+			if c != tt.want {
+				t.Errorf("Classify = class %d, want %d (0 transient, 1 permanent, 2 ambiguous, 3 halt)", c, tt.want)
 			}
 			if r := noRetryAfterSend(tt.err); r != tt.retry {
 				t.Errorf("retry rule = %v, want %v", r, tt.retry)
