@@ -354,7 +354,10 @@ func (c *Config) Schedule(name string) (Schedule, error) {
 // "CRON_TZ=Zone " prefix in spec takes precedence over loc.
 func ParseCron(spec string, loc *time.Location) (cron.Schedule, error) {
 	p := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-	if !strings.HasPrefix(spec, "CRON_TZ=") && !strings.HasPrefix(spec, "TZ=") && loc != time.UTC {
+	// Always name the zone: without it robfig/cron reads the spec in the
+	// process's local time, and replicas in different zones would plan
+	// different slots.
+	if !strings.HasPrefix(spec, "CRON_TZ=") && !strings.HasPrefix(spec, "TZ=") {
 		spec = "CRON_TZ=" + loc.String() + " " + spec
 	}
 	return p.Parse(spec)

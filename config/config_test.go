@@ -113,3 +113,32 @@ func TestLoadNamesTheFile(t *testing.T) {
 		t.Errorf("error %v should name the file", err)
 	}
 }
+
+func TestParseCronUsesTheScheduleZoneNotTheHosts(t *testing.T) {
+	// The host's zone must not leak in, for UTC schedules too.
+	saved := time.Local
+	time.Local = time.FixedZone("HOST", -5*3600)
+	t.Cleanup(func() { time.Local = saved })
+	london, _ := time.LoadLocation("Europe/London")
+	from := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		spec string
+		loc  *time.Location
+		want time.Time
+	}{
+		{"0 7 * * *", time.UTC, time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)},
+		{"0 7 * * *", london, time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)}, // GMT in November
+		{"CRON_TZ=Asia/Tokyo 0 7 * * *", time.UTC, time.Date(2026, 11, 26, 22, 0, 0, 0, time.UTC)},
+	}
+	for _, tt := range tests {
+		s, err := config.ParseCron(tt.spec, tt.loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The scheduler asks with the time in its own location, which is
+		// the host's by default.
+		if got := s.Next(from.In(time.Local)); !got.Equal(tt.want) {
+			t.Errorf("%q in %s: next = %s, want %s", tt.spec, tt.loc, got.UTC(), tt.want)
+		}
+	}
+}
