@@ -91,8 +91,8 @@ type Recipients struct {
 	// AllowedDomains limits extra recipients to these domains;
 	// "*.example.com" allows subdomains. Default: any domain.
 	AllowedDomains []string `yaml:"allowed_domains"`
-	// Max is the most extra recipients per email. Default 10; 0 means
-	// the default, -1 allows none.
+	// Max is the most extra recipients one event may name; those past
+	// it are refused. Default 10; 0 means the default, -1 allows none.
 	Max int `yaml:"max"`
 }
 

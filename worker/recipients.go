@@ -17,8 +17,8 @@ type RecipientPolicy struct {
 	// compared case-insensitively. "*.example.com" allows any subdomain
 	// of example.com but not example.com itself. Empty allows any domain.
 	AllowedDomains []string
-	// Max is the most extra recipients one user may have per email;
-	// those past it are refused. 0 means RecipientPolicyMaxDefault;
+	// Max is the most extra recipients one event may name; those past
+	// it are refused. 0 means RecipientPolicyMaxDefault;
 	// a negative value allows none.
 	Max int
 }

@@ -27,8 +27,8 @@ type Message struct {
 type Queue interface {
 	// Receive long-polls for up to max messages, waiting at most wait.
 	Receive(ctx context.Context, max int, wait time.Duration) ([]Message, error)
-	// Delete acknowledges messages. It returns the messages it could
-	// not delete alongside any error.
+	// Delete acknowledges messages. Its error names each message it
+	// could not delete.
 	Delete(ctx context.Context, msgs []Message) error
 	// Release makes messages visible again at once, for another try.
 	Release(ctx context.Context, msgs []Message) error

@@ -184,7 +184,8 @@ func (s Summary) LogValue() slog.Value {
 // spent, MaxMessages are taken or ctx is cancelled, then processes what
 // it received. Cancelling ctx stops new receives but not the one in
 // flight, whose messages would otherwise stay invisible for the whole
-// visibility timeout; messages not yet processed are then released.
+// visibility timeout; no new email is started after it, the one being
+// sent finishes, and the messages not yet done are released.
 // The error is non-nil only when the queue itself failed; the fate of
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
@@ -194,7 +195,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	// call is bounded by its client's own timeouts.
 	work := context.WithoutCancel(ctx)
 
-	r := &run{w: w, ctx: work, held: map[string]Message{}}
+	r := &run{w: w, ctx: work, stop: ctx, held: map[string]Message{}}
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
@@ -233,10 +234,14 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	return r.sum, queueErr
 }
 
+// errShutdown halts a run that was told to stop mid-way.
+var errShutdown = errors.New("shutting down")
+
 // run is the state of one Drain.
 type run struct {
 	w    *Worker
-	ctx  context.Context
+	ctx  context.Context // for work in flight: never cancelled
+	stop context.Context // cancelled on shutdown: start no new email
 	sum  Summary
 	halt error // set when sending must stop for this run
 
@@ -260,6 +265,26 @@ func (r *run) unhold(msgs ...Message) {
 	}
 }
 
+// extendHeld extends the visibility of every held message. It holds
+// the lock across the call, so a message settled or released meanwhile
+// is changed after the extension, never hidden again by it.
+func (r *run) extendHeld(vt time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.held) == 0 {
+		return
+	}
+	msgs := make([]Message, 0, len(r.held))
+	for _, m := range r.held {
+		msgs = append(msgs, m)
+	}
+	if err := r.w.queue.Extend(r.ctx, msgs, vt); err != nil {
+		r.w.logger.Error("heartbeat: extend visibility", "messages", len(msgs), "err", err)
+		return
+	}
+	r.w.logger.Debug("heartbeat: extended visibility", "messages", len(msgs), "by", vt)
+}
+
 // heartbeat extends the visibility of held messages every half
 // visibility timeout until the returned stop is called.
 func (r *run) heartbeat() (stop func()) {
@@ -279,20 +304,7 @@ func (r *run) heartbeat() (stop func()) {
 				return
 			case <-t.C:
 			}
-			r.mu.Lock()
-			msgs := make([]Message, 0, len(r.held))
-			for _, m := range r.held {
-				msgs = append(msgs, m)
-			}
-			r.mu.Unlock()
-			if len(msgs) == 0 {
-				continue
-			}
-			if err := r.w.queue.Extend(r.ctx, msgs, vt); err != nil {
-				r.w.logger.Error("heartbeat: extend visibility", "messages", len(msgs), "err", err)
-			} else {
-				r.w.logger.Debug("heartbeat: extended visibility", "messages", len(msgs), "by", vt)
-			}
+			r.extendHeld(vt)
 		}
 	}()
 	return func() { close(done); <-finished }
@@ -452,6 +464,10 @@ func (r *run) plan(batch []*msgState) []*delivery {
 func (r *run) deliver(d *delivery) {
 	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient)
 	now := r.w.now()
+	if r.halt == nil && r.stop != nil && r.stop.Err() != nil {
+		r.halt = errShutdown
+		log.Info("shutting down: no new emails; held messages go back to the queue")
+	}
 	if r.halt != nil {
 		for _, st := range d.from {
 			st.fail(r.halt, "not sent")

@@ -508,16 +508,17 @@ func TestComposeUsesBatchSigner(t *testing.T) {
 	}
 }
 
-func TestDrainShutdownFinishesTheBatchInHand(t *testing.T) {
+func TestDrainShutdownFinishesTheEmailInFlightAndReleasesTheRest(t *testing.T) {
 	var bodies []string
 	for i := range 12 {
-		bodies = append(bodies, native(fmt.Sprintf("e%d", i), "ana", nil, "a.pdf"))
+		bodies = append(bodies, native(fmt.Sprintf("e%d", i), fmt.Sprintf("u%d", i), nil, "a.pdf"))
 	}
 	_, b := setup(t, worker.ModeEach, nil, bodies...)
 	ctx, cancel := context.WithCancel(context.Background())
-	q := &cancelAfterReceive{fakeQueue: b.queue, cancel: cancel}
+	// SIGTERM arrives while the first email is being sent.
+	b.mailer.fail = func(worker.Email) error { cancel(); return nil }
 	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second},
-		worker.Deps{Queue: q, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+		worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,10 +526,12 @@ func TestDrainShutdownFinishesTheBatchInHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The receive that was in flight when the signal came is not wasted:
-	// its 10 messages are delivered and acked; no new receive starts.
-	if b.queue.receives != 1 || sum.Acked != 10 || len(b.mailer.sent) != 10 || len(b.queue.pending) != 2 {
-		t.Errorf("receives %d, acked %d, sent %d, untouched %d; want 1, 10, 10, 2", b.queue.receives, sum.Acked, len(b.mailer.sent), len(b.queue.pending))
+	if len(b.mailer.sent) != 1 || sum.Acked != 1 || len(b.queue.released) != 9 || b.queue.receives != 1 || len(b.queue.pending) != 2 {
+		t.Errorf("sent %d, acked %d, released %d, receives %d, untouched %d; want 1, 1, 9, 1, 2",
+			len(b.mailer.sent), sum.Acked, len(b.queue.released), b.queue.receives, len(b.queue.pending))
+	}
+	if len(b.ledger.recs) != 1 {
+		t.Errorf("ledger holds %d records; only the email that went out should be recorded", len(b.ledger.recs))
 	}
 }
 
