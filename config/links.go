@@ -72,7 +72,8 @@ type CloudFront struct {
 	// key. With KeyID, exactly one of PrivateKeyFile and PrivateKeyEnv.
 	PrivateKeyFile string `yaml:"private_key_file"`
 	// PrivateKeyEnv names an environment variable holding the
-	// shorthand key's PEM text.
+	// shorthand key's PEM text. Its name must not start with
+	// REPORTMAILER_, which is reserved for config overrides.
 	PrivateKeyEnv string `yaml:"private_key_env"`
 	// Keys lists the keys, for rotation: exactly one is Active and signs
 	// every link; the others are listed so that `reportmailer keys` can

@@ -91,6 +91,9 @@ type Email struct {
 	Subject string
 	HTML    string
 	Text    string
+	// Headers are extra headers a mailer adds, winning over its own.
+	// The worker sets none today; it is the hook for a template or a
+	// caller that needs one.
 	Headers map[string]string
 	Tags    map[string]string
 }

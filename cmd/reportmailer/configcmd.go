@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/reportmailer/reportmailer/config"
 )
@@ -24,11 +28,14 @@ func (m *Main) config(_ context.Context, args []string) error {
 	if _, err := offline(c); err != nil {
 		return err
 	}
+	// Build the signer as drain does, so config check refuses exactly
+	// what drain would; constructing the clients calls no AWS API.
+	s3c := s3.New(s3.Options{Region: "us-east-1"})
+	if _, err := newSigner(c, s3c, aws.AnonymousCredentials{}, slog.New(slog.DiscardHandler)); err != nil {
+		return err
+	}
 	links := "S3 presigned URLs"
 	if cf := c.Links.CloudFront; cf != nil {
-		if _, err := loadKeys(cf); err != nil {
-			return err
-		}
 		links = "CloudFront signed URLs via " + cf.Domain
 	}
 	fmt.Fprintf(m.Stdout, "config OK: links are %s, valid for %s; %d schedule(s)\n", links, c.Links.TTL, len(c.Schedules))

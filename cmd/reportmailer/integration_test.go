@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -476,6 +478,17 @@ func TestConfigCheck(t *testing.T) {
 ledger: {bucket: b}
 schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/q", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/d"}]
 `), 0o644)
+	// A domain the field check lets through but the signer refuses:
+	// config check must refuse it too, as drain would.
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	keyFile := filepath.Join(dir, "cf.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	userinfo := filepath.Join(dir, "userinfo.yaml")
+	os.WriteFile(userinfo, []byte(fmt.Sprintf(`sender: {from: a@acme.example}
+ledger: {bucket: b}
+links: {cloudfront: {domain: "https://user@d111.cloudfront.net", key_id: K1, private_key_file: %q}}
+`, keyFile)), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
 	tests := []struct {
@@ -487,6 +500,7 @@ schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "h
 		{"valid", []string{"config", "check", "-config", good}, ExitOK, "config OK"},
 		{"invalid names the field and value", []string{"config", "check", "-config", bad}, ExitFailure, `schedules[0].mode: "weekly" is not each or digest`},
 		{"missing flag", []string{"config", "check"}, ExitUsage, "-config is required"},
+		{"what drain's signer refuses", []string{"config", "check", "-config", userinfo}, ExitFailure, "domain must not have user info"},
 		{"help", []string{"drain", "-help"}, ExitOK, "Usage: reportmailer drain"},
 		{"unknown command", []string{"frobnicate"}, ExitUsage, `unknown command "frobnicate"`},
 	}
