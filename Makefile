@@ -9,7 +9,7 @@ PREVIEW := preview-out
 # Debian's Chromium, for the browser tests and `preview -screenshot`.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build test demo demo-serve preview bench lint clean
+.PHONY: all build test race demo demo-serve preview bench clean
 
 all: build
 
@@ -34,6 +34,9 @@ $(CHROMIUM):
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
+
+race: $(NPM_STAMP) $(CHROMIUM) ## the tests under the race detector (slower; not part of make test)
+	$(GO) test -race -count=1 -timeout 8m ./...
 
 demo: build $(BIN)/devstack ## run the real worker against an embedded local stack
 	$(BIN)/devstack demo -reportmailer $(BIN)/reportmailer -out $(DEMO)
