@@ -355,6 +355,8 @@ func TestDecodeInvalid(t *testing.T) {
 		{"user.email spaces", native(t, func(_, u, _ map[string]any) { u["email"] = " ana@example.com" }), "user.email", " ana@example.com"},
 		{"user.email no domain", native(t, func(_, u, _ map[string]any) { u["email"] = "ana" }), "user.email", "ana"},
 		{"user.email not string", native(t, func(_, u, _ map[string]any) { u["email"] = []any{"ana@example.com"} }), "user.email", `["ana@example.com"]`},
+		{"user.email non-ASCII local part", native(t, func(_, u, _ map[string]any) { u["email"] = "zoë@example.com" }), "user.email", "zoë@example.com"},
+		{"user.email invalid IDN", native(t, func(_, u, _ map[string]any) { u["email"] = "ana@bücher-.example" }), "user.email", "ana@bücher-.example"},
 		{"user.name newline", native(t, func(_, u, _ map[string]any) { u["name"] = "Ana\nBcc: x" }), "user.name", "Ana\nBcc: x"},
 		{"user.locale underscore", native(t, func(_, u, _ map[string]any) { u["locale"] = "pt_BR" }), "user.locale", "pt_BR"},
 		{"user.locale too long", native(t, func(_, u, _ map[string]any) { u["locale"] = "en-" + strings.Repeat("abcdefg-", 5) + "x" }), "user.locale", "en-abcdefg-"},

@@ -86,10 +86,24 @@ func (s *SES) input(e worker.Email) (*sesv2.SendEmailInput, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The sender's addresses are the same for every email, so one SES
+	// cannot take stops the run; a recipient's fails this email alone.
+	from, err := encodeAddress(e.From)
+	if err != nil {
+		return nil, worker.Halt(fmt.Errorf("from %w", err))
+	}
+	replyTo, err := encodeAddresses(e.ReplyTo)
+	if err != nil {
+		return nil, worker.Halt(fmt.Errorf("reply-to %w", err))
+	}
+	to, err := encodeAddresses(e.To)
+	if err != nil {
+		return nil, worker.Permanent(fmt.Errorf("recipient %w", err))
+	}
 	in := &sesv2.SendEmailInput{
-		FromEmailAddress: aws.String(encodeAddress(e.From)),
-		ReplyToAddresses: encodeAddresses(e.ReplyTo),
-		Destination:      &types.Destination{ToAddresses: encodeAddresses(e.To)},
+		FromEmailAddress: aws.String(from),
+		ReplyToAddresses: replyTo,
+		Destination:      &types.Destination{ToAddresses: to},
 		Content: &types.EmailContent{Simple: &types.Message{
 			// Charset UTF-8 makes SES encode the subject per RFC 2047.
 			Subject: &types.Content{Data: aws.String(cleanSubject(e.Subject)), Charset: aws.String("UTF-8")},
