@@ -3,17 +3,24 @@ package mail
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptrace"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"text/template"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/reportmailer/reportmailer/worker"
@@ -73,7 +80,7 @@ func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := s.Client.SendEmail(ctx, in)
+	out, err := s.Client.SendEmail(ctx, in, traceWrites)
 	if err != nil {
 		return "", Classify(fmt.Errorf("ses send: %w", err))
 	}
@@ -160,25 +167,109 @@ func Classify(err error) error {
 }
 
 // sent reports whether the request may have reached SES: SES answered,
-// or the transport failed after connecting. Everything before that (no
-// credentials, signing, validation, endpoint resolution, a failed dial
-// or DNS lookup) means it certainly did not.
+// or the transport failed after the request's header was written.
+// Everything before that (no credentials, signing, validation, endpoint
+// resolution, a failed dial, DNS lookup, proxy CONNECT or TLS handshake)
+// means it certainly did not: no server acts on a request whose header
+// it has not received in full.
+//
+// Where [SES.Send] traced the attempt (see [traceWrites]), the trace
+// decides. Otherwise the error's type does, for the failures net/http
+// reports with a type of their own; a TLS handshake timeout and a proxy
+// refusing CONNECT have none, so without a trace they count as sent.
 func sent(err error) bool {
-	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) {
+	if answered(err) {
 		return true
+	}
+	var a *attempt
+	if errors.As(err, &a) {
+		return a.wrote
 	}
 	var se *smithyhttp.RequestSendError
 	if !errors.As(err, &se) {
 		return false
 	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return false
-	}
-	var dns *net.DNSError
-	return !errors.As(err, &dns)
+	return !beforeRequest(err)
 }
+
+// answered reports whether SES sent an HTTP response, whatever its
+// status. The SDK wraps a transport failure in a ResponseError too, with
+// status 0 and no response behind it; that is not an answer.
+func answered(err error) bool {
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() != 0
+}
+
+// beforeRequest reports whether err is one net/http returns only while
+// it sets up a connection, before it writes a request.
+func beforeRequest(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") {
+		return true
+	}
+	var (
+		dns      *net.DNSError
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		record   tls.RecordHeaderError
+	)
+	return errors.As(err, &dns) || errors.As(err, &verify) || errors.As(err, &unknown) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &record) ||
+		errors.Is(err, http.ErrSchemeMismatch) // "server gave HTTP response to HTTPS client"
+}
+
+// traceWrites has each attempt of a SendEmail record, through
+// net/http's httptrace, whether the request's header was written; a
+// failed attempt's error then carries the answer (see [attempt]). It is
+// the only way to tell a TLS handshake timeout, a proxy's refusal of
+// CONNECT or a cancellation while waiting for a connection (never sent)
+// from a failure after the request went out (maybe sent): net/http
+// gives the first two no type, and smithy reports a cancellation the
+// same way whenever it happens.
+func traceWrites(o *sesv2.Options) {
+	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+		// After: innermost, next to the HTTP client, inside the retry
+		// loop, so that each attempt has its own trace.
+		return st.Deserialize.Add(writeTracer{}, middleware.After)
+	})
+}
+
+type writeTracer struct{}
+
+func (writeTracer) ID() string { return "reportmailer/TraceWrites" }
+
+func (writeTracer) HandleDeserialize(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (
+	middleware.DeserializeOutput, middleware.Metadata, error,
+) {
+	var asked, wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn:      func(string) { asked.Store(true) },
+		WroteHeaders: func() { wrote.Store(true) },
+	})
+	out, md, err := next.HandleDeserialize(ctx, in)
+	var (
+		se       *smithyhttp.RequestSendError
+		canceled *smithy.CanceledError
+	)
+	// Without GetConn the HTTP client does not run httptrace's hooks
+	// (it is not net/http's), so the trace says nothing.
+	if err != nil && asked.Load() && (errors.As(err, &se) || errors.As(err, &canceled)) {
+		err = &attempt{err: err, wrote: wrote.Load()}
+	}
+	return out, md, err
+}
+
+// attempt is a failed attempt without an answer, with what its trace
+// saw: whether net/http wrote the request's whole header.
+type attempt struct {
+	err   error
+	wrote bool
+}
+
+func (a *attempt) Error() string { return a.err.Error() }
+func (a *attempt) Unwrap() error { return a.err }
 
 // Retryer returns the SDK retryer for the SES client: the standard one,
 // except that it never retries a request SES may already have acted
@@ -197,16 +288,13 @@ func Retryer() aws.Retryer {
 // standard rules.
 func noRetryAfterSend(err error) aws.Ternary {
 	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) {
-		if re.HTTPStatusCode() >= 400 {
-			return aws.UnknownTernary
-		}
-		return aws.FalseTernary
-	}
-	if !sent(err) {
+	if errors.As(err, &re) && re.HTTPStatusCode() >= 400 {
 		return aws.UnknownTernary
 	}
-	return aws.FalseTernary
+	if sent(err) {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
 }
 
 // tags turns the worker's tags into SES message tags. SES accepts only

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -21,8 +22,12 @@ func responseErr(status int, err error) error {
 		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: err}}
 }
 
+// transportErr is a transport failure as the SDK reports it: a
+// ResponseError of status 0, with no response behind it, around a
+// RequestSendError.
 func transportErr(err error) error {
-	return &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: &smithyhttp.RequestSendError{Err: err}}
+	return &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{Header: http.Header{}, Body: http.NoBody}}, Err: &smithyhttp.RequestSendError{Err: err}}}}
 }
 
 func TestClassify(t *testing.T) {
