@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/mail"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/template"
@@ -71,10 +73,11 @@ type SES struct {
 var _ worker.Mailer = (*SES)(nil)
 
 // Send sends e and returns the SES message id. Errors are classified
-// for the worker: a rejection of this email is permanent, a throttle or
-// a server error is transient, a failure after which SES may have
-// accepted the email is ambiguous, and a refusal of the whole account
-// (sending paused, account suspended) halts the run.
+// for the worker (see [Classify]): a rejection of this email is
+// permanent, a throttle or a server error is transient, a failure after
+// which SES may have accepted the email is ambiguous, and a refusal that
+// every email would meet (sender not verified, sending paused, account
+// suspended) halts the run.
 func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	in, err := s.input(e)
 	if err != nil {
@@ -82,7 +85,7 @@ func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	}
 	out, err := s.Client.SendEmail(ctx, in, traceWrites)
 	if err != nil {
-		return "", Classify(fmt.Errorf("ses send: %w", err))
+		return "", classify(fmt.Errorf("ses send: %w", err), in)
 	}
 	return aws.ToString(out.MessageId), nil
 }
@@ -128,31 +131,47 @@ func (s *SES) input(e worker.Email) (*sesv2.SendEmailInput, error) {
 	return in, nil
 }
 
-// Classify marks an SES error as permanent, ambiguous or halting for
-// the worker, leaving transient ones as they are.
-func Classify(err error) error {
+// Classify marks an SES SendEmail error for the worker:
+//
+//   - halting, for a refusal every email would meet, so that the run
+//     stops and the messages stay queued instead of being dead-lettered
+//     one by one: the sender's identity or MAIL FROM domain not verified,
+//     sending paused, the account suspended, no permission (401, 403),
+//     or a configuration set that does not exist;
+//   - permanent, for a refusal of this email: its content or addresses
+//     (MessageRejected, BadRequestException, other 4xx), or, in the
+//     sandbox, a recipient that is not verified;
+//   - ambiguous, when SES may have accepted it (see sent);
+//   - transient otherwise: throttles, 5xx, failures before the request
+//     left.
+//
+// Classify does not know the email, so a MessageRejected naming
+// unverified identities halts, as it would for the sender; [SES.Send]
+// knows the recipients and dead-letters the email when SES names only
+// them.
+func Classify(err error) error { return classify(err, nil) }
+
+func classify(err error, in *sesv2.SendEmailInput) error {
 	var (
-		rejected   *types.MessageRejected
-		badRequest *types.BadRequestException
-		notVerif   *types.MailFromDomainNotVerifiedException
-	)
-	if errors.As(err, &rejected) || errors.As(err, &badRequest) || errors.As(err, &notVerif) {
-		return worker.Permanent(err)
-	}
-	// The account cannot send at all: every other email would fail the
-	// same way, and the messages are not at fault, so stop the run and
-	// leave them queued rather than dead-letter them one by one.
-	// The same goes for a refusal of the caller rather than the email: no
-	// permission (401/403), or a configuration set that does not exist.
-	var (
+		mailFrom  *types.MailFromDomainNotVerifiedException
 		paused    *types.SendingPausedException
 		suspended *types.AccountSuspendedException
 		notFound  *types.NotFoundException
 		re        *smithyhttp.ResponseError
 	)
-	if errors.As(err, &paused) || errors.As(err, &suspended) || errors.As(err, &notFound) ||
+	if errors.As(err, &mailFrom) || errors.As(err, &paused) || errors.As(err, &suspended) || errors.As(err, &notFound) ||
 		(errors.As(err, &re) && (re.HTTPStatusCode() == 401 || re.HTTPStatusCode() == 403)) {
 		return worker.Halt(err)
+	}
+	var (
+		rejected   *types.MessageRejected
+		badRequest *types.BadRequestException
+	)
+	if errors.As(err, &rejected) {
+		return rejection(err, rejected.ErrorMessage(), in)
+	}
+	if errors.As(err, &badRequest) {
+		return worker.Permanent(err)
 	}
 	if !sent(err) {
 		return err
@@ -164,6 +183,107 @@ func Classify(err error) error {
 		return worker.Permanent(err)
 	}
 	return worker.Ambiguous(err)
+}
+
+// rejection classes a MessageRejected whose message is msg. SES uses it
+// both for this email's content and for identities that are not
+// verified; the latter stops every email when one is the sender's
+// (From, or its domain), and only this one when all are recipients (in
+// the sandbox, where recipients must be verified too).
+func rejection(err error, msg string, in *sesv2.SendEmailInput) error {
+	ids, truncated, ok := unverifiedIdentities(msg)
+	if !ok {
+		return worker.Permanent(err)
+	}
+	rcpt := map[string]bool{}
+	if in != nil && in.Destination != nil {
+		for _, a := range in.Destination.ToAddresses {
+			rcpt[strings.ToLower(addressOnly(a))] = true
+		}
+	}
+	var others, recipients []string
+	for _, id := range ids {
+		if rcpt[id] {
+			recipients = append(recipients, id)
+		} else {
+			others = append(others, id)
+		}
+	}
+	if len(others) == 0 && len(recipients) > 0 && !truncated {
+		return worker.Permanent(fmt.Errorf("ses sandbox: recipient %s is not verified: %w", strings.Join(recipients, ", "), err))
+	}
+	if len(others) == 0 {
+		others = []string{"(SES did not list them all)"}
+	}
+	return worker.Halt(fmt.Errorf("ses sender identity not verified: %s; no email can be sent from it until it is verified in this region: %w", strings.Join(others, ", "), err))
+}
+
+// unverifiedMarker precedes the region and the identities in SES's
+// message for an unverified identity:
+//
+//	Email address is not verified. The following identities failed the check in region US-EAST-1: Ana <ana@example.com>, ana@example.com
+const unverifiedMarker = "The following identities failed the check in region "
+
+// unverifiedIdentities reads the identities SES names in a
+// MessageRejected for unverified ones. SES gives them only in its prose
+// (the error has no field for them), in the text its developer guide
+// documents ("Amazon SES email sending errors"), so the parse is narrow:
+// the marker, a region without spaces, ": ", then a comma-separated list
+// of addresses, with or without display names, or domains. Each comes
+// back lower-case, as a bare address or a domain. truncated reports the
+// ellipsis SES ends the list with when it cannot show them all. ok is
+// false when msg is not this refusal.
+func unverifiedIdentities(msg string) (ids []string, truncated, ok bool) {
+	_, rest, found := strings.Cut(msg, unverifiedMarker)
+	if !found {
+		return nil, false, false
+	}
+	region, list, found := strings.Cut(rest, ": ")
+	if !found || region == "" || strings.ContainsAny(region, " \t") {
+		return nil, false, false
+	}
+	list = strings.TrimSpace(list)
+	if l, cut := strings.CutSuffix(list, "..."); cut {
+		list, truncated = l, true
+	} else if l, cut := strings.CutSuffix(list, "…"); cut {
+		list, truncated = l, true
+	}
+	for _, part := range splitList(list) {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if a, err := mail.ParseAddress(part); err == nil {
+			part = a.Address
+		}
+		ids = append(ids, strings.ToLower(part))
+	}
+	return ids, truncated, true
+}
+
+// splitList splits s at the commas outside quotes and angle brackets.
+func splitList(s string) []string {
+	var (
+		out            []string
+		start          int
+		quoted, angled bool
+	)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == '<' && !quoted:
+			angled = true
+		case c == '>' && !quoted:
+			angled = false
+		case c == ',' && !quoted && !angled:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // sent reports whether the request may have reached SES: SES answered,

@@ -47,6 +47,9 @@ func TestClassify(t *testing.T) {
 	}{
 		{"message rejected", responseErr(400, &types.MessageRejected{Message: aws.String("bad address")}), permanent, aws.UnknownTernary},
 		{"other 400", responseErr(400, errors.New("InvalidParameterValue")), permanent, aws.UnknownTernary},
+		{"MAIL FROM domain not verified halts the run", responseErr(400, &types.MailFromDomainNotVerifiedException{}), halt, aws.UnknownTernary},
+		{"an identity not verified, recipients unknown, halts the run", responseErr(400, &types.MessageRejected{Message: aws.String(
+			"Email address is not verified. The following identities failed the check in region US-EAST-1: reports@example.com")}), halt, aws.UnknownTernary},
 		{"no permission halts the run", responseErr(403, errors.New("AccessDenied")), halt, aws.UnknownTernary},
 		{"missing configuration set halts the run", responseErr(404, &types.NotFoundException{}), halt, aws.UnknownTernary},
 		{"sending paused halts the run", responseErr(400, &types.SendingPausedException{}), halt, aws.UnknownTernary},
