@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -138,7 +137,7 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (string, error) {
 				p.unreserve(n) // certainly not sent
 			}
 			return "", err
-		case dailyQuota(err):
+		case p.dailyQuota(ctx, err, n):
 			p.unreserve(n)
 			return "", worker.Halt(fmt.Errorf("ses 24-hour sending quota reached: %w", err))
 		case attempt >= p.maxAttempts():
@@ -391,15 +390,36 @@ func throttled(err error) bool {
 	return false
 }
 
-// dailyQuota reports whether a throttle is SES saying that the 24-hour
-// quota, not the rate, is spent; backing off for seconds cannot help.
-func dailyQuota(err error) bool {
+// dailyQuota reports whether a throttled send of n recipients met the
+// 24-hour quota rather than the rate: backing off for seconds cannot
+// help then. SES has no error code of its own for it; its guide says
+// both come as a throttle and tells them apart only in the message,
+// which is no contract (AWS's own pages word it "Daily message quota
+// exceeded" and "Daily sending quota exceeded"). So the code decides
+// where it can, and the account's own figures otherwise:
+//
+//   - LimitExceededException: SES v2's error for a limit that is not a
+//     rate of requests (that is TooManyRequestsException, 429). SendEmail
+//     creates nothing, so the limit it exceeds is the sending quota;
+//   - any other throttle: the quota is spent if SentLast24Hours, read
+//     again when the last read is older than recheckAfter, leaves no
+//     room for this email.
+func (p *Paced) dailyQuota(ctx context.Context, err error, n int) bool {
 	var ae smithy.APIError
-	if !errors.As(err, &ae) {
+	if errors.As(err, &ae) && ae.ErrorCode() == "LimitExceededException" {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.have {
 		return false
 	}
-	m := strings.ToLower(ae.ErrorMessage())
-	return strings.Contains(m, "daily message quota") || strings.Contains(m, "24 hour")
+	if now := p.clock(); now.Sub(p.read) >= recheckAfter {
+		_ = p.readQuota(ctx, now) // a failed read keeps the last quota
+	}
+	q := p.quota
+	// used holds this email's n, unless the read above reset it.
+	return q.Max24HourSend >= 0 && q.SentLast24Hours+max(p.used, float64(n)) > q.Max24HourSend
 }
 
 func (p *Paced) clock() time.Time {

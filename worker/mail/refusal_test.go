@@ -33,6 +33,19 @@ func sesRefusing(t *testing.T, status int, errorType, message string) (string, *
 	return srv.URL, &n
 }
 
+// sesErr is the error SES.Send returns, through the real client, when
+// SES answers with status, errorType and message: what Paced reads from
+// its Mailer.
+func sesErr(t *testing.T, status int, errorType, message string) error {
+	t.Helper()
+	url, _ := sesRefusing(t, status, errorType, message)
+	_, err := (&SES{Client: sesClient(url)}).Send(context.Background(), hostile())
+	if err == nil {
+		t.Fatalf("SES answered %d %s, and Send returned no error", status, errorType)
+	}
+	return err
+}
+
 // TestSESRefusals: SES refusals as they arrive on the wire, through the
 // real client. One that every email would meet (the sender's identity
 // or MAIL FROM domain not verified, sending paused, the account
