@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -222,6 +223,12 @@ func brief(err error) string {
 	}
 	if st := httpStatus(err); st != 0 {
 		return fmt.Sprintf("HTTP %d", st)
+	}
+	// A request that got no response: the transport's error says why,
+	// without the SDK's wrapping.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Error()
 	}
 	return err.Error()
 }

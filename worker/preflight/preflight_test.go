@@ -343,3 +343,20 @@ func TestFindingString(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+func TestDays(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		7 * 24 * time.Hour:                    "7 days",
+		24 * time.Hour:                        "1 day",
+		8*24*time.Hour + time.Minute:          "8 days 1m",
+		8*24*time.Hour + time.Hour:            "8 days 1h",
+		13*24*time.Hour - time.Minute:         "12 days 23h59m",
+		8*24*time.Hour + 10*time.Minute + 5e9: "8 days 10m",
+		90 * time.Minute:                      "1h30m0s",
+		Never:                                 "never",
+	} {
+		if got := days(d); got != want {
+			t.Errorf("days(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -26,13 +26,22 @@ func (c *Checker) checkS3(ctx context.Context, report func(Finding)) {
 	var absent []place
 	if c.probeLedger(ctx, report) {
 		absent = append(absent, place{p.Ledger, "ledger"})
+	} else {
+		// One finding for the missing bucket, not one per prefix in it.
+		if p.KeyRecords.Bucket == p.Ledger.Bucket {
+			p.KeyRecords.Bucket = ""
+		}
+		if p.Reports.Bucket == p.Ledger.Bucket {
+			p.Reports.Bucket = ""
+		}
 	}
 	if p.KeyRecords.Bucket != "" {
 		absent = append(absent, place{p.KeyRecords, "key records"})
 	}
-	if p.Reports.Bucket != "" {
+	switch {
+	case p.Reports.Bucket != "":
 		absent = append(absent, place{p.Reports, "reports"})
-	} else {
+	case c.Plan.Reports.Bucket == "":
 		report(Finding{Area: "s3", Name: "reports", Status: Warn, Detail: "not probed: reports.bucket is not set",
 			Fix: "set reports.bucket (and reports.prefix) to where report objects live"})
 	}
@@ -142,7 +151,11 @@ type place struct {
 func (c *Checker) probeMissing(ctx context.Context, locs []place, report func(Finding)) {
 	denied := map[string][]string{}
 	var order []string
+	missing := map[string]bool{}
 	for _, l := range locs {
+		if missing[l.Bucket] {
+			continue
+		}
 		key := l.Prefix + "reportmailer-check-absent-" + c.probeName()
 		name := l.what + " missing key"
 		out, err := c.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.Bucket), Key: aws.String(key)})
@@ -152,6 +165,7 @@ func (c *Checker) probeMissing(ctx context.Context, locs []place, report func(Fi
 			out.Body.Close()
 			report(Finding{Area: "s3", Name: name, Status: Warn, Detail: fmt.Sprintf("s3://%s/%s, which should not exist, answered 200", l.Bucket, key)})
 		case isNoSuchBucket(err):
+			missing[l.Bucket] = true
 			report(Finding{Area: "s3", Name: l.what + " bucket", Status: Fail, Detail: fmt.Sprintf("bucket %s does not exist", l.Bucket),
 				Fix: "create it, or correct " + l.Field})
 		case isNotFound(err):

@@ -45,7 +45,7 @@ func (c *Checker) checkAccount(ctx context.Context, report func(Finding)) {
 			"aws sesv2 put-account-sending-attributes --sending-enabled; if AWS paused it, see the SES console's reputation page")
 	}
 	if acct.ProductionAccessEnabled {
-		f("production access", OK, "production access: any recipient", "")
+		f("production access", OK, "out of the sandbox: mail goes to any recipient", "")
 	} else {
 		f("production access", Warn, "the account is in the SES sandbox: mail goes only to verified addresses, at most 200 a day at 1 a second",
 			"request production access in the SES console (Account dashboard), or with aws sesv2 put-account-details")

@@ -359,21 +359,25 @@ func dlqRetention(s Schedule, src, dlq map[string]string, name string) Finding {
 	return f
 }
 
-// days formats d in days when it is a whole number of them, else as a
-// duration.
+// days formats d in days, with the rest to the minute: "7 days",
+// "12 days 23h59m". Shorter durations are formatted as durations.
 func days(d time.Duration) string {
-	if d == Never {
+	switch {
+	case d == Never:
 		return "never"
+	case d < 24*time.Hour:
+		return d.String()
 	}
-	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
-		n := int(d / (24 * time.Hour))
-		if n == 1 {
-			return "1 day"
+	n := d / (24 * time.Hour)
+	s := fmt.Sprintf("%d days", n)
+	if n == 1 {
+		s = "1 day"
+	}
+	if rest := (d % (24 * time.Hour)).Truncate(time.Minute); rest > 0 {
+		s += " " + strings.TrimSuffix(strings.TrimSuffix(rest.String(), "0s"), "h0m")
+		if rest%time.Hour == 0 {
+			s += "h"
 		}
-		return fmt.Sprintf("%d days", n)
 	}
-	if d >= 24*time.Hour {
-		return fmt.Sprintf("%.1f days", d.Hours()/24)
-	}
-	return d.String()
+	return s
 }
