@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -16,6 +17,10 @@ import (
 // probeBody is what a probe object holds, for whoever finds one left
 // behind.
 const probeBody = "reportmailer check: a probe object; it is deleted at once, and may be deleted if found\n"
+
+// deleteTimeout bounds the delete of the probe object, which runs even
+// when the check's own time is up.
+const deleteTimeout = 30 * time.Second
 
 // checkS3 probes the ledger prefix with a conditional write, a read and
 // a delete, then reads a key that cannot exist under each prefix the
@@ -121,7 +126,8 @@ func (c *Checker) probeLedger(ctx context.Context, report func(Finding)) bool {
 // deleteProbe deletes the probe object and says so.
 func (c *Checker) deleteProbe(ctx context.Context, l Location, key string, report func(Finding)) {
 	// The run's context may be spent; the probe must still go.
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer cancel()
 	_, err := c.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(l.Bucket), Key: aws.String(key)})
 	f := Finding{Area: "s3", Name: "ledger delete"}
 	switch {
