@@ -254,7 +254,9 @@ func TestInputsCheck(t *testing.T) {
 		{"no queues", func(in *Inputs) { in.Queues = nil }, []Command{Check}, "no queues"},
 		{"bad sender", func(in *Inputs) { in.From = "reports" }, []Command{Drain}, `From "reports"`},
 		{"bad queue URL", func(in *Inputs) { in.Queues = []QueuePair{{URL: "ready"}} }, []Command{Drain}, `"ready"`},
-		{"bad DLQ URL", func(in *Inputs) { in.Queues = []QueuePair{{URL: full.Queues[0].URL, DeadLetterURL: "http://127.0.0.1/1/x"}} }, []Command{Drain}, "http://127.0.0.1/1/x"},
+		{"bad DLQ URL", func(in *Inputs) {
+			in.Queues = []QueuePair{{URL: full.Queues[0].URL, DeadLetterURL: "http://127.0.0.1/1/x"}}
+		}, []Command{Drain}, "http://127.0.0.1/1/x"},
 		{"offline commands need nothing", func(in *Inputs) { *in = Inputs{} }, []Command{Preview, Sign}, ""},
 	}
 	for _, tt := range tests {
