@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/internal/devstack"
 	"github.com/reportmailer/reportmailer/internal/emulator"
+	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
 const (
@@ -403,5 +408,83 @@ schedules: [{name: d, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/q", dead
 				}
 			}
 		})
+	}
+}
+
+// checkPolicy is the least-privilege policy the code declares for
+// check -aws on e's stack, without the actions drop names.
+func (e *itEnv) checkPolicy(q, dlq string, drop ...string) iam.Document {
+	d := iam.For(iam.Inputs{
+		Region: devstack.Region, Account: devstack.AccountID,
+		ReportsBucket: itBucket, ReportsPrefix: checkReportsPath,
+		StateBucket: itBucket, LedgerPrefix: config.LedgerPrefixDefault,
+		Queues: []iam.QueuePair{{URL: q, DeadLetterURL: dlq}},
+		From:   "Reports <reports@acme.example>",
+	}, iam.Check)
+	var kept []iam.Statement
+	for _, s := range d.Statement {
+		s.Action = slices.DeleteFunc(slices.Clone(s.Action), func(a string) bool { return slices.Contains(drop, a) })
+		if len(s.Action) > 0 {
+			kept = append(kept, s)
+		}
+	}
+	d.Statement = kept
+	return d
+}
+
+// behindProxy points the command at a permission proxy in front of e's
+// emulators, enforcing policy.
+func (e *itEnv) behindProxy(t *testing.T, policy iam.Document) awsproxy.Set {
+	t.Helper()
+	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL}, awsproxy.Options{Policy: &policy})
+	for k, v := range set.Env() {
+		t.Setenv(k, v)
+	}
+	return set
+}
+
+// The policy the code declares for check is enough for check: under it,
+// a correct set-up passes, with 404s for missing keys.
+func TestCheckAWSUnderDeclaredPolicy(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.checkQueues(t, goodQueues)
+	set := e.behindProxy(t, e.checkPolicy(q, dlq))
+	code, out, errOut := runCheck(t, "-aws", "-config", e.checkConfig(t, q, dlq, nil))
+	if code != ExitOK || len(failLines(out)) != 0 {
+		t.Fatalf("exit %d under the declared check policy, want 0 and no FAIL:\n%s%s", code, out, errOut)
+	}
+	for _, p := range []*awsproxy.Proxy{set.SQS, set.S3, set.SES} {
+		if d := p.Denials(); len(d) != 0 {
+			t.Errorf("the declared policy refused %+v", d)
+		}
+	}
+	if !strings.Contains(out, "ok    s3          reports missing key: a missing key under s3://it-reports/reports/ answers 404") {
+		t.Errorf("no 404 for a missing report:\n%s", out)
+	}
+}
+
+// Without s3:ListBucket, S3 answers 403 for a missing key: check names
+// the statement to add, once for the bucket.
+func TestCheckAWSMissingKeyAnswers403WithoutListBucket(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.checkQueues(t, goodQueues)
+	e.behindProxy(t, e.checkPolicy(q, dlq, "s3:ListBucket"))
+	code, out, errOut := runCheck(t, "-aws", "-config", e.checkConfig(t, q, dlq, nil))
+	fails := failLines(out)
+	if code != ExitFailure || len(fails) != 1 {
+		t.Fatalf("exit %d with %d FAIL lines, want exit 1 and exactly one:\n%s%s", code, len(fails), out, errOut)
+	}
+	for _, want := range []string{
+		"bucket it-reports missing keys:",
+		"answers 403 AccessDenied, not 404",
+		"reportmailer/ledger/ (ledger)", "reports/ (reports)",
+		`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::it-reports"}`,
+	} {
+		if !strings.Contains(fails[0], want) {
+			t.Errorf("the FAIL line does not say %q:\n%s", want, fails[0])
+		}
+	}
+	if left := e.probesLeft(t); len(left) != 0 {
+		t.Errorf("probe objects left behind: %v", left)
 	}
 }

@@ -181,6 +181,8 @@ func TestQueueRegion(t *testing.T) {
 		"sqs.eu-west-2.amazonaws.com":     "eu-west-2",
 		"eu-west-2.queue.amazonaws.com":   "eu-west-2",
 		"sqs.cn-north-1.amazonaws.com.cn": "cn-north-1",
+		"sqs.eu-west-2.api.aws":           "eu-west-2",
+		"queue.amazonaws.com":             "us-east-1",
 		"127.0.0.1:4100":                  "",
 	} {
 		if got := queueRegion(host); got != want {

@@ -127,7 +127,7 @@ func (c *Checker) checkQueues(ctx context.Context, report func(Finding)) {
 }
 
 var (
-	sqsHostRE    = regexp.MustCompile(`^sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$`)
+	sqsHostRE    = regexp.MustCompile(`^sqs\.([a-z0-9-]+)\.(amazonaws\.com(\.cn)?|api\.aws)$`)
 	legacyHostRE = regexp.MustCompile(`^([a-z0-9-]+)\.queue\.amazonaws\.com(\.cn)?$`)
 )
 
@@ -139,6 +139,9 @@ func queueRegion(host string) string {
 	}
 	if m := legacyHostRE.FindStringSubmatch(host); m != nil {
 		return m[1]
+	}
+	if host == "queue.amazonaws.com" {
+		return "us-east-1"
 	}
 	return ""
 }
