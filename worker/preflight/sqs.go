@@ -91,15 +91,6 @@ type queue struct {
 }
 
 func (c *Checker) checkQueues(ctx context.Context, report func(Finding)) {
-	cache := map[string]queue{}
-	look := func(u, field string) queue {
-		if q, ok := cache[u]; ok {
-			return q
-		}
-		q := c.lookupQueue(ctx, u, field)
-		cache[u] = q
-		return q
-	}
 	for _, s := range c.Plan.Schedules {
 		name := func(what string) string { return "schedule " + s.Name + ": " + what }
 		found := func(what string, q queue) bool {
@@ -111,8 +102,8 @@ func (c *Checker) checkQueues(ctx context.Context, report func(Finding)) {
 			report(f)
 			return q.attrs != nil
 		}
-		src := look(s.QueueURL, s.Field+".queue_url")
-		dlq := look(s.DeadLetterURL, s.Field+".dead_letter_queue_url")
+		src := c.lookupQueue(ctx, s.QueueURL, s.Field+".queue_url")
+		dlq := c.lookupQueue(ctx, s.DeadLetterURL, s.Field+".dead_letter_queue_url")
 		srcOK := found("queue", src)
 		dlqOK := found("dead-letter queue", dlq)
 		if srcOK {
