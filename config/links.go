@@ -65,6 +65,13 @@ type CloudFront struct {
 	// optionally with a path prefix. Required. It must be https, except
 	// on 127.0.0.1 or localhost.
 	Domain string `yaml:"domain"`
+	// OriginPath is the distribution's origin path for the reports
+	// bucket (CloudFront's OriginPath, e.g. "/exports"), or "" for none.
+	OriginPath string `yaml:"origin_path"`
+	// DistributionID is the distribution's id, e.g. "E2QWRUHAPOMQZL".
+	// Optional: only `reportmailer check -aws` uses it, to check that
+	// the distribution serves reports.bucket at OriginPath.
+	DistributionID string `yaml:"distribution_id"`
 	// KeyID is the CloudFront public key id of the one key: the
 	// shorthand for Keys with a single active key.
 	KeyID string `yaml:"key_id"`
@@ -165,6 +172,9 @@ func (c *Config) setLinksDefaults() {
 	}
 }
 
+// distributionIDRE is what CloudFront distribution ids look like.
+var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
+
 // keyIDRE is what CloudFront key ids look like, and what is safe in a
 // URL and an S3 key.
 var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -210,6 +220,9 @@ func (c *Config) validateLinks() []error {
 	}
 	if err := checkDomain(cf.Domain); err != nil {
 		bad("links.cloudfront.domain", cf.Domain, "%v", err)
+	}
+	if cf.DistributionID != "" && !distributionIDRE.MatchString(cf.DistributionID) {
+		bad("links.cloudfront.distribution_id", cf.DistributionID, "is not a CloudFront distribution id (letters and digits, e.g. E2QWRUHAPOMQZL)")
 	}
 	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
 	switch {

@@ -68,10 +68,13 @@ Usage:
 Commands:
   drain         drain one schedule's queue once, then exit (for cron jobs)
   serve         run every schedule on its cron spec until SIGTERM
-  config check  validate a config file without touching AWS
+  check         validate a config file; with -aws, also check the live
+                account (queues, S3, SES, CloudFront) with harmless calls
+  config check  validate a config file without touching AWS (check without -aws)
   keys          list the CloudFront keys, and when each may be removed from CloudFront
   sign          sign one CloudFront URL with a private key, offline
   verify        check a signed CloudFront URL offline, and say why it fails
+  iam           print the least-privilege IAM policy for a config
   preview       render the emails that event bodies in a file would give,
                 as .html, .txt and .eml (and PNG screenshots), sending nothing
   help          show this help
@@ -96,6 +99,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.serve(ctx, rest)
 	case "preview":
 		err = m.preview(ctx, rest)
+	case "check":
+		err = m.check(ctx, rest)
 	case "config":
 		err = m.config(ctx, rest)
 	case "keys":
@@ -104,6 +109,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.sign(ctx, rest)
 	case "verify":
 		err = m.verify(ctx, rest)
+	case "iam":
+		err = m.iam(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK
