@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -132,5 +133,20 @@ func TestDrainUnderLeastPrivilege(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "warning") {
 		t.Errorf("keys could not list its records under the keys policy:\n%s", stderr.String())
+	}
+}
+
+// TestBinaryLinksNoTestInfrastructure: nothing under internal/ (the
+// emulators, the edge, the permission proxy) is part of the production
+// binary.
+func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/reportmailer/reportmailer/internal/") {
+			t.Errorf("the production binary depends on %s", dep)
+		}
 	}
 }
