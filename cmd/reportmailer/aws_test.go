@@ -97,7 +97,13 @@ func configWithReports(t *testing.T, e *itEnv, queueURL, dlqURL string) string {
 // 404 (and be dead-lettered at once), which it does only because the
 // policy grants s3:ListBucket on the reports' prefix.
 func TestDrainUnderLeastPrivilege(t *testing.T) {
-	e := newITEnv(t, "goaws")
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) { testDrainUnderLeastPrivilege(t, emu) })
+	}
+}
+
+func testDrainUnderLeastPrivilege(t *testing.T, sqsEmulator string) {
+	e := newITEnv(t, sqsEmulator)
 	q, dlq := e.queues(t)
 	cfg := configWithReports(t, e, q, dlq)
 	set := withLeastPrivilege(t, e, cfg)
