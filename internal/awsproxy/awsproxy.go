@@ -295,14 +295,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {
 		p.logf("%s %s: reading the request: %v", r.Method, r.URL.Path, err)
+		resetConn(w)
 		return
 	}
 	call, err := p.classify(r, body)
 	if err != nil {
 		p.count("Unknown", func(c *Counts) { c.Seen++; c.Denied++ })
 		p.logf("DENY unknown request: %v", err)
-		p.write(w, r, awsError{Status: http.StatusForbidden, Code: p.accessDenied("", "").Code,
-			Message: "awsproxy does not know this request, so denies it: " + err.Error()})
+		e := p.accessDenied("", "")
+		e.Message = "awsproxy does not know this request, so denies it: " + err.Error()
+		p.write(w, r, e)
 		return
 	}
 	op := call.Operation

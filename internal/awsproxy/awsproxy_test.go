@@ -218,6 +218,19 @@ func TestAccessDenied(t *testing.T) {
 		if c := p.Counts("SendEmail"); c.Seen != 2 || c.Forwarded != 1 || c.Denied != 1 {
 			t.Errorf("SendEmail counts %+v", c)
 		}
+		// A configuration set is a resource of the send too.
+		_, err = c.SendEmail(ctx, &sesv2.SendEmailInput{
+			FromEmailAddress: aws.String("reports@allowed.example"), ConfigurationSetName: aws.String("tracking"),
+			Destination: &sestypes.Destination{ToAddresses: []string{"ana@example.com"}},
+			Content:     &sestypes.EmailContent{Simple: &sestypes.Message{Subject: &sestypes.Content{Data: aws.String("hi")}, Body: &sestypes.Body{Text: &sestypes.Content{Data: aws.String("hi")}}}},
+		})
+		if code(err) != "AccessDeniedException" || !strings.Contains(err.Error(), "configuration-set/tracking") {
+			t.Errorf("SendEmail with an ungranted configuration set: %v", err)
+		}
+		_, err = c.GetEmailIdentity(ctx, &sesv2.GetEmailIdentityInput{EmailIdentity: aws.String("allowed.example")})
+		if code(err) != "AccessDeniedException" || !strings.Contains(err.Error(), "ses:GetEmailIdentity on resource: arn:aws:ses:us-east-1:000000000000:identity/allowed.example") {
+			t.Errorf("GetEmailIdentity, not granted: %v", err)
+		}
 		sent, err := emulator.SESLocalEmails(ctx, emuURL, time.Time{})
 		if err != nil || len(sent) != 1 || !strings.Contains(sent[0].From, "allowed.example") {
 			t.Fatalf("the emulator has %+v, %v; want only the allowed email", sent, err)
@@ -256,9 +269,10 @@ func TestFaultAfterConditionalPut(t *testing.T) {
 	}
 }
 
-// TestFaultBefore fails requests before the emulator: the SDK retries a
-// 503 SlowDown and a reset, and the emulator applies the request once.
-func TestFaultBefore(t *testing.T) {
+// TestFaults fails requests before the emulator (the SDK retries a 503
+// SlowDown and a reset, and the emulator applies the request once) and
+// after it (SES accepted the email, the client sees a 500).
+func TestFaults(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("s3 SlowDown", func(t *testing.T) {
@@ -276,6 +290,12 @@ func TestFaultBefore(t *testing.T) {
 		}
 		if got := p.Counts("PutObject"); got.Injected != 2 || got.Forwarded != 1 {
 			t.Errorf("counts %+v; want 2 injected, 1 forwarded", got)
+		}
+		// A removed rule injects no more.
+		rule := p.Inject(awsproxy.Fault{Operation: "PutObject", Status: http.StatusServiceUnavailable})
+		rule.Remove()
+		if _, err := s3Client(p.URL, func(o *s3.Options) { o.RetryMaxAttempts = 1 }).PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("state"), Key: aws.String("k"), Body: strings.NewReader("y")}); err != nil || rule.Injected() != 0 {
+			t.Errorf("PutObject after Remove: %v, injected %d", err, rule.Injected())
 		}
 		// With retries off, the client sees the injected error as S3's.
 		p.Inject(awsproxy.Fault{Operation: "HeadObject", Status: http.StatusServiceUnavailable, Times: 1})
@@ -311,7 +331,7 @@ func TestFaultBefore(t *testing.T) {
 		}
 	})
 
-	t.Run("ses throttle", func(t *testing.T) {
+	t.Run("ses throttle, and a send accepted then failed", func(t *testing.T) {
 		emuURL := emulator.StartSESLocal(t, "")
 		p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.SES, Target: emuURL})
 		p.Inject(awsproxy.Fault{Operation: "GetAccount", Status: http.StatusTooManyRequests, Times: 1})
@@ -323,6 +343,20 @@ func TestFaultBefore(t *testing.T) {
 		}
 		if _, err := c.GetAccount(ctx, &sesv2.GetAccountInput{}); err != nil {
 			t.Fatalf("the fault was for one request: %v", err)
+		}
+
+		p.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Status: http.StatusInternalServerError, Times: 1})
+		_, err = c.SendEmail(ctx, &sesv2.SendEmailInput{
+			FromEmailAddress: aws.String("reports@example.com"),
+			Destination:      &sestypes.Destination{ToAddresses: []string{"ana@example.com"}},
+			Content:          &sestypes.EmailContent{Simple: &sestypes.Message{Subject: &sestypes.Content{Data: aws.String("maybe")}, Body: &sestypes.Body{Text: &sestypes.Content{Data: aws.String("hi")}}}},
+		})
+		if status(err) != http.StatusInternalServerError {
+			t.Fatalf("SendEmail: %v; want the injected 500", err)
+		}
+		sent, err := emulator.SESLocalEmails(ctx, emuURL, time.Time{})
+		if err != nil || len(sent) != 1 || sent[0].Subject != "maybe" {
+			t.Fatalf("emulator has %+v, %v; the failed send was accepted and must be there", sent, err)
 		}
 	})
 }

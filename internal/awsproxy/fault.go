@@ -103,8 +103,9 @@ func (p *Proxy) fault(call Call, after bool) *Rule {
 			continue
 		}
 		r.injected.Add(1)
-		c := p.counts[call.Operation]
-		c.Injected++
+		if c := p.counts[call.Operation]; c != nil {
+			c.Injected++
+		}
 		return r
 	}
 	return nil
