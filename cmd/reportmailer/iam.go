@@ -70,6 +70,9 @@ func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
 		ConfigurationSet: c.Sender.ConfigurationSet,
 		CloudFront:       c.Links.CloudFront != nil,
 	}
+	if cf := c.Links.CloudFront; cf != nil {
+		in.DistributionID = cf.DistributionID
+	}
 	for _, s := range c.Schedules {
 		in.Queues = append(in.Queues, iam.QueuePair{URL: s.QueueURL, DeadLetterURL: s.DeadLetterQueueURL})
 		if in.Account == "" {

@@ -307,6 +307,9 @@ func (b *builder) check() {
 		b.add(sidPublicKeys, []string{"*"}, nil, "cloudfront:GetPublicKey")
 	}
 	b.add(sidSendingIdentity, b.identities(), nil, "ses:GetEmailIdentity")
+	if in.ConfigurationSet != "" {
+		b.add(sidConfigurationSet, []string{b.sesARN("configuration-set/" + in.ConfigurationSet)}, nil, "ses:GetConfigurationSet")
+	}
 	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
 }
 
