@@ -143,11 +143,12 @@ links:
   ttl: 48h
   cloudfront: {domain: %q, key_id: %s, private_key_file: %q}
 recipients: {allowed_domains: [acme.example]}
+reports: {bucket: %s}
 ledger: {bucket: %s}
 s3: {use_path_style: true}
 schedules:
   - {name: it, mode: each, queue_url: %q, dead_letter_queue_url: %q, wait_time: 1s, budget: 1m}
-`, e.edge.URL, itKeyID, e.keyFile, itBucket, queueURL, dlqURL)
+`, e.edge.URL, itKeyID, e.keyFile, itBucket, itBucket, queueURL, dlqURL)
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -475,6 +476,7 @@ func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte(`sender: {from: a@acme.example}
+reports: {bucket: acme-reports}
 ledger: {bucket: b}
 schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/q", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/d"}]
 `), 0o644)
@@ -486,11 +488,12 @@ schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "h
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	userinfo := filepath.Join(dir, "userinfo.yaml")
 	os.WriteFile(userinfo, []byte(fmt.Sprintf(`sender: {from: a@acme.example}
+reports: {bucket: acme-reports}
 ledger: {bucket: b}
 links: {cloudfront: {domain: "https://user@d111.cloudfront.net", key_id: K1, private_key_file: %q}}
 `, keyFile)), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
+	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nreports: {bucket: acme-reports}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
 	tests := []struct {
 		name string
 		args []string
