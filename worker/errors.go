@@ -241,6 +241,7 @@ func (f Failure) deadLetters() bool {
 	return f.Class == ClassPermanent || f.Class == ClassAmbiguous
 }
 
+// String formats f for people: code, class and reason.
 func (f Failure) String() string { return fmt.Sprintf("%s (%s): %s", f.Code, f.Class, f.Reason) }
 
 // BatchError is the error of a call on many messages that failed for
@@ -252,7 +253,10 @@ type BatchError struct {
 	Err    error
 }
 
+// Error returns the error of the messages that failed.
 func (e *BatchError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
 func (e *BatchError) Unwrap() error { return e.Err }
 
 // ErrNoQueue is wrapped by a queue's errors when the queue, or its

@@ -202,7 +202,8 @@ func (e *itEnv) emails(t *testing.T, to ...string) []emulator.SESLocalEmail {
 	return out
 }
 
-// dlq empties the dead-letter queue and returns each message's reason.
+// dead empties the dead-letter queue and returns each message's code
+// and reason, as "CODE: REASON".
 func (e *itEnv) dead(t *testing.T, dlqURL string) []string {
 	t.Helper()
 	var reasons []string
@@ -215,7 +216,7 @@ func (e *itEnv) dead(t *testing.T, dlqURL string) []string {
 			return reasons
 		}
 		for _, m := range out.Messages {
-			reasons = append(reasons, aws.ToString(m.MessageAttributes["reportmailer-reason"].StringValue))
+			reasons = append(reasons, aws.ToString(m.MessageAttributes["reportmailer-code"].StringValue)+": "+aws.ToString(m.MessageAttributes["reportmailer-reason"].StringValue))
 			e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(dlqURL), ReceiptHandle: m.ReceiptHandle})
 		}
 	}
@@ -411,6 +412,36 @@ func TestDrainEndToEnd(t *testing.T) {
 				}
 				if got := e.emails(t, "fine-"+emu+"@acme.example"); len(got) != 1 {
 					t.Errorf("the good message in the same batch got %d emails, want 1", len(got))
+				}
+				if !e.queueEmpty(t, q) {
+					t.Error("source queue should be empty")
+				}
+			})
+
+			t.Run("a missing report, or one in another bucket, is dead-lettered and nothing is sent", func(t *testing.T) {
+				q, dlq := e.queues(t)
+				// The same key exists in the served bucket: a link built
+				// from the key alone would open it.
+				elsewhere := "elsewhere/" + emu + "/payroll.pdf"
+				e.put(t, elsewhere, nil)
+				other := strings.Replace(nativeBody("evt-other-bucket-"+emu, "leak-"+emu, nil, elsewhere), `"bucket":"`+itBucket+`"`, `"bucket":"hr-private"`, 1)
+				e.send(t, q, other)
+				e.send(t, q, nativeBody("evt-missing-"+emu, "gone-"+emu, nil, "missing/"+emu+"/never-uploaded.pdf"))
+				code, out, logs := drain(t, e.config(t, q, dlq))
+				if code != ExitPartial || !strings.Contains(out, "dead-lettered 2") || !strings.Contains(out, "sent 0 emails") {
+					t.Fatalf("exit %d, want %d: %s\n%s", code, ExitPartial, out, logs)
+				}
+				reasons := e.dead(t, dlq)
+				slices.Sort(reasons)
+				want := []string{
+					`bucket_not_served: report s3://hr-private/` + elsewhere + `: bucket "hr-private" is not the bucket this worker serves, "` + itBucket + `"`,
+					`object_missing: head s3://` + itBucket + `/missing/` + emu + `/never-uploaded.pdf: object does not exist`,
+				}
+				if len(reasons) != 2 || !strings.HasPrefix(reasons[0], want[0]) || !strings.HasPrefix(reasons[1], want[1]) {
+					t.Errorf("DLQ codes and reasons:\n%s\nwant them to start with:\n%s", strings.Join(reasons, "\n"), strings.Join(want, "\n"))
+				}
+				if got := e.emails(t, "leak-"+emu+"@acme.example", "gone-"+emu+"@acme.example"); len(got) != 0 {
+					t.Errorf("%d emails were sent for reports that cannot be linked", len(got))
 				}
 				if !e.queueEmpty(t, q) {
 					t.Error("source queue should be empty")
