@@ -682,25 +682,23 @@ func (r *run) deliver(d *delivery) {
 	}
 	links, errs := r.signEvents(evs, now)
 	var ok []claim
+	var okEvents []event.Event
 	var okLinks [][]Link
 	for i, c := range claims {
 		if errs[i] != nil {
 			release([]claim{c}, errs[i], "link", CodeLinkFailed)
-			log.Error("sign: the email goes without this event", "event", c.ev.ID, "err", errs[i])
+			log.Error("sign: the email goes without this event", "event", c.ev.ID, "code", cmp.Or(CodeOf(errs[i]), CodeLinkFailed), "err", errs[i])
 			continue
 		}
 		ok = append(ok, c)
+		okEvents = append(okEvents, c.ev)
 		okLinks = append(okLinks, links[i])
 	}
 	if len(ok) == 0 {
 		return
 	}
-	evs = evs[:0]
-	for _, c := range ok {
-		evs = append(evs, c.ev)
-	}
 
-	email, err := r.render(d.user, d.recipient, evs, okLinks, now)
+	email, err := r.render(d.user, d.recipient, okEvents, okLinks, now)
 	if err != nil {
 		release(ok, err, "compose", CodeComposeFailed)
 		log.Error("compose", "err", err)
