@@ -42,7 +42,8 @@ const (
 type Config struct {
 	// Sender is who the email comes from. Required.
 	Sender Sender `yaml:"sender"`
-	// Reports is where reports live.
+	// Reports is where the report files are: the only bucket, and
+	// optionally key prefix, whose reports are linked. Required.
 	Reports Reports `yaml:"reports"`
 	// Links is how report links are made.
 	Links Links `yaml:"links"`
@@ -88,14 +89,19 @@ type Sender struct {
 	ListUnsubscribeURL string `yaml:"list_unsubscribe_url"`
 }
 
-// Reports is the one bucket reports may live in, and the key prefix they
-// have there. The worker's IAM policy (`reportmailer iam`) grants reads
-// there and nowhere else.
+// Reports is where the report files are. A report anywhere else is
+// refused with code bucket_not_served and dead-lettered, never linked:
+// a CloudFront link names a path, not a bucket, so a link to a report
+// in another bucket would open the object with the same key in this
+// one.
 type Reports struct {
-	// Bucket is the S3 bucket reports live in.
+	// Bucket is the S3 bucket the reports are in: the CloudFront
+	// distribution's origin, or the bucket S3 presigned links point
+	// into. Required.
 	Bucket string `yaml:"bucket"`
-	// Prefix is the key prefix every report has in Bucket. Default ""
-	// (any key).
+	// Prefix, when set, narrows what is linked to keys that start with
+	// it, e.g. "exports/". With links.cloudfront.origin_path, keys must
+	// also be under that path. Default "": the whole bucket.
 	Prefix string `yaml:"prefix"`
 }
 
@@ -250,6 +256,22 @@ func (e *FieldError) Error() string {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// ServedPrefix is the key prefix of the reports that are linked:
+// reports.prefix, narrowed to links.cloudfront.origin_path when that
+// is longer, since the distribution serves nothing outside it.
+// Validate makes sure one is under the other.
+func (c *Config) ServedPrefix() string {
+	p := c.Reports.Prefix
+	if cf := c.Links.CloudFront; cf != nil && cf.OriginPath != "" {
+		if op := strings.TrimPrefix(cf.OriginPath, "/") + "/"; len(op) > len(p) {
+			p = op
+		}
+	}
+	return p
+}
+
 // Validate checks every field, returning all problems joined.
 func (c *Config) Validate() error {
 	var errs []error
@@ -272,6 +294,16 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateMail()...)
 
 	errs = append(errs, c.validateLinks()...)
+
+	switch b := c.Reports.Bucket; {
+	case b == "":
+		bad("reports.bucket", "", "is required: the bucket the reports are in; reports in any other bucket are refused, never linked")
+	case !bucketRE.MatchString(b) || strings.Contains(b, ".."):
+		bad("reports.bucket", b, "is not an S3 bucket name (3-63 of a-z, 0-9, '.' and '-', starting and ending with a letter or digit)")
+	}
+	if strings.HasPrefix(c.Reports.Prefix, "/") {
+		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %q", strings.TrimLeft(c.Reports.Prefix, "/"))
+	}
 
 	if c.Recipients.Max < -1 {
 		bad("recipients.max", c.Recipients.Max, "is less than -1")

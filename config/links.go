@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker/link"
 )
 
 // Links defaults.
@@ -63,10 +65,13 @@ type Links struct {
 type CloudFront struct {
 	// Domain is the distribution's URL, e.g. "https://d111.cloudfront.net",
 	// optionally with a path prefix. Required. It must be https, except
-	// on 127.0.0.1 or localhost.
+	// on 127.0.0.1 or localhost. Its origin must be reports.bucket.
 	Domain string `yaml:"domain"`
-	// OriginPath is the distribution's origin path for the reports
-	// bucket (CloudFront's OriginPath, e.g. "/exports"), or "" for none.
+	// OriginPath is the distribution's origin path, e.g. "/exports": the
+	// distribution serves the key "exports/2026/q3.pdf" at
+	// Domain + "/2026/q3.pdf", and no key outside it, so a report outside
+	// it is refused (bucket_not_served). It starts with "/" and does not
+	// end with one, as in CloudFront. Default "": none.
 	OriginPath string `yaml:"origin_path"`
 	// DistributionID is the distribution's id, e.g. "E2QWRUHAPOMQZL".
 	// Optional: only `reportmailer check -aws` uses it, to check that
@@ -223,6 +228,12 @@ func (c *Config) validateLinks() []error {
 	}
 	if cf.DistributionID != "" && !distributionIDRE.MatchString(cf.DistributionID) {
 		bad("links.cloudfront.distribution_id", cf.DistributionID, "is not a CloudFront distribution id (letters and digits, e.g. E2QWRUHAPOMQZL)")
+	}
+	if err := link.CheckOriginPath(cf.OriginPath); err != nil {
+		bad("links.cloudfront.origin_path", cf.OriginPath, "is not an origin path: it must start with \"/\" and not end with one, like \"/exports\"")
+	} else if op, p := strings.TrimPrefix(cf.OriginPath, "/")+"/", c.Reports.Prefix; cf.OriginPath != "" && p != "" &&
+		!strings.HasPrefix(p, op) && !strings.HasPrefix(op, p) {
+		bad("reports.prefix", p, "is outside links.cloudfront.origin_path (%q): the distribution could link no report", cf.OriginPath)
 	}
 	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
 	switch {

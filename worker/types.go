@@ -28,16 +28,39 @@ type Queue interface {
 	// Receive long-polls for up to max messages, waiting at most wait.
 	Receive(ctx context.Context, max int, wait time.Duration) ([]Message, error)
 	// Delete acknowledges messages. Its error names each message it
-	// could not delete.
+	// could not delete; when the others were deleted, it is a
+	// *[BatchError] listing the receipt handles that failed.
 	Delete(ctx context.Context, msgs []Message) error
 	// Release makes messages visible again at once, for another try.
 	Release(ctx context.Context, msgs []Message) error
-	// Extend keeps messages invisible for d from now, while they are
-	// still being worked on.
+	// Extend keeps messages invisible for d from now: while they are
+	// still being worked on, or, after a halt, until sending may work
+	// again.
 	Extend(ctx context.Context, msgs []Message, d time.Duration) error
-	// DeadLetter moves a message to the dead-letter queue with reason
-	// recorded on it, then deletes it from the source queue.
-	DeadLetter(ctx context.Context, msg Message, reason string) error
+	// DeadLetter moves a message to the dead-letter queue with f's code
+	// and reason recorded on it, then deletes it from the source queue.
+	DeadLetter(ctx context.Context, msg Message, f Failure) error
+}
+
+// Checker is a Queue that can tell, before a run receives anything,
+// whether it and its dead-letter queue exist. Drain calls Check when
+// its Queue provides it; an error (wrapping [ErrNoQueue] when a queue
+// is missing, and naming its URL) ends the run before its first receive,
+// so that no message is received that could be neither done nor
+// dead-lettered.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// SendGate is a Mailer that can say, before a run receives, whether it
+// may send at all. Drain calls Admit before each receive when its
+// Mailer provides it: nil means it may send; an error marked with
+// [Halt] means it may not (the sending quota is spent, say), and the
+// run stops without receiving, so that messages it could not send are
+// not received only to be handed back, which counts towards the queue's
+// maxReceiveCount. Other errors are logged and the run goes on.
+type SendGate interface {
+	Admit(ctx context.Context) error
 }
 
 // Link is a signed URL and the moment it stops working.
@@ -69,9 +92,14 @@ type ObjectInfo struct {
 	Metadata    map[string]string // user metadata, keys lower-case without "x-amz-meta-"
 }
 
-// ObjectStore looks up report files. It is used to resolve S3
-// notifications, which carry no user.
+// ObjectStore looks up report files. The worker heads every report
+// before it links it, and reads the user of an S3 notification from
+// its object's metadata.
 type ObjectStore interface {
+	// Head returns what S3's HeadObject says about an object. A missing
+	// object is an error marked [Permanent], with [CodeObjectMissing],
+	// or [CodeObjectAccessDenied] when the store cannot tell a missing
+	// object from a forbidden one.
 	Head(ctx context.Context, bucket, key string) (ObjectInfo, error)
 }
 

@@ -22,11 +22,16 @@ type fakeQueue struct {
 	mu       sync.Mutex
 	pending  []worker.Message
 	deleted  []string
-	dead     map[string]string // message id -> reason
+	dead     map[string]string      // message id -> reason
+	codes    map[string]worker.Code // message id -> code
 	released []string
 	extended []string
+	hidden   map[string]time.Duration // message id -> the latest Extend
 	onExtend func()
 	receives int
+	// undeletable, when set, makes Delete fail for these receipt
+	// handles, as DeleteMessageBatch can.
+	undeletable map[string]bool
 }
 
 func (q *fakeQueue) Receive(_ context.Context, max int, _ time.Duration) ([]worker.Message, error) {
@@ -40,8 +45,16 @@ func (q *fakeQueue) Receive(_ context.Context, max int, _ time.Duration) ([]work
 }
 
 func (q *fakeQueue) Delete(_ context.Context, msgs []worker.Message) error {
+	var failed []string
 	for _, m := range msgs {
+		if q.undeletable[m.ReceiptHandle] {
+			failed = append(failed, m.ReceiptHandle)
+			continue
+		}
 		q.deleted = append(q.deleted, m.ID)
+	}
+	if len(failed) > 0 {
+		return &worker.BatchError{Failed: failed, Err: fmt.Errorf("delete %v: ReceiptHandleIsInvalid", failed)}
 	}
 	return nil
 }
@@ -53,11 +66,15 @@ func (q *fakeQueue) Release(_ context.Context, msgs []worker.Message) error {
 	return nil
 }
 
-func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, _ time.Duration) error {
+func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, d time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.hidden == nil {
+		q.hidden = map[string]time.Duration{}
+	}
 	for _, m := range msgs {
 		q.extended = append(q.extended, m.ID)
+		q.hidden[m.ID] = d
 	}
 	if q.onExtend != nil {
 		q.onExtend()
@@ -65,22 +82,33 @@ func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, _ time.Dura
 	return nil
 }
 
-func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, reason string) error {
+func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, f worker.Failure) error {
 	if q.dead == nil {
 		q.dead = map[string]string{}
+		q.codes = map[string]worker.Code{}
 	}
-	q.dead[m.ID] = reason
+	q.dead[m.ID] = f.Reason
+	q.codes[m.ID] = f.Code
 	return nil
 }
 
-type fakeObjects map[string]worker.ObjectInfo // "bucket/key"
+// fakeObjects holds the objects that exist, by "bucket/key".
+type fakeObjects map[string]worker.ObjectInfo
 
 func (o fakeObjects) Head(_ context.Context, bucket, key string) (worker.ObjectInfo, error) {
 	info, ok := o[bucket+"/"+key]
 	if !ok {
-		return info, worker.Permanent(fmt.Errorf("object does not exist"))
+		return info, worker.PermanentCode(worker.CodeObjectMissing, fmt.Errorf("object does not exist"))
 	}
 	return info, nil
+}
+
+// anyObjects holds every object, with no metadata: what native events
+// need.
+type anyObjects struct{}
+
+func (anyObjects) Head(context.Context, string, string) (worker.ObjectInfo, error) {
+	return worker.ObjectInfo{}, nil
 }
 
 type fakeSigner struct{}
@@ -154,15 +182,20 @@ type bundle struct {
 	now    time.Time
 }
 
-func setup(t *testing.T, mode worker.Mode, objects fakeObjects, bodies ...string) (*worker.Worker, *bundle) {
+// setup returns a worker on fakes serving bucket "reports", and the
+// fakes. A nil objects holds every object (anyObjects).
+func setup(t *testing.T, mode worker.Mode, objects worker.ObjectStore, bodies ...string) (*worker.Worker, *bundle) {
 	t.Helper()
+	if objects == nil {
+		objects = anyObjects{}
+	}
 	b := &bundle{queue: &fakeQueue{}, mailer: &fakeMailer{}, ledger: &memLedger{}, logs: &bytes.Buffer{},
 		now: time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)}
 	for i, body := range bodies {
 		b.queue.pending = append(b.queue.pending, worker.Message{ID: fmt.Sprintf("m%d", i), ReceiptHandle: fmt.Sprintf("r%d", i), Body: body})
 	}
 	w, err := worker.New(worker.Config{
-		Schedule: "test", Mode: mode, From: "reports@example.com", WaitTime: time.Second,
+		Schedule: "test", Mode: mode, From: "reports@example.com", WaitTime: time.Second, Bucket: "reports",
 		Recipients: worker.RecipientPolicy{AllowedDomains: []string{"example.com"}},
 	}, worker.Deps{
 		Queue: b.queue, Objects: objects, Signer: fakeSigner{}, Templates: templates.Default(),
@@ -199,6 +232,7 @@ func TestDrain(t *testing.T) {
 	objects := fakeObjects{
 		"reports/Q3 results+notes.pdf": {Size: 2048, ContentType: "application/pdf", Metadata: map[string]string{
 			"user-id": "u-9", "user-email": "bo@example.com", "title": "Q3 results", "recipients": "cfo@example.com"}},
+		"reports/a.pdf": {}, "reports/b.pdf": {}, "reports/c.pdf": {},
 	}
 	tests := []struct {
 		name   string
@@ -206,8 +240,9 @@ func TestDrain(t *testing.T) {
 		bodies []string
 		to     []string // recipients of each email sent, in order
 		want   worker.Summary
-		dead   map[string]string // message id -> part of the reason
-		log    string            // must appear in the logs
+		dead   map[string]string      // message id -> part of the reason
+		codes  map[string]worker.Code // message id -> dead-letter code
+		log    string                 // must appear in the logs
 	}{{
 		name:   "native event goes to the user and the allowed recipient",
 		bodies: []string{native("e1", "ana", []string{"cfo@example.com"}, "a.pdf")},
@@ -234,11 +269,32 @@ func TestDrain(t *testing.T) {
 		to:     []string{"ana@example.com"},
 		want:   worker.Summary{Received: 2, Acked: 1, Sent: 1, DeadLettered: 1},
 		dead:   map[string]string{"m0": "version"},
+		codes:  map[string]worker.Code{"m0": worker.CodeInvalidEvent},
 	}, {
 		name:   "notification for a deleted object is dead-lettered",
 		bodies: []string{s3Notification("gone.pdf")},
 		want:   worker.Summary{Received: 1, DeadLettered: 1},
 		dead:   map[string]string{"m0": "reports/gone.pdf"},
+		codes:  map[string]worker.Code{"m0": worker.CodeObjectMissing},
+	}, {
+		name:   "native event for a deleted object is dead-lettered, and nothing is sent",
+		bodies: []string{native("e1", "ana", []string{"cfo@example.com"}, "a.pdf", "gone.pdf"), native("e2", "ana", nil, "b.pdf")},
+		to:     []string{"ana@example.com"},
+		want:   worker.Summary{Received: 2, Acked: 1, Sent: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "head s3://reports/gone.pdf: object does not exist"},
+		codes:  map[string]worker.Code{"m0": worker.CodeObjectMissing},
+	}, {
+		name:   "notification whose object has no user is dead-lettered",
+		bodies: []string{s3Notification("a.pdf")},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "user-email"},
+		codes:  map[string]worker.Code{"m0": worker.CodeInvalidMetadata},
+	}, {
+		name:   "a report in a bucket the worker does not serve is refused, never linked",
+		bodies: []string{strings.Replace(native("e1", "ana", nil, "a.pdf"), `"bucket":"reports"`, `"bucket":"payroll"`, 1)},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": `report s3://payroll/a.pdf: bucket "payroll" is not the bucket this worker serves, "reports"`},
+		codes:  map[string]worker.Code{"m0": worker.CodeBucketNotServed},
 	}, {
 		name:   "two copies of one message in a run send once",
 		bodies: []string{native("e1", "ana", nil, "a.pdf"), native("e1", "ana", nil, "a.pdf")},
@@ -275,6 +331,11 @@ func TestDrain(t *testing.T) {
 			for id, part := range tt.dead {
 				if !strings.Contains(b.queue.dead[id], part) {
 					t.Errorf("dead-letter reason for %s = %q, want it to mention %q", id, b.queue.dead[id], part)
+				}
+			}
+			for id, code := range tt.codes {
+				if b.queue.codes[id] != code {
+					t.Errorf("dead-letter code for %s = %q, want %q", id, b.queue.codes[id], code)
 				}
 			}
 			if tt.log != "" && !strings.Contains(b.logs.String(), tt.log) {
@@ -386,8 +447,8 @@ func TestDrainShutdownReleasesDigestMessages(t *testing.T) {
 	b.mailer.fail = func(worker.Email) error { t.Error("sent during shutdown"); return nil }
 	// Cancel as soon as the first receive has returned.
 	q := &cancelAfterReceive{fakeQueue: b.queue, cancel: cancel}
-	w2, err := worker.New(worker.Config{Schedule: "t", Mode: worker.ModeDigest, From: "r@example.com", WaitTime: time.Second},
-		worker.Deps{Queue: q, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	w2, err := worker.New(worker.Config{Schedule: "t", Mode: worker.ModeDigest, From: "r@example.com", WaitTime: time.Second, Bucket: "reports"},
+		worker.Deps{Queue: q, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +473,7 @@ func (q *cancelAfterReceive) Receive(ctx context.Context, max int, wait time.Dur
 }
 
 func TestNewValidatesConfig(t *testing.T) {
-	deps := worker.Deps{Queue: &fakeQueue{}, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: &fakeMailer{}, Ledger: &memLedger{}}
+	deps := worker.Deps{Queue: &fakeQueue{}, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: &fakeMailer{}, Ledger: &memLedger{}}
 	tests := []struct {
 		name string
 		cfg  worker.Config
@@ -494,9 +555,9 @@ func (s *batchSigner) SignAll(ctx context.Context, rs []event.Report, now time.T
 func TestComposeUsesBatchSigner(t *testing.T) {
 	_, b := setup(t, worker.ModeEach, nil)
 	bs := &batchSigner{}
-	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second}, worker.Deps{
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, Bucket: "reports"}, worker.Deps{
 		Queue:   &fakeQueue{pending: []worker.Message{{ID: "m", Body: native("e1", "ana", nil, "a.pdf", "b.pdf")}}},
-		Objects: fakeObjects{}, Signer: bs, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+		Objects: anyObjects{}, Signer: bs, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,8 +578,8 @@ func TestDrainShutdownFinishesTheEmailInFlightAndReleasesTheRest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// SIGTERM arrives while the first email is being sent.
 	b.mailer.fail = func(worker.Email) error { cancel(); return nil }
-	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second},
-		worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, Bucket: "reports"},
+		worker.Deps{Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,8 +611,8 @@ func TestDrainHeartbeatKeepsSlowWorkInvisible(t *testing.T) {
 			return errors.New("no heartbeat while the message was held")
 		}
 	}
-	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, VisibilityTimeout: 20 * time.Millisecond},
-		worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, VisibilityTimeout: 20 * time.Millisecond, Bucket: "reports"},
+		worker.Deps{Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,8 +636,8 @@ func TestDrainSecondCopyIsNotAckedWhenTheFirstFailed(t *testing.T) {
 			// different receipt handles: deleting either deletes it.
 			b.queue.pending = []worker.Message{{ID: "m", ReceiptHandle: "r1", Body: body}, {ID: "m", ReceiptHandle: "r2", Body: body}}
 			b.mailer.fail = func(worker.Email) error { return errors.New("ses send: 503") }
-			w, err := worker.New(worker.Config{Schedule: "t", Mode: mode, From: "r@example.com", WaitTime: time.Second},
-				worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+			w, err := worker.New(worker.Config{Schedule: "t", Mode: mode, From: "r@example.com", WaitTime: time.Second, Bucket: "reports"},
+				worker.Deps{Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 			if err != nil {
 				t.Fatal(err)
 			}

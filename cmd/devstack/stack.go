@@ -128,6 +128,8 @@ links:
 recipients:
   allowed_domains: [acme.example, "*.acme.example"]
   max: 5
+reports:
+  bucket: %s
 ledger:
   bucket: %s
 s3:
@@ -140,7 +142,7 @@ schedules:
     dead_letter_queue_url: %s
     wait_time: 1s
     budget: 2m
-`, e.edge.URL, keyID, keyFile, bucket, e.queueURL, e.dlq)
+`, e.edge.URL, keyID, keyFile, bucket, bucket, e.queueURL, e.dlq)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		e.close()
 		return nil, err

@@ -365,11 +365,12 @@ func TestCheckCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte(`sender: {from: a@acme.example}
+reports: {bucket: reports}
 ledger: {bucket: b}
 schedules: [{name: d, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/q", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/d"}]
 `), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
+	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nreports: {bucket: reports}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
 	// AWS must not be called in any of these: an endpoint that refuses
 	// connections would make the test fail slowly if it were.
 	nowhere := closedPort(t)

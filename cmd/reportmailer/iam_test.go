@@ -117,7 +117,7 @@ schedules:
 	}{
 		{"unknown command", []string{"-config", local, "-command", "drain,redrive"}, ExitUsage, `unknown command "redrive"`},
 		{"no region for emulator URLs", []string{"-config", local}, ExitUsage, "give -region or set AWS_REGION"},
-		{"no reports bucket", []string{"-config", noReports}, ExitFailure, "reports.bucket is not set"},
+		{"no reports bucket", []string{"-config", noReports}, ExitFailure, `reports.bucket: "" is required`},
 		{"no config", nil, ExitUsage, "-config is required"},
 	}
 	for _, tt := range errs {

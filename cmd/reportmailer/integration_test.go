@@ -143,11 +143,12 @@ links:
   ttl: 48h
   cloudfront: {domain: %q, key_id: %s, private_key_file: %q}
 recipients: {allowed_domains: [acme.example]}
+reports: {bucket: %s}
 ledger: {bucket: %s}
 s3: {use_path_style: true}
 schedules:
   - {name: it, mode: each, queue_url: %q, dead_letter_queue_url: %q, wait_time: 1s, budget: 1m}
-`, e.edge.URL, itKeyID, e.keyFile, itBucket, queueURL, dlqURL)
+`, e.edge.URL, itKeyID, e.keyFile, itBucket, itBucket, queueURL, dlqURL)
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,8 @@ func (e *itEnv) emails(t *testing.T, to ...string) []emulator.SESLocalEmail {
 	return out
 }
 
-// dlq empties the dead-letter queue and returns each message's reason.
+// dead empties the dead-letter queue and returns each message's code
+// and reason, as "CODE: REASON".
 func (e *itEnv) dead(t *testing.T, dlqURL string) []string {
 	t.Helper()
 	var reasons []string
@@ -214,7 +216,7 @@ func (e *itEnv) dead(t *testing.T, dlqURL string) []string {
 			return reasons
 		}
 		for _, m := range out.Messages {
-			reasons = append(reasons, aws.ToString(m.MessageAttributes["reportmailer-reason"].StringValue))
+			reasons = append(reasons, aws.ToString(m.MessageAttributes["reportmailer-code"].StringValue)+": "+aws.ToString(m.MessageAttributes["reportmailer-reason"].StringValue))
 			e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(dlqURL), ReceiptHandle: m.ReceiptHandle})
 		}
 	}
@@ -416,6 +418,36 @@ func TestDrainEndToEnd(t *testing.T) {
 				}
 			})
 
+			t.Run("a missing report, or one in another bucket, is dead-lettered and nothing is sent", func(t *testing.T) {
+				q, dlq := e.queues(t)
+				// The same key exists in the served bucket: a link built
+				// from the key alone would open it.
+				elsewhere := "elsewhere/" + emu + "/payroll.pdf"
+				e.put(t, elsewhere, nil)
+				other := strings.Replace(nativeBody("evt-other-bucket-"+emu, "leak-"+emu, nil, elsewhere), `"bucket":"`+itBucket+`"`, `"bucket":"hr-private"`, 1)
+				e.send(t, q, other)
+				e.send(t, q, nativeBody("evt-missing-"+emu, "gone-"+emu, nil, "missing/"+emu+"/never-uploaded.pdf"))
+				code, out, logs := drain(t, e.config(t, q, dlq))
+				if code != ExitPartial || !strings.Contains(out, "dead-lettered 2") || !strings.Contains(out, "sent 0 emails") {
+					t.Fatalf("exit %d, want %d: %s\n%s", code, ExitPartial, out, logs)
+				}
+				reasons := e.dead(t, dlq)
+				slices.Sort(reasons)
+				want := []string{
+					`bucket_not_served: report s3://hr-private/` + elsewhere + `: bucket "hr-private" is not the bucket this worker serves, "` + itBucket + `"`,
+					`object_missing: head s3://` + itBucket + `/missing/` + emu + `/never-uploaded.pdf: object does not exist`,
+				}
+				if len(reasons) != 2 || !strings.HasPrefix(reasons[0], want[0]) || !strings.HasPrefix(reasons[1], want[1]) {
+					t.Errorf("DLQ codes and reasons:\n%s\nwant them to start with:\n%s", strings.Join(reasons, "\n"), strings.Join(want, "\n"))
+				}
+				if got := e.emails(t, "leak-"+emu+"@acme.example", "gone-"+emu+"@acme.example"); len(got) != 0 {
+					t.Errorf("%d emails were sent for reports that cannot be linked", len(got))
+				}
+				if !e.queueEmpty(t, q) {
+					t.Error("source queue should be empty")
+				}
+			})
+
 			t.Run("refused recipient is never emailed", func(t *testing.T) {
 				q, dlq := e.queues(t)
 				key := "refused/" + emu + "/r.pdf"
@@ -475,6 +507,7 @@ func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte(`sender: {from: a@acme.example}
+reports: {bucket: acme-reports}
 ledger: {bucket: b}
 schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/q", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/d"}]
 `), 0o644)
@@ -486,11 +519,12 @@ schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "h
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	userinfo := filepath.Join(dir, "userinfo.yaml")
 	os.WriteFile(userinfo, []byte(fmt.Sprintf(`sender: {from: a@acme.example}
+reports: {bucket: acme-reports}
 ledger: {bucket: b}
 links: {cloudfront: {domain: "https://user@d111.cloudfront.net", key_id: K1, private_key_file: %q}}
 `, keyFile)), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
+	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nreports: {bucket: acme-reports}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
 	tests := []struct {
 		name string
 		args []string

@@ -49,6 +49,7 @@ links:
     keys:
       - {id: %s, private_key_file: %q, active: %v}
       - {id: %s, private_key_env: KEYS_TEST_EC_PEM, active: %v}
+reports: {bucket: reports}
 ledger: {bucket: state, prefix: rm/ledger/}
 s3: {use_path_style: true}
 `, rk.id, rk.private, active == rk.id, ek.id, active == ek.id)
@@ -147,9 +148,10 @@ func TestKeysErrors(t *testing.T) {
 	rk, _ := cliKeys(t, dir)
 	t.Setenv("REPORTMAILER_CONFIG", "")
 	noCF := filepath.Join(dir, "no-cf.yaml")
-	os.WriteFile(noCF, []byte("sender: {from: a@acme.example}\nledger: {bucket: b}\n"), 0o600)
+	os.WriteFile(noCF, []byte("sender: {from: a@acme.example}\nreports: {bucket: acme-reports}\nledger: {bucket: b}\n"), 0o600)
 	badKey := filepath.Join(dir, "bad-key.yaml")
 	os.WriteFile(badKey, []byte(fmt.Sprintf(`sender: {from: a@acme.example}
+reports: {bucket: acme-reports}
 ledger: {bucket: b}
 links: {cloudfront: {domain: "https://d.cloudfront.net", keys: [{id: K1, private_key_file: %q, active: true}, {id: K2, private_key_file: %q}]}}
 `, rk.private, filepath.Join(dir, "missing.pem"))), 0o600)

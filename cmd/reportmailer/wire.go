@@ -153,6 +153,8 @@ func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, 
 		}
 		s := &link.CloudFront{
 			Domain:               strings.TrimSuffix(cf.Domain, "/"),
+			Bucket:               c.Reports.Bucket,
+			OriginPath:           cf.OriginPath,
 			KeyID:                active.ID,
 			Key:                  key,
 			Hash:                 cf.Hash,
@@ -186,6 +188,8 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 		Budget:            s.Budget,
 		MaxMessages:       s.MaxMessages,
 		VisibilityTimeout: s.VisibilityTimeout,
+		Bucket:            a.cfg.Reports.Bucket,
+		KeyPrefix:         a.cfg.ServedPrefix(),
 		From:              a.cfg.Sender.From,
 		ReplyTo:           a.cfg.Sender.ReplyTo,
 		Recipients: worker.RecipientPolicy{
@@ -198,6 +202,7 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 			URL:               s.QueueURL,
 			DeadLetterURL:     s.DeadLetterQueueURL,
 			VisibilityTimeout: s.VisibilityTimeout,
+			Logger:            a.logger,
 		},
 		Objects:   &store.Objects{Client: a.s3},
 		Signer:    a.signer,

@@ -5,9 +5,10 @@
 //
 // The declaration follows the calls the code makes:
 //
-//   - worker/queue: ReceiveMessage, DeleteMessage(Batch) and
-//     ChangeMessageVisibility(Batch) on a schedule's queue, SendMessage
-//     to its dead-letter queue. SQS authorises a batch call by its
+//   - worker/queue: ReceiveMessage, DeleteMessage(Batch),
+//     ChangeMessageVisibility(Batch) and GetQueueAttributes (the check
+//     before a run) on a schedule's queue; SendMessage and
+//     GetQueueAttributes on its dead-letter queue. SQS authorises a batch call by its
 //     single action, so there is no sqs:DeleteMessageBatch.
 //   - worker/store: HeadObject on reports (authorised by s3:GetObject);
 //     the ledger's records and serve's slot leases (Put, Get, Delete
@@ -267,8 +268,9 @@ func sortedUnique(s []string) []string {
 
 func (b *builder) drain() {
 	in := b.in
-	b.add(sidQueues, b.queues(false), nil, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
-	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:SendMessage")
+	// GetQueueAttributes: a run first checks that its queue and DLQ exist.
+	b.add(sidQueues, b.queues(false), nil, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
+	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:SendMessage", "sqs:GetQueueAttributes")
 	b.readPrefix(sidReadReports, sidListReports, in.ReportsBucket, in.ReportsPrefix)
 	// Ledger records and serve's slot leases (LedgerPrefix + "slots/").
 	b.readPrefix(sidLedger, sidListLedger, in.StateBucket, in.LedgerPrefix, "s3:PutObject", "s3:DeleteObject")

@@ -48,8 +48,8 @@ func compact(d Document) map[string]stmt {
 
 func TestFor(t *testing.T) {
 	drain := map[string]stmt{
-		"Queues":           {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:ReceiveMessage", queues, ""},
-		"DeadLetterQueues": {"sqs:SendMessage", dlqs, ""},
+		"Queues":           {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:ReceiveMessage", queues, ""},
+		"DeadLetterQueues": {"sqs:GetQueueAttributes sqs:SendMessage", dlqs, ""},
 		"ReadReports":      {"s3:GetObject", "arn:aws:s3:::acme-reports/reports/*", ""},
 		"ListReports":      {"s3:ListBucket", "arn:aws:s3:::acme-reports", "reports/*"},
 		"Ledger":           {"s3:DeleteObject s3:GetObject s3:PutObject", "arn:aws:s3:::acme-state/reportmailer/ledger/*", ""},
@@ -115,7 +115,7 @@ func TestFor(t *testing.T) {
 			"PublicKeys":       check["PublicKeys"],
 		}},
 		{"local stack, no prefixes, no account", local, []Command{Drain}, map[string]stmt{
-			"Queues":          {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:ReceiveMessage", "arn:aws:sqs:us-east-1:000000000000:q", ""},
+			"Queues":          {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:ReceiveMessage", "arn:aws:sqs:us-east-1:000000000000:q", ""},
 			"ReadReports":     {"s3:GetObject", "arn:aws:s3:::reports/*", ""},
 			"ListReports":     {"s3:ListBucket", "arn:aws:s3:::reports", ""},
 			"Ledger":          {"s3:DeleteObject s3:GetObject s3:PutObject", "arn:aws:s3:::state/*", ""},

@@ -16,11 +16,13 @@ import (
 
 // CloudFront signs CloudFront URLs to report files.
 //
-// The link is Domain + "/" + [EscapeKey](report key). The report's bucket
-// is not used: it is the distribution's origin, so it is not part of the
-// path. Fields are read on every call to Sign; set them before use and
-// do not change them while Sign may run. A CloudFront must not be
-// copied after first use.
+// The link is Domain + "/" + [EscapeKey](the report's key less
+// OriginPath). The bucket is not part of the URL: the distribution has
+// one origin, so a report in another bucket must be refused, not
+// linked, or its link would open the object with the same key in the
+// origin; set Bucket for that. Fields are read on every call to Sign;
+// set them before use and do not change them while Sign may run. A
+// CloudFront must not be copied after first use.
 type CloudFront struct {
 	// Domain is the distribution's base URL: "https://" and a host, and
 	// optionally a path prefix, such as
@@ -29,6 +31,17 @@ type CloudFront struct {
 	// Plain "http" is accepted only for localhost, 127.0.0.1 and [::1],
 	// so that a local edge can be used in development.
 	Domain string
+	// Bucket is the distribution's origin bucket. A report in any other
+	// bucket is refused with [worker.CodeBucketNotServed]. Default "":
+	// reports are not checked here (the worker checks them).
+	Bucket string
+	// OriginPath is the origin path the distribution puts in front of
+	// every request to its origin, such as "/reports": it serves the
+	// object with key "reports/2026/q3.pdf" at Domain + "/2026/q3.pdf".
+	// A report whose key is not under it cannot be reached, and is
+	// refused with [worker.CodeBucketNotServed]. It starts with "/" and
+	// does not end with one. Default "": URL paths are keys as they are.
+	OriginPath string
 	// KeyID is the ID of the CloudFront public key (Key-Pair-Id) that
 	// matches Key, in a key group the distribution trusts: the active
 	// key, which signs every link.
@@ -123,7 +136,53 @@ func (c *CloudFront) check() (string, crypto.Hash, error) {
 	if err := checkTTLs(c.TTL, nil, c.MaxTTL); err != nil {
 		return "", 0, fmt.Errorf("cloudfront: %w", err)
 	}
+	if err := CheckOriginPath(c.OriginPath); err != nil {
+		return "", 0, fmt.Errorf("cloudfront: %w", err)
+	}
 	return base, hash, nil
+}
+
+// CheckOriginPath checks a CloudFront origin path: empty, or "/"
+// followed by segments that are neither empty, "." nor "..", with no
+// "/" at the end, as CloudFront requires.
+func CheckOriginPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok || strings.HasSuffix(p, "/") {
+		return fmt.Errorf("origin path %q must start with \"/\" and not end with one, like \"/reports\"", p)
+	}
+	for seg := range strings.SplitSeq(rest, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("origin path %q has an empty, \".\" or \"..\" segment", p)
+		}
+	}
+	return nil
+}
+
+// path returns the part of r's URL after Domain + "/", unescaped: its
+// key less OriginPath. It refuses, as permanent, a report the
+// distribution does not serve or whose key cannot be linked.
+func (c *CloudFront) path(r event.Report) (string, error) {
+	if c.Bucket != "" && r.Bucket != c.Bucket {
+		return "", worker.PermanentCode(worker.CodeBucketNotServed, fmt.Errorf("cloudfront: bucket %q is not the distribution's origin, %q: its link would open another object", r.Bucket, c.Bucket))
+	}
+	if err := checkKey(r.Key); err != nil {
+		return "", worker.Permanent(fmt.Errorf("cloudfront: %w", err))
+	}
+	p := r.Key
+	if op := strings.TrimPrefix(c.OriginPath, "/"); op != "" {
+		rest, ok := strings.CutPrefix(p, op+"/")
+		if !ok {
+			return "", worker.PermanentCode(worker.CodeBucketNotServed, fmt.Errorf("cloudfront: key %q is outside the origin path %q, so the distribution does not serve it", r.Key, c.OriginPath))
+		}
+		if err := checkKey(rest); err != nil {
+			return "", worker.Permanent(fmt.Errorf("cloudfront: below the origin path: %w", err))
+		}
+		p = rest
+	}
+	return p, nil
 }
 
 // Sign returns a link to r.Key that expires after the TTL for r.Type,
@@ -131,8 +190,9 @@ func (c *CloudFront) check() (string, crypto.Hash, error) {
 // epoch seconds (MaxExpires) caps it; Link.Expires is the true expiry.
 // With Expiries set, the expiry is recorded before Sign returns.
 //
-// Errors caused by the report itself (an empty key, a key with "." or
-// ".." segments, a URL over MaxURLLength) are marked [worker.Permanent].
+// Errors caused by the report itself (a bucket or key the distribution
+// does not serve, an empty key, a key with "." or ".." segments, a URL
+// over MaxURLLength) are marked [worker.Permanent].
 func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (worker.Link, error) {
 	if err := ctx.Err(); err != nil {
 		return worker.Link{}, err
@@ -141,14 +201,15 @@ func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (w
 	if err != nil {
 		return worker.Link{}, err
 	}
-	if err := checkKey(r.Key); err != nil {
-		return worker.Link{}, worker.Permanent(fmt.Errorf("cloudfront: %w", err))
+	p, err := c.path(r)
+	if err != nil {
+		return worker.Link{}, err
 	}
 	expires, err := c.expiry(r.Type, now)
 	if err != nil {
 		return worker.Link{}, err
 	}
-	resource := base + "/" + EscapeKey(r.Key)
+	resource := base + "/" + EscapeKey(p)
 	signed, err := signChecked(resource, Key{ID: c.KeyID, Signer: c.Key}, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
 	if err != nil {
 		return worker.Link{}, signError(err)
@@ -193,12 +254,13 @@ func (c *CloudFront) signShared(ctx context.Context, rs []event.Report, now time
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, len(rs))
+	keys := make([]string, len(rs)) // URL paths, unescaped
 	for i, r := range rs {
-		if err := checkKey(r.Key); err != nil {
-			return nil, fmt.Errorf("s3://%s/%s: %w", r.Bucket, r.Key, worker.Permanent(fmt.Errorf("cloudfront: %w", err)))
+		p, err := c.path(r)
+		if err != nil {
+			return nil, fmt.Errorf("s3://%s/%s: %w", r.Bucket, r.Key, err)
 		}
-		keys[i] = r.Key
+		keys[i] = p
 	}
 	prefix, why := sharedPrefix(keys)
 	if why == "" && strings.ContainsAny(base, "*?") {

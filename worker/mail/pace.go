@@ -115,7 +115,9 @@ type Paced struct {
 var _ worker.Mailer = (*Paced)(nil)
 
 // Send waits until e may go, then sends it with Mailer; see [Paced].
-func (p *Paced) Send(ctx context.Context, e worker.Email) (string, error) {
+// A halt says when to try again; see [Paced.Admit].
+func (p *Paced) Send(ctx context.Context, e worker.Email) (id string, err error) {
+	defer func() { err = p.haltUntil(err) }()
 	n := len(e.To)
 	if n == 0 {
 		n = 1
@@ -151,6 +153,40 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (string, error) {
 			return "", fmt.Errorf("ses pacing: %w", err)
 		}
 	}
+}
+
+var _ worker.SendGate = (*Paced)(nil)
+
+// Admit reports whether an email to one recipient could go now, as far
+// as the account's quota and sending status say, reading them when
+// due, and reserves nothing: the worker asks before it receives, so
+// that a run that cannot send does not receive messages only to hand
+// them back, each receive counting towards maxReceiveCount. When it
+// cannot, the error is a [worker.HaltUntil].
+//
+// Every halt from Paced, here or from Send, says to try again after
+// Refresh (at least a minute), when Paced reads the quota again: the
+// 24-hour quota frees gradually as sends age out, and account-wide
+// refusals need someone to act, so there is no better moment to name.
+// The worker keeps the messages it hands back hidden until then.
+func (p *Paced) Admit(ctx context.Context) error {
+	if err := p.admit(ctx, 1); err != nil {
+		return p.haltUntil(err)
+	}
+	p.unreserve(1)
+	return nil
+}
+
+// haltUntil gives a halt that says no time to retry one: the next
+// quota read.
+func (p *Paced) haltUntil(err error) error {
+	if !worker.IsHalt(err) {
+		return err
+	}
+	if _, ok := worker.RetryAfter(err); ok {
+		return err
+	}
+	return worker.HaltUntil(err, p.clock().Add(max(p.refresh(), time.Minute)))
 }
 
 // admit reads the quota when due and reserves n recipients of it.

@@ -38,12 +38,20 @@ type Objects struct {
 var _ worker.ObjectStore = (*Objects)(nil)
 
 // Head returns an object's size, content type and user metadata. A
-// missing object is a permanent error: the notification outlived it.
+// missing object is a permanent error, [worker.CodeObjectMissing]: the
+// event outlived it. So is a 403, [worker.CodeObjectAccessDenied]:
+// without s3:ListBucket on the bucket, which the worker does not need,
+// S3 answers 403 rather than 404 for a key that does not exist, so a
+// 403 cannot be told from a missing object.
 func (o *Objects) Head(ctx context.Context, bucket, key string) (worker.ObjectInfo, error) {
 	out, err := o.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
-		if isNotFound(err) {
-			return worker.ObjectInfo{}, worker.Permanent(fmt.Errorf("object does not exist: %w", err))
+		switch {
+		case isNotFound(err):
+			return worker.ObjectInfo{}, worker.PermanentCode(worker.CodeObjectMissing, fmt.Errorf("object does not exist: %w", err))
+		case isForbidden(err):
+			return worker.ObjectInfo{}, worker.PermanentCode(worker.CodeObjectAccessDenied,
+				fmt.Errorf("object missing, or access denied (S3 answers 403 for a missing key without s3:ListBucket on the bucket): %w", err))
 		}
 		return worker.ObjectInfo{}, err
 	}
@@ -81,32 +89,54 @@ type record struct {
 
 func (l *Ledger) key(k string) string { return l.Prefix + k }
 
-// Claim creates the delivery's record if it does not exist.
+// maxClaimAttempts bounds how often Claim tries again when the record
+// it lost to is gone by the time it reads it.
+const maxClaimAttempts = 4
+
+// Claim creates the delivery's record if it does not exist, and
+// otherwise reads it. A record can be released (deleted) between the
+// failed create and the read; the read then answers 404, or 403
+// without s3:ListBucket, and Claim tries to create it again, a few
+// times, since the delivery is free.
 func (l *Ledger) Claim(ctx context.Context, key string, now time.Time) (worker.Claim, error) {
+	name := l.key(key)
 	body, _ := json.Marshal(record{State: "sending", ClaimedAt: now.UTC()})
-	_, err := l.Client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &l.Bucket, Key: aws.String(l.key(key)),
-		Body: bytes.NewReader(body), IfNoneMatch: aws.String("*"),
-		ContentType: aws.String("application/json"),
-	})
-	if err == nil {
-		return worker.Claim{State: worker.Claimed}, nil
+	for attempt := 1; ; attempt++ {
+		_, err := l.Client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &l.Bucket, Key: aws.String(name),
+			Body: bytes.NewReader(body), IfNoneMatch: aws.String("*"),
+			ContentType: aws.String("application/json"),
+		})
+		if err == nil {
+			return worker.Claim{State: worker.Claimed}, nil
+		}
+		if !isPreconditionFailed(err) && !isConditionalConflict(err) {
+			return worker.Claim{}, fmt.Errorf("ledger claim %s: %w", name, err)
+		}
+		c, err := l.read(ctx, name)
+		if err == nil {
+			return c, nil
+		}
+		if !(isNotFound(err) || isForbidden(err)) || attempt >= maxClaimAttempts {
+			return worker.Claim{}, err
+		}
 	}
-	if !isPreconditionFailed(err) {
-		return worker.Claim{}, fmt.Errorf("ledger claim: %w", err)
-	}
-	out, err := l.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &l.Bucket, Key: aws.String(l.key(key))})
+}
+
+// read returns what the record at name says.
+func (l *Ledger) read(ctx context.Context, name string) (worker.Claim, error) {
+	out, err := l.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &l.Bucket, Key: aws.String(name)})
 	if err != nil {
-		return worker.Claim{}, fmt.Errorf("ledger read: %w", err)
+		return worker.Claim{}, fmt.Errorf("ledger read %s: %w", name, err)
 	}
 	defer out.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(out.Body, 1<<16))
 	if err != nil {
-		return worker.Claim{}, fmt.Errorf("ledger read: %w", err)
+		return worker.Claim{}, fmt.Errorf("ledger read %s: %w", name, err)
 	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return worker.Claim{}, worker.Permanent(fmt.Errorf("ledger record %s: %w", l.key(key), err))
+		return worker.Claim{}, worker.PermanentCode(worker.CodeLedgerUnreadable, fmt.Errorf("ledger record %s: %w", name, err))
 	}
 	if r.State == "sent" {
 		return worker.Claim{State: worker.AlreadySent, Since: r.SentAt}, nil
@@ -142,6 +172,16 @@ func isNotFound(err error) bool {
 		return true
 	}
 	return httpStatus(err) == http.StatusNotFound
+}
+
+// isForbidden reports S3's 403, which is also its answer for a missing
+// key when the caller lacks s3:ListBucket on the bucket.
+func isForbidden(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && (ae.ErrorCode() == "AccessDenied" || ae.ErrorCode() == "Forbidden") {
+		return true
+	}
+	return httpStatus(err) == http.StatusForbidden
 }
 
 func isPreconditionFailed(err error) bool {
