@@ -1,0 +1,116 @@
+// Package secret recognises private key material pasted where a name
+// belongs (a file path, a variable name, a key id), so that errors can
+// say what is wrong with a setting without quoting it.
+//
+// A setting that names a key file or variable is echoed in errors,
+// because the name helps the reader and is not secret; the key itself
+// must never be. Users do paste a PEM where its path belongs, so every
+// place that echoes such a setting asks [IsKeyMaterial] first.
+package secret
+
+import (
+	"regexp"
+	"strings"
+)
+
+// minRun is the shortest run of base64 text taken for key material.
+// A path segment, key id or hostname this long with upper case, lower
+// case and digits and no '.', '-' or '_' is rare; a PEM body is made of
+// such runs (64-character lines, split now and then by a '/').
+const minRun = 24
+
+// b64Run matches runs of base64 text, '/' included, long enough to
+// matter: a shorter run gives little of a key away.
+var b64Run = regexp.MustCompile(`[A-Za-z0-9+/=]{16,}`)
+
+// IsKeyMaterial reports whether s looks like key material rather than a
+// name: PEM armour ("-----BEGIN", "PRIVATE KEY"), more than one line,
+// or a run of base64 text (a PEM body without its armour).
+func IsKeyMaterial(s string) bool {
+	if strings.Contains(s, "-----") || strings.Contains(s, "PRIVATE KEY") || strings.ContainsAny(s, "\r\n") {
+		return true
+	}
+	for _, run := range b64Run.FindAllString(s, -1) {
+		if isBase64Body(run) {
+			return true
+		}
+	}
+	return false
+}
+
+// isBase64Body reports whether a run of base64 characters holds a
+// piece, between '/'s, that looks like encoded bytes rather than a
+// word: at least minRun characters mixing upper case, lower case and
+// digits.
+func isBase64Body(run string) bool {
+	for piece := range strings.SplitSeq(run, "/") {
+		if len(piece) >= minRun && mixed(piece) {
+			return true
+		}
+	}
+	return false
+}
+
+// mixed reports whether s has upper case, lower case and digits.
+func mixed(s string) bool {
+	var upper, lower, digit bool
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		case 'a' <= c && c <= 'z':
+			lower = true
+		case '0' <= c && c <= '9':
+			digit = true
+		}
+	}
+	return upper && lower && digit
+}
+
+// pemArmour matches a PEM block, from its BEGIN to its END line, or to
+// the end of the text when the END is missing.
+var pemArmour = regexp.MustCompile(`(?s)-----BEGIN.*?(?:-----END[^\n]*?-----|-----END[^\n]*|$)`)
+
+// Redacted replaces what Redact removes.
+const Redacted = "[key material not shown]"
+
+// Redact returns s with PEM blocks, and base64 text that looks like a
+// PEM body, replaced by [Redacted]. It is the last line of defence for
+// text about to be printed; errors should not quote key material in the
+// first place.
+func Redact(s string) string {
+	if !strings.Contains(s, "-----") && !b64Run.MatchString(s) {
+		return s
+	}
+	s = pemArmour.ReplaceAllString(s, Redacted)
+	// A PEM body without its armour is a sequence of base64 runs split
+	// by whitespace (its lines, or the spaces a flattening put there).
+	// Some runs are short, or cut by '/'s into short pieces: they go
+	// with the neighbours that give them away.
+	var locs [][]int
+	for _, loc := range b64Run.FindAllStringIndex(s, -1) {
+		if mixed(s[loc[0]:loc[1]]) {
+			locs = append(locs, loc)
+		}
+	}
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(locs); {
+		j, strong := i, false
+		for {
+			strong = strong || isBase64Body(s[locs[j][0]:locs[j][1]])
+			if j+1 == len(locs) || strings.TrimSpace(s[locs[j][1]:locs[j+1][0]]) != "" {
+				break
+			}
+			j++
+		}
+		if strong {
+			b.WriteString(s[last:locs[i][0]])
+			b.WriteString(Redacted)
+			last = locs[j][1]
+		}
+		i = j + 1
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
