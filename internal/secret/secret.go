@@ -14,9 +14,8 @@ import (
 )
 
 // minRun is the shortest run of base64 text taken for key material.
-// A path segment, key id or hostname this long with upper case, lower
-// case and digits and no '.', '-' or '_' is rare; a PEM body is made of
-// such runs (64-character lines, split now and then by a '/').
+// A PEM body is made of such runs: 64-character lines, split now and
+// then by a '/'.
 const minRun = 24
 
 // b64Run matches runs of base64 text, '/' included, long enough to
@@ -39,32 +38,51 @@ func IsKeyMaterial(s string) bool {
 }
 
 // isBase64Body reports whether a run of base64 characters holds a
-// piece, between '/'s, that looks like encoded bytes rather than a
-// word: at least minRun characters mixing upper case, lower case and
-// digits.
+// piece, between '/'s, that looks like encoded bytes rather than words:
+// at least minRun characters mixing upper case, lower case and digits,
+// and switching between them often. Random base64 switches at about
+// two characters in three; words, even run together in CamelCase with
+// a number (TestLoadKey2729980501), at most about one in four.
 func isBase64Body(run string) bool {
 	for piece := range strings.SplitSeq(run, "/") {
-		if len(piece) >= minRun && mixed(piece) {
+		if len(piece) >= minRun && mixed(piece) && 3*switches(piece) >= len(piece) {
 			return true
 		}
 	}
 	return false
 }
 
-// mixed reports whether s has upper case, lower case and digits.
-func mixed(s string) bool {
-	var upper, lower, digit bool
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case 'A' <= c && c <= 'Z':
-			upper = true
-		case 'a' <= c && c <= 'z':
-			lower = true
-		case '0' <= c && c <= '9':
-			digit = true
+// switches counts the places where s changes between upper case, lower
+// case, digits and other characters.
+func switches(s string) int {
+	n := 0
+	for i := 1; i < len(s); i++ {
+		if class(s[i]) != class(s[i-1]) {
+			n++
 		}
 	}
-	return upper && lower && digit
+	return n
+}
+
+func class(c byte) int {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return 1
+	case 'a' <= c && c <= 'z':
+		return 2
+	case '0' <= c && c <= '9':
+		return 3
+	}
+	return 0
+}
+
+// mixed reports whether s has upper case, lower case and digits.
+func mixed(s string) bool {
+	var seen [4]bool
+	for i := 0; i < len(s); i++ {
+		seen[class(s[i])] = true
+	}
+	return seen[1] && seen[2] && seen[3]
 }
 
 // pemArmour matches a PEM block, from its BEGIN to its END line, or to
@@ -87,12 +105,7 @@ func Redact(s string) string {
 	// by whitespace (its lines, or the spaces a flattening put there).
 	// Some runs are short, or cut by '/'s into short pieces: they go
 	// with the neighbours that give them away.
-	var locs [][]int
-	for _, loc := range b64Run.FindAllStringIndex(s, -1) {
-		if mixed(s[loc[0]:loc[1]]) {
-			locs = append(locs, loc)
-		}
-	}
+	locs := b64Run.FindAllStringIndex(s, -1)
 	var b strings.Builder
 	last := 0
 	for i := 0; i < len(locs); {

@@ -80,6 +80,8 @@ func TestIsKeyMaterial(t *testing.T) {
 		"/var/run/secrets/cf/..2026_01_01_07_00_00.123456789/private-key.pem",
 		"/keys/3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a.pem",
 		"/keys/01ARZ3NDEKTSV4RRFFQ69G5FAV.pem",
+		"/tmp/TestLoadPrivateKey2729980501/001/cf.pem",
+		"/srv/MyCompanyProductionSigningKeys2026/cf.pem",
 		"CF_PRIVATE_KEY",
 		"REPORTMAILER_CF_KEY_PEM",
 		"K2JCJMDEHXQW5F",
