@@ -17,6 +17,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/reportmailer/reportmailer/internal/secret"
 )
 
 // Defaults.
@@ -154,6 +156,10 @@ type Schedule struct {
 // Load reads the file at path, applies REPORTMAILER_* environment
 // overrides (see [ApplyEnv]), fills in defaults and validates.
 func Load(path string) (*Config, error) {
+	if secret.IsKeyMaterial(path) {
+		// os.ReadFile's error would quote it.
+		return nil, errors.New("config: the file name holds key material, not a path")
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -224,12 +230,20 @@ func (c *Config) setDefaults() {
 // FieldError is a bad value in the configuration.
 type FieldError struct {
 	Field  string // e.g. "schedules[1].cron"
-	Value  any
+	Value  any    // nil when the reason says all, or the value must not be shown
 	Reason string
 }
 
+// Error names the field and quotes the value, unless the value is nil
+// or looks like key material, which is never quoted.
 func (e *FieldError) Error() string {
-	if s, ok := e.Value.(string); ok {
+	s, isString := e.Value.(string)
+	switch {
+	case e.Value == nil:
+		return fmt.Sprintf("%s: %s", e.Field, e.Reason)
+	case isString && secret.Redact(s) != s:
+		return fmt.Sprintf("%s: (holds key material, not shown) %s", e.Field, e.Reason)
+	case isString:
 		return fmt.Sprintf("%s: %q %s", e.Field, s, e.Reason)
 	}
 	return fmt.Sprintf("%s: %v %s", e.Field, e.Value, e.Reason)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reportmailer/reportmailer/internal/secret"
 )
 
 // An empty file decodes to io.EOF, which is fine: everything may come
@@ -100,6 +102,9 @@ func applyStruct(v reflect.Value, prefix string, vars map[string]string, used ma
 			}
 			used[name] = true
 			if err := setScalar(f, s); err != nil {
+				if secret.Redact(s) != s {
+					return fmt.Errorf("environment %s: (holds key material, not shown) %v", name, err)
+				}
 				return fmt.Errorf("environment %s: %q %v", name, s, err)
 			}
 		}

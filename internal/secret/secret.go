@@ -39,17 +39,34 @@ func IsKeyMaterial(s string) bool {
 
 // isBase64Body reports whether a run of base64 characters holds a
 // piece, between '/'s, that looks like encoded bytes rather than words:
-// at least minRun characters mixing upper case, lower case and digits,
-// and switching between them often. Random base64 switches at about
-// two characters in three; words, even run together in CamelCase with
-// a number (TestLoadKey2729980501), at most about one in four.
+// minRun characters in a row that mix upper case, lower case and
+// digits, have digits in two places or more, and switch between
+// classes at 12 or more of their 23 joins. Random base64 switches at
+// about two joins in three (15 of 23 on average) and scatters its
+// digits; words, even run together in CamelCase with a number
+// (TestLoadNeverQuotesAKeyGivenAsTheFileName2839635230), switch at one
+// join in two or less and keep their digits together.
 func isBase64Body(run string) bool {
 	for piece := range strings.SplitSeq(run, "/") {
-		if len(piece) >= minRun && mixed(piece) && 3*switches(piece) >= len(piece) {
-			return true
+		for i := 0; i+minRun <= len(piece); i++ {
+			w := piece[i : i+minRun]
+			if switches(w) >= 12 && mixed(w) && digitGroups(w) >= 2 {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// digitGroups counts the runs of digits in s.
+func digitGroups(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if class(s[i]) == 3 && (i == 0 || class(s[i-1]) != 3) {
+			n++
+		}
+	}
+	return n
 }
 
 // switches counts the places where s changes between upper case, lower
@@ -104,20 +121,25 @@ func Redact(s string) string {
 	// A PEM body without its armour is a sequence of base64 runs split
 	// by whitespace (its lines, or the spaces a flattening put there).
 	// Some runs are short, or cut by '/'s into short pieces: they go
-	// with the neighbours that give them away.
+	// with the neighbours that give them away, and two or more such
+	// lines in a row give each other away.
 	locs := b64Run.FindAllStringIndex(s, -1)
 	var b strings.Builder
 	last := 0
 	for i := 0; i < len(locs); {
-		j, strong := i, false
+		j, strong, lines := i, false, 0
 		for {
-			strong = strong || isBase64Body(s[locs[j][0]:locs[j][1]])
+			run := s[locs[j][0]:locs[j][1]]
+			strong = strong || isBase64Body(run)
+			if mixed(run) {
+				lines++
+			}
 			if j+1 == len(locs) || strings.TrimSpace(s[locs[j][1]:locs[j+1][0]]) != "" {
 				break
 			}
 			j++
 		}
-		if strong {
+		if strong || lines >= 2 {
 			b.WriteString(s[last:locs[i][0]])
 			b.WriteString(Redacted)
 			last = locs[j][1]
