@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reportmailer/reportmailer/internal/secret"
 	"github.com/reportmailer/reportmailer/worker/link"
 )
 
@@ -51,8 +52,12 @@ func (m *Main) verify(_ context.Context, args []string) error {
 	if rawURL == "" {
 		return usageError("verify: the URL to check is required")
 	}
-	if *pubPath == "" {
+	switch {
+	case *pubPath == "":
 		return usageError("verify: -public-key is required")
+	case secret.IsKeyMaterial(*pubPath):
+		// os.Stat would quote it, and it may be the private key.
+		return usageError("verify: -public-key holds key material, not a file or directory path: save the public key PEM in a file and give its path")
 	}
 	now := time.Now()
 	if *nowFlag != "" {

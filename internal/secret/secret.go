@@ -117,24 +117,34 @@ func Redact(s string) string {
 	if !strings.Contains(s, "-----") && !b64Run.MatchString(s) {
 		return s
 	}
-	s = pemArmour.ReplaceAllString(s, Redacted)
+	s = pemArmour.ReplaceAllStringFunc(s, func(block string) string {
+		if !strings.Contains(block, "-----END") && strings.HasSuffix(block, "\n") {
+			return Redacted + "\n" // a block cut short keeps the line end
+		}
+		return Redacted
+	})
 	// A PEM body without its armour is a sequence of base64 runs split
-	// by whitespace (its lines, or the spaces a flattening put there).
-	// Some runs are short, or cut by '/'s into short pieces: they go
-	// with the neighbours that give them away, and two or more such
-	// lines in a row give each other away.
-	locs := b64Run.FindAllStringIndex(s, -1)
+	// by whitespace or escaped line ends (its lines, or what flattening
+	// or quoting put there). Some runs are short, or cut by '/'s into
+	// short pieces: they go with the neighbours that give them away,
+	// and two or more such lines in a row give each other away.
+	//
+	// The runs are found in a copy of s whose escaped line ends are
+	// whitespace of the same length, so that "\nMIIB" is not read as
+	// the run "nMIIB", and indices in the copy are indices in s.
+	shadow := escapedBreaks.Replace(s)
+	locs := b64Run.FindAllStringIndex(shadow, -1)
 	var b strings.Builder
 	last := 0
 	for i := 0; i < len(locs); {
 		j, strong, lines := i, false, 0
 		for {
-			run := s[locs[j][0]:locs[j][1]]
+			run := shadow[locs[j][0]:locs[j][1]]
 			strong = strong || isBase64Body(run)
 			if mixed(run) {
 				lines++
 			}
-			if j+1 == len(locs) || strings.TrimSpace(s[locs[j][1]:locs[j+1][0]]) != "" {
+			if j+1 == len(locs) || strings.TrimSpace(shadow[locs[j][1]:locs[j+1][0]]) != "" {
 				break
 			}
 			j++
@@ -149,3 +159,7 @@ func Redact(s string) string {
 	b.WriteString(s[last:])
 	return b.String()
 }
+
+// escapedBreaks turns the escaped line ends of a quoted string into
+// whitespace of the same length.
+var escapedBreaks = strings.NewReplacer(`\n`, "\n\n", `\r`, "\r\r")

@@ -107,6 +107,7 @@ func TestRedact(t *testing.T) {
 			"body alone on one line":    "open " + strings.ReplaceAll(body(p), "\n", "") + ": no such file",
 			"quoted with \\n":           `value "` + strings.ReplaceAll(p, "\n", `\n`) + `" is not true or false`,
 			"body in a flag error line": "bad flag syntax: " + strings.ReplaceAll(body(p), "\n", " "),
+			"body quoted with \\n":      `unexpected argument "` + strings.ReplaceAll(body(p), "\n", `\n`) + `"`,
 		} {
 			got := secret.Redact(text)
 			if run := leaks(got, p); run != "" {
