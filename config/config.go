@@ -299,6 +299,8 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	errs = append(errs, c.validateEnvNames()...)
+
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {
 		f := func(name string) string { return fmt.Sprintf("schedules[%d].%s", i, name) }
