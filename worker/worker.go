@@ -353,6 +353,9 @@ func (r *run) decode(msgs []Message) []*msgState {
 			continue
 		}
 		st.events = d.Events
+		if len(d.Unknown) > 0 {
+			r.w.logger.Warn("event has fields its schema does not know: ignored (misspelt?)", "message_id", m.ID, "fields", d.Unknown)
+		}
 		for _, ref := range d.Objects {
 			info, err := r.w.objects.Head(r.ctx, ref.Bucket, ref.Key)
 			if err != nil {
