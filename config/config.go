@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -241,12 +242,18 @@ func (e *FieldError) Error() string {
 	switch {
 	case e.Value == nil:
 		return fmt.Sprintf("%s: %s", e.Field, e.Reason)
-	case isString && secret.Redact(s) != s:
-		return fmt.Sprintf("%s: (holds key material, not shown) %s", e.Field, e.Reason)
 	case isString:
-		return fmt.Sprintf("%s: %q %s", e.Field, s, e.Reason)
+		return fmt.Sprintf("%s: %s %s", e.Field, quote(s), e.Reason)
 	}
 	return fmt.Sprintf("%s: %v %s", e.Field, e.Value, e.Reason)
+}
+
+// quote quotes a value for an error, unless it looks like key material.
+func quote(s string) string {
+	if secret.Redact(s) != s {
+		return "(holds key material, not shown)"
+	}
+	return strconv.Quote(s)
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/reportmailer/reportmailer/internal/secret"
 )
 
 // An empty file decodes to io.EOF, which is fine: everything may come
@@ -64,10 +62,7 @@ func ApplyEnv(c *Config, environ []string) error {
 			}
 			used[name] = true
 			if err := setScalar(f, s); err != nil {
-				if secret.Redact(s) != s {
-					return fmt.Errorf("environment %s: (holds key material, not shown) %v", name, err)
-				}
-				return fmt.Errorf("environment %s: %q %v", name, s, err)
+				return fmt.Errorf("environment %s: %s %v", name, quote(s), err)
 			}
 			return nil
 		},
@@ -186,7 +181,7 @@ func (c *Config) validateEnvNames() []error {
 			}
 			if first != nil {
 				errs = append(errs, &FieldError{Field: es[i].path + "." + idField(es[i].path), Value: es[i].id,
-					Reason: fmt.Sprintf("and %s.%s %q read the same environment variables, %s_*: rename one", first.path, idField(first.path), first.id, prefix)})
+					Reason: fmt.Sprintf("and %s.%s %s read the same environment variables, %s_*: rename one", first.path, idField(first.path), quote(first.id), prefix)})
 			}
 		}
 	}
@@ -204,7 +199,7 @@ func (c *Config) validateEnvNames() []error {
 		var rename []string
 		for _, e := range []string{ea, eb} {
 			if e != "" {
-				rename = append(rename, fmt.Sprintf("%s (%q)", e, ids[e]))
+				rename = append(rename, fmt.Sprintf("%s (%s)", e, quote(ids[e])))
 			}
 		}
 		errs = append(errs, &FieldError{Field: b, Reason: fmt.Sprintf("and %s both read the environment variable %s: rename %s",
