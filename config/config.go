@@ -12,11 +12,14 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // Defaults.
@@ -173,6 +176,10 @@ type Schedule struct {
 // Load reads the file at path, applies REPORTMAILER_* environment
 // overrides (see [ApplyEnv]), fills in defaults and validates.
 func Load(path string) (*Config, error) {
+	if secret.IsKeyMaterial(path) {
+		// os.ReadFile's error would quote it.
+		return nil, errors.New("config: the file name holds key material, not a path")
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -243,15 +250,29 @@ func (c *Config) setDefaults() {
 // FieldError is a bad value in the configuration.
 type FieldError struct {
 	Field  string // e.g. "schedules[1].cron"
-	Value  any
+	Value  any    // nil when the reason says all, or the value must not be shown
 	Reason string
 }
 
+// Error names the field and quotes the value, unless the value is nil
+// or looks like key material, which is never quoted.
 func (e *FieldError) Error() string {
-	if s, ok := e.Value.(string); ok {
-		return fmt.Sprintf("%s: %q %s", e.Field, s, e.Reason)
+	s, isString := e.Value.(string)
+	switch {
+	case e.Value == nil:
+		return fmt.Sprintf("%s: %s", e.Field, e.Reason)
+	case isString:
+		return fmt.Sprintf("%s: %s %s", e.Field, quote(s), e.Reason)
 	}
 	return fmt.Sprintf("%s: %v %s", e.Field, e.Value, e.Reason)
+}
+
+// quote quotes a value for an error, unless it looks like key material.
+func quote(s string) string {
+	if secret.Redact(s) != s {
+		return "(holds key material, not shown)"
+	}
+	return strconv.Quote(s)
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -329,6 +350,8 @@ func (c *Config) Validate() error {
 			bad("templates_dir", c.TemplatesDir, "is not a directory")
 		}
 	}
+
+	errs = append(errs, c.validateEnvNames()...)
 
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {

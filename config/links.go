@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // Links defaults.
@@ -245,9 +246,7 @@ func (c *Config) validateLinks() []error {
 		} else if !keyIDRE.MatchString(cf.KeyID) {
 			bad("links.cloudfront.key_id", cf.KeyID, "may hold only letters, digits, '-' and '_'")
 		}
-		if (cf.PrivateKeyFile == "") == (cf.PrivateKeyEnv == "") {
-			bad("links.cloudfront.private_key_file", cf.PrivateKeyFile, "and private_key_env (%q): set exactly one", cf.PrivateKeyEnv)
-		}
+		errs = append(errs, checkKeySource("links.cloudfront.", cf.PrivateKeyFile, cf.PrivateKeyEnv)...)
 	default:
 		seen := map[string]bool{}
 		var active []string
@@ -262,9 +261,7 @@ func (c *Config) validateLinks() []error {
 				bad(f("id"), k.ID, "is listed twice")
 			}
 			seen[k.ID] = true
-			if (k.PrivateKeyFile == "") == (k.PrivateKeyEnv == "") {
-				bad(f("private_key_file"), k.PrivateKeyFile, "and private_key_env (%q): set exactly one", k.PrivateKeyEnv)
-			}
+			errs = append(errs, checkKeySource(f(""), k.PrivateKeyFile, k.PrivateKeyEnv)...)
 			if k.Active {
 				active = append(active, k.ID)
 			}
@@ -286,6 +283,36 @@ func (c *Config) validateLinks() []error {
 	if lp := c.Ledger.Prefix; lp != "" && strings.HasPrefix(cf.KeyRecordsPrefix, lp) {
 		bad("links.cloudfront.key_records_prefix", cf.KeyRecordsPrefix,
 			"is under ledger.prefix (%q), whose S3 lifecycle rule would delete the key records; use a prefix of its own", lp)
+	}
+	return errs
+}
+
+// varNameRE is what an environment variable name may be.
+var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// checkKeySource checks a key's private_key_file and private_key_env,
+// whose settings are prefix plus those names. A key pasted into either
+// is reported without its value: the error names the setting only.
+func checkKeySource(prefix, file, env string) []error {
+	var errs []error
+	bad := func(field string, value any, reason string, args ...any) {
+		errs = append(errs, &FieldError{Field: prefix + field, Value: value, Reason: fmt.Sprintf(reason, args...)})
+	}
+	fileKey, envKey := secret.IsKeyMaterial(file), secret.IsKeyMaterial(env)
+	if fileKey {
+		bad("private_key_file", nil, "holds key material, not a file path: put the PEM in a file and give its path here, or put it in an environment variable and give that variable's name in private_key_env")
+	}
+	if envKey {
+		bad("private_key_env", nil, "holds key material, not a variable name: put the PEM in an environment variable and give that variable's name here")
+	}
+	switch {
+	case fileKey || envKey:
+	case (file == "") == (env == ""):
+		bad("private_key_file", file, "and private_key_env (%q): set exactly one", env)
+	case env != "" && !varNameRE.MatchString(env):
+		bad("private_key_env", env, "is not an environment variable name (letters, digits and '_')")
+	case env != "" && strings.HasPrefix(env, EnvPrefix):
+		bad("private_key_env", env, "starts with %s, which is reserved for config overrides", EnvPrefix)
 	}
 	return errs
 }

@@ -422,6 +422,9 @@ func (r *run) decode(msgs []Message) []*msgState {
 			continue
 		}
 		st.events = d.Events
+		if len(d.Unknown) > 0 {
+			r.w.logger.Warn("event has fields its schema does not know: ignored (misspelt?)", "message_id", m.ID, "fields", d.Unknown)
+		}
 	native:
 		for i := range st.events {
 			for j := range st.events[i].Reports {

@@ -628,12 +628,3 @@ func TestBinaryLinksNoEmulator(t *testing.T) {
 		}
 	}
 }
-
-func TestDrainFailsWhenTheQueueIsMissing(t *testing.T) {
-	e := newITEnv(t, "goaws")
-	cfg := e.config(t, e.sqsURL+"/000000000000/no-such-queue", e.sqsURL+"/000000000000/no-such-dlq")
-	code, out, logs := drain(t, cfg)
-	if code != ExitFailure || !strings.Contains(out, "drain it: failed:") {
-		t.Errorf("exit %d, output %q; want exit %d and a failed summary\n%s", code, out, ExitFailure, logs)
-	}
-}

@@ -163,8 +163,8 @@ links: {cloudfront: {domain: "https://d.cloudfront.net", keys: [{id: K1, private
 	}{
 		{"no config", []string{"keys"}, ExitUsage, "-config is required"},
 		{"no cloudfront", []string{"keys", "-config", noCF}, ExitFailure, "no links.cloudfront section"},
-		{"an unreadable key", []string{"keys", "-config", badKey}, ExitFailure, "links.cloudfront key K2: private key: open " + filepath.Join(dir, "missing.pem")},
-		{"config check reads every key too", []string{"config", "check", "-config", badKey}, ExitFailure, "links.cloudfront key K2"},
+		{"an unreadable key", []string{"keys", "-config", badKey}, ExitFailure, "links.cloudfront.keys[1].private_key_file (key K2): private key: open " + filepath.Join(dir, "missing.pem")},
+		{"config check reads every key too", []string{"config", "check", "-config", badKey}, ExitFailure, "links.cloudfront.keys[1].private_key_file (key K2)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

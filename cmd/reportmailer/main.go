@@ -115,7 +115,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK
 	default:
-		fmt.Fprintf(m.Stderr, "reportmailer: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(redacting{m.Stderr}, "reportmailer: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
 	}
 	var ee exitError
@@ -126,11 +126,11 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return ExitOK
 	case errors.As(err, &ee):
 		if ee.err != nil {
-			fmt.Fprintf(m.Stderr, "reportmailer: %v\n", ee.err)
+			fmt.Fprintf(redacting{m.Stderr}, "reportmailer: %v\n", ee.err)
 		}
 		return ee.code
 	default:
-		fmt.Fprintf(m.Stderr, "reportmailer: %v\n", err)
+		fmt.Fprintf(redacting{m.Stderr}, "reportmailer: %v\n", err)
 		return ExitFailure
 	}
 }
@@ -156,7 +156,7 @@ func usageError(format string, args ...any) error {
 // reports errors instead of exiting.
 func (m *Main) newFlagSet(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs.SetOutput(redacting{m.Stderr})
 	fs.Usage = func() {
 		fmt.Fprintf(m.Stderr, "Usage: reportmailer %s\n\n", synopsis)
 		fs.PrintDefaults()
