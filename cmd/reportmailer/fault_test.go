@@ -1,0 +1,439 @@
+package main
+
+// Fault tests: drain, in-process, through internal/awsproxy in front of
+// the emulators, with one class of fault injected per case, run again
+// and again until the queue is empty. Each ends with every email
+// delivered exactly once or, where AWS gives no way to know, ambiguous:
+// counted in the summary and dead-lettered as maybe_sent with a reason
+// that names the recipient and the ledger record. Nothing else is lost.
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
+)
+
+const (
+	// faultVisibility is the shortest visibility timeout the config
+	// accepts: how long a message left for retry stays hidden.
+	faultVisibility = 10 * time.Second
+	// faultClaimTimeout is how old a claim that never reached
+	// "sending" must be before another run takes it over.
+	faultClaimTimeout = 3 * time.Second
+	// faultDeadline bounds one case's runs.
+	faultDeadline = 45 * time.Second
+)
+
+// faultCase is one class of fault.
+type faultCase struct {
+	name string
+	// events is how many events, each to its user and extra more
+	// recipients.
+	events, extra int
+	// again enqueues the events a second time once the queue drained:
+	// their claims then find the records, and read them (GetObject).
+	again bool
+	// inject adds the faults; each returned rule must fire.
+	inject func(t *testing.T, fx *faultEnv) []*awsproxy.Rule
+	// config edits the config, as editConfig's old, new pairs.
+	config []string
+	// ambiguous is whether the fault may leave deliveries ambiguous:
+	// it falls where SES may have accepted the email. minAmbiguous is
+	// how many must be.
+	ambiguous    bool
+	minAmbiguous int
+	// run replaces the default runs (drain until the queue is empty).
+	run func(t *testing.T, fx *faultEnv) []drainResult
+	// check adds checks of the runs.
+	check func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome)
+}
+
+// faultEnv is one case's queues, config and proxies.
+type faultEnv struct {
+	e        *itEnv
+	q, dlq   string
+	cfg      string
+	set      awsproxy.Set
+	deadline time.Time
+}
+
+// drainResult is one run of drain.
+type drainResult struct {
+	code      int
+	out, logs string
+}
+
+var summaryCount = regexp.MustCompile(`(received|sent|duplicates|dead-lettered|retrying|maybe[ _]sent|maybe[ _]duplicated) (\d+)`)
+
+// count sums a summary figure ("sent", "duplicates", "maybe sent") over
+// runs.
+func count(runs []drainResult, what string) int {
+	n := 0
+	for _, r := range runs {
+		for _, m := range summaryCount.FindAllStringSubmatch(r.out, -1) {
+			if strings.ReplaceAll(m[1], "_", " ") == what {
+				v, _ := strconv.Atoi(m[2])
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+// drainUntilEmpty runs drain until the queue is empty, or the case's
+// deadline. A message left for retry stays hidden for the visibility
+// timeout, so the runs in between find nothing and end after one empty
+// receive.
+func (fx *faultEnv) drainUntilEmpty(t *testing.T) []drainResult {
+	t.Helper()
+	var runs []drainResult
+	for time.Now().Before(fx.deadline) {
+		code, out, logs := drain(t, fx.cfg)
+		runs = append(runs, drainResult{code, out, logs})
+		if fx.e.queueEmpty(t, fx.q) {
+			return runs
+		}
+	}
+	t.Errorf("the queue did not drain in %s (%d runs); the last run: exit %d, %s\n%s", faultDeadline, len(runs), runs[len(runs)-1].code, runs[len(runs)-1].out, tail(runs[len(runs)-1].logs, 30))
+	return runs
+}
+
+// ledgerRecord matches the S3 keys of delivery records, not the email
+// index or the send slots next to them.
+func ledgerRecord(c awsproxy.Call) bool {
+	rest, ok := strings.CutPrefix(c.Key, ledgerPrefix)
+	return ok && !strings.Contains(rest, "/")
+}
+
+// firstWrite matches the first write of each delivery record: its
+// claim. The SDK's retry of it is a second write, and goes through.
+func firstWrite() func(awsproxy.Call) bool {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return func(c awsproxy.Call) bool {
+		if !ledgerRecord(c) {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[c.Key] {
+			return false
+		}
+		seen[c.Key] = true
+		return true
+	}
+}
+
+func TestFaults(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	sesBefore := func(status, times int) func(*testing.T, *faultEnv) []*awsproxy.Rule {
+		return func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+			return []*awsproxy.Rule{fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", Status: status, Times: times})}
+		}
+	}
+	cases := []faultCase{
+		{
+			name: "SES 429 before acceptance", events: 3, extra: 1,
+			inject: sesBefore(429, 4),
+		},
+		{
+			// SES's 500 says nothing of whether the email was accepted,
+			// so the worker may treat it as ambiguous.
+			name: "SES 500 before acceptance", events: 3, extra: 1, ambiguous: true,
+			inject: sesBefore(500, 2),
+		},
+		{
+			name: "SES 500 before acceptance, on every try of one email", events: 3, extra: 1, ambiguous: true,
+			inject: sesBefore(500, 3),
+		},
+		{
+			name: "SES 500 after acceptance", events: 3, extra: 1, ambiguous: true, minAmbiguous: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Status: 500, Times: 1})}
+			},
+		},
+		{
+			name: "SES connection reset after acceptance", events: 3, extra: 1, ambiguous: true, minAmbiguous: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1})}
+			},
+		},
+		{
+			// The dead letter is sent but the message stays: it comes
+			// back, is found ambiguous again, and dead-lettered again.
+			name: "SES reset after acceptance, then DeleteMessage fails after dead-lettering", events: 2, ambiguous: true, minAmbiguous: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{
+					fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1}),
+					fx.set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessage", Status: 500, Times: 3}),
+				}
+			},
+		},
+		{
+			name: "SES behind an untrusted certificate", events: 3, extra: 1,
+			// Past GetAccount, which fails the same way, to SendEmail.
+			config: []string{"s3: {", "pacing: {fallback_rate: 50}\ns3: {"},
+			run:    untrustedSES,
+		},
+		{
+			name: "S3 503 SlowDown on PutObject", events: 4, extra: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", Status: 503, Probability: 0.4})}
+			},
+		},
+		{
+			name: "S3 503 SlowDown on HeadObject and GetObject", events: 3, extra: 1, again: true,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{
+					fx.set.S3.Inject(awsproxy.Fault{Operation: "HeadObject", Status: 503, Probability: 0.4}),
+					fx.set.S3.Inject(awsproxy.Fault{Operation: "GetObject", Status: 503, Probability: 0.5}),
+				}
+			},
+		},
+		{
+			name: "S3 connection resets on PutObject and GetObject", events: 3, extra: 1, again: true,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{
+					fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", Reset: true, Probability: 0.3}),
+					fx.set.S3.Inject(awsproxy.Fault{Operation: "GetObject", Reset: true, Probability: 0.5}),
+				}
+			},
+		},
+		{
+			// The SDK retries the conditional PutObject and gets 412
+			// against the claim it made: the claim is its own.
+			name: "S3 reset after it applied the claim", events: 3, extra: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Match: firstWrite()})}
+			},
+			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
+				if len(runs) > 1 {
+					t.Errorf("%d runs, want 1: a claim the worker made is its own to send\n%s", len(runs), tail(runs[0].logs, 20))
+				}
+			},
+		},
+		{
+			name: "S3 reset after it applied any ledger write", events: 3, extra: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Probability: 0.5,
+					Match: func(c awsproxy.Call) bool { return strings.HasPrefix(c.Key, ledgerPrefix) }})}
+			},
+		},
+		{
+			name: "SQS ReceiveMessage 500", events: 3, extra: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "ReceiveMessage", Status: 500, Times: 4})}
+			},
+		},
+		{
+			// The messages were handed out and their receipt handles
+			// lost: they come back after the visibility timeout.
+			name: "SQS reset after ReceiveMessage handed out the messages", events: 3, extra: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "ReceiveMessage", After: true, Reset: true, Times: 1})}
+			},
+		},
+		{
+			// The emails went; the messages come back and are skipped
+			// as duplicates.
+			name: "SQS DeleteMessageBatch 500", events: 3, extra: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessageBatch", Status: 500, Times: 3})}
+			},
+			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
+				if d := count(runs, "duplicates"); d < o.Pairs {
+					t.Errorf("duplicates %d in the summaries, want the %d deliveries the redelivered messages carried", d, o.Pairs)
+				}
+			},
+		},
+		{
+			name: "SQS reset after DeleteMessageBatch deleted", events: 3, extra: 1,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessageBatch", After: true, Reset: true, Times: 1})}
+			},
+		},
+		{
+			// The heartbeat cannot extend the batch, which outlasts its
+			// visibility timeout: another run receives the messages
+			// while the first is still sending them.
+			name: "SQS ChangeMessageVisibility(Batch) 500 while another run polls", events: 8,
+			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				fx.set.SES.SetLatency("SendEmail", 1500*time.Millisecond)
+				return []*awsproxy.Rule{
+					fx.set.SQS.Inject(awsproxy.Fault{Operation: "ChangeMessageVisibilityBatch", Status: 500}),
+					fx.set.SQS.Inject(awsproxy.Fault{Operation: "ChangeMessageVisibility", Status: 500}),
+				}
+			},
+			run: racingDrains,
+			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
+				if n := count(runs, "received"); n <= 8 {
+					t.Errorf("%d messages received for 8 events: no run received a message another was still working on", n)
+				}
+			},
+		},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { testFault(t, e, i, tc) })
+	}
+}
+
+func testFault(t *testing.T, e *itEnv, i int, tc faultCase) {
+	q, dlq := e.queuesWith(t, 10)
+	cfg := e.config(t, q, dlq)
+	editConfig(t, cfg, append([]string{
+		"budget: 1m}", fmt.Sprintf("budget: 1m, visibility_timeout: %s}", faultVisibility),
+		"ledger: {bucket: " + itBucket + "}", fmt.Sprintf("ledger: {bucket: %s, claim_timeout: %s}", itBucket, faultClaimTimeout),
+	}, tc.config...)...)
+	fx := &faultEnv{e: e, q: q, dlq: dlq, cfg: cfg, set: withLeastPrivilege(t, e, cfg), deadline: time.Now().Add(faultDeadline)}
+
+	events := make([]outcomeEvent, tc.events)
+	for j := range events {
+		ev := outcomeEvent{id: fmt.Sprintf("f%02d-%d", i, j), user: fmt.Sprintf("fu%02d-%d", i, j)}
+		for k := range tc.extra {
+			ev.recipients = append(ev.recipients, fmt.Sprintf("fr%02d-%d-%d@acme.example", i, j, k))
+		}
+		events[j] = ev
+	}
+	var rules []*awsproxy.Rule
+	if tc.inject != nil {
+		rules = tc.inject(t, fx)
+	}
+	prefix := fmt.Sprintf("fault/%02d/", i)
+	e.enqueue(t, q, prefix, events, 1)
+
+	var runs []drainResult
+	if tc.run != nil {
+		runs = tc.run(t, fx)
+	} else {
+		runs = fx.drainUntilEmpty(t)
+	}
+	if tc.again {
+		e.enqueue(t, q, prefix, events, 1)
+		again := fx.drainUntilEmpty(t)
+		if d, n := count(again, "duplicates"), len(events)*(1+tc.extra); d < n {
+			t.Errorf("the events enqueued again: duplicates %d in the summaries, want at least %d", d, n)
+		}
+		runs = append(runs, again...)
+	}
+	for j, r := range rules {
+		if r.Injected() == 0 {
+			t.Errorf("fault %d never fired: the case tests nothing", j)
+		}
+	}
+
+	o := e.outcome(t, events, dlq, ledgerPrefix)
+	t.Logf("%s: %d runs; %s; summaries: sent %d, duplicates %d, maybe sent %d, maybe duplicated %d",
+		tc.name, len(runs), o, count(runs, "sent"), count(runs, "duplicates"), count(runs, "maybe sent"), count(runs, "maybe duplicated"))
+	for _, p := range o.Problems {
+		t.Error(p)
+	}
+	switch {
+	case !tc.ambiguous && o.Ambiguous > 0:
+		t.Errorf("%d deliveries ambiguous, but this fault leaves no doubt whether SES accepted an email", o.Ambiguous)
+	case o.Ambiguous < tc.minAmbiguous:
+		t.Errorf("%d deliveries ambiguous, want at least %d: the fault fell after SES accepted the email", o.Ambiguous, tc.minAmbiguous)
+	}
+	if n := count(runs, "maybe sent"); n < o.Ambiguous {
+		t.Errorf("the summaries count %d emails maybe sent, but %d deliveries are ambiguous", n, o.Ambiguous)
+	}
+	if tc.check != nil {
+		tc.check(t, fx, runs, o)
+	}
+	if t.Failed() {
+		for j, r := range runs {
+			if strings.Contains(r.out, "received 0,") {
+				t.Logf("run %d: exit %d, %s", j+1, r.code, r.out)
+				continue
+			}
+			t.Logf("run %d: exit %d, %s\n%s", j+1, r.code, r.out, tail(r.logs, 30))
+		}
+	}
+}
+
+// untrustedSES runs drain with SES behind a certificate the SDK does
+// not trust: nothing is sent and the messages stay for a later run,
+// which, with SES reachable again, sends each email once.
+func untrustedSES(t *testing.T, fx *faultEnv) []drainResult {
+	target, _ := url.Parse(fx.set.SES.URL)
+	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(target))
+	var hellos atomic.Int64
+	srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		hellos.Add(1)
+		return nil, nil
+	}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes fail by design
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	t.Setenv("AWS_ENDPOINT_URL_SESV2", srv.URL)
+
+	code, out, logs := drain(t, fx.cfg)
+	runs := []drainResult{{code, out, logs}}
+	if hellos.Load() == 0 {
+		t.Errorf("no TLS handshake reached the untrusted endpoint\n%s", tail(logs, 20))
+	}
+	if c := fx.set.SES.Counts("SendEmail"); c.Seen != 0 {
+		t.Errorf("SendEmail reached SES %d times through an untrusted certificate", c.Seen)
+	}
+	if !strings.Contains(out, "sent 0 emails") || count(runs, "retrying") == 0 || count(runs, "dead-lettered") != 0 {
+		t.Errorf("run with SES untrusted: %s; want nothing sent, the messages left for retry, none dead-lettered\n%s", out, tail(logs, 20))
+	}
+	if !strings.Contains(logs, "certificate") {
+		t.Errorf("the logs do not say the certificate was the trouble:\n%s", tail(logs, 20))
+	}
+
+	t.Setenv("AWS_ENDPOINT_URL_SESV2", fx.set.SES.URL)
+	return append(runs, fx.drainUntilEmpty(t)...)
+}
+
+// racingDrains runs one drain and, alongside it, drain after drain,
+// until the first ends; then, with SQS and SES well again, drains until
+// the queue is empty.
+func racingDrains(t *testing.T, fx *faultEnv) []drainResult {
+	var mu sync.Mutex
+	var runs []drainResult
+	record := func(code int, out, logs string) {
+		mu.Lock()
+		defer mu.Unlock()
+		runs = append(runs, drainResult{code, out, logs})
+	}
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		record(drain(t, fx.cfg))
+	}()
+	for racing := true; racing; {
+		select {
+		case <-first:
+			racing = false
+		default:
+			record(drain(t, fx.cfg))
+		}
+	}
+	if !strings.Contains(strings.Join(logsOf(runs), ""), "extend visibility") {
+		t.Errorf("no run logged the failed heartbeat")
+	}
+	fx.set.SQS.ClearFaults()
+	fx.set.SES.SetLatency("SendEmail", 0)
+	return append(runs, fx.drainUntilEmpty(t)...)
+}
+
+func logsOf(runs []drainResult) []string {
+	out := make([]string, len(runs))
+	for i, r := range runs {
+		out[i] = r.logs
+	}
+	return out
+}
