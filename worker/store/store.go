@@ -5,6 +5,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,6 +77,9 @@ type Ledger struct {
 	Bucket string
 	// Prefix is prepended to each delivery key, e.g. "reportmailer/ledger/".
 	Prefix string
+	// RunID is written into each claim with a random token, for people
+	// reading the ledger. Optional.
+	RunID string
 }
 
 var _ worker.Ledger = (*Ledger)(nil)
@@ -82,9 +87,26 @@ var _ worker.Ledger = (*Ledger)(nil)
 // record is the stored state of one delivery.
 type record struct {
 	State     string    `json:"state"` // "sending" or "sent"
+	Owner     owner     `json:"owner,omitzero"`
 	ClaimedAt time.Time `json:"claimed_at"`
 	SentAt    time.Time `json:"sent_at,omitzero"`
 	MessageID string    `json:"message_id,omitempty"`
+}
+
+// owner is who wrote a claim. The token is random per claim, so a
+// claim's own record is told from another's: the SDK retries a
+// conditional PutObject whose answer was lost after S3 applied it, and
+// the retry's 412 is then against our own claim.
+type owner struct {
+	RunID string `json:"run_id,omitempty"`
+	Token string `json:"token,omitempty"`
+}
+
+// newToken returns a random 128-bit hex token.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 func (l *Ledger) key(k string) string { return l.Prefix + k }
@@ -100,7 +122,8 @@ const maxClaimAttempts = 4
 // times, since the delivery is free.
 func (l *Ledger) Claim(ctx context.Context, key string, now time.Time) (worker.Claim, error) {
 	name := l.key(key)
-	body, _ := json.Marshal(record{State: "sending", ClaimedAt: now.UTC()})
+	me := owner{RunID: l.RunID, Token: newToken()}
+	body, _ := json.Marshal(record{State: "sending", Owner: me, ClaimedAt: now.UTC()})
 	for attempt := 1; ; attempt++ {
 		_, err := l.Client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &l.Bucket, Key: aws.String(name),
@@ -113,9 +136,12 @@ func (l *Ledger) Claim(ctx context.Context, key string, now time.Time) (worker.C
 		if !isPreconditionFailed(err) && !isConditionalConflict(err) {
 			return worker.Claim{}, fmt.Errorf("ledger claim %s: %w", name, err)
 		}
-		c, err := l.read(ctx, name)
+		r, err := l.read(ctx, name)
 		if err == nil {
-			return c, nil
+			if r.Owner == me && r.State == "sending" {
+				return worker.Claim{State: worker.Claimed}, nil
+			}
+			return r.claim(), nil
 		}
 		if !(isNotFound(err) || isForbidden(err)) || attempt >= maxClaimAttempts {
 			return worker.Claim{}, err
@@ -123,25 +149,30 @@ func (l *Ledger) Claim(ctx context.Context, key string, now time.Time) (worker.C
 	}
 }
 
-// read returns what the record at name says.
-func (l *Ledger) read(ctx context.Context, name string) (worker.Claim, error) {
+// claim says what r means to a claimant that does not own it.
+func (r record) claim() worker.Claim {
+	if r.State == "sent" {
+		return worker.Claim{State: worker.AlreadySent, Since: r.SentAt}
+	}
+	return worker.Claim{State: worker.InProgress, Since: r.ClaimedAt}
+}
+
+// read returns the record at name.
+func (l *Ledger) read(ctx context.Context, name string) (record, error) {
 	out, err := l.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &l.Bucket, Key: aws.String(name)})
 	if err != nil {
-		return worker.Claim{}, fmt.Errorf("ledger read %s: %w", name, err)
+		return record{}, fmt.Errorf("ledger read %s: %w", name, err)
 	}
 	defer out.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(out.Body, 1<<16))
 	if err != nil {
-		return worker.Claim{}, fmt.Errorf("ledger read %s: %w", name, err)
+		return record{}, fmt.Errorf("ledger read %s: %w", name, err)
 	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return worker.Claim{}, worker.PermanentCode(worker.CodeLedgerUnreadable, fmt.Errorf("ledger record %s: %w", name, err))
+		return record{}, worker.PermanentCode(worker.CodeLedgerUnreadable, fmt.Errorf("ledger record %s: %w", name, err))
 	}
-	if r.State == "sent" {
-		return worker.Claim{State: worker.AlreadySent, Since: r.SentAt}, nil
-	}
-	return worker.Claim{State: worker.InProgress, Since: r.ClaimedAt}, nil
+	return r, nil
 }
 
 // Complete marks the delivery sent.
