@@ -29,14 +29,21 @@ const (
 	crashMinKills = 15
 	// crashRuns caps the runs of the binary, killed or not.
 	crashRuns = 250
-	// crashDeadline bounds the kill-and-restart loop.
-	crashDeadline = 120 * time.Second
+	// crashDeadline bounds the kill-and-restart loop. It must leave
+	// room for crashGrace after the last kill.
+	crashDeadline = 150 * time.Second
 	// crashVisibility is the shortest visibility timeout the config
 	// accepts: how long a killed run's batch stays hidden.
 	crashVisibility = 10 * time.Second
 	// crashClaimTimeout is how old a claim that never reached
 	// "sending" must be before another run takes it over.
 	crashClaimTimeout = 5 * time.Second
+	// crashGrace is how long a delivery may stay "sending" (a kill
+	// between SendEmail and recording its answer) before its message
+	// is dead-lettered as maybe sent: the shortest ses_events.grace the
+	// config accepts. The crash test has no SES event stream to settle
+	// them sooner.
+	crashGrace = time.Minute
 )
 
 // TestCrashLoop: REPORTMAILER_CRASH_SEED=N repeats a run's kills.
@@ -66,7 +73,8 @@ func TestCrashLoop(t *testing.T) {
 	cfg := e.config(t, q, dlq)
 	editConfig(t, cfg,
 		"budget: 1m}", fmt.Sprintf("budget: 1m, visibility_timeout: %s}", crashVisibility),
-		"ledger: {bucket: "+itBucket+"}", fmt.Sprintf("ledger: {bucket: %s, claim_timeout: %s}", itBucket, crashClaimTimeout))
+		"ledger: {bucket: "+itBucket+"}", fmt.Sprintf("ledger: {bucket: %s, claim_timeout: %s}", itBucket, crashClaimTimeout),
+		"schedules:", fmt.Sprintf("ses_events: {grace: %s}\nschedules:", crashGrace))
 	set := withLeastPrivilege(t, e, cfg)
 	// A few milliseconds per call, so that kills land mid-call as well
 	// as between calls.
@@ -89,6 +97,7 @@ func TestCrashLoop(t *testing.T) {
 	deadline := start.Add(crashDeadline)
 	var kills, runs, exits int
 	var lastLogs string
+	var finished []string // the logs of the runs that were not killed
 	var current *exec.Cmd
 	t.Cleanup(func() {
 		if current != nil && current.ProcessState == nil {
@@ -134,6 +143,7 @@ func TestCrashLoop(t *testing.T) {
 		}
 		exits++
 		lastLogs = stderr.String()
+		finished = append(finished, lastLogs)
 		// 0, or 3 when messages were dead-lettered or left for retry;
 		// anything else means the run could not work.
 		if code := cmd.ProcessState.ExitCode(); code != ExitOK && code != ExitPartial {
@@ -148,10 +158,11 @@ func TestCrashLoop(t *testing.T) {
 		t.Errorf("the queue did not drain in %s (%d runs, %d kills); the last finished run's logs:\n%s", took, runs, kills, tail(lastLogs, 20))
 	}
 
-	o := e.outcome(t, events, dlq, ledgerPrefix)
+	o := e.outcome(t, events, dlq, ledgerPrefix, counted{unrecorded: countLogs(finished, "unrecorded")})
 	// The figures the closing note quotes.
-	t.Logf("crash loop: seed %d, %d runs (%d killed, %d finished) in %s; events %d, pairs %d, emails %d, duplicates %d, ambiguous %d (of them delivered %d), lost %d, dead-lettered %d; ledger %v",
-		seed, runs, kills, exits, took, len(events), o.Pairs, o.Emails, o.Duplicates, o.Ambiguous, o.AmbiguousDelivered, o.Lost, o.DeadLettered, o.States)
+	t.Logf("crash loop: seed %d, %d runs (%d killed, %d finished) in %s; events %d, pairs %d, emails %d, duplicates %d, ambiguous %d (of them delivered %d, unrecorded %d), lost %d, dead-lettered %d; ledger %v; finished runs' summaries: maybe sent %d, maybe duplicated %d, unrecorded %d",
+		seed, runs, kills, exits, took, len(events), o.Pairs, o.Emails, o.Duplicates, o.Ambiguous, o.AmbiguousDelivered, o.Unrecorded, o.Lost, o.DeadLettered, o.States,
+		countLogs(finished, "maybe_sent"), countLogs(finished, "maybe_duplicated"), countLogs(finished, "unrecorded"))
 	for _, p := range o.Problems {
 		t.Error(p)
 	}
