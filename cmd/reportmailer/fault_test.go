@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
 const (
@@ -35,7 +36,7 @@ const (
 	// "sending" must be before another run takes it over.
 	faultClaimTimeout = 3 * time.Second
 	// faultDeadline bounds one case's runs.
-	faultDeadline = 45 * time.Second
+	faultDeadline = 60 * time.Second
 )
 
 // faultCase is one class of fault.
@@ -64,15 +65,74 @@ type faultCase struct {
 	run func(t *testing.T, fx *faultEnv) []drainResult
 	// check adds checks of the runs.
 	check func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome)
+	// shared runs the case alongside the other shared cases, behind one
+	// set of proxies, to save the suite's time: each waits out
+	// visibility timeouts. Its faults are scoped to its own queues and
+	// keys (faultEnv's s3 and sqs); SES's requests name no case, so a
+	// case that faults SES, or adds latency, is not shared.
+	shared bool
 }
 
-// faultEnv is one case's queues, config and proxies.
+// faultEnv is one case's queues, config, events and proxies.
 type faultEnv struct {
-	e        *itEnv
-	q, dlq   string
-	cfg      string
-	set      awsproxy.Set
-	deadline time.Time
+	e      *itEnv
+	tc     faultCase
+	q, dlq string
+	cfg    string
+	// prefix holds the case's reports, and ledger its ledger.
+	prefix, ledger string
+	events         []outcomeEvent
+	set            awsproxy.Set
+	deadline       time.Time
+}
+
+// newFaultEnv makes case i's queues, config and events.
+func newFaultEnv(t *testing.T, e *itEnv, i int, tc faultCase) *faultEnv {
+	t.Helper()
+	fx := &faultEnv{e: e, tc: tc, prefix: fmt.Sprintf("fault/%02d/", i)}
+	fx.ledger = fx.prefix + "ledger/"
+	fx.q, fx.dlq = e.queuesWith(t, 10)
+	fx.cfg = e.config(t, fx.q, fx.dlq)
+	editConfig(t, fx.cfg, append([]string{
+		"budget: 1m}", fmt.Sprintf("budget: 1m, visibility_timeout: %s}", faultVisibility),
+		"ledger: {bucket: " + itBucket + "}", fmt.Sprintf("ledger: {bucket: %s, prefix: %s, claim_timeout: %s}", itBucket, fx.ledger, faultClaimTimeout),
+	}, tc.config...)...)
+	fx.events = make([]outcomeEvent, tc.events)
+	for j := range fx.events {
+		ev := outcomeEvent{id: fmt.Sprintf("f%02d-%d", i, j), user: fmt.Sprintf("fu%02d-%d", i, j)}
+		for k := range tc.extra {
+			ev.recipients = append(ev.recipients, fmt.Sprintf("fr%02d-%d-%d@acme.example", i, j, k))
+		}
+		fx.events[j] = ev
+	}
+	return fx
+}
+
+// s3 injects f into the case's own S3 requests.
+func (fx *faultEnv) s3(f awsproxy.Fault) *awsproxy.Rule {
+	f.Match = both(func(c awsproxy.Call) bool { return strings.HasPrefix(c.Key, fx.prefix) }, f.Match)
+	return fx.set.S3.Inject(f)
+}
+
+// sqs injects f into the requests for the case's own queues.
+func (fx *faultEnv) sqs(f awsproxy.Fault) *awsproxy.Rule {
+	f.Match = both(func(c awsproxy.Call) bool { return c.QueueURL == fx.q || c.QueueURL == fx.dlq }, f.Match)
+	return fx.set.SQS.Inject(f)
+}
+
+// ses injects f into every SendEmail: the case must not be shared.
+func (fx *faultEnv) ses(t *testing.T, f awsproxy.Fault) *awsproxy.Rule {
+	if fx.tc.shared {
+		t.Fatalf("case %q faults SES, whose requests name no case: it cannot be shared", fx.tc.name)
+	}
+	return fx.set.SES.Inject(f)
+}
+
+func both(a, b func(awsproxy.Call) bool) func(awsproxy.Call) bool {
+	if b == nil {
+		return a
+	}
+	return func(c awsproxy.Call) bool { return a(c) && b(c) }
 }
 
 // drainResult is one run of drain.
@@ -122,20 +182,14 @@ func (fx *faultEnv) drainUntilEmpty(t *testing.T) []drainResult {
 	return runs
 }
 
-// ledgerRecord matches the S3 keys of delivery records, not the email
-// index or the send slots next to them.
-func ledgerRecord(c awsproxy.Call) bool {
-	rest, ok := strings.CutPrefix(c.Key, ledgerPrefix)
-	return ok && !strings.Contains(rest, "/")
-}
-
-// firstWrite matches the first write of each delivery record: its
+// firstWrite matches the first write of each delivery record under
+// ledger (not the email index or the send slots next to them): its
 // claim. The SDK's retry of it is a second write, and goes through.
-func firstWrite() func(awsproxy.Call) bool {
+func firstWrite(ledger string) func(awsproxy.Call) bool {
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	return func(c awsproxy.Call) bool {
-		if !ledgerRecord(c) {
+		if rest, ok := strings.CutPrefix(c.Key, ledger); !ok || strings.Contains(rest, "/") {
 			return false
 		}
 		mu.Lock()
@@ -151,8 +205,8 @@ func firstWrite() func(awsproxy.Call) bool {
 func TestFaults(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	sesBefore := func(status, times int) func(*testing.T, *faultEnv) []*awsproxy.Rule {
-		return func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-			return []*awsproxy.Rule{fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", Status: status, Times: times})}
+		return func(t *testing.T, fx *faultEnv) []*awsproxy.Rule {
+			return []*awsproxy.Rule{fx.ses(t, awsproxy.Fault{Operation: "SendEmail", Status: status, Times: times})}
 		}
 	}
 	cases := []faultCase{
@@ -172,14 +226,14 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "SES 500 after acceptance", events: 3, extra: 1, ambiguous: true, minAmbiguous: 1,
-			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Status: 500, Times: 1})}
+			inject: func(t *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.ses(t, awsproxy.Fault{Operation: "SendEmail", After: true, Status: 500, Times: 1})}
 			},
 		},
 		{
 			name: "SES connection reset after acceptance", events: 3, extra: 1, ambiguous: true, minAmbiguous: 1,
-			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1})}
+			inject: func(t *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.ses(t, awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1})}
 			},
 		},
 		{
@@ -187,8 +241,8 @@ func TestFaults(t *testing.T) {
 			// says so.
 			name: "SES 500 after acceptance, with retry_server_errors", events: 3, extra: 1, ambiguous: true, duplicated: true,
 			config: []string{`from: "Reports <reports@acme.example>"}`, `from: "Reports <reports@acme.example>", retry_server_errors: true}`},
-			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Status: 500, Times: 1})}
+			inject: func(t *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{fx.ses(t, awsproxy.Fault{Operation: "SendEmail", After: true, Status: 500, Times: 1})}
 			},
 			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
 				if o.Duplicates+o.Ambiguous == 0 {
@@ -203,8 +257,8 @@ func TestFaults(t *testing.T) {
 			name: "SES reset after acceptance, then a reset after SQS applied the dead letter's DeleteMessage", events: 2, ambiguous: true, minAmbiguous: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				return []*awsproxy.Rule{
-					fx.set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1}),
-					fx.set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessage", After: true, Reset: true, Times: 1}),
+					fx.ses(t, awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1}),
+					fx.sqs(awsproxy.Fault{Operation: "DeleteMessage", After: true, Reset: true, Times: 1}),
 				}
 			},
 		},
@@ -215,35 +269,35 @@ func TestFaults(t *testing.T) {
 			run:    untrustedSES,
 		},
 		{
-			name: "S3 503 SlowDown on PutObject", events: 4, extra: 1,
+			name: "S3 503 SlowDown on PutObject", shared: true, events: 4, extra: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", Status: 503, Probability: 0.4})}
+				return []*awsproxy.Rule{fx.s3(awsproxy.Fault{Operation: "PutObject", Status: 503, Probability: 0.25})}
 			},
 		},
 		{
-			name: "S3 503 SlowDown on HeadObject and GetObject", events: 3, extra: 1, again: true,
+			name: "S3 503 SlowDown on HeadObject and GetObject", shared: true, events: 3, extra: 1, again: true,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				return []*awsproxy.Rule{
-					fx.set.S3.Inject(awsproxy.Fault{Operation: "HeadObject", Status: 503, Probability: 0.4}),
-					fx.set.S3.Inject(awsproxy.Fault{Operation: "GetObject", Status: 503, Probability: 0.5}),
+					fx.s3(awsproxy.Fault{Operation: "HeadObject", Status: 503, Probability: 0.4}),
+					fx.s3(awsproxy.Fault{Operation: "GetObject", Status: 503, Probability: 0.5}),
 				}
 			},
 		},
 		{
-			name: "S3 connection resets on PutObject and GetObject", events: 3, extra: 1, again: true,
+			name: "S3 connection resets on PutObject and GetObject", shared: true, events: 3, extra: 1, again: true,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				return []*awsproxy.Rule{
-					fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", Reset: true, Probability: 0.3}),
-					fx.set.S3.Inject(awsproxy.Fault{Operation: "GetObject", Reset: true, Probability: 0.5}),
+					fx.s3(awsproxy.Fault{Operation: "PutObject", Reset: true, Probability: 0.3}),
+					fx.s3(awsproxy.Fault{Operation: "GetObject", Reset: true, Probability: 0.5}),
 				}
 			},
 		},
 		{
 			// The SDK retries the conditional PutObject and gets 412
 			// against the claim it made: the claim is its own.
-			name: "S3 reset after it applied the claim", events: 3, extra: 1,
+			name: "S3 reset after it applied the claim", shared: true, events: 3, extra: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Match: firstWrite()})}
+				return []*awsproxy.Rule{fx.s3(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Match: firstWrite(fx.ledger)})}
 			},
 			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
 				if len(runs) > 1 {
@@ -252,32 +306,32 @@ func TestFaults(t *testing.T) {
 			},
 		},
 		{
-			name: "S3 reset after it applied any ledger write", events: 3, extra: 1,
+			name: "S3 reset after it applied any ledger write", shared: true, events: 3, extra: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.S3.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Probability: 0.5,
-					Match: func(c awsproxy.Call) bool { return strings.HasPrefix(c.Key, ledgerPrefix) }})}
+				return []*awsproxy.Rule{fx.s3(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Probability: 0.5,
+					Match: func(c awsproxy.Call) bool { return strings.HasPrefix(c.Key, fx.ledger) }})}
 			},
 		},
 		{
-			name: "SQS ReceiveMessage 500", events: 3, extra: 1,
+			name: "SQS ReceiveMessage 500", shared: true, events: 3, extra: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "ReceiveMessage", Status: 500, Times: 4})}
+				return []*awsproxy.Rule{fx.sqs(awsproxy.Fault{Operation: "ReceiveMessage", Status: 500, Times: 4})}
 			},
 		},
 		{
 			// The messages were handed out and their receipt handles
 			// lost: they come back after the visibility timeout.
-			name: "SQS reset after ReceiveMessage handed out the messages", events: 3, extra: 1,
+			name: "SQS reset after ReceiveMessage handed out the messages", shared: true, events: 3, extra: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "ReceiveMessage", After: true, Reset: true, Times: 1})}
+				return []*awsproxy.Rule{fx.sqs(awsproxy.Fault{Operation: "ReceiveMessage", After: true, Reset: true, Times: 1})}
 			},
 		},
 		{
 			// The emails went; the messages come back and are skipped
 			// as duplicates.
-			name: "SQS DeleteMessageBatch 500", events: 3, extra: 1,
+			name: "SQS DeleteMessageBatch 500", shared: true, events: 3, extra: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessageBatch", Status: 500, Times: 3})}
+				return []*awsproxy.Rule{fx.sqs(awsproxy.Fault{Operation: "DeleteMessageBatch", Status: 500, Times: 3})}
 			},
 			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
 				if d := count(runs, "duplicates"); d < o.Pairs {
@@ -286,9 +340,9 @@ func TestFaults(t *testing.T) {
 			},
 		},
 		{
-			name: "SQS reset after DeleteMessageBatch deleted", events: 3, extra: 1,
+			name: "SQS reset after DeleteMessageBatch deleted", shared: true, events: 3, extra: 1,
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
-				return []*awsproxy.Rule{fx.set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessageBatch", After: true, Reset: true, Times: 1})}
+				return []*awsproxy.Rule{fx.sqs(awsproxy.Fault{Operation: "DeleteMessageBatch", After: true, Reset: true, Times: 1})}
 			},
 		},
 		{
@@ -299,8 +353,8 @@ func TestFaults(t *testing.T) {
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				fx.set.SES.SetLatency("SendEmail", 1500*time.Millisecond)
 				return []*awsproxy.Rule{
-					fx.set.SQS.Inject(awsproxy.Fault{Operation: "ChangeMessageVisibilityBatch", Status: 500}),
-					fx.set.SQS.Inject(awsproxy.Fault{Operation: "ChangeMessageVisibility", Status: 500}),
+					fx.sqs(awsproxy.Fault{Operation: "ChangeMessageVisibilityBatch", Status: 500}),
+					fx.sqs(awsproxy.Fault{Operation: "ChangeMessageVisibility", Status: 500}),
 				}
 			},
 			run: racingDrains,
@@ -312,32 +366,65 @@ func TestFaults(t *testing.T) {
 		},
 	}
 	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { testFault(t, e, i, tc) })
+		if !tc.shared {
+			t.Run(tc.name, func(t *testing.T) {
+				fx := newFaultEnv(t, e, i, tc)
+				fx.set = withLeastPrivilege(t, e, fx.cfg)
+				fx.run(t)
+			})
+		}
 	}
+	t.Run("shared", func(t *testing.T) {
+		// One set of proxies, allowing what each case's config needs.
+		var fxs []*faultEnv
+		var policy iam.Document
+		for i, tc := range cases {
+			if tc.shared {
+				fx := newFaultEnv(t, e, i, tc)
+				p := leastPrivilege(t, fx.cfg)
+				policy.Version = p.Version
+				policy.Statement = append(policy.Statement, p.Statement...)
+				fxs = append(fxs, fx)
+			}
+		}
+		set := sharedLeastPrivilege(t, e, policy)
+		for _, fx := range fxs {
+			fx.set = set
+			t.Run(fx.tc.name, func(t *testing.T) {
+				t.Parallel()
+				fx.run(t)
+			})
+		}
+	})
 }
 
-func testFault(t *testing.T, e *itEnv, i int, tc faultCase) {
-	q, dlq := e.queuesWith(t, 10)
-	cfg := e.config(t, q, dlq)
-	editConfig(t, cfg, append([]string{
-		"budget: 1m}", fmt.Sprintf("budget: 1m, visibility_timeout: %s}", faultVisibility),
-		"ledger: {bucket: " + itBucket + "}", fmt.Sprintf("ledger: {bucket: %s, claim_timeout: %s}", itBucket, faultClaimTimeout),
-	}, tc.config...)...)
-	fx := &faultEnv{e: e, q: q, dlq: dlq, cfg: cfg, set: withLeastPrivilege(t, e, cfg), deadline: time.Now().Add(faultDeadline)}
-
-	events := make([]outcomeEvent, tc.events)
-	for j := range events {
-		ev := outcomeEvent{id: fmt.Sprintf("f%02d-%d", i, j), user: fmt.Sprintf("fu%02d-%d", i, j)}
-		for k := range tc.extra {
-			ev.recipients = append(ev.recipients, fmt.Sprintf("fr%02d-%d-%d@acme.example", i, j, k))
-		}
-		events[j] = ev
+// sharedLeastPrivilege is withLeastPrivilege for policy, made of the
+// policies of several configs.
+func sharedLeastPrivilege(t *testing.T, e *itEnv, policy iam.Document) awsproxy.Set {
+	t.Helper()
+	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL}, awsproxy.Options{Policy: &policy})
+	for k, v := range set.Env() {
+		t.Setenv(k, v)
 	}
+	t.Cleanup(func() {
+		for _, p := range []*awsproxy.Proxy{set.SQS, set.S3, set.SES} {
+			for _, d := range p.Denials() {
+				t.Errorf("under the declared policy, %s was denied %s on %s (missing key: %v)", d.Operation, d.Action, d.Resource, d.MissingKey)
+			}
+		}
+	})
+	return set
+}
+
+// run injects the case's faults, enqueues its events, drains them and
+// judges the outcome.
+func (fx *faultEnv) run(t *testing.T) {
+	e, tc, events, prefix, q, dlq := fx.e, fx.tc, fx.events, fx.prefix, fx.q, fx.dlq
+	fx.deadline = time.Now().Add(faultDeadline)
 	var rules []*awsproxy.Rule
 	if tc.inject != nil {
 		rules = tc.inject(t, fx)
 	}
-	prefix := fmt.Sprintf("fault/%02d/", i)
 	e.enqueue(t, q, prefix, events, 1)
 
 	var runs []drainResult
@@ -360,7 +447,7 @@ func testFault(t *testing.T, e *itEnv, i int, tc faultCase) {
 		}
 	}
 
-	o := e.outcome(t, events, dlq, ledgerPrefix, counted{unrecorded: count(runs, "unrecorded"), maybeDuplicated: count(runs, "maybe_duplicated")})
+	o := e.outcome(t, events, dlq, fx.ledger, counted{unrecorded: count(runs, "unrecorded"), maybeDuplicated: count(runs, "maybe_duplicated")})
 	t.Logf("%s: %d runs; %s; summaries: sent %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d",
 		tc.name, len(runs), o, count(runs, "sent"), count(runs, "duplicates"), count(runs, "maybe_sent"), count(runs, "maybe_duplicated"), count(runs, "unrecorded"))
 	for _, p := range o.Problems {

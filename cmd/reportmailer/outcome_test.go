@@ -101,7 +101,7 @@ var subjectEvent = regexp.MustCompile(`Title of (.+)\.pdf$`)
 // recipient and the ledger record. What the runs counted excuses some:
 // see counted. Anything else is a Problem. It empties the dead-letter
 // queue.
-func (e *itEnv) outcome(t *testing.T, events []outcomeEvent, dlqURL, ledgerPrefix string, c counted) outcome {
+func (e *itEnv) outcome(t *testing.T, events []outcomeEvent, dlqURL, ledger string, c counted) outcome {
 	t.Helper()
 	ctx := context.Background()
 	o := outcome{States: map[string]int{}}
@@ -146,7 +146,7 @@ func (e *itEnv) outcome(t *testing.T, events []outcomeEvent, dlqURL, ledgerPrefi
 		for _, p := range ev.pairs() {
 			n := got[p]
 			key := worker.DeliveryKey(p.event, p.recipient)
-			state, err := e.ledgerState(ctx, ledgerPrefix+key)
+			state, err := e.ledgerState(ctx, ledger+key)
 			if err != nil {
 				t.Fatalf("ledger record of %s to %s: %v", p.event, p.recipient, err)
 			}
