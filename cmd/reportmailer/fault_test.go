@@ -15,9 +15,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +23,7 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/internal/outcome"
 	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
@@ -64,7 +63,7 @@ type faultCase struct {
 	// run replaces the default runs (drain until the queue is empty).
 	run func(t *testing.T, fx *faultEnv) []drainResult
 	// check adds checks of the runs.
-	check func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome)
+	check func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome.Result)
 	// shared runs the case alongside the other shared cases, behind one
 	// set of proxies, to save the suite's time: each waits out
 	// visibility timeouts. Its faults are scoped to its own queues and
@@ -81,7 +80,7 @@ type faultEnv struct {
 	cfg    string
 	// prefix holds the case's reports, and ledger its ledger.
 	prefix, ledger string
-	events         []outcomeEvent
+	events         []outcome.Event
 	set            awsproxy.Set
 	deadline       time.Time
 }
@@ -97,11 +96,11 @@ func newFaultEnv(t *testing.T, e *itEnv, i int, tc faultCase) *faultEnv {
 		"budget: 1m}", fmt.Sprintf("budget: 1m, visibility_timeout: %s}", faultVisibility),
 		"ledger: {bucket: " + itBucket + "}", fmt.Sprintf("ledger: {bucket: %s, prefix: %s, claim_timeout: %s}", itBucket, fx.ledger, faultClaimTimeout),
 	}, tc.config...)...)
-	fx.events = make([]outcomeEvent, tc.events)
+	fx.events = make([]outcome.Event, tc.events)
 	for j := range fx.events {
-		ev := outcomeEvent{id: fmt.Sprintf("f%02d-%d", i, j), user: fmt.Sprintf("fu%02d-%d", i, j)}
+		ev := outcome.Event{ID: fmt.Sprintf("f%02d-%d", i, j), User: fmt.Sprintf("fu%02d-%d", i, j)}
 		for k := range tc.extra {
-			ev.recipients = append(ev.recipients, fmt.Sprintf("fr%02d-%d-%d@acme.example", i, j, k))
+			ev.Recipients = append(ev.Recipients, fmt.Sprintf("fr%02d-%d-%d@%s", i, j, k, outcome.Domain))
 		}
 		fx.events[j] = ev
 	}
@@ -141,27 +140,10 @@ type drainResult struct {
 	out, logs string
 }
 
-// summaryCount is a figure of the summary a run logs when it ends.
-var summaryCount = regexp.MustCompile(`\bsummary\.(\w+)=(\d+)`)
-
 // count sums a figure of the runs' summaries ("sent", "duplicates",
 // "maybe_sent") over runs.
 func count(runs []drainResult, what string) int {
-	return countLogs(logsOf(runs), what)
-}
-
-// countLogs sums a figure of the summaries in logs.
-func countLogs(logs []string, what string) int {
-	n := 0
-	for _, l := range logs {
-		for _, m := range summaryCount.FindAllStringSubmatch(l, -1) {
-			if m[1] == what {
-				v, _ := strconv.Atoi(m[2])
-				n += v
-			}
-		}
-	}
-	return n
+	return outcome.SummaryCount(logsOf(runs), what)
 }
 
 // drainUntilEmpty runs drain until the queue is empty, or the case's
@@ -178,7 +160,7 @@ func (fx *faultEnv) drainUntilEmpty(t *testing.T) []drainResult {
 			return runs
 		}
 	}
-	t.Errorf("the queue did not drain in %s (%d runs); the last run: exit %d, %s\n%s", faultDeadline, len(runs), runs[len(runs)-1].code, runs[len(runs)-1].out, tail(runs[len(runs)-1].logs, 30))
+	t.Errorf("the queue did not drain in %s (%d runs); the last run: exit %d, %s\n%s", faultDeadline, len(runs), runs[len(runs)-1].code, runs[len(runs)-1].out, outcome.Tail(runs[len(runs)-1].logs, 30))
 	return runs
 }
 
@@ -244,7 +226,7 @@ func TestFaults(t *testing.T) {
 			inject: func(t *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				return []*awsproxy.Rule{fx.ses(t, awsproxy.Fault{Operation: "SendEmail", After: true, Status: 500, Times: 1})}
 			},
-			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
+			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome.Result) {
 				if o.Duplicates+o.Ambiguous == 0 {
 					t.Errorf("SES accepted an email and answered 500: it was neither retried (a duplicate) nor left ambiguous")
 				}
@@ -299,9 +281,9 @@ func TestFaults(t *testing.T) {
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				return []*awsproxy.Rule{fx.s3(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Match: firstWrite(fx.ledger)})}
 			},
-			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
+			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome.Result) {
 				if len(runs) > 1 {
-					t.Errorf("%d runs, want 1: a claim the worker made is its own to send\n%s", len(runs), tail(runs[0].logs, 20))
+					t.Errorf("%d runs, want 1: a claim the worker made is its own to send\n%s", len(runs), outcome.Tail(runs[0].logs, 20))
 				}
 			},
 		},
@@ -333,7 +315,7 @@ func TestFaults(t *testing.T) {
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				return []*awsproxy.Rule{fx.sqs(awsproxy.Fault{Operation: "DeleteMessageBatch", Status: 500, Times: 3})}
 			},
-			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
+			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome.Result) {
 				if d := count(runs, "duplicates"); d < o.Pairs {
 					t.Errorf("duplicates %d in the summaries, want the %d deliveries the redelivered messages carried", d, o.Pairs)
 				}
@@ -358,7 +340,7 @@ func TestFaults(t *testing.T) {
 				}
 			},
 			run: racingDrains,
-			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome) {
+			check: func(t *testing.T, fx *faultEnv, runs []drainResult, o outcome.Result) {
 				if n := count(runs, "received"); n <= 8 {
 					t.Errorf("%d messages received for 8 events: no run received a message another was still working on", n)
 				}
@@ -425,7 +407,7 @@ func (fx *faultEnv) run(t *testing.T) {
 	if tc.inject != nil {
 		rules = tc.inject(t, fx)
 	}
-	e.enqueue(t, q, prefix, events, 1)
+	e.stack().Enqueue(t, q, prefix, events)
 
 	var runs []drainResult
 	if tc.run != nil {
@@ -434,7 +416,7 @@ func (fx *faultEnv) run(t *testing.T) {
 		runs = fx.drainUntilEmpty(t)
 	}
 	if tc.again {
-		e.enqueue(t, q, prefix, events, 1)
+		e.stack().Enqueue(t, q, prefix, events)
 		again := fx.drainUntilEmpty(t)
 		if d, n := count(again, "duplicates"), len(events)*(1+tc.extra); d < n {
 			t.Errorf("the events enqueued again: duplicates %d in the summaries, want at least %d", d, n)
@@ -447,7 +429,7 @@ func (fx *faultEnv) run(t *testing.T) {
 		}
 	}
 
-	o := e.outcome(t, events, dlq, fx.ledger, counted{unrecorded: count(runs, "unrecorded"), maybeDuplicated: count(runs, "maybe_duplicated")})
+	o := e.stack().Judge(t, events, dlq, fx.ledger, outcome.Counted{Unrecorded: count(runs, "unrecorded"), MaybeDuplicated: count(runs, "maybe_duplicated")})
 	t.Logf("%s: %d runs; %s; summaries: sent %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d",
 		tc.name, len(runs), o, count(runs, "sent"), count(runs, "duplicates"), count(runs, "maybe_sent"), count(runs, "maybe_duplicated"), count(runs, "unrecorded"))
 	for _, p := range o.Problems {
@@ -479,7 +461,7 @@ func (fx *faultEnv) run(t *testing.T) {
 				t.Logf("run %d: exit %d, %s", j+1, r.code, r.out)
 				continue
 			}
-			t.Logf("run %d: exit %d, %s\n%s", j+1, r.code, r.out, tail(r.logs, 30))
+			t.Logf("run %d: exit %d, %s\n%s", j+1, r.code, r.out, outcome.Tail(r.logs, 30))
 		}
 	}
 }
@@ -503,16 +485,16 @@ func untrustedSES(t *testing.T, fx *faultEnv) []drainResult {
 	code, out, logs := drain(t, fx.cfg)
 	runs := []drainResult{{code, out, logs}}
 	if hellos.Load() == 0 {
-		t.Errorf("no TLS handshake reached the untrusted endpoint\n%s", tail(logs, 20))
+		t.Errorf("no TLS handshake reached the untrusted endpoint\n%s", outcome.Tail(logs, 20))
 	}
 	if c := fx.set.SES.Counts("SendEmail"); c.Seen != 0 {
 		t.Errorf("SendEmail reached SES %d times through an untrusted certificate", c.Seen)
 	}
-	if !strings.Contains(out, "sent 0 emails") || count(runs, "retrying") == 0 || count(runs, "dead-lettered") != 0 {
-		t.Errorf("run with SES untrusted: %s; want nothing sent, the messages left for retry, none dead-lettered\n%s", out, tail(logs, 20))
+	if !strings.Contains(out, "sent 0 emails") || count(runs, "retrying") == 0 || count(runs, "dead_lettered") != 0 {
+		t.Errorf("run with SES untrusted: %s; want nothing sent, the messages left for retry, none dead-lettered\n%s", out, outcome.Tail(logs, 20))
 	}
 	if !strings.Contains(logs, "certificate") {
-		t.Errorf("the logs do not say the certificate was the trouble:\n%s", tail(logs, 20))
+		t.Errorf("the logs do not say the certificate was the trouble:\n%s", outcome.Tail(logs, 20))
 	}
 
 	t.Setenv("AWS_ENDPOINT_URL_SESV2", fx.set.SES.URL)
