@@ -17,6 +17,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -114,7 +115,11 @@ func TestCrashLoop(t *testing.T) {
 	var policy iam.Document
 	iamOut, err := exec.Command(bin, "iam", "-config", cfg, "-command", "drain", "-region", devstack.Region, "-account", devstack.AccountID).Output()
 	if err != nil {
-		t.Fatalf("reportmailer iam: %v", err)
+		var stderr []byte
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("reportmailer iam: %v\n%s", err, stderr)
 	}
 	if err := json.Unmarshal(iamOut, &policy); err != nil {
 		t.Fatalf("reportmailer iam: %v\n%s", err, iamOut)
