@@ -32,6 +32,7 @@ $(CHROMIUM):
 	@rm -f /tmp/reportmailer-chromium.log
 
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
 
