@@ -73,7 +73,7 @@ Commands:
   sign          sign one CloudFront URL with a private key, offline
   verify        check a signed CloudFront URL offline, and say why it fails
   preview       render the emails that event bodies in a file would give,
-                as .html, .txt and .eml (and PNG screenshots), sending nothing
+                as .html, .txt and .eml, sending nothing
   help          show this help
 
 Run "reportmailer <command> -help" for a command's flags.
