@@ -615,14 +615,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// TestBinaryLinksNoEmulator keeps out of the production binary what can
+// never run in its image: the emulators and the local stack, and the
+// headless-browser client (chromedp, ~70 packages) behind screenshots.
 func TestBinaryLinksNoEmulator(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, emu := range []string{"goaws", "gofakes3", "internal/devstack", "internal/emulator", "internal/edge"} {
-			if strings.Contains(dep, emu) {
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/reportmailer/reportmailer/templates") {
+		t.Fatalf("go list -deps gave no templates package; is it listing this binary?\n%s", out)
+	}
+	for _, dep := range deps {
+		for _, banned := range []string{"goaws", "gofakes3", "internal/devstack", "internal/emulator", "internal/edge", "chromedp", "templates/browser"} {
+			if strings.Contains(dep, banned) {
 				t.Errorf("the production binary depends on %s", dep)
 			}
 		}

@@ -76,7 +76,7 @@ Commands:
   verify        check a signed CloudFront URL offline, and say why it fails
   iam           print the least-privilege IAM policy for a config
   preview       render the emails that event bodies in a file would give,
-                as .html, .txt and .eml (and PNG screenshots), sending nothing
+                as .html, .txt and .eml, sending nothing
   help          show this help
 
 Run "reportmailer <command> -help" for a command's flags.
