@@ -197,6 +197,29 @@ func (m watchedMailer) Send(ctx context.Context, e worker.Email) (string, error)
 	return id, err
 }
 
+// Admit passes the worker's question "may this run send at all?" to the
+// mailer when it can answer it (mail.Paced can), so the quota is checked
+// before a receive; a halt there is a run that could not start sending.
+// Without this method the wrapper would hide the mailer's Admit from the
+// worker, which then receives messages it cannot send.
+func (m watchedMailer) Admit(ctx context.Context) error {
+	g, ok := m.Mailer.(worker.SendGate)
+	if !ok {
+		return nil
+	}
+	err := g.Admit(ctx)
+	if worker.IsHalt(err) {
+		m.w.mu.Lock()
+		defer m.w.mu.Unlock()
+		if !m.w.sent && m.w.halt == nil {
+			m.w.halt = err
+		}
+	}
+	return err
+}
+
+var _ worker.SendGate = watchedMailer{}
+
 // failure returns why the run of s failed, or nil: err from Drain (the
 // queue failed), a dead-letter queue that does not exist, or a mailer
 // that could not start sending. Each names the schedule, and a queue by

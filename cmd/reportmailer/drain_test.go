@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"io"
 	"os"
 	"strings"
@@ -78,7 +80,9 @@ func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	e.put(t, "halt/a.pdf", nil)
 	e.send(t, q, nativeBody("evt-halt", "hal", nil, "halt/a.pdf"))
 	code, out, logs := drain(t, e.config(t, q, dlq))
-	want := `drain it: failed: received 1, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 1, duplicates 0, refused 0: ` +
+	// The quota is asked before the first receive, so the message is not
+	// even received: a receive would count towards maxReceiveCount.
+	want := `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, refused 0: ` +
 		`schedule "it": could not start sending: ses quota: operation error SESv2: GetAccount`
 	if code != ExitFailure || !strings.HasPrefix(out, want) {
 		t.Errorf("exit %d, stdout %q\nwant exit %d and %q\n%s", code, out, ExitFailure, want, logs)
@@ -88,6 +92,11 @@ func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	}
 	if d := e.dead(t, dlq); len(d) != 0 {
 		t.Errorf("dead-lettered %v: the message is not at fault", d)
+	}
+	// Not received: still visible at once, not hidden by a halted run.
+	out2, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &q, WaitTimeSeconds: 0, MaxNumberOfMessages: 1})
+	if err != nil || len(out2.Messages) != 1 {
+		t.Errorf("the message is not visible after a run that could not send (err %v): it was received and hidden", err)
 	}
 }
 
@@ -144,4 +153,32 @@ func (w *signalWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestDrainReceivesNothingWithTheQuotaSpent: with the 24-hour quota
+// already spent, drain asks SES before it receives, so the message is
+// not received (a receive counts towards maxReceiveCount) and the run
+// says why.
+func TestDrainReceivesNothingWithTheQuotaSpent(t *testing.T) {
+	e := newITEnv(t, "fauxqs")
+	spent := strings.Replace(emulator.DefaultSESAccount, `"SentLast24Hours": 0`, `"SentLast24Hours": 50000`, 1)
+	if spent == emulator.DefaultSESAccount {
+		t.Fatal("the default account no longer has SentLast24Hours 0")
+	}
+	t.Setenv("AWS_ENDPOINT_URL_SESV2", emulator.StartSESLocal(t, spent))
+	q, dlq := e.queues(t)
+	e.put(t, "quota/a.pdf", nil)
+	e.send(t, q, nativeBody("evt-quota", "quin", nil, "quota/a.pdf"))
+	code, out, logs := drain(t, e.config(t, q, dlq))
+	if code != ExitFailure || !strings.HasPrefix(out, "drain it: failed: received 0,") || !strings.Contains(out, "could not start sending") {
+		t.Errorf("exit %d, stdout %q; want exit %d, nothing received, and the cause\n%s", code, out, ExitFailure, logs)
+	}
+	out2, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &q, MaxNumberOfMessages: 1,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
+	if err != nil || len(out2.Messages) != 1 {
+		t.Fatalf("the message is not visible after the run (err %v)", err)
+	}
+	if n := out2.Messages[0].Attributes["ApproximateReceiveCount"]; n != "1" {
+		t.Errorf("ApproximateReceiveCount %s after the test's own receive; want 1: the run received it", n)
+	}
 }
