@@ -19,6 +19,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
@@ -285,9 +286,9 @@ var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 // Validate makes sure one is under the other.
 func (c *Config) ServedPrefix() string {
 	p := c.Reports.Prefix
-	if cf := c.Links.CloudFront; cf != nil && cf.OriginPath != "" {
-		if op := strings.TrimPrefix(cf.OriginPath, "/") + "/"; len(op) > len(p) {
-			p = op
+	if cf := c.Links.CloudFront; cf != nil {
+		if sp := link.ServedPrefix(cf.Domain, cf.OriginPath); len(sp) > len(p) {
+			p = sp
 		}
 	}
 	return p

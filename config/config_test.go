@@ -76,7 +76,8 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"bad reports bucket", `reports: {bucket: Acme_Reports}`, nil, `reports.bucket: "Acme_Reports" is not an S3 bucket name`},
 		{"reports prefix with a slash", `reports: {bucket: acme, prefix: /exports/}`, nil, `reports.prefix: "/exports/" starts with "/", which S3 keys do not: write "exports/"`},
 		{"bad origin path", `links: {cloudfront: {domain: "https://d.cloudfront.net", key_id: K, private_key_file: a, origin_path: "exports/"}}`, nil, `links.cloudfront.origin_path: "exports/" is not an origin path`},
-		{"prefix outside the origin path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, origin_path: /exports}}", nil, `reports.prefix: "private/" is outside links.cloudfront.origin_path ("/exports")`},
+		{"prefix outside the origin path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, origin_path: /exports}}", nil, `reports.prefix: "private/" is outside what the distribution serves, keys under "exports/"`},
+		{"prefix outside the domain's path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net/reports\", key_id: K, private_key_file: a}}", nil, `reports.prefix: "private/" is outside what the distribution serves, keys under "reports/"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

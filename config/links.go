@@ -66,7 +66,10 @@ type Links struct {
 type CloudFront struct {
 	// Domain is the distribution's URL, e.g. "https://d111.cloudfront.net",
 	// optionally with a path prefix. Required. It must be https, except
-	// on 127.0.0.1 or localhost. Its origin must be reports.bucket.
+	// on 127.0.0.1 or localhost. Its origin must be reports.bucket. A
+	// path here is passed on to the origin by CloudFront: with
+	// "https://files.example.com/reports", only keys under "reports/"
+	// (after origin_path) are served.
 	Domain string `yaml:"domain"`
 	// OriginPath is the distribution's origin path, e.g. "/exports": the
 	// distribution serves the key "exports/2026/q3.pdf" at
@@ -232,9 +235,9 @@ func (c *Config) validateLinks() []error {
 	}
 	if err := link.CheckOriginPath(cf.OriginPath); err != nil {
 		bad("links.cloudfront.origin_path", cf.OriginPath, "is not an origin path: it must start with \"/\" and not end with one, like \"/exports\"")
-	} else if op, p := strings.TrimPrefix(cf.OriginPath, "/")+"/", c.Reports.Prefix; cf.OriginPath != "" && p != "" &&
-		!strings.HasPrefix(p, op) && !strings.HasPrefix(op, p) {
-		bad("reports.prefix", p, "is outside links.cloudfront.origin_path (%q): the distribution could link no report", cf.OriginPath)
+	} else if sp, p := link.ServedPrefix(cf.Domain, cf.OriginPath), c.Reports.Prefix; sp != "" && p != "" &&
+		!strings.HasPrefix(p, sp) && !strings.HasPrefix(sp, p) {
+		bad("reports.prefix", p, "is outside what the distribution serves, keys under %q (links.cloudfront.origin_path, then the path of links.cloudfront.domain, which CloudFront passes on to the origin): it could link no report", sp)
 	}
 	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
 	switch {
