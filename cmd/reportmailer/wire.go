@@ -108,8 +108,9 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 // quota belongs to the account: SES Simple content with the list and
 // thread headers, paced by the account's quota (mail.Paced). SendEmail
 // goes through mail.PacedRetryer, so throttles are retried by the pacer
-// alone and a send SES may have accepted is never retried; GetAccount,
-// a read, keeps the SDK's standard retries.
+// alone and a send SES may have accepted is never retried, except a 5xx
+// when sender.retry_server_errors says so (counted as maybe duplicated);
+// GetAccount, a read, keeps the SDK's standard retries.
 //
 // It logs to the process's stderr in the configured level and format,
 // as newApp's logger does; that logger is not passed in, to keep
@@ -117,10 +118,11 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 func newMailer(c *config.Config, awsCfg aws.Config, logger *slog.Logger) worker.Mailer {
 	return &mail.Paced{
 		Mailer: &mail.SES{
-			Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.PacedRetryer() }),
-			ConfigurationSet: c.Sender.ConfigurationSet,
-			ListID:           c.Sender.ListID,
-			UnsubscribeURL:   c.Sender.ListUnsubscribeURL,
+			Client:            sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.PacedRetryer() }),
+			ConfigurationSet:  c.Sender.ConfigurationSet,
+			ListID:            c.Sender.ListID,
+			UnsubscribeURL:    c.Sender.ListUnsubscribeURL,
+			RetryServerErrors: c.Sender.RetryServerErrors,
 		},
 		Account:      sesv2.NewFromConfig(awsCfg),
 		RateFraction: c.Pacing.RateFraction,
@@ -188,6 +190,7 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 		Budget:            s.Budget,
 		MaxMessages:       s.MaxMessages,
 		VisibilityTimeout: s.VisibilityTimeout,
+		ClaimTimeout:      a.cfg.Ledger.ClaimTimeout,
 		Bucket:            a.cfg.Reports.Bucket,
 		KeyPrefix:         a.cfg.ServedPrefix(),
 		From:              a.cfg.Sender.From,
