@@ -6,6 +6,7 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/reportmailer/reportmailer/worker/event"
@@ -129,5 +130,72 @@ type Email struct {
 // Mailer sends email.
 type Mailer interface {
 	// Send returns the provider's message id once the email is accepted.
+	// The Mailer that hands the email to the mail service calls
+	// [BeforeSend] with Send's context immediately before it does, and
+	// [RetryAfterServerError] for each retry after a 5xx; a Mailer that
+	// wraps another passes the context on.
 	Send(ctx context.Context, e Email) (string, error)
+}
+
+// A Mailer tells the worker, through the context of Send, what its
+// result cannot say, in the manner of net/http/httptrace: when the
+// email is about to leave ([BeforeSend]), and which retries may have
+// sent it twice ([RetryAfterServerError]). Both do nothing on a context
+// the worker did not make.
+
+type sendTraceKey struct{}
+
+// sendTrace is what the worker learns from one Send.
+type sendTrace struct {
+	before func(context.Context) error
+
+	mu        sync.Mutex
+	called    bool  // BeforeSend was called
+	beforeErr error // and what it returned
+	retries   int   // retries after a server error
+}
+
+func withSendTrace(ctx context.Context, t *sendTrace) context.Context {
+	return context.WithValue(ctx, sendTraceKey{}, t)
+}
+
+// BeforeSend must be called by the Mailer that hands the email to the
+// mail service, immediately before it does, after any wait of its own
+// (pacing, backing off): the worker records there that the email may
+// leave, which a crash before it leaves does not make ambiguous. If it
+// returns an error, the Mailer must not send, and returns that error.
+// Calls after the first return the first one's result.
+func BeforeSend(ctx context.Context) error {
+	t, _ := ctx.Value(sendTraceKey{}).(*sendTrace)
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.called {
+		t.called = true
+		if t.before != nil {
+			t.beforeErr = t.before(ctx)
+		}
+	}
+	return t.beforeErr
+}
+
+// RetryAfterServerError is called by a Mailer for each retry of a send
+// whose previous attempt was answered with a status of 500 or more: the
+// mail service may have accepted the email all the same, so the retry
+// may send it twice. The worker counts them as maybe duplicated.
+func RetryAfterServerError(ctx context.Context) {
+	if t, _ := ctx.Value(sendTraceKey{}).(*sendTrace); t != nil {
+		t.mu.Lock()
+		t.retries++
+		t.mu.Unlock()
+	}
+}
+
+// state returns what the trace saw.
+func (t *sendTrace) state() (called bool, beforeErr error, retries int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.called, t.beforeErr, t.retries
 }

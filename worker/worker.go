@@ -36,6 +36,31 @@ const (
 	BudgetDefault       = 5 * time.Minute
 	MaxMessagesDefault  = 1000
 	ClaimTimeoutDefault = 15 * time.Minute
+	SettleGraceDefault  = 15 * time.Minute
+)
+
+// ClaimTimeoutMin is the shortest ClaimTimeout: a claim is taken over
+// after it even when its run is alive and merely slow (signing, waiting
+// for its turn to send). That run then finds its claim gone and does
+// not send, so nothing is sent twice, but the work is wasted.
+const ClaimTimeoutMin = time.Second
+
+// UnsettledPolicy is what a run does with a delivery whose email an
+// earlier run started sending and never recorded the result of, once
+// [Config.SettleGrace] has passed.
+type UnsettledPolicy string
+
+const (
+	// UnsettledDeadLetter dead-letters the message with code maybe_sent
+	// and a reason naming the recipient, the ledger record and the
+	// command that settles it. Nothing is sent twice without an
+	// operator.
+	UnsettledDeadLetter UnsettledPolicy = "dead_letter"
+	// UnsettledResend takes the delivery over and sends it again,
+	// counted as maybe duplicated. It is meant for a worker that reads
+	// SES's sending events, where a Send event settles every accepted
+	// email well within the grace, so one without an event was not sent.
+	UnsettledResend UnsettledPolicy = "resend"
 )
 
 // visibilityMax is SQS's ceiling on how long a received message can be
@@ -64,10 +89,20 @@ type Config struct {
 	// half of it, so slow work (a paced send, a large digest) does not
 	// hand them to another receiver. 0 turns the heartbeat off.
 	VisibilityTimeout time.Duration
-	// ClaimTimeout is how long a delivery claimed by another run may
-	// stay unfinished before this worker stops waiting for it and
-	// treats its outcome as unknown. Default 15m.
+	// ClaimTimeout is how long a delivery claimed by another run, which
+	// has not started sending it, is left to that run. After it, by the
+	// ledger store's clock, this run takes the claim over and sends the
+	// email: nothing was sent under it. At least ClaimTimeoutMin.
+	// Default 15m.
 	ClaimTimeout time.Duration
+	// SettleGrace is how long a delivery whose email another run started
+	// sending, without a recorded result, is left for that run to record
+	// it or for SES's sending events to settle it. Until then the message
+	// is retried later; after it, UnsettledPolicy applies. Default 15m.
+	SettleGrace time.Duration
+	// UnsettledPolicy is UnsettledDeadLetter (the default) or
+	// UnsettledResend.
+	UnsettledPolicy UnsettledPolicy
 	// Bucket is the S3 bucket the reports are in: the one their links
 	// serve, such as the CloudFront distribution's origin. A report in
 	// any other bucket is refused, as permanent, before the worker heads
@@ -93,6 +128,8 @@ func (c Config) withDefaults() Config {
 	c.Budget = cmp.Or(c.Budget, BudgetDefault)
 	c.MaxMessages = cmp.Or(c.MaxMessages, MaxMessagesDefault)
 	c.ClaimTimeout = cmp.Or(c.ClaimTimeout, ClaimTimeoutDefault)
+	c.SettleGrace = cmp.Or(c.SettleGrace, SettleGraceDefault)
+	c.UnsettledPolicy = cmp.Or(c.UnsettledPolicy, UnsettledDeadLetter)
 	return c
 }
 
@@ -108,6 +145,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("budget: %s is negative", c.Budget)
 	case c.MaxMessages < 0:
 		return fmt.Errorf("max messages: %d is negative", c.MaxMessages)
+	case c.ClaimTimeout < ClaimTimeoutMin:
+		return fmt.Errorf("claim timeout: %s is shorter than %s", c.ClaimTimeout, ClaimTimeoutMin)
+	case c.SettleGrace < 0:
+		return fmt.Errorf("settle grace: %s is negative", c.SettleGrace)
+	case c.UnsettledPolicy != UnsettledDeadLetter && c.UnsettledPolicy != UnsettledResend:
+		return fmt.Errorf("unsettled policy: %q is not %q or %q", c.UnsettledPolicy, UnsettledDeadLetter, UnsettledResend)
 	case c.From == "":
 		return errors.New("from: is required")
 	case c.Bucket == "":
@@ -182,7 +225,22 @@ type Summary struct {
 	Retrying     int // messages left on the queue for another try
 	Sent         int // emails accepted by the mail service
 	Duplicates   int // deliveries skipped because the ledger had them
-	Refused      int // recipients refused by the policy
+	// MaybeSent counts emails that may or may not have been accepted:
+	// this run's sends that ended without knowing, and earlier runs'
+	// that this run found unsettled past the grace and dead-lettered.
+	// Their ledger records stay "sending", so they are not sent again
+	// unless settled.
+	MaybeSent int
+	// MaybeDuplicated counts sends that may have delivered an email a
+	// second time: retries after SES answered 5xx to an email it may
+	// have accepted (sender.retry_server_errors), and resends of
+	// unsettled deliveries (UnsettledResend).
+	MaybeDuplicated int
+	// Unrecorded counts emails accepted whose ledger record could not be
+	// marked sent: it still says "sending", which SES's sending events,
+	// or an operator, can settle.
+	Unrecorded int
+	Refused    int // recipients refused by the policy
 	// Halted is set when the run stopped sending for a [Halt] (the
 	// quota spent, the account unable to send), whether or not it had
 	// received anything: the queue may still hold messages.
@@ -199,7 +257,9 @@ func (s Summary) LogValue() slog.Value {
 		slog.Int("received", s.Received), slog.Int("acked", s.Acked),
 		slog.Int("dropped", s.Dropped), slog.Int("dead_lettered", s.DeadLettered),
 		slog.Int("retrying", s.Retrying), slog.Int("sent", s.Sent),
-		slog.Int("duplicates", s.Duplicates), slog.Int("refused", s.Refused),
+		slog.Int("duplicates", s.Duplicates), slog.Int("maybe_sent", s.MaybeSent),
+		slog.Int("maybe_duplicated", s.MaybeDuplicated), slog.Int("unrecorded", s.Unrecorded),
+		slog.Int("refused", s.Refused),
 		slog.Bool("halted", s.Halted))
 }
 
@@ -231,7 +291,8 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	// call is bounded by its client's own timeouts.
 	work := context.WithoutCancel(ctx)
 
-	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, held: map[string]Message{}}
+	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, held: map[string]Message{},
+		id: NewID()[:16], unsettled: map[string]bool{}}
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
@@ -269,7 +330,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 		}
 	}
 	r.sum.Halted = r.halt != nil && r.halt != errShutdown
-	w.logger.Info("run finished", "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
+	w.logger.Info("run finished", "run", r.id, "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
 	return r.sum, r.fatal
 }
 
@@ -290,6 +351,10 @@ type run struct {
 	// headNative makes decode head the reports of native events too;
 	// Preview, which calls no AWS API it need not, leaves it off.
 	headNative bool
+	// id names the run in its ledger claims.
+	id string
+	// unsettled holds the email ids counted in MaybeSent, once each.
+	unsettled map[string]bool
 
 	mu   sync.Mutex
 	held map[string]Message // by receipt handle: received, not yet settled
@@ -614,7 +679,7 @@ func (r *run) plan(batch []*msgState) []*delivery {
 // ledger, and the message it came from.
 type claim struct {
 	ev   event.Event
-	key  string
+	c    *Claim
 	from *msgState
 }
 
@@ -622,7 +687,6 @@ type claim struct {
 // result on the messages involved.
 func (r *run) deliver(d *delivery) {
 	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient)
-	now := r.w.now()
 	if r.halt == nil && r.stop != nil && r.stop.Err() != nil {
 		r.halt = errShutdown
 		log.Info("shutting down: no new emails; held messages go back to the queue")
@@ -633,48 +697,13 @@ func (r *run) deliver(d *delivery) {
 		}
 		return
 	}
+	now := r.w.now()
 
 	// Claim each event for this recipient. Only the claimed ones go in
 	// the email; the rest were sent before or are someone else's.
-	var claims []claim
-	for i, ev := range d.events {
-		key := DeliveryKey(ev.ID, d.recipient)
-		c, err := r.w.ledger.Claim(r.ctx, key, now)
-		switch {
-		case err != nil:
-			code := CodeLedgerFailed
-			if IsPermanent(err) {
-				code = CodeLedgerUnreadable
-			}
-			d.from[i].fail(err, "ledger claim", code)
-			log.Error("ledger claim", "event", ev.ID, "err", err)
-		case c.State == Claimed:
-			claims = append(claims, claim{ev: ev, key: key, from: d.from[i]})
-		case c.State == AlreadySent:
-			r.sum.Duplicates++
-			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
-		case now.Sub(c.Since) < r.w.cfg.ClaimTimeout:
-			d.from[i].fail(errors.New("another run is sending it"), "ledger", CodeClaimedElsewhere)
-			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "claimed_at", c.Since)
-		default:
-			err := Ambiguous(fmt.Errorf("an earlier send to %s, claimed at %s, never finished and may have been accepted; not sending it again. "+
-				"To resend, delete ledger record %s and redrive this message", d.recipient, c.Since.UTC().Format(time.RFC3339), key))
-			d.from[i].fail(err, "ledger", CodeMaybeSent)
-			log.Error("delivery outcome unknown", "event", ev.ID, "claimed_at", c.Since)
-		}
-	}
+	claims := r.claim(d, log)
 	if len(claims) == 0 {
 		return
-	}
-
-	// Whatever happens below, every claim must be completed or released.
-	release := func(cs []claim, err error, what string, code Code) {
-		for _, c := range cs {
-			if rerr := r.w.ledger.Release(r.ctx, c.key); rerr != nil {
-				log.Error("ledger release", "event", c.ev.ID, "err", rerr)
-			}
-			c.from.fail(err, what, code)
-		}
 	}
 
 	// An event whose links cannot be signed fails alone: in a digest,
@@ -689,7 +718,7 @@ func (r *run) deliver(d *delivery) {
 	var okLinks [][]Link
 	for i, c := range claims {
 		if errs[i] != nil {
-			release([]claim{c}, errs[i], "link", CodeLinkFailed)
+			r.release(log, []claim{c}, errs[i], "link", CodeLinkFailed)
 			log.Error("sign: the email goes without this event", "event", c.ev.ID, "code", cmp.Or(CodeOf(errs[i]), CodeLinkFailed), "err", errs[i])
 			continue
 		}
@@ -703,36 +732,170 @@ func (r *run) deliver(d *delivery) {
 
 	email, err := r.render(d.user, d.recipient, okEvents, okLinks, now)
 	if err != nil {
-		release(ok, err, "compose", CodeComposeFailed)
+		r.release(log, ok, err, "compose", CodeComposeFailed)
 		log.Error("compose", "err", err)
 		return
 	}
-	id, err := r.w.mailer.Send(r.ctx, email)
+	r.send(log, d.recipient, email, ok)
+}
+
+// claim claims each event of d for its recipient in the ledger, and
+// returns the claims won. Each event it cannot claim is recorded on
+// its message: skipped as sent, left for later, or dead-lettered as
+// maybe sent.
+func (r *run) claim(d *delivery, log *slog.Logger) []claim {
+	cfg := r.w.cfg
+	var claims []claim
+	for i, ev := range d.events {
+		req := ClaimRequest{
+			Key:      DeliveryKey(ev.ID, d.recipient),
+			Delivery: Delivery{EventID: ev.ID, Recipient: strings.ToLower(d.recipient), Schedule: cfg.Schedule},
+			RunID:    r.id, Timeout: cfg.ClaimTimeout,
+		}
+		if cfg.UnsettledPolicy == UnsettledResend {
+			req.ResendAfter = cfg.SettleGrace
+		}
+		c, err := r.w.ledger.Claim(r.ctx, req)
+		from := d.from[i]
+		switch {
+		case err != nil:
+			code := CodeLedgerFailed
+			if IsPermanent(err) {
+				code = CodeLedgerUnreadable
+			}
+			from.fail(err, "ledger claim", code)
+			log.Error("ledger claim", "event", ev.ID, "err", err)
+		case c.State == Claimed:
+			if c.TookOver != "" {
+				log.Warn("took over a ledger record "+c.TookOver+" "+c.Age.Round(time.Second).String()+" ago",
+					"event", ev.ID, "record", c.Record, "was", c.TookOver, "age", c.Age.Round(time.Second), "attempts", c.Attempts)
+			}
+			claims = append(claims, claim{ev: ev, c: &c, from: from})
+		case c.State == AlreadySent:
+			r.sum.Duplicates++
+			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
+		case c.State == InProgress:
+			from.fail(fmt.Errorf("another run claimed it %s ago and has not started sending; after %s it is taken over",
+				c.Age.Round(time.Second), cfg.ClaimTimeout), "ledger", CodeClaimedElsewhere)
+			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "record", c.Record, "age", c.Age.Round(time.Second))
+		case c.Age < cfg.SettleGrace:
+			from.fail(fmt.Errorf("another run started sending it %s ago (email %s) with no result recorded yet; waiting up to %s for it to be recorded or settled",
+				c.Age.Round(time.Second), c.EmailID, cfg.SettleGrace), "ledger", CodeClaimedElsewhere)
+			log.Info("delivery being sent by another run, or unsettled; will retry", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
+		default:
+			cause := fmt.Sprintf("an earlier run started sending it %s ago as email %s and never recorded the result", c.Age.Round(time.Second), c.EmailID)
+			from.fail(Ambiguous(errors.New(maybeSentReason(d.recipient, cause, []*Claim{&c}))), "ledger", CodeMaybeSent)
+			r.maybeSent(c.EmailID)
+			log.Error("delivery outcome unknown", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
+		}
+	}
+	return claims
+}
+
+// maybeSentReason is the reason of a dead letter whose email may have
+// been accepted: the recipient, the cause, and for each ledger record
+// the command that settles it.
+func maybeSentReason(rcpt, cause string, cs []*Claim) string {
+	var recs, keys []string
+	for _, c := range cs {
+		recs = append(recs, c.Record)
+		keys = append(keys, c.Key)
+	}
+	return fmt.Sprintf("the email to %s may have been accepted (%s); ledger record %s stays \"sending\", so it is not sent twice. "+
+		"To settle: if it arrived, run `reportmailer ledger settle -config FILE -record %s -sent`; "+
+		"if not, run it with -unsent instead and redrive this message",
+		rcpt, cause, strings.Join(recs, ", "), strings.Join(keys, ","))
+}
+
+// maybeSent counts an email that may have been accepted, once.
+func (r *run) maybeSent(emailID string) {
+	if emailID != "" && r.unsettled[emailID] {
+		return
+	}
+	r.unsettled[emailID] = true
+	r.sum.MaybeSent++
+}
+
+// release gives up claims whose email was certainly not sent, and
+// records err on their messages.
+func (r *run) release(log *slog.Logger, cs []claim, err error, what string, code Code) {
+	for _, c := range cs {
+		if rerr := r.w.ledger.Release(r.ctx, c.c); rerr != nil {
+			log.Error("ledger release: the record stays as it was; nothing was sent under it", "event", c.ev.ID, "record", c.c.Record, "err", rerr)
+		}
+		c.from.fail(err, what, code)
+	}
+}
+
+// send sends the email for the claims, recording in the ledger that it
+// is being sent immediately before it leaves (BeforeSend), and then
+// its result.
+func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
+	emailID := NewID()
+	email.Tags[EmailTag] = emailID
+	log = log.With("email_id", emailID)
+	handles := make([]*Claim, len(cs))
+	resend := false
+	for i, c := range cs {
+		handles[i] = c.c
+		resend = resend || c.c.TookOver == "sending"
+	}
+	tr := &sendTrace{before: func(ctx context.Context) error {
+		return r.w.ledger.Sending(ctx, emailID, handles)
+	}}
+	id, err := r.w.mailer.Send(withSendTrace(r.ctx, tr), email)
+	called, beforeErr, retries := tr.state()
+	if beforeErr != nil {
+		// Nothing was sent: the ledger could not say it would be.
+		r.release(log, cs, beforeErr, "ledger sending", cmp.Or(CodeOf(beforeErr), CodeLedgerFailed))
+		log.Error("ledger sending: not sent", "err", beforeErr)
+		return
+	}
+	if !called && (err == nil || IsAmbiguous(err)) {
+		// A Mailer that does not call BeforeSend: record it now, late,
+		// so an unknown outcome is not taken for a claim that sent
+		// nothing.
+		if serr := r.w.ledger.Sending(r.ctx, emailID, handles); serr != nil {
+			log.Error("ledger sending, after the send", "err", serr)
+		}
+		called = true
+	}
+	if retries > 0 {
+		r.sum.MaybeDuplicated += retries
+		log.Warn("SES answered 5xx and the send was retried: the email may have been sent twice", "retries", retries)
+	}
+	if resend && called {
+		r.sum.MaybeDuplicated++
+		log.Warn("resent an unsettled delivery: the earlier email may have been accepted too")
+	}
 	if err != nil {
 		if IsHalt(err) && r.halt == nil {
 			r.halt = err
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
 		if IsAmbiguous(err) {
-			// Keep the claims: the email may be out, and a retry must
-			// not send it again.
-			for _, c := range ok {
-				c.from.fail(err, "send", CodeMaybeSent)
+			// Keep the records "sending": the email may be out, and a
+			// retry must not send it again.
+			r.maybeSent(emailID)
+			reason := errors.New(maybeSentReason(rcpt, "send: "+err.Error(), handles))
+			for _, c := range cs {
+				c.from.fail(Ambiguous(reason), "send", CodeMaybeSent)
 			}
 		} else {
-			release(ok, err, "send", sendCode(err))
+			r.release(log, cs, err, "send", sendCode(err))
 		}
 		log.Error("send", "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
 		return
 	}
 	r.sum.Sent++
-	ids := make([]string, len(ok))
-	for i, c := range ok {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
 		ids[i] = c.ev.ID
-		if err := r.w.ledger.Complete(r.ctx, c.key, id, r.w.now()); err != nil {
-			// The email is out; an unfinished claim makes a redelivery
-			// hold off rather than send twice.
-			log.Error("ledger complete", "event", c.ev.ID, "err", err)
+		if err := r.w.ledger.Complete(r.ctx, c.c, id); err != nil {
+			// The email is out; a record left "sending" makes a
+			// redelivery hold off rather than send twice.
+			r.sum.Unrecorded++
+			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "message_id", id, "err", err)
 		}
 	}
 	log.Info("sent", "message_id", id, "events", ids)

@@ -123,7 +123,10 @@ type fakeMailer struct {
 	fail func(worker.Email) error
 }
 
-func (m *fakeMailer) Send(_ context.Context, e worker.Email) (string, error) {
+func (m *fakeMailer) Send(ctx context.Context, e worker.Email) (string, error) {
+	if err := worker.BeforeSend(ctx); err != nil {
+		return "", err
+	}
 	if m.fail != nil {
 		if err := m.fail(e); err != nil {
 			return "", err
@@ -141,37 +144,141 @@ func (m *fakeMailer) to() []string {
 	return out
 }
 
-// memLedger is an in-memory worker.Ledger.
+// memLedger is an in-memory worker.Ledger with the S3 ledger's states;
+// the age of a record is by now, the store's clock (time.Now when nil).
 type memLedger struct {
 	mu   sync.Mutex
-	recs map[string]worker.Claim
+	recs map[string]*memRecord
+	now  func() time.Time
+	// emails maps each email id to its delivery keys, as Sending
+	// indexes them.
+	emails map[string][]string
+	// sendingErr and completeErr, when set, fail Sending and Complete.
+	sendingErr, completeErr error
 }
 
-func (l *memLedger) Claim(_ context.Context, key string, now time.Time) (worker.Claim, error) {
+type memRecord struct {
+	state     string // claimed, sending, sent, released
+	owner     worker.Owner
+	emailID   string
+	messageID string
+	at        time.Time
+	version   int
+	attempts  int
+}
+
+func (l *memLedger) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
+}
+
+func (l *memLedger) Claim(_ context.Context, req worker.ClaimRequest) (worker.Claim, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.recs == nil {
-		l.recs = map[string]worker.Claim{}
+		l.recs = map[string]*memRecord{}
 	}
-	if c, ok := l.recs[key]; ok {
-		return c, nil
+	now := l.clock()
+	me := worker.Owner{RunID: req.RunID, Token: worker.NewID()}
+	rec, ok := l.recs[req.Key]
+	c := worker.Claim{Key: req.Key, Record: "mem:" + req.Key}
+	if ok {
+		c.Since, c.Age, c.EmailID, c.Attempts = rec.at, now.Sub(rec.at), rec.emailID, rec.attempts
+		take := rec.state == "released" ||
+			(rec.state == "claimed" && req.Timeout > 0 && c.Age >= req.Timeout) ||
+			(rec.state == "sending" && req.ResendAfter > 0 && c.Age >= req.ResendAfter)
+		switch {
+		case rec.state == "sent":
+			c.State = worker.AlreadySent
+			return c, nil
+		case !take && rec.state == "claimed":
+			c.State = worker.InProgress
+			return c, nil
+		case !take:
+			c.State = worker.Unsettled
+			return c, nil
+		}
+		c.TookOver = rec.state
 	}
-	l.recs[key] = worker.Claim{State: worker.InProgress, Since: now}
-	return worker.Claim{State: worker.Claimed}, nil
+	n := &memRecord{state: "claimed", owner: me, at: now, attempts: c.Attempts}
+	if ok {
+		n.version = rec.version + 1
+	}
+	l.recs[req.Key] = n
+	c.State, c.Owner, c.Version, c.EmailID = worker.Claimed, me, fmt.Sprint(n.version), ""
+	return c, nil
 }
 
-func (l *memLedger) Complete(_ context.Context, key, _ string, now time.Time) error {
+// mine returns the record c holds, or an error if it holds none.
+func (l *memLedger) mine(c *worker.Claim) (*memRecord, error) {
+	rec, ok := l.recs[c.Key]
+	if !ok || rec.owner != c.Owner || fmt.Sprint(rec.version) != c.Version {
+		return nil, fmt.Errorf("ledger %s: not ours any more", c.Key)
+	}
+	return rec, nil
+}
+
+func (l *memLedger) Sending(_ context.Context, emailID string, cs []*worker.Claim) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.recs[key] = worker.Claim{State: worker.AlreadySent, Since: now}
+	if l.sendingErr != nil {
+		return l.sendingErr
+	}
+	if l.emails == nil {
+		l.emails = map[string][]string{}
+	}
+	for _, c := range cs {
+		l.emails[emailID] = append(l.emails[emailID], c.Key)
+	}
+	for _, c := range cs {
+		rec, err := l.mine(c)
+		if err != nil {
+			return err
+		}
+		rec.state, rec.emailID, rec.at = "sending", emailID, l.clock()
+		rec.attempts++
+		rec.version++
+		c.Version = fmt.Sprint(rec.version)
+	}
 	return nil
 }
 
-func (l *memLedger) Release(_ context.Context, key string) error {
+func (l *memLedger) Complete(_ context.Context, c *worker.Claim, messageID string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.recs, key)
+	if l.completeErr != nil {
+		return l.completeErr
+	}
+	rec, err := l.mine(c)
+	if err != nil {
+		return err
+	}
+	rec.state, rec.messageID, rec.at = "sent", messageID, l.clock()
+	rec.version++
+	c.Version = fmt.Sprint(rec.version)
 	return nil
+}
+
+func (l *memLedger) Release(_ context.Context, c *worker.Claim) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.mine(c); err != nil {
+		return nil // another run's now
+	}
+	delete(l.recs, c.Key)
+	return nil
+}
+
+// state returns the state of a delivery's record, "" when there is none.
+func (l *memLedger) state(eventID, rcpt string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if rec, ok := l.recs[worker.DeliveryKey(eventID, rcpt)]; ok {
+		return rec.state
+	}
+	return ""
 }
 
 type bundle struct {
@@ -191,6 +298,7 @@ func setup(t *testing.T, mode worker.Mode, objects worker.ObjectStore, bodies ..
 	}
 	b := &bundle{queue: &fakeQueue{}, mailer: &fakeMailer{}, ledger: &memLedger{}, logs: &bytes.Buffer{},
 		now: time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)}
+	b.ledger.now = func() time.Time { return b.now }
 	for i, body := range bodies {
 		b.queue.pending = append(b.queue.pending, worker.Message{ID: fmt.Sprintf("m%d", i), ReceiptHandle: fmt.Sprintf("r%d", i), Body: body})
 	}
@@ -411,9 +519,21 @@ func TestDrainAmbiguousSendIsNeverRepeated(t *testing.T) {
 	b.mailer.fail = func(worker.Email) error {
 		return worker.Ambiguous(errors.New("use of closed network connection"))
 	}
+	key := worker.DeliveryKey("e1", "ana@example.com")
+	// What an operator needs to settle it: who, which record, and how.
+	says := []string{"ana@example.com", "may have been accepted", "mem:" + key,
+		"reportmailer ledger settle -config FILE -record " + key + " -sent", "-unsent"}
 	sum, _ := w.Drain(context.Background())
-	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m0"], "closed network connection") {
-		t.Fatalf("summary %+v, dead %v; want dead-lettered with the transport error", sum, b.queue.dead)
+	if sum.DeadLettered != 1 || sum.MaybeSent != 1 || !strings.Contains(b.queue.dead["m0"], "closed network connection") {
+		t.Fatalf("summary %+v, dead %v; want dead-lettered, maybe sent 1, with the transport error", sum, b.queue.dead)
+	}
+	for _, s := range says {
+		if !strings.Contains(b.queue.dead["m0"], s) {
+			t.Errorf("dead-letter reason %q does not say %q", b.queue.dead["m0"], s)
+		}
+	}
+	if st := b.ledger.state("e1", "ana@example.com"); st != "sending" {
+		t.Errorf("ledger record is %q after an ambiguous send; want sending", st)
 	}
 	// An operator redrives it hours later: still not sent again.
 	b.mailer.fail = nil
@@ -423,9 +543,13 @@ func TestDrainAmbiguousSendIsNeverRepeated(t *testing.T) {
 	if len(b.mailer.sent) != 0 {
 		t.Errorf("sent %d emails after an ambiguous failure; want 0 without an explicit resend", len(b.mailer.sent))
 	}
-	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m1"], "may have been accepted") ||
-		!strings.Contains(b.queue.dead["m1"], "delete ledger record "+worker.DeliveryKey("e1", "ana@example.com")) {
-		t.Errorf("summary %+v, dead %v; want it dead-lettered again saying why", sum, b.queue.dead)
+	if sum.DeadLettered != 1 || sum.MaybeSent != 1 {
+		t.Errorf("summary %+v; want it dead-lettered again, maybe sent 1", sum)
+	}
+	for _, s := range says {
+		if !strings.Contains(b.queue.dead["m1"], s) {
+			t.Errorf("dead-letter reason %q does not say %q", b.queue.dead["m1"], s)
+		}
 	}
 }
 

@@ -185,11 +185,12 @@ type refuse struct{}
 var errPreview = errors.New("preview sends nothing and records nothing")
 
 func (refuse) Send(context.Context, worker.Email) (string, error) { return "", errPreview }
-func (refuse) Claim(context.Context, string, time.Time) (worker.Claim, error) {
+func (refuse) Claim(context.Context, worker.ClaimRequest) (worker.Claim, error) {
 	return worker.Claim{}, errPreview
 }
-func (refuse) Complete(context.Context, string, string, time.Time) error { return errPreview }
-func (refuse) Release(context.Context, string) error                     { return errPreview }
+func (refuse) Sending(context.Context, string, []*worker.Claim) error { return errPreview }
+func (refuse) Complete(context.Context, *worker.Claim, string) error  { return errPreview }
+func (refuse) Release(context.Context, *worker.Claim) error           { return errPreview }
 
 // readBodies reads one message body from path ("-" is r), or a JSON
 // array of them. An array item that is a JSON string is taken as the

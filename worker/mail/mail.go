@@ -83,6 +83,11 @@ func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The last moment before the email may leave: the worker records
+	// it in the ledger, after any pacing wait.
+	if err := worker.BeforeSend(ctx); err != nil {
+		return "", err
+	}
 	out, err := s.Client.SendEmail(ctx, in, traceWrites)
 	if err != nil {
 		return "", classify(fmt.Errorf("ses send: %w", err), in)

@@ -196,22 +196,22 @@ func TestLedgerClaimAfterRelease(t *testing.T) {
 			holder := &store.Ledger{Client: plain, Bucket: "state", Prefix: "ledger/"}
 			l := &store.Ledger{Client: forbidden, Bucket: "state", Prefix: "ledger/"}
 			key := worker.DeliveryKey("evt-1", "ana@example.com")
-			t0 := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
-			if c, err := holder.Claim(ctx, key, t0); err != nil || c.State != worker.Claimed {
-				t.Fatalf("holder's claim = %+v, %v", c, err)
+			held, err := holder.Claim(ctx, claimReq(key))
+			if err != nil || held.State != worker.Claimed {
+				t.Fatalf("holder's claim = %+v, %v", held, err)
 			}
 			// The holder releases its claim just after ours was refused.
 			var once sync.Once
 			f.afterPut = func(_ *http.Request, status int) {
 				if status == http.StatusPreconditionFailed {
 					once.Do(func() {
-						if err := holder.Release(ctx, key); err != nil {
+						if err := holder.Release(ctx, &held); err != nil {
 							t.Error(err)
 						}
 					})
 				}
 			}
-			c, err := l.Claim(ctx, key, t0.Add(time.Minute))
+			c, err := l.Claim(ctx, claimReq(key))
 			if err != nil || c.State != worker.Claimed {
 				t.Fatalf("Claim after the holder released = %+v, %v; want it claimed", c, err)
 			}
@@ -226,7 +226,7 @@ func TestLedgerUnreadableRecord(t *testing.T) {
 	if _, err := plain.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("state"), Key: aws.String("ledger/k"), Body: strings.NewReader("{")}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := l.Claim(ctx, "k", time.Now())
+	_, err := l.Claim(ctx, claimReq("k"))
 	if !worker.IsPermanent(err) || worker.CodeOf(err) != worker.CodeLedgerUnreadable || !strings.Contains(err.Error(), "ledger record ledger/k") {
 		t.Fatalf("Claim over a corrupt record = %v (code %q)", err, worker.CodeOf(err))
 	}
