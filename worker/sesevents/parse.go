@@ -8,12 +8,14 @@ import (
 	"regexp"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 // Tag is the SES message tag every email the worker sends carries: its
 // value is the email's id in the ledger, and SES copies it into the
 // mail.tags of each event it publishes for that email.
-const Tag = "reportmailer-email"
+const Tag = worker.EmailTag
 
 // Proof is what an event says about whether SES accepted its email.
 type Proof int
