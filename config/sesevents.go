@@ -4,17 +4,18 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/sesevents"
 )
 
-// SES events defaults.
+// SES events defaults. The worker owns the grace and the policies.
 const (
 	// SESEventsGraceDefault is the default ses_events.grace.
-	SESEventsGraceDefault = 15 * time.Minute
+	SESEventsGraceDefault = worker.SettleGraceDefault
 	// UnsettledDeadLetter and UnsettledResend are the values of
 	// ses_events.unsettled.
-	UnsettledDeadLetter = "dead_letter"
-	UnsettledResend     = "resend"
+	UnsettledDeadLetter = string(worker.UnsettledDeadLetter)
+	UnsettledResend     = string(worker.UnsettledResend)
 	// SESEventsUnsettledDefault is the default ses_events.unsettled.
 	SESEventsUnsettledDefault = UnsettledDeadLetter
 	// SESEventsMaxEventsDefault is the default ses_events.max_events.

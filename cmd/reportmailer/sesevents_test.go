@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/sesevents"
 )
 
 func TestSESEventsLine(t *testing.T) {
@@ -23,6 +27,48 @@ func TestSESEventsLine(t *testing.T) {
 	for _, tt := range tests {
 		if got := sesEventsLine(tt.e); !strings.Contains(got, tt.want) {
 			t.Errorf("sesEventsLine(%+v) = %q, want %q in it", tt.e, got, tt.want)
+		}
+	}
+}
+
+// TestSettleRunPolicy: resend applies only to a run that read SES's
+// events to the end; any other run dead-letters what is unsettled.
+func TestSettleRunPolicy(t *testing.T) {
+	resend := config.SESEvents{QueueURL: "https://sqs.eu-west-2.amazonaws.com/1/ev", Unsettled: "resend"}
+	deadLetter := config.SESEvents{QueueURL: resend.QueueURL, Unsettled: "dead_letter"}
+	incomplete := fmt.Errorf("ses events: %w: stopped after 1000 messages", sesevents.ErrIncomplete)
+	tests := []struct {
+		name string
+		cfg  config.SESEvents
+		run  settleRun
+		want worker.UnsettledPolicy
+	}{
+		{"resend, events read", resend, settleRun{configured: true, res: sesevents.Result{Emptied: true}}, worker.UnsettledResend},
+		{"resend, queue unreadable", resend, settleRun{configured: true, err: errors.New("AccessDenied")}, worker.UnsettledDeadLetter},
+		{"resend, more events than max_events", resend, settleRun{configured: true, err: incomplete}, worker.UnsettledDeadLetter},
+		{"resend, no reader", resend, settleRun{}, worker.UnsettledDeadLetter},
+		{"dead_letter, events read", deadLetter, settleRun{configured: true}, worker.UnsettledDeadLetter},
+	}
+	for _, tt := range tests {
+		if got := tt.run.policy(tt.cfg); got != tt.want {
+			t.Errorf("%s: policy = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSettleRunSummary(t *testing.T) {
+	tests := []struct {
+		run  settleRun
+		want string
+	}{
+		{settleRun{}, "settled 0"},
+		{settleRun{configured: true, res: sesevents.Result{Settled: 3}}, "settled 3"},
+		{settleRun{configured: true, res: sesevents.Result{Settled: 2}, err: fmt.Errorf("x: %w", sesevents.ErrIncomplete)}, "settled 2"},
+		{settleRun{configured: true, err: errors.New("queue x: does not exist")}, "settled 0 (ses events queue unreadable)"},
+	}
+	for _, tt := range tests {
+		if got := tt.run.summary(); got != tt.want {
+			t.Errorf("summary() of %+v = %q, want %q", tt.run, got, tt.want)
 		}
 	}
 }
