@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,22 @@ func TestSettleRunSummary(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.run.summary(); got != tt.want {
 			t.Errorf("summary() of %+v = %q, want %q", tt.run, got, tt.want)
+		}
+	}
+}
+
+// TestScheduleWorkersForRun: with resend configured, a run that did not
+// read SES's events to the end gets the schedule's dead_letter worker.
+func TestScheduleWorkersForRun(t *testing.T) {
+	configured, deadLetter := &worker.Worker{}, &worker.Worker{}
+	sw := &scheduleWorkers{configured: configured, deadLetter: deadLetter,
+		cfg: config.SESEvents{QueueURL: "https://sqs.eu-west-2.amazonaws.com/1/ev", Unsettled: "resend"}, logger: slog.New(slog.DiscardHandler)}
+	if got := sw.forRun(settleRun{configured: true}); got != configured {
+		t.Error("a run that read every event did not get the resend worker")
+	}
+	for _, err := range []error{errors.New("AccessDenied"), fmt.Errorf("x: %w", sesevents.ErrIncomplete)} {
+		if got := sw.forRun(settleRun{configured: true, err: err}); got != deadLetter {
+			t.Errorf("a run whose events reading ended with %q got the resend worker", err)
 		}
 	}
 }
