@@ -19,6 +19,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
@@ -94,6 +95,13 @@ type Sender struct {
 	// List-Unsubscribe and List-Unsubscribe-Post (RFC 8058), which Gmail
 	// and Yahoo require of bulk senders. Default none.
 	ListUnsubscribeURL string `yaml:"list_unsubscribe_url"`
+	// RetryServerErrors retries a SendEmail that SES answered with a
+	// 5xx. SES may have accepted the email before it failed, so a retry
+	// may send it twice; each one is counted as maybe_duplicated.
+	// Default false: the send is ambiguous (maybe_sent): its ledger
+	// record stays "sending" and the message is dead-lettered, unless
+	// SES's sending events settle it.
+	RetryServerErrors bool `yaml:"retry_server_errors"`
 }
 
 // Reports is where the report files are. A report anywhere else is
@@ -129,6 +137,13 @@ type Ledger struct {
 	Bucket string `yaml:"bucket"`
 	// Prefix for ledger records. Default "reportmailer/ledger/".
 	Prefix string `yaml:"prefix"`
+	// ClaimTimeout is how long a delivery claimed by a run that has not
+	// started sending it (it is signing, rendering, or waiting its turn)
+	// is left to that run; after it, by S3's clock, another run takes the
+	// claim over and sends the email, since nothing was sent under it.
+	// It should exceed the longest wait for a turn to send. At least 1s.
+	// Default 15m.
+	ClaimTimeout time.Duration `yaml:"claim_timeout"`
 }
 
 // S3 holds S3 client settings.
@@ -219,6 +234,9 @@ func (c *Config) setDefaults() {
 	c.setSESEventsDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
+	}
+	if c.Ledger.ClaimTimeout == 0 {
+		c.Ledger.ClaimTimeout = worker.ClaimTimeoutDefault
 	}
 	if c.Recipients.Max == 0 {
 		c.Recipients.Max = RecipientsMaxDefault
@@ -343,6 +361,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.Bucket == "" {
 		bad("ledger.bucket", "", "is required: the ledger is what stops a redelivered event from sending twice")
+	}
+	if c.Ledger.ClaimTimeout < worker.ClaimTimeoutMin {
+		bad("ledger.claim_timeout", c.Ledger.ClaimTimeout, "is shorter than %s", worker.ClaimTimeoutMin)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 const minimal = `
@@ -45,7 +46,8 @@ func TestDefaults(t *testing.T) {
 	s := c.Schedules[0]
 	if c.Links.TTL != config.LinkTTLDefault || c.Ledger.Prefix != config.LedgerPrefixDefault ||
 		s.Mode != "each" || s.Budget != 5*time.Minute || s.WaitTime != 20*time.Second || s.MaxMessages != 1000 ||
-		c.Recipients.Max != 10 || c.Log.Level != "info" {
+		c.Recipients.Max != 10 || c.Log.Level != "info" ||
+		c.Ledger.ClaimTimeout != worker.ClaimTimeoutDefault || c.Sender.RetryServerErrors {
 		t.Errorf("defaults not applied: %+v %+v", c, s)
 	}
 }
@@ -72,6 +74,9 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"env bad duration", minimal, []string{"REPORTMAILER_LINKS_TTL=forever"}, `environment REPORTMAILER_LINKS_TTL: "forever" is not a duration`},
 		{"env typo", minimal, []string{"REPORTMAILER_SENDER_FORM=x@example.com"}, `environment REPORTMAILER_SENDER_FORM: no such setting`},
 		{"no ledger", `sender: {from: a@example.com}`, nil, `ledger.bucket: "" is required`},
+		{"claim timeout too short", `ledger: {bucket: state, claim_timeout: 500ms}`, nil, `ledger.claim_timeout: 500ms is shorter than 1s`},
+		{"claim timeout negative", minimal, []string{"REPORTMAILER_LEDGER_CLAIM_TIMEOUT=-1m"}, `ledger.claim_timeout: -1m0s is shorter than 1s`},
+		{"retry_server_errors not a bool", `sender: {from: a@example.com, retry_server_errors: sometimes}`, nil, "sometimes"},
 		{"no reports bucket", `sender: {from: a@example.com}`, nil, `reports.bucket: "" is required: the bucket the reports are in`},
 		{"bad reports bucket", `reports: {bucket: Acme_Reports}`, nil, `reports.bucket: "Acme_Reports" is not an S3 bucket name`},
 		{"reports prefix with a slash", `reports: {bucket: acme, prefix: /exports/}`, nil, `reports.prefix: "/exports/" starts with "/", which S3 keys do not: write "exports/"`},

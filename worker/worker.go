@@ -783,7 +783,11 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 				c.Age.Round(time.Second), c.EmailID, cfg.SettleGrace), "ledger", CodeClaimedElsewhere)
 			log.Info("delivery being sent by another run, or unsettled; will retry", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
 		default:
-			cause := fmt.Sprintf("an earlier run started sending it %s ago as email %s and never recorded the result", c.Age.Round(time.Second), c.EmailID)
+			email := "email " + c.EmailID
+			if c.EmailID == "" {
+				email = "an email with no id (a record from an older version)"
+			}
+			cause := fmt.Sprintf("an earlier run started sending it %s ago as %s and never recorded the result", c.Age.Round(time.Second), email)
 			from.fail(Ambiguous(errors.New(maybeSentReason(d.recipient, cause, []*Claim{&c}))), "ledger", CodeMaybeSent)
 			r.maybeSent(c.EmailID)
 			log.Error("delivery outcome unknown", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
@@ -807,12 +811,15 @@ func maybeSentReason(rcpt, cause string, cs []*Claim) string {
 		rcpt, cause, strings.Join(recs, ", "), strings.Join(keys, ","))
 }
 
-// maybeSent counts an email that may have been accepted, once.
+// maybeSent counts an email that may have been accepted, once per
+// email id (a record written before email ids has none).
 func (r *run) maybeSent(emailID string) {
-	if emailID != "" && r.unsettled[emailID] {
-		return
+	if emailID != "" {
+		if r.unsettled[emailID] {
+			return
+		}
+		r.unsettled[emailID] = true
 	}
-	r.unsettled[emailID] = true
 	r.sum.MaybeSent++
 }
 

@@ -72,8 +72,14 @@ func summaryLine(schedule string, s worker.Summary, settled settleRun, cause err
 	case !s.OK():
 		status = "incomplete"
 	}
-	line := fmt.Sprintf("drain %s: %s: received %d, sent %d emails, acked %d, dropped %d, dead-lettered %d, retrying %d, duplicates %d, refused %d, %s",
-		schedule, status, s.Received, s.Sent, s.Acked, s.Dropped, s.DeadLettered, s.Retrying, s.Duplicates, s.Refused, settled.summary())
+	line := fmt.Sprintf("drain %s: %s: received %d, sent %d emails, acked %d, dropped %d, dead-lettered %d, retrying %d, "+
+		"duplicates %d, maybe sent %d, maybe duplicated %d, refused %d",
+		schedule, status, s.Received, s.Sent, s.Acked, s.Dropped, s.DeadLettered, s.Retrying,
+		s.Duplicates, s.MaybeSent, s.MaybeDuplicated, s.Refused)
+	if s.Unrecorded > 0 {
+		line += fmt.Sprintf(", unrecorded %d (sent, but the ledger still says sending)", s.Unrecorded)
+	}
+	line += ", " + settled.summary()
 	if cause != nil {
 		line += ": " + cause.Error()
 	}

@@ -75,6 +75,9 @@ Commands:
   sign          sign one CloudFront URL with a private key, offline
   verify        check a signed CloudFront URL offline, and say why it fails
   iam           print the least-privilege IAM policy for a config
+  ledger settle settle a delivery dead-lettered as maybe sent: -sent if its
+                email arrived (a redrive skips it), -unsent if not (a
+                redrive sends it)
   preview       render the emails that event bodies in a file would give,
                 as .html, .txt and .eml (and PNG screenshots), sending nothing
   help          show this help
@@ -111,6 +114,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.verify(ctx, rest)
 	case "iam":
 		err = m.iam(ctx, rest)
+	case "ledger":
+		err = m.ledger(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK

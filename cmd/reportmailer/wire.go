@@ -122,8 +122,9 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 // quota belongs to the account: SES Simple content with the list and
 // thread headers, paced by the account's quota (mail.Paced). SendEmail
 // goes through mail.PacedRetryer, so throttles are retried by the pacer
-// alone and a send SES may have accepted is never retried; GetAccount,
-// a read, keeps the SDK's standard retries.
+// alone and a send SES may have accepted is never retried, except a 5xx
+// when sender.retry_server_errors says so (counted as maybe duplicated);
+// GetAccount, a read, keeps the SDK's standard retries.
 //
 // It logs to the process's stderr in the configured level and format,
 // as newApp's logger does; that logger is not passed in, to keep
@@ -131,10 +132,11 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 func newMailer(c *config.Config, awsCfg aws.Config, logger *slog.Logger) worker.Mailer {
 	return &mail.Paced{
 		Mailer: &mail.SES{
-			Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.PacedRetryer() }),
-			ConfigurationSet: c.Sender.ConfigurationSet,
-			ListID:           c.Sender.ListID,
-			UnsubscribeURL:   c.Sender.ListUnsubscribeURL,
+			Client:            sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.PacedRetryer() }),
+			ConfigurationSet:  c.Sender.ConfigurationSet,
+			ListID:            c.Sender.ListID,
+			UnsubscribeURL:    c.Sender.ListUnsubscribeURL,
+			RetryServerErrors: c.Sender.RetryServerErrors,
 		},
 		Account:      sesv2.NewFromConfig(awsCfg),
 		RateFraction: c.Pacing.RateFraction,
@@ -209,6 +211,7 @@ func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.W
 		Budget:            s.Budget,
 		MaxMessages:       s.MaxMessages,
 		VisibilityTimeout: s.VisibilityTimeout,
+		ClaimTimeout:      a.cfg.Ledger.ClaimTimeout,
 		SettleGrace:       a.cfg.SESEvents.Grace,
 		UnsettledPolicy:   p,
 		Bucket:            a.cfg.Reports.Bucket,

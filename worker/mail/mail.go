@@ -64,6 +64,15 @@ type SES struct {
 	// [ParseUnsubscribeURL]). When set, each email gets List-Unsubscribe
 	// and List-Unsubscribe-Post (RFC 8058). Empty: neither header.
 	UnsubscribeURL string
+	// RetryServerErrors lets the SDK retry a SendEmail that SES answered
+	// with a 5xx. SES may have accepted the email before it failed to
+	// answer, and it has no idempotency token, so such a retry may send
+	// the email twice; each one is reported to the worker
+	// ([worker.RetryAfterServerError]), which counts it as maybe
+	// duplicated. Default false: a 5xx is not retried, and the send is
+	// ambiguous (maybe sent), for SES's sending events or an operator to
+	// settle. Either way, a 5xx on the last try is ambiguous.
+	RetryServerErrors bool
 
 	once  sync.Once
 	unsub *template.Template
@@ -74,10 +83,11 @@ var _ worker.Mailer = (*SES)(nil)
 
 // Send sends e and returns the SES message id. Errors are classified
 // for the worker (see [Classify]): a rejection of this email is
-// permanent, a throttle or a server error is transient, a failure after
-// which SES may have accepted the email is ambiguous, and a refusal that
-// every email would meet (sender not verified, sending paused, account
-// suspended) halts the run.
+// permanent, a throttle is transient, a failure after which SES may
+// have accepted the email (a 5xx, a connection lost after the request
+// was written) is ambiguous, and a refusal that every email would meet
+// (sender not verified, sending paused, account suspended) halts the
+// run.
 func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	in, err := s.input(e)
 	if err != nil {
@@ -88,7 +98,7 @@ func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	if err := worker.BeforeSend(ctx); err != nil {
 		return "", err
 	}
-	out, err := s.Client.SendEmail(ctx, in, traceWrites)
+	out, err := s.Client.SendEmail(ctx, in, traceWrites, s.serverErrors())
 	if err != nil {
 		return "", classify(fmt.Errorf("ses send: %w", err), in)
 	}
@@ -146,9 +156,10 @@ func (s *SES) input(e worker.Email) (*sesv2.SendEmailInput, error) {
 //   - permanent, for a refusal of this email: its content or addresses
 //     (MessageRejected, BadRequestException, other 4xx), or, in the
 //     sandbox, a recipient that is not verified;
-//   - ambiguous, when SES may have accepted it (see sent);
-//   - transient otherwise: throttles, 5xx, failures before the request
-//     left.
+//   - ambiguous, when SES may have accepted it (see sent): a 5xx answer
+//     (SES can fail after accepting), or a failure after the request
+//     was written;
+//   - transient otherwise: throttles, failures before the request left.
 //
 // Classify does not know the email, so a MessageRejected naming
 // unverified identities halts, as it would for the sender; [SES.Send]
@@ -182,12 +193,62 @@ func classify(err error, in *sesv2.SendEmailInput) error {
 		return err
 	}
 	if errors.As(err, &re) && re.HTTPStatusCode() >= 400 {
-		if throttled(err) || re.HTTPStatusCode() >= 500 {
+		switch {
+		case throttled(err):
 			return err
+		case re.HTTPStatusCode() >= 500:
+			return worker.Ambiguous(fmt.Errorf("SES answered %d, and may have accepted the email before it failed: %w", re.HTTPStatusCode(), err))
 		}
 		return worker.Permanent(err)
 	}
 	return worker.Ambiguous(err)
+}
+
+// serverErrors returns the SendEmail option that applies
+// RetryServerErrors to one call: unless set, the SDK's retryer does not
+// retry a 5xx; either way, each attempt that follows a 5xx is reported
+// to the worker. The middleware comes last in the finalize step, inside
+// the retry loop, where each attempt's error is already deserialized.
+func (s *SES) serverErrors() func(*sesv2.Options) {
+	var last5xx atomic.Bool
+	return func(o *sesv2.Options) {
+		if !s.RetryServerErrors {
+			o.Retryer = noServerRetries{o.Retryer}
+		}
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("reportmailer/ServerErrorRetries",
+				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+					if last5xx.Load() {
+						worker.RetryAfterServerError(ctx)
+					}
+					out, md, err := next.HandleFinalize(ctx, in)
+					last5xx.Store(serverError(err))
+					return out, md, err
+				}), middleware.After)
+		})
+	}
+}
+
+// serverError reports an answer of 500 or more from SES that is not a
+// throttle: SES may have accepted the email before it failed.
+func serverError(err error) bool {
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() >= 500 && !throttled(err)
+}
+
+// noServerRetries is a retryer that does not retry a server error.
+type noServerRetries struct{ aws.Retryer }
+
+func (r noServerRetries) IsErrorRetryable(err error) bool {
+	return !serverError(err) && r.Retryer.IsErrorRetryable(err)
+}
+
+// GetAttemptToken keeps the wrapped retryer's, when it has one.
+func (r noServerRetries) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	if v2, ok := r.Retryer.(aws.RetryerV2); ok {
+		return v2.GetAttemptToken(ctx)
+	}
+	return r.Retryer.GetInitialToken(), nil
 }
 
 // rejection classes a MessageRejected whose message is msg. SES uses it
@@ -410,7 +471,8 @@ func Retryer() aws.Retryer {
 // noRetryAfterSend vetoes a retry of a request that SES may have acted
 // on: a success response whose body was lost, or a transport failure
 // after connecting. Error responses and failed connects are left to the
-// standard rules.
+// standard rules; whether a 5xx is retried is [SES.RetryServerErrors]'s
+// to say, per call.
 func noRetryAfterSend(err error) aws.Ternary {
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() >= 400 {

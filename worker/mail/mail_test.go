@@ -54,7 +54,7 @@ func TestClassify(t *testing.T) {
 		{"missing configuration set halts the run", responseErr(404, &types.NotFoundException{}), halt, aws.UnknownTernary},
 		{"sending paused halts the run", responseErr(400, &types.SendingPausedException{}), halt, aws.UnknownTernary},
 		{"throttled", responseErr(429, &types.TooManyRequestsException{}), transient, aws.UnknownTernary},
-		{"server error", responseErr(503, errors.New("unavailable")), transient, aws.UnknownTernary},
+		{"server error: SES may have accepted it first", responseErr(503, errors.New("unavailable")), ambiguous, aws.UnknownTernary},
 		{"cannot connect", transportErr(dial), transient, aws.UnknownTernary},
 		{"no such host", transportErr(&net.DNSError{Err: "no such host", Name: "email.test"}), transient, aws.UnknownTernary},
 		{"no credentials: never sent", &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: errors.New("get identity: get credentials: failed to refresh cached credentials")}, transient, aws.UnknownTernary},

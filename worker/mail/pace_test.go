@@ -509,7 +509,7 @@ func TestPacedRetryer(t *testing.T) {
 		t.Error("a send that may have reached SES must never be retried")
 	}
 	if !r.IsErrorRetryable(responseErr(503, errors.New("unavailable"))) {
-		t.Error("server errors should still be retried by the SDK")
+		t.Error("the retryer itself retries server errors; SES.Send decides per call (RetryServerErrors)")
 	}
 	if !Retryer().IsErrorRetryable(responseErr(429, &types.TooManyRequestsException{})) {
 		t.Error("the plain Retryer still retries throttles, for a client without a pacer")

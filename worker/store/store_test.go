@@ -97,6 +97,25 @@ func TestLedgerLifecycle(t *testing.T) {
 	}
 }
 
+// TestLedgerOlderRecords: a record written before claims had two
+// phases said "sending" from the claim on, so it may hide an accepted
+// email: it is unsettled, never taken over as a claim that sent nothing.
+func TestLedgerOlderRecords(t *testing.T) {
+	ctx := context.Background()
+	c := newS3(t)
+	l := &store.Ledger{Client: c, Bucket: "state", Prefix: "ledger/"}
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("state"), Key: aws.String("ledger/old"),
+		Body: strings.NewReader(`{"state":"sending","claimed_at":"2026-11-01T07:00:00Z"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	req := claimReq("old")
+	req.Timeout = time.Nanosecond
+	got, err := l.Claim(ctx, req)
+	if err != nil || got.State != worker.Unsettled {
+		t.Fatalf("claim over an older record = %+v, %v; want unsettled", got, err)
+	}
+}
+
 func TestLedgerClaimIsAtomic(t *testing.T) {
 	ctx := context.Background()
 	l := &store.Ledger{Client: newS3(t), Bucket: "state", Prefix: "ledger/"}
