@@ -67,6 +67,10 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Pacing is how fast email goes out; see config/mail.go.
 	Pacing Pacing `yaml:"pacing"`
+	// SESEvents is where SES's own record of what it sent is read, to
+	// settle deliveries whose answer was lost; see config/sesevents.go.
+	// Optional.
+	SESEvents SESEvents `yaml:"ses_events"`
 	// Schedules are the queues to drain and when. Required by drain
 	// and serve.
 	Schedules []Schedule `yaml:"schedules"`
@@ -228,6 +232,7 @@ func Parse(b []byte, environ []string) (*Config, error) {
 func (c *Config) setDefaults() {
 	c.setMailDefaults()
 	c.setLinksDefaults()
+	c.setSESEventsDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
 	}
@@ -334,6 +339,8 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateMail()...)
 
 	errs = append(errs, c.validateLinks()...)
+
+	errs = append(errs, c.validateSESEvents()...)
 
 	switch b := c.Reports.Bucket; {
 	case b == "":

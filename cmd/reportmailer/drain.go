@@ -45,13 +45,14 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	watch := newRunWatch()
 	a.sqs = watch.sqs(a.sqs)
 	a.mailer = watch.mailer(a.mailer)
-	w, err := a.worker(s)
+	ws, err := a.scheduleWorkers(s)
 	if err != nil {
 		return err
 	}
-	sum, err := w.Drain(ctx)
+	settled := a.settleFromSES(ctx, s.Name)
+	sum, err := ws.forRun(settled).Drain(ctx)
 	cause := watch.failure(s, err)
-	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, cause))
+	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
 	if cause != nil {
 		return cause
 	}
@@ -62,8 +63,8 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 }
 
 // summaryLine is drain's one line on stdout; cause, when the run
-// failed, ends it.
-func summaryLine(schedule string, s worker.Summary, cause error) string {
+// failed, ends it. settled is what SES's events settled before the run.
+func summaryLine(schedule string, s worker.Summary, settled settleRun, cause error) string {
 	status := "ok"
 	switch {
 	case cause != nil:
@@ -78,6 +79,7 @@ func summaryLine(schedule string, s worker.Summary, cause error) string {
 	if s.Unrecorded > 0 {
 		line += fmt.Sprintf(", unrecorded %d (sent, but the ledger still says sending)", s.Unrecorded)
 	}
+	line += ", " + settled.summary()
 	if cause != nil {
 		line += ": " + cause.Error()
 	}

@@ -33,7 +33,7 @@ func TestDrainNamesAMissingQueue(t *testing.T) {
 			}{
 				{"queue", "", func(q, dlq string) (string, string) { return q + "-missing", dlq }, ExitFailure,
 					func(q, _ string) string {
-						return `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0: ` +
+						return `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0, settled 0: ` +
 							`schedule "it": queue ` + q + `-missing: does not exist in this account and region`
 					}},
 				{"queue and dead-letter queue", "", func(q, dlq string) (string, string) { return q + "-missing", dlq + "-missing" }, ExitFailure,
@@ -82,7 +82,7 @@ func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	code, out, logs := drain(t, e.config(t, q, dlq))
 	// The quota is asked before the first receive, so the message is not
 	// even received: a receive would count towards maxReceiveCount.
-	want := `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0: ` +
+	want := `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0, settled 0: ` +
 		`schedule "it": could not start sending: ses quota: operation error SESv2: GetAccount`
 	if code != ExitFailure || !strings.HasPrefix(out, want) {
 		t.Errorf("exit %d, stdout %q\nwant exit %d and %q\n%s", code, out, ExitFailure, want, logs)

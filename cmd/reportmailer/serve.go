@@ -48,13 +48,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		// client and mailer.
 		watch := newRunWatch()
 		a.sqs, a.mailer = watch.sqs(sqsClient), watch.mailer(mailer)
-		w, err := a.worker(s)
+		ws, err := a.scheduleWorkers(s)
 		if err != nil {
 			return err
 		}
 		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
 			watch.reset()
-			_, err := w.Drain(ctx)
+			_, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(ctx)
 			if cause := watch.failure(s, err); cause != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "err", cause)
 			}
