@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -240,19 +239,4 @@ func (r *errorRecorder) Helper() {}
 
 func (r *errorRecorder) Errorf(format string, args ...any) {
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
-}
-
-// TestBinaryLinksNoTestInfrastructure: nothing under internal/ (the
-// emulators, the edge, the permission proxy) is part of the production
-// binary.
-func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "github.com/reportmailer/reportmailer/internal/") {
-			t.Errorf("the production binary depends on %s", dep)
-		}
-	}
 }

@@ -625,10 +625,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestBinaryLinksNoEmulator keeps out of the production binary what can
-// never run in its image: the emulators and the local stack, and the
-// headless-browser client (chromedp, ~70 packages) behind screenshots.
-func TestBinaryLinksNoEmulator(t *testing.T) {
+// TestBinaryLinksNoTestInfrastructure keeps out of the production
+// binary what can never run in its image: anything under internal/ (the
+// emulators, the local stack, the edge, the permission proxy), the
+// emulator libraries, and the headless-browser client (chromedp, ~70
+// packages) behind screenshots.
+func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -638,7 +640,11 @@ func TestBinaryLinksNoEmulator(t *testing.T) {
 		t.Fatalf("go list -deps gave no templates package; is it listing this binary?\n%s", out)
 	}
 	for _, dep := range deps {
-		for _, banned := range []string{"goaws", "gofakes3", "internal/devstack", "internal/emulator", "internal/edge", "chromedp", "templates/browser"} {
+		if strings.HasPrefix(dep, "github.com/reportmailer/reportmailer/internal/") {
+			t.Errorf("the production binary depends on %s", dep)
+			continue
+		}
+		for _, banned := range []string{"goaws", "gofakes3", "chromedp", "templates/browser"} {
 			if strings.Contains(dep, banned) {
 				t.Errorf("the production binary depends on %s", dep)
 			}
