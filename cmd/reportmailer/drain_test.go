@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/reportmailer/reportmailer/internal/emulator"
 )
 
 // TestDrainNamesAMissingQueue: a queue or dead-letter queue that does
@@ -75,7 +73,7 @@ func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	// aws-ses-v2-local answers GetAccount with "Bad Request Exception"
 	// when its account lacks a field.
-	t.Setenv("AWS_ENDPOINT_URL_SESV2", emulator.StartSESLocal(t, `{}`))
+	e.useSES(t, `{}`)
 	q, dlq := e.queues(t)
 	e.put(t, "halt/a.pdf", nil)
 	e.send(t, q, nativeBody("evt-halt", "hal", nil, "halt/a.pdf"))
