@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"io"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/reportmailer/reportmailer/internal/emulator"
 )
 
 // TestDrainNamesAMissingQueue: a queue or dead-letter queue that does
@@ -163,7 +166,7 @@ func TestDrainReceivesNothingWithTheQuotaSpent(t *testing.T) {
 	if spent == emulator.DefaultSESAccount {
 		t.Fatal("the default account no longer has SentLast24Hours 0")
 	}
-	t.Setenv("AWS_ENDPOINT_URL_SESV2", emulator.StartSESLocal(t, spent))
+	e.useSES(t, spent)
 	q, dlq := e.queues(t)
 	e.put(t, "quota/a.pdf", nil)
 	e.send(t, q, nativeBody("evt-quota", "quin", nil, "quota/a.pdf"))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
 // The samples' ids, which sesEvent replaces.
@@ -97,9 +98,10 @@ func TestSESEventSettlesAMaybeSentEmail(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventsURL := aws.ToString(events.QueueUrl)
-			cfg := configWithReports(t, e, q, dlq)
+			cfg := e.config(t, q, dlq)
 			appendConfig(t, cfg, fmt.Sprintf("ses_events: {queue_url: %q, grace: 1m}\n", eventsURL))
-			set := withLeastPrivilege(t, e, cfg)
+			e.allow(t, cfg, iam.Drain) // the events queue too
+			set := e.lp.set
 			lost := set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1})
 
 			e.put(t, "se/q3.pdf", nil)
