@@ -2,9 +2,6 @@ package store_test
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,81 +11,60 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/internal/s3test"
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
-// forbidMissing stands in front of gofakes3 and answers as S3 does a
-// caller without s3:ListBucket on the bucket, as the worker is: a GET
-// or HEAD of a key that does not exist gets 403 AccessDenied, not 404
-// (S3 API reference, HeadObject and GetObject, "Permissions"). gofakes3
-// still does the work; only the status of its 404s changes.
-//
-// It is a stop-gap until the shared permission layer (internal/awsproxy,
-// being built on branch it7-proxy) lands; these tests should then run
-// under that layer's least-privilege policy instead.
-type forbidMissing struct {
-	next http.RoundTripper
-	// allowList, when set, passes 404s through, as for a caller with
-	// s3:ListBucket.
-	allowList bool
-	// afterPut, if set, runs after each PUT has been answered, before
-	// the caller sees the answer: a hook to interleave another writer.
-	afterPut func(req *http.Request, status int)
+// The tests in this file run the store through internal/awsproxy in
+// front of gofakes3, under a policy, so that S3 answers as it does on
+// AWS: a read of a missing key is 403 AccessDenied, not 404, unless the
+// policy grants s3:ListBucket for the key's prefix (S3 API reference,
+// HeadObject and GetObject, "Permissions"), and an action the policy
+// lacks is refused.
+
+// Policies for bucket "state".
+var (
+	// objectsOnly grants reads and writes of every object, and no
+	// s3:ListBucket: S3 says 403 for a missing key.
+	objectsOnly = policy(grant("s3:GetObject", "s3:PutObject", "s3:DeleteObject"))
+	// objectsAndList is objectsOnly plus s3:ListBucket, as worker/iam
+	// declares it for each prefix read: S3 says 404 for a missing key.
+	objectsAndList = policy(grant("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+		iam.Statement{Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{"arn:aws:s3:::state"}})
+	// writeOnly grants writes and s3:ListBucket, and no s3:GetObject, as
+	// when a role lost it or a bucket policy or KMS key refuses reads.
+	writeOnly = policy(grant("s3:PutObject", "s3:DeleteObject"),
+		iam.Statement{Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{"arn:aws:s3:::state"}})
+)
+
+func grant(actions ...string) iam.Statement {
+	return iam.Statement{Effect: "Allow", Action: actions, Resource: []string{"arn:aws:s3:::state/*"}}
 }
 
-const accessDenied = `<?xml version="1.0" encoding="UTF-8"?>
-<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>FORBIDMISSING</RequestId><HostId>test</HostId></Error>`
-
-func (f *forbidMissing) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := f.next.RoundTrip(req)
-	if err != nil {
-		return resp, err
-	}
-	if req.Method == http.MethodPut && f.afterPut != nil {
-		f.afterPut(req, resp.StatusCode)
-	}
-	if f.allowList || (req.Method != http.MethodGet && req.Method != http.MethodHead) || resp.StatusCode != http.StatusNotFound {
-		return resp, nil
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	body := accessDenied
-	if req.Method == http.MethodHead {
-		body = "" // S3 sends no body with a HEAD
-	}
-	return &http.Response{
-		Status: "403 Forbidden", StatusCode: http.StatusForbidden,
-		Proto: resp.Proto, ProtoMajor: resp.ProtoMajor, ProtoMinor: resp.ProtoMinor,
-		Header: http.Header{
-			"Content-Type":     {"application/xml"},
-			"Content-Length":   {strconv.Itoa(len(body))},
-			"X-Amz-Request-Id": {"FORBIDMISSING"},
-		},
-		ContentLength: int64(len(body)),
-		Body:          io.NopCloser(strings.NewReader(body)),
-		Request:       req,
-	}, nil
+func policy(s ...iam.Statement) *iam.Document {
+	return &iam.Document{Version: iam.Version, Statement: s}
 }
 
-// newForbidding starts gofakes3 with bucket "state" and returns a
-// client with full access and one behind forbidMissing.
-func newForbidding(t *testing.T) (plain, forbidden *s3.Client, f *forbidMissing) {
+// newProxied starts gofakes3 with bucket "state" and returns a client
+// with full access straight to it, and one through an awsproxy that
+// enforces p (change it with proxy.SetPolicy).
+func newProxied(t *testing.T, p *iam.Document) (plain, proxied *s3.Client, proxy *awsproxy.Proxy) {
 	t.Helper()
 	url, plain := s3test.Start(t, "state")
-	f = &forbidMissing{next: http.DefaultTransport}
-	forbidden = s3.New(s3.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(url), UsePathStyle: true,
+	proxy = awsproxy.Start(t, awsproxy.Options{Service: awsproxy.S3, Target: url, Policy: p})
+	proxied = s3.New(s3.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(proxy.URL), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:  &http.Client{Transport: f},
 		DisableLogOutputChecksumValidationSkipped: true,
 	})
-	return plain, forbidden, f
+	return plain, proxied, proxy
 }
 
-func TestForbidMissingAnswers403(t *testing.T) {
-	_, c, _ := newForbidding(t)
+func TestProxyAnswers403ForAMissingKey(t *testing.T) {
+	_, c, _ := newProxied(t, objectsOnly)
 	_, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("state"), Key: aws.String("nope")})
 	if err == nil || !strings.Contains(err.Error(), "StatusCode: 403") || !strings.Contains(err.Error(), "AccessDenied") {
 		t.Fatalf("GetObject of a missing key = %v, want 403 AccessDenied", err)
@@ -97,20 +73,20 @@ func TestForbidMissingAnswers403(t *testing.T) {
 
 func TestObjectsHeadMissing(t *testing.T) {
 	ctx := context.Background()
-	plain, forbidden, _ := newForbidding(t)
 	tests := []struct {
 		name   string
-		client *s3.Client
+		policy *iam.Document
 		code   worker.Code
 		reason string
 	}{
-		{"with s3:ListBucket, S3 says 404", plain, worker.CodeObjectMissing, "object does not exist"},
-		{"without it, S3 says 403", forbidden, worker.CodeObjectAccessDenied,
+		{"with s3:ListBucket, S3 says 404", objectsAndList, worker.CodeObjectMissing, "object does not exist"},
+		{"without it, S3 says 403", objectsOnly, worker.CodeObjectAccessDenied,
 			"object missing, or access denied (S3 answers 403 for a missing key without s3:ListBucket on the bucket)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := (&store.Objects{Client: tt.client}).Head(ctx, "state", "deleted.pdf")
+			_, proxied, _ := newProxied(t, tt.policy)
+			_, err := (&store.Objects{Client: proxied}).Head(ctx, "state", "deleted.pdf")
 			if !worker.IsPermanent(err) || worker.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.reason) {
 				t.Fatalf("Head = %v (permanent %v, code %q); want permanent, %q, saying %q", err, worker.IsPermanent(err), worker.CodeOf(err), tt.code, tt.reason)
 			}
@@ -123,7 +99,7 @@ func TestObjectsHeadMissing(t *testing.T) {
 // ever be signed with a new key.
 func TestKeyExpiriesWithoutListBucket(t *testing.T) {
 	ctx := context.Background()
-	plain, forbidden, _ := newForbidding(t)
+	plain, forbidden, _ := newProxied(t, objectsOnly)
 	t0 := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
 	k := &store.KeyExpiries{Client: forbidden, Bucket: "state", Prefix: "keys/"}
 
@@ -185,35 +161,42 @@ func TestKeyExpiriesWithoutListBucket(t *testing.T) {
 // released before it can be read finds the delivery free, and takes it.
 func TestLedgerClaimAfterRelease(t *testing.T) {
 	ctx := context.Background()
-	for _, forbid := range []bool{false, true} {
-		name := "404 for the gone record"
-		if forbid {
-			name = "403 for the gone record, without s3:ListBucket"
-		}
-		t.Run(name, func(t *testing.T) {
-			plain, forbidden, f := newForbidding(t)
-			f.allowList = !forbid
+	tests := []struct {
+		name   string
+		policy *iam.Document
+	}{
+		{"404 for the gone record", objectsAndList},
+		{"403 for the gone record, without s3:ListBucket", objectsOnly},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plain, proxied, proxy := newProxied(t, tt.policy)
 			holder := &store.Ledger{Client: plain, Bucket: "state", Prefix: "ledger/"}
-			l := &store.Ledger{Client: forbidden, Bucket: "state", Prefix: "ledger/"}
+			l := &store.Ledger{Client: proxied, Bucket: "state", Prefix: "ledger/"}
 			key := worker.DeliveryKey("evt-1", "ana@example.com")
 			t0 := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
 			if c, err := holder.Claim(ctx, key, t0); err != nil || c.State != worker.Claimed {
 				t.Fatalf("holder's claim = %+v, %v", c, err)
 			}
-			// The holder releases its claim just after ours was refused.
+			// The holder releases its claim just after ours was refused:
+			// the first PutObject through the proxy is our losing create,
+			// and an After rule's Match runs once gofakes3 has answered
+			// it. It injects nothing.
 			var once sync.Once
-			f.afterPut = func(_ *http.Request, status int) {
-				if status == http.StatusPreconditionFailed {
-					once.Do(func() {
-						if err := holder.Release(ctx, key); err != nil {
-							t.Error(err)
-						}
-					})
-				}
-			}
+			proxy.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Match: func(awsproxy.Call) bool {
+				once.Do(func() {
+					if err := holder.Release(ctx, key); err != nil {
+						t.Error(err)
+					}
+				})
+				return false
+			}})
 			c, err := l.Claim(ctx, key, t0.Add(time.Minute))
 			if err != nil || c.State != worker.Claimed {
 				t.Fatalf("Claim after the holder released = %+v, %v; want it claimed", c, err)
+			}
+			if n := proxy.Counts("GetObject").Forwarded; n != 1 {
+				t.Errorf("GetObject reached S3 %d times, want 1: the race did not happen as planned", n)
 			}
 		})
 	}
@@ -221,7 +204,7 @@ func TestLedgerClaimAfterRelease(t *testing.T) {
 
 func TestLedgerUnreadableRecord(t *testing.T) {
 	ctx := context.Background()
-	plain, _, _ := newForbidding(t)
+	plain := newS3(t)
 	l := &store.Ledger{Client: plain, Bucket: "state", Prefix: "ledger/"}
 	if _, err := plain.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("state"), Key: aws.String("ledger/k"), Body: strings.NewReader("{")}); err != nil {
 		t.Fatal(err)
