@@ -37,12 +37,14 @@ type KeysAPI interface {
 // write is in flight) reads the record again and retries, so
 // concurrent replicas never lower it.
 //
-// Extend never needs a 404. Without s3:ListBucket, which the worker
-// is not granted, S3 answers 403 to a read of a record that does not
-// exist yet, the same as to a read it may not make. So Extend first
-// tries to create a record, and reads it only once it knows it exists
-// (the create answered 412); a record that is gone when read again is
-// created again.
+// Extend never depends on a 404. The declared policy (worker/iam)
+// grants s3:ListBucket with an s3:prefix condition on this prefix, so a
+// read of a record that does not exist answers 404; but a role without
+// it (a policy written by hand, or an older one) gets 403 instead, the
+// same as for a read it may not make. So Extend first tries to create a
+// record, and reads it only once it knows it exists (the create
+// answered 412); a record that is gone when read again is created
+// again.
 type KeyExpiries struct {
 	Client KeysAPI
 	Bucket string
