@@ -214,3 +214,61 @@ func TestLedgerUnreadableRecord(t *testing.T) {
 		t.Fatalf("Claim over a corrupt record = %v (code %q)", err, worker.CodeOf(err))
 	}
 }
+
+// TestKeyExpiriesReadDenied: when s3:GetObject on a record is really
+// denied, Extend says so, with the record's key, after one more try of
+// the create (a 403 after a 412 can also be a record deleted in
+// between, without s3:ListBucket), rather than retrying as if it had
+// lost races to other writers.
+func TestKeyExpiriesReadDenied(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		policy *iam.Document
+		// deleteAfter412 deletes the record once gofakes3 has answered
+		// the first create with 412, before Extend reads it.
+		deleteAfter412 bool
+		err            string // "" for success
+		reads          int    // GetObject requests at most
+	}{
+		{"s3:GetObject denied", writeOnly, false, "reading it is denied", 2},
+		{"record deleted between the 412 and the read, without s3:ListBucket", objectsOnly, true, "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plain, proxied, proxy := newProxied(t, tt.policy)
+			if err := (&store.KeyExpiries{Client: plain, Bucket: "state", Prefix: "keys/"}).Extend(ctx, "KDENY", t0); err != nil {
+				t.Fatal(err)
+			}
+			if tt.deleteAfter412 {
+				var once sync.Once
+				proxy.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Match: func(awsproxy.Call) bool {
+					once.Do(func() {
+						if _, err := plain.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("state"), Key: aws.String("keys/KDENY.json")}); err != nil {
+							t.Error(err)
+						}
+					})
+					return false
+				}})
+			}
+			k := &store.KeyExpiries{Client: proxied, Bucket: "state", Prefix: "keys/"}
+			err := k.Extend(ctx, "KDENY", t0.Add(time.Hour))
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatalf("Extend = %v, want nil", err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "keys/KDENY.json") ||
+				!strings.Contains(err.Error(), "StatusCode: 403")):
+				t.Fatalf("Extend = %v; want the 403 of keys/KDENY.json, saying %q", err, tt.err)
+			}
+			if n := proxy.Counts("GetObject").Seen; n > tt.reads {
+				t.Errorf("Extend read the record %d times, want at most %d", n, tt.reads)
+			}
+			if tt.err == "" {
+				if got, err := (&store.KeyExpiries{Client: plain, Bucket: "state", Prefix: "keys/"}).Latest(ctx, "KDENY"); err != nil || !got.Equal(t0.Add(time.Hour)) {
+					t.Errorf("Latest = %v, %v; want %v", got, err, t0.Add(time.Hour))
+				}
+			}
+		})
+	}
+}

@@ -80,6 +80,8 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 	until = until.UTC()
 	name := k.key(keyID)
 	create := !k.isKnown(keyID)
+	exists := false // the last create answered 412
+	denied := false // a read answered 403 just after such a 412
 	for attempt := 1; ; attempt++ {
 		var etag string
 		if !create {
@@ -91,14 +93,23 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 					return nil
 				}
 				etag = tag
+				denied = false
+			case isForbidden(err) && exists && denied:
+				// Twice the record was there and could not be read:
+				// not a record deleted between the two calls, but a
+				// read this role may not make.
+				return fmt.Errorf("%w (the record exists, since creating it answered 412, but reading it is denied: grant s3:GetObject on it)", err)
 			case isNotFound(err) || isForbidden(err):
-				// Deleted since it was seen (or never readable): try
-				// to create it; a 412 says it is there after all.
+				// Deleted since it was seen (a 403 without
+				// s3:ListBucket), or never readable: try to create it;
+				// a 412 says it is there after all.
+				denied = denied || (exists && isForbidden(err))
 				create = true
 			default:
 				return err
 			}
 		}
+		exists = false
 		body, _ := json.Marshal(keyRecord{KeyID: keyID, LatestExpiry: until, UpdatedAt: time.Now().UTC(), SchemaVersion: 1})
 		in := &s3.PutObjectInput{
 			Bucket: &k.Bucket, Key: aws.String(name),
@@ -117,6 +128,7 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 		if !isPreconditionFailed(err) && !isConditionalConflict(err) {
 			return fmt.Errorf("key expiry %s: %w", name, err)
 		}
+		exists = create && isPreconditionFailed(err)
 		if attempt >= maxKeyConflicts {
 			return fmt.Errorf("key expiry %s: lost %d conditional writes in a row to other writers", name, attempt)
 		}
