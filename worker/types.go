@@ -97,9 +97,10 @@ type ObjectInfo struct {
 // its object's metadata.
 type ObjectStore interface {
 	// Head returns what S3's HeadObject says about an object. A missing
-	// object is an error marked [Permanent], with [CodeObjectMissing],
-	// or [CodeObjectAccessDenied] when the store cannot tell a missing
-	// object from a forbidden one.
+	// object is an error marked [Permanent], with [CodeObjectMissing];
+	// one the worker may not read is a halt ([HaltUntil]), with
+	// [CodeObjectAccessDenied], since every other report would most
+	// likely meet the same refusal.
 	Head(ctx context.Context, bucket, key string) (ObjectInfo, error)
 }
 

@@ -273,6 +273,14 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	return r.sum, r.fatal
 }
 
+// halted stops the run's sending for err, unless it is stopped
+// already.
+func (r *run) halted(err error) {
+	if r.halt == nil {
+		r.halt = err
+	}
+}
+
 // errShutdown halts a run that was told to stop mid-way.
 var errShutdown = Fail(CodeShutdown, ClassHalt, errors.New("shutting down"))
 
@@ -368,7 +376,7 @@ func (r *run) admit() bool {
 	case err == nil:
 		return true
 	case IsHalt(err):
-		r.halt = err
+		r.halted(err)
 		r.w.logger.Warn("not receiving: sending is halted; messages stay on the queue", "err", err)
 		return false
 	}
@@ -493,21 +501,33 @@ type headResult struct {
 	err  error
 }
 
-// head asks the ObjectStore about an object once per batch.
+// head asks the ObjectStore about an object once per batch. A halt
+// (the reports cannot be read) halts the run, and no object is asked
+// about after it.
 func (r *run) head(cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
+	if r.halt != nil {
+		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", r.halt))
+	}
 	k := bucket + "/" + key // bucket names hold no "/"
 	if h, ok := cache[k]; ok {
 		return h.info, h.err
 	}
 	info, err := r.w.objects.Head(r.ctx, bucket, key)
 	cache[k] = headResult{info, err}
+	if ClassOf(err) == ClassHalt {
+		r.halted(err)
+		r.w.logger.Warn("stopping this run: a report cannot be read; held messages go back to the queue", "object", "s3://"+k, "err", err)
+	}
 	return info, err
 }
 
 // headCode is the code of a failed HeadObject that carries none.
 func headCode(err error) Code {
-	if IsPermanent(err) {
+	switch ClassOf(err) {
+	case ClassPermanent:
 		return CodeObjectMissing
+	case ClassHalt:
+		return CodeHalted
 	}
 	return CodeHeadFailed
 }
@@ -710,7 +730,7 @@ func (r *run) deliver(d *delivery) {
 	id, err := r.w.mailer.Send(r.ctx, email)
 	if err != nil {
 		if IsHalt(err) && r.halt == nil {
-			r.halt = err
+			r.halted(err)
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
 		if IsAmbiguous(err) {

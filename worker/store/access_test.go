@@ -71,24 +71,43 @@ func TestProxyAnswers403ForAMissingKey(t *testing.T) {
 	}
 }
 
-func TestObjectsHeadMissing(t *testing.T) {
+// TestObjectsHeadRefused: a 404 dead-letters the one message, but a
+// 403 halts the run: under the declared policy, which grants
+// s3:ListBucket, it means the worker may not read the reports, which
+// every message would meet.
+func TestObjectsHeadRefused(t *testing.T) {
 	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
+	const denied = "access denied to s3://state/q3.pdf: the worker's role lacks s3:GetObject there, or a bucket policy or KMS key refuses it; " +
+		"without s3:ListBucket S3 also answers 403 for a missing key — run `reportmailer check -aws`"
 	tests := []struct {
 		name   string
 		policy *iam.Document
+		exists bool
+		class  worker.Class
 		code   worker.Code
 		reason string
 	}{
-		{"with s3:ListBucket, S3 says 404", objectsAndList, worker.CodeObjectMissing, "object does not exist"},
-		{"without it, S3 says 403", objectsOnly, worker.CodeObjectAccessDenied,
-			"object missing, or access denied (S3 answers 403 for a missing key without s3:ListBucket on the bucket)"},
+		{"missing, with s3:ListBucket: 404", objectsAndList, false, worker.ClassPermanent, worker.CodeObjectMissing, "object does not exist"},
+		{"s3:GetObject denied: 403", writeOnly, true, worker.ClassHalt, worker.CodeObjectAccessDenied, denied},
+		{"missing, without s3:ListBucket: 403", objectsOnly, false, worker.ClassHalt, worker.CodeObjectAccessDenied, denied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, proxied, _ := newProxied(t, tt.policy)
-			_, err := (&store.Objects{Client: proxied}).Head(ctx, "state", "deleted.pdf")
-			if !worker.IsPermanent(err) || worker.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.reason) {
-				t.Fatalf("Head = %v (permanent %v, code %q); want permanent, %q, saying %q", err, worker.IsPermanent(err), worker.CodeOf(err), tt.code, tt.reason)
+			plain, proxied, _ := newProxied(t, tt.policy)
+			if tt.exists {
+				if _, err := plain.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("state"), Key: aws.String("q3.pdf"), Body: strings.NewReader("%PDF")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o := &store.Objects{Client: proxied, HaltFor: 10 * time.Minute, Now: func() time.Time { return t0 }}
+			_, err := o.Head(ctx, "state", "q3.pdf")
+			if worker.ClassOf(err) != tt.class || worker.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.reason) {
+				t.Fatalf("Head = %v (class %q, code %q); want %s, %q, saying %q", err, worker.ClassOf(err), worker.CodeOf(err), tt.class, tt.code, tt.reason)
+			}
+			until, ok := worker.RetryAfter(err)
+			if want := tt.class == worker.ClassHalt; ok != want || (ok && !until.Equal(t0.Add(10*time.Minute))) {
+				t.Errorf("RetryAfter = %v, %v; want a halt until %v: %v", until, ok, t0.Add(10*time.Minute), want)
 			}
 		})
 	}
