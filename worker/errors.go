@@ -21,7 +21,8 @@ import (
 //   - halt: nothing more can be sent in this run (the sending quota is
 //     spent, the sender is not verified, the reports cannot be read).
 //     The run stops receiving and sending, and hands back the messages
-//     it holds, untouched, for a later run; see [HaltUntil].
+//     it holds, untouched, for a later run; see [HaltUntil] and
+//     [HaltRecord].
 //
 // Adapters wrap the errors they return with [Permanent], [Ambiguous] or
 // [Halt], or with [Fail] to give the failure a [Code] as well; anything

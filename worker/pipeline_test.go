@@ -147,7 +147,9 @@ func TestDrainHeadDeniedHaltsTheRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := (worker.Summary{Received: 10, Retrying: 10, Halted: true}); sum != want {
+			want := worker.Summary{Received: 10, Retrying: 10, Halted: true, Halt: worker.Failure{
+				Class: worker.ClassHalt, Code: worker.CodeObjectAccessDenied, Reason: "access denied to s3://reports/denied.pdf"}}
+			if sum != want {
 				t.Errorf("summary %+v; want %+v", sum, want)
 			}
 			if len(b.mailer.sent) != 0 || len(b.ledger.recs) != 0 || len(b.queue.dead) != 0 {
@@ -346,6 +348,7 @@ func (m *gatedMailer) Admit(context.Context) error {
 
 func TestDrainChecksTheQuotaBeforeReceiving(t *testing.T) {
 	quota := worker.Halt(errors.New("ses 24-hour sending quota: 200 of 200 used"))
+	halt := worker.Failure{Class: worker.ClassHalt, Code: worker.CodeHalted, Reason: "ses 24-hour sending quota: 200 of 200 used"}
 	tests := []struct {
 		name     string
 		admit    func(n int) error // for the nth Admit, from 1
@@ -353,13 +356,13 @@ func TestDrainChecksTheQuotaBeforeReceiving(t *testing.T) {
 		left     int // messages never received
 		summary  worker.Summary
 	}{
-		{"spent before the run", func(int) error { return quota }, 0, 15, worker.Summary{Halted: true}},
+		{"spent before the run", func(int) error { return quota }, 0, 15, worker.Summary{Halted: true, Halt: halt}},
 		{"spent after the first batch", func(n int) error {
 			if n > 1 {
 				return quota
 			}
 			return nil
-		}, 1, 5, worker.Summary{Received: 10, Acked: 10, Sent: 10, Halted: true}},
+		}, 1, 5, worker.Summary{Received: 10, Acked: 10, Sent: 10, Halted: true, Halt: halt}},
 		{"a gate that cannot tell does not stop the run", func(int) error { return errors.New("GetAccount: timeout") }, 3, 0,
 			worker.Summary{Received: 15, Acked: 15, Sent: 15}},
 	}
