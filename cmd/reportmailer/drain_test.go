@@ -68,7 +68,8 @@ func TestDrainNamesAMissingQueue(t *testing.T) {
 // TestDrainFailsWhenSendingCannotStart: when SES's GetAccount fails and
 // no pacing.fallback_rate is set, the run cannot start sending; that is
 // a failure (exit 1) with the cause in the summary line, not messages
-// left for retry (exit 3). The message stays queued for the next run.
+// left for retry (exit 3). The quota gate sees it before the first
+// receive, so the message stays queued, not received, for the next run.
 func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	// aws-ses-v2-local answers GetAccount with "Bad Request Exception"
@@ -78,7 +79,7 @@ func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	e.put(t, "halt/a.pdf", nil)
 	e.send(t, q, nativeBody("evt-halt", "hal", nil, "halt/a.pdf"))
 	code, out, logs := drain(t, e.config(t, q, dlq))
-	want := `drain it: failed: received 1, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 1, duplicates 0, refused 0: ` +
+	want := `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, refused 0: ` +
 		`schedule "it": could not start sending: ses quota: operation error SESv2: GetAccount`
 	if code != ExitFailure || !strings.HasPrefix(out, want) {
 		t.Errorf("exit %d, stdout %q\nwant exit %d and %q\n%s", code, out, ExitFailure, want, logs)
