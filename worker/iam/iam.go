@@ -11,8 +11,8 @@
 //     GetQueueAttributes on its dead-letter queue. SQS authorises a batch call by its
 //     single action, so there is no sqs:DeleteMessageBatch.
 //   - worker/store: HeadObject on reports (authorised by s3:GetObject);
-//     the ledger's records and serve's slot leases (Put, Get, Delete
-//     under the ledger prefix); the key-expiry records (Get, Put, and a
+//     the ledger's records, the halt record (halt.json) and serve's slot
+//     leases (Put, Get, Delete under the ledger prefix); the key-expiry records (Get, Put, and a
 //     List for `keys`).
 //   - worker/mail: ses:SendEmail as the sender identity, ses:GetAccount
 //     for the quota.
@@ -272,7 +272,8 @@ func (b *builder) drain() {
 	b.add(sidQueues, b.queues(false), nil, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
 	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:SendMessage", "sqs:GetQueueAttributes")
 	b.readPrefix(sidReadReports, sidListReports, in.ReportsBucket, in.ReportsPrefix)
-	// Ledger records and serve's slot leases (LedgerPrefix + "slots/").
+	// Ledger records, the halt record (LedgerPrefix + "halt.json") and
+	// serve's slot leases (LedgerPrefix + "slots/").
 	b.readPrefix(sidLedger, sidListLedger, in.StateBucket, in.LedgerPrefix, "s3:PutObject", "s3:DeleteObject")
 	if in.CloudFront {
 		b.readPrefix(sidKeyRecords, sidListKeyRecords, in.StateBucket, in.KeyRecordsPrefix, "s3:PutObject")
