@@ -71,7 +71,8 @@ func TestDrainNamesAMissingQueue(t *testing.T) {
 // TestDrainFailsWhenSendingCannotStart: when SES's GetAccount fails and
 // no pacing.fallback_rate is set, the run cannot start sending; that is
 // a failure (exit 1) with the cause in the summary line, not messages
-// left for retry (exit 3). The message stays queued for the next run.
+// left for retry (exit 3). The quota gate sees it before the first
+// receive, so the message stays queued, not received, for the next run.
 func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	// aws-ses-v2-local answers GetAccount with "Bad Request Exception"

@@ -235,6 +235,9 @@ func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.W
 		Templates: a.templates,
 		Mailer:    a.mailer,
 		Ledger:    a.ledger,
-		Logger:    a.logger,
+		// One record for every schedule: what halts (the SES account,
+		// the reports bucket) is shared.
+		Halts:  &store.Halts{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Key: a.cfg.Ledger.Prefix + "halt.json"},
+		Logger: a.logger,
 	})
 }

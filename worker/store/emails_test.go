@@ -18,7 +18,7 @@ var _ sesevents.Settler = (*store.Ledger)(nil)
 // is left alone.
 func TestLedgerReleaseEmail(t *testing.T) {
 	ctx := context.Background()
-	_, c := newProxied(t)
+	_, c := newFaulty(t)
 	l := quick(c)
 	claim := func(ev string) *worker.Claim {
 		t.Helper()
