@@ -29,6 +29,8 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // Version is the IAM policy language version every Document uses.
@@ -371,9 +373,13 @@ func SESARN(region, account, resource string) string {
 }
 
 // SenderIdentities returns the two SES identities a sender address may be
-// verified as: the address itself and its domain. Domains are not case
+// verified as: the address itself and its domain. SES identities are
+// ASCII, so an internationalized domain is given in Punycode
+// ("bücher.example" as "xn--bcher-kva.example"), the form the email is
+// sent with and the identity is created with. Domains are not case
 // sensitive and are given in lower case; the local part is kept as
-// written.
+// written. It reports false for a sender that does not parse or whose
+// domain is not a valid internationalized domain name.
 func SenderIdentities(from string) (address, domain string, ok bool) {
 	a, err := mail.ParseAddress(from)
 	if err != nil {
@@ -383,7 +389,11 @@ func SenderIdentities(from string) (address, domain string, ok bool) {
 	if at < 0 {
 		return "", "", false
 	}
-	domain = strings.ToLower(a.Address[at+1:])
+	domain, err = event.ASCIIDomain(a.Address[at+1:])
+	if err != nil {
+		return "", "", false
+	}
+	domain = strings.ToLower(domain)
 	return a.Address[:at+1] + domain, domain, true
 }
 

@@ -294,4 +294,27 @@ func TestSenderIdentities(t *testing.T) {
 	if _, _, ok := SenderIdentities("not an address"); ok {
 		t.Fatal("a non-address has no identity")
 	}
+	// SES identities are ASCII: an internationalized domain is the
+	// identity's Punycode form, as the email is sent.
+	a, d, ok = SenderIdentities("Société <Reports@Bücher.Example>")
+	if !ok || a != "Reports@xn--bcher-kva.example" || d != "xn--bcher-kva.example" {
+		t.Fatalf("SenderIdentities = %q, %q, %v; want the domain in Punycode", a, d, ok)
+	}
+	if _, _, ok := SenderIdentities("reports@xn--a.example"); ok {
+		t.Fatal("a domain that is not a valid internationalized name has no identity")
+	}
+	doc := For(Inputs{Region: "eu-west-1", Account: "123456789012", ReportsBucket: "reports", StateBucket: "state",
+		From: "Reports <reports@bücher.example>"}, Drain, Check)
+	b, _ := json.Marshal(doc)
+	for _, want := range []string{
+		"arn:aws:ses:eu-west-1:123456789012:identity/reports@xn--bcher-kva.example",
+		"arn:aws:ses:eu-west-1:123456789012:identity/xn--bcher-kva.example",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("policy lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "bücher") {
+		t.Errorf("policy names the Unicode domain, which no SES identity has:\n%s", b)
+	}
 }
