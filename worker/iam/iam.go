@@ -317,6 +317,44 @@ func (b *builder) check() {
 	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
 }
 
+// Store is a kind of object the worker keeps under an S3 prefix.
+type Store int
+
+// The stores the worker reads, each with its own s3:ListBucket statement.
+const (
+	// StoreReports is the reports, under reports.prefix.
+	StoreReports Store = iota
+	// StoreLedger is the delivery ledger and slot leases, under the
+	// ledger prefix.
+	StoreLedger
+	// StoreKeyRecords is the CloudFront key-expiry records.
+	StoreKeyRecords
+)
+
+// ListStatement returns the statement For declares to grant
+// s3:ListBucket for store's objects under prefix in bucket: on the
+// bucket, with an s3:prefix condition for that prefix alone (none for
+// ""), so that a read of a missing key there answers 404 rather than
+// 403. It is the statement `reportmailer iam` prints for that store,
+// Sid included, so a fix can quote it.
+func ListStatement(region string, store Store, bucket, prefix string) Statement {
+	sid, listSid := sidReadReports, sidListReports
+	switch store {
+	case StoreLedger:
+		sid, listSid = sidLedger, sidListLedger
+	case StoreKeyRecords:
+		sid, listSid = sidKeyRecords, sidListKeyRecords
+	}
+	b := builder{in: Inputs{Region: region}, groups: map[string]*Statement{}}
+	b.readPrefix(sid, listSid, bucket, prefix)
+	for _, s := range b.document().Statement {
+		if s.Sid == listSid {
+			return s
+		}
+	}
+	return Statement{}
+}
+
 // readPrefix grants s3:GetObject (plus extra actions) on the objects
 // under prefix, and s3:ListBucket on the bucket for that prefix only,
 // so that a missing key answers 404 rather than 403.
