@@ -15,11 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/secret"
 )
@@ -79,15 +81,19 @@ type Config struct {
 // Sender is the From and Reply-To of every email.
 type Sender struct {
 	// From is the sender address, e.g. "Reports <reports@example.com>".
-	// Required. The address must be verified in SES.
+	// Required. The address must be verified in SES. Its local part
+	// (before the @) must be ASCII, since SES does not support
+	// SMTPUTF8; an internationalized domain is fine: it is sent in
+	// Punycode, the form its SES identity has.
 	From string `yaml:"from"`
-	// ReplyTo addresses. Default none.
+	// ReplyTo addresses, ASCII before the @ as for From. Default none.
 	ReplyTo []string `yaml:"reply_to"`
 	// ConfigurationSet is the SES configuration set. Default none.
 	ConfigurationSet string `yaml:"configuration_set"`
 	// ListID is the RFC 2919 List-Id namespace, a domain name the
 	// sender controls; each email gets "List-Id: <SCHEDULE.LIST_ID>".
-	// Default "reportmailer." plus the domain of From.
+	// Default "reportmailer." plus the domain of From, in Punycode if
+	// it is internationalized.
 	ListID string `yaml:"list_id"`
 	// ListUnsubscribeURL is a Go text/template for each email's
 	// one-click unsubscribe URL, over {{.UserID}}, {{.Email}} (the
@@ -299,6 +305,26 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// sesAddress returns why SES cannot take a, an address with or without
+// a display name, as a sender or reply-to address, or "" if it can. It
+// applies the rules every email's addresses meet when sent (see
+// event.ASCIIAddress), so that a From no email could carry is refused
+// here rather than halting every run.
+func sesAddress(a string) string {
+	p, err := mail.ParseAddress(a)
+	if err != nil || strings.ContainsAny(a, "\r\n") {
+		return "is not a valid address"
+	}
+	at := strings.LastIndexByte(p.Address, '@')
+	if local := p.Address[:at]; strings.ContainsFunc(local, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		return fmt.Sprintf("has a local part, %q, that is not ASCII: SES does not support SMTPUTF8 (an internationalized domain is fine; it is sent in Punycode)", local)
+	}
+	if _, err := event.ASCIIAddress(p.Address); err != nil {
+		return "is not an address SES can take: " + err.Error()
+	}
+	return ""
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
@@ -325,12 +351,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Sender.From == "" {
 		bad("sender.from", "", "is required")
-	} else if _, err := mail.ParseAddress(c.Sender.From); err != nil || strings.ContainsAny(c.Sender.From, "\r\n") {
-		bad("sender.from", c.Sender.From, "is not a valid address")
+	} else if reason := sesAddress(c.Sender.From); reason != "" {
+		bad("sender.from", c.Sender.From, "%s", reason)
 	}
 	for i, a := range c.Sender.ReplyTo {
-		if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
-			bad(fmt.Sprintf("sender.reply_to[%d]", i), a, "is not a valid address")
+		if reason := sesAddress(a); reason != "" {
+			bad(fmt.Sprintf("sender.reply_to[%d]", i), a, "%s", reason)
 		}
 	}
 	if c.Sender.ConfigurationSet != "" && !nameRE.MatchString(c.Sender.ConfigurationSet) {

@@ -94,6 +94,46 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 	}
 }
 
+// TestSenderAddressesSESCanTake: sender.from and reply_to meet the rules
+// every sent email's addresses meet, at config load. Before, a local
+// part that is not ASCII passed config check, and every run then halted
+// at its first email, since SES does not support SMTPUTF8. An
+// internationalized domain is fine: it is sent in Punycode.
+func TestSenderAddressesSESCanTake(t *testing.T) {
+	rest := strings.Replace(minimal, `sender: {from: "Reports <reports@example.com>"}`, "", 1)
+	tests := []struct {
+		name, sender string
+		env          []string
+		want         string // "" for no error
+	}{
+		{"ASCII", `{from: "Reports <reports@example.com>", reply_to: [ops@example.com]}`, nil, ""},
+		{"internationalized domain", `{from: "Société <reports@bücher.example>", reply_to: ["Zoë <ops@bücher.example>"]}`, nil, ""},
+		{"domain already in Punycode", `{from: reports@xn--bcher-kva.example}`, nil, ""},
+		{"from, local part not ASCII", `{from: "Zoë <zoë@example.com>"}`, nil,
+			`sender.from: "Zoë <zoë@example.com>" has a local part, "zoë", that is not ASCII: SES does not support SMTPUTF8`},
+		{"reply-to, local part not ASCII", `{from: reports@example.com, reply_to: [ops@example.com, "zoë@bücher.example"]}`, nil,
+			`sender.reply_to[1]: "zoë@bücher.example" has a local part, "zoë", that is not ASCII`},
+		{"from, bad Punycode", `{from: reports@xn--a.example}`, nil,
+			`sender.from: "reports@xn--a.example" is not an address SES can take: domain "xn--a.example" is not a valid internationalized domain name`},
+		{"from, from the environment", `{from: reports@example.com}`, []string{"REPORTMAILER_SENDER_FROM=élodie@example.com"},
+			`sender.from: "élodie@example.com" has a local part, "élodie", that is not ASCII`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse([]byte("sender: "+tt.sender+"\n"+rest), tt.env)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("error = %v; want none", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+			if err == nil && strings.Contains(tt.sender, "bücher") && c.Sender.ListID != "reportmailer.xn--bcher-kva.example" {
+				t.Errorf("sender.list_id = %q; want the default List-Id in Punycode", c.Sender.ListID)
+			}
+		})
+	}
+}
+
 func TestEnvOverrides(t *testing.T) {
 	c, err := config.Parse([]byte(minimal), []string{
 		"REPORTMAILER_SENDER_FROM=ops@example.com",

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // Mail defaults.
@@ -54,7 +56,11 @@ func (c *Config) setMailDefaults() {
 	if c.Sender.ListID == "" {
 		if a, err := mail.ParseAddress(c.Sender.From); err == nil {
 			if at := strings.LastIndexByte(a.Address, '@'); at >= 0 {
-				c.Sender.ListID = ListIDPrefixDefault + strings.ToLower(a.Address[at+1:])
+				d := a.Address[at+1:]
+				if ascii, err := event.ASCIIDomain(d); err == nil {
+					d = ascii // List-Id is ASCII; a bad domain is sender.from's error
+				}
+				c.Sender.ListID = ListIDPrefixDefault + strings.ToLower(d)
 			}
 		}
 	}

@@ -31,6 +31,8 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // Version is the IAM policy language version every Document uses.
@@ -334,6 +336,44 @@ func (b *builder) check() {
 	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
 }
 
+// Store is a kind of object the worker keeps under an S3 prefix.
+type Store int
+
+// The stores the worker reads, each with its own s3:ListBucket statement.
+const (
+	// StoreReports is the reports, under reports.prefix.
+	StoreReports Store = iota
+	// StoreLedger is the delivery ledger and slot leases, under the
+	// ledger prefix.
+	StoreLedger
+	// StoreKeyRecords is the CloudFront key-expiry records.
+	StoreKeyRecords
+)
+
+// ListStatement returns the statement For declares to grant
+// s3:ListBucket for store's objects under prefix in bucket: on the
+// bucket, with an s3:prefix condition for that prefix alone (none for
+// ""), so that a read of a missing key there answers 404 rather than
+// 403. It is the statement `reportmailer iam` prints for that store,
+// Sid included, so a fix can quote it.
+func ListStatement(region string, store Store, bucket, prefix string) Statement {
+	sid, listSid := sidReadReports, sidListReports
+	switch store {
+	case StoreLedger:
+		sid, listSid = sidLedger, sidListLedger
+	case StoreKeyRecords:
+		sid, listSid = sidKeyRecords, sidListKeyRecords
+	}
+	b := builder{in: Inputs{Region: region}, groups: map[string]*Statement{}}
+	b.readPrefix(sid, listSid, bucket, prefix)
+	for _, s := range b.document().Statement {
+		if s.Sid == listSid {
+			return s
+		}
+	}
+	return Statement{}
+}
+
 // readPrefix grants s3:GetObject (plus extra actions) on the objects
 // under prefix, and s3:ListBucket on the bucket for that prefix only,
 // so that a missing key answers 404 rather than 403.
@@ -390,9 +430,13 @@ func SESARN(region, account, resource string) string {
 }
 
 // SenderIdentities returns the two SES identities a sender address may be
-// verified as: the address itself and its domain. Domains are not case
+// verified as: the address itself and its domain. SES identities are
+// ASCII, so an internationalized domain is given in Punycode
+// ("bücher.example" as "xn--bcher-kva.example"), the form the email is
+// sent with and the identity is created with. Domains are not case
 // sensitive and are given in lower case; the local part is kept as
-// written.
+// written. It reports false for a sender that does not parse or whose
+// domain is not a valid internationalized domain name.
 func SenderIdentities(from string) (address, domain string, ok bool) {
 	a, err := mail.ParseAddress(from)
 	if err != nil {
@@ -402,7 +446,11 @@ func SenderIdentities(from string) (address, domain string, ok bool) {
 	if at < 0 {
 		return "", "", false
 	}
-	domain = strings.ToLower(a.Address[at+1:])
+	domain, err = event.ASCIIDomain(a.Address[at+1:])
+	if err != nil {
+		return "", "", false
+	}
+	domain = strings.ToLower(domain)
 	return a.Address[:at+1] + domain, domain, true
 }
 

@@ -310,4 +310,58 @@ func TestSenderIdentities(t *testing.T) {
 	if _, _, ok := SenderIdentities("not an address"); ok {
 		t.Fatal("a non-address has no identity")
 	}
+	// SES identities are ASCII: an internationalized domain is the
+	// identity's Punycode form, as the email is sent.
+	a, d, ok = SenderIdentities("Société <Reports@Bücher.Example>")
+	if !ok || a != "Reports@xn--bcher-kva.example" || d != "xn--bcher-kva.example" {
+		t.Fatalf("SenderIdentities = %q, %q, %v; want the domain in Punycode", a, d, ok)
+	}
+	if _, _, ok := SenderIdentities("reports@xn--a.example"); ok {
+		t.Fatal("a domain that is not a valid internationalized name has no identity")
+	}
+	doc := For(Inputs{Region: "eu-west-1", Account: "123456789012", ReportsBucket: "reports", StateBucket: "state",
+		From: "Reports <reports@bücher.example>"}, Drain, Check)
+	b, _ := json.Marshal(doc)
+	for _, want := range []string{
+		"arn:aws:ses:eu-west-1:123456789012:identity/reports@xn--bcher-kva.example",
+		"arn:aws:ses:eu-west-1:123456789012:identity/xn--bcher-kva.example",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("policy lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "bücher") {
+		t.Errorf("policy names the Unicode domain, which no SES identity has:\n%s", b)
+	}
+}
+
+// TestListStatement: the s3:ListBucket statement a fix quotes is, byte
+// for byte, the one For puts in the policy for that store.
+func TestListStatement(t *testing.T) {
+	in := Inputs{Region: "eu-west-1", Account: "123456789012", ReportsBucket: "reports", ReportsPrefix: "exports/",
+		StateBucket: "state", LedgerPrefix: "reportmailer/ledger/", KeyRecordsPrefix: "reportmailer/keys/", CloudFront: true,
+		Queues: []QueuePair{{URL: "https://sqs.eu-west-1.amazonaws.com/123456789012/q"}}, From: "reports@example.com"}
+	policy, _ := json.Marshal(For(in, Drain, Check))
+	tests := []struct {
+		store          Store
+		bucket, prefix string
+		want           string
+	}{
+		{StoreReports, "reports", "exports/", `{"Sid":"ListReports","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::reports"],"Condition":{"StringLike":{"s3:prefix":["exports/*"]}}}`},
+		{StoreLedger, "state", "reportmailer/ledger/", `{"Sid":"ListLedger","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::state"],"Condition":{"StringLike":{"s3:prefix":["reportmailer/ledger/*"]}}}`},
+		{StoreKeyRecords, "state", "reportmailer/keys/", `{"Sid":"ListKeyRecords","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::state"],"Condition":{"StringLike":{"s3:prefix":["reportmailer/keys/*"]}}}`},
+	}
+	for _, tt := range tests {
+		b, _ := json.Marshal(ListStatement(in.Region, tt.store, tt.bucket, tt.prefix))
+		if string(b) != tt.want {
+			t.Errorf("ListStatement(%v, %s, %s) = %s\nwant %s", tt.store, tt.bucket, tt.prefix, b, tt.want)
+		}
+		if !strings.Contains(string(policy), string(b)) {
+			t.Errorf("the policy For declares lacks %s:\n%s", b, policy)
+		}
+	}
+	b, _ := json.Marshal(ListStatement("cn-north-1", StoreReports, "reports", ""))
+	if want := `{"Sid":"ListReports","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws-cn:s3:::reports"]}`; string(b) != want {
+		t.Errorf("no prefix, China partition: %s\nwant %s", b, want)
+	}
 }
