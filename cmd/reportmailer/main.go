@@ -74,6 +74,7 @@ Commands:
   verify        check a signed CloudFront URL offline, and say why it fails
   preview       render the emails that event bodies in a file would give,
                 as .html, .txt and .eml (and PNG screenshots), sending nothing
+  version       print the version and commit this binary was built from
   help          show this help
 
 Run "reportmailer <command> -help" for a command's flags.
@@ -104,6 +105,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.sign(ctx, rest)
 	case "verify":
 		err = m.verify(ctx, rest)
+	case "version":
+		err = m.version(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK
