@@ -42,6 +42,8 @@ const (
 type Config struct {
 	// Sender is who the email comes from. Required.
 	Sender Sender `yaml:"sender"`
+	// Reports is where reports live.
+	Reports Reports `yaml:"reports"`
 	// Links is how report links are made.
 	Links Links `yaml:"links"`
 	// Recipients is the policy for extra recipients.
@@ -84,6 +86,17 @@ type Sender struct {
 	// List-Unsubscribe and List-Unsubscribe-Post (RFC 8058), which Gmail
 	// and Yahoo require of bulk senders. Default none.
 	ListUnsubscribeURL string `yaml:"list_unsubscribe_url"`
+}
+
+// Reports is the one bucket reports may live in, and the key prefix they
+// have there. The worker's IAM policy (`reportmailer iam`) grants reads
+// there and nowhere else.
+type Reports struct {
+	// Bucket is the S3 bucket reports live in.
+	Bucket string `yaml:"bucket"`
+	// Prefix is the key prefix every report has in Bucket. Default ""
+	// (any key).
+	Prefix string `yaml:"prefix"`
 }
 
 // Recipients is the policy for the extra recipients a user allowed.

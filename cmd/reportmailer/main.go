@@ -72,6 +72,7 @@ Commands:
   keys          list the CloudFront keys, and when each may be removed from CloudFront
   sign          sign one CloudFront URL with a private key, offline
   verify        check a signed CloudFront URL offline, and say why it fails
+  iam           print the least-privilege IAM policy for a config
   preview       render the emails that event bodies in a file would give,
                 as .html, .txt and .eml (and PNG screenshots), sending nothing
   version       print the version and commit this binary was built from
@@ -105,6 +106,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.sign(ctx, rest)
 	case "verify":
 		err = m.verify(ctx, rest)
+	case "iam":
+		err = m.iam(ctx, rest)
 	case "version":
 		err = m.version(ctx, rest)
 	case "help", "-h", "-help", "--help":

@@ -1,0 +1,391 @@
+// Package iam declares, once, the AWS permissions reportmailer needs:
+// per command, which IAM actions on which resources. The policy that
+// `reportmailer iam` prints, deploy/iam-policy.json, the README's list
+// and the least-privilege tests (internal/awsproxy) all come from [For].
+//
+// The declaration follows the calls the code makes:
+//
+//   - worker/queue: ReceiveMessage, DeleteMessage(Batch) and
+//     ChangeMessageVisibility(Batch) on a schedule's queue, SendMessage
+//     to its dead-letter queue. SQS authorises a batch call by its
+//     single action, so there is no sqs:DeleteMessageBatch.
+//   - worker/store: HeadObject on reports (authorised by s3:GetObject);
+//     the ledger's records and serve's slot leases (Put, Get, Delete
+//     under the ledger prefix); the key-expiry records (Get, Put, and a
+//     List for `keys`).
+//   - worker/mail: ses:SendEmail as the sender identity, ses:GetAccount
+//     for the quota.
+//
+// Every prefix the worker reads also gets s3:ListBucket, limited to that
+// prefix: without it S3 answers a read of a missing key with 403
+// AccessDenied instead of 404, and the worker cannot tell "no such
+// report" (or "no record yet") from "not allowed".
+package iam
+
+import (
+	"cmp"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+)
+
+// Version is the IAM policy language version every Document uses.
+const Version = "2012-10-17"
+
+// Statement is one statement of an IAM policy.
+type Statement struct {
+	Sid       string                         `json:"Sid,omitempty"`
+	Effect    string                         `json:"Effect"`
+	Action    []string                       `json:"Action"`
+	Resource  []string                       `json:"Resource"`
+	Condition map[string]map[string][]string `json:"Condition,omitempty"`
+}
+
+// Document is an IAM policy document.
+type Document struct {
+	Version   string      `json:"Version"`
+	Statement []Statement `json:"Statement"`
+}
+
+// Command is a reportmailer command, named as on the command line.
+type Command string
+
+// The commands that call AWS. Each gets what it calls and no more.
+const (
+	// Drain is `reportmailer drain`: receive, check reports, sign, send,
+	// record, settle.
+	Drain Command = "drain"
+	// Serve is `reportmailer serve`: drain on a schedule, plus a lease
+	// per schedule slot under the ledger prefix.
+	Serve Command = "serve"
+	// Keys is `reportmailer keys`: reads the key-expiry records.
+	Keys Command = "keys"
+	// Check is `reportmailer check -aws`, the preflight of the live
+	// account: harmless reads of every queue, S3 prefix, SES setting
+	// and, with CloudFront, the distribution and its public keys, plus
+	// a probe object put and deleted under the ledger prefix.
+	Check Command = "check"
+)
+
+// The commands that call no AWS API: For gives them nothing.
+const (
+	Preview     Command = "preview"
+	Sign        Command = "sign"
+	Verify      Command = "verify"
+	ConfigCheck Command = "config-check"
+)
+
+// Commands returns every command For knows, those that call AWS first.
+func Commands() []Command {
+	return []Command{Drain, Serve, Keys, Check, Preview, Sign, Verify, ConfigCheck}
+}
+
+// ParseCommands reads a comma-separated list of command names, such as
+// "drain,serve". An unknown name is an error that lists the known ones.
+func ParseCommands(s string) ([]Command, error) {
+	var out []Command
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		c := Command(name)
+		if !slices.Contains(Commands(), c) {
+			known := make([]string, 0, len(Commands()))
+			for _, k := range Commands() {
+				known = append(known, string(k))
+			}
+			return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(known, ", "))
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no command in %q", s)
+	}
+	return out, nil
+}
+
+// QueuePair is one schedule's queue and its dead-letter queue, as queue
+// URLs.
+type QueuePair struct {
+	URL           string
+	DeadLetterURL string
+}
+
+// Inputs are the names a policy is written for: plain values, so that
+// this package needs no config. An empty Region or Account becomes "*"
+// in the ARNs that need them.
+type Inputs struct {
+	// Region is where the worker runs: its SES region, and the region of
+	// queue URLs that do not name one (local emulators).
+	Region string
+	// Account is the AWS account id, for SES and CloudFront ARNs.
+	Account string
+
+	// ReportsBucket is the one bucket reports may live in, and
+	// ReportsPrefix the key prefix they have there ("" for any key).
+	ReportsBucket, ReportsPrefix string
+	// StateBucket holds the ledger (records and slot leases under
+	// LedgerPrefix) and the key-expiry records (under KeyRecordsPrefix).
+	StateBucket, LedgerPrefix, KeyRecordsPrefix string
+
+	// Queues are the schedules' queues.
+	Queues []QueuePair
+
+	// From is the sender address, e.g. "Reports <reports@example.com>":
+	// SES authorises a send as the address's identity or its domain's.
+	From string
+	// ConfigurationSet is the SES configuration set emails are sent
+	// with, if any: SendEmail then needs it as a resource too.
+	ConfigurationSet string
+
+	// CloudFront is set when links are CloudFront signed URLs: the worker
+	// then keeps key-expiry records, and check reads the distribution.
+	CloudFront bool
+	// DistributionID is the CloudFront distribution check reads; ""
+	// allows any distribution of the account.
+	DistributionID string
+}
+
+// Check reports the first input that For cannot write a statement for,
+// naming the field and the value: an unreadable queue URL, or a bucket
+// or sender the commands need but which is empty.
+func (in Inputs) Check(cmds ...Command) error {
+	sending := slices.Contains(cmds, Drain) || slices.Contains(cmds, Serve)
+	if (sending || slices.Contains(cmds, Check)) && in.ReportsBucket == "" {
+		return fmt.Errorf("ReportsBucket is empty: the policy must name the bucket reports live in")
+	}
+	if (sending || slices.Contains(cmds, Check) || (in.CloudFront && slices.Contains(cmds, Keys))) && in.StateBucket == "" {
+		return fmt.Errorf("StateBucket is empty: the policy must name the ledger's bucket")
+	}
+	if sending || slices.Contains(cmds, Check) {
+		if len(in.Queues) == 0 {
+			return fmt.Errorf("no queues: the policy must name each schedule's queue")
+		}
+		if _, err := mail.ParseAddress(in.From); err != nil {
+			return fmt.Errorf("From %q is not an email address: %v", in.From, err)
+		}
+	}
+	for _, q := range in.Queues {
+		if _, err := QueueARN(q.URL, in.Region); err != nil {
+			return err
+		}
+		if q.DeadLetterURL != "" {
+			if _, err := QueueARN(q.DeadLetterURL, in.Region); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Statement ids, one per group of resources. Each command adds its
+// actions to the groups it touches, so a combined policy has one
+// statement per group.
+const (
+	sidQueues           = "Queues"
+	sidDeadLetterQueues = "DeadLetterQueues"
+	sidReadReports      = "ReadReports"
+	sidListReports      = "ListReports"
+	sidLedger           = "Ledger"
+	sidListLedger       = "ListLedger"
+	sidKeyRecords       = "KeyRecords"
+	sidListKeyRecords   = "ListKeyRecords"
+	sidSendingIdentity  = "SendingIdentity"
+	sidConfigurationSet = "ConfigurationSet"
+	sidSendQuota        = "SendQuota"
+	sidDistribution     = "Distribution"
+	sidPublicKeys       = "PublicKeys"
+)
+
+// For returns the least-privilege policy for the commands: one Allow
+// statement per group of resources, statements sorted by Sid, actions,
+// resources and condition values sorted and without duplicates, so the
+// same inputs always give the same bytes. Commands that call no AWS API
+// add nothing, and so does an unknown one (ParseCommands refuses those).
+// For trusts its inputs: a statement whose resource is missing (an empty
+// bucket, an unreadable queue URL) is left out, so call [Inputs.Check]
+// first.
+func For(in Inputs, cmds ...Command) Document {
+	b := builder{in: in, groups: map[string]*Statement{}}
+	for _, c := range cmds {
+		switch c {
+		case Drain, Serve:
+			b.drain()
+		case Keys:
+			b.keys()
+		case Check:
+			b.check()
+		}
+	}
+	return b.document()
+}
+
+type builder struct {
+	in     Inputs
+	groups map[string]*Statement
+}
+
+// add puts actions on the statement sid, creating it with resources
+// (and condition) on first use.
+func (b *builder) add(sid string, resources []string, cond map[string]map[string][]string, actions ...string) {
+	if len(resources) == 0 {
+		return
+	}
+	s := b.groups[sid]
+	if s == nil {
+		s = &Statement{Sid: sid, Effect: "Allow", Resource: resources, Condition: cond}
+		b.groups[sid] = s
+	}
+	s.Action = append(s.Action, actions...)
+}
+
+func (b *builder) document() Document {
+	d := Document{Version: Version, Statement: []Statement{}}
+	for _, s := range b.groups {
+		s.Action = sortedUnique(s.Action)
+		s.Resource = sortedUnique(s.Resource)
+		for _, op := range s.Condition {
+			for k, v := range op {
+				op[k] = sortedUnique(v)
+			}
+		}
+		d.Statement = append(d.Statement, *s)
+	}
+	slices.SortFunc(d.Statement, func(a, b Statement) int { return cmp.Compare(a.Sid, b.Sid) })
+	return d
+}
+
+func sortedUnique(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+func (b *builder) drain() {
+	in := b.in
+	b.add(sidQueues, b.queues(false), nil, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
+	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:SendMessage")
+	b.readPrefix(sidReadReports, sidListReports, in.ReportsBucket, in.ReportsPrefix)
+	// Ledger records and serve's slot leases (LedgerPrefix + "slots/").
+	b.readPrefix(sidLedger, sidListLedger, in.StateBucket, in.LedgerPrefix, "s3:PutObject", "s3:DeleteObject")
+	if in.CloudFront {
+		b.readPrefix(sidKeyRecords, sidListKeyRecords, in.StateBucket, in.KeyRecordsPrefix, "s3:PutObject")
+	}
+	b.add(sidSendingIdentity, b.identities(), nil, "ses:SendEmail")
+	if in.ConfigurationSet != "" {
+		b.add(sidConfigurationSet, []string{b.sesARN("configuration-set/" + in.ConfigurationSet)}, nil, "ses:SendEmail")
+	}
+	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
+}
+
+func (b *builder) keys() {
+	if b.in.CloudFront {
+		b.readPrefix(sidKeyRecords, sidListKeyRecords, b.in.StateBucket, b.in.KeyRecordsPrefix)
+	}
+}
+
+func (b *builder) check() {
+	in := b.in
+	b.add(sidQueues, b.queues(false), nil, "sqs:GetQueueUrl", "sqs:GetQueueAttributes")
+	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:GetQueueUrl", "sqs:GetQueueAttributes")
+	// A missing probe key must answer 404 under each prefix the worker
+	// reads; the probe object is put and deleted under the ledger prefix.
+	b.readPrefix(sidReadReports, sidListReports, in.ReportsBucket, in.ReportsPrefix)
+	b.readPrefix(sidLedger, sidListLedger, in.StateBucket, in.LedgerPrefix, "s3:PutObject", "s3:DeleteObject")
+	if in.CloudFront {
+		b.readPrefix(sidKeyRecords, sidListKeyRecords, in.StateBucket, in.KeyRecordsPrefix)
+		dist := "distribution/*"
+		if in.DistributionID != "" {
+			dist = "distribution/" + Escape(in.DistributionID)
+		}
+		b.add(sidDistribution, []string{"arn:" + Partition(in.Region) + ":cloudfront::" + or(in.Account) + ":" + dist}, nil, "cloudfront:GetDistributionConfig")
+		// GetPublicKey supports no resource-level permission.
+		b.add(sidPublicKeys, []string{"*"}, nil, "cloudfront:GetPublicKey")
+	}
+	b.add(sidSendingIdentity, b.identities(), nil, "ses:GetEmailIdentity")
+	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
+}
+
+// readPrefix grants s3:GetObject (plus extra actions) on the objects
+// under prefix, and s3:ListBucket on the bucket for that prefix only,
+// so that a missing key answers 404 rather than 403.
+func (b *builder) readPrefix(sid, listSid, bucket, prefix string, extra ...string) {
+	if bucket == "" {
+		return
+	}
+	p := Partition(b.in.Region)
+	b.add(sid, []string{ObjectARN(p, bucket, Escape(prefix)+"*")}, nil, append([]string{"s3:GetObject"}, extra...)...)
+	var cond map[string]map[string][]string
+	if prefix != "" {
+		cond = map[string]map[string][]string{"StringLike": {"s3:prefix": {Escape(prefix) + "*"}}}
+	}
+	b.add(listSid, []string{BucketARN(p, bucket)}, cond, "s3:ListBucket")
+}
+
+// queues returns the ARNs of the source queues, or of the dead-letter
+// queues.
+func (b *builder) queues(deadLetter bool) []string {
+	var arns []string
+	for _, q := range b.in.Queues {
+		u := q.URL
+		if deadLetter {
+			u = q.DeadLetterURL
+		}
+		if u == "" {
+			continue
+		}
+		if arn, err := QueueARN(u, b.in.Region); err == nil {
+			arns = append(arns, Escape(arn))
+		}
+	}
+	return arns
+}
+
+// identities returns the SES identity ARNs a send from in.From may be
+// authorised as: the address's own identity and its domain's.
+func (b *builder) identities() []string {
+	addr, domain, ok := SenderIdentities(b.in.From)
+	if !ok {
+		return nil
+	}
+	return []string{b.sesARN("identity/" + addr), b.sesARN("identity/" + domain)}
+}
+
+func (b *builder) sesARN(resource string) string {
+	return SESARN(b.in.Region, or(b.in.Account), Escape(resource))
+}
+
+// SESARN returns the ARN of an SES resource such as "identity/example.com"
+// in region and account.
+func SESARN(region, account, resource string) string {
+	return "arn:" + Partition(region) + ":ses:" + or(region) + ":" + account + ":" + resource
+}
+
+// SenderIdentities returns the two SES identities a sender address may be
+// verified as: the address itself and its domain. Domains are not case
+// sensitive and are given in lower case; the local part is kept as
+// written.
+func SenderIdentities(from string) (address, domain string, ok bool) {
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return "", "", false
+	}
+	at := strings.LastIndexByte(a.Address, '@')
+	if at < 0 {
+		return "", "", false
+	}
+	domain = strings.ToLower(a.Address[at+1:])
+	return a.Address[:at+1] + domain, domain, true
+}
+
+// or returns s, or "*" when s is empty.
+func or(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
+}
