@@ -408,10 +408,10 @@ func (m *tfModule) allBlocks() []*hclsyntax.Block {
 }
 
 // configOutputs are the outputs the worker's config needs, and the
-// config field each goes into ("" where the config has no field for it
-// yet: the reports bucket arrives with issue 7's bucket check).
+// config field each goes into ("" for those that go elsewhere).
 var configOutputs = map[string]string{
-	"reports_bucket":         "",
+	"reports_bucket":         "reports.bucket",
+	"reports_prefix":         "reports.prefix",
 	"state_bucket":           "ledger.bucket",
 	"ledger_prefix":          "ledger.prefix",
 	"key_records_prefix":     "links.cloudfront.key_records_prefix",

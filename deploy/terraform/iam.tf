@@ -7,9 +7,10 @@ locals {
   state_arn   = aws_s3_bucket.state.arn
   reports_arn = aws_s3_bucket.reports.arn
   # SES authorises a send as the address's identity or its domain's,
-  # whichever is verified.
+  # whichever is verified. Domains are case-insensitive (lower case
+  # here); the local part is kept as written.
   sender_identity_arns = [
-    "arn:${local.partition}:ses:${local.region}:${local.account}:identity/${lower(var.sender_address)}",
+    "arn:${local.partition}:ses:${local.region}:${local.account}:identity/${split("@", var.sender_address)[0]}@${local.sender_domain}",
     "arn:${local.partition}:ses:${local.region}:${local.account}:identity/${local.sender_domain}",
   ]
 }

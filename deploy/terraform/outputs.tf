@@ -1,8 +1,13 @@
 # Each output names the config field it goes into (config/example.yaml).
 
 output "reports_bucket" {
-  description = "The bucket reports live in, the distribution's origin; producers upload here. The worker may link only reports in this bucket."
+  description = "Config: reports.bucket. The bucket reports live in, the distribution's origin; producers upload here."
   value       = aws_s3_bucket.reports.id
+}
+
+output "reports_prefix" {
+  description = "Config: reports.prefix. The worker may read and link reports under it only."
+  value       = var.reports_prefix
 }
 
 output "state_bucket" {
@@ -84,6 +89,10 @@ output "config_yaml" {
     sender = {
       from              = var.sender_address
       configuration_set = aws_sesv2_configuration_set.this.configuration_set_name
+    }
+    reports = {
+      bucket = aws_s3_bucket.reports.id
+      prefix = var.reports_prefix
     }
     links = {
       cloudfront = {

@@ -94,4 +94,13 @@ resource "aws_s3_bucket_notification" "reports" {
   # S3 sends a test event when the configuration is saved, and refuses it
   # unless the queue policy already lets it send.
   depends_on = [aws_sqs_queue_policy.s3_to_queue]
+
+  lifecycle {
+    precondition {
+      # An event for a key outside reports_prefix names a report the
+      # worker may not read: it would only ever be dead-lettered.
+      condition     = alltrue([for s in values(local.notified) : startswith(s.s3_notification.prefix, var.reports_prefix)])
+      error_message = "Each schedule's s3_notification.prefix must lie under reports_prefix (\"${var.reports_prefix}\")."
+    }
+  }
 }

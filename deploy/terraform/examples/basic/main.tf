@@ -20,6 +20,7 @@ module "reportmailer" {
 
   name                = "acme-reportmailer"
   reports_bucket_name = "acme-reports"
+  reports_prefix      = "reports/"
   state_bucket_name   = "acme-reportmailer-state"
   sender_address      = "reports@example.com"
 
