@@ -6,7 +6,7 @@ BIN     := bin
 DEMO    := demo-out
 NPM_STAMP := node_modules/.package-lock.json
 PREVIEW := preview-out
-# Debian's Chromium, for the browser tests and `preview -screenshot`.
+# Debian's Chromium, for the browser tests and reportmailer-screenshot.
 CHROMIUM := /usr/bin/chromium
 
 # Stamped into the binary (reportmailer version), here and in the image.
@@ -25,6 +25,11 @@ build: ## the production binary
 $(BIN)/devstack: FORCE
 	$(GO) build -o $(BIN)/devstack ./cmd/devstack
 
+# Screenshots of previewed emails; a binary of its own so that the
+# production one carries no headless-browser client.
+$(BIN)/reportmailer-screenshot: FORCE
+	$(GO) build -o $(BIN)/reportmailer-screenshot ./cmd/reportmailer-screenshot
+
 # The npm emulators the integration tests run (fauxqs, aws-ses-v2-local),
 # pinned by package-lock.json.
 $(NPM_STAMP): package.json package-lock.json
@@ -38,6 +43,7 @@ $(CHROMIUM):
 	@rm -f /tmp/reportmailer-chromium.log
 
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
 
@@ -55,11 +61,12 @@ $(PREVIEW)/cloudfront-example.pem:
 	@mkdir -p $(PREVIEW)
 	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
 
-preview: build $(CHROMIUM) $(PREVIEW)/cloudfront-example.pem ## render examples/preview/events.json as emails and screenshots
+preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-example.pem ## render examples/preview/events.json as emails and screenshots
 	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
-		-config examples/preview/reportmailer.yaml -schedule on-demand -event examples/preview/events.json -out $(PREVIEW)/each -screenshot
+		-config examples/preview/reportmailer.yaml -schedule on-demand -event examples/preview/events.json -out $(PREVIEW)/each
 	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
-		-config examples/preview/reportmailer.yaml -schedule daily -event examples/preview/events.json -out $(PREVIEW)/digest -screenshot
+		-config examples/preview/reportmailer.yaml -schedule daily -event examples/preview/events.json -out $(PREVIEW)/digest
+	$(BIN)/reportmailer-screenshot $(PREVIEW)/each $(PREVIEW)/digest
 
 bench: build $(BIN)/devstack ## Go benchmarks plus an end-to-end load run
 	$(GO) test -run '^$$' -bench . -benchmem ./...

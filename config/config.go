@@ -12,11 +12,16 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // Defaults.
@@ -42,7 +47,8 @@ const (
 type Config struct {
 	// Sender is who the email comes from. Required.
 	Sender Sender `yaml:"sender"`
-	// Reports is where reports live.
+	// Reports is where the report files are: the only bucket, and
+	// optionally key prefix, whose reports are linked. Required.
 	Reports Reports `yaml:"reports"`
 	// Links is how report links are made.
 	Links Links `yaml:"links"`
@@ -61,6 +67,10 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Pacing is how fast email goes out; see config/mail.go.
 	Pacing Pacing `yaml:"pacing"`
+	// SESEvents is where SES's own record of what it sent is read, to
+	// settle deliveries whose answer was lost; see config/sesevents.go.
+	// Optional.
+	SESEvents SESEvents `yaml:"ses_events"`
 	// Schedules are the queues to drain and when. Required by drain
 	// and serve.
 	Schedules []Schedule `yaml:"schedules"`
@@ -86,16 +96,28 @@ type Sender struct {
 	// List-Unsubscribe and List-Unsubscribe-Post (RFC 8058), which Gmail
 	// and Yahoo require of bulk senders. Default none.
 	ListUnsubscribeURL string `yaml:"list_unsubscribe_url"`
+	// RetryServerErrors retries a SendEmail that SES answered with a
+	// 5xx. SES may have accepted the email before it failed, so a retry
+	// may send it twice; each one is counted as maybe_duplicated.
+	// Default false: the send is ambiguous (maybe_sent): its ledger
+	// record stays "sending" and the message is dead-lettered, unless
+	// SES's sending events settle it.
+	RetryServerErrors bool `yaml:"retry_server_errors"`
 }
 
-// Reports is the one bucket reports may live in, and the key prefix they
-// have there. The worker's IAM policy (`reportmailer iam`) grants reads
-// there and nowhere else.
+// Reports is where the report files are. A report anywhere else is
+// refused with code bucket_not_served and dead-lettered, never linked:
+// a CloudFront link names a path, not a bucket, so a link to a report
+// in another bucket would open the object with the same key in this
+// one.
 type Reports struct {
-	// Bucket is the S3 bucket reports live in.
+	// Bucket is the S3 bucket the reports are in: the CloudFront
+	// distribution's origin, or the bucket S3 presigned links point
+	// into. Required.
 	Bucket string `yaml:"bucket"`
-	// Prefix is the key prefix every report has in Bucket. Default ""
-	// (any key).
+	// Prefix, when set, narrows what is linked to keys that start with
+	// it, e.g. "exports/". With links.cloudfront.origin_path, keys must
+	// also be under that path. Default "": the whole bucket.
 	Prefix string `yaml:"prefix"`
 }
 
@@ -116,6 +138,13 @@ type Ledger struct {
 	Bucket string `yaml:"bucket"`
 	// Prefix for ledger records. Default "reportmailer/ledger/".
 	Prefix string `yaml:"prefix"`
+	// ClaimTimeout is how long a delivery claimed by a run that has not
+	// started sending it (it is signing, rendering, or waiting its turn)
+	// is left to that run; after it, by S3's clock, another run takes the
+	// claim over and sends the email, since nothing was sent under it.
+	// It should exceed the longest wait for a turn to send. At least 1s.
+	// Default 15m.
+	ClaimTimeout time.Duration `yaml:"claim_timeout"`
 }
 
 // S3 holds S3 client settings.
@@ -167,6 +196,10 @@ type Schedule struct {
 // Load reads the file at path, applies REPORTMAILER_* environment
 // overrides (see [ApplyEnv]), fills in defaults and validates.
 func Load(path string) (*Config, error) {
+	if secret.IsKeyMaterial(path) {
+		// os.ReadFile's error would quote it.
+		return nil, errors.New("config: the file name holds key material, not a path")
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -199,8 +232,12 @@ func Parse(b []byte, environ []string) (*Config, error) {
 func (c *Config) setDefaults() {
 	c.setMailDefaults()
 	c.setLinksDefaults()
+	c.setSESEventsDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
+	}
+	if c.Ledger.ClaimTimeout == 0 {
+		c.Ledger.ClaimTimeout = worker.ClaimTimeoutDefault
 	}
 	if c.Recipients.Max == 0 {
 		c.Recipients.Max = RecipientsMaxDefault
@@ -237,18 +274,48 @@ func (c *Config) setDefaults() {
 // FieldError is a bad value in the configuration.
 type FieldError struct {
 	Field  string // e.g. "schedules[1].cron"
-	Value  any
+	Value  any    // nil when the reason says all, or the value must not be shown
 	Reason string
 }
 
+// Error names the field and quotes the value, unless the value is nil
+// or looks like key material, which is never quoted.
 func (e *FieldError) Error() string {
-	if s, ok := e.Value.(string); ok {
-		return fmt.Sprintf("%s: %q %s", e.Field, s, e.Reason)
+	s, isString := e.Value.(string)
+	switch {
+	case e.Value == nil:
+		return fmt.Sprintf("%s: %s", e.Field, e.Reason)
+	case isString:
+		return fmt.Sprintf("%s: %s %s", e.Field, quote(s), e.Reason)
 	}
 	return fmt.Sprintf("%s: %v %s", e.Field, e.Value, e.Reason)
 }
 
+// quote quotes a value for an error, unless it looks like key material.
+func quote(s string) string {
+	if secret.Redact(s) != s {
+		return "(holds key material, not shown)"
+	}
+	return strconv.Quote(s)
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// ServedPrefix is the key prefix of the reports that are linked:
+// reports.prefix, narrowed to links.cloudfront.origin_path when that
+// is longer, since the distribution serves nothing outside it.
+// Validate makes sure one is under the other.
+func (c *Config) ServedPrefix() string {
+	p := c.Reports.Prefix
+	if cf := c.Links.CloudFront; cf != nil {
+		if sp := link.ServedPrefix(cf.Domain, cf.OriginPath); len(sp) > len(p) {
+			p = sp
+		}
+	}
+	return p
+}
 
 // Validate checks every field, returning all problems joined.
 func (c *Config) Validate() error {
@@ -273,6 +340,18 @@ func (c *Config) Validate() error {
 
 	errs = append(errs, c.validateLinks()...)
 
+	errs = append(errs, c.validateSESEvents()...)
+
+	switch b := c.Reports.Bucket; {
+	case b == "":
+		bad("reports.bucket", "", "is required: the bucket the reports are in; reports in any other bucket are refused, never linked")
+	case !bucketRE.MatchString(b) || strings.Contains(b, ".."):
+		bad("reports.bucket", b, "is not an S3 bucket name (3-63 of a-z, 0-9, '.' and '-', starting and ending with a letter or digit)")
+	}
+	if strings.HasPrefix(c.Reports.Prefix, "/") {
+		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %q", strings.TrimLeft(c.Reports.Prefix, "/"))
+	}
+
 	if c.Recipients.Max < -1 {
 		bad("recipients.max", c.Recipients.Max, "is less than -1")
 	}
@@ -283,6 +362,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.Bucket == "" {
 		bad("ledger.bucket", "", "is required: the ledger is what stops a redelivered event from sending twice")
+	}
+	if c.Ledger.ClaimTimeout < worker.ClaimTimeoutMin {
+		bad("ledger.claim_timeout", c.Ledger.ClaimTimeout, "is shorter than %s", worker.ClaimTimeoutMin)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -297,6 +379,8 @@ func (c *Config) Validate() error {
 			bad("templates_dir", c.TemplatesDir, "is not a directory")
 		}
 	}
+
+	errs = append(errs, c.validateEnvNames()...)
 
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,10 +9,12 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 const minimal = `
 sender: {from: "Reports <reports@example.com>"}
+reports: {bucket: acme-reports}
 ledger: {bucket: state}
 schedules:
   - name: daily
@@ -43,7 +46,8 @@ func TestDefaults(t *testing.T) {
 	s := c.Schedules[0]
 	if c.Links.TTL != config.LinkTTLDefault || c.Ledger.Prefix != config.LedgerPrefixDefault ||
 		s.Mode != "each" || s.Budget != 5*time.Minute || s.WaitTime != 20*time.Second || s.MaxMessages != 1000 ||
-		c.Recipients.Max != 10 || c.Log.Level != "info" {
+		c.Recipients.Max != 10 || c.Log.Level != "info" ||
+		c.Ledger.ClaimTimeout != worker.ClaimTimeoutDefault || c.Sender.RetryServerErrors {
 		t.Errorf("defaults not applied: %+v %+v", c, s)
 	}
 }
@@ -70,6 +74,15 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"env bad duration", minimal, []string{"REPORTMAILER_LINKS_TTL=forever"}, `environment REPORTMAILER_LINKS_TTL: "forever" is not a duration`},
 		{"env typo", minimal, []string{"REPORTMAILER_SENDER_FORM=x@example.com"}, `environment REPORTMAILER_SENDER_FORM: no such setting`},
 		{"no ledger", `sender: {from: a@example.com}`, nil, `ledger.bucket: "" is required`},
+		{"claim timeout too short", `ledger: {bucket: state, claim_timeout: 500ms}`, nil, `ledger.claim_timeout: 500ms is shorter than 1s`},
+		{"claim timeout negative", minimal, []string{"REPORTMAILER_LEDGER_CLAIM_TIMEOUT=-1m"}, `ledger.claim_timeout: -1m0s is shorter than 1s`},
+		{"retry_server_errors not a bool", `sender: {from: a@example.com, retry_server_errors: sometimes}`, nil, "sometimes"},
+		{"no reports bucket", `sender: {from: a@example.com}`, nil, `reports.bucket: "" is required: the bucket the reports are in`},
+		{"bad reports bucket", `reports: {bucket: Acme_Reports}`, nil, `reports.bucket: "Acme_Reports" is not an S3 bucket name`},
+		{"reports prefix with a slash", `reports: {bucket: acme, prefix: /exports/}`, nil, `reports.prefix: "/exports/" starts with "/", which S3 keys do not: write "exports/"`},
+		{"bad origin path", `links: {cloudfront: {domain: "https://d.cloudfront.net", key_id: K, private_key_file: a, origin_path: "exports/"}}`, nil, `links.cloudfront.origin_path: "exports/" is not an origin path`},
+		{"prefix outside the origin path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, origin_path: /exports}}", nil, `reports.prefix: "private/" is outside what the distribution serves, keys under "exports/"`},
+		{"prefix outside the domain's path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net/reports\", key_id: K, private_key_file: a}}", nil, `reports.prefix: "private/" is outside what the distribution serves, keys under "reports/"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +152,31 @@ func TestParseCronUsesTheScheduleZoneNotTheHosts(t *testing.T) {
 		// the host's by default.
 		if got := s.Next(from.In(time.Local)); !got.Equal(tt.want) {
 			t.Errorf("%q in %s: next = %s, want %s", tt.spec, tt.loc, got.UTC(), tt.want)
+		}
+	}
+}
+
+func TestServedPrefix(t *testing.T) {
+	tests := []struct {
+		prefix, originPath, want string
+	}{
+		{"", "", ""},
+		{"exports/", "", "exports/"},
+		{"", "/exports", "exports/"},
+		{"exports/2026/", "/exports", "exports/2026/"},
+		{"exp", "/exports", "exports/"},
+	}
+	for _, tt := range tests {
+		y := minimal + fmt.Sprintf("reports: {bucket: acme-reports, prefix: %q}\n", tt.prefix)
+		if tt.originPath != "" {
+			y += fmt.Sprintf("links: {cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, origin_path: %q}}\n", tt.originPath)
+		}
+		c, err := config.Parse([]byte(strings.Replace(y, "reports: {bucket: acme-reports}\n", "", 1)), nil)
+		if err != nil {
+			t.Fatalf("%+v: %v", tt, err)
+		}
+		if got := c.ServedPrefix(); got != tt.want {
+			t.Errorf("prefix %q, origin path %q: ServedPrefix = %q, want %q", tt.prefix, tt.originPath, got, tt.want)
 		}
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // Links defaults.
@@ -63,8 +66,21 @@ type Links struct {
 type CloudFront struct {
 	// Domain is the distribution's URL, e.g. "https://d111.cloudfront.net",
 	// optionally with a path prefix. Required. It must be https, except
-	// on 127.0.0.1 or localhost.
+	// on 127.0.0.1 or localhost. Its origin must be reports.bucket. A
+	// path here is passed on to the origin by CloudFront: with
+	// "https://files.example.com/reports", only keys under "reports/"
+	// (after origin_path) are served.
 	Domain string `yaml:"domain"`
+	// OriginPath is the distribution's origin path, e.g. "/exports": the
+	// distribution serves the key "exports/2026/q3.pdf" at
+	// Domain + "/2026/q3.pdf", and no key outside it, so a report outside
+	// it is refused (bucket_not_served). It starts with "/" and does not
+	// end with one, as in CloudFront. Default "": none.
+	OriginPath string `yaml:"origin_path"`
+	// DistributionID is the distribution's id, e.g. "E2QWRUHAPOMQZL".
+	// Optional: only `reportmailer check -aws` uses it, to check that
+	// the distribution serves reports.bucket at OriginPath.
+	DistributionID string `yaml:"distribution_id"`
 	// KeyID is the CloudFront public key id of the one key: the
 	// shorthand for Keys with a single active key.
 	KeyID string `yaml:"key_id"`
@@ -165,6 +181,9 @@ func (c *Config) setLinksDefaults() {
 	}
 }
 
+// distributionIDRE is what CloudFront distribution ids look like.
+var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
+
 // keyIDRE is what CloudFront key ids look like, and what is safe in a
 // URL and an S3 key.
 var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -211,6 +230,15 @@ func (c *Config) validateLinks() []error {
 	if err := checkDomain(cf.Domain); err != nil {
 		bad("links.cloudfront.domain", cf.Domain, "%v", err)
 	}
+	if cf.DistributionID != "" && !distributionIDRE.MatchString(cf.DistributionID) {
+		bad("links.cloudfront.distribution_id", cf.DistributionID, "is not a CloudFront distribution id (letters and digits, e.g. E2QWRUHAPOMQZL)")
+	}
+	if err := link.CheckOriginPath(cf.OriginPath); err != nil {
+		bad("links.cloudfront.origin_path", cf.OriginPath, "is not an origin path: it must start with \"/\" and not end with one, like \"/exports\"")
+	} else if sp, p := link.ServedPrefix(cf.Domain, cf.OriginPath), c.Reports.Prefix; sp != "" && p != "" &&
+		!strings.HasPrefix(p, sp) && !strings.HasPrefix(sp, p) {
+		bad("reports.prefix", p, "is outside what the distribution serves, keys under %q (links.cloudfront.origin_path, then the path of links.cloudfront.domain, which CloudFront passes on to the origin): it could link no report", sp)
+	}
 	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
 	switch {
 	case shorthand && len(cf.Keys) > 0:
@@ -221,9 +249,7 @@ func (c *Config) validateLinks() []error {
 		} else if !keyIDRE.MatchString(cf.KeyID) {
 			bad("links.cloudfront.key_id", cf.KeyID, "may hold only letters, digits, '-' and '_'")
 		}
-		if (cf.PrivateKeyFile == "") == (cf.PrivateKeyEnv == "") {
-			bad("links.cloudfront.private_key_file", cf.PrivateKeyFile, "and private_key_env (%q): set exactly one", cf.PrivateKeyEnv)
-		}
+		errs = append(errs, checkKeySource("links.cloudfront.", cf.PrivateKeyFile, cf.PrivateKeyEnv)...)
 	default:
 		seen := map[string]bool{}
 		var active []string
@@ -238,9 +264,7 @@ func (c *Config) validateLinks() []error {
 				bad(f("id"), k.ID, "is listed twice")
 			}
 			seen[k.ID] = true
-			if (k.PrivateKeyFile == "") == (k.PrivateKeyEnv == "") {
-				bad(f("private_key_file"), k.PrivateKeyFile, "and private_key_env (%q): set exactly one", k.PrivateKeyEnv)
-			}
+			errs = append(errs, checkKeySource(f(""), k.PrivateKeyFile, k.PrivateKeyEnv)...)
 			if k.Active {
 				active = append(active, k.ID)
 			}
@@ -262,6 +286,36 @@ func (c *Config) validateLinks() []error {
 	if lp := c.Ledger.Prefix; lp != "" && strings.HasPrefix(cf.KeyRecordsPrefix, lp) {
 		bad("links.cloudfront.key_records_prefix", cf.KeyRecordsPrefix,
 			"is under ledger.prefix (%q), whose S3 lifecycle rule would delete the key records; use a prefix of its own", lp)
+	}
+	return errs
+}
+
+// varNameRE is what an environment variable name may be.
+var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// checkKeySource checks a key's private_key_file and private_key_env,
+// whose settings are prefix plus those names. A key pasted into either
+// is reported without its value: the error names the setting only.
+func checkKeySource(prefix, file, env string) []error {
+	var errs []error
+	bad := func(field string, value any, reason string, args ...any) {
+		errs = append(errs, &FieldError{Field: prefix + field, Value: value, Reason: fmt.Sprintf(reason, args...)})
+	}
+	fileKey, envKey := secret.IsKeyMaterial(file), secret.IsKeyMaterial(env)
+	if fileKey {
+		bad("private_key_file", nil, "holds key material, not a file path: put the PEM in a file and give its path here, or put it in an environment variable and give that variable's name in private_key_env")
+	}
+	if envKey {
+		bad("private_key_env", nil, "holds key material, not a variable name: put the PEM in an environment variable and give that variable's name here")
+	}
+	switch {
+	case fileKey || envKey:
+	case (file == "") == (env == ""):
+		bad("private_key_file", file, "and private_key_env (%q): set exactly one", env)
+	case env != "" && !varNameRE.MatchString(env):
+		bad("private_key_env", env, "is not an environment variable name (letters, digits and '_')")
+	case env != "" && strings.HasPrefix(env, EnvPrefix):
+		bad("private_key_env", env, "starts with %s, which is reserved for config overrides", EnvPrefix)
 	}
 	return errs
 }

@@ -109,6 +109,7 @@ func TestLinksErrors(t *testing.T) {
 		{"ttl by type not a duration", withLinks("  ttl_by_type: {invoice: soon}\n"), nil, `soon`},
 		{"no domain", withLinks("  cloudfront: {key_id: K1, private_key_file: k.pem}\n"), nil, `links.cloudfront.domain: "" is required`},
 		{"http cloudfront", withLinks("  cloudfront: {domain: \"http://d.cloudfront.net\", key_id: K, private_key_file: a}\n"), nil, `links.cloudfront.domain: "http://d.cloudfront.net" must use https`},
+		{"distribution id with an ARN", withLinks("  cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, distribution_id: \"arn:aws:cloudfront::1:distribution/E2\"}\n"), nil, `links.cloudfront.distribution_id: "arn:aws:cloudfront::1:distribution/E2" is not a CloudFront distribution id`},
 		{"no key at all", withLinks("  cloudfront: {domain: \"https://d.cloudfront.net\"}\n"), nil, `links.cloudfront.key_id: "" is required (or list links.cloudfront.keys)`},
 		{"shorthand bad id", withLinks("  cloudfront: {domain: \"https://d.cloudfront.net\", key_id: \"K 1\", private_key_file: k.pem}\n"), nil, `links.cloudfront.key_id: "K 1" may hold only letters, digits, '-' and '_'`},
 		{"shorthand two key sources", withLinks("  cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, private_key_env: B}\n"), nil, `links.cloudfront.private_key_file: "a" and private_key_env ("B"): set exactly one`},

@@ -27,8 +27,8 @@ func BenchmarkDrain(b *testing.B) {
 		for i, body := range bodies {
 			q.pending = append(q.pending, worker.Message{ID: fmt.Sprint(i), ReceiptHandle: fmt.Sprint(i), Body: body})
 		}
-		w, err := worker.New(worker.Config{Schedule: "bench", From: "r@example.com", WaitTime: time.Second},
-			worker.Deps{Queue: q, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(),
+		w, err := worker.New(worker.Config{Schedule: "bench", From: "r@example.com", WaitTime: time.Second, Bucket: "reports"},
+			worker.Deps{Queue: q, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(),
 				Mailer: &fakeMailer{}, Ledger: &memLedger{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			b.Fatal(err)

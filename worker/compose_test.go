@@ -54,10 +54,10 @@ func typedSets(t *testing.T) *templates.Sets {
 func newWorker(t *testing.T, mode worker.Mode, tmpl worker.Templates, signer worker.Signer, b *bundle) *worker.Worker {
 	t.Helper()
 	w, err := worker.New(worker.Config{
-		Schedule: "test", Mode: mode, From: "reports@example.com", WaitTime: time.Second,
+		Schedule: "test", Mode: mode, From: "reports@example.com", WaitTime: time.Second, Bucket: "reports",
 		Recipients: worker.RecipientPolicy{AllowedDomains: []string{"example.com"}},
 	}, worker.Deps{
-		Queue: b.queue, Objects: fakeObjects{}, Signer: signer, Templates: tmpl,
+		Queue: b.queue, Objects: anyObjects{}, Signer: signer, Templates: tmpl,
 		Mailer: b.mailer, Ledger: b.ledger,
 		Logger: slog.New(slog.NewTextHandler(b.logs, nil)),
 		Now:    func() time.Time { return b.now },
@@ -162,6 +162,7 @@ func TestPreviewSendsNothingAndMatchesDrain(t *testing.T) {
 	objects := fakeObjects{
 		"reports/inbox/Monthly usage.csv": {Size: 2048, ContentType: "text/csv", Metadata: map[string]string{
 			"user-id": "u-bo", "user-email": "bo@example.com", "title": "Monthly usage", "recipients": "cfo@example.com"}},
+		"reports/a.pdf": {},
 	}
 	bodies := []string{
 		native("e1", "ana", []string{"cfo@example.com", "mallory@evil.example"}, "a.pdf"),

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // PreviewOptions changes what Preview sees.
@@ -23,10 +25,15 @@ type PreviewOptions struct {
 // grouping by the worker's Mode, recipient policy, signing and
 // rendering as Drain. It never calls the Queue, the Mailer or the
 // Ledger: nothing is claimed, sent, deleted or dead-lettered, and so
-// the ledger's de-duplication does not apply.
+// the ledger's de-duplication does not apply. It refuses reports in a
+// bucket the worker does not serve, as Drain does, but it heads only
+// the objects of S3 notifications, which it must resolve: a native
+// event's report is not looked up, so a missing object is not found,
+// and the email shows only the size and content type the event gives.
 //
 // The error joins one error for each body that a run would dead-letter
-// or leave for retry, and one for each email that could not be
+// or leave for retry (a report whose link cannot be signed fails its
+// own body, as in a run), and one for each email that could not be
 // composed; the emails that could are returned with it.
 func (w *Worker) Preview(ctx context.Context, bodies []string, o PreviewOptions) ([]Email, error) {
 	pw := *w
@@ -48,7 +55,21 @@ func (w *Worker) Preview(ctx context.Context, bodies []string, o PreviewOptions)
 	var emails []Email
 	var errs []error
 	for _, d := range r.plan(batch) {
-		e, err := r.compose(d.user, d.recipient, d.events, now)
+		links, serrs := r.signEvents(d.events, now)
+		var evs []event.Event
+		var ls [][]Link
+		for i, err := range serrs {
+			if err != nil {
+				d.from[i].fail(err, "link", CodeLinkFailed)
+				continue
+			}
+			evs = append(evs, d.events[i])
+			ls = append(ls, links[i])
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		e, err := r.render(d.user, d.recipient, evs, ls, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("email to %s: %w", d.recipient, err))
 			continue
@@ -56,11 +77,11 @@ func (w *Worker) Preview(ctx context.Context, bodies []string, o PreviewOptions)
 		emails = append(emails, e)
 	}
 	for i, st := range batch {
-		switch {
-		case st.poison != "":
-			errs = append(errs, fmt.Errorf("body %d: a run would dead-letter it: %s", i+1, st.poison))
-		case st.retry != "":
-			errs = append(errs, fmt.Errorf("body %d: a run would leave it for retry: %s", i+1, st.retry))
+		switch f := st.failed; {
+		case f != nil && f.deadLetters():
+			errs = append(errs, fmt.Errorf("body %d: a run would dead-letter it (%s): %s", i+1, f.Code, f.Reason))
+		case f != nil:
+			errs = append(errs, fmt.Errorf("body %d: a run would leave it for retry (%s): %s", i+1, f.Code, f.Reason))
 		case st.drop:
 			w.logger.Info("S3 test event: a run would delete it and send nothing", "body", i+1)
 		}

@@ -29,6 +29,17 @@ func TestRecipientPolicy(t *testing.T) {
 		{"over the maximum", worker.RecipientPolicy{Max: 2}, []string{"a@x.test", "b@x.test", "c@x.test"}, "ana@example.com,a@x.test,b@x.test",
 			[]string{"c@x.test: over the limit of 2"}},
 		{"negative maximum allows none", worker.RecipientPolicy{Max: -1}, []string{"a@x.test"}, "ana@example.com", []string{"a@x.test: extra recipients are turned off"}},
+		{"non-ASCII local part", worker.RecipientPolicy{}, []string{"zoë@example.com", "Zoë@bücher.example"}, "ana@example.com",
+			[]string{`zoë@example.com: local part "zoë" is not ASCII, and SES cannot send to it`, `Zoë@bücher.example: SMTPUTF8`}},
+		{"invalid internationalized domain", worker.RecipientPolicy{}, []string{"a@bücher-.example", "b@xn--zz.example"}, "ana@example.com",
+			[]string{`a@bücher-.example: not a valid internationalized domain name`, `b@xn--zz.example: not a valid internationalized domain name`}},
+		{"a Unicode allowed domain matches its Punycode", worker.RecipientPolicy{AllowedDomains: []string{"bücher.example"}},
+			[]string{"a@xn--bcher-kva.example", "b@BÜCHER.example", "c@bucher.example"}, "ana@example.com,a@xn--bcher-kva.example,b@BÜCHER.example",
+			[]string{"c@bucher.example: domain bucher.example is not allowed"}},
+		{"a Punycode allowed domain matches its Unicode", worker.RecipientPolicy{AllowedDomains: []string{"XN--BCHER-KVA.example", "*.mañana.test"}},
+			[]string{"user@bücher.example", "x@eu.xn--maana-pta.test", "y@mañana.test"}, "ana@example.com,user@bücher.example,x@eu.xn--maana-pta.test",
+			[]string{"y@mañana.test: domain mañana.test is not allowed"}},
+		{"one mailbox in two spellings is one recipient", worker.RecipientPolicy{}, []string{"user@bücher.example", "USER@xn--bcher-kva.example"}, "ana@example.com,user@bücher.example", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

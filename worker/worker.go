@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"path"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker/event"
@@ -34,7 +36,36 @@ const (
 	BudgetDefault       = 5 * time.Minute
 	MaxMessagesDefault  = 1000
 	ClaimTimeoutDefault = 15 * time.Minute
+	SettleGraceDefault  = 15 * time.Minute
 )
+
+// ClaimTimeoutMin is the shortest ClaimTimeout: a claim is taken over
+// after it even when its run is alive and merely slow (signing, waiting
+// for its turn to send). That run then finds its claim gone and does
+// not send, so nothing is sent twice, but the work is wasted.
+const ClaimTimeoutMin = time.Second
+
+// UnsettledPolicy is what a run does with a delivery whose email an
+// earlier run started sending and never recorded the result of, once
+// [Config.SettleGrace] has passed.
+type UnsettledPolicy string
+
+const (
+	// UnsettledDeadLetter dead-letters the message with code maybe_sent
+	// and a reason naming the recipient, the ledger record and the
+	// command that settles it. Nothing is sent twice without an
+	// operator.
+	UnsettledDeadLetter UnsettledPolicy = "dead_letter"
+	// UnsettledResend takes the delivery over and sends it again,
+	// counted as maybe duplicated. It is meant for a worker that reads
+	// SES's sending events, where a Send event settles every accepted
+	// email well within the grace, so one without an event was not sent.
+	UnsettledResend UnsettledPolicy = "resend"
+)
+
+// visibilityMax is SQS's ceiling on how long a received message can be
+// kept invisible, counted from its receive.
+const visibilityMax = 12 * time.Hour
 
 // Config is how one queue is drained.
 type Config struct {
@@ -58,10 +89,29 @@ type Config struct {
 	// half of it, so slow work (a paced send, a large digest) does not
 	// hand them to another receiver. 0 turns the heartbeat off.
 	VisibilityTimeout time.Duration
-	// ClaimTimeout is how long a delivery claimed by another run may
-	// stay unfinished before this worker stops waiting for it and
-	// treats its outcome as unknown. Default 15m.
+	// ClaimTimeout is how long a delivery claimed by another run, which
+	// has not started sending it, is left to that run. After it, by the
+	// ledger store's clock, this run takes the claim over and sends the
+	// email: nothing was sent under it. At least ClaimTimeoutMin.
+	// Default 15m.
 	ClaimTimeout time.Duration
+	// SettleGrace is how long a delivery whose email another run started
+	// sending, without a recorded result, is left for that run to record
+	// it or for SES's sending events to settle it. Until then the message
+	// is retried later; after it, UnsettledPolicy applies. Default 15m.
+	SettleGrace time.Duration
+	// UnsettledPolicy is UnsettledDeadLetter (the default) or
+	// UnsettledResend.
+	UnsettledPolicy UnsettledPolicy
+	// Bucket is the S3 bucket the reports are in: the one their links
+	// serve, such as the CloudFront distribution's origin. A report in
+	// any other bucket is refused, as permanent, before the worker heads
+	// it: a link to it could open a different object. Required.
+	Bucket string
+	// KeyPrefix, when set, narrows what is served to keys that start
+	// with it; a report outside it is refused like one in another
+	// bucket. Default "": every key in Bucket.
+	KeyPrefix string
 	// From is the sender address, e.g. "Reports <reports@example.com>".
 	// Required.
 	From string
@@ -78,6 +128,8 @@ func (c Config) withDefaults() Config {
 	c.Budget = cmp.Or(c.Budget, BudgetDefault)
 	c.MaxMessages = cmp.Or(c.MaxMessages, MaxMessagesDefault)
 	c.ClaimTimeout = cmp.Or(c.ClaimTimeout, ClaimTimeoutDefault)
+	c.SettleGrace = cmp.Or(c.SettleGrace, SettleGraceDefault)
+	c.UnsettledPolicy = cmp.Or(c.UnsettledPolicy, UnsettledDeadLetter)
 	return c
 }
 
@@ -93,8 +145,16 @@ func (c Config) validate() error {
 		return fmt.Errorf("budget: %s is negative", c.Budget)
 	case c.MaxMessages < 0:
 		return fmt.Errorf("max messages: %d is negative", c.MaxMessages)
+	case c.ClaimTimeout < ClaimTimeoutMin:
+		return fmt.Errorf("claim timeout: %s is shorter than %s", c.ClaimTimeout, ClaimTimeoutMin)
+	case c.SettleGrace < 0:
+		return fmt.Errorf("settle grace: %s is negative", c.SettleGrace)
+	case c.UnsettledPolicy != UnsettledDeadLetter && c.UnsettledPolicy != UnsettledResend:
+		return fmt.Errorf("unsettled policy: %q is not %q or %q", c.UnsettledPolicy, UnsettledDeadLetter, UnsettledResend)
 	case c.From == "":
 		return errors.New("from: is required")
+	case c.Bucket == "":
+		return errors.New("bucket: is required: the worker links reports in that bucket only")
 	}
 	return nil
 }
@@ -165,11 +225,31 @@ type Summary struct {
 	Retrying     int // messages left on the queue for another try
 	Sent         int // emails accepted by the mail service
 	Duplicates   int // deliveries skipped because the ledger had them
-	Refused      int // recipients refused by the policy
+	// MaybeSent counts emails that may or may not have been accepted:
+	// this run's sends that ended without knowing, and earlier runs'
+	// that this run found unsettled past the grace and dead-lettered.
+	// Their ledger records stay "sending", so they are not sent again
+	// unless settled.
+	MaybeSent int
+	// MaybeDuplicated counts sends that may have delivered an email a
+	// second time: retries after SES answered 5xx to an email it may
+	// have accepted (sender.retry_server_errors), and resends of
+	// unsettled deliveries (UnsettledResend).
+	MaybeDuplicated int
+	// Unrecorded counts emails accepted whose ledger record could not be
+	// marked sent: it still says "sending", which SES's sending events,
+	// or an operator, can settle.
+	Unrecorded int
+	Refused    int // recipients refused by the policy
+	// Halted is set when the run stopped sending for a [Halt] (the
+	// quota spent, the account unable to send), whether or not it had
+	// received anything: the queue may still hold messages.
+	Halted bool
 }
 
-// OK reports whether every message received was dealt with for good.
-func (s Summary) OK() bool { return s.DeadLettered == 0 && s.Retrying == 0 }
+// OK reports whether every message received was dealt with for good,
+// and the run was not halted.
+func (s Summary) OK() bool { return s.DeadLettered == 0 && s.Retrying == 0 && !s.Halted }
 
 // LogValue makes a Summary log as a group of counts.
 func (s Summary) LogValue() slog.Value {
@@ -177,7 +257,10 @@ func (s Summary) LogValue() slog.Value {
 		slog.Int("received", s.Received), slog.Int("acked", s.Acked),
 		slog.Int("dropped", s.Dropped), slog.Int("dead_lettered", s.DeadLettered),
 		slog.Int("retrying", s.Retrying), slog.Int("sent", s.Sent),
-		slog.Int("duplicates", s.Duplicates), slog.Int("refused", s.Refused))
+		slog.Int("duplicates", s.Duplicates), slog.Int("maybe_sent", s.MaybeSent),
+		slog.Int("maybe_duplicated", s.MaybeDuplicated), slog.Int("unrecorded", s.Unrecorded),
+		slog.Int("refused", s.Refused),
+		slog.Bool("halted", s.Halted))
 }
 
 // Drain runs once: it receives until the queue is empty, the budget is
@@ -186,25 +269,41 @@ func (s Summary) LogValue() slog.Value {
 // flight, whose messages would otherwise stay invisible for the whole
 // visibility timeout; no new email is started after it, the one being
 // sent finishes, and the messages not yet done are released.
+//
+// Before it receives, Drain checks the queues when the Queue is a
+// [Checker], and before each receive it asks the Mailer when it is a
+// [SendGate]: a run that could not send receives nothing. When sending
+// halts mid-run, the messages not done are handed back, hidden until
+// the time the halt gives ([HaltUntil]), or at once when it gives none.
+//
 // The error is non-nil only when the queue itself failed; the fate of
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	start := w.now()
 	deadline := start.Add(w.cfg.Budget)
+	if c, ok := w.queue.(Checker); ok {
+		if err := c.Check(ctx); err != nil {
+			w.logger.Error("run not started", "err", err)
+			return Summary{}, err
+		}
+	}
 	// Work in flight must finish even after ctx is cancelled; each AWS
 	// call is bounded by its client's own timeouts.
 	work := context.WithoutCancel(ctx)
 
-	r := &run{w: w, ctx: work, stop: ctx, held: map[string]Message{}}
+	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, held: map[string]Message{},
+		id: NewID()[:16], unsettled: map[string]bool{}}
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
-	var queueErr error
-	for ctx.Err() == nil && r.halt == nil && w.now().Before(deadline) && r.sum.Received < w.cfg.MaxMessages {
+	for ctx.Err() == nil && r.halt == nil && r.fatal == nil && w.now().Before(deadline) && r.sum.Received < w.cfg.MaxMessages {
+		if !r.admit() {
+			break
+		}
 		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-r.sum.Received)
 		msgs, err := w.queue.Receive(work, n, w.cfg.WaitTime)
 		if err != nil {
-			queueErr = fmt.Errorf("receive: %w", err)
+			r.fatal = fmt.Errorf("receive: %w", err)
 			break
 		}
 		if len(msgs) == 0 {
@@ -224,18 +323,19 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	if len(held) > 0 {
 		if ctx.Err() != nil {
 			// Shut down before the digest was built: hand everything back.
-			r.release(held)
+			r.handBack(held, 0)
 		} else {
 			r.process(held)
 			r.settle(held)
 		}
 	}
-	w.logger.Info("run finished", "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
-	return r.sum, queueErr
+	r.sum.Halted = r.halt != nil && r.halt != errShutdown
+	w.logger.Info("run finished", "run", r.id, "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
+	return r.sum, r.fatal
 }
 
 // errShutdown halts a run that was told to stop mid-way.
-var errShutdown = errors.New("shutting down")
+var errShutdown = Fail(CodeShutdown, ClassHalt, errors.New("shutting down"))
 
 // run is the state of one Drain.
 type run struct {
@@ -244,6 +344,17 @@ type run struct {
 	stop context.Context // cancelled on shutdown: start no new email
 	sum  Summary
 	halt error // set when sending must stop for this run
+	// fatal is a failure of the queue itself, which ends the run and
+	// is Drain's error.
+	fatal error
+	start time.Time // when the run started, before any receive
+	// headNative makes decode head the reports of native events too;
+	// Preview, which calls no AWS API it need not, leaves it off.
+	headNative bool
+	// id names the run in its ledger claims.
+	id string
+	// unsettled holds the email ids counted in MaybeSent, once each.
+	unsettled map[string]bool
 
 	mu   sync.Mutex
 	held map[string]Message // by receipt handle: received, not yet settled
@@ -310,35 +421,58 @@ func (r *run) heartbeat() (stop func()) {
 	return func() { close(done); <-finished }
 }
 
+// admit asks the Mailer, when it is a SendGate, whether the run may
+// send before it receives more, and halts the run if not.
+func (r *run) admit() bool {
+	g, ok := r.w.mailer.(SendGate)
+	if !ok {
+		return true
+	}
+	err := g.Admit(r.ctx)
+	switch {
+	case err == nil:
+		return true
+	case IsHalt(err):
+		r.halt = err
+		r.w.logger.Warn("not receiving: sending is halted; messages stay on the queue", "err", err)
+		return false
+	}
+	r.w.logger.Warn("send gate: receiving anyway", "err", err)
+	return true
+}
+
 // msgState is one message and what has become of its events.
 type msgState struct {
 	msg    Message
 	events []event.Event
-	drop   bool   // nothing to do: delete
-	poison string // reason to dead-letter; set means permanent failure
-	retry  string // reason to leave it for another try
+	drop   bool     // nothing to do: delete
+	failed *Failure // why the message is not done; nil while it may be
 	// follows are the messages that carry this one's events for it: an
 	// earlier copy of the same message in the same batch.
 	follows []*msgState
 }
 
-func (m *msgState) fail(err error, what string) {
-	reason := what + ": " + err.Error()
-	switch {
-	case IsPermanent(err) || IsAmbiguous(err):
-		if m.poison == "" {
-			m.poison = reason
-		}
-	default:
-		if m.retry == "" {
-			m.retry = reason
-		}
+// fail records err against the message, with what was being done and
+// the code to use if err carries none. A failure that dead-letters
+// replaces one that does not; otherwise the first one stays.
+func (m *msgState) fail(err error, what string, code Code) {
+	f := Failure{Class: ClassOf(err), Code: cmp.Or(CodeOf(err), code), Reason: what + ": " + err.Error()}
+	if m.failed == nil || (f.deadLetters() && !m.failed.deadLetters()) {
+		m.failed = &f
 	}
 }
 
-// decode turns messages into events, resolving S3 notifications with
-// HeadObject. Messages that cannot become events are marked here.
+// ok reports whether the message may still be delivered.
+func (m *msgState) ok() bool { return !m.drop && m.failed == nil }
+
+// decode turns messages into events. Every report is checked before it
+// can be linked: it must be in the bucket (and under the key prefix)
+// this worker serves, and, in a run, HeadObject must find it; its size
+// and content type come from the object when the event gives none. S3
+// notifications are resolved into events from their object's metadata.
+// Messages that cannot become events are marked here.
 func (r *run) decode(msgs []Message) []*msgState {
+	heads := map[string]headResult{} // one HeadObject per object per batch
 	out := make([]*msgState, 0, len(msgs))
 	for _, m := range msgs {
 		st := &msgState{msg: m}
@@ -349,25 +483,107 @@ func (r *run) decode(msgs []Message) []*msgState {
 			st.drop = true
 			continue
 		case err != nil:
-			st.fail(Permanent(err), "decode")
+			st.fail(Permanent(err), "decode", CodeInvalidEvent)
 			continue
 		}
 		st.events = d.Events
+		if len(d.Unknown) > 0 {
+			r.w.logger.Warn("event has fields its schema does not know: ignored (misspelt?)", "message_id", m.ID, "fields", d.Unknown)
+		}
+	native:
+		for i := range st.events {
+			for j := range st.events[i].Reports {
+				rep := &st.events[i].Reports[j]
+				obj := fmt.Sprintf("s3://%s/%s", rep.Bucket, rep.Key)
+				if err := r.w.served(rep.Bucket, rep.Key); err != nil {
+					st.fail(err, "report "+obj, CodeBucketNotServed)
+					break native
+				}
+				if !r.headNative {
+					continue
+				}
+				info, err := r.head(heads, rep.Bucket, rep.Key)
+				if err != nil {
+					st.fail(err, "head "+obj, headCode(err))
+					break native
+				}
+				if rep.Size == 0 {
+					rep.Size = info.Size
+				}
+				if rep.ContentType == "" {
+					rep.ContentType = contentType(info.ContentType)
+				}
+			}
+		}
 		for _, ref := range d.Objects {
-			info, err := r.w.objects.Head(r.ctx, ref.Bucket, ref.Key)
+			if st.failed != nil {
+				break
+			}
+			obj := fmt.Sprintf("s3://%s/%s", ref.Bucket, ref.Key)
+			if err := r.w.served(ref.Bucket, ref.Key); err != nil {
+				st.fail(err, "report "+obj, CodeBucketNotServed)
+				break
+			}
+			info, err := r.head(heads, ref.Bucket, ref.Key)
 			if err != nil {
-				st.fail(err, fmt.Sprintf("head s3://%s/%s", ref.Bucket, ref.Key))
+				st.fail(err, "head "+obj, headCode(err))
 				break
 			}
 			ev, err := event.FromObject(ref, info.Size, info.ContentType, info.Metadata)
 			if err != nil {
-				st.fail(Permanent(err), fmt.Sprintf("s3://%s/%s", ref.Bucket, ref.Key))
+				st.fail(Permanent(err), obj, CodeInvalidMetadata)
 				break
 			}
 			st.events = append(st.events, ev)
 		}
 	}
 	return out
+}
+
+// served refuses a report in a bucket, or outside the key prefix, that
+// this worker does not serve.
+func (w *Worker) served(bucket, key string) error {
+	switch {
+	case bucket != w.cfg.Bucket:
+		return PermanentCode(CodeBucketNotServed, fmt.Errorf("bucket %q is not the bucket this worker serves, %q (reports.bucket); a link could open a different object", bucket, w.cfg.Bucket))
+	case !strings.HasPrefix(key, w.cfg.KeyPrefix):
+		return PermanentCode(CodeBucketNotServed, fmt.Errorf("key %q is outside the key prefix this worker serves, %q (reports.prefix)", key, w.cfg.KeyPrefix))
+	}
+	return nil
+}
+
+// headResult is one HeadObject's answer.
+type headResult struct {
+	info ObjectInfo
+	err  error
+}
+
+// head asks the ObjectStore about an object once per batch.
+func (r *run) head(cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
+	k := bucket + "/" + key // bucket names hold no "/"
+	if h, ok := cache[k]; ok {
+		return h.info, h.err
+	}
+	info, err := r.w.objects.Head(r.ctx, bucket, key)
+	cache[k] = headResult{info, err}
+	return info, err
+}
+
+// headCode is the code of a failed HeadObject that carries none.
+func headCode(err error) Code {
+	if IsPermanent(err) {
+		return CodeObjectMissing
+	}
+	return CodeHeadFailed
+}
+
+// contentType returns an object's content type if it is one, for the
+// email to show; S3 stores whatever the uploader sent.
+func contentType(s string) string {
+	if _, _, err := mime.ParseMediaType(s); err != nil || strings.ContainsFunc(s, unicode.IsControl) {
+		return ""
+	}
+	return s
 }
 
 // delivery is one email to one recipient: the events it covers and the
@@ -402,7 +618,7 @@ func (r *run) plan(batch []*msgState) []*delivery {
 	byUser := map[string]*group{}
 	first := map[string]*msgState{} // event id -> the message that carries it
 	for _, st := range batch {
-		if st.drop || st.poison != "" || st.retry != "" {
+		if !st.ok() {
 			continue
 		}
 		for _, ev := range st.events {
@@ -459,106 +675,256 @@ func (r *run) plan(batch []*msgState) []*delivery {
 	return out
 }
 
-// deliver claims, renders and sends one email, and records the result
-// on the messages involved.
+// claim is one event of a delivery that this run has claimed in the
+// ledger, and the message it came from.
+type claim struct {
+	ev   event.Event
+	c    *Claim
+	from *msgState
+}
+
+// deliver claims, signs, renders and sends one email, and records the
+// result on the messages involved.
 func (r *run) deliver(d *delivery) {
 	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient)
-	now := r.w.now()
 	if r.halt == nil && r.stop != nil && r.stop.Err() != nil {
 		r.halt = errShutdown
 		log.Info("shutting down: no new emails; held messages go back to the queue")
 	}
 	if r.halt != nil {
 		for _, st := range d.from {
-			st.fail(r.halt, "not sent")
+			st.fail(r.halt, "not sent", CodeHalted)
 		}
 		return
 	}
+	now := r.w.now()
 
 	// Claim each event for this recipient. Only the claimed ones go in
 	// the email; the rest were sent before or are someone else's.
-	var claimed []event.Event
-	var keys []string
-	var claimedFrom []*msgState
-	for i, ev := range d.events {
-		key := DeliveryKey(ev.ID, d.recipient)
-		c, err := r.w.ledger.Claim(r.ctx, key, now)
-		switch {
-		case err != nil:
-			d.from[i].fail(err, "ledger claim")
-			log.Error("ledger claim", "event", ev.ID, "err", err)
-		case c.State == Claimed:
-			claimed = append(claimed, ev)
-			keys = append(keys, key)
-			claimedFrom = append(claimedFrom, d.from[i])
-		case c.State == AlreadySent:
-			r.sum.Duplicates++
-			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
-		case now.Sub(c.Since) < r.w.cfg.ClaimTimeout:
-			d.from[i].fail(errors.New("another run is sending it"), "ledger")
-			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "claimed_at", c.Since)
-		default:
-			err := Ambiguous(fmt.Errorf("an earlier send to %s, claimed at %s, never finished and may have been accepted; not sending it again. "+
-				"To resend, delete ledger record %s and redrive this message", d.recipient, c.Since.UTC().Format(time.RFC3339), key))
-			d.from[i].fail(err, "ledger")
-			log.Error("delivery outcome unknown", "event", ev.ID, "claimed_at", c.Since)
-		}
-	}
-	if len(claimed) == 0 {
+	claims := r.claim(d, log)
+	if len(claims) == 0 {
 		return
 	}
 
-	// Whatever happens below, every claim must be completed or released.
-	release := func(err error, what string) {
-		for i, key := range keys {
-			if rerr := r.w.ledger.Release(r.ctx, key); rerr != nil {
-				log.Error("ledger release", "event", claimed[i].ID, "err", rerr)
-			}
-			claimedFrom[i].fail(err, what)
+	// An event whose links cannot be signed fails alone: in a digest,
+	// the other events still go out.
+	evs := make([]event.Event, len(claims))
+	for i, c := range claims {
+		evs[i] = c.ev
+	}
+	links, errs := r.signEvents(evs, now)
+	var ok []claim
+	var okEvents []event.Event
+	var okLinks [][]Link
+	for i, c := range claims {
+		if errs[i] != nil {
+			r.release(log, []claim{c}, errs[i], "link", CodeLinkFailed)
+			log.Error("sign: the email goes without this event", "event", c.ev.ID, "code", cmp.Or(CodeOf(errs[i]), CodeLinkFailed), "err", errs[i])
+			continue
 		}
+		ok = append(ok, c)
+		okEvents = append(okEvents, c.ev)
+		okLinks = append(okLinks, links[i])
+	}
+	if len(ok) == 0 {
+		return
 	}
 
-	email, err := r.compose(d.user, d.recipient, claimed, now)
+	email, err := r.render(d.user, d.recipient, okEvents, okLinks, now)
 	if err != nil {
-		release(err, "compose")
+		r.release(log, ok, err, "compose", CodeComposeFailed)
 		log.Error("compose", "err", err)
 		return
 	}
-	id, err := r.w.mailer.Send(r.ctx, email)
+	r.send(log, d.recipient, email, ok)
+}
+
+// claim claims each event of d for its recipient in the ledger, and
+// returns the claims won. Each event it cannot claim is recorded on
+// its message: skipped as sent, left for later, or dead-lettered as
+// maybe sent.
+func (r *run) claim(d *delivery, log *slog.Logger) []claim {
+	cfg := r.w.cfg
+	var claims []claim
+	for i, ev := range d.events {
+		req := ClaimRequest{
+			Key:      DeliveryKey(ev.ID, d.recipient),
+			Delivery: Delivery{EventID: ev.ID, Recipient: strings.ToLower(d.recipient), Schedule: cfg.Schedule},
+			RunID:    r.id, Timeout: cfg.ClaimTimeout,
+		}
+		if cfg.UnsettledPolicy == UnsettledResend {
+			req.ResendAfter = cfg.SettleGrace
+		}
+		c, err := r.w.ledger.Claim(r.ctx, req)
+		from := d.from[i]
+		switch {
+		case err != nil:
+			code := CodeLedgerFailed
+			if IsPermanent(err) {
+				code = CodeLedgerUnreadable
+			}
+			from.fail(err, "ledger claim", code)
+			log.Error("ledger claim", "event", ev.ID, "err", err)
+		case c.State == Claimed:
+			if c.TookOver != "" {
+				log.Warn("took over a ledger record "+c.TookOver+" "+c.Age.Round(time.Second).String()+" ago",
+					"event", ev.ID, "record", c.Record, "was", c.TookOver, "age", c.Age.Round(time.Second), "attempts", c.Attempts)
+			}
+			claims = append(claims, claim{ev: ev, c: &c, from: from})
+		case c.State == AlreadySent:
+			r.sum.Duplicates++
+			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
+		case c.State == InProgress:
+			from.fail(fmt.Errorf("another run claimed it %s ago and has not started sending; after %s it is taken over",
+				c.Age.Round(time.Second), cfg.ClaimTimeout), "ledger", CodeClaimedElsewhere)
+			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "record", c.Record, "age", c.Age.Round(time.Second))
+		case c.Age < cfg.SettleGrace:
+			from.fail(fmt.Errorf("another run started sending it %s ago (email %s) with no result recorded yet; waiting up to %s for it to be recorded or settled",
+				c.Age.Round(time.Second), c.EmailID, cfg.SettleGrace), "ledger", CodeClaimedElsewhere)
+			log.Info("delivery being sent by another run, or unsettled; will retry", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
+		default:
+			email := "email " + c.EmailID
+			if c.EmailID == "" {
+				email = "an email with no id (a record from an older version)"
+			}
+			cause := fmt.Sprintf("an earlier run started sending it %s ago as %s and never recorded the result", c.Age.Round(time.Second), email)
+			from.fail(Ambiguous(errors.New(maybeSentReason(d.recipient, cause, []*Claim{&c}))), "ledger", CodeMaybeSent)
+			r.maybeSent(c.EmailID)
+			log.Error("delivery outcome unknown", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
+		}
+	}
+	return claims
+}
+
+// maybeSentReason is the reason of a dead letter whose email may have
+// been accepted: the recipient, the cause, and for each ledger record
+// the command that settles it.
+func maybeSentReason(rcpt, cause string, cs []*Claim) string {
+	var recs, keys []string
+	for _, c := range cs {
+		recs = append(recs, c.Record)
+		keys = append(keys, c.Key)
+	}
+	return fmt.Sprintf("the email to %s may have been accepted (%s); ledger record %s stays \"sending\", so it is not sent twice. "+
+		"To settle: if it arrived, run `reportmailer ledger settle -config FILE -record %s -sent`; "+
+		"if not, run it with -unsent instead and redrive this message",
+		rcpt, cause, strings.Join(recs, ", "), strings.Join(keys, ","))
+}
+
+// maybeSent counts an email that may have been accepted, once per
+// email id (a record written before email ids has none).
+func (r *run) maybeSent(emailID string) {
+	if emailID != "" {
+		if r.unsettled[emailID] {
+			return
+		}
+		r.unsettled[emailID] = true
+	}
+	r.sum.MaybeSent++
+}
+
+// release gives up claims whose email was certainly not sent, and
+// records err on their messages.
+func (r *run) release(log *slog.Logger, cs []claim, err error, what string, code Code) {
+	for _, c := range cs {
+		if rerr := r.w.ledger.Release(r.ctx, c.c); rerr != nil {
+			log.Error("ledger release: the record stays as it was; nothing was sent under it", "event", c.ev.ID, "record", c.c.Record, "err", rerr)
+		}
+		c.from.fail(err, what, code)
+	}
+}
+
+// send sends the email for the claims, recording in the ledger that it
+// is being sent immediately before it leaves (BeforeSend), and then
+// its result.
+func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
+	emailID := NewID()
+	email.Tags[EmailTag] = emailID
+	log = log.With("email_id", emailID)
+	handles := make([]*Claim, len(cs))
+	resend := false
+	for i, c := range cs {
+		handles[i] = c.c
+		resend = resend || c.c.TookOver == "sending"
+	}
+	tr := &sendTrace{before: func(ctx context.Context) error {
+		return r.w.ledger.Sending(ctx, emailID, handles)
+	}}
+	id, err := r.w.mailer.Send(withSendTrace(r.ctx, tr), email)
+	called, beforeErr, retries := tr.state()
+	if beforeErr != nil {
+		// Nothing was sent: the ledger could not say it would be.
+		r.release(log, cs, beforeErr, "ledger sending", cmp.Or(CodeOf(beforeErr), CodeLedgerFailed))
+		log.Error("ledger sending: not sent", "err", beforeErr)
+		return
+	}
+	if !called && (err == nil || IsAmbiguous(err)) {
+		// A Mailer that does not call BeforeSend: record it now, late,
+		// so an unknown outcome is not taken for a claim that sent
+		// nothing.
+		if serr := r.w.ledger.Sending(r.ctx, emailID, handles); serr != nil {
+			log.Error("ledger sending, after the send", "err", serr)
+		}
+		called = true
+	}
+	if retries > 0 {
+		r.sum.MaybeDuplicated += retries
+		log.Warn("SES answered 5xx and the send was retried: the email may have been sent twice", "retries", retries)
+	}
+	if resend && called {
+		r.sum.MaybeDuplicated++
+		log.Warn("resent an unsettled delivery: the earlier email may have been accepted too")
+	}
 	if err != nil {
 		if IsHalt(err) && r.halt == nil {
 			r.halt = err
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
 		if IsAmbiguous(err) {
-			// Keep the claims: the email may be out, and a retry must
-			// not send it again.
-			for _, st := range claimedFrom {
-				st.fail(err, "send")
+			// Keep the records "sending": the email may be out, and a
+			// retry must not send it again.
+			r.maybeSent(emailID)
+			reason := errors.New(maybeSentReason(rcpt, "send: "+err.Error(), handles))
+			for _, c := range cs {
+				c.from.fail(Ambiguous(reason), "send", CodeMaybeSent)
 			}
 		} else {
-			release(err, "send")
+			r.release(log, cs, err, "send", sendCode(err))
 		}
-		log.Error("send", "err", err, "permanent", IsPermanent(err), "ambiguous", IsAmbiguous(err))
+		log.Error("send", "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
 		return
 	}
 	r.sum.Sent++
-	ids := make([]string, len(claimed))
-	for i, key := range keys {
-		ids[i] = claimed[i].ID
-		if err := r.w.ledger.Complete(r.ctx, key, id, r.w.now()); err != nil {
-			// The email is out; an unfinished claim makes a redelivery
-			// hold off rather than send twice.
-			log.Error("ledger complete", "event", claimed[i].ID, "err", err)
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ev.ID
+		if err := r.w.ledger.Complete(r.ctx, c.c, id); err != nil {
+			// The email is out; a record left "sending" makes a
+			// redelivery hold off rather than send twice.
+			r.sum.Unrecorded++
+			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "message_id", id, "err", err)
 		}
 	}
 	log.Info("sent", "message_id", id, "events", ids)
 }
 
-// compose signs the links and renders the email for one recipient,
-// with the template set of the report type all its reports share (the
-// default set when they differ or have none).
-func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Time) (Email, error) {
+// sendCode is the code of a failed send that carries none.
+func sendCode(err error) Code {
+	switch ClassOf(err) {
+	case ClassAmbiguous:
+		return CodeMaybeSent
+	case ClassPermanent:
+		return CodeSESRejected
+	case ClassHalt:
+		return CodeHalted
+	}
+	return CodeSendFailed
+}
+
+// render renders the email for one recipient, given each event's
+// links, with the template set of the report type all its reports
+// share (the default set when they differ or have none).
+func (r *run) render(u event.User, rcpt string, evs []event.Event, eventLinks [][]Link, now time.Time) (Email, error) {
 	loc := time.UTC
 	if u.TimeZone != "" {
 		l, err := time.LoadLocation(u.TimeZone)
@@ -568,8 +934,10 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 		loc = l
 	}
 	var reports []event.Report
-	for _, ev := range evs {
+	var links []Link
+	for i, ev := range evs {
 		reports = append(reports, ev.Reports...)
+		links = append(links, eventLinks[i]...)
 	}
 	data := templates.Data{
 		User:       templates.User{Name: u.Name, Email: u.Email},
@@ -580,10 +948,6 @@ func (r *run) compose(u event.User, rcpt string, evs []event.Event, now time.Tim
 		ReportType: commonType(reports),
 		Locale:     u.Locale,
 		Generated:  now.In(loc),
-	}
-	links, err := r.sign(reports, now)
-	if err != nil {
-		return Email{}, err
 	}
 	var reportTypes []string
 	for i, rep := range reports {
@@ -641,7 +1005,34 @@ func commonType(reports []event.Report) string {
 	return reports[0].Type
 }
 
-// sign makes the links for one email, all at once when the signer can.
+// signEvents makes the links to each event's reports, for one email:
+// links[i] are event i's, in order, unless errs[i] says why they could
+// not be made. It signs all of them at once first; only when that
+// fails does it sign event by event, to find the events at fault.
+func (r *run) signEvents(evs []event.Event, now time.Time) (links [][]Link, errs []error) {
+	links = make([][]Link, len(evs))
+	errs = make([]error, len(evs))
+	var all []event.Report
+	for _, ev := range evs {
+		all = append(all, ev.Reports...)
+	}
+	flat, err := r.sign(all, now)
+	switch {
+	case err == nil:
+		for i, ev := range evs {
+			links[i], flat = flat[:len(ev.Reports):len(ev.Reports)], flat[len(ev.Reports):]
+		}
+	case len(evs) == 1:
+		errs[0] = err
+	default:
+		for i, ev := range evs {
+			links[i], errs[i] = r.sign(ev.Reports, now)
+		}
+	}
+	return links, errs
+}
+
+// sign makes the links for reports, all at once when the signer can.
 func (r *run) sign(reports []event.Report, now time.Time) ([]Link, error) {
 	if bs, ok := r.w.signer.(BatchSigner); ok {
 		links, err := bs.SignAll(r.ctx, reports, now)
@@ -667,69 +1058,120 @@ func (r *run) sign(reports []event.Report, now time.Time) ([]Link, error) {
 // settle acknowledges, dead-letters or leaves each message according to
 // what became of its events.
 func (r *run) settle(batch []*msgState) {
-	var ack []Message
-	var release []*msgState
-	drops := 0
 	for _, st := range batch {
 		for _, f := range st.follows {
-			if (f.poison != "" || f.retry != "") && st.poison == "" && st.retry == "" {
-				st.retry = "another copy of this event in the batch was not delivered"
+			if f.failed != nil && st.failed == nil {
+				st.fail(errors.New("another copy of this message in the batch was not delivered"), "copy", CodeCopyFailed)
 			}
 		}
 	}
+	var ack []*msgState
+	var back []*msgState
 	for _, st := range batch {
 		r.unhold(st.msg)
 		log := r.w.logger.With("message_id", st.msg.ID)
-		switch {
-		case st.poison != "":
-			if err := r.w.queue.DeadLetter(r.ctx, st.msg, st.poison); err != nil {
+		switch f := st.failed; {
+		case f != nil && f.deadLetters():
+			if err := r.w.queue.DeadLetter(r.ctx, st.msg, *f); err != nil {
 				// Left alone, the queue's RedrivePolicy will still move it.
 				r.sum.Retrying++
-				log.Error("dead-letter", "reason", st.poison, "err", err)
+				log.Error("dead-letter", "code", f.Code, "reason", f.Reason, "err", err)
+				if errors.Is(err, ErrNoQueue) && r.fatal == nil {
+					r.fatal = err
+				}
 				continue
 			}
 			r.sum.DeadLettered++
-			log.Warn("dead-lettered", "reason", st.poison, "receive_count", st.msg.ReceiveCount)
-		case st.retry != "" && r.halt != nil:
-			release = append(release, st)
-		case st.retry != "":
+			log.Warn("dead-lettered", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
+		case f != nil && r.halt != nil:
+			back = append(back, st)
+		case f != nil:
 			r.sum.Retrying++
-			log.Warn("left for retry", "reason", st.retry, "receive_count", st.msg.ReceiveCount)
-		case st.drop:
-			drops++
-			log.Info("dropping S3 test event")
-			ack = append(ack, st.msg)
+			log.Warn("left for retry", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 		default:
-			ack = append(ack, st.msg)
+			if st.drop {
+				log.Info("dropping S3 test event")
+			}
+			ack = append(ack, st)
 		}
 	}
-	if len(release) > 0 {
-		r.release(release)
+	if len(back) > 0 {
+		r.handBack(back, r.hideFor())
 	}
 	if len(ack) == 0 {
 		return
 	}
-	if err := r.w.queue.Delete(r.ctx, ack); err != nil {
+	msgs := make([]Message, len(ack))
+	for i, st := range ack {
+		msgs[i] = st.msg
+	}
+	failed := map[string]bool{}
+	if err := r.w.queue.Delete(r.ctx, msgs); err != nil {
 		// The work is done and recorded in the ledger: a redelivery is
 		// skipped as a duplicate, so nothing is sent twice.
-		r.sum.Retrying += len(ack)
-		r.w.logger.Error("delete", "messages", len(ack), "err", err)
-		return
+		var be *BatchError
+		if errors.As(err, &be) {
+			for _, h := range be.Failed {
+				failed[h] = true
+			}
+		} else {
+			for _, m := range msgs {
+				failed[m.ReceiptHandle] = true
+			}
+		}
+		r.w.logger.Error("delete", "messages", len(failed), "of", len(msgs), "err", err)
 	}
-	r.sum.Acked += len(ack) - drops
-	r.sum.Dropped += drops
+	for _, st := range ack {
+		switch {
+		case failed[st.msg.ReceiptHandle]:
+			r.sum.Retrying++
+		case st.drop:
+			r.sum.Dropped++
+		default:
+			r.sum.Acked++
+		}
+	}
 }
 
-// release hands messages back to the queue unprocessed.
-func (r *run) release(batch []*msgState) {
+// hideFor returns how long messages handed back after the run's halt
+// should stay hidden: until the time the halt gives, capped below SQS's
+// 12 hours from the receive, or 0 (visible at once) when it gives none.
+func (r *run) hideFor() time.Duration {
+	until, ok := RetryAfter(r.halt)
+	if !ok {
+		return 0
+	}
+	now := r.w.now()
+	// Every message was received after the run started; a minute of
+	// slack covers the clock skew between here and SQS.
+	d := min(until.Sub(now), visibilityMax-now.Sub(r.start)-time.Minute)
+	if d < time.Second {
+		return 0
+	}
+	return d.Truncate(time.Second)
+}
+
+// handBack returns messages to the queue unprocessed: visible at once
+// when hide is 0 (on shutdown, so another worker can take them), or
+// after hide (after a halt, so that they are not received again, each
+// receive counting towards maxReceiveCount, before sending can work).
+func (r *run) handBack(batch []*msgState, hide time.Duration) {
 	msgs := make([]Message, len(batch))
 	for i, st := range batch {
 		msgs[i] = st.msg
 	}
 	r.unhold(msgs...)
+	r.sum.Retrying += len(msgs)
+	if hide > 0 {
+		err := r.w.queue.Extend(r.ctx, msgs, hide)
+		if err == nil {
+			r.w.logger.Info("handed back unprocessed messages, hidden until sending may work again", "messages", len(msgs), "for", hide)
+			return
+		}
+		r.w.logger.Error("hide handed-back messages; releasing them instead", "messages", len(msgs), "err", err)
+	}
 	if err := r.w.queue.Release(r.ctx, msgs); err != nil {
 		r.w.logger.Error("release", "messages", len(msgs), "err", err)
 	}
-	r.sum.Retrying += len(msgs)
 	r.w.logger.Info("released unprocessed messages", "messages", len(msgs))
 }

@@ -22,11 +22,16 @@ type fakeQueue struct {
 	mu       sync.Mutex
 	pending  []worker.Message
 	deleted  []string
-	dead     map[string]string // message id -> reason
+	dead     map[string]string      // message id -> reason
+	codes    map[string]worker.Code // message id -> code
 	released []string
 	extended []string
+	hidden   map[string]time.Duration // message id -> the latest Extend
 	onExtend func()
 	receives int
+	// undeletable, when set, makes Delete fail for these receipt
+	// handles, as DeleteMessageBatch can.
+	undeletable map[string]bool
 }
 
 func (q *fakeQueue) Receive(_ context.Context, max int, _ time.Duration) ([]worker.Message, error) {
@@ -40,8 +45,16 @@ func (q *fakeQueue) Receive(_ context.Context, max int, _ time.Duration) ([]work
 }
 
 func (q *fakeQueue) Delete(_ context.Context, msgs []worker.Message) error {
+	var failed []string
 	for _, m := range msgs {
+		if q.undeletable[m.ReceiptHandle] {
+			failed = append(failed, m.ReceiptHandle)
+			continue
+		}
 		q.deleted = append(q.deleted, m.ID)
+	}
+	if len(failed) > 0 {
+		return &worker.BatchError{Failed: failed, Err: fmt.Errorf("delete %v: ReceiptHandleIsInvalid", failed)}
 	}
 	return nil
 }
@@ -53,11 +66,15 @@ func (q *fakeQueue) Release(_ context.Context, msgs []worker.Message) error {
 	return nil
 }
 
-func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, _ time.Duration) error {
+func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, d time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.hidden == nil {
+		q.hidden = map[string]time.Duration{}
+	}
 	for _, m := range msgs {
 		q.extended = append(q.extended, m.ID)
+		q.hidden[m.ID] = d
 	}
 	if q.onExtend != nil {
 		q.onExtend()
@@ -65,22 +82,33 @@ func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, _ time.Dura
 	return nil
 }
 
-func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, reason string) error {
+func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, f worker.Failure) error {
 	if q.dead == nil {
 		q.dead = map[string]string{}
+		q.codes = map[string]worker.Code{}
 	}
-	q.dead[m.ID] = reason
+	q.dead[m.ID] = f.Reason
+	q.codes[m.ID] = f.Code
 	return nil
 }
 
-type fakeObjects map[string]worker.ObjectInfo // "bucket/key"
+// fakeObjects holds the objects that exist, by "bucket/key".
+type fakeObjects map[string]worker.ObjectInfo
 
 func (o fakeObjects) Head(_ context.Context, bucket, key string) (worker.ObjectInfo, error) {
 	info, ok := o[bucket+"/"+key]
 	if !ok {
-		return info, worker.Permanent(fmt.Errorf("object does not exist"))
+		return info, worker.PermanentCode(worker.CodeObjectMissing, fmt.Errorf("object does not exist"))
 	}
 	return info, nil
+}
+
+// anyObjects holds every object, with no metadata: what native events
+// need.
+type anyObjects struct{}
+
+func (anyObjects) Head(context.Context, string, string) (worker.ObjectInfo, error) {
+	return worker.ObjectInfo{}, nil
 }
 
 type fakeSigner struct{}
@@ -95,7 +123,10 @@ type fakeMailer struct {
 	fail func(worker.Email) error
 }
 
-func (m *fakeMailer) Send(_ context.Context, e worker.Email) (string, error) {
+func (m *fakeMailer) Send(ctx context.Context, e worker.Email) (string, error) {
+	if err := worker.BeforeSend(ctx); err != nil {
+		return "", err
+	}
 	if m.fail != nil {
 		if err := m.fail(e); err != nil {
 			return "", err
@@ -113,37 +144,141 @@ func (m *fakeMailer) to() []string {
 	return out
 }
 
-// memLedger is an in-memory worker.Ledger.
+// memLedger is an in-memory worker.Ledger with the S3 ledger's states;
+// the age of a record is by now, the store's clock (time.Now when nil).
 type memLedger struct {
 	mu   sync.Mutex
-	recs map[string]worker.Claim
+	recs map[string]*memRecord
+	now  func() time.Time
+	// emails maps each email id to its delivery keys, as Sending
+	// indexes them.
+	emails map[string][]string
+	// sendingErr and completeErr, when set, fail Sending and Complete.
+	sendingErr, completeErr error
 }
 
-func (l *memLedger) Claim(_ context.Context, key string, now time.Time) (worker.Claim, error) {
+type memRecord struct {
+	state     string // claimed, sending, sent, released
+	owner     worker.Owner
+	emailID   string
+	messageID string
+	at        time.Time
+	version   int
+	attempts  int
+}
+
+func (l *memLedger) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
+}
+
+func (l *memLedger) Claim(_ context.Context, req worker.ClaimRequest) (worker.Claim, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.recs == nil {
-		l.recs = map[string]worker.Claim{}
+		l.recs = map[string]*memRecord{}
 	}
-	if c, ok := l.recs[key]; ok {
-		return c, nil
+	now := l.clock()
+	me := worker.Owner{RunID: req.RunID, Token: worker.NewID()}
+	rec, ok := l.recs[req.Key]
+	c := worker.Claim{Key: req.Key, Record: "mem:" + req.Key}
+	if ok {
+		c.Since, c.Age, c.EmailID, c.Attempts = rec.at, now.Sub(rec.at), rec.emailID, rec.attempts
+		take := rec.state == "released" ||
+			(rec.state == "claimed" && req.Timeout > 0 && c.Age >= req.Timeout) ||
+			(rec.state == "sending" && req.ResendAfter > 0 && c.Age >= req.ResendAfter)
+		switch {
+		case rec.state == "sent":
+			c.State = worker.AlreadySent
+			return c, nil
+		case !take && rec.state == "claimed":
+			c.State = worker.InProgress
+			return c, nil
+		case !take:
+			c.State = worker.Unsettled
+			return c, nil
+		}
+		c.TookOver = rec.state
 	}
-	l.recs[key] = worker.Claim{State: worker.InProgress, Since: now}
-	return worker.Claim{State: worker.Claimed}, nil
+	n := &memRecord{state: "claimed", owner: me, at: now, attempts: c.Attempts}
+	if ok {
+		n.version = rec.version + 1
+	}
+	l.recs[req.Key] = n
+	c.State, c.Owner, c.Version, c.EmailID = worker.Claimed, me, fmt.Sprint(n.version), ""
+	return c, nil
 }
 
-func (l *memLedger) Complete(_ context.Context, key, _ string, now time.Time) error {
+// mine returns the record c holds, or an error if it holds none.
+func (l *memLedger) mine(c *worker.Claim) (*memRecord, error) {
+	rec, ok := l.recs[c.Key]
+	if !ok || rec.owner != c.Owner || fmt.Sprint(rec.version) != c.Version {
+		return nil, fmt.Errorf("ledger %s: not ours any more", c.Key)
+	}
+	return rec, nil
+}
+
+func (l *memLedger) Sending(_ context.Context, emailID string, cs []*worker.Claim) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.recs[key] = worker.Claim{State: worker.AlreadySent, Since: now}
+	if l.sendingErr != nil {
+		return l.sendingErr
+	}
+	if l.emails == nil {
+		l.emails = map[string][]string{}
+	}
+	for _, c := range cs {
+		l.emails[emailID] = append(l.emails[emailID], c.Key)
+	}
+	for _, c := range cs {
+		rec, err := l.mine(c)
+		if err != nil {
+			return err
+		}
+		rec.state, rec.emailID, rec.at = "sending", emailID, l.clock()
+		rec.attempts++
+		rec.version++
+		c.Version = fmt.Sprint(rec.version)
+	}
 	return nil
 }
 
-func (l *memLedger) Release(_ context.Context, key string) error {
+func (l *memLedger) Complete(_ context.Context, c *worker.Claim, messageID string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.recs, key)
+	if l.completeErr != nil {
+		return l.completeErr
+	}
+	rec, err := l.mine(c)
+	if err != nil {
+		return err
+	}
+	rec.state, rec.messageID, rec.at = "sent", messageID, l.clock()
+	rec.version++
+	c.Version = fmt.Sprint(rec.version)
 	return nil
+}
+
+func (l *memLedger) Release(_ context.Context, c *worker.Claim) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.mine(c); err != nil {
+		return nil // another run's now
+	}
+	delete(l.recs, c.Key)
+	return nil
+}
+
+// state returns the state of a delivery's record, "" when there is none.
+func (l *memLedger) state(eventID, rcpt string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if rec, ok := l.recs[worker.DeliveryKey(eventID, rcpt)]; ok {
+		return rec.state
+	}
+	return ""
 }
 
 type bundle struct {
@@ -154,15 +289,21 @@ type bundle struct {
 	now    time.Time
 }
 
-func setup(t *testing.T, mode worker.Mode, objects fakeObjects, bodies ...string) (*worker.Worker, *bundle) {
+// setup returns a worker on fakes serving bucket "reports", and the
+// fakes. A nil objects holds every object (anyObjects).
+func setup(t *testing.T, mode worker.Mode, objects worker.ObjectStore, bodies ...string) (*worker.Worker, *bundle) {
 	t.Helper()
+	if objects == nil {
+		objects = anyObjects{}
+	}
 	b := &bundle{queue: &fakeQueue{}, mailer: &fakeMailer{}, ledger: &memLedger{}, logs: &bytes.Buffer{},
 		now: time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)}
+	b.ledger.now = func() time.Time { return b.now }
 	for i, body := range bodies {
 		b.queue.pending = append(b.queue.pending, worker.Message{ID: fmt.Sprintf("m%d", i), ReceiptHandle: fmt.Sprintf("r%d", i), Body: body})
 	}
 	w, err := worker.New(worker.Config{
-		Schedule: "test", Mode: mode, From: "reports@example.com", WaitTime: time.Second,
+		Schedule: "test", Mode: mode, From: "reports@example.com", WaitTime: time.Second, Bucket: "reports",
 		Recipients: worker.RecipientPolicy{AllowedDomains: []string{"example.com"}},
 	}, worker.Deps{
 		Queue: b.queue, Objects: objects, Signer: fakeSigner{}, Templates: templates.Default(),
@@ -199,6 +340,7 @@ func TestDrain(t *testing.T) {
 	objects := fakeObjects{
 		"reports/Q3 results+notes.pdf": {Size: 2048, ContentType: "application/pdf", Metadata: map[string]string{
 			"user-id": "u-9", "user-email": "bo@example.com", "title": "Q3 results", "recipients": "cfo@example.com"}},
+		"reports/a.pdf": {}, "reports/b.pdf": {}, "reports/c.pdf": {},
 	}
 	tests := []struct {
 		name   string
@@ -206,8 +348,9 @@ func TestDrain(t *testing.T) {
 		bodies []string
 		to     []string // recipients of each email sent, in order
 		want   worker.Summary
-		dead   map[string]string // message id -> part of the reason
-		log    string            // must appear in the logs
+		dead   map[string]string      // message id -> part of the reason
+		codes  map[string]worker.Code // message id -> dead-letter code
+		log    string                 // must appear in the logs
 	}{{
 		name:   "native event goes to the user and the allowed recipient",
 		bodies: []string{native("e1", "ana", []string{"cfo@example.com"}, "a.pdf")},
@@ -234,11 +377,32 @@ func TestDrain(t *testing.T) {
 		to:     []string{"ana@example.com"},
 		want:   worker.Summary{Received: 2, Acked: 1, Sent: 1, DeadLettered: 1},
 		dead:   map[string]string{"m0": "version"},
+		codes:  map[string]worker.Code{"m0": worker.CodeInvalidEvent},
 	}, {
 		name:   "notification for a deleted object is dead-lettered",
 		bodies: []string{s3Notification("gone.pdf")},
 		want:   worker.Summary{Received: 1, DeadLettered: 1},
 		dead:   map[string]string{"m0": "reports/gone.pdf"},
+		codes:  map[string]worker.Code{"m0": worker.CodeObjectMissing},
+	}, {
+		name:   "native event for a deleted object is dead-lettered, and nothing is sent",
+		bodies: []string{native("e1", "ana", []string{"cfo@example.com"}, "a.pdf", "gone.pdf"), native("e2", "ana", nil, "b.pdf")},
+		to:     []string{"ana@example.com"},
+		want:   worker.Summary{Received: 2, Acked: 1, Sent: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "head s3://reports/gone.pdf: object does not exist"},
+		codes:  map[string]worker.Code{"m0": worker.CodeObjectMissing},
+	}, {
+		name:   "notification whose object has no user is dead-lettered",
+		bodies: []string{s3Notification("a.pdf")},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "user-email"},
+		codes:  map[string]worker.Code{"m0": worker.CodeInvalidMetadata},
+	}, {
+		name:   "a report in a bucket the worker does not serve is refused, never linked",
+		bodies: []string{strings.Replace(native("e1", "ana", nil, "a.pdf"), `"bucket":"reports"`, `"bucket":"payroll"`, 1)},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": `report s3://payroll/a.pdf: bucket "payroll" is not the bucket this worker serves, "reports"`},
+		codes:  map[string]worker.Code{"m0": worker.CodeBucketNotServed},
 	}, {
 		name:   "two copies of one message in a run send once",
 		bodies: []string{native("e1", "ana", nil, "a.pdf"), native("e1", "ana", nil, "a.pdf")},
@@ -275,6 +439,11 @@ func TestDrain(t *testing.T) {
 			for id, part := range tt.dead {
 				if !strings.Contains(b.queue.dead[id], part) {
 					t.Errorf("dead-letter reason for %s = %q, want it to mention %q", id, b.queue.dead[id], part)
+				}
+			}
+			for id, code := range tt.codes {
+				if b.queue.codes[id] != code {
+					t.Errorf("dead-letter code for %s = %q, want %q", id, b.queue.codes[id], code)
 				}
 			}
 			if tt.log != "" && !strings.Contains(b.logs.String(), tt.log) {
@@ -350,9 +519,21 @@ func TestDrainAmbiguousSendIsNeverRepeated(t *testing.T) {
 	b.mailer.fail = func(worker.Email) error {
 		return worker.Ambiguous(errors.New("use of closed network connection"))
 	}
+	key := worker.DeliveryKey("e1", "ana@example.com")
+	// What an operator needs to settle it: who, which record, and how.
+	says := []string{"ana@example.com", "may have been accepted", "mem:" + key,
+		"reportmailer ledger settle -config FILE -record " + key + " -sent", "-unsent"}
 	sum, _ := w.Drain(context.Background())
-	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m0"], "closed network connection") {
-		t.Fatalf("summary %+v, dead %v; want dead-lettered with the transport error", sum, b.queue.dead)
+	if sum.DeadLettered != 1 || sum.MaybeSent != 1 || !strings.Contains(b.queue.dead["m0"], "closed network connection") {
+		t.Fatalf("summary %+v, dead %v; want dead-lettered, maybe sent 1, with the transport error", sum, b.queue.dead)
+	}
+	for _, s := range says {
+		if !strings.Contains(b.queue.dead["m0"], s) {
+			t.Errorf("dead-letter reason %q does not say %q", b.queue.dead["m0"], s)
+		}
+	}
+	if st := b.ledger.state("e1", "ana@example.com"); st != "sending" {
+		t.Errorf("ledger record is %q after an ambiguous send; want sending", st)
 	}
 	// An operator redrives it hours later: still not sent again.
 	b.mailer.fail = nil
@@ -362,9 +543,13 @@ func TestDrainAmbiguousSendIsNeverRepeated(t *testing.T) {
 	if len(b.mailer.sent) != 0 {
 		t.Errorf("sent %d emails after an ambiguous failure; want 0 without an explicit resend", len(b.mailer.sent))
 	}
-	if sum.DeadLettered != 1 || !strings.Contains(b.queue.dead["m1"], "may have been accepted") ||
-		!strings.Contains(b.queue.dead["m1"], "delete ledger record "+worker.DeliveryKey("e1", "ana@example.com")) {
-		t.Errorf("summary %+v, dead %v; want it dead-lettered again saying why", sum, b.queue.dead)
+	if sum.DeadLettered != 1 || sum.MaybeSent != 1 {
+		t.Errorf("summary %+v; want it dead-lettered again, maybe sent 1", sum)
+	}
+	for _, s := range says {
+		if !strings.Contains(b.queue.dead["m1"], s) {
+			t.Errorf("dead-letter reason %q does not say %q", b.queue.dead["m1"], s)
+		}
 	}
 }
 
@@ -386,8 +571,8 @@ func TestDrainShutdownReleasesDigestMessages(t *testing.T) {
 	b.mailer.fail = func(worker.Email) error { t.Error("sent during shutdown"); return nil }
 	// Cancel as soon as the first receive has returned.
 	q := &cancelAfterReceive{fakeQueue: b.queue, cancel: cancel}
-	w2, err := worker.New(worker.Config{Schedule: "t", Mode: worker.ModeDigest, From: "r@example.com", WaitTime: time.Second},
-		worker.Deps{Queue: q, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	w2, err := worker.New(worker.Config{Schedule: "t", Mode: worker.ModeDigest, From: "r@example.com", WaitTime: time.Second, Bucket: "reports"},
+		worker.Deps{Queue: q, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +597,7 @@ func (q *cancelAfterReceive) Receive(ctx context.Context, max int, wait time.Dur
 }
 
 func TestNewValidatesConfig(t *testing.T) {
-	deps := worker.Deps{Queue: &fakeQueue{}, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: &fakeMailer{}, Ledger: &memLedger{}}
+	deps := worker.Deps{Queue: &fakeQueue{}, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: &fakeMailer{}, Ledger: &memLedger{}}
 	tests := []struct {
 		name string
 		cfg  worker.Config
@@ -494,9 +679,9 @@ func (s *batchSigner) SignAll(ctx context.Context, rs []event.Report, now time.T
 func TestComposeUsesBatchSigner(t *testing.T) {
 	_, b := setup(t, worker.ModeEach, nil)
 	bs := &batchSigner{}
-	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second}, worker.Deps{
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, Bucket: "reports"}, worker.Deps{
 		Queue:   &fakeQueue{pending: []worker.Message{{ID: "m", Body: native("e1", "ana", nil, "a.pdf", "b.pdf")}}},
-		Objects: fakeObjects{}, Signer: bs, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+		Objects: anyObjects{}, Signer: bs, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,8 +702,8 @@ func TestDrainShutdownFinishesTheEmailInFlightAndReleasesTheRest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// SIGTERM arrives while the first email is being sent.
 	b.mailer.fail = func(worker.Email) error { cancel(); return nil }
-	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second},
-		worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, Bucket: "reports"},
+		worker.Deps{Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,8 +735,8 @@ func TestDrainHeartbeatKeepsSlowWorkInvisible(t *testing.T) {
 			return errors.New("no heartbeat while the message was held")
 		}
 	}
-	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, VisibilityTimeout: 20 * time.Millisecond},
-		worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, VisibilityTimeout: 20 * time.Millisecond, Bucket: "reports"},
+		worker.Deps{Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,8 +760,8 @@ func TestDrainSecondCopyIsNotAckedWhenTheFirstFailed(t *testing.T) {
 			// different receipt handles: deleting either deletes it.
 			b.queue.pending = []worker.Message{{ID: "m", ReceiptHandle: "r1", Body: body}, {ID: "m", ReceiptHandle: "r2", Body: body}}
 			b.mailer.fail = func(worker.Email) error { return errors.New("ses send: 503") }
-			w, err := worker.New(worker.Config{Schedule: "t", Mode: mode, From: "r@example.com", WaitTime: time.Second},
-				worker.Deps{Queue: b.queue, Objects: fakeObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
+			w, err := worker.New(worker.Config{Schedule: "t", Mode: mode, From: "r@example.com", WaitTime: time.Second, Bucket: "reports"},
+				worker.Deps{Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: b.mailer, Ledger: b.ledger})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,8 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
 )
 
@@ -32,14 +42,19 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	w, err := a.worker(s)
+	watch := newRunWatch()
+	a.sqs = watch.sqs(a.sqs)
+	a.mailer = watch.mailer(a.mailer)
+	ws, err := a.scheduleWorkers(s)
 	if err != nil {
 		return err
 	}
-	sum, err := w.Drain(ctx)
-	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, err))
-	if err != nil {
-		return err
+	settled := a.settleFromSES(ctx, s.Name)
+	sum, err := ws.forRun(settled).Drain(ctx)
+	cause := watch.failure(s, err)
+	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
+	if cause != nil {
+		return cause
 	}
 	if !sum.OK() {
 		return exitError{code: ExitPartial}
@@ -47,14 +62,194 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	return nil
 }
 
-func summaryLine(schedule string, s worker.Summary, err error) string {
+// summaryLine is drain's one line on stdout; cause, when the run
+// failed, ends it. settled is what SES's events settled before the run.
+func summaryLine(schedule string, s worker.Summary, settled settleRun, cause error) string {
 	status := "ok"
 	switch {
-	case err != nil:
+	case cause != nil:
 		status = "failed"
 	case !s.OK():
 		status = "incomplete"
 	}
-	return fmt.Sprintf("drain %s: %s: received %d, sent %d emails, acked %d, dropped %d, dead-lettered %d, retrying %d, duplicates %d, refused %d",
-		schedule, status, s.Received, s.Sent, s.Acked, s.Dropped, s.DeadLettered, s.Retrying, s.Duplicates, s.Refused)
+	line := fmt.Sprintf("drain %s: %s: received %d, sent %d emails, acked %d, dropped %d, dead-lettered %d, retrying %d, "+
+		"duplicates %d, maybe sent %d, maybe duplicated %d, refused %d",
+		schedule, status, s.Received, s.Sent, s.Acked, s.Dropped, s.DeadLettered, s.Retrying,
+		s.Duplicates, s.MaybeSent, s.MaybeDuplicated, s.Refused)
+	if s.Unrecorded > 0 {
+		line += fmt.Sprintf(", unrecorded %d (sent, but the ledger still says sending)", s.Unrecorded)
+	}
+	line += ", " + settled.summary()
+	if cause != nil {
+		line += ": " + cause.Error()
+	}
+	return line
+}
+
+// runWatch sees, for one schedule's runs, what the worker's Summary
+// does not say: which queues SQS answered do not exist, and whether the
+// mailer halted the run before a single email was accepted (no
+// ses:GetAccount, sending paused, the quota spent). Either means the
+// run could not do its work, which drain reports as a failure (exit 1)
+// rather than as messages left for retry (exit 3).
+type runWatch struct {
+	mu      sync.Mutex
+	missing map[string]error // queue URL -> the error that said it does not exist
+	sent    bool             // an email was accepted
+	halt    error            // the mailer halted before any was
+}
+
+func newRunWatch() *runWatch { return &runWatch{missing: map[string]error{}} }
+
+// reset forgets the last run.
+func (w *runWatch) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.missing, w.sent, w.halt = map[string]error{}, false, nil
+}
+
+// sqs returns a client like c whose errors name the queue they are
+// about, and which records the queues that do not exist.
+func (w *runWatch) sqs(c *sqs.Client) *sqs.Client {
+	return sqs.New(c.Options(), func(o *sqs.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("reportmailer.QueueErrors",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					out, md, err := next.HandleInitialize(ctx, in)
+					url := queueURLOf(in.Parameters)
+					if err == nil || url == "" {
+						return out, md, err
+					}
+					qe := &queueError{URL: url, Missing: queueMissing(err), Err: err}
+					if qe.Missing {
+						w.mu.Lock()
+						w.missing[url] = qe
+						w.mu.Unlock()
+					}
+					return out, md, qe
+				}), middleware.Before)
+		})
+	})
+}
+
+// queueURLOf returns the QueueUrl of an SQS operation's input, or "".
+func queueURLOf(params any) string {
+	v := reflect.ValueOf(params)
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return ""
+	}
+	if f := v.FieldByName("QueueUrl"); f.IsValid() {
+		if p, ok := f.Interface().(*string); ok {
+			return aws.ToString(p)
+		}
+	}
+	return ""
+}
+
+// queueMissing reports whether err says the queue does not exist: the
+// typed QueueDoesNotExist of SQS's JSON protocol, or the bare error code
+// that the query protocol (and emulators such as goaws) return.
+func queueMissing(err error) bool {
+	var dne *sqstypes.QueueDoesNotExist
+	if errors.As(err, &dne) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist":
+			return true
+		}
+	}
+	return false
+}
+
+// queueError is an SQS error with the queue it is about.
+type queueError struct {
+	URL     string
+	Missing bool
+	Err     error
+}
+
+func (e *queueError) Error() string {
+	if e.Missing {
+		return fmt.Sprintf("queue %s: does not exist: %v", e.URL, e.Err)
+	}
+	return fmt.Sprintf("queue %s: %v", e.URL, e.Err)
+}
+
+func (e *queueError) Unwrap() error { return e.Err }
+
+// mailer returns m, watched for a halt before the first accepted email.
+func (w *runWatch) mailer(m worker.Mailer) worker.Mailer { return watchedMailer{m, w} }
+
+type watchedMailer struct {
+	worker.Mailer
+	w *runWatch
+}
+
+func (m watchedMailer) Send(ctx context.Context, e worker.Email) (string, error) {
+	id, err := m.Mailer.Send(ctx, e)
+	m.w.mu.Lock()
+	defer m.w.mu.Unlock()
+	switch {
+	case err == nil:
+		m.w.sent = true
+	case worker.IsHalt(err) && !m.w.sent && m.w.halt == nil:
+		m.w.halt = err
+	}
+	return id, err
+}
+
+// Admit passes the worker's question "may this run send at all?" to the
+// mailer when it can answer it (mail.Paced can), so the quota is checked
+// before a receive; a halt there is a run that could not start sending.
+// Without this method the wrapper would hide the mailer's Admit from the
+// worker, which then receives messages it cannot send.
+func (m watchedMailer) Admit(ctx context.Context) error {
+	g, ok := m.Mailer.(worker.SendGate)
+	if !ok {
+		return nil
+	}
+	err := g.Admit(ctx)
+	if worker.IsHalt(err) {
+		m.w.mu.Lock()
+		defer m.w.mu.Unlock()
+		if !m.w.sent && m.w.halt == nil {
+			m.w.halt = err
+		}
+	}
+	return err
+}
+
+var _ worker.SendGate = watchedMailer{}
+
+// failure returns why the run of s failed, or nil: err from Drain (the
+// queue failed), a dead-letter queue that does not exist, or a mailer
+// that could not start sending. Each names the schedule, and a queue by
+// its role and URL.
+func (w *runWatch) failure(s config.Schedule, err error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	role := func(url string) string {
+		if url == s.DeadLetterQueueURL {
+			return "dead-letter queue"
+		}
+		return "queue"
+	}
+	var qe *queueError
+	switch {
+	case errors.As(err, &qe) && qe.Missing:
+		return fmt.Errorf("schedule %q: %s %s: does not exist in this account and region", s.Name, role(qe.URL), qe.URL)
+	case err != nil: // names the queue if it is the queue's
+		return fmt.Errorf("schedule %q: %w", s.Name, err)
+	case w.missing[s.DeadLetterQueueURL] != nil:
+		return fmt.Errorf("schedule %q: dead-letter queue %s: does not exist in this account and region, so messages that cannot be delivered stay on the queue", s.Name, s.DeadLetterQueueURL)
+	case w.halt != nil:
+		return fmt.Errorf("schedule %q: could not start sending: %w", s.Name, w.halt)
+	}
+	return nil
 }

@@ -117,7 +117,7 @@ schedules:
 	}{
 		{"unknown command", []string{"-config", local, "-command", "drain,redrive"}, ExitUsage, `unknown command "redrive"`},
 		{"no region for emulator URLs", []string{"-config", local}, ExitUsage, "give -region or set AWS_REGION"},
-		{"no reports bucket", []string{"-config", noReports}, ExitFailure, "reports.bucket is not set"},
+		{"no reports bucket", []string{"-config", noReports}, ExitFailure, `reports.bucket: "" is required`},
 		{"no config", nil, ExitUsage, "-config is required"},
 	}
 	for _, tt := range errs {
@@ -146,7 +146,8 @@ func TestIAMInputsFromConfig(t *testing.T) {
 	if in.ReportsBucket != "acme-reports" || in.ReportsPrefix != "reports/" || in.StateBucket != "acme-reportmailer-state" ||
 		in.LedgerPrefix != "reportmailer/ledger/" || in.KeyRecordsPrefix != "reportmailer/keys/" || !in.CloudFront ||
 		in.Account != "123456789012" || in.From != c.Sender.From || len(in.Queues) != 2 ||
-		in.Queues[1].DeadLetterURL != "https://sqs.eu-west-2.amazonaws.com/123456789012/reports-daily-dlq" {
+		in.Queues[1].DeadLetterURL != "https://sqs.eu-west-2.amazonaws.com/123456789012/reports-daily-dlq" ||
+		in.EventsQueueURL != "https://sqs.eu-west-2.amazonaws.com/123456789012/reportmailer-ses-events" {
 		t.Errorf("iamInputs = %+v", in)
 	}
 	// The key records live where keyExpiries writes them.

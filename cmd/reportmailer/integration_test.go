@@ -40,6 +40,7 @@ import (
 	"github.com/reportmailer/reportmailer/internal/devstack"
 	"github.com/reportmailer/reportmailer/internal/edge"
 	"github.com/reportmailer/reportmailer/internal/emulator"
+	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/link"
 )
 
@@ -48,12 +49,16 @@ const (
 	itKeyID  = "KITEST00000001"
 )
 
-// itEnv is one emulator set-up shared by the cases of a test.
+// itEnv is one emulator set-up shared by the cases of a test. The
+// command reaches the emulators only through permission proxies that
+// enforce the declared least-privilege policy (aws_test.go); the test's
+// own clients (sqs, s3, the edge, emails) talk to them directly.
 type itEnv struct {
 	name       string
-	sqsURL     string
+	sqsURL     string // the emulators' URLs, not the command's
 	s3URL      string
 	sesURL     string
+	lp         lpState
 	sqs        *sqs.Client
 	s3         *s3.Client
 	key        *rsa.PrivateKey
@@ -100,15 +105,16 @@ func newITEnv(t *testing.T, sqsEmulator string) *itEnv {
 	t.Cleanup(func() { e.edge.Close() })
 
 	// The command finds everything the way it does in production: the
-	// SDK's default chain and its AWS_ENDPOINT_URL_<SERVICE> variables.
+	// SDK's default chain and its AWS_ENDPOINT_URL_<SERVICE> variables,
+	// which startProxies points at the permission proxies.
 	for k, v := range map[string]string{
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-		"AWS_ENDPOINT_URL_SQS": e.sqsURL, "AWS_ENDPOINT_URL_S3": e.s3URL, "AWS_ENDPOINT_URL_SESV2": e.sesURL,
 		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
 		"AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
 	} {
 		t.Setenv(k, v)
 	}
+	e.startProxies(t)
 	return e
 }
 
@@ -135,7 +141,10 @@ func (e *itEnv) queues(t *testing.T) (string, string) {
 	return aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl)
 }
 
-func (e *itEnv) config(t *testing.T, queueURL, dlqURL string) string {
+// config writes a config for one schedule on queueURL and dlqURL, and
+// widens the policy the env enforces by what the code declares for it
+// and cmds (by default every command a deployment runs).
+func (e *itEnv) config(t *testing.T, queueURL, dlqURL string, cmds ...iam.Command) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "reportmailer.yaml")
 	cfg := fmt.Sprintf(`sender: {from: "Reports <reports@acme.example>"}
@@ -143,14 +152,16 @@ links:
   ttl: 48h
   cloudfront: {domain: %q, key_id: %s, private_key_file: %q}
 recipients: {allowed_domains: [acme.example]}
+reports: {bucket: %s}
 ledger: {bucket: %s}
 s3: {use_path_style: true}
 schedules:
   - {name: it, mode: each, queue_url: %q, dead_letter_queue_url: %q, wait_time: 1s, budget: 1m}
-`, e.edge.URL, itKeyID, e.keyFile, itBucket, queueURL, dlqURL)
+`, e.edge.URL, itKeyID, e.keyFile, itBucket, itBucket, queueURL, dlqURL)
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	e.allow(t, p, cmds...)
 	return p
 }
 
@@ -201,7 +212,8 @@ func (e *itEnv) emails(t *testing.T, to ...string) []emulator.SESLocalEmail {
 	return out
 }
 
-// dlq empties the dead-letter queue and returns each message's reason.
+// dead empties the dead-letter queue and returns each message's code
+// and reason, as "CODE: REASON".
 func (e *itEnv) dead(t *testing.T, dlqURL string) []string {
 	t.Helper()
 	var reasons []string
@@ -214,7 +226,7 @@ func (e *itEnv) dead(t *testing.T, dlqURL string) []string {
 			return reasons
 		}
 		for _, m := range out.Messages {
-			reasons = append(reasons, aws.ToString(m.MessageAttributes["reportmailer-reason"].StringValue))
+			reasons = append(reasons, aws.ToString(m.MessageAttributes["reportmailer-code"].StringValue)+": "+aws.ToString(m.MessageAttributes["reportmailer-reason"].StringValue))
 			e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(dlqURL), ReceiptHandle: m.ReceiptHandle})
 		}
 	}
@@ -416,6 +428,36 @@ func TestDrainEndToEnd(t *testing.T) {
 				}
 			})
 
+			t.Run("a missing report, or one in another bucket, is dead-lettered and nothing is sent", func(t *testing.T) {
+				q, dlq := e.queues(t)
+				// The same key exists in the served bucket: a link built
+				// from the key alone would open it.
+				elsewhere := "elsewhere/" + emu + "/payroll.pdf"
+				e.put(t, elsewhere, nil)
+				other := strings.Replace(nativeBody("evt-other-bucket-"+emu, "leak-"+emu, nil, elsewhere), `"bucket":"`+itBucket+`"`, `"bucket":"hr-private"`, 1)
+				e.send(t, q, other)
+				e.send(t, q, nativeBody("evt-missing-"+emu, "gone-"+emu, nil, "missing/"+emu+"/never-uploaded.pdf"))
+				code, out, logs := drain(t, e.config(t, q, dlq))
+				if code != ExitPartial || !strings.Contains(out, "dead-lettered 2") || !strings.Contains(out, "sent 0 emails") {
+					t.Fatalf("exit %d, want %d: %s\n%s", code, ExitPartial, out, logs)
+				}
+				reasons := e.dead(t, dlq)
+				slices.Sort(reasons)
+				want := []string{
+					`bucket_not_served: report s3://hr-private/` + elsewhere + `: bucket "hr-private" is not the bucket this worker serves, "` + itBucket + `"`,
+					`object_missing: head s3://` + itBucket + `/missing/` + emu + `/never-uploaded.pdf: object does not exist`,
+				}
+				if len(reasons) != 2 || !strings.HasPrefix(reasons[0], want[0]) || !strings.HasPrefix(reasons[1], want[1]) {
+					t.Errorf("DLQ codes and reasons:\n%s\nwant them to start with:\n%s", strings.Join(reasons, "\n"), strings.Join(want, "\n"))
+				}
+				if got := e.emails(t, "leak-"+emu+"@acme.example", "gone-"+emu+"@acme.example"); len(got) != 0 {
+					t.Errorf("%d emails were sent for reports that cannot be linked", len(got))
+				}
+				if !e.queueEmpty(t, q) {
+					t.Error("source queue should be empty")
+				}
+			})
+
 			t.Run("refused recipient is never emailed", func(t *testing.T) {
 				q, dlq := e.queues(t)
 				key := "refused/" + emu + "/r.pdf"
@@ -475,6 +517,7 @@ func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte(`sender: {from: a@acme.example}
+reports: {bucket: acme-reports}
 ledger: {bucket: b}
 schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/q", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/d"}]
 `), 0o644)
@@ -486,11 +529,12 @@ schedules: [{name: d, cron: "0 7 * * *", time_zone: Europe/London, queue_url: "h
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	userinfo := filepath.Join(dir, "userinfo.yaml")
 	os.WriteFile(userinfo, []byte(fmt.Sprintf(`sender: {from: a@acme.example}
+reports: {bucket: acme-reports}
 ledger: {bucket: b}
 links: {cloudfront: {domain: "https://user@d111.cloudfront.net", key_id: K1, private_key_file: %q}}
 `, keyFile)), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
+	os.WriteFile(bad, []byte("sender: {from: a@acme.example}\nreports: {bucket: acme-reports}\nledger: {bucket: b}\nschedules: [{name: d, mode: weekly, queue_url: x, dead_letter_queue_url: y}]\n"), 0o644)
 	tests := []struct {
 		name string
 		args []string
@@ -581,25 +625,29 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestBinaryLinksNoEmulator(t *testing.T) {
+// TestBinaryLinksNoTestInfrastructure keeps out of the production
+// binary what can never run in its image: anything under internal/ (the
+// emulators, the local stack, the edge, the permission proxy), the
+// emulator libraries, and the headless-browser client (chromedp, ~70
+// packages) behind screenshots.
+func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, emu := range []string{"goaws", "gofakes3", "internal/devstack", "internal/emulator", "internal/edge"} {
-			if strings.Contains(dep, emu) {
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/reportmailer/reportmailer/templates") {
+		t.Fatalf("go list -deps gave no templates package; is it listing this binary?\n%s", out)
+	}
+	for _, dep := range deps {
+		if strings.HasPrefix(dep, "github.com/reportmailer/reportmailer/internal/") {
+			t.Errorf("the production binary depends on %s", dep)
+			continue
+		}
+		for _, banned := range []string{"goaws", "gofakes3", "chromedp", "templates/browser"} {
+			if strings.Contains(dep, banned) {
 				t.Errorf("the production binary depends on %s", dep)
 			}
 		}
-	}
-}
-
-func TestDrainFailsWhenTheQueueIsMissing(t *testing.T) {
-	e := newITEnv(t, "goaws")
-	cfg := e.config(t, e.sqsURL+"/000000000000/no-such-queue", e.sqsURL+"/000000000000/no-such-dlq")
-	code, out, logs := drain(t, cfg)
-	if code != ExitFailure || !strings.Contains(out, "drain it: failed:") {
-		t.Errorf("exit %d, output %q; want exit %d and a failed summary\n%s", code, out, ExitFailure, logs)
 	}
 }

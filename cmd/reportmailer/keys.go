@@ -25,10 +25,20 @@ type loadedKey struct {
 // rotation.
 func loadKeys(cf *config.CloudFront) ([]loadedKey, error) {
 	var keys []loadedKey
-	for _, k := range cf.SigningKeys() {
+	for i, k := range cf.SigningKeys() {
 		s, err := link.LoadPrivateKey(k.PrivateKeyFile, k.PrivateKeyEnv)
 		if err != nil {
-			return nil, fmt.Errorf("links.cloudfront key %s: %w", k.ID, err)
+			// Name the setting to fix; LoadPrivateKey never quotes the key.
+			setting := "links.cloudfront"
+			if len(cf.Keys) > 0 {
+				setting = fmt.Sprintf("links.cloudfront.keys[%d]", i)
+			}
+			if k.PrivateKeyFile != "" {
+				setting += ".private_key_file"
+			} else {
+				setting += ".private_key_env"
+			}
+			return nil, fmt.Errorf("%s (key %s): %w", setting, k.ID, err)
 		}
 		keys = append(keys, loadedKey{CloudFrontKey: k, Signer: s})
 	}

@@ -68,13 +68,18 @@ Usage:
 Commands:
   drain         drain one schedule's queue once, then exit (for cron jobs)
   serve         run every schedule on its cron spec until SIGTERM
-  config check  validate a config file without touching AWS
+  check         validate a config file; with -aws, also check the live
+                account (queues, S3, SES, CloudFront) with harmless calls
+  config check  validate a config file without touching AWS (check without -aws)
   keys          list the CloudFront keys, and when each may be removed from CloudFront
   sign          sign one CloudFront URL with a private key, offline
   verify        check a signed CloudFront URL offline, and say why it fails
   iam           print the least-privilege IAM policy for a config
+  ledger settle settle a delivery dead-lettered as maybe sent: -sent if its
+                email arrived (a redrive skips it), -unsent if not (a
+                redrive sends it)
   preview       render the emails that event bodies in a file would give,
-                as .html, .txt and .eml (and PNG screenshots), sending nothing
+                as .html, .txt and .eml, sending nothing
   version       print the version and commit this binary was built from
   help          show this help
 
@@ -98,6 +103,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.serve(ctx, rest)
 	case "preview":
 		err = m.preview(ctx, rest)
+	case "check":
+		err = m.check(ctx, rest)
 	case "config":
 		err = m.config(ctx, rest)
 	case "keys":
@@ -108,13 +115,15 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.verify(ctx, rest)
 	case "iam":
 		err = m.iam(ctx, rest)
+	case "ledger":
+		err = m.ledger(ctx, rest)
 	case "version":
 		err = m.version(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK
 	default:
-		fmt.Fprintf(m.Stderr, "reportmailer: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(redacting{m.Stderr}, "reportmailer: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
 	}
 	var ee exitError
@@ -125,11 +134,11 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return ExitOK
 	case errors.As(err, &ee):
 		if ee.err != nil {
-			fmt.Fprintf(m.Stderr, "reportmailer: %v\n", ee.err)
+			fmt.Fprintf(redacting{m.Stderr}, "reportmailer: %v\n", ee.err)
 		}
 		return ee.code
 	default:
-		fmt.Fprintf(m.Stderr, "reportmailer: %v\n", err)
+		fmt.Fprintf(redacting{m.Stderr}, "reportmailer: %v\n", err)
 		return ExitFailure
 	}
 }
@@ -155,7 +164,7 @@ func usageError(format string, args ...any) error {
 // reports errors instead of exiting.
 func (m *Main) newFlagSet(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs.SetOutput(redacting{m.Stderr})
 	fs.Usage = func() {
 		fmt.Fprintf(m.Stderr, "Usage: reportmailer %s\n\n", synopsis)
 		fs.PrintDefaults()

@@ -30,6 +30,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	// run would kill the process. SkipIfStillRunning stops a slow run
 	// from overlapping the next one.
 	cr := cron.New(cron.WithLogger(log), cron.WithChain(cron.Recover(log), cron.SkipIfStillRunning(log)))
+	sqsClient, mailer := a.sqs, a.mailer
 	for _, s := range c.Schedules {
 		if s.Cron == "" {
 			return fmt.Errorf("serve: schedule %q has no cron spec", s.Name)
@@ -42,13 +43,20 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("serve: schedule %q: %w", s.Name, err)
 		}
-		w, err := a.worker(s)
+		// Each schedule watches its own runs (SkipIfStillRunning keeps
+		// them one at a time), through its own wrappers of the shared
+		// client and mailer.
+		watch := newRunWatch()
+		a.sqs, a.mailer = watch.sqs(sqsClient), watch.mailer(mailer)
+		ws, err := a.scheduleWorkers(s)
 		if err != nil {
 			return err
 		}
 		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
-			if _, err := w.Drain(ctx); err != nil {
-				a.logger.Error("run failed", "schedule", s.Name, "err", err)
+			watch.reset()
+			_, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(ctx)
+			if cause := watch.failure(s, err); cause != nil {
+				a.logger.Error("run failed", "schedule", s.Name, "err", cause)
 			}
 		})))
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))

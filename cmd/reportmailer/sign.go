@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 const signSynopsis = "sign -private-key FILE -key-id ID (-url URL | -domain URL -object KEY) [-expires DURATION|RFC3339]\n" +
@@ -33,8 +34,12 @@ func (m *Main) sign(_ context.Context, args []string) error {
 	switch {
 	case *keyFile == "":
 		return usageError("sign: -private-key is required")
+	case secret.IsKeyMaterial(*keyFile):
+		return usageError("sign: -private-key holds key material, not a file path: save the PEM in a file and give its path")
 	case *keyID == "":
 		return usageError("sign: -key-id is required")
+	case secret.IsKeyMaterial(*keyID):
+		return usageError("sign: -key-id holds key material, not a key id: give the CloudFront public key id, like K2JCJMDEHXQW5F")
 	}
 	if err := link.CheckKeyID(*keyID); err != nil {
 		return usageError("sign: -key-id: %v", err)

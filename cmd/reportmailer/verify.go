@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 const verifySynopsis = "verify -public-key FILE_OR_DIR [-now RFC3339] [-ip ADDR] URL\n\n" +
@@ -51,8 +52,12 @@ func (m *Main) verify(_ context.Context, args []string) error {
 	if rawURL == "" {
 		return usageError("verify: the URL to check is required")
 	}
-	if *pubPath == "" {
+	switch {
+	case *pubPath == "":
 		return usageError("verify: -public-key is required")
+	case secret.IsKeyMaterial(*pubPath):
+		// os.Stat would quote it, and it may be the private key.
+		return usageError("verify: -public-key holds key material, not a file or directory path: save the public key PEM in a file and give its path")
 	}
 	now := time.Now()
 	if *nowFlag != "" {

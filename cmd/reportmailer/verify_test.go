@@ -76,7 +76,7 @@ func TestVerify(t *testing.T) {
 		{"bad -now", []string{"-public-key", pubDir, "-now", "yesterday", canned}, ExitUsage, `-now "yesterday" is not an RFC 3339 time`},
 		{"bad -ip", []string{"-public-key", pubDir, "-ip", "nope", canned}, ExitUsage, `-ip "nope" is not an IP address`},
 		{"missing key path", []string{"-public-key", filepath.Join(dir, "nope"), canned}, ExitUsage, "no such file or directory"},
-		{"private key as public key", []string{"-public-key", rk.private, canned}, ExitUsage, "no public key in PEM data (found rsa private key)"},
+		{"private key as public key", []string{"-public-key", rk.private, canned}, ExitUsage, "public key: found a private key instead: give its public half"},
 	}
 	sigRE := regexp.MustCompile(`Signature=([^&]+)`)
 	for _, tt := range tests {

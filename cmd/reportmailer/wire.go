@@ -20,6 +20,7 @@ import (
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/mail"
 	"github.com/reportmailer/reportmailer/worker/queue"
+	"github.com/reportmailer/reportmailer/worker/sesevents"
 	"github.com/reportmailer/reportmailer/worker/store"
 	"github.com/reportmailer/reportmailer/worker/transport"
 )
@@ -57,6 +58,9 @@ type app struct {
 	mailer    worker.Mailer
 	ledger    worker.Ledger
 	leases    *store.Leases
+	// events reads SES's sending events before each run; nil without
+	// ses_events.queue_url.
+	events *sesevents.Reader
 }
 
 // offline builds what needs no AWS call: templates and the link key.
@@ -88,6 +92,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		return nil, fmt.Errorf("aws config: no region: set AWS_REGION")
 	}
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle })
+	ledger := &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix}
 	a := &app{
 		cfg:       c,
 		logger:    logger,
@@ -95,8 +100,17 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		s3:        s3c,
 		templates: set,
 		mailer:    newMailer(c, awsCfg, logger),
-		ledger:    &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
+		ledger:    ledger,
 		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
+	}
+	if e := c.SESEvents; e.QueueURL != "" {
+		a.events = &sesevents.Reader{
+			Queue: &queue.SQS{Client: a.sqs, URL: e.QueueURL, VisibilityTimeout: sesevents.VisibilityTimeout,
+				Logger: logger},
+			Settler:     ledger,
+			MaxMessages: e.MaxEvents,
+			Logger:      logger,
+		}
 	}
 	if a.signer, err = newSigner(c, s3c, awsCfg.Credentials, logger); err != nil {
 		return nil, err
@@ -108,8 +122,9 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 // quota belongs to the account: SES Simple content with the list and
 // thread headers, paced by the account's quota (mail.Paced). SendEmail
 // goes through mail.PacedRetryer, so throttles are retried by the pacer
-// alone and a send SES may have accepted is never retried; GetAccount,
-// a read, keeps the SDK's standard retries.
+// alone and a send SES may have accepted is never retried, except a 5xx
+// when sender.retry_server_errors says so (counted as maybe duplicated);
+// GetAccount, a read, keeps the SDK's standard retries.
 //
 // It logs to the process's stderr in the configured level and format,
 // as newApp's logger does; that logger is not passed in, to keep
@@ -117,10 +132,11 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 func newMailer(c *config.Config, awsCfg aws.Config, logger *slog.Logger) worker.Mailer {
 	return &mail.Paced{
 		Mailer: &mail.SES{
-			Client:           sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.PacedRetryer() }),
-			ConfigurationSet: c.Sender.ConfigurationSet,
-			ListID:           c.Sender.ListID,
-			UnsubscribeURL:   c.Sender.ListUnsubscribeURL,
+			Client:            sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.Retryer = mail.PacedRetryer() }),
+			ConfigurationSet:  c.Sender.ConfigurationSet,
+			ListID:            c.Sender.ListID,
+			UnsubscribeURL:    c.Sender.ListUnsubscribeURL,
+			RetryServerErrors: c.Sender.RetryServerErrors,
 		},
 		Account:      sesv2.NewFromConfig(awsCfg),
 		RateFraction: c.Pacing.RateFraction,
@@ -153,6 +169,8 @@ func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, 
 		}
 		s := &link.CloudFront{
 			Domain:               strings.TrimSuffix(cf.Domain, "/"),
+			Bucket:               c.Reports.Bucket,
+			OriginPath:           cf.OriginPath,
 			KeyID:                active.ID,
 			Key:                  key,
 			Hash:                 cf.Hash,
@@ -177,8 +195,15 @@ func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, 
 	return s, nil
 }
 
-// worker builds the worker for one schedule.
+// worker builds the worker for one schedule, with the configured
+// policy for deliveries SES's events did not settle.
 func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
+	return a.workerWith(s, worker.UnsettledPolicy(a.cfg.SESEvents.Unsettled))
+}
+
+// workerWith builds the worker for one schedule with the unsettled
+// policy p.
+func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.Worker, error) {
 	return worker.New(worker.Config{
 		Schedule:          s.Name,
 		Mode:              worker.Mode(s.Mode),
@@ -186,6 +211,11 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 		Budget:            s.Budget,
 		MaxMessages:       s.MaxMessages,
 		VisibilityTimeout: s.VisibilityTimeout,
+		ClaimTimeout:      a.cfg.Ledger.ClaimTimeout,
+		SettleGrace:       a.cfg.SESEvents.Grace,
+		UnsettledPolicy:   p,
+		Bucket:            a.cfg.Reports.Bucket,
+		KeyPrefix:         a.cfg.ServedPrefix(),
 		From:              a.cfg.Sender.From,
 		ReplyTo:           a.cfg.Sender.ReplyTo,
 		Recipients: worker.RecipientPolicy{
@@ -198,6 +228,7 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 			URL:               s.QueueURL,
 			DeadLetterURL:     s.DeadLetterQueueURL,
 			VisibilityTimeout: s.VisibilityTimeout,
+			Logger:            a.logger,
 		},
 		Objects:   &store.Objects{Client: a.s3},
 		Signer:    a.signer,

@@ -229,6 +229,12 @@ func (p *Proxy) classifySES(r *http.Request, body []byte) (Call, error) {
 			return Call{}, fmt.Errorf("GetEmailIdentity: identity %q", path)
 		}
 		return Call{Service: SES, Operation: "GetEmailIdentity", Checks: []Check{{Action: "ses:GetEmailIdentity", Resources: []string{p.sesARN("identity/" + id)}}}}, nil
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v2/email/configuration-sets/") && strings.Count(path, "/") == 4:
+		name, err := url.PathUnescape(strings.TrimPrefix(path, "/v2/email/configuration-sets/"))
+		if err != nil || name == "" {
+			return Call{}, fmt.Errorf("GetConfigurationSet: name %q", path)
+		}
+		return Call{Service: SES, Operation: "GetConfigurationSet", Checks: []Check{{Action: "ses:GetConfigurationSet", Resources: []string{p.sesARN("configuration-set/" + name)}}}}, nil
 	}
 	return Call{}, fmt.Errorf("%s %s is not an SES v2 operation the proxy knows", r.Method, path)
 }

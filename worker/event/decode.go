@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,6 +20,13 @@ import (
 type Decoded struct {
 	Events  []Event     // native events, validated
 	Objects []ObjectRef // objects from an S3 notification, one per record
+	// Unknown lists, sorted, the JSON paths of the fields a native
+	// event has that its schema does not know ("user.timezone",
+	// "reports[0].sise"): most often a misspelt field, whose value is
+	// then ignored. They do not make the event invalid, since producers
+	// may add fields; the caller should warn. Fields S3 and SNS add to
+	// their own documents are never listed.
+	Unknown []string
 }
 
 // ObjectRef is one object named by an S3 ObjectCreated notification
@@ -98,11 +106,11 @@ func decode(field string, body []byte, depth int) (Decoded, error) {
 
 	switch {
 	case native:
-		e, err := decodeNative(o)
+		e, unknown, err := decodeNative(o)
 		if err != nil {
 			return Decoded{}, err
 		}
-		return Decoded{Events: []Event{e}}, nil
+		return Decoded{Events: []Event{e}, Unknown: unknown}, nil
 	case s3:
 		refs, err := decodeNotification(o)
 		if err != nil {
@@ -134,8 +142,36 @@ func count(bs ...bool) int {
 	return n
 }
 
-// decodeNative reads and validates a native event.
-func decodeNative(o object) (Event, error) {
+// The fields of the native schema, per object.
+var (
+	nativeFields = []string{"version", "type", "id", "user", "recipients", "reports"}
+	userFields   = []string{"id", "email", "name", "locale", "time_zone"}
+	reportFields = []string{"bucket", "key", "title", "type", "content_type", "size"}
+)
+
+// decodeNative reads and validates a native event, and returns the
+// paths of the fields its schema does not know.
+func decodeNative(o object) (Event, []string, error) {
+	e, err := decodeNativeEvent(o)
+	if err != nil {
+		return Event{}, nil, err
+	}
+	unknown := o.unknown(nativeFields...)
+	if u, err := o.child("user"); err == nil {
+		unknown = append(unknown, u.unknown(userFields...)...)
+	}
+	reports, _ := o.array("reports")
+	for i, r := range reports {
+		if ro, err := parseObject(index("reports", i), r); err == nil {
+			unknown = append(unknown, ro.unknown(reportFields...)...)
+		}
+	}
+	slices.Sort(unknown)
+	return e, unknown, nil
+}
+
+// decodeNativeEvent reads and validates a native event.
+func decodeNativeEvent(o object) (Event, error) {
 	if r := o.raw("version"); r == nil {
 		return Event{}, missing("version")
 	} else if v, _, err := o.integer("version"); err != nil || v != nativeVersion {

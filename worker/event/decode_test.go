@@ -160,11 +160,50 @@ func TestDecode(t *testing.T) {
 			want: Decoded{Events: []Event{minimal}},
 		},
 		{
-			name: "native unknown fields ignored",
+			name: "native unknown fields ignored and listed",
 			body: `{"version":1,"type":"report.ready","id":"e1","priority":"high","trace":{"id":[1,2]},
 				"user":{"id":"u1","email":"u@example.com","plan":"pro"},
 				"reports":[{"bucket":"b-1.example","key":"dir/sub/file name.csv","checksum":"abc"}]}`,
-			want: Decoded{Events: []Event{minimal}},
+			want: Decoded{Events: []Event{minimal}, Unknown: []string{"priority", "reports[0].checksum", "trace", "user.plan"}},
+		},
+		{
+			// The misspellings a producer makes: the value is ignored, so
+			// the email goes out in UTC to the user alone, and the path
+			// says why.
+			name: "native misspelt fields at every level",
+			body: native(t, func(e, u, r map[string]any) {
+				u["timezone"] = u["time_zone"]
+				delete(u, "time_zone")
+				e["recipient"] = e["recipients"]
+				delete(e, "recipients")
+				e["Version"] = 1
+				r["contentType"] = r["content_type"]
+				delete(r, "content_type")
+				u["Email"] = "other@example.com"
+			}),
+			want: Decoded{Events: []Event{func() Event {
+				e := nativeEvent
+				e.User.TimeZone = ""
+				e.Recipients = nil
+				e.Reports = []Report{nativeEvent.Reports[0]}
+				e.Reports[0].ContentType = ""
+				return e
+			}()}, Unknown: []string{"Version", "recipient", "reports[0].contentType", "user.Email", "user.timezone"}},
+		},
+		{
+			name: "native in SNS lists the event's unknown fields, not the envelope's",
+			body: func() string {
+				b, _ := json.Marshal(map[string]any{"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:eu-west-1:1:t",
+					"Message": strings.Replace(nativeBody, `"time_zone"`, `"timezone"`, 1), "Timestamp": "2026-11-26T09:30:00.000Z",
+					"SignatureVersion": "1", "Signature": "x", "SigningCertURL": "https://sns", "UnsubscribeURL": "https://sns",
+					"MessageAttributes": map[string]any{"a": map[string]string{"Type": "String", "Value": "v"}}, "NewSNSField": true})
+				return string(b)
+			}(),
+			want: Decoded{Events: []Event{func() Event {
+				e := nativeEvent
+				e.User.TimeZone = ""
+				return e
+			}()}, Unknown: []string{"user.timezone"}},
 		},
 		{
 			name: "native invalid extra recipients kept for the policy step",
@@ -218,6 +257,17 @@ func TestDecode(t *testing.T) {
 				{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-26T09:30:00.123Z","eventName":"ObjectCreated:Put",
 				 "s3":{"bucket":{"name":"acme-reports"},"object":{"key":"2026/11/other.pdf","size":48213,"eTag":"9b2cf535f27731c974343645a3985328","sequencer":"0067A1B2C3D4E5F602"}}}]}`,
 			want: Decoded{Objects: []ObjectRef{s3Ref, second}},
+		},
+		{
+			// S3 adds fields to its notifications over time (glacier and
+			// replication data, new ids): none of them is a warning.
+			name: "S3 notification with fields S3 may add",
+			body: sns(strings.NewReplacer(
+				`"eventVersion":"2.1",`, `"eventVersion":"2.3","glacierEventData":{"restoreEventData":{}},"userIdentity":{"principalId":"p"},"requestParameters":{"sourceIPAddress":"1.2.3.4"},"responseElements":{"x-amz-request-id":"r"},`,
+				`"sequencer":"0067A1B2C3D4E5F601"`, `"sequencer":"0067A1B2C3D4E5F601","versionId":"v1","checksumAlgorithm":"CRC64NVME"`,
+				`"arn":"arn:aws:s3:::acme-reports"`, `"arn":"arn:aws:s3:::acme-reports","ownerIdentity":{"principalId":"p"}`,
+			).Replace(s3Body)),
+			want: Decoded{Objects: []ObjectRef{s3Ref}},
 		},
 		{
 			name: "S3 notification minimal",
@@ -355,6 +405,8 @@ func TestDecodeInvalid(t *testing.T) {
 		{"user.email spaces", native(t, func(_, u, _ map[string]any) { u["email"] = " ana@example.com" }), "user.email", " ana@example.com"},
 		{"user.email no domain", native(t, func(_, u, _ map[string]any) { u["email"] = "ana" }), "user.email", "ana"},
 		{"user.email not string", native(t, func(_, u, _ map[string]any) { u["email"] = []any{"ana@example.com"} }), "user.email", `["ana@example.com"]`},
+		{"user.email non-ASCII local part", native(t, func(_, u, _ map[string]any) { u["email"] = "zoë@example.com" }), "user.email", "zoë@example.com"},
+		{"user.email invalid IDN", native(t, func(_, u, _ map[string]any) { u["email"] = "ana@bücher-.example" }), "user.email", "ana@bücher-.example"},
 		{"user.name newline", native(t, func(_, u, _ map[string]any) { u["name"] = "Ana\nBcc: x" }), "user.name", "Ana\nBcc: x"},
 		{"user.locale underscore", native(t, func(_, u, _ map[string]any) { u["locale"] = "pt_BR" }), "user.locale", "pt_BR"},
 		{"user.locale too long", native(t, func(_, u, _ map[string]any) { u["locale"] = "en-" + strings.Repeat("abcdefg-", 5) + "x" }), "user.locale", "en-abcdefg-"},

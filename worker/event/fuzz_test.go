@@ -20,6 +20,8 @@ func checkEvent(e Event) error {
 		return fmt.Errorf("user id %q", e.User.ID)
 	case !ValidAddress(e.User.Email):
 		return fmt.Errorf("user email %q", e.User.Email)
+	case func() bool { _, err := ASCIIAddress(e.User.Email); return err != nil }():
+		return fmt.Errorf("user email %q cannot go to SES", e.User.Email)
 	case checkText("user.name", e.User.Name) != nil:
 		return fmt.Errorf("user name %q", e.User.Name)
 	case e.User.Locale != "" && !validLocale(e.User.Locale):

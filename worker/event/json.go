@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // object is one JSON object, read field by field so that every error can
 // name its exact path ("reports[2].key"), keys match exactly (encoding/json
-// would let "ID" stand for "id"), and unknown fields are simply ignored.
-// A key given twice keeps its last value, as with encoding/json.
+// would let "ID" stand for "id"), and unknown fields are ignored but can
+// be listed (see unknown). A key given twice keeps its last value, as
+// with encoding/json.
 type object struct {
 	path   string // JSON path of the object itself; "" at the root
 	fields map[string]json.RawMessage
@@ -41,6 +43,19 @@ func (o object) name(key string) string {
 // index returns the JSON path of element i of the array at path.
 func index(path string, i int) string {
 	return fmt.Sprintf("%s[%d]", path, i)
+}
+
+// unknown returns, sorted, the paths of the object's fields that are
+// not among known.
+func (o object) unknown(known ...string) []string {
+	var out []string
+	for k := range o.fields {
+		if !slices.Contains(known, k) {
+			out = append(out, o.name(k))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // has reports whether the field is present, even if null.

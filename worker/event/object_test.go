@@ -171,6 +171,7 @@ func TestFromObjectInvalid(t *testing.T) {
 		{name: "user-email empty", ref: ref, meta: with("user-email", ""), field: "metadata user-email"},
 		{name: "user-email invalid", ref: ref, meta: with("user-email", "bob@@x"), field: "metadata user-email", value: "bob@@x"},
 		{name: "user-email display name", ref: ref, meta: with("user-email", "Ana <ana@example.com>"), field: "metadata user-email", value: "Ana <ana@example.com>"},
+		{name: "user-email non-ASCII local part", ref: ref, meta: with("user-email", "zoë@example.com"), field: "metadata user-email", value: "zoë@example.com"},
 		{name: "user-id control", ref: ref, meta: with("user-id", "u\x01"), field: "metadata user-id", value: "u\x01"},
 		{name: "user-name decodes to a newline", ref: ref, meta: with("user-name", "=?UTF-8?Q?Ana=0ABcc:_x?="), field: "metadata user-name", value: "Ana\nBcc: x"},
 		{name: "user-name unknown charset", ref: ref, meta: with("user-name", "=?x-klingon?Q?Ana?="), field: "metadata user-name", value: "=?x-klingon?Q?Ana?="},
@@ -232,6 +233,43 @@ func TestValidAddress(t *testing.T) {
 		t.Run(tt.addr, func(t *testing.T) {
 			if got := ValidAddress(tt.addr); got != tt.want {
 				t.Errorf("ValidAddress(%q) = %v, want %v", tt.addr, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestASCIIAddress(t *testing.T) {
+	tests := []struct {
+		addr string
+		want string // "" when refused
+		why  string // part of the refusal
+	}{
+		{"ana@example.com", "ana@example.com", ""},
+		{"Ana.Lima@Example.COM", "Ana.Lima@Example.COM", ""}, // ASCII goes as it is
+		{"user@bücher.example", "user@xn--bcher-kva.example", ""},
+		{"user@BÜCHER.Example", "user@xn--bcher-kva.example", ""},
+		{"User@Bücher.EXAMPLE", "User@xn--bcher-kva.example", ""}, // the local part keeps its case
+		{"user@XN--BCHER-KVA.example", "user@xn--bcher-kva.example", ""},
+		{"user@mañana.com", "user@xn--maana-pta.com", ""},
+		{"zoë@example.com", "", `local part "zoë" is not ASCII`},
+		{"zoë@bücher.example", "", "SMTPUTF8"},
+		{"ana@bücher-.example", "", `domain "bücher-.example" is not a valid internationalized domain name`},
+		{"ana@a\u200db.example", "", "not a valid internationalized domain name"},
+		{"ana@xn--zz.example", "", `domain "xn--zz.example" is not a valid`},
+		{"ana@" + strings.Repeat("üa", 30) + ".example", "", "label of 67 bytes"},
+		{"a@" + strings.Repeat("ü"+strings.Repeat("c", 55)+".", 3) + "ü" + strings.Repeat("c", 55), "", "is 257 bytes once its domain is in ASCII form"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			if !ValidAddress(tt.addr) {
+				t.Fatalf("ValidAddress(%q) = false; the case is meant to be valid syntax", tt.addr)
+			}
+			got, err := ASCIIAddress(tt.addr)
+			switch {
+			case tt.want != "" && (err != nil || got != tt.want):
+				t.Errorf("ASCIIAddress = %q, %v; want %q", got, err, tt.want)
+			case tt.want == "" && (err == nil || !strings.Contains(err.Error(), tt.why)):
+				t.Errorf("ASCIIAddress = %q, %v; want an error saying %q", got, err, tt.why)
 			}
 		})
 	}

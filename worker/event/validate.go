@@ -1,6 +1,8 @@
 package event
 
 import (
+	"errors"
+	"fmt"
 	"net/mail"
 	"net/netip"
 	"path"
@@ -9,6 +11,8 @@ import (
 	_ "time/tzdata" // time zones must not depend on the host's zoneinfo files
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // Limits the decoders enforce. They are documented in docs/events.md.
@@ -36,6 +40,74 @@ func ValidAddress(addr string) bool {
 	}
 	a, err := mail.ParseAddress(addr)
 	return err == nil && a.Name == "" && a.Address == addr
+}
+
+// ASCIIAddress returns addr, a bare address that passes [ValidAddress],
+// in the form SES takes: the local part as it is and the domain in its
+// ASCII form, such as "user@xn--bcher-kva.example" for
+// "user@bücher.example". SES needs an internationalized domain in
+// Punycode and does not support SMTPUTF8, so it cannot send to a local
+// part that is not ASCII; for such an address, and for a domain that is
+// not a valid internationalized domain name, it returns an error that
+// says why. See [ASCIIDomain] for the domain.
+func ASCIIAddress(addr string) (string, error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return "", errors.New("has no '@'")
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if !isASCII(local) {
+		return "", fmt.Errorf("local part %q is not ASCII, and SES cannot send to it (it does not support SMTPUTF8)", local)
+	}
+	d, err := ASCIIDomain(domain)
+	if err != nil {
+		return "", err
+	}
+	a := local + "@" + d
+	if len(a) > maxAddressLen {
+		return "", fmt.Errorf("is %d bytes once its domain is in ASCII form (%s); the limit is %d", len(a), d, maxAddressLen)
+	}
+	return a, nil
+}
+
+// ASCIIDomain returns domain in the ASCII form that SES and DNS take. A
+// domain with a non-ASCII or a Punycode ("xn--") label goes through
+// IDNA's lookup rules (UTS #46, as browsers resolve names): it comes
+// back lower-cased with each such label in Punycode, or with an error
+// if IDNA refuses it or a label is longer than 63 bytes once encoded.
+// Any other ASCII domain is returned as it is, for SES to judge.
+func ASCIIDomain(domain string) (string, error) {
+	if isASCII(domain) && !hasPunycode(domain) {
+		return domain, nil
+	}
+	d, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return "", fmt.Errorf("domain %q is not a valid internationalized domain name: %v", domain, err)
+	}
+	for l := range strings.SplitSeq(d, ".") {
+		if len(l) > 63 {
+			return "", fmt.Errorf("domain %q has a label of %d bytes once in ASCII form (%s); DNS takes at most 63", domain, len(l), l)
+		}
+	}
+	return d, nil
+}
+
+func hasPunycode(domain string) bool {
+	for l := range strings.SplitSeq(domain, ".") {
+		if len(l) >= 4 && strings.EqualFold(l[:4], "xn--") {
+			return true
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // hasControl reports whether s holds a control character (C0, DEL or C1).
@@ -211,6 +283,9 @@ func checkEmail(field, addr string) error {
 	}
 	if !ValidAddress(addr) {
 		return invalid(field, addr, "is not a valid address")
+	}
+	if _, err := ASCIIAddress(addr); err != nil {
+		return invalid(field, addr, "is not an address SES can send to: "+err.Error())
 	}
 	return nil
 }

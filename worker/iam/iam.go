@@ -5,10 +5,13 @@
 //
 // The declaration follows the calls the code makes:
 //
-//   - worker/queue: ReceiveMessage, DeleteMessage(Batch) and
-//     ChangeMessageVisibility(Batch) on a schedule's queue, SendMessage
-//     to its dead-letter queue. SQS authorises a batch call by its
+//   - worker/queue: ReceiveMessage, DeleteMessage(Batch),
+//     ChangeMessageVisibility(Batch) and GetQueueAttributes (the check
+//     before a run) on a schedule's queue; SendMessage and
+//     GetQueueAttributes on its dead-letter queue. SQS authorises a batch call by its
 //     single action, so there is no sqs:DeleteMessageBatch.
+//   - worker/sesevents: ReceiveMessage and DeleteMessage(Batch) on the
+//     queue SES's sending events are published to, when one is set.
 //   - worker/store: HeadObject on reports (authorised by s3:GetObject);
 //     the ledger's records and serve's slot leases (Put, Get, Delete
 //     under the ledger prefix); the key-expiry records (Get, Put, and a
@@ -134,6 +137,9 @@ type Inputs struct {
 
 	// Queues are the schedules' queues.
 	Queues []QueuePair
+	// EventsQueueURL is the queue SES's sending events arrive on
+	// (ses_events.queue_url), or "" when none is read.
+	EventsQueueURL string
 
 	// From is the sender address, e.g. "Reports <reports@example.com>":
 	// SES authorises a send as the address's identity or its domain's.
@@ -169,6 +175,11 @@ func (in Inputs) Check(cmds ...Command) error {
 			return fmt.Errorf("From %q is not an email address: %v", in.From, err)
 		}
 	}
+	if in.EventsQueueURL != "" {
+		if _, err := QueueARN(in.EventsQueueURL, in.Region); err != nil {
+			return err
+		}
+	}
 	for _, q := range in.Queues {
 		if _, err := QueueARN(q.URL, in.Region); err != nil {
 			return err
@@ -188,6 +199,7 @@ func (in Inputs) Check(cmds ...Command) error {
 const (
 	sidQueues           = "Queues"
 	sidDeadLetterQueues = "DeadLetterQueues"
+	sidSESEvents        = "SESEvents"
 	sidReadReports      = "ReadReports"
 	sidListReports      = "ListReports"
 	sidLedger           = "Ledger"
@@ -267,8 +279,16 @@ func sortedUnique(s []string) []string {
 
 func (b *builder) drain() {
 	in := b.in
-	b.add(sidQueues, b.queues(false), nil, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
-	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:SendMessage")
+	// GetQueueAttributes: a run first checks that its queue and DLQ exist.
+	b.add(sidQueues, b.queues(false), nil, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
+	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:SendMessage", "sqs:GetQueueAttributes")
+	// A run first reads SES's events and deletes those it settled or
+	// does not need; what it cannot read stays for the queue's redrive.
+	if in.EventsQueueURL != "" {
+		if arn, err := QueueARN(in.EventsQueueURL, in.Region); err == nil {
+			b.add(sidSESEvents, []string{Escape(arn)}, nil, "sqs:ReceiveMessage", "sqs:DeleteMessage")
+		}
+	}
 	b.readPrefix(sidReadReports, sidListReports, in.ReportsBucket, in.ReportsPrefix)
 	// Ledger records and serve's slot leases (LedgerPrefix + "slots/").
 	b.readPrefix(sidLedger, sidListLedger, in.StateBucket, in.LedgerPrefix, "s3:PutObject", "s3:DeleteObject")
@@ -307,6 +327,9 @@ func (b *builder) check() {
 		b.add(sidPublicKeys, []string{"*"}, nil, "cloudfront:GetPublicKey")
 	}
 	b.add(sidSendingIdentity, b.identities(), nil, "ses:GetEmailIdentity")
+	if in.ConfigurationSet != "" {
+		b.add(sidConfigurationSet, []string{b.sesARN("configuration-set/" + in.ConfigurationSet)}, nil, "ses:GetConfigurationSet")
+	}
 	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
 }
 

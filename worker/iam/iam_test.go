@@ -18,6 +18,7 @@ var full = Inputs{
 		{URL: "https://sqs.eu-west-2.amazonaws.com/123456789012/ready", DeadLetterURL: "https://sqs.eu-west-2.amazonaws.com/123456789012/ready-dlq"},
 		{URL: "https://sqs.eu-west-2.amazonaws.com/123456789012/daily", DeadLetterURL: "https://sqs.eu-west-2.amazonaws.com/123456789012/daily-dlq"},
 	},
+	EventsQueueURL:   "https://sqs.eu-west-2.amazonaws.com/123456789012/ses-events",
 	From:             "Reports <reports@Example.com>",
 	ConfigurationSet: "reports",
 	CloudFront:       true,
@@ -48,8 +49,9 @@ func compact(d Document) map[string]stmt {
 
 func TestFor(t *testing.T) {
 	drain := map[string]stmt{
-		"Queues":           {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:ReceiveMessage", queues, ""},
-		"DeadLetterQueues": {"sqs:SendMessage", dlqs, ""},
+		"Queues":           {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:ReceiveMessage", queues, ""},
+		"DeadLetterQueues": {"sqs:GetQueueAttributes sqs:SendMessage", dlqs, ""},
+		"SESEvents":        {"sqs:DeleteMessage sqs:ReceiveMessage", "arn:aws:sqs:eu-west-2:123456789012:ses-events", ""},
 		"ReadReports":      {"s3:GetObject", "arn:aws:s3:::acme-reports/reports/*", ""},
 		"ListReports":      {"s3:ListBucket", "arn:aws:s3:::acme-reports", "reports/*"},
 		"Ledger":           {"s3:DeleteObject s3:GetObject s3:PutObject", "arn:aws:s3:::acme-state/reportmailer/ledger/*", ""},
@@ -74,12 +76,15 @@ func TestFor(t *testing.T) {
 		"KeyRecords":       {"s3:GetObject", "arn:aws:s3:::acme-state/reportmailer/keys/*", ""},
 		"ListKeyRecords":   {"s3:ListBucket", "arn:aws:s3:::acme-state", "reportmailer/keys/*"},
 		"SendingIdentity":  {"ses:GetEmailIdentity", identities, ""},
+		"ConfigurationSet": {"ses:GetConfigurationSet", "arn:aws:ses:eu-west-2:123456789012:configuration-set/reports", ""},
 		"SendQuota":        {"ses:GetAccount", "*", ""},
 		"Distribution":     {"cloudfront:GetDistributionConfig", "arn:aws:cloudfront::123456789012:distribution/E2EXAMPLE", ""},
 		"PublicKeys":       {"cloudfront:GetPublicKey", "*", ""},
 	}
 	noCloudFront := full
 	noCloudFront.CloudFront, noCloudFront.ConfigurationSet = false, ""
+	noEvents := full
+	noEvents.EventsQueueURL = ""
 	local := Inputs{
 		Region: "us-east-1", ReportsBucket: "reports", StateBucket: "state",
 		Queues: []QueuePair{{URL: "http://127.0.0.1:4566/000000000000/q"}}, From: "a@b.example",
@@ -98,9 +103,12 @@ func TestFor(t *testing.T) {
 		{"offline commands need nothing", full, []Command{Preview, Sign, Verify, ConfigCheck}, map[string]stmt{}},
 		{"keys without CloudFront reads nothing", noCloudFront, []Command{Keys}, map[string]stmt{}},
 		{"drain without CloudFront or a configuration set", noCloudFront, []Command{Drain}, without(drain, "KeyRecords", "ListKeyRecords", "ConfigurationSet")},
+		{"drain without SES events", noEvents, []Command{Drain}, without(drain, "SESEvents")},
+		{"check does not read SES events", full, []Command{Check}, check},
 		{"drain, serve, keys and check merge per resource", full, []Command{Drain, Serve, Keys, Check}, map[string]stmt{
 			"Queues":           {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:GetQueueUrl sqs:ReceiveMessage", queues, ""},
 			"DeadLetterQueues": {"sqs:GetQueueAttributes sqs:GetQueueUrl sqs:SendMessage", dlqs, ""},
+			"SESEvents":        drain["SESEvents"],
 			"ReadReports":      drain["ReadReports"],
 			"ListReports":      drain["ListReports"],
 			"Ledger":           drain["Ledger"],
@@ -108,13 +116,13 @@ func TestFor(t *testing.T) {
 			"KeyRecords":       drain["KeyRecords"],
 			"ListKeyRecords":   drain["ListKeyRecords"],
 			"SendingIdentity":  {"ses:GetEmailIdentity ses:SendEmail", identities, ""},
-			"ConfigurationSet": drain["ConfigurationSet"],
+			"ConfigurationSet": {"ses:GetConfigurationSet ses:SendEmail", "arn:aws:ses:eu-west-2:123456789012:configuration-set/reports", ""},
 			"SendQuota":        drain["SendQuota"],
 			"Distribution":     check["Distribution"],
 			"PublicKeys":       check["PublicKeys"],
 		}},
 		{"local stack, no prefixes, no account", local, []Command{Drain}, map[string]stmt{
-			"Queues":          {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:ReceiveMessage", "arn:aws:sqs:us-east-1:000000000000:q", ""},
+			"Queues":          {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:ReceiveMessage", "arn:aws:sqs:us-east-1:000000000000:q", ""},
 			"ReadReports":     {"s3:GetObject", "arn:aws:s3:::reports/*", ""},
 			"ListReports":     {"s3:ListBucket", "arn:aws:s3:::reports", ""},
 			"Ledger":          {"s3:DeleteObject s3:GetObject s3:PutObject", "arn:aws:s3:::state/*", ""},
@@ -183,6 +191,7 @@ func TestForIsStable(t *testing.T) {
 func TestForAllowsWhatTheWorkerCalls(t *testing.T) {
 	d := For(full, Drain)
 	queue, dlq := "arn:aws:sqs:eu-west-2:123456789012:ready", "arn:aws:sqs:eu-west-2:123456789012:ready-dlq"
+	events := "arn:aws:sqs:eu-west-2:123456789012:ses-events"
 	prefix := func(p string) map[string]string { return map[string]string{"s3:prefix": p} }
 	tests := []struct {
 		name             string
@@ -197,6 +206,10 @@ func TestForAllowsWhatTheWorkerCalls(t *testing.T) {
 		{"send to the source queue", "sqs:SendMessage", queue, nil, false},
 		{"receive from the DLQ", "sqs:ReceiveMessage", dlq, nil, false},
 		{"purge", "sqs:PurgeQueue", queue, nil, false},
+		{"read SES events", "sqs:ReceiveMessage", events, nil, true},
+		{"delete a settled SES event", "sqs:DeleteMessage", events, nil, true},
+		{"send to the SES events queue", "sqs:SendMessage", events, nil, false},
+		{"hide an SES event", "sqs:ChangeMessageVisibility", events, nil, false},
 		{"head a report", "s3:GetObject", "arn:aws:s3:::acme-reports/reports/2026/q3.pdf", nil, true},
 		{"a missing report answers 404", "s3:ListBucket", "arn:aws:s3:::acme-reports", prefix("reports/2026/q3.pdf"), true},
 		{"a report outside the prefix", "s3:GetObject", "arn:aws:s3:::acme-reports/private/x.pdf", nil, false},
@@ -257,6 +270,7 @@ func TestInputsCheck(t *testing.T) {
 		{"bad DLQ URL", func(in *Inputs) {
 			in.Queues = []QueuePair{{URL: full.Queues[0].URL, DeadLetterURL: "http://127.0.0.1/1/x"}}
 		}, []Command{Drain}, "http://127.0.0.1/1/x"},
+		{"bad events queue URL", func(in *Inputs) { in.EventsQueueURL = "ses-events" }, []Command{Drain}, `"ses-events"`},
 		{"offline commands need nothing", func(in *Inputs) { *in = Inputs{} }, []Command{Preview, Sign}, ""},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,19 +17,36 @@ import (
 
 // CloudFront signs CloudFront URLs to report files.
 //
-// The link is Domain + "/" + [EscapeKey](report key). The report's bucket
-// is not used: it is the distribution's origin, so it is not part of the
-// path. Fields are read on every call to Sign; set them before use and
-// do not change them while Sign may run. A CloudFront must not be
-// copied after first use.
+// The link is Domain + "/" + [EscapeKey](the report's key less
+// OriginPath and less Domain's path, which CloudFront passes on to the
+// origin). The bucket is not part of the URL: the distribution has
+// one origin, so a report in another bucket must be refused, not
+// linked, or its link would open the object with the same key in the
+// origin; set Bucket for that. Fields are read on every call to Sign;
+// set them before use and do not change them while Sign may run. A
+// CloudFront must not be copied after first use.
 type CloudFront struct {
 	// Domain is the distribution's base URL: "https://" and a host, and
 	// optionally a path prefix, such as
 	// "https://d111111abcdef8.cloudfront.net" or
 	// "https://files.example.com/reports". A trailing "/" is ignored.
+	// CloudFront passes a path to the origin as it is, so only keys under
+	// that path (after OriginPath) are served: "reports/2026/q3.pdf" is
+	// linked as "https://files.example.com/reports/2026/q3.pdf".
 	// Plain "http" is accepted only for localhost, 127.0.0.1 and [::1],
 	// so that a local edge can be used in development.
 	Domain string
+	// Bucket is the distribution's origin bucket. A report in any other
+	// bucket is refused with [worker.CodeBucketNotServed]. Default "":
+	// reports are not checked here (the worker checks them).
+	Bucket string
+	// OriginPath is the origin path the distribution puts in front of
+	// every request to its origin, such as "/reports": it serves the
+	// object with key "reports/2026/q3.pdf" at Domain + "/2026/q3.pdf".
+	// A report whose key is not under it cannot be reached, and is
+	// refused with [worker.CodeBucketNotServed]. It starts with "/" and
+	// does not end with one. Default "": URL paths are keys as they are.
+	OriginPath string
 	// KeyID is the ID of the CloudFront public key (Key-Pair-Id) that
 	// matches Key, in a key group the distribution trusts: the active
 	// key, which signs every link.
@@ -123,7 +141,93 @@ func (c *CloudFront) check() (string, crypto.Hash, error) {
 	if err := checkTTLs(c.TTL, nil, c.MaxTTL); err != nil {
 		return "", 0, fmt.Errorf("cloudfront: %w", err)
 	}
+	if err := CheckOriginPath(c.OriginPath); err != nil {
+		return "", 0, fmt.Errorf("cloudfront: %w", err)
+	}
 	return base, hash, nil
+}
+
+// CheckOriginPath checks a CloudFront origin path: empty, or "/"
+// followed by segments that are neither empty, "." nor "..", with no
+// "/" at the end, as CloudFront requires.
+func CheckOriginPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok || strings.HasSuffix(p, "/") {
+		return fmt.Errorf("origin path %q must start with \"/\" and not end with one, like \"/reports\"", p)
+	}
+	for seg := range strings.SplitSeq(rest, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("origin path %q has an empty, \".\" or \"..\" segment", p)
+		}
+	}
+	return nil
+}
+
+// path returns the part of r's URL after Domain + "/", unescaped: its
+// key less OriginPath. It refuses, as permanent, a report the
+// distribution does not serve or whose key cannot be linked.
+func (c *CloudFront) path(r event.Report) (string, error) {
+	if c.Bucket != "" && r.Bucket != c.Bucket {
+		return "", worker.PermanentCode(worker.CodeBucketNotServed, fmt.Errorf("cloudfront: bucket %q is not the distribution's origin, %q: its link would open another object", r.Bucket, c.Bucket))
+	}
+	if err := checkKey(r.Key); err != nil {
+		return "", worker.Permanent(fmt.Errorf("cloudfront: %w", err))
+	}
+	p := r.Key
+	if op := strings.TrimPrefix(c.OriginPath, "/"); op != "" {
+		rest, ok := strings.CutPrefix(p, op+"/")
+		if !ok {
+			return "", worker.PermanentCode(worker.CodeBucketNotServed, fmt.Errorf("cloudfront: key %q is outside the origin path %q, so the distribution does not serve it", r.Key, c.OriginPath))
+		}
+		if err := checkKey(rest); err != nil {
+			return "", worker.Permanent(fmt.Errorf("cloudfront: below the origin path: %w", err))
+		}
+		p = rest
+	}
+	// CloudFront sends the origin the whole viewer path, Domain's path
+	// included, after the origin path: with Domain
+	// "https://files.example.com/reports" a link to key "2026/q3.pdf"
+	// would fetch "reports/2026/q3.pdf". So a key is served only under
+	// Domain's path, and that part is not repeated in the link.
+	if dp := domainPath(c.Domain); dp != "" {
+		rest, ok := strings.CutPrefix(p, dp+"/")
+		if !ok {
+			return "", worker.PermanentCode(worker.CodeBucketNotServed, fmt.Errorf("cloudfront: key %q is outside the path %q of the distribution's domain, which CloudFront would pass on to the origin, so its link would open another object", r.Key, "/"+dp))
+		}
+		if err := checkKey(rest); err != nil {
+			return "", worker.Permanent(fmt.Errorf("cloudfront: below the domain's path: %w", err))
+		}
+		p = rest
+	}
+	return p, nil
+}
+
+// ServedPrefix is the key prefix a distribution with this domain and
+// origin path can serve: the origin path, then the domain's path, each
+// followed by "/" ("" when there is neither). CloudFront puts the origin
+// path in front of the viewer's path, which begins with the domain's.
+func ServedPrefix(domain, originPath string) string {
+	var p string
+	if op := strings.Trim(originPath, "/"); op != "" {
+		p = op + "/"
+	}
+	if dp := domainPath(domain); dp != "" {
+		p += dp + "/"
+	}
+	return p
+}
+
+// domainPath is the path of a Domain such as
+// "https://files.example.com/reports", without its slashes: "reports".
+func domainPath(domain string) string {
+	u, err := url.Parse(domain)
+	if err != nil {
+		return ""
+	}
+	return strings.Trim(u.Path, "/")
 }
 
 // Sign returns a link to r.Key that expires after the TTL for r.Type,
@@ -131,8 +235,9 @@ func (c *CloudFront) check() (string, crypto.Hash, error) {
 // epoch seconds (MaxExpires) caps it; Link.Expires is the true expiry.
 // With Expiries set, the expiry is recorded before Sign returns.
 //
-// Errors caused by the report itself (an empty key, a key with "." or
-// ".." segments, a URL over MaxURLLength) are marked [worker.Permanent].
+// Errors caused by the report itself (a bucket or key the distribution
+// does not serve, an empty key, a key with "." or ".." segments, a URL
+// over MaxURLLength) are marked [worker.Permanent].
 func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (worker.Link, error) {
 	if err := ctx.Err(); err != nil {
 		return worker.Link{}, err
@@ -141,14 +246,15 @@ func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (w
 	if err != nil {
 		return worker.Link{}, err
 	}
-	if err := checkKey(r.Key); err != nil {
-		return worker.Link{}, worker.Permanent(fmt.Errorf("cloudfront: %w", err))
+	p, err := c.path(r)
+	if err != nil {
+		return worker.Link{}, err
 	}
 	expires, err := c.expiry(r.Type, now)
 	if err != nil {
 		return worker.Link{}, err
 	}
-	resource := base + "/" + EscapeKey(r.Key)
+	resource := base + "/" + EscapeKey(p)
 	signed, err := signChecked(resource, Key{ID: c.KeyID, Signer: c.Key}, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
 	if err != nil {
 		return worker.Link{}, signError(err)
@@ -193,12 +299,13 @@ func (c *CloudFront) signShared(ctx context.Context, rs []event.Report, now time
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, len(rs))
+	keys := make([]string, len(rs)) // URL paths, unescaped
 	for i, r := range rs {
-		if err := checkKey(r.Key); err != nil {
-			return nil, fmt.Errorf("s3://%s/%s: %w", r.Bucket, r.Key, worker.Permanent(fmt.Errorf("cloudfront: %w", err)))
+		p, err := c.path(r)
+		if err != nil {
+			return nil, fmt.Errorf("s3://%s/%s: %w", r.Bucket, r.Key, err)
 		}
-		keys[i] = r.Key
+		keys[i] = p
 	}
 	prefix, why := sharedPrefix(keys)
 	if why == "" && strings.ContainsAny(base, "*?") {

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // RSABits is the only RSA key size CloudFront accepts, and so the only
@@ -53,9 +55,15 @@ func ParsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 //
 // Because some deployment tools flatten multi-line variables, a
 // variable whose PEM lines are joined by a literal `\n` is accepted too.
-// Errors name the file or the variable, never its contents.
+// Errors name the file or the variable, never its contents; and a file
+// or variable name that is itself key material (a PEM pasted where its
+// path belongs) is refused without being quoted.
 func LoadPrivateKey(file, envVar string) (crypto.Signer, error) {
 	switch {
+	case secret.IsKeyMaterial(file):
+		return nil, errors.New("private key: the file name holds key material, not a path: put the PEM in a file and give its path")
+	case secret.IsKeyMaterial(envVar):
+		return nil, errors.New("private key: the environment variable name holds key material, not a name: put the PEM in a variable and give its name")
 	case file != "" && envVar != "":
 		return nil, fmt.Errorf("private key: both file %q and environment variable %s given, want one", file, envVar)
 	case file != "":
@@ -83,12 +91,22 @@ func LoadPrivateKey(file, envVar string) (crypto.Signer, error) {
 		}
 		k, err := parsePrivateKey(b)
 		if err != nil {
+			if !secret.IsKeyMaterial(v) && looksLikePath(v) {
+				err = fmt.Errorf("%w; it looks like a file path, but the variable must hold the PEM text itself", err)
+			}
 			return nil, fmt.Errorf("private key from environment variable %s: %w", envVar, err)
 		}
 		return k, nil
 	default:
 		return nil, errors.New("private key: no file or environment variable given")
 	}
+}
+
+// looksLikePath reports whether v, which holds no PEM, is a file path
+// given where the PEM text belongs.
+func looksLikePath(v string) bool {
+	v = strings.TrimSpace(v)
+	return !strings.ContainsAny(v, " \t") && (strings.ContainsRune(v, '/') || strings.HasSuffix(v, ".pem") || strings.HasSuffix(v, ".key"))
 }
 
 // parsePrivateKey is ParsePrivateKey without the "private key" context,
@@ -158,6 +176,9 @@ func parsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 func ParsePublicKey(pemBytes []byte) (crypto.PublicKey, error) {
 	block, err := findPEM(pemBytes, "PUBLIC KEY")
 	if err != nil {
+		if _, perr := findPEM(pemBytes, "PRIVATE KEY"); perr == nil {
+			return nil, errors.New("public key: found a private key instead: give its public half (openssl pkey -in KEY.pem -pubout)")
+		}
 		return nil, fmt.Errorf("public key: %w", err)
 	}
 	var key any

@@ -172,6 +172,10 @@ func TestLoadPrivateKey(t *testing.T) {
 	t.Setenv("LINK_TEST_KEY_FLAT", strings.ReplaceAll(string(good), "\n", `\n`))
 	t.Setenv("LINK_TEST_KEY_EC", string(bad))
 	t.Setenv("LINK_TEST_KEY_EMPTY", " \n")
+	t.Setenv("LINK_TEST_KEY_PATH", goodFile)
+	// Key material that does not parse: a PEM whose body was cut short.
+	broken := string(good[:len(good)/2]) + "\n-----END PRIVATE KEY-----\n"
+	t.Setenv("LINK_TEST_KEY_BROKEN", broken)
 
 	tests := []struct {
 		name, file, env string
@@ -187,6 +191,15 @@ func TestLoadPrivateKey(t *testing.T) {
 		{"unset env", "", "LINK_TEST_KEY_UNSET", []string{"environment variable LINK_TEST_KEY_UNSET", "not set"}},
 		{"empty env", "", "LINK_TEST_KEY_EMPTY", []string{"environment variable LINK_TEST_KEY_EMPTY", "empty"}},
 		{"bad env", "", "LINK_TEST_KEY_EC", []string{"environment variable LINK_TEST_KEY_EC", "Ed25519 keys are not supported"}},
+		{"env holds a path", "", "LINK_TEST_KEY_PATH", []string{"environment variable LINK_TEST_KEY_PATH", "no PEM data", "looks like a file path"}},
+		{"env holds a broken pem", "", "LINK_TEST_KEY_BROKEN", []string{"environment variable LINK_TEST_KEY_BROKEN"}},
+		// A PEM pasted where the name belongs is refused unquoted, before
+		// the file system or the environment can echo it.
+		{"pem as file", string(good), "", []string{"file name holds key material, not a path"}},
+		{"pem flattened as file", strings.ReplaceAll(string(good), "\n", `\n`), "", []string{"file name holds key material"}},
+		{"broken pem as file", broken, "", []string{"file name holds key material"}},
+		{"pem as env", "", string(good), []string{"variable name holds key material"}},
+		{"pem as both", string(good), string(good), []string{"holds key material"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,6 +223,9 @@ func TestLoadPrivateKey(t *testing.T) {
 			}
 			checkNoKeyMaterial(t, err, good)
 			checkNoKeyMaterial(t, err, bad)
+			if strings.Contains(err.Error(), goodFile) && tt.file != goodFile {
+				t.Errorf("error %q names the file a variable held: that value is not shown", err)
+			}
 		})
 	}
 }
@@ -244,7 +260,7 @@ func TestParsePublicKey(t *testing.T) {
 		{"RSA-1024", pkix(t, &rsa1024.PublicKey), nil, "public key: RSA-1024 keys are not supported; CloudFront accepts RSA-2048 and ECDSA P-256"},
 		{"ECDSA P-384", pkix(t, &p384.PublicKey), nil, "public key: ECDSA P-384 keys are not supported"},
 		{"Ed25519", pkix(t, ed), nil, "public key: Ed25519 keys are not supported"},
-		{"private key instead", pkcs8(t, k), nil, "public key: no public key in PEM data (found private key)"},
+		{"private key instead", pkcs8(t, k), nil, "public key: found a private key instead: give its public half"},
 		{"garbage", pemEncode(t, "PUBLIC KEY", []byte{1, 2, 3}), nil, "public key: parse PKIX: "},
 	}
 	for _, tt := range tests {

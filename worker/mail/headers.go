@@ -20,6 +20,7 @@ import (
 	"github.com/aws/smithy-go/encoding/httpbinding"
 
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // What SES accepts as custom headers on Simple content.
@@ -212,16 +213,17 @@ var (
 	headerNameR = regexp.MustCompile(`^[!-9;-~]+$`)
 )
 
-// domainOf returns the lower-cased domain of the address in from, or ""
-// when it has none that is a plain ASCII host name.
+// domainOf returns the lower-cased domain of the address in from, in
+// ASCII form (Punycode for an internationalized domain), or "" when it
+// has none that is a host name.
 func domainOf(from string) string {
 	a := addressOnly(from)
 	at := strings.LastIndexByte(a, '@')
 	if at < 0 {
 		return ""
 	}
-	d := strings.ToLower(a[at+1:])
-	if !hostnameRE.MatchString(d) {
+	d, err := event.ASCIIDomain(a[at+1:])
+	if d = strings.ToLower(d); err != nil || !hostnameRE.MatchString(d) {
 		return ""
 	}
 	return d
@@ -286,27 +288,43 @@ func cleanSubject(s string) string {
 	return strings.TrimSpace(s)
 }
 
-// encodeAddress returns a (an address, possibly with a display name)
-// as SES takes it: SES needs a non-ASCII display name RFC 2047-encoded.
-// An ASCII address, or one that does not parse, is returned as it is,
-// for SES to judge.
-func encodeAddress(a string) string {
+// encodeAddress returns a, an address with or without a display name,
+// as SES takes it: ASCII, with a non-ASCII display name RFC 2047-encoded
+// and an internationalized domain in Punycode (see
+// [event.ASCIIAddress]). An address already in that form is returned as
+// it is. It fails for an address that does not parse, and for one SES
+// cannot send to: a local part that is not ASCII (SES does not support
+// SMTPUTF8), or a domain that is not a valid internationalized name.
+func encodeAddress(a string) (string, error) {
 	p, err := mail.ParseAddress(a)
-	if err != nil || isASCII(p.Name) {
-		return a
+	if err != nil {
+		return "", fmt.Errorf("address %q: %v", a, err)
 	}
-	return p.String()
+	addr, err := event.ASCIIAddress(p.Address)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %v", a, err)
+	}
+	switch {
+	case addr == p.Address && isASCII(p.Name):
+		return a, nil
+	case p.Name == "":
+		return addr, nil
+	}
+	return (&mail.Address{Name: p.Name, Address: addr}).String(), nil
 }
 
-func encodeAddresses(as []string) []string {
+func encodeAddresses(as []string) ([]string, error) {
 	if as == nil {
-		return nil
+		return nil, nil
 	}
 	out := make([]string, len(as))
 	for i, a := range as {
-		out[i] = encodeAddress(a)
+		var err error
+		if out[i], err = encodeAddress(a); err != nil {
+			return nil, err
+		}
 	}
-	return out
+	return out, nil
 }
 
 func isASCII(s string) bool {

@@ -138,7 +138,7 @@ func TestSendInput(t *testing.T) {
 func TestSendWithoutListSettings(t *testing.T) {
 	api := &fakeSES{}
 	e := hostile()
-	e.From = "reports" // no domain: no thread headers
+	e.From = "reports@localhost" // no domain name with a dot: no thread headers
 	if _, err := (&SES{Client: api}).Send(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -21,8 +22,12 @@ func responseErr(status int, err error) error {
 		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: err}}
 }
 
+// transportErr is a transport failure as the SDK reports it: a
+// ResponseError of status 0, with no response behind it, around a
+// RequestSendError.
 func transportErr(err error) error {
-	return &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: &smithyhttp.RequestSendError{Err: err}}
+	return &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{Header: http.Header{}, Body: http.NoBody}}, Err: &smithyhttp.RequestSendError{Err: err}}}}
 }
 
 func TestClassify(t *testing.T) {
@@ -42,11 +47,14 @@ func TestClassify(t *testing.T) {
 	}{
 		{"message rejected", responseErr(400, &types.MessageRejected{Message: aws.String("bad address")}), permanent, aws.UnknownTernary},
 		{"other 400", responseErr(400, errors.New("InvalidParameterValue")), permanent, aws.UnknownTernary},
+		{"MAIL FROM domain not verified halts the run", responseErr(400, &types.MailFromDomainNotVerifiedException{}), halt, aws.UnknownTernary},
+		{"an identity not verified, recipients unknown, halts the run", responseErr(400, &types.MessageRejected{Message: aws.String(
+			"Email address is not verified. The following identities failed the check in region US-EAST-1: reports@example.com")}), halt, aws.UnknownTernary},
 		{"no permission halts the run", responseErr(403, errors.New("AccessDenied")), halt, aws.UnknownTernary},
 		{"missing configuration set halts the run", responseErr(404, &types.NotFoundException{}), halt, aws.UnknownTernary},
 		{"sending paused halts the run", responseErr(400, &types.SendingPausedException{}), halt, aws.UnknownTernary},
 		{"throttled", responseErr(429, &types.TooManyRequestsException{}), transient, aws.UnknownTernary},
-		{"server error", responseErr(503, errors.New("unavailable")), transient, aws.UnknownTernary},
+		{"server error: SES may have accepted it first", responseErr(503, errors.New("unavailable")), ambiguous, aws.UnknownTernary},
 		{"cannot connect", transportErr(dial), transient, aws.UnknownTernary},
 		{"no such host", transportErr(&net.DNSError{Err: "no such host", Name: "email.test"}), transient, aws.UnknownTernary},
 		{"no credentials: never sent", &smithy.OperationError{ServiceID: "SESv2", OperationName: "SendEmail", Err: errors.New("get identity: get credentials: failed to refresh cached credentials")}, transient, aws.UnknownTernary},

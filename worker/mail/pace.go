@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -116,7 +115,9 @@ type Paced struct {
 var _ worker.Mailer = (*Paced)(nil)
 
 // Send waits until e may go, then sends it with Mailer; see [Paced].
-func (p *Paced) Send(ctx context.Context, e worker.Email) (string, error) {
+// A halt says when to try again; see [Paced.Admit].
+func (p *Paced) Send(ctx context.Context, e worker.Email) (id string, err error) {
+	defer func() { err = p.haltUntil(err) }()
 	n := len(e.To)
 	if n == 0 {
 		n = 1
@@ -138,7 +139,7 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (string, error) {
 				p.unreserve(n) // certainly not sent
 			}
 			return "", err
-		case dailyQuota(err):
+		case p.dailyQuota(ctx, err, n):
 			p.unreserve(n)
 			return "", worker.Halt(fmt.Errorf("ses 24-hour sending quota reached: %w", err))
 		case attempt >= p.maxAttempts():
@@ -152,6 +153,40 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (string, error) {
 			return "", fmt.Errorf("ses pacing: %w", err)
 		}
 	}
+}
+
+var _ worker.SendGate = (*Paced)(nil)
+
+// Admit reports whether an email to one recipient could go now, as far
+// as the account's quota and sending status say, reading them when
+// due, and reserves nothing: the worker asks before it receives, so
+// that a run that cannot send does not receive messages only to hand
+// them back, each receive counting towards maxReceiveCount. When it
+// cannot, the error is a [worker.HaltUntil].
+//
+// Every halt from Paced, here or from Send, says to try again after
+// Refresh (at least a minute), when Paced reads the quota again: the
+// 24-hour quota frees gradually as sends age out, and account-wide
+// refusals need someone to act, so there is no better moment to name.
+// The worker keeps the messages it hands back hidden until then.
+func (p *Paced) Admit(ctx context.Context) error {
+	if err := p.admit(ctx, 1); err != nil {
+		return p.haltUntil(err)
+	}
+	p.unreserve(1)
+	return nil
+}
+
+// haltUntil gives a halt that says no time to retry one: the next
+// quota read.
+func (p *Paced) haltUntil(err error) error {
+	if !worker.IsHalt(err) {
+		return err
+	}
+	if _, ok := worker.RetryAfter(err); ok {
+		return err
+	}
+	return worker.HaltUntil(err, p.clock().Add(max(p.refresh(), time.Minute)))
 }
 
 // admit reads the quota when due and reserves n recipients of it.
@@ -391,15 +426,36 @@ func throttled(err error) bool {
 	return false
 }
 
-// dailyQuota reports whether a throttle is SES saying that the 24-hour
-// quota, not the rate, is spent; backing off for seconds cannot help.
-func dailyQuota(err error) bool {
+// dailyQuota reports whether a throttled send of n recipients met the
+// 24-hour quota rather than the rate: backing off for seconds cannot
+// help then. SES has no error code of its own for it; its guide says
+// both come as a throttle and tells them apart only in the message,
+// which is no contract (AWS's own pages word it "Daily message quota
+// exceeded" and "Daily sending quota exceeded"). So the code decides
+// where it can, and the account's own figures otherwise:
+//
+//   - LimitExceededException: SES v2's error for a limit that is not a
+//     rate of requests (that is TooManyRequestsException, 429). SendEmail
+//     creates nothing, so the limit it exceeds is the sending quota;
+//   - any other throttle: the quota is spent if SentLast24Hours, read
+//     again when the last read is older than recheckAfter, leaves no
+//     room for this email.
+func (p *Paced) dailyQuota(ctx context.Context, err error, n int) bool {
 	var ae smithy.APIError
-	if !errors.As(err, &ae) {
+	if errors.As(err, &ae) && ae.ErrorCode() == "LimitExceededException" {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.have {
 		return false
 	}
-	m := strings.ToLower(ae.ErrorMessage())
-	return strings.Contains(m, "daily message quota") || strings.Contains(m, "24 hour")
+	if now := p.clock(); now.Sub(p.read) >= recheckAfter {
+		_ = p.readQuota(ctx, now) // a failed read keeps the last quota
+	}
+	q := p.quota
+	// used holds this email's n, unless the read above reset it.
+	return q.Max24HourSend >= 0 && q.SentLast24Hours+max(p.used, float64(n)) > q.Max24HourSend
 }
 
 func (p *Paced) clock() time.Time {

@@ -297,12 +297,50 @@ func TestPacedGivesUpOnEndlessThrottling(t *testing.T) {
 	}
 }
 
+// TestPacedHaltsOnDailyQuotaThrottle: SES's throttle for a spent
+// 24-hour quota halts the run at once, judged by the error code or the
+// account's figures, not by the words of SES's message; a throttle for
+// the rate is backed off and resent. The errors are the ones the real
+// client builds from SES's answers on the wire. Before, only a message
+// holding "daily message quota" or "24 hour" halted, so AWS's other
+// wording, "Daily sending quota exceeded", was backed off and retried
+// until the email was given up and its message released.
 func TestPacedHaltsOnDailyQuotaThrottle(t *testing.T) {
-	b := setupPaced(account(10, -1, 0), throttleErr("Daily message quota exceeded."))
-	_, err := b.p.Send(context.Background(), to("a@example.com"))
-	if !worker.IsHalt(err) || len(b.mailer.at) != 1 {
-		t.Errorf("err = %v after %d sends; want a halt at once", err, len(b.mailer.at))
-	}
+	t.Parallel()
+	t.Run("LimitExceededException", func(t *testing.T) {
+		for _, msg := range []string{"Daily message quota exceeded.", "Daily sending quota exceeded."} {
+			b := setupPaced(account(10, -1, 0), sesErr(t, 400, "LimitExceededException", msg))
+			_, err := b.p.Send(context.Background(), to("a@example.com"))
+			if !worker.IsHalt(err) || len(b.mailer.at) != 1 {
+				t.Errorf("%q: err = %v after %d sends; want a halt at once", msg, err, len(b.mailer.at))
+			}
+		}
+	})
+	t.Run("a throttle when the account's quota is spent", func(t *testing.T) {
+		// Another sender on the account spends the quota between our reads;
+		// SES throttles, and a fresh GetAccount shows why.
+		b := setupPaced(account(10, 100, 0), nil, sesErr(t, 429, "TooManyRequestsException", "Daily sending quota exceeded."))
+		ctx := context.Background()
+		if _, err := b.p.Send(ctx, to("a@example.com")); err != nil {
+			t.Fatal(err)
+		}
+		b.acct.set(func(o *sesv2.GetAccountOutput) { o.SendQuota.SentLast24Hours = 100 })
+		b.clock.advance(recheckAfter)
+		_, err := b.p.Send(ctx, to("b@example.com"))
+		if !worker.IsHalt(err) || len(b.mailer.at) != 2 {
+			t.Errorf("err = %v after %d sends; want a halt at the throttle, without a resend", err, len(b.mailer.at))
+		}
+		if b.acct.calls != 2 {
+			t.Errorf("%d GetAccount calls; want the quota read again at the throttle", b.acct.calls)
+		}
+	})
+	t.Run("a throttle with room in the quota", func(t *testing.T) {
+		b := setupPaced(account(10, 100, 0), sesErr(t, 429, "TooManyRequestsException", "Maximum sending rate exceeded."))
+		_, err := b.p.Send(context.Background(), to("a@example.com"))
+		if err != nil || len(b.mailer.at) != 2 {
+			t.Errorf("err = %v after %d sends; want a back-off and a resend", err, len(b.mailer.at))
+		}
+	})
 }
 
 func TestPacedStopsBeforeThe24HourQuota(t *testing.T) {
@@ -471,7 +509,7 @@ func TestPacedRetryer(t *testing.T) {
 		t.Error("a send that may have reached SES must never be retried")
 	}
 	if !r.IsErrorRetryable(responseErr(503, errors.New("unavailable"))) {
-		t.Error("server errors should still be retried by the SDK")
+		t.Error("the retryer itself retries server errors; SES.Send decides per call (RetryServerErrors)")
 	}
 	if !Retryer().IsErrorRetryable(responseErr(429, &types.TooManyRequestsException{})) {
 		t.Error("the plain Retryer still retries throttles, for a client without a pacer")

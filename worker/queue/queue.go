@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/reportmailer/reportmailer/worker"
 )
@@ -20,12 +24,19 @@ import (
 // Message attributes set on a dead-lettered message.
 const (
 	AttrReason          = "reportmailer-reason"
+	AttrCode            = "reportmailer-code" // a worker.Code
 	AttrSourceMessageID = "reportmailer-source-message-id"
 	AttrFailedAt        = "reportmailer-failed-at"
+	// AttrDroppedAttributes lists, comma-separated, the producer's
+	// attributes that did not fit in SQS's ten next to ours.
+	AttrDroppedAttributes = "reportmailer-dropped-attributes"
 )
 
 // maxReason bounds the reason attribute; reasons are for people.
 const maxReason = 2048
+
+// maxAttributes is how many message attributes SQS allows on a message.
+const maxAttributes = 10
 
 // API is the part of *sqs.Client the queue uses.
 type API interface {
@@ -35,6 +46,7 @@ type API interface {
 	ChangeMessageVisibility(context.Context, *sqs.ChangeMessageVisibilityInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 	ChangeMessageVisibilityBatch(context.Context, *sqs.ChangeMessageVisibilityBatchInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 	SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
 // SQS is a worker.Queue on an SQS queue and its dead-letter queue.
@@ -50,9 +62,74 @@ type SQS struct {
 	VisibilityTimeout time.Duration
 	// Now is the clock for the failed-at attribute; default time.Now.
 	Now func() time.Time
+	// Logger receives what the queue drops or cannot check. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
-var _ worker.Queue = (*SQS)(nil)
+var (
+	_ worker.Queue   = (*SQS)(nil)
+	_ worker.Checker = (*SQS)(nil)
+)
+
+// Check makes sure the queue and the dead-letter queue exist, with one
+// GetQueueAttributes call each (which needs sqs:GetQueueAttributes). It
+// fails, wrapping worker.ErrNoQueue and naming the URL, only when SQS
+// says a queue does not exist; any other failure to check (no
+// permission to ask, say) is logged and the run goes on, since the
+// queues may well be there.
+func (q *SQS) Check(ctx context.Context) error {
+	var errs []error
+	for _, c := range []struct{ what, url string }{{"queue", q.URL}, {"dead-letter queue", q.DeadLetterURL}} {
+		if c.url == "" {
+			errs = append(errs, fmt.Errorf("%s: no URL configured: %w", c.what, worker.ErrNoQueue))
+			continue
+		}
+		_, err := q.Client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(c.url), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+		})
+		switch {
+		case err == nil:
+		case isNoQueue(err):
+			errs = append(errs, noQueue(c.what, c.url, err))
+		default:
+			q.logger().Warn("cannot check that the queue exists", "queue", c.url, "err", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// noQueue is the error for a queue that does not exist.
+func noQueue(what, url string, err error) error {
+	return fmt.Errorf("%s %s: %w (%w)", what, url, worker.ErrNoQueue, err)
+}
+
+// isNoQueue reports SQS's answer for a queue that does not exist:
+// QueueDoesNotExist in the JSON protocol, and the query protocol's
+// AWS.SimpleQueueService.NonExistentQueue, which some endpoints still
+// send.
+func isNoQueue(err error) bool {
+	var nq *types.QueueDoesNotExist
+	if errors.As(err, &nq) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", "NonExistentQueue":
+			return true
+		}
+	}
+	return false
+}
+
+// queueErr names the queue in err, and marks a missing queue.
+func (q *SQS) queueErr(what, url string, err error) error {
+	if isNoQueue(err) {
+		return noQueue(what, url, err)
+	}
+	return fmt.Errorf("%s %s: %w", what, url, err)
+}
 
 // Receive long-polls for up to max messages.
 func (q *SQS) Receive(ctx context.Context, max int, wait time.Duration) ([]worker.Message, error) {
@@ -68,7 +145,7 @@ func (q *SQS) Receive(ctx context.Context, max int, wait time.Duration) ([]worke
 	}
 	out, err := q.Client.ReceiveMessage(ctx, in)
 	if err != nil {
-		return nil, err
+		return nil, q.queueErr("queue", q.URL, err)
 	}
 	msgs := make([]worker.Message, 0, len(out.Messages))
 	for _, m := range out.Messages {
@@ -84,9 +161,12 @@ func (q *SQS) Receive(ctx context.Context, max int, wait time.Duration) ([]worke
 	return msgs, nil
 }
 
-// Delete acknowledges msgs in batches of ten.
+// Delete acknowledges msgs in batches of ten. When some are not
+// deleted, the error is a *worker.BatchError naming their receipt
+// handles: the others were deleted.
 func (q *SQS) Delete(ctx context.Context, msgs []worker.Message) error {
 	var errs []error
+	var failed []string
 	for batch := range chunks(msgs, 10) {
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(batch))
 		for i, m := range batch {
@@ -94,15 +174,26 @@ func (q *SQS) Delete(ctx context.Context, msgs []worker.Message) error {
 		}
 		out, err := q.Client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &q.URL, Entries: entries})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("delete batch: %w", err))
+			errs = append(errs, q.queueErr("queue", q.URL, fmt.Errorf("delete batch: %w", err)))
+			for _, m := range batch {
+				failed = append(failed, m.ReceiptHandle)
+			}
 			continue
 		}
 		for _, f := range out.Failed {
-			i, _ := strconv.Atoi(aws.ToString(f.Id))
-			errs = append(errs, fmt.Errorf("delete message %s: %s: %s", batch[i].ID, aws.ToString(f.Code), aws.ToString(f.Message)))
+			i, err := strconv.Atoi(aws.ToString(f.Id))
+			if err != nil || i < 0 || i >= len(batch) {
+				errs = append(errs, fmt.Errorf("queue %s: delete: SQS names entry %q, which was not sent", q.URL, aws.ToString(f.Id)))
+				continue
+			}
+			failed = append(failed, batch[i].ReceiptHandle)
+			errs = append(errs, fmt.Errorf("queue %s: delete message %s: %s: %s", q.URL, batch[i].ID, aws.ToString(f.Code), aws.ToString(f.Message)))
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return &worker.BatchError{Failed: failed, Err: errors.Join(errs...)}
 }
 
 // Release makes msgs visible again at once. Where the batch call is not
@@ -112,7 +203,8 @@ func (q *SQS) Release(ctx context.Context, msgs []worker.Message) error {
 }
 
 // Extend keeps msgs invisible for d from now: the worker's heartbeat
-// while it is still working on them.
+// while it is still working on them, or after a halt, until sending may
+// work again. SQS refuses more than 12 hours from the receive.
 func (q *SQS) Extend(ctx context.Context, msgs []worker.Message, d time.Duration) error {
 	return q.setVisibility(ctx, msgs, d, "extend")
 }
@@ -131,49 +223,86 @@ func (q *SQS) setVisibility(ctx context.Context, msgs []worker.Message, d time.D
 		}
 		for _, m := range batch {
 			if _, err := q.Client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &q.URL, ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: secs}); err != nil {
-				errs = append(errs, fmt.Errorf("%s message %s: %w", what, m.ID, err))
+				errs = append(errs, q.queueErr("queue", q.URL, fmt.Errorf("%s message %s: %w", what, m.ID, err)))
 			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// DeadLetter copies msg to the dead-letter queue with reason, its
-// original id and the time as message attributes, then deletes it from
-// the source. If the delete fails the message is in both queues; the
-// ledger keeps a later try from sending twice.
-func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, reason string) error {
+// DeadLetter copies msg to the dead-letter queue with f's code and
+// reason, its original id and the time as message attributes, then
+// deletes it from the source. The producer's own attributes are kept as
+// far as SQS's limit of ten allows, in order of name; the names of the
+// rest are logged and listed in AttrDroppedAttributes. If the delete
+// fails the message is in both queues; the ledger keeps a later try
+// from sending twice.
+func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failure) error {
 	if q.DeadLetterURL == "" {
-		return errors.New("dead-letter: no dead-letter queue configured")
+		return fmt.Errorf("dead-letter: no dead-letter queue configured: %w", worker.ErrNoQueue)
 	}
 	now := time.Now
 	if q.Now != nil {
 		now = q.Now
 	}
-	attrs := map[string]types.MessageAttributeValue{}
-	// Keep the producer's attributes, within SQS's limit of ten.
-	orig, _ := msg.Attributes.(map[string]types.MessageAttributeValue)
-	for k, v := range orig {
-		if len(attrs) < 7 && !strings.HasPrefix(k, "reportmailer-") {
-			attrs[k] = v
-		}
+	attrs := map[string]types.MessageAttributeValue{
+		AttrReason:   stringAttr(clean(f.Reason)),
+		AttrCode:     stringAttr(clean(string(f.Code))),
+		AttrFailedAt: stringAttr(now().UTC().Format(time.RFC3339)),
 	}
-	attrs[AttrReason] = stringAttr(clean(reason))
-	attrs[AttrFailedAt] = stringAttr(now().UTC().Format(time.RFC3339))
 	if msg.ID != "" {
 		attrs[AttrSourceMessageID] = stringAttr(msg.ID)
+	}
+	orig, _ := msg.Attributes.(map[string]types.MessageAttributeValue)
+	if dropped := keepAttributes(attrs, orig); len(dropped) > 0 {
+		q.logger().Warn("dead-letter: the producer's message attributes that did not fit were dropped",
+			"message_id", msg.ID, "dropped", dropped)
 	}
 	if _, err := q.Client.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:          &q.DeadLetterURL,
 		MessageBody:       aws.String(msg.Body),
 		MessageAttributes: attrs,
 	}); err != nil {
-		return fmt.Errorf("dead-letter send: %w", err)
+		return q.queueErr("dead-letter queue", q.DeadLetterURL, fmt.Errorf("send: %w", err))
 	}
 	if _, err := q.Client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &q.URL, ReceiptHandle: aws.String(msg.ReceiptHandle)}); err != nil {
-		return fmt.Errorf("dead-letter delete from source: %w", err)
+		return q.queueErr("queue", q.URL, fmt.Errorf("dead-letter: delete from source: %w", err))
 	}
 	return nil
+}
+
+// keepAttributes adds the producer's attributes to ours, in order of
+// name, while SQS's limit allows, and returns the names left out. Ours
+// win: a producer's "reportmailer-" attribute (from an earlier
+// dead-lettering, say) is replaced, not counted. When some do not fit,
+// one slot goes to AttrDroppedAttributes, which lists them.
+func keepAttributes(ours, producer map[string]types.MessageAttributeValue) []string {
+	var names []string
+	for _, k := range slices.Sorted(maps.Keys(producer)) {
+		if !strings.HasPrefix(k, "reportmailer-") {
+			names = append(names, k)
+		}
+	}
+	room := maxAttributes - len(ours)
+	if len(names) <= room {
+		for _, k := range names {
+			ours[k] = producer[k]
+		}
+		return nil
+	}
+	keep, dropped := names[:room-1], names[room-1:]
+	for _, k := range keep {
+		ours[k] = producer[k]
+	}
+	ours[AttrDroppedAttributes] = stringAttr(clean(strings.Join(dropped, ",")))
+	return dropped
+}
+
+func (q *SQS) logger() *slog.Logger {
+	if q.Logger != nil {
+		return q.Logger
+	}
+	return slog.Default()
 }
 
 func stringAttr(s string) types.MessageAttributeValue {

@@ -1,9 +1,14 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +51,8 @@ func newQueue(t *testing.T, c *sqs.Client, name string) *queue.SQS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &queue.SQS{Client: c, URL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(d.QueueUrl), VisibilityTimeout: time.Minute}
+	return &queue.SQS{Client: c, URL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(d.QueueUrl), VisibilityTimeout: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)}
 }
 
 func send(t *testing.T, q *queue.SQS, n int) {
@@ -114,7 +120,8 @@ func TestSQS(t *testing.T) {
 				q := newQueue(t, c, "dead")
 				send(t, q, 1)
 				msgs := receiveAll(t, q, 1)
-				if err := q.DeadLetter(ctx, msgs[0], "decode: user.email: \"x\" is not a valid address\n(second line)"); err != nil {
+				f := worker.Failure{Class: worker.ClassPermanent, Code: worker.CodeInvalidEvent, Reason: "decode: user.email: \"x\" is not a valid address\n(second line)"}
+				if err := q.DeadLetter(ctx, msgs[0], f); err != nil {
 					t.Fatal(err)
 				}
 				out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.DeadLetterURL, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
@@ -125,6 +132,7 @@ func TestSQS(t *testing.T) {
 				attr := func(k string) string { return aws.ToString(m.MessageAttributes[k].StringValue) }
 				if aws.ToString(m.Body) != "body-00" || attr("producer") != "billing" ||
 					attr(queue.AttrReason) != "decode: user.email: \"x\" is not a valid address (second line)" ||
+					attr(queue.AttrCode) != "invalid_event" || attr(queue.AttrDroppedAttributes) != "" ||
 					attr(queue.AttrSourceMessageID) != msgs[0].ID || attr(queue.AttrFailedAt) == "" {
 					keys := make([]string, 0, len(m.MessageAttributes))
 					for k := range m.MessageAttributes {
@@ -155,6 +163,144 @@ func TestSQSExtend(t *testing.T) {
 			time.Sleep(1500 * time.Millisecond)
 			if again, _ := q.Receive(context.Background(), 10, time.Second); len(again) != 0 {
 				t.Errorf("an extended message came back after its original timeout")
+			}
+		})
+	}
+}
+
+// TestSQSDeadLetterKeepsAttributesInNameOrder: SQS takes ten message
+// attributes. Ours come first; the producer's fill the rest in order of
+// name, and the names that do not fit are listed, the same every time.
+func TestSQSDeadLetterKeepsAttributesInNameOrder(t *testing.T) {
+	for name, c := range emulators(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			tests := []struct {
+				name     string
+				producer []string // attribute names, sent in this order
+				kept     []string // the producer's, on the dead letter
+				dropped  string
+			}{
+				{"all fit", []string{"f", "b", "reportmailer-reason", "a"}, []string{"a", "b", "f"}, ""},
+				{"six fit exactly", []string{"p6", "p5", "p4", "p3", "p2", "p1"}, []string{"p1", "p2", "p3", "p4", "p5", "p6"}, ""},
+				{"too many", []string{"i", "h", "g", "f", "e", "d", "c", "b", "a"}, []string{"a", "b", "c", "d", "e"}, "f,g,h,i"},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					q := newQueue(t, c, "attrs")
+					var logs bytes.Buffer
+					q.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+					attrs := map[string]types.MessageAttributeValue{}
+					for _, n := range tt.producer {
+						attrs[n] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String("v-" + n)}
+					}
+					if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.URL, MessageBody: aws.String("b"), MessageAttributes: attrs}); err != nil {
+						t.Fatal(err)
+					}
+					msgs := receiveAll(t, q, 1)
+					if len(msgs) != 1 {
+						t.Fatalf("received %d messages", len(msgs))
+					}
+					if err := q.DeadLetter(ctx, msgs[0], worker.Failure{Class: worker.ClassPermanent, Code: worker.CodeObjectMissing, Reason: "gone"}); err != nil {
+						t.Fatal(err)
+					}
+					out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.DeadLetterURL, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+					if err != nil || len(out.Messages) != 1 {
+						t.Fatalf("dlq receive: %v, %d messages", err, len(out.Messages))
+					}
+					got := out.Messages[0].MessageAttributes
+					var producer []string
+					for k, v := range got {
+						if !strings.HasPrefix(k, "reportmailer-") {
+							producer = append(producer, k)
+							if aws.ToString(v.StringValue) != "v-"+k {
+								t.Errorf("attribute %s = %q", k, aws.ToString(v.StringValue))
+							}
+						}
+					}
+					sort.Strings(producer)
+					if strings.Join(producer, ",") != strings.Join(tt.kept, ",") {
+						t.Errorf("kept the producer's %v, want %v", producer, tt.kept)
+					}
+					if d := aws.ToString(got[queue.AttrDroppedAttributes].StringValue); d != tt.dropped {
+						t.Errorf("%s = %q, want %q", queue.AttrDroppedAttributes, d, tt.dropped)
+					}
+					if logged := strings.Contains(logs.String(), "dropped=\"["+strings.ReplaceAll(tt.dropped, ",", " ")+"]\""); logged != (tt.dropped != "") {
+						t.Errorf("logs %q; want the dropped names logged when some are dropped", logs.String())
+					}
+					if aws.ToString(got[queue.AttrCode].StringValue) != "object_missing" || aws.ToString(got[queue.AttrReason].StringValue) != "gone" || len(got) > 10 {
+						t.Errorf("attributes %v", got)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestSQSDeletePartialFailure: DeleteMessageBatch can fail for some
+// entries only; the error names exactly those.
+func TestSQSDeletePartialFailure(t *testing.T) {
+	for name, c := range emulators(t) {
+		t.Run(name, func(t *testing.T) {
+			// SQS fails a made-up handle (ReceiptHandleIsInvalid) and
+			// deletes the rest. fauxqs accepts any handle, so only goaws
+			// can show the partial failure.
+			if name == "fauxqs" {
+				t.Skip("fauxqs accepts any receipt handle")
+			}
+			ctx := context.Background()
+			q := newQueue(t, c, "partial")
+			send(t, q, 3)
+			msgs := receiveAll(t, q, 3)
+			msgs = append(msgs, worker.Message{ID: "bogus", ReceiptHandle: "not-a-receipt-handle"})
+			err := q.Delete(ctx, msgs)
+			var be *worker.BatchError
+			if !errors.As(err, &be) {
+				t.Fatalf("Delete = %v, want a *worker.BatchError", err)
+			}
+			if len(be.Failed) != 1 || be.Failed[0] != "not-a-receipt-handle" || !strings.Contains(err.Error(), q.URL) {
+				t.Fatalf("failed %v, error %v; want only the bogus handle, and the queue named", be.Failed, err)
+			}
+			if again, _ := q.Receive(ctx, 10, time.Second); len(again) != 0 {
+				t.Errorf("%d messages came back; the good ones should be deleted", len(again))
+			}
+		})
+	}
+}
+
+// TestSQSCheck: a dead-letter queue that does not exist is found
+// before a run, and named, rather than leaving poison messages to
+// cycle.
+func TestSQSCheck(t *testing.T) {
+	for name, c := range emulators(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			q := newQueue(t, c, "check")
+			if err := q.Check(ctx); err != nil {
+				t.Fatalf("Check with both queues = %v", err)
+			}
+			missing := q.DeadLetterURL[:strings.LastIndexByte(q.DeadLetterURL, '/')+1] + "no-such-dlq-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			q.DeadLetterURL = missing
+			err := q.Check(ctx)
+			switch name {
+			case "goaws":
+				// goaws answers GetQueueAttributes on a missing queue with
+				// InvalidParameterValue, where SQS says QueueDoesNotExist;
+				// Check cannot tell that from other refusals, so it lets
+				// the run go on, and DeadLetter (below) names the queue.
+				if err != nil {
+					t.Fatalf("Check on goaws = %v, want nil (see the comment)", err)
+				}
+			default:
+				if !errors.Is(err, worker.ErrNoQueue) || !strings.Contains(err.Error(), "dead-letter queue "+missing) {
+					t.Fatalf("Check = %v, want it to name the missing dead-letter queue", err)
+				}
+			}
+			send(t, q, 1)
+			msgs := receiveAll(t, q, 1)
+			err = q.DeadLetter(ctx, msgs[0], worker.Failure{Class: worker.ClassPermanent, Code: worker.CodeInvalidEvent, Reason: "x"})
+			if !errors.Is(err, worker.ErrNoQueue) || !strings.Contains(err.Error(), missing) {
+				t.Fatalf("DeadLetter = %v, want it to name the missing dead-letter queue", err)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,12 +36,22 @@ type KeysAPI interface {
 // A writer that loses a race (412, or 409 while another conditional
 // write is in flight) reads the record again and retries, so
 // concurrent replicas never lower it.
+//
+// Extend never needs a 404. Without s3:ListBucket, which the worker
+// is not granted, S3 answers 403 to a read of a record that does not
+// exist yet, the same as to a read it may not make. So Extend first
+// tries to create a record, and reads it only once it knows it exists
+// (the create answered 412); a record that is gone when read again is
+// created again.
 type KeyExpiries struct {
 	Client KeysAPI
 	Bucket string
 	// Prefix is prepended to each record's key, e.g.
 	// "reportmailer/ledger/keys/".
 	Prefix string
+
+	mu    sync.Mutex
+	known map[string]bool // key ids whose record this process has read
 }
 
 var _ link.ExpiryLog = (*KeyExpiries)(nil)
@@ -65,34 +76,54 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 		return fmt.Errorf("key expiry: %w", err)
 	}
 	until = until.UTC()
+	name := k.key(keyID)
+	create := !k.isKnown(keyID)
 	for attempt := 1; ; attempt++ {
-		rec, etag, err := k.get(ctx, keyID)
-		if err != nil {
-			return err
-		}
-		if etag != "" && !until.After(rec.LatestExpiry) {
-			return nil
+		var etag string
+		if !create {
+			rec, tag, err := k.read(ctx, keyID)
+			switch {
+			case err == nil:
+				k.setKnown(keyID)
+				if !until.After(rec.LatestExpiry) {
+					return nil
+				}
+				etag = tag
+			case isNotFound(err) || isForbidden(err):
+				// Deleted since it was seen (or never readable): try
+				// to create it; a 412 says it is there after all.
+				create = true
+			default:
+				return err
+			}
 		}
 		body, _ := json.Marshal(keyRecord{KeyID: keyID, LatestExpiry: until, UpdatedAt: time.Now().UTC(), SchemaVersion: 1})
 		in := &s3.PutObjectInput{
-			Bucket: &k.Bucket, Key: aws.String(k.key(keyID)),
+			Bucket: &k.Bucket, Key: aws.String(name),
 			Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
 		}
-		if etag == "" {
+		if create {
 			in.IfNoneMatch = aws.String("*")
 		} else {
 			in.IfMatch = aws.String(etag)
 		}
-		_, err = k.Client.PutObject(ctx, in)
+		_, err := k.Client.PutObject(ctx, in)
 		if err == nil {
+			k.setKnown(keyID)
 			return nil
 		}
 		if !isPreconditionFailed(err) && !isConditionalConflict(err) {
-			return fmt.Errorf("key expiry %s: %w", k.key(keyID), err)
+			return fmt.Errorf("key expiry %s: %w", name, err)
 		}
 		if attempt >= maxKeyConflicts {
-			return fmt.Errorf("key expiry %s: lost %d conditional writes in a row to other writers", k.key(keyID), attempt)
+			return fmt.Errorf("key expiry %s: lost %d conditional writes in a row to other writers", name, attempt)
 		}
+		if create && attempt == 1 && isPreconditionFailed(err) {
+			// The record exists: read it at once, as nobody raced.
+			create = false
+			continue
+		}
+		create = false
 		// Another replica wrote first; spread the retries out a little.
 		select {
 		case <-ctx.Done():
@@ -102,7 +133,26 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 	}
 }
 
+func (k *KeyExpiries) isKnown(keyID string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.known[keyID]
+}
+
+func (k *KeyExpiries) setKnown(keyID string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.known == nil {
+		k.known = map[string]bool{}
+	}
+	k.known[keyID] = true
+}
+
 // Latest returns keyID's record, or the zero time if there is none.
+// Without s3:ListBucket on the prefix, S3 answers 403 for a record that
+// does not exist, and Latest returns that error: it cannot tell "never
+// used" from "not allowed to read", and saying "never used" wrongly
+// could get a key with live links removed.
 func (k *KeyExpiries) Latest(ctx context.Context, keyID string) (time.Time, error) {
 	if err := link.CheckKeyID(keyID); err != nil {
 		return time.Time{}, fmt.Errorf("key expiry: %w", err)
@@ -138,14 +188,21 @@ func (k *KeyExpiries) List(ctx context.Context) (map[string]time.Time, error) {
 	return out, nil
 }
 
-// get reads keyID's record and its ETag; both are zero if there is none.
+// get reads keyID's record and its ETag; both are zero if S3 says
+// there is none (404).
 func (k *KeyExpiries) get(ctx context.Context, keyID string) (keyRecord, string, error) {
+	rec, etag, err := k.read(ctx, keyID)
+	if err != nil && isNotFound(err) {
+		return keyRecord{}, "", nil
+	}
+	return rec, etag, err
+}
+
+// read reads keyID's record and its ETag.
+func (k *KeyExpiries) read(ctx context.Context, keyID string) (keyRecord, string, error) {
 	name := k.key(keyID)
 	out, err := k.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &k.Bucket, Key: &name}, quietChecksums)
 	if err != nil {
-		if isNotFound(err) {
-			return keyRecord{}, "", nil
-		}
 		return keyRecord{}, "", fmt.Errorf("key expiry %s: %w", name, err)
 	}
 	defer out.Body.Close()

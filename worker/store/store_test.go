@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -21,44 +23,96 @@ func newS3(t *testing.T) *s3.Client {
 	return c
 }
 
+// claimReq asks for key, taking over claims older than a minute.
+func claimReq(key string) worker.ClaimRequest {
+	return worker.ClaimRequest{Key: key, RunID: "run-1", Timeout: time.Minute,
+		Delivery: worker.Delivery{EventID: "evt-1", Recipient: "ana@example.com", Schedule: "daily"}}
+}
+
+// readRecord returns the stored JSON of a ledger object.
+func readRecord(t *testing.T, c *s3.Client, key string) map[string]any {
+	t.Helper()
+	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("state"), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	defer out.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(out.Body).Decode(&m); err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return m
+}
+
 func TestLedgerLifecycle(t *testing.T) {
 	ctx := context.Background()
-	l := &store.Ledger{Client: newS3(t), Bucket: "state", Prefix: "ledger/"}
+	c := newS3(t)
+	l := &store.Ledger{Client: c, Bucket: "state", Prefix: "ledger/"}
 	key := worker.DeliveryKey("evt-1", "Ana@Example.com")
-	t0 := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
+	name := "ledger/" + key
 
-	steps := []struct {
-		name string
-		do   func() (worker.Claim, error)
-		want worker.ClaimState
-		at   time.Time
-	}{
-		{"first claim wins", func() (worker.Claim, error) { return l.Claim(ctx, key, t0) }, worker.Claimed, time.Time{}},
-		{"second claim sees it in progress", func() (worker.Claim, error) { return l.Claim(ctx, key, t0.Add(time.Minute)) }, worker.InProgress, t0},
-		{"after release it can be claimed again", func() (worker.Claim, error) {
-			if err := l.Release(ctx, key); err != nil {
-				return worker.Claim{}, err
-			}
-			return l.Claim(ctx, key, t0.Add(2*time.Minute))
-		}, worker.Claimed, time.Time{}},
-		{"after complete it is already sent", func() (worker.Claim, error) {
-			if err := l.Complete(ctx, key, "ses-1", t0.Add(3*time.Minute)); err != nil {
-				return worker.Claim{}, err
-			}
-			return l.Claim(ctx, key, t0.Add(time.Hour))
-		}, worker.AlreadySent, t0.Add(3 * time.Minute)},
+	first, err := l.Claim(ctx, claimReq(key))
+	if err != nil || first.State != worker.Claimed || first.Record != "s3://state/"+name {
+		t.Fatalf("first claim = %+v, %v; want it claimed, record s3://state/%s", first, err, name)
 	}
-	for _, s := range steps {
-		c, err := s.do()
-		if err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		if c.State != s.want || !c.Since.Equal(s.at) {
-			t.Fatalf("%s: got %+v, want state %v since %v", s.name, c, s.want, s.at)
-		}
+	if got := readRecord(t, c, name); got["state"] != "claimed" || got["event_id"] != "evt-1" || got["recipient"] != "ana@example.com" {
+		t.Fatalf("record after the claim = %v", got)
+	}
+	second, err := l.Claim(ctx, claimReq(key))
+	if err != nil || second.State != worker.InProgress {
+		t.Fatalf("second claim = %+v, %v; want in progress", second, err)
+	}
+	if err := l.Release(ctx, &first); err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.Claim(ctx, claimReq(key))
+	if err != nil || again.State != worker.Claimed {
+		t.Fatalf("claim after release = %+v, %v; want claimed", again, err)
+	}
+	if err := l.Sending(ctx, "email-1", []*worker.Claim{&again}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readRecord(t, c, name); got["state"] != "sending" || got["email_id"] != "email-1" || got["attempts"] != 1.0 {
+		t.Fatalf("record after Sending = %v", got)
+	}
+	if got := readRecord(t, c, "ledger/emails/email-1.json"); fmt.Sprint(got["keys"]) != "["+key+"]" {
+		t.Fatalf("email index = %v; want it to list %s", got, key)
+	}
+	unsettled, err := l.Claim(ctx, claimReq(key))
+	if err != nil || unsettled.State != worker.Unsettled || unsettled.EmailID != "email-1" {
+		t.Fatalf("claim while sending = %+v, %v; want unsettled, email-1", unsettled, err)
+	}
+	if err := l.Complete(ctx, &again, "ses-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readRecord(t, c, name); got["state"] != "sent" || got["message_id"] != "ses-1" {
+		t.Fatalf("record after Complete = %v", got)
+	}
+	sent, err := l.Claim(ctx, claimReq(key))
+	if err != nil || sent.State != worker.AlreadySent {
+		t.Fatalf("claim after complete = %+v, %v; want already sent", sent, err)
 	}
 	if worker.DeliveryKey("evt-1", "ana@example.com") != key {
 		t.Error("delivery keys should not depend on the address's case")
+	}
+}
+
+// TestLedgerOlderRecords: a record written before claims had two
+// phases said "sending" from the claim on, so it may hide an accepted
+// email: it is unsettled, never taken over as a claim that sent nothing.
+func TestLedgerOlderRecords(t *testing.T) {
+	ctx := context.Background()
+	c := newS3(t)
+	l := &store.Ledger{Client: c, Bucket: "state", Prefix: "ledger/"}
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("state"), Key: aws.String("ledger/old"),
+		Body: strings.NewReader(`{"state":"sending","claimed_at":"2026-11-01T07:00:00Z"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	req := claimReq("old")
+	req.Timeout = time.Nanosecond
+	got, err := l.Claim(ctx, req)
+	if err != nil || got.State != worker.Unsettled {
+		t.Fatalf("claim over an older record = %+v, %v; want unsettled", got, err)
 	}
 }
 
@@ -72,7 +126,7 @@ func TestLedgerClaimIsAtomic(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := l.Claim(ctx, "contended", time.Now())
+			c, err := l.Claim(ctx, claimReq("contended"))
 			if err != nil {
 				t.Error(err)
 				return
