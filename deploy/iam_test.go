@@ -107,10 +107,20 @@ func TestTerraformIAMPolicy(t *testing.T) {
 			}
 			got := normalize(policyStatements(t, doc, ctx))
 
-			gotJSON, _ := json.MarshalIndent(got, "", "  ")
-			wantJSON, _ := json.MarshalIndent(want, "", "  ")
-			if string(gotJSON) != string(wantJSON) {
-				t.Errorf("deploy/terraform/iam.tf's worker policy differs from the declaration (worker/iam, drain+serve+keys+check)\nterraform:\n%s\ndeclared:\n%s", gotJSON, wantJSON)
+			// Statement by statement, so a failure names what differs.
+			bySid := func(sts []iam.Statement) map[string]string {
+				m := map[string]string{}
+				for _, st := range sts {
+					b, _ := json.Marshal(st)
+					m[st.Sid] = string(b)
+				}
+				return m
+			}
+			g, w := bySid(got), bySid(want)
+			for _, sid := range sortedCopy(slices.Concat(slices.Collect(maps.Keys(g)), slices.Collect(maps.Keys(w)))) {
+				if g[sid] != w[sid] {
+					t.Errorf("deploy/terraform/iam.tf's statement %q differs from the declaration (worker/iam, drain+serve+keys+check)\nterraform: %s\ndeclared:  %s", sid, g[sid], w[sid])
+				}
 			}
 		})
 	}

@@ -16,8 +16,9 @@ locals {
 }
 
 data "aws_iam_policy_document" "worker" {
-  # Receive, settle and hold the schedules' messages; check -aws reads
-  # each queue's attributes (redrive policy, timeouts).
+  # Receive, settle and hold the schedules' messages; a run first reads
+  # its queues' attributes (they exist), check -aws too (redrive policy,
+  # timeouts).
   statement {
     sid = "Queues"
     actions = [
@@ -117,10 +118,14 @@ data "aws_iam_policy_document" "worker" {
     resources = local.sender_identity_arns
   }
 
-  # A send with a configuration set is authorised on the set too.
+  # A send with a configuration set is authorised on the set too;
+  # check -aws reads the set.
   statement {
-    sid       = "ConfigurationSet"
-    actions   = ["ses:SendEmail"]
+    sid = "ConfigurationSet"
+    actions = [
+      "ses:GetConfigurationSet",
+      "ses:SendEmail",
+    ]
     resources = [aws_sesv2_configuration_set.this.arn]
   }
 
