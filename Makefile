@@ -9,12 +9,18 @@ PREVIEW := preview-out
 # Debian's Chromium, for the browser tests and reportmailer-screenshot.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build test race demo demo-serve preview bench clean
+# Stamped into the binary (reportmailer version), here and in the image.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+IMAGE   ?= reportmailer:$(VERSION)
+
+.PHONY: all build test race demo demo-serve preview bench clean image deploy-check
 
 all: build
 
 build: ## the production binary
-	$(GO) build -o $(BIN)/reportmailer ./cmd/reportmailer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/reportmailer ./cmd/reportmailer
 
 $(BIN)/devstack: FORCE
 	$(GO) build -o $(BIN)/devstack ./cmd/devstack
@@ -65,6 +71,18 @@ preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-
 bench: build $(BIN)/devstack ## Go benchmarks plus an end-to-end load run
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(BIN)/devstack load -reportmailer $(BIN)/reportmailer -out $(DEMO)-load
+
+image: ## the production image (deploy/Dockerfile), with Docker
+	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image is built with deploy/Dockerfile by any OCI builder"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is running (docker info failed), so no image was built; start one, or build deploy/Dockerfile elsewhere"; exit 1; }
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+deploy-check: ## the deploy/ tests: Terraform (HCL), kustomize overlays, image, systemd unit
+	$(GO) test -count=1 ./deploy/...
+	@if command -v terraform >/dev/null 2>&1; then \
+		echo "terraform fmt -check -recursive deploy/terraform"; \
+		terraform fmt -check -recursive -diff deploy/terraform 2>/dev/null || { echo "make deploy-check: run terraform fmt -recursive deploy/terraform"; exit 1; }; \
+	else echo "make deploy-check: terraform is not on the PATH; skipped terraform fmt -check"; fi
 
 clean:
 	rm -rf $(BIN) $(DEMO) $(DEMO)-load $(PREVIEW)
