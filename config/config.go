@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
@@ -197,7 +198,7 @@ func Parse(b []byte, environ []string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF) {
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, yamlError(err)
 	}
 	if err := ApplyEnv(&c, environ); err != nil {
 		return nil, err
@@ -273,6 +274,52 @@ func quote(s string) string {
 		return "(holds key material, not shown)"
 	}
 	return strconv.Quote(s)
+}
+
+// yamlError returns the YAML decoder's error without its "yaml: "
+// prefix, one line per problem, each passed through clean: the decoder
+// quotes the document's keys (an unknown field) and anchors as they
+// are.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		lines := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			lines[i] = "  " + clean(e)
+		}
+		return errors.New("unmarshal errors:\n" + strings.Join(lines, "\n"))
+	}
+	return errors.New(clean(strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+// clean makes a library's message, which may quote the configuration
+// raw, fit for an error line: key material redacted and control
+// characters escaped, so that a value cannot break or forge log lines.
+func clean(s string) string {
+	s = secret.Redact(s)
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// detail is a library's error about value, as a reason's last part:
+// passed through clean, and left out (with a note) when value holds key
+// material, as such errors quote it.
+func detail(err error, value string) string {
+	if secret.Redact(value) != value {
+		return "(details not shown, as it holds key material)"
+	}
+	return clean(err.Error())
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -373,7 +420,7 @@ func (c *Config) Validate() error {
 		}
 		if s.Cron != "" {
 			if _, err := ParseCron(s.Cron, loc); err != nil {
-				bad(f("cron"), s.Cron, "is not a cron spec: %v", err)
+				bad(f("cron"), s.Cron, "is not a cron spec: %s", detail(err, s.Cron))
 			}
 		}
 		if s.Mode != "each" && s.Mode != "digest" {

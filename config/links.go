@@ -178,6 +178,18 @@ func (c *Config) setLinksDefaults() {
 	}
 }
 
+var plainTypeRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ttlByTypeField names the links.ttl_by_type entry for typ:
+// links.ttl_by_type.invoice, or links.ttl_by_type["monthly report"]
+// (quoted as values are) when the type is not a plain word.
+func ttlByTypeField(typ string) string {
+	if plainTypeRE.MatchString(typ) {
+		return "links.ttl_by_type." + typ
+	}
+	return "links.ttl_by_type[" + quote(typ) + "]"
+}
+
 // distributionIDRE is what CloudFront distribution ids look like.
 var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
 
@@ -217,7 +229,7 @@ func (c *Config) validateLinks() []error {
 			bad("links.ttl_by_type", typ, "is not a report type")
 			continue
 		}
-		checkTTL("links.ttl_by_type."+typ, l.TTLByType[typ])
+		checkTTL(ttlByTypeField(typ), l.TTLByType[typ])
 	}
 
 	cf := l.CloudFront
