@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
@@ -293,21 +294,29 @@ func yamlError(err error) error {
 }
 
 // clean makes a library's message, which may quote the configuration
-// raw, fit for an error line: key material redacted and control
-// characters escaped, so that a value cannot break or forge log lines.
+// raw, fit for an error line: key material redacted, and control
+// characters and invalid UTF-8 escaped, so that a value cannot break or
+// forge log lines.
 func clean(s string) string {
 	s = secret.Redact(s)
-	if !strings.ContainsFunc(s, unicode.IsControl) {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
 	}
 	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) {
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			// YAML cuts values it quotes at 7 bytes, which can split a
+			// rune.
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsControl(r):
 			q := strconv.QuoteRune(r)
 			b.WriteString(q[1 : len(q)-1])
-			continue
+		default:
+			b.WriteString(s[:size])
 		}
-		b.WriteRune(r)
+		s = s[size:]
 	}
 	return b.String()
 }
@@ -370,7 +379,7 @@ func (c *Config) Validate() error {
 		bad("reports.bucket", b, "is not an S3 bucket name (3-63 of a-z, 0-9, '.' and '-', starting and ending with a letter or digit)")
 	}
 	if strings.HasPrefix(c.Reports.Prefix, "/") {
-		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %q", strings.TrimLeft(c.Reports.Prefix, "/"))
+		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %s", quote(strings.TrimLeft(c.Reports.Prefix, "/")))
 	}
 
 	if c.Recipients.Max < -1 {

@@ -246,7 +246,7 @@ func (c *Config) validateLinks() []error {
 		bad("links.cloudfront.origin_path", cf.OriginPath, "is not an origin path: it must start with \"/\" and not end with one, like \"/exports\"")
 	} else if op, p := strings.TrimPrefix(cf.OriginPath, "/")+"/", c.Reports.Prefix; cf.OriginPath != "" && p != "" &&
 		!strings.HasPrefix(p, op) && !strings.HasPrefix(op, p) {
-		bad("reports.prefix", p, "is outside links.cloudfront.origin_path (%q): the distribution could link no report", cf.OriginPath)
+		bad("reports.prefix", p, "is outside links.cloudfront.origin_path (%s): the distribution could link no report", quote(cf.OriginPath))
 	}
 	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
 	switch {
@@ -294,7 +294,7 @@ func (c *Config) validateLinks() []error {
 	}
 	if lp := c.Ledger.Prefix; lp != "" && strings.HasPrefix(cf.KeyRecordsPrefix, lp) {
 		bad("links.cloudfront.key_records_prefix", cf.KeyRecordsPrefix,
-			"is under ledger.prefix (%q), whose S3 lifecycle rule would delete the key records; use a prefix of its own", lp)
+			"is under ledger.prefix (%s), whose S3 lifecycle rule would delete the key records; use a prefix of its own", quote(lp))
 	}
 	return errs
 }
@@ -320,7 +320,7 @@ func checkKeySource(prefix, file, env string) []error {
 	switch {
 	case fileKey || envKey:
 	case (file == "") == (env == ""):
-		bad("private_key_file", file, "and private_key_env (%q): set exactly one", env)
+		bad("private_key_file", file, "and private_key_env (%s): set exactly one", quote(env))
 	case env != "" && !varNameRE.MatchString(env):
 		bad("private_key_env", env, "is not an environment variable name (letters, digits and '_')")
 	case env != "" && strings.HasPrefix(env, EnvPrefix):
