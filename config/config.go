@@ -294,11 +294,21 @@ func yamlError(err error) error {
 }
 
 // clean makes a library's message, which may quote the configuration
-// raw, fit for an error line: key material redacted, and control
+// raw, fit for an error line: key material (and any run of base64 text
+// that mixes cases and digits) redacted, and control
 // characters and invalid UTF-8 escaped, so that a value cannot break or
 // forge log lines.
 func clean(s string) string {
 	s = secret.Redact(s)
+	// Redact looks for a PEM body, and can miss one line of it, split by
+	// '/' into short pieces (YAML quotes a tag such as "!MIIEvg..." in
+	// full). A library message has no business holding such a run.
+	s = encodedRun.ReplaceAllStringFunc(s, func(run string) string {
+		if strings.ContainsAny(run, "0123456789") && strings.ToLower(run) != run && strings.ToUpper(run) != run {
+			return secret.Redacted
+		}
+		return run
+	})
 	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
 	}
@@ -320,6 +330,9 @@ func clean(s string) string {
 	}
 	return b.String()
 }
+
+// encodedRun matches 16 or more characters of base64 text.
+var encodedRun = regexp.MustCompile(`[A-Za-z0-9+/=]{16,}`)
 
 // detail is a library's error about value, as a reason's last part:
 // passed through clean, and left out (with a note) when value holds key
