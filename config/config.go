@@ -295,7 +295,8 @@ func yamlError(err error) error {
 
 // clean makes a library's message, which may quote the configuration
 // raw, fit for an error line: key material (and any run of base64 text
-// that mixes cases and digits) redacted, and control
+// that mixes cases and digits, and any piece of PEM armour) redacted,
+// and control
 // characters and invalid UTF-8 escaped, so that a value cannot break or
 // forge log lines.
 func clean(s string) string {
@@ -309,6 +310,9 @@ func clean(s string) string {
 		}
 		return run
 	})
+	// Nor pieces of PEM armour that Redact, matching whole blocks,
+	// leaves when the document split a block (as a tag and a key).
+	s = armourPiece.ReplaceAllString(s, secret.Redacted)
 	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
 	}
@@ -330,6 +334,9 @@ func clean(s string) string {
 	}
 	return b.String()
 }
+
+// armourPiece matches the pieces of a PEM block's armour.
+var armourPiece = regexp.MustCompile(`(-+(BEGIN|END) )?([A-Z0-9]+ )*PRIVATE KEY-*|-{5}(BEGIN|END)( [A-Z0-9]+)*-*`)
 
 // encodedRun matches 16 or more characters of base64 text.
 var encodedRun = regexp.MustCompile(`[A-Za-z0-9+/=]{16,}`)
