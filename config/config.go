@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
@@ -223,7 +224,7 @@ func Parse(b []byte, environ []string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF) {
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, yamlError(err)
 	}
 	if err := ApplyEnv(&c, environ); err != nil {
 		return nil, err
@@ -325,6 +326,80 @@ func sesAddress(a string) string {
 	return ""
 }
 
+// yamlError returns the YAML decoder's error without its "yaml: "
+// prefix, one line per problem, each passed through clean: the decoder
+// quotes the document's keys (an unknown field) and anchors as they
+// are.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		lines := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			lines[i] = "  " + clean(e)
+		}
+		return errors.New("unmarshal errors:\n" + strings.Join(lines, "\n"))
+	}
+	return errors.New(clean(strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+// clean makes a library's message, which may quote the configuration
+// raw, fit for an error line: key material (and any run of base64 text
+// that mixes cases and digits, and any piece of PEM armour) redacted,
+// and control
+// characters and invalid UTF-8 escaped, so that a value cannot break or
+// forge log lines.
+func clean(s string) string {
+	s = secret.Redact(s)
+	// Redact looks for a PEM body, and can miss one line of it, split by
+	// '/' into short pieces (YAML quotes a tag such as "!MIIEvg..." in
+	// full). A library message has no business holding such a run.
+	s = encodedRun.ReplaceAllStringFunc(s, func(run string) string {
+		if strings.ContainsAny(run, "0123456789") && strings.ToLower(run) != run && strings.ToUpper(run) != run {
+			return secret.Redacted
+		}
+		return run
+	})
+	// Nor pieces of PEM armour that Redact, matching whole blocks,
+	// leaves when the document split a block (as a tag and a key).
+	s = armourPiece.ReplaceAllString(s, secret.Redacted)
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			// YAML cuts values it quotes at 7 bytes, which can split a
+			// rune.
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+// armourPiece matches the pieces of a PEM block's armour.
+var armourPiece = regexp.MustCompile(`(-+(BEGIN|END) )?([A-Z0-9]+ )*PRIVATE KEY-*|-{5}(BEGIN|END)( [A-Z0-9]+)*-*`)
+
+// encodedRun matches 16 or more characters of base64 text.
+var encodedRun = regexp.MustCompile(`[A-Za-z0-9+/=]{16,}`)
+
+// detail is a library's error about value, as a reason's last part:
+// passed through clean, and left out (with a note) when value holds key
+// material, as such errors quote it.
+func detail(err error, value string) string {
+	if secret.Redact(value) != value {
+		return "(details not shown, as it holds key material)"
+	}
+	return clean(err.Error())
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
@@ -375,7 +450,7 @@ func (c *Config) Validate() error {
 		bad("reports.bucket", b, "is not an S3 bucket name (3-63 of a-z, 0-9, '.' and '-', starting and ending with a letter or digit)")
 	}
 	if strings.HasPrefix(c.Reports.Prefix, "/") {
-		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %q", strings.TrimLeft(c.Reports.Prefix, "/"))
+		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %s", quote(strings.TrimLeft(c.Reports.Prefix, "/")))
 	}
 
 	if c.Recipients.Max < -1 {
@@ -428,7 +503,7 @@ func (c *Config) Validate() error {
 		}
 		if s.Cron != "" {
 			if _, err := ParseCron(s.Cron, loc); err != nil {
-				bad(f("cron"), s.Cron, "is not a cron spec: %v", err)
+				bad(f("cron"), s.Cron, "is not a cron spec: %s", detail(err, s.Cron))
 			}
 		}
 		if s.Mode != "each" && s.Mode != "digest" {

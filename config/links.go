@@ -181,6 +181,18 @@ func (c *Config) setLinksDefaults() {
 	}
 }
 
+var plainTypeRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ttlByTypeField names the links.ttl_by_type entry for typ:
+// links.ttl_by_type.invoice, or links.ttl_by_type["monthly report"]
+// (quoted as values are) when the type is not a plain word.
+func ttlByTypeField(typ string) string {
+	if plainTypeRE.MatchString(typ) {
+		return "links.ttl_by_type." + typ
+	}
+	return "links.ttl_by_type[" + quote(typ) + "]"
+}
+
 // distributionIDRE is what CloudFront distribution ids look like.
 var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
 
@@ -220,7 +232,7 @@ func (c *Config) validateLinks() []error {
 			bad("links.ttl_by_type", typ, "is not a report type")
 			continue
 		}
-		checkTTL("links.ttl_by_type."+typ, l.TTLByType[typ])
+		checkTTL(ttlByTypeField(typ), l.TTLByType[typ])
 	}
 
 	cf := l.CloudFront
@@ -237,7 +249,7 @@ func (c *Config) validateLinks() []error {
 		bad("links.cloudfront.origin_path", cf.OriginPath, "is not an origin path: it must start with \"/\" and not end with one, like \"/exports\"")
 	} else if sp, p := link.ServedPrefix(cf.Domain, cf.OriginPath), c.Reports.Prefix; sp != "" && p != "" &&
 		!strings.HasPrefix(p, sp) && !strings.HasPrefix(sp, p) {
-		bad("reports.prefix", p, "is outside what the distribution serves, keys under %q (links.cloudfront.origin_path, then the path of links.cloudfront.domain, which CloudFront passes on to the origin): it could link no report", sp)
+		bad("reports.prefix", p, "is outside what the distribution serves, keys under %s (links.cloudfront.origin_path, then the path of links.cloudfront.domain, which CloudFront passes on to the origin): it could link no report", quote(sp))
 	}
 	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
 	switch {
@@ -285,7 +297,7 @@ func (c *Config) validateLinks() []error {
 	}
 	if lp := c.Ledger.Prefix; lp != "" && strings.HasPrefix(cf.KeyRecordsPrefix, lp) {
 		bad("links.cloudfront.key_records_prefix", cf.KeyRecordsPrefix,
-			"is under ledger.prefix (%q), whose S3 lifecycle rule would delete the key records; use a prefix of its own", lp)
+			"is under ledger.prefix (%s), whose S3 lifecycle rule would delete the key records; use a prefix of its own", quote(lp))
 	}
 	return errs
 }
@@ -311,7 +323,7 @@ func checkKeySource(prefix, file, env string) []error {
 	switch {
 	case fileKey || envKey:
 	case (file == "") == (env == ""):
-		bad("private_key_file", file, "and private_key_env (%q): set exactly one", env)
+		bad("private_key_file", file, "and private_key_env (%s): set exactly one", quote(env))
 	case env != "" && !varNameRE.MatchString(env):
 		bad("private_key_env", env, "is not an environment variable name (letters, digits and '_')")
 	case env != "" && strings.HasPrefix(env, EnvPrefix):
