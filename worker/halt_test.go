@@ -176,3 +176,44 @@ func TestDrainHaltRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainRepeatedHaltDoubles: a halt whose cause outlives it (an
+// unverified sender needs a person) comes back at once; each time, the
+// record lasts twice as long, up to worker.HaltMax, so the messages
+// spend a receive per doubling rather than one per refresh.
+func TestDrainRepeatedHaltDoubles(t *testing.T) {
+	halts := &memHalts{}
+	unverified := errors.New("ses sender identity not verified: reports@example.com")
+	_, b := setup(t, worker.ModeEach, nil, bodies(3)...)
+	now := b.now
+	want := []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute}
+	for i, d := range want {
+		_, bi := setup(t, worker.ModeEach, nil, bodies(3)...)
+		bi.now = now
+		start := now
+		bi.mailer.fail = func(worker.Email) error { return worker.HaltUntil(unverified, start.Add(5*time.Minute)) }
+		if _, err := withHalts(t, bi, nil, halts).Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(halts.puts) != i+1 {
+			t.Fatalf("run %d: %d records written, want %d", i+1, len(halts.puts), i+1)
+		}
+		if got := halts.puts[i].Until.Sub(start); got != d {
+			t.Errorf("run %d: halted for %s, want %s", i+1, got, d)
+		}
+		now = halts.puts[i].Until.Add(time.Second) // the next run, just after it ended
+	}
+	// A different cause starts again at its own length.
+	_, bo := setup(t, worker.ModeEach, nil, bodies(1)...)
+	bo.now = now
+	start := now
+	bo.mailer.fail = func(worker.Email) error {
+		return worker.HaltUntil(worker.Fail(worker.CodeObjectAccessDenied, worker.ClassHalt, errors.New("denied")), start.Add(5*time.Minute))
+	}
+	if _, err := withHalts(t, bo, nil, halts).Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := halts.puts[len(halts.puts)-1].Until.Sub(start); got != 5*time.Minute {
+		t.Errorf("another cause halted for %s, want 5m", got)
+	}
+}

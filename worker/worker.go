@@ -347,7 +347,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	}
 	if r.halt != nil && r.halt != errShutdown {
 		r.sum.Halted = true
-		r.sum.Halt = Failure{Class: ClassHalt, Code: cmp.Or(CodeOf(r.halt), CodeHalted), Reason: r.halt.Error()}
+		r.sum.Halt = Failure{Class: ClassHalt, Code: cmp.Or(CodeOf(r.halt), CodeHalted), Reason: secret.Redact(r.halt.Error())}
 	}
 	w.logger.Info("run finished", "run", r.id, "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
 	return r.sum, r.fatal
@@ -364,12 +364,23 @@ func (r *run) halted(err error) {
 	if !ok || !r.keep || r.w.halts == nil {
 		return
 	}
+	now := r.w.now().UTC()
 	n := HaltNote{
 		Code:     cmp.Or(CodeOf(err), CodeHalted),
 		Reason:   clip(secret.Redact(err.Error()), maxHaltReason),
 		Until:    until.UTC(),
 		Schedule: r.w.cfg.Schedule,
-		At:       r.w.now().UTC(),
+		At:       now,
+	}
+	// The same halt again, soon after the last one ended: its cause is
+	// still there (an unverified sender, a lost permission) and needs a
+	// person. Each such run costs its messages a receive, and enough of
+	// them would move healthy messages to the DLQ, so the halt doubles,
+	// up to HaltMax.
+	if p := r.prev; p != nil && p.Code == n.Code && now.Sub(p.Until) < p.Until.Sub(p.At)+time.Hour {
+		if d := min(2*p.Until.Sub(p.At), HaltMax); now.Add(d).After(n.Until) {
+			n.Until = now.Add(d)
+		}
 	}
 	if err := r.w.halts.Put(r.ctx, n); err != nil {
 		r.w.logger.Error("halt record: not written; other runs will receive and meet the same halt", "err", err)
@@ -377,6 +388,10 @@ func (r *run) halted(err error) {
 	}
 	r.w.logger.Info("halt recorded: no run receives before it ends", "until", n.Until, "code", n.Code)
 }
+
+// HaltMax bounds how long a repeated halt is recorded for: well under
+// SQS's 12 hours of visibility from a receive.
+const HaltMax = 6 * time.Hour
 
 // maxHaltReason bounds the reason a HaltNote keeps, in bytes.
 const maxHaltReason = 2000
@@ -409,6 +424,7 @@ func (r *run) recorded() {
 		return
 	case !n.Until.After(r.w.now()):
 		r.w.logger.Debug("halt record: ended; ignored", "until", n.Until, "code", n.Code)
+		r.prev = &n
 		return
 	}
 	where := cmp.Or(n.Where, "the halt record")
@@ -437,6 +453,9 @@ type run struct {
 	headNative bool
 	// id names the run in its ledger claims.
 	id string
+	// prev is the halt record an earlier run left, ended: a new halt
+	// with its code lasts longer.
+	prev *HaltNote
 	// unsettled holds the email ids counted in MaybeSent, once each.
 	unsettled map[string]bool
 	// keep makes a halt with a retry time go to the HaltRecord; Preview
