@@ -381,6 +381,10 @@ func FuzzParseKeyMaterial(f *testing.F) {
 func TestFuzzFindings(t *testing.T) {
 	key := fakeKey(2, 1)
 	rsa8 := fakeKey(1, 129) // its first line is split by '/' into pieces secret.Redact passes
+	withSender := func(setting string) string {
+		from := `sender: {from: "Reports <reports@example.com>"`
+		return strings.Replace(minimal, from, from+", "+setting, 1)
+	}
 	tests := []struct {
 		name string
 		yaml string
@@ -414,6 +418,9 @@ func TestFuzzFindings(t *testing.T) {
 		{"pieces of a key's armour in an unknown key are not quoted",
 			"!" + pasted(key, 1) + ":\n", nil,
 			"line 1: field " + secret.Redacted + `\n` + secret.Redacted + `\n` + secret.Redacted + `\n not found in type config.Config`},
+		{"a key in an unsubscribe template is not quoted by the template parser's error",
+			withSender("list_unsubscribe_url: " + strconv.Quote("{{"+pasted(key, 2)+"}}")), nil,
+			"sender.list_unsubscribe_url: (holds key material, not shown) is not a template: (details not shown, as it holds key material)"},
 		{"every unknown variable is named, in order",
 			minimal, []string{"REPORTMAILER_Y=1", "REPORTMAILER_X=2"},
 			"environment REPORTMAILER_X: no such setting\nenvironment REPORTMAILER_Y: no such setting"},
