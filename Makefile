@@ -6,18 +6,29 @@ BIN     := bin
 DEMO    := demo-out
 NPM_STAMP := node_modules/.package-lock.json
 PREVIEW := preview-out
-# Debian's Chromium, for the browser tests and `preview -screenshot`.
+# Debian's Chromium, for the browser tests and reportmailer-screenshot.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build test race demo demo-serve preview bench clean
+# Stamped into the binary (reportmailer version), here and in the image.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+IMAGE   ?= reportmailer:$(VERSION)
+
+.PHONY: all build test race demo demo-serve preview bench clean image deploy-check
 
 all: build
 
 build: ## the production binary
-	$(GO) build -o $(BIN)/reportmailer ./cmd/reportmailer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/reportmailer ./cmd/reportmailer
 
 $(BIN)/devstack: FORCE
 	$(GO) build -o $(BIN)/devstack ./cmd/devstack
+
+# Screenshots of previewed emails; a binary of its own so that the
+# production one carries no headless-browser client.
+$(BIN)/reportmailer-screenshot: FORCE
+	$(GO) build -o $(BIN)/reportmailer-screenshot ./cmd/reportmailer-screenshot
 
 # The npm emulators the integration tests run (fauxqs, aws-ses-v2-local),
 # pinned by package-lock.json.
@@ -32,6 +43,7 @@ $(CHROMIUM):
 	@rm -f /tmp/reportmailer-chromium.log
 
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
 
@@ -49,15 +61,28 @@ $(PREVIEW)/cloudfront-example.pem:
 	@mkdir -p $(PREVIEW)
 	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
 
-preview: build $(CHROMIUM) $(PREVIEW)/cloudfront-example.pem ## render examples/preview/events.json as emails and screenshots
+preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-example.pem ## render examples/preview/events.json as emails and screenshots
 	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
-		-config examples/preview/reportmailer.yaml -schedule on-demand -event examples/preview/events.json -out $(PREVIEW)/each -screenshot
+		-config examples/preview/reportmailer.yaml -schedule on-demand -event examples/preview/events.json -out $(PREVIEW)/each
 	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
-		-config examples/preview/reportmailer.yaml -schedule daily -event examples/preview/events.json -out $(PREVIEW)/digest -screenshot
+		-config examples/preview/reportmailer.yaml -schedule daily -event examples/preview/events.json -out $(PREVIEW)/digest
+	$(BIN)/reportmailer-screenshot $(PREVIEW)/each $(PREVIEW)/digest
 
 bench: build $(BIN)/devstack ## Go benchmarks plus an end-to-end load run
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(BIN)/devstack load -reportmailer $(BIN)/reportmailer -out $(DEMO)-load
+
+image: ## the production image (deploy/Dockerfile), with Docker
+	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image is built with deploy/Dockerfile by any OCI builder"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is running (docker info failed), so no image was built; start one, or build deploy/Dockerfile elsewhere"; exit 1; }
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+deploy-check: ## the deploy/ tests: Terraform (HCL), kustomize overlays, image, systemd unit
+	$(GO) test -count=1 ./deploy/...
+	@if command -v terraform >/dev/null 2>&1; then \
+		echo "terraform fmt -check -recursive deploy/terraform"; \
+		terraform fmt -check -recursive -diff deploy/terraform 2>/dev/null || { echo "make deploy-check: run terraform fmt -recursive deploy/terraform"; exit 1; }; \
+	else echo "make deploy-check: terraform is not on the PATH; skipped terraform fmt -check"; fi
 
 clean:
 	rm -rf $(BIN) $(DEMO) $(DEMO)-load $(PREVIEW)

@@ -15,11 +15,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
@@ -66,6 +70,10 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Pacing is how fast email goes out; see config/mail.go.
 	Pacing Pacing `yaml:"pacing"`
+	// SESEvents is where SES's own record of what it sent is read, to
+	// settle deliveries whose answer was lost; see config/sesevents.go.
+	// Optional.
+	SESEvents SESEvents `yaml:"ses_events"`
 	// Schedules are the queues to drain and when. Required by drain
 	// and serve.
 	Schedules []Schedule `yaml:"schedules"`
@@ -74,15 +82,19 @@ type Config struct {
 // Sender is the From and Reply-To of every email.
 type Sender struct {
 	// From is the sender address, e.g. "Reports <reports@example.com>".
-	// Required. The address must be verified in SES.
+	// Required. The address must be verified in SES. Its local part
+	// (before the @) must be ASCII, since SES does not support
+	// SMTPUTF8; an internationalized domain is fine: it is sent in
+	// Punycode, the form its SES identity has.
 	From string `yaml:"from"`
-	// ReplyTo addresses. Default none.
+	// ReplyTo addresses, ASCII before the @ as for From. Default none.
 	ReplyTo []string `yaml:"reply_to"`
 	// ConfigurationSet is the SES configuration set. Default none.
 	ConfigurationSet string `yaml:"configuration_set"`
 	// ListID is the RFC 2919 List-Id namespace, a domain name the
 	// sender controls; each email gets "List-Id: <SCHEDULE.LIST_ID>".
-	// Default "reportmailer." plus the domain of From.
+	// Default "reportmailer." plus the domain of From, in Punycode if
+	// it is internationalized.
 	ListID string `yaml:"list_id"`
 	// ListUnsubscribeURL is a Go text/template for each email's
 	// one-click unsubscribe URL, over {{.UserID}}, {{.Email}} (the
@@ -212,7 +224,7 @@ func Parse(b []byte, environ []string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF) {
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, yamlError(err)
 	}
 	if err := ApplyEnv(&c, environ); err != nil {
 		return nil, err
@@ -227,6 +239,7 @@ func Parse(b []byte, environ []string) (*Config, error) {
 func (c *Config) setDefaults() {
 	c.setMailDefaults()
 	c.setLinksDefaults()
+	c.setSESEventsDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
 	}
@@ -293,6 +306,100 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// sesAddress returns why SES cannot take a, an address with or without
+// a display name, as a sender or reply-to address, or "" if it can. It
+// applies the rules every email's addresses meet when sent (see
+// event.ASCIIAddress), so that a From no email could carry is refused
+// here rather than halting every run.
+func sesAddress(a string) string {
+	p, err := mail.ParseAddress(a)
+	if err != nil || strings.ContainsAny(a, "\r\n") {
+		return "is not a valid address"
+	}
+	at := strings.LastIndexByte(p.Address, '@')
+	if local := p.Address[:at]; strings.ContainsFunc(local, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		return fmt.Sprintf("has a local part, %q, that is not ASCII: SES does not support SMTPUTF8 (an internationalized domain is fine; it is sent in Punycode)", local)
+	}
+	if _, err := event.ASCIIAddress(p.Address); err != nil {
+		return "is not an address SES can take: " + err.Error()
+	}
+	return ""
+}
+
+// yamlError returns the YAML decoder's error without its "yaml: "
+// prefix, one line per problem, each passed through clean: the decoder
+// quotes the document's keys (an unknown field) and anchors as they
+// are.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		lines := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			lines[i] = "  " + clean(e)
+		}
+		return errors.New("unmarshal errors:\n" + strings.Join(lines, "\n"))
+	}
+	return errors.New(clean(strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+// clean makes a library's message, which may quote the configuration
+// raw, fit for an error line: key material (and any run of base64 text
+// that mixes cases and digits, and any piece of PEM armour) redacted,
+// and control
+// characters and invalid UTF-8 escaped, so that a value cannot break or
+// forge log lines.
+func clean(s string) string {
+	s = secret.Redact(s)
+	// Redact looks for a PEM body, and can miss one line of it, split by
+	// '/' into short pieces (YAML quotes a tag such as "!MIIEvg..." in
+	// full). A library message has no business holding such a run.
+	s = encodedRun.ReplaceAllStringFunc(s, func(run string) string {
+		if strings.ContainsAny(run, "0123456789") && strings.ToLower(run) != run && strings.ToUpper(run) != run {
+			return secret.Redacted
+		}
+		return run
+	})
+	// Nor pieces of PEM armour that Redact, matching whole blocks,
+	// leaves when the document split a block (as a tag and a key).
+	s = armourPiece.ReplaceAllString(s, secret.Redacted)
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			// YAML cuts values it quotes at 7 bytes, which can split a
+			// rune.
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+// armourPiece matches the pieces of a PEM block's armour.
+var armourPiece = regexp.MustCompile(`(-+(BEGIN|END) )?([A-Z0-9]+ )*PRIVATE KEY-*|-{5}(BEGIN|END)( [A-Z0-9]+)*-*`)
+
+// encodedRun matches 16 or more characters of base64 text.
+var encodedRun = regexp.MustCompile(`[A-Za-z0-9+/=]{16,}`)
+
+// detail is a library's error about value, as a reason's last part:
+// passed through clean, and left out (with a note) when value holds key
+// material, as such errors quote it.
+func detail(err error, value string) string {
+	if secret.Redact(value) != value {
+		return "(details not shown, as it holds key material)"
+	}
+	return clean(err.Error())
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
@@ -303,9 +410,9 @@ var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 // Validate makes sure one is under the other.
 func (c *Config) ServedPrefix() string {
 	p := c.Reports.Prefix
-	if cf := c.Links.CloudFront; cf != nil && cf.OriginPath != "" {
-		if op := strings.TrimPrefix(cf.OriginPath, "/") + "/"; len(op) > len(p) {
-			p = op
+	if cf := c.Links.CloudFront; cf != nil {
+		if sp := link.ServedPrefix(cf.Domain, cf.OriginPath); len(sp) > len(p) {
+			p = sp
 		}
 	}
 	return p
@@ -319,12 +426,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Sender.From == "" {
 		bad("sender.from", "", "is required")
-	} else if _, err := mail.ParseAddress(c.Sender.From); err != nil || strings.ContainsAny(c.Sender.From, "\r\n") {
-		bad("sender.from", c.Sender.From, "is not a valid address")
+	} else if reason := sesAddress(c.Sender.From); reason != "" {
+		bad("sender.from", c.Sender.From, "%s", reason)
 	}
 	for i, a := range c.Sender.ReplyTo {
-		if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
-			bad(fmt.Sprintf("sender.reply_to[%d]", i), a, "is not a valid address")
+		if reason := sesAddress(a); reason != "" {
+			bad(fmt.Sprintf("sender.reply_to[%d]", i), a, "%s", reason)
 		}
 	}
 	if c.Sender.ConfigurationSet != "" && !nameRE.MatchString(c.Sender.ConfigurationSet) {
@@ -334,6 +441,8 @@ func (c *Config) Validate() error {
 
 	errs = append(errs, c.validateLinks()...)
 
+	errs = append(errs, c.validateSESEvents()...)
+
 	switch b := c.Reports.Bucket; {
 	case b == "":
 		bad("reports.bucket", "", "is required: the bucket the reports are in; reports in any other bucket are refused, never linked")
@@ -341,7 +450,7 @@ func (c *Config) Validate() error {
 		bad("reports.bucket", b, "is not an S3 bucket name (3-63 of a-z, 0-9, '.' and '-', starting and ending with a letter or digit)")
 	}
 	if strings.HasPrefix(c.Reports.Prefix, "/") {
-		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %q", strings.TrimLeft(c.Reports.Prefix, "/"))
+		bad("reports.prefix", c.Reports.Prefix, "starts with \"/\", which S3 keys do not: write %s", quote(strings.TrimLeft(c.Reports.Prefix, "/")))
 	}
 
 	if c.Recipients.Max < -1 {
@@ -394,7 +503,7 @@ func (c *Config) Validate() error {
 		}
 		if s.Cron != "" {
 			if _, err := ParseCron(s.Cron, loc); err != nil {
-				bad(f("cron"), s.Cron, "is not a cron spec: %v", err)
+				bad(f("cron"), s.Cron, "is not a cron spec: %s", detail(err, s.Cron))
 			}
 		}
 		if s.Mode != "each" && s.Mode != "digest" {

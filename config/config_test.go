@@ -81,13 +81,54 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"bad reports bucket", `reports: {bucket: Acme_Reports}`, nil, `reports.bucket: "Acme_Reports" is not an S3 bucket name`},
 		{"reports prefix with a slash", `reports: {bucket: acme, prefix: /exports/}`, nil, `reports.prefix: "/exports/" starts with "/", which S3 keys do not: write "exports/"`},
 		{"bad origin path", `links: {cloudfront: {domain: "https://d.cloudfront.net", key_id: K, private_key_file: a, origin_path: "exports/"}}`, nil, `links.cloudfront.origin_path: "exports/" is not an origin path`},
-		{"prefix outside the origin path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, origin_path: /exports}}", nil, `reports.prefix: "private/" is outside links.cloudfront.origin_path ("/exports")`},
+		{"prefix outside the origin path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, private_key_file: a, origin_path: /exports}}", nil, `reports.prefix: "private/" is outside what the distribution serves, keys under "exports/"`},
+		{"prefix outside the domain's path", "reports: {bucket: acme, prefix: private/}\nlinks: {cloudfront: {domain: \"https://d.cloudfront.net/reports\", key_id: K, private_key_file: a}}", nil, `reports.prefix: "private/" is outside what the distribution serves, keys under "reports/"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := config.Parse([]byte(tt.yaml), tt.env)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSenderAddressesSESCanTake: sender.from and reply_to meet the rules
+// every sent email's addresses meet, at config load. Before, a local
+// part that is not ASCII passed config check, and every run then halted
+// at its first email, since SES does not support SMTPUTF8. An
+// internationalized domain is fine: it is sent in Punycode.
+func TestSenderAddressesSESCanTake(t *testing.T) {
+	rest := strings.Replace(minimal, `sender: {from: "Reports <reports@example.com>"}`, "", 1)
+	tests := []struct {
+		name, sender string
+		env          []string
+		want         string // "" for no error
+	}{
+		{"ASCII", `{from: "Reports <reports@example.com>", reply_to: [ops@example.com]}`, nil, ""},
+		{"internationalized domain", `{from: "Société <reports@bücher.example>", reply_to: ["Zoë <ops@bücher.example>"]}`, nil, ""},
+		{"domain already in Punycode", `{from: reports@xn--bcher-kva.example}`, nil, ""},
+		{"from, local part not ASCII", `{from: "Zoë <zoë@example.com>"}`, nil,
+			`sender.from: "Zoë <zoë@example.com>" has a local part, "zoë", that is not ASCII: SES does not support SMTPUTF8`},
+		{"reply-to, local part not ASCII", `{from: reports@example.com, reply_to: [ops@example.com, "zoë@bücher.example"]}`, nil,
+			`sender.reply_to[1]: "zoë@bücher.example" has a local part, "zoë", that is not ASCII`},
+		{"from, bad Punycode", `{from: reports@xn--a.example}`, nil,
+			`sender.from: "reports@xn--a.example" is not an address SES can take: domain "xn--a.example" is not a valid internationalized domain name`},
+		{"from, from the environment", `{from: reports@example.com}`, []string{"REPORTMAILER_SENDER_FROM=élodie@example.com"},
+			`sender.from: "élodie@example.com" has a local part, "élodie", that is not ASCII`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse([]byte("sender: "+tt.sender+"\n"+rest), tt.env)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("error = %v; want none", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+			if err == nil && strings.Contains(tt.sender, "bücher") && c.Sender.ListID != "reportmailer.xn--bcher-kva.example" {
+				t.Errorf("sender.list_id = %q; want the default List-Id in Punycode", c.Sender.ListID)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -70,12 +71,25 @@ func ApplyEnv(c *Config, environ []string) error {
 	if err != nil {
 		return err
 	}
-	for k := range vars {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
 		if !used[k] {
-			return fmt.Errorf("environment %s: no such setting", k)
+			errs = append(errs, fmt.Errorf("environment %s: no such setting", envName(k)))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+var plainEnvNameRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+// envName is the variable name k as an error shows it: as it is, or
+// quoted when it holds anything but letters, digits and '_', so that
+// it cannot break or forge the line.
+func envName(k string) string {
+	if plainEnvNameRE.MatchString(k) {
+		return k
+	}
+	return quote(k)
 }
 
 var envNameRE = regexp.MustCompile(`[^A-Z0-9]`)

@@ -66,7 +66,10 @@ type Links struct {
 type CloudFront struct {
 	// Domain is the distribution's URL, e.g. "https://d111.cloudfront.net",
 	// optionally with a path prefix. Required. It must be https, except
-	// on 127.0.0.1 or localhost. Its origin must be reports.bucket.
+	// on 127.0.0.1 or localhost. Its origin must be reports.bucket. A
+	// path here is passed on to the origin by CloudFront: with
+	// "https://files.example.com/reports", only keys under "reports/"
+	// (after origin_path) are served.
 	Domain string `yaml:"domain"`
 	// OriginPath is the distribution's origin path, e.g. "/exports": the
 	// distribution serves the key "exports/2026/q3.pdf" at
@@ -178,6 +181,18 @@ func (c *Config) setLinksDefaults() {
 	}
 }
 
+var plainTypeRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ttlByTypeField names the links.ttl_by_type entry for typ:
+// links.ttl_by_type.invoice, or links.ttl_by_type["monthly report"]
+// (quoted as values are) when the type is not a plain word.
+func ttlByTypeField(typ string) string {
+	if plainTypeRE.MatchString(typ) {
+		return "links.ttl_by_type." + typ
+	}
+	return "links.ttl_by_type[" + quote(typ) + "]"
+}
+
 // distributionIDRE is what CloudFront distribution ids look like.
 var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
 
@@ -217,7 +232,7 @@ func (c *Config) validateLinks() []error {
 			bad("links.ttl_by_type", typ, "is not a report type")
 			continue
 		}
-		checkTTL("links.ttl_by_type."+typ, l.TTLByType[typ])
+		checkTTL(ttlByTypeField(typ), l.TTLByType[typ])
 	}
 
 	cf := l.CloudFront
@@ -232,9 +247,9 @@ func (c *Config) validateLinks() []error {
 	}
 	if err := link.CheckOriginPath(cf.OriginPath); err != nil {
 		bad("links.cloudfront.origin_path", cf.OriginPath, "is not an origin path: it must start with \"/\" and not end with one, like \"/exports\"")
-	} else if op, p := strings.TrimPrefix(cf.OriginPath, "/")+"/", c.Reports.Prefix; cf.OriginPath != "" && p != "" &&
-		!strings.HasPrefix(p, op) && !strings.HasPrefix(op, p) {
-		bad("reports.prefix", p, "is outside links.cloudfront.origin_path (%q): the distribution could link no report", cf.OriginPath)
+	} else if sp, p := link.ServedPrefix(cf.Domain, cf.OriginPath), c.Reports.Prefix; sp != "" && p != "" &&
+		!strings.HasPrefix(p, sp) && !strings.HasPrefix(sp, p) {
+		bad("reports.prefix", p, "is outside what the distribution serves, keys under %s (links.cloudfront.origin_path, then the path of links.cloudfront.domain, which CloudFront passes on to the origin): it could link no report", quote(sp))
 	}
 	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
 	switch {
@@ -282,7 +297,7 @@ func (c *Config) validateLinks() []error {
 	}
 	if lp := c.Ledger.Prefix; lp != "" && strings.HasPrefix(cf.KeyRecordsPrefix, lp) {
 		bad("links.cloudfront.key_records_prefix", cf.KeyRecordsPrefix,
-			"is under ledger.prefix (%q), whose S3 lifecycle rule would delete the key records; use a prefix of its own", lp)
+			"is under ledger.prefix (%s), whose S3 lifecycle rule would delete the key records; use a prefix of its own", quote(lp))
 	}
 	return errs
 }
@@ -308,7 +323,7 @@ func checkKeySource(prefix, file, env string) []error {
 	switch {
 	case fileKey || envKey:
 	case (file == "") == (env == ""):
-		bad("private_key_file", file, "and private_key_env (%q): set exactly one", env)
+		bad("private_key_file", file, "and private_key_env (%s): set exactly one", quote(env))
 	case env != "" && !varNameRE.MatchString(env):
 		bad("private_key_env", env, "is not an environment variable name (letters, digits and '_')")
 	case env != "" && strings.HasPrefix(env, EnvPrefix):

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // Mail defaults.
@@ -54,7 +56,11 @@ func (c *Config) setMailDefaults() {
 	if c.Sender.ListID == "" {
 		if a, err := mail.ParseAddress(c.Sender.From); err == nil {
 			if at := strings.LastIndexByte(a.Address, '@'); at >= 0 {
-				c.Sender.ListID = ListIDPrefixDefault + strings.ToLower(a.Address[at+1:])
+				d := a.Address[at+1:]
+				if ascii, err := event.ASCIIDomain(d); err == nil {
+					d = ascii // List-Id is ASCII; a bad domain is sender.from's error
+				}
+				c.Sender.ListID = ListIDPrefixDefault + strings.ToLower(d)
 			}
 		}
 	}
@@ -107,11 +113,11 @@ type unsubscribeSample struct {
 func checkUnsubscribeURL(text string) error {
 	t, err := template.New("").Option("missingkey=error").Parse(text)
 	if err != nil {
-		return fmt.Errorf("is not a template: %v", strings.TrimPrefix(err.Error(), "template: "))
+		return fmt.Errorf("is not a template: %s", detail(errors.New(strings.TrimPrefix(err.Error(), "template: ")), text))
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, unsubscribeSample{"u-1", "ana%40example.com", "ana%40example.com", "daily"}); err != nil {
-		return fmt.Errorf("does not run (fields are .UserID, .Email, .UserEmail and .Schedule): %v", strings.TrimPrefix(err.Error(), "template: "))
+		return fmt.Errorf("does not run (fields are .UserID, .Email, .UserEmail and .Schedule): %s", detail(errors.New(strings.TrimPrefix(err.Error(), "template: ")), text))
 	}
 	s := b.String()
 	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '<' || r == '>' || r == ',' }) {

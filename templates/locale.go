@@ -2,8 +2,9 @@ package templates
 
 import (
 	"fmt"
-	"strings"
 	"time"
+
+	"golang.org/x/text/language"
 )
 
 // FormatTime formats t, in t's location, the way locale (a BCP 47 tag)
@@ -16,56 +17,78 @@ import (
 //	es                             12 de diciembre de 2026, 09:00 CET
 //	pt, pt-BR                      12 de dezembro de 2026, 09:00 UTC-3
 //
-// A locale is matched on its full tag, then on its language; anything
-// else, and "", gets the first (English) form. A zone whose database
-// entry has no abbreviation (America/Sao_Paulo's is "-03") is shown as
-// an offset from UTC.
+// The locale is parsed and matched with golang.org/x/text/language, so
+// "pt_BR" and "pt-Latn-BR" are Brazilian and "de-AT" is German. English
+// is written the American way only for an explicit US region; anything
+// not matched closely (or not a tag, or "") gets the first form. A zone
+// whose database entry has no abbreviation (America/Sao_Paulo's is
+// "-03") is shown as an offset from UTC.
 func FormatTime(t time.Time, locale string) string {
-	f := dateFormats[""]
-	tag := strings.ToLower(locale)
-	if v, ok := dateFormats[tag]; ok {
-		f = v
-	} else if lang, _, _ := strings.Cut(tag, "-"); lang != "" {
-		if v, ok := dateFormats[lang]; ok {
-			f = v
-		}
-	}
-	return f(t) + " " + zoneName(t)
+	return dateFormatFor(locale)(t) + " " + zoneName(t)
 }
 
 type dateFormat func(t time.Time) string
 
-var dateFormats = map[string]dateFormat{
-	"": func(t time.Time) string {
+// dateTags and dateForms go in step; the first is the default.
+var (
+	dateTags = []language.Tag{
+		language.BritishEnglish, language.AmericanEnglish, language.German, language.French,
+		language.Spanish, language.Portuguese, language.BrazilianPortuguese,
+	}
+	dateForms   = []dateFormat{dateEnglish, dateUS, dateDE, dateFR, dateES, datePT, datePTBR}
+	dateMatcher = language.NewMatcher(dateTags)
+)
+
+func dateFormatFor(locale string) dateFormat {
+	tag, err := language.Parse(locale)
+	if err != nil {
+		return dateEnglish
+	}
+	if base, _ := tag.Base(); base.String() == "en" {
+		// The matcher would take a bare "en" for American English.
+		if region, c := tag.Region(); c == language.Exact && region.String() == "US" {
+			return dateUS
+		}
+		return dateEnglish
+	}
+	_, i, c := dateMatcher.Match(tag)
+	if c < language.High { // another language, not a cousin of one we write
+		return dateEnglish
+	}
+	return dateForms[i]
+}
+
+var (
+	dateEnglish dateFormat = func(t time.Time) string {
 		return fmt.Sprintf("%d %s %d, %s", t.Day(), t.Month(), t.Year(), t.Format("15:04"))
-	},
-	"en-us": func(t time.Time) string {
+	}
+	dateUS dateFormat = func(t time.Time) string {
 		return fmt.Sprintf("%s %d, %d, %s", t.Month(), t.Day(), t.Year(), t.Format("3:04 PM"))
-	},
-	"de": func(t time.Time) string {
+	}
+	dateDE dateFormat = func(t time.Time) string {
 		return fmt.Sprintf("%d. %s %d, %s", t.Day(), monthsDE[t.Month()-1], t.Year(), t.Format("15:04"))
-	},
-	"fr": func(t time.Time) string {
+	}
+	dateFR dateFormat = func(t time.Time) string {
 		day := fmt.Sprint(t.Day())
 		if t.Day() == 1 {
 			day = "1er"
 		}
 		return fmt.Sprintf("%s %s %d, %s", day, monthsFR[t.Month()-1], t.Year(), t.Format("15:04"))
-	},
-	"es": func(t time.Time) string {
+	}
+	dateES dateFormat = func(t time.Time) string {
 		return fmt.Sprintf("%d de %s de %d, %s", t.Day(), monthsES[t.Month()-1], t.Year(), t.Format("15:04"))
-	},
-	"pt": func(t time.Time) string {
+	}
+	datePT dateFormat = func(t time.Time) string {
 		return fmt.Sprintf("%d de %s de %d, %s", t.Day(), monthsPT[t.Month()-1], t.Year(), t.Format("15:04"))
-	},
-	"pt-br": func(t time.Time) string {
+	}
+	datePTBR dateFormat = func(t time.Time) string {
 		day := fmt.Sprint(t.Day())
 		if t.Day() == 1 {
 			day = "1º"
 		}
 		return fmt.Sprintf("%s de %s de %d, %s", day, monthsPT[t.Month()-1], t.Year(), t.Format("15:04"))
-	},
-}
+	}
+)
 
 var (
 	monthsDE = [12]string{"Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November", "Dezember"}

@@ -303,6 +303,14 @@ func TestFormatTime(t *testing.T) {
 		{"en", dec.In(zone("Asia/Kathmandu")), "12 December 2026, 14:45 UTC+5:45"},
 		{"en", dec.In(zone("America/St_Johns")), "12 December 2026, 05:30 NST"},
 		{"x-klingon", dec.In(zone("Asia/Dubai")), "12 December 2026, 13:00 UTC+4"},
+		{"pt_BR", time.Date(2026, 6, 1, 8, 0, 0, 0, zone("America/Sao_Paulo")), "1º de junho de 2026, 08:00 UTC-3"},
+		{"en_US", dec.In(zone("America/Chicago")), "December 12, 2026, 3:00 AM CST"},
+		{"en-Latn-US", dec.In(zone("America/New_York")), "December 12, 2026, 4:00 AM EST"},
+		{"en-AU", dec.In(zone("Australia/Sydney")), "12 December 2026, 20:00 AEDT"},
+		{"es-419", dec.In(zone("America/Bogota")), "12 de diciembre de 2026, 04:00 UTC-5"},
+		{"gl", dec.In(zone("Europe/Madrid")), "12 de diciembre de 2026, 10:00 CET"}, // CLDR: Galician readers read Spanish
+		{"ja-JP", dec.In(zone("Asia/Tokyo")), "12 December 2026, 18:00 JST"},
+		{"not a tag", dec, "12 December 2026, 09:00 UTC"},
 	}
 	for _, tt := range tests {
 		if got := templates.FormatTime(tt.t, tt.locale); got != tt.want {

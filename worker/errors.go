@@ -19,8 +19,10 @@ import (
 //     is left claimed in the ledger, so no later try sends it again
 //     unless an operator asks for it.
 //   - halt: nothing more can be sent in this run (the sending quota is
-//     spent). The run stops receiving and sending, and hands back the
-//     messages it holds, untouched, for a later run; see [HaltUntil].
+//     spent, the sender is not verified, the reports cannot be read).
+//     The run stops receiving and sending, and hands back the messages
+//     it holds, untouched, for a later run; see [HaltUntil] and
+//     [HaltRecord].
 //
 // Adapters wrap the errors they return with [Permanent], [Ambiguous] or
 // [Halt], or with [Fail] to give the failure a [Code] as well; anything
@@ -52,9 +54,9 @@ const (
 	// CodeObjectMissing: a report's object does not exist; S3 said 404
 	// (permanent).
 	CodeObjectMissing Code = "object_missing"
-	// CodeObjectAccessDenied: S3 answered 403 to HeadObject on a report,
-	// which it also does for a missing key when the caller lacks
-	// s3:ListBucket (permanent).
+	// CodeObjectAccessDenied: S3 answered 403 to HeadObject on a report:
+	// the worker may not read it, nor, most likely, any other report,
+	// so the run halts (halt).
 	CodeObjectAccessDenied Code = "object_access_denied"
 	// CodeHeadFailed: HeadObject on a report failed otherwise, e.g. a
 	// timeout or a 5xx (transient).
@@ -88,7 +90,8 @@ const (
 	// not delivered, so this one is not acknowledged either (transient).
 	CodeCopyFailed Code = "copy_failed"
 	// CodeHalted: the run stopped sending (the quota is spent, or the
-	// account cannot send) and handed the message back (halt).
+	// account cannot send), or an earlier run's halt still holds, and
+	// the message was handed back or never received (halt).
 	CodeHalted Code = "halted"
 	// CodeShutdown: the process is shutting down and handed the message
 	// back (halt).

@@ -83,8 +83,6 @@ func TestDrainHeadFailures(t *testing.T) {
 		code    worker.Code
 		summary worker.Summary
 	}{
-		{"403 without s3:ListBucket is permanent", worker.PermanentCode(worker.CodeObjectAccessDenied, errors.New("object missing, or access denied")),
-			true, worker.CodeObjectAccessDenied, worker.Summary{Received: 1, DeadLettered: 1}},
 		{"a missing object with no code is object_missing", worker.Permanent(errors.New("gone")),
 			true, worker.CodeObjectMissing, worker.Summary{Received: 1, DeadLettered: 1}},
 		{"a timeout is retried", errors.New("i/o timeout"),
@@ -111,6 +109,69 @@ func TestDrainHeadFailures(t *testing.T) {
 }
 
 type failingObjects struct{ err error }
+
+// deniedObjects holds every object, but answers Head on the keys in
+// denied with a halt, as store.Objects does S3's 403; it records each
+// Head.
+type deniedObjects struct {
+	denied map[string]error
+	heads  []string
+}
+
+func (o *deniedObjects) Head(_ context.Context, bucket, key string) (worker.ObjectInfo, error) {
+	o.heads = append(o.heads, key)
+	return worker.ObjectInfo{}, o.denied[key]
+}
+
+// TestDrainHeadDeniedHaltsTheRun: a report the worker may not read
+// (S3's 403, under a policy that grants s3:ListBucket) halts the run as
+// a refused send does, rather than dead-lettering each message one by
+// one: nothing more is headed, received or sent, and every message held
+// goes back to the queue, hidden until the halt's time.
+func TestDrainHeadDeniedHaltsTheRun(t *testing.T) {
+	for _, mode := range []worker.Mode{worker.ModeEach, worker.ModeDigest} {
+		t.Run(string(mode), func(t *testing.T) {
+			var bodies []string
+			for i := range 15 {
+				key := "a.pdf"
+				if i == 3 {
+					key = "denied.pdf"
+				}
+				bodies = append(bodies, native(fmt.Sprintf("e%d", i), fmt.Sprintf("u%d", i), nil, key))
+			}
+			objects := &deniedObjects{}
+			w, b := setup(t, mode, objects, bodies...)
+			objects.denied = map[string]error{"denied.pdf": worker.HaltUntil(
+				worker.Fail(worker.CodeObjectAccessDenied, worker.ClassHalt, errors.New("access denied to s3://reports/denied.pdf")), b.now.Add(10*time.Minute))}
+			sum, err := w.Drain(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := worker.Summary{Received: 10, Retrying: 10, Halted: true, Halt: worker.Failure{
+				Class: worker.ClassHalt, Code: worker.CodeObjectAccessDenied, Reason: "access denied to s3://reports/denied.pdf"}}
+			if sum != want {
+				t.Errorf("summary %+v; want %+v", sum, want)
+			}
+			if len(b.mailer.sent) != 0 || len(b.ledger.recs) != 0 || len(b.queue.dead) != 0 {
+				t.Errorf("%d sent, %d ledger records, dead-lettered %v; want nothing", len(b.mailer.sent), len(b.ledger.recs), b.queue.dead)
+			}
+			if got := strings.Join(objects.heads, " "); got != "a.pdf denied.pdf" {
+				t.Errorf("headed %q; want nothing after the denied report", got)
+			}
+			if b.queue.receives != 1 || len(b.queue.pending) != 5 || len(b.queue.released) != 0 {
+				t.Errorf("%d receives, %d left, released %v; want 1 receive, 5 never received, none released", b.queue.receives, len(b.queue.pending), b.queue.released)
+			}
+			if len(b.queue.hidden) != 10 {
+				t.Fatalf("hid %v; want the 10 received", b.queue.hidden)
+			}
+			for id, d := range b.queue.hidden {
+				if d != 10*time.Minute {
+					t.Errorf("%s hidden for %s, want 10m", id, d)
+				}
+			}
+		})
+	}
+}
 
 func (o failingObjects) Head(context.Context, string, string) (worker.ObjectInfo, error) {
 	return worker.ObjectInfo{}, o.err
@@ -287,6 +348,7 @@ func (m *gatedMailer) Admit(context.Context) error {
 
 func TestDrainChecksTheQuotaBeforeReceiving(t *testing.T) {
 	quota := worker.Halt(errors.New("ses 24-hour sending quota: 200 of 200 used"))
+	halt := worker.Failure{Class: worker.ClassHalt, Code: worker.CodeHalted, Reason: "ses 24-hour sending quota: 200 of 200 used"}
 	tests := []struct {
 		name     string
 		admit    func(n int) error // for the nth Admit, from 1
@@ -294,13 +356,13 @@ func TestDrainChecksTheQuotaBeforeReceiving(t *testing.T) {
 		left     int // messages never received
 		summary  worker.Summary
 	}{
-		{"spent before the run", func(int) error { return quota }, 0, 15, worker.Summary{Halted: true}},
+		{"spent before the run", func(int) error { return quota }, 0, 15, worker.Summary{Halted: true, Halt: halt}},
 		{"spent after the first batch", func(n int) error {
 			if n > 1 {
 				return quota
 			}
 			return nil
-		}, 1, 5, worker.Summary{Received: 10, Acked: 10, Sent: 10, Halted: true}},
+		}, 1, 5, worker.Summary{Received: 10, Acked: 10, Sent: 10, Halted: true, Halt: halt}},
 		{"a gate that cannot tell does not stop the run", func(int) error { return errors.New("GetAccount: timeout") }, 3, 0,
 			worker.Summary{Received: 15, Acked: 15, Sent: 15}},
 	}

@@ -98,10 +98,45 @@ type ObjectInfo struct {
 // its object's metadata.
 type ObjectStore interface {
 	// Head returns what S3's HeadObject says about an object. A missing
-	// object is an error marked [Permanent], with [CodeObjectMissing],
-	// or [CodeObjectAccessDenied] when the store cannot tell a missing
-	// object from a forbidden one.
+	// object is an error marked [Permanent], with [CodeObjectMissing];
+	// one the worker may not read is a halt ([HaltUntil]), with
+	// [CodeObjectAccessDenied], since every other report would most
+	// likely meet the same refusal.
 	Head(ctx context.Context, bucket, key string) (ObjectInfo, error)
+}
+
+// HaltNote is a halt kept in a [HaltRecord]: why a run stopped sending,
+// and until when no run should receive.
+type HaltNote struct {
+	Code   Code      `json:"code"`
+	Reason string    `json:"reason"` // for people; the halt's error, key material redacted
+	Until  time.Time `json:"until"`
+	// Schedule and Host name the run that halted; At is when.
+	Schedule string    `json:"schedule,omitempty"`
+	Host     string    `json:"host,omitempty"`
+	At       time.Time `json:"at"`
+	// Where names the record for people, e.g. s3://bucket/key, so
+	// that an operator who fixed the cause can delete it. Get sets it;
+	// it is not stored.
+	Where string `json:"-"`
+}
+
+// HaltRecord keeps an account-wide halt across runs, processes and
+// replicas. A halt that clears only at a known time ([HaltUntil]: the
+// sender not verified, sending paused, the quota spent, the reports
+// unreadable) stops one run; without a record the next run, in another
+// process or on another replica, would receive again, meet the same
+// refusal, and hand the messages back, each receive counting towards
+// the queue's maxReceiveCount, until SQS moved healthy messages to the
+// dead-letter queue. With one, Drain reads it before it receives, and
+// while a halt holds it receives nothing.
+type HaltRecord interface {
+	// Get returns the recorded halt, and false when there is none. An
+	// error means the record could not be read, never that a halt
+	// holds.
+	Get(ctx context.Context) (HaltNote, bool, error)
+	// Put records h, replacing any earlier halt.
+	Put(ctx context.Context, h HaltNote) error
 }
 
 // Email is one message ready to send.

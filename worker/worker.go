@@ -13,9 +13,11 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // Mode says how a run groups events into emails.
@@ -168,12 +170,13 @@ type Worker struct {
 	templates Templates
 	mailer    Mailer
 	ledger    Ledger
+	halts     HaltRecord
 	logger    *slog.Logger
 	now       func() time.Time
 }
 
-// Deps are the worker's collaborators. All but Logger and Now are
-// required.
+// Deps are the worker's collaborators. All but Halts, Logger and Now
+// are required.
 type Deps struct {
 	Queue     Queue
 	Objects   ObjectStore
@@ -181,8 +184,10 @@ type Deps struct {
 	Templates Templates
 	Mailer    Mailer
 	Ledger    Ledger
-	Logger    *slog.Logger     // default slog.Default()
-	Now       func() time.Time // default time.Now
+	// Halts keeps halts across runs; nil keeps each halt to its run.
+	Halts  HaltRecord
+	Logger *slog.Logger     // default slog.Default()
+	Now    func() time.Time // default time.Now
 }
 
 // Templates picks the template set for an email's report type.
@@ -210,7 +215,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	}
 	return &Worker{
 		cfg: cfg, queue: d.Queue, objects: d.Objects, signer: d.Signer,
-		templates: d.Templates, mailer: d.Mailer, ledger: d.Ledger,
+		templates: d.Templates, mailer: d.Mailer, ledger: d.Ledger, halts: d.Halts,
 		logger: d.Logger.With("schedule", cfg.Schedule),
 		now:    d.Now,
 	}, nil
@@ -242,9 +247,11 @@ type Summary struct {
 	Unrecorded int
 	Refused    int // recipients refused by the policy
 	// Halted is set when the run stopped sending for a [Halt] (the
-	// quota spent, the account unable to send), whether or not it had
-	// received anything: the queue may still hold messages.
+	// quota spent, the account unable to send, an earlier run's halt
+	// still holding), whether or not it had received anything: the
+	// queue may still hold messages. Halt says why.
 	Halted bool
+	Halt   Failure
 }
 
 // OK reports whether every message received was dealt with for good,
@@ -253,14 +260,19 @@ func (s Summary) OK() bool { return s.DeadLettered == 0 && s.Retrying == 0 && !s
 
 // LogValue makes a Summary log as a group of counts.
 func (s Summary) LogValue() slog.Value {
-	return slog.GroupValue(
+	attrs := []slog.Attr{
 		slog.Int("received", s.Received), slog.Int("acked", s.Acked),
 		slog.Int("dropped", s.Dropped), slog.Int("dead_lettered", s.DeadLettered),
 		slog.Int("retrying", s.Retrying), slog.Int("sent", s.Sent),
 		slog.Int("duplicates", s.Duplicates), slog.Int("maybe_sent", s.MaybeSent),
 		slog.Int("maybe_duplicated", s.MaybeDuplicated), slog.Int("unrecorded", s.Unrecorded),
 		slog.Int("refused", s.Refused),
-		slog.Bool("halted", s.Halted))
+		slog.Bool("halted", s.Halted),
+	}
+	if s.Halted {
+		attrs = append(attrs, slog.String("halt_code", string(s.Halt.Code)))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // Drain runs once: it receives until the queue is empty, the budget is
@@ -271,10 +283,13 @@ func (s Summary) LogValue() slog.Value {
 // sent finishes, and the messages not yet done are released.
 //
 // Before it receives, Drain checks the queues when the Queue is a
-// [Checker], and before each receive it asks the Mailer when it is a
-// [SendGate]: a run that could not send receives nothing. When sending
-// halts mid-run, the messages not done are handed back, hidden until
-// the time the halt gives ([HaltUntil]), or at once when it gives none.
+// [Checker], reads the [HaltRecord] when there is one, and before each
+// receive it asks the Mailer when it is a [SendGate]: a run that could
+// not send receives nothing. When sending halts mid-run, the messages
+// not done are handed back, hidden until the time the halt gives
+// ([HaltUntil]), or at once when it gives none; a halt that gives a
+// time is recorded in the HaltRecord, so that until then no other run
+// receives either.
 //
 // The error is non-nil only when the queue itself failed; the fate of
 // each message is in the Summary.
@@ -291,8 +306,9 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	// call is bounded by its client's own timeouts.
 	work := context.WithoutCancel(ctx)
 
-	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, held: map[string]Message{},
+	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
 		id: NewID()[:16], unsettled: map[string]bool{}}
+	r.recorded()
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
@@ -329,9 +345,93 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 			r.settle(held)
 		}
 	}
-	r.sum.Halted = r.halt != nil && r.halt != errShutdown
+	if r.halt != nil && r.halt != errShutdown {
+		r.sum.Halted = true
+		r.sum.Halt = Failure{Class: ClassHalt, Code: cmp.Or(CodeOf(r.halt), CodeHalted), Reason: secret.Redact(r.halt.Error())}
+	}
 	w.logger.Info("run finished", "run", r.id, "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
 	return r.sum, r.fatal
+}
+
+// halted stops the run's sending for err, unless it is stopped
+// already, and records the halt when it gives a time.
+func (r *run) halted(err error) {
+	if r.halt != nil {
+		return
+	}
+	r.halt = err
+	until, ok := RetryAfter(err)
+	if !ok || !r.keep || r.w.halts == nil {
+		return
+	}
+	now := r.w.now().UTC()
+	n := HaltNote{
+		Code:     cmp.Or(CodeOf(err), CodeHalted),
+		Reason:   clip(secret.Redact(err.Error()), maxHaltReason),
+		Until:    until.UTC(),
+		Schedule: r.w.cfg.Schedule,
+		At:       now,
+	}
+	// The same halt again, soon after the last one ended: its cause is
+	// still there (an unverified sender, a lost permission) and needs a
+	// person. Each such run costs its messages a receive, and enough of
+	// them would move healthy messages to the DLQ, so the halt doubles,
+	// up to HaltMax.
+	if p := r.prev; p != nil && p.Code == n.Code && now.Sub(p.Until) < p.Until.Sub(p.At)+time.Hour {
+		if d := min(2*p.Until.Sub(p.At), HaltMax); now.Add(d).After(n.Until) {
+			n.Until = now.Add(d)
+		}
+	}
+	if err := r.w.halts.Put(r.ctx, n); err != nil {
+		r.w.logger.Error("halt record: not written; other runs will receive and meet the same halt", "err", err)
+		return
+	}
+	r.w.logger.Info("halt recorded: no run receives before it ends", "until", n.Until, "code", n.Code)
+}
+
+// HaltMax bounds how long a repeated halt is recorded for: well under
+// SQS's 12 hours of visibility from a receive.
+const HaltMax = 6 * time.Hour
+
+// maxHaltReason bounds the reason a HaltNote keeps, in bytes.
+const maxHaltReason = 2000
+
+// clip cuts s to at most n bytes, on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// recorded halts the run before it receives when the HaltRecord holds
+// a halt that has not ended. A record that cannot be read halts
+// nothing: the run goes on, and meets the cause itself if it is still
+// there.
+func (r *run) recorded() {
+	if r.w.halts == nil {
+		return
+	}
+	n, ok, err := r.w.halts.Get(r.ctx)
+	switch {
+	case err != nil:
+		r.w.logger.Warn("halt record: cannot read it; receiving anyway", "err", err)
+		return
+	case !ok:
+		return
+	case !n.Until.After(r.w.now()):
+		r.w.logger.Debug("halt record: ended; ignored", "until", n.Until, "code", n.Code)
+		r.prev = &n
+		return
+	}
+	where := cmp.Or(n.Where, "the halt record")
+	r.halt = HaltUntil(Fail(cmp.Or(n.Code, CodeHalted), ClassHalt, fmt.Errorf(
+		"sending halted until %s by an earlier run (schedule %q on %q at %s): %s; once its cause is fixed, delete %s to send sooner",
+		n.Until.UTC().Format(time.RFC3339), n.Schedule, n.Host, n.At.UTC().Format(time.RFC3339), n.Reason, where)), n.Until)
+	r.w.logger.Warn("not receiving: an earlier run's halt holds; messages stay on the queue", "until", n.Until, "code", n.Code, "record", where)
 }
 
 // errShutdown halts a run that was told to stop mid-way.
@@ -353,8 +453,14 @@ type run struct {
 	headNative bool
 	// id names the run in its ledger claims.
 	id string
+	// prev is the halt record an earlier run left, ended: a new halt
+	// with its code lasts longer.
+	prev *HaltNote
 	// unsettled holds the email ids counted in MaybeSent, once each.
 	unsettled map[string]bool
+	// keep makes a halt with a retry time go to the HaltRecord; Preview
+	// leaves it off.
+	keep bool
 
 	mu   sync.Mutex
 	held map[string]Message // by receipt handle: received, not yet settled
@@ -433,7 +539,7 @@ func (r *run) admit() bool {
 	case err == nil:
 		return true
 	case IsHalt(err):
-		r.halt = err
+		r.halted(err)
 		r.w.logger.Warn("not receiving: sending is halted; messages stay on the queue", "err", err)
 		return false
 	}
@@ -558,21 +664,33 @@ type headResult struct {
 	err  error
 }
 
-// head asks the ObjectStore about an object once per batch.
+// head asks the ObjectStore about an object once per batch. A halt
+// (the reports cannot be read) halts the run, and no object is asked
+// about after it.
 func (r *run) head(cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
+	if r.halt != nil {
+		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", r.halt))
+	}
 	k := bucket + "/" + key // bucket names hold no "/"
 	if h, ok := cache[k]; ok {
 		return h.info, h.err
 	}
 	info, err := r.w.objects.Head(r.ctx, bucket, key)
 	cache[k] = headResult{info, err}
+	if ClassOf(err) == ClassHalt {
+		r.halted(err)
+		r.w.logger.Warn("stopping this run: a report cannot be read; held messages go back to the queue", "object", "s3://"+k, "err", err)
+	}
 	return info, err
 }
 
 // headCode is the code of a failed HeadObject that carries none.
 func headCode(err error) Code {
-	if IsPermanent(err) {
+	switch ClassOf(err) {
+	case ClassPermanent:
 		return CodeObjectMissing
+	case ClassHalt:
+		return CodeHalted
 	}
 	return CodeHeadFailed
 }
@@ -877,7 +995,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 	}
 	if err != nil {
 		if IsHalt(err) && r.halt == nil {
-			r.halt = err
+			r.halted(err)
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
 		if IsAmbiguous(err) {

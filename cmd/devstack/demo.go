@@ -95,8 +95,10 @@ func demo(ctx context.Context, bin, out string, w io.Writer, keepServing bool) e
 		return err
 	}
 	defer e.close()
-	fmt.Fprintf(w, "== reportmailer demo ==\nLocal stack (all on 127.0.0.1, in this process):\n  SQS %s   S3 %s   SES v2 %s   CloudFront-style edge %s\n\n",
+	fmt.Fprintf(w, "== reportmailer demo ==\nLocal stack (all on 127.0.0.1, in this process):\n  SQS %s   S3 %s   SES v2 %s   CloudFront-style edge %s\n",
 		e.stack.SQSURL, e.stack.S3URL, e.stack.SESURL, e.edge.URL)
+	fmt.Fprintf(w, "reportmailer reaches SQS, S3 and SES through a proxy that enforces, as IAM would,\nthe least-privilege policy `reportmailer iam` declares for the config (%s).\n\n",
+		filepath.Join(out, "iam-policy.json"))
 
 	fmt.Fprintf(w, "Uploaded %d reports to the private bucket s3://%s:\n", len(samples), bucket)
 	for _, s := range samples {
@@ -218,7 +220,21 @@ func demo(ctx context.Context, bin, out string, w io.Writer, keepServing bool) e
 		problems = append(problems, fmt.Sprintf("redelivery sent %d more emails", extra))
 	}
 
-	fmt.Fprintf(w, "\nFiles: %s (config, keys, drain.log, emails/*.html and *.eml)\n", out)
+	calls, denied, refusals := e.iamSummary()
+	if denied == 0 {
+		fmt.Fprintf(w, "\nIAM: every call allowed by the declared least-privilege policy (%d calls, 0 denied)\n", calls)
+	} else {
+		fmt.Fprintf(w, "\nIAM: %d of %d calls denied by the declared least-privilege policy:\n", denied, calls)
+		for _, r := range refusals {
+			fmt.Fprintf(w, "  %s\n", r)
+		}
+		problems = append(problems, fmt.Sprintf("the declared policy denied %d calls", denied))
+	}
+	if calls == 0 {
+		problems = append(problems, "no call went through the permission proxies")
+	}
+
+	fmt.Fprintf(w, "\nFiles: %s (config, keys, iam-policy.json, drain.log, emails/*.html and *.eml)\n", out)
 	if len(problems) > 0 {
 		return fmt.Errorf("demo found problems:\n  %s", strings.Join(problems, "\n  "))
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -38,6 +39,14 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+	// Every call the worker made went through the permission proxies,
+	// and the policy `reportmailer iam` declares allowed each one.
+	if m := regexp.MustCompile(`IAM: every call allowed by the declared least-privilege policy \((\d+) calls, 0 denied\)`).FindStringSubmatch(stdout.String()); m == nil || m[1] == "0" {
+		t.Errorf("demo output lacks the IAM line with some calls, none denied")
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "iam-policy.json")); err != nil || !bytes.Contains(b, []byte(`"s3:ListBucket"`)) {
+		t.Errorf("demo should leave the policy it enforced: %v", err)
 	}
 	// A signature must not be printed whole.
 	if strings.Contains(stdout.String(), "Signature=") && !strings.Contains(stdout.String(), "…&Key-Pair-Id") {

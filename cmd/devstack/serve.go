@@ -76,7 +76,7 @@ func serveInbox(ctx context.Context, e *env, w io.Writer) error {
 	go func() { defer wg.Done(); cmd.Wait() }()
 
 	fmt.Fprintf(w, "\nServing until Ctrl-C:\n  inbox  http://%s/\n  edge   %s\n  reportmailer serve is running (log: %s)\n\nTo send more events:\n", ln.Addr(), e.edge.URL, filepath.Join(e.out, "serve.log"))
-	for _, kv := range e.awsEnv {
+	for _, kv := range e.stackEnv {
 		fmt.Fprintf(w, "  export %s\n", kv)
 	}
 	fmt.Fprintf(w, "  aws sqs send-message --queue-url %s --message-body file://event.json\n", e.queueURL)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -24,8 +25,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/internal/devstack"
 	"github.com/reportmailer/reportmailer/internal/edge"
+	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
 const (
@@ -43,8 +46,13 @@ type env struct {
 	sqs           *sqs.Client
 	queueURL, dlq string
 	config        string // path of the generated config file
-	awsEnv        []string
-	closers       []func()
+	// proxies stand between reportmailer and the stack, enforcing the
+	// policy `reportmailer iam` declares for the config.
+	proxies []*awsproxy.Proxy
+	// awsEnv points reportmailer at the proxies; stackEnv points a
+	// person's own aws commands at the stack itself.
+	awsEnv, stackEnv []string
+	closers          []func()
 }
 
 // up starts the stack, the edge and the queues, makes a key pair and
@@ -66,6 +74,20 @@ func up(ctx context.Context, bin, out string, logger *slog.Logger) (*env, error)
 	}
 	e.stack = stack
 	e.closers = append(e.closers, func() { stack.Close() })
+	// Nothing is allowed until the config's policy is known.
+	for _, x := range []struct {
+		svc    awsproxy.Service
+		target string
+	}{{awsproxy.SQS, stack.SQSURL}, {awsproxy.S3, stack.S3URL}, {awsproxy.SES, stack.SESURL}} {
+		p, err := awsproxy.New(awsproxy.Options{Service: x.svc, Target: x.target, Region: devstack.Region, Account: devstack.AccountID,
+			Policy: &iam.Document{Version: iam.Version, Statement: []iam.Statement{}}})
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.proxies = append(e.proxies, p)
+		e.closers = append(e.closers, p.Close)
+	}
 
 	creds := credentials.NewStaticCredentialsProvider("demo", "demo", "")
 	e.s3 = s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(stack.S3URL), UsePathStyle: true, Credentials: creds})
@@ -148,16 +170,61 @@ schedules:
 		return nil, err
 	}
 	// The same variables the SDK reads in production, pointed at the
-	// local stack.
-	e.awsEnv = []string{
-		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=demo", "AWS_SECRET_ACCESS_KEY=demo",
-		"AWS_ENDPOINT_URL_SQS=" + stack.SQSURL,
-		"AWS_ENDPOINT_URL_S3=" + stack.S3URL,
-		"AWS_ENDPOINT_URL_SESV2=" + stack.SESURL,
-		"AWS_EC2_METADATA_DISABLED=true",
+	// local stack: through the proxies for reportmailer, directly for
+	// anyone else.
+	common := []string{"AWS_REGION=" + devstack.Region, "AWS_ACCESS_KEY_ID=demo", "AWS_SECRET_ACCESS_KEY=demo", "AWS_EC2_METADATA_DISABLED=true"}
+	e.awsEnv = append(slices.Clone(common),
+		"AWS_ENDPOINT_URL_SQS="+e.proxies[0].URL, "AWS_ENDPOINT_URL_S3="+e.proxies[1].URL, "AWS_ENDPOINT_URL_SESV2="+e.proxies[2].URL)
+	e.stackEnv = append(slices.Clone(common),
+		"AWS_ENDPOINT_URL_SQS="+stack.SQSURL, "AWS_ENDPOINT_URL_S3="+stack.S3URL, "AWS_ENDPOINT_URL_SESV2="+stack.SESURL)
+	if err := e.enforceDeclaredPolicy(ctx); err != nil {
+		e.close()
+		return nil, err
 	}
 	return e, nil
+}
+
+// enforceDeclaredPolicy asks the binary for the least-privilege policy
+// of the config (`reportmailer iam`, as a deployment would), keeps it in
+// out/iam-policy.json and has the proxies enforce it.
+func (e *env) enforceDeclaredPolicy(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, e.bin, "iam", "-config", e.config, "-region", devstack.Region, "-account", devstack.AccountID)
+	cmd.Env = append(cleanEnv(), e.stackEnv...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("reportmailer iam: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var policy iam.Document
+	if err := json.Unmarshal(out, &policy); err != nil {
+		return fmt.Errorf("reportmailer iam: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(e.out, "iam-policy.json"), out, 0o644); err != nil {
+		return err
+	}
+	for _, p := range e.proxies {
+		p.SetPolicy(&policy)
+	}
+	return nil
+}
+
+// iamSummary counts the calls reportmailer made through the proxies and
+// those the policy refused (with a line for each refusal).
+func (e *env) iamSummary() (calls, denied int, refusals []string) {
+	for _, p := range e.proxies {
+		for _, c := range p.AllCounts() {
+			calls += c.Seen
+			denied += c.Denied
+		}
+		for _, d := range p.Denials() {
+			refusals = append(refusals, fmt.Sprintf("%s: no statement allows %s on %s", d.Operation, d.Action, d.Resource))
+		}
+		if n := p.Counts("Unknown").Denied; n > 0 {
+			refusals = append(refusals, fmt.Sprintf("%d requests the proxy could not identify", n))
+		}
+	}
+	return calls, denied, refusals
 }
 
 func (e *env) close() {

@@ -1,66 +1,150 @@
 package main
 
-// Least privilege: the integration tests run the command through
-// internal/awsproxy, which enforces the policy worker/iam declares, so a
-// call the declaration forgot fails here as it would on AWS, and S3
-// answers a missing key with 403 wherever the declaration lacks
-// s3:ListBucket.
+// Least privilege: every integration test (newITEnv) runs the command
+// through internal/awsproxy, which enforces the policy worker/iam
+// declares for the configs the test writes. A call the declaration
+// forgot fails the test as it would fail on AWS, and S3 answers a
+// missing key with 403 wherever the declaration lacks s3:ListBucket.
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
-	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/internal/emulator"
 	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
-// withLeastPrivilege puts an awsproxy in front of each of e's emulators,
-// enforcing the policy `reportmailer iam` writes for the config at
-// cfgPath and cmds (drain and serve when none are given), and points the
-// command at the proxies through AWS_ENDPOINT_URL_SQS, _S3 and _SESV2.
-// The test's own clients (e.sqs, e.s3) keep talking to the emulators
-// directly. When the test ends, any request the policy refused fails it:
-// under the declared policy the command must never be denied.
-//
-// Call it after newITEnv and e.config, before running the command:
-//
-//	e := newITEnv(t, "goaws")
-//	q, dlq := e.queues(t)
-//	cfg := e.config(t, q, dlq) // the config must set reports.bucket
-//	set := withLeastPrivilege(t, e, cfg)
-//	code, out, logs := drain(t, cfg)
-//
-// The returned set gives each proxy's counts (set.SES.Counts("SendEmail"))
-// and takes faults (set.S3.Inject(awsproxy.Fault{...})).
-func withLeastPrivilege(t *testing.T, e *itEnv, cfgPath string, cmds ...iam.Command) awsproxy.Set {
+// lpState is what an itEnv keeps about the policy its proxies enforce.
+type lpState struct {
+	// set stands in front of the env's emulators; the command's
+	// AWS_ENDPOINT_URL_* variables point at it.
+	set awsproxy.Set
+	// proxies are every proxy the env started: the set's, and those in
+	// front of an SES a test started for itself (useSES).
+	proxies []*awsproxy.Proxy
+	// policy is the union of the policies declared for the configs
+	// written in the env; nothing is allowed before the first.
+	policy iam.Document
+	// pinned is set when a test chose the policy itself (pinPolicy):
+	// configs written later no longer widen it.
+	pinned bool
+	// denialsExpected is set by a test that breaks permissions on
+	// purpose and checks the denials itself.
+	denialsExpected bool
+	// reported counts the denials of each proxy already reported.
+	reported map[*awsproxy.Proxy]int
+}
+
+// startProxies puts a permission proxy in front of each of e's
+// emulators and points the command at them. The proxies allow nothing
+// until e.config (or e.checkConfig) declares a policy; when the test
+// ends, any request they refused fails it.
+func (e *itEnv) startProxies(t *testing.T) {
 	t.Helper()
-	policy := leastPrivilege(t, cfgPath, cmds...)
-	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL},
-		awsproxy.Options{Policy: &policy})
-	for k, v := range set.Env() {
+	e.lp.policy = iam.Document{Version: iam.Version, Statement: []iam.Statement{}}
+	e.lp.reported = map[*awsproxy.Proxy]int{}
+	e.lp.set = awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL}, awsproxy.Options{Policy: e.policyCopy()})
+	e.lp.proxies = []*awsproxy.Proxy{e.lp.set.SQS, e.lp.set.S3, e.lp.set.SES}
+	for k, v := range e.lp.set.Env() {
 		t.Setenv(k, v)
 	}
-	t.Cleanup(func() {
-		for _, p := range []*awsproxy.Proxy{set.SQS, set.S3, set.SES} {
-			for _, d := range p.Denials() {
-				t.Errorf("under the declared policy, %s was denied %s on %s (missing key: %v)", d.Operation, d.Action, d.Resource, d.MissingKey)
+	t.Cleanup(func() { e.failDenials(t) })
+}
+
+// policyCopy is the policy to hand a proxy: a copy, so that widening
+// it later does not change what a proxy reads under its lock.
+func (e *itEnv) policyCopy() *iam.Document {
+	d := e.lp.policy
+	d.Statement = slices.Clone(d.Statement)
+	return &d
+}
+
+// allow widens the env's policy by what the code declares for the
+// config at cfgPath and cmds (by default what `reportmailer iam`
+// declares for a deployment: drain, serve, keys and check). Denials are
+// reported when t ends, so a subtest's denial fails that subtest.
+func (e *itEnv) allow(t *testing.T, cfgPath string, cmds ...iam.Command) {
+	t.Helper()
+	d := leastPrivilege(t, cfgPath, cmds...)
+	if !e.lp.pinned {
+		e.lp.policy.Statement = append(e.lp.policy.Statement, d.Statement...)
+		e.setPolicy(e.policyCopy())
+	}
+	t.Cleanup(func() { e.failDenials(t) })
+}
+
+// pinPolicy makes every proxy of the env enforce d from now on, for a
+// test that narrows the permissions itself; configs written afterwards
+// no longer widen it. Denials still fail the test unless it calls
+// expectDenials.
+func (e *itEnv) pinPolicy(d iam.Document) {
+	e.lp.pinned = true
+	e.lp.policy = d
+	e.setPolicy(e.policyCopy())
+}
+
+// expectDenials is for a test that breaks permissions on purpose: the
+// requests refused no longer fail it, and it checks them itself.
+func (e *itEnv) expectDenials() { e.lp.denialsExpected = true }
+
+func (e *itEnv) setPolicy(d *iam.Document) {
+	for _, p := range e.lp.proxies {
+		p.SetPolicy(d)
+	}
+}
+
+// failDenials fails t with each request refused since the last report:
+// under the declared policy the command must never be denied.
+func (e *itEnv) failDenials(t errorReporter) {
+	t.Helper()
+	for _, p := range e.lp.proxies {
+		ds := p.Denials()
+		if !e.lp.denialsExpected {
+			for _, d := range ds[e.lp.reported[p]:] {
+				t.Errorf("under the declared least-privilege policy, %s was denied %s on %s (missing key: %v)", d.Operation, d.Action, d.Resource, d.MissingKey)
 			}
 		}
+		e.lp.reported[p] = len(ds)
+	}
+}
+
+// errorReporter is the part of testing.T failDenials uses.
+type errorReporter interface {
+	Helper()
+	Errorf(format string, args ...any)
+}
+
+// useSES starts another aws-ses-v2-local, whose GetAccount answers
+// account, for the rest of test t, behind a proxy that enforces the
+// env's policy, and points the command at it.
+func (e *itEnv) useSES(t *testing.T, account string) {
+	t.Helper()
+	p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.SES, Target: emulator.StartSESLocal(t, account), Policy: e.policyCopy()})
+	e.lp.proxies = append(e.lp.proxies, p)
+	t.Setenv("AWS_ENDPOINT_URL_SESV2", p.URL)
+	t.Cleanup(func() {
+		e.failDenials(t)
+		e.lp.proxies = slices.DeleteFunc(e.lp.proxies, func(q *awsproxy.Proxy) bool { return q == p })
 	})
-	return set
 }
 
 // leastPrivilege is the policy `reportmailer iam` prints for the config
-// at cfgPath and cmds, in devstack's region and account.
+// at cfgPath and cmds (by default those it prints a policy for without
+// -command), in devstack's region and account.
 func leastPrivilege(t *testing.T, cfgPath string, cmds ...iam.Command) iam.Document {
 	t.Helper()
 	if len(cmds) == 0 {
-		cmds = []iam.Command{iam.Drain, iam.Serve}
+		var err error
+		if cmds, err = iam.ParseCommands(iamCommandsDefault); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := config.Load(cfgPath)
 	if err != nil {
@@ -73,29 +157,11 @@ func leastPrivilege(t *testing.T, cfgPath string, cmds ...iam.Command) iam.Docum
 	return iam.For(in, cmds...)
 }
 
-// configWithReports is e.config with reports.bucket set, which the
-// policy needs to name the reports bucket.
-func configWithReports(t *testing.T, e *itEnv, queueURL, dlqURL string) string {
-	t.Helper()
-	p := e.config(t, queueURL, dlqURL)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), "\nreports:") {
-		b = append(b, "reports: {bucket: "+itBucket+"}\n"...)
-	}
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// TestDrainUnderLeastPrivilege runs drain and keys through the
-// permission layer with exactly the declared policy: every call the
-// worker makes must be allowed, and a missing report must still answer
-// 404 (and be dead-lettered at once), which it does only because the
-// policy grants s3:ListBucket on the reports' prefix.
+// TestDrainUnderLeastPrivilege runs drain under the policy declared
+// for drain alone, and keys under the one for keys alone: every call
+// must be allowed, and a missing report must still answer 404 (and be
+// dead-lettered at once), which it does only because the policy grants
+// s3:ListBucket on the reports' prefix.
 func TestDrainUnderLeastPrivilege(t *testing.T) {
 	for _, emu := range sqsEmulators {
 		t.Run(emu, func(t *testing.T) { testDrainUnderLeastPrivilege(t, emu) })
@@ -105,8 +171,8 @@ func TestDrainUnderLeastPrivilege(t *testing.T) {
 func testDrainUnderLeastPrivilege(t *testing.T, sqsEmulator string) {
 	e := newITEnv(t, sqsEmulator)
 	q, dlq := e.queues(t)
-	cfg := configWithReports(t, e, q, dlq)
-	set := withLeastPrivilege(t, e, cfg)
+	cfg := e.config(t, q, dlq, iam.Drain)
+	set := e.lp.set
 
 	e.put(t, "lp/q3.pdf", map[string]string{"user-email": "ana@acme.example"})
 	e.send(t, q, nativeBody("lp-1", "ana", nil, "lp/q3.pdf"))
@@ -130,8 +196,7 @@ func testDrainUnderLeastPrivilege(t *testing.T, sqsEmulator string) {
 	}
 
 	// keys reads the records drain wrote, under the keys policy alone.
-	keysPolicy := leastPrivilege(t, cfg, iam.Keys)
-	set.SetPolicy(&keysPolicy)
+	e.pinPolicy(leastPrivilege(t, cfg, iam.Keys))
 	var stdout, stderr bytes.Buffer
 	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
 	if code := m.Run(context.Background(), []string{"keys", "-config", cfg}); code != ExitOK || !strings.Contains(stdout.String(), itKeyID) {
@@ -142,17 +207,36 @@ func testDrainUnderLeastPrivilege(t *testing.T, sqsEmulator string) {
 	}
 }
 
-// TestBinaryLinksNoTestInfrastructure: nothing under internal/ (the
-// emulators, the edge, the permission proxy) is part of the production
-// binary.
-func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatal(err)
+// TestITEnvReportsDenials: the command really goes through the proxies
+// newITEnv starts, a call no policy allows is refused, and the refusal
+// is reported as a failure. Without this, a suite that bypassed the
+// proxies, or dropped their denials, would still pass.
+func TestITEnvReportsDenials(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	e.pinPolicy(iam.Document{Version: iam.Version, Statement: []iam.Statement{}})
+	if code, out, logs := drain(t, cfg); code != ExitFailure {
+		t.Errorf("drain allowed nothing: exit %d, want %d: %s\n%s", code, ExitFailure, out, logs)
 	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "github.com/reportmailer/reportmailer/internal/") {
-			t.Errorf("the production binary depends on %s", dep)
-		}
+	var rec errorRecorder
+	e.failDenials(&rec)
+	want := "GetQueueAttributes was denied sqs:GetQueueAttributes on arn:aws:sqs:us-east-1:000000000000:"
+	if len(rec.errs) == 0 || !strings.Contains(rec.errs[0], want) {
+		t.Errorf("reported %q, want a first failure saying %q", rec.errs, want)
 	}
+	rec.errs = nil
+	e.failDenials(&rec)
+	if len(rec.errs) != 0 {
+		t.Errorf("denials reported twice: %q", rec.errs)
+	}
+}
+
+// errorRecorder keeps what failDenials would fail a test with.
+type errorRecorder struct{ errs []string }
+
+func (r *errorRecorder) Helper() {}
+
+func (r *errorRecorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }

@@ -23,9 +23,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/reportmailer/reportmailer/config"
-	"github.com/reportmailer/reportmailer/internal/awsproxy"
-	"github.com/reportmailer/reportmailer/internal/devstack"
 	"github.com/reportmailer/reportmailer/internal/emulator"
 	"github.com/reportmailer/reportmailer/worker/iam"
 )
@@ -102,7 +99,8 @@ func (e *itEnv) checkQueues(t *testing.T, spec queueSpec) (string, string) {
 	return q, dlqURL
 }
 
-// checkConfig writes a config for check; edit changes the YAML first.
+// checkConfig writes a config for check (edit changes the YAML first),
+// and widens the policy the env enforces as e.config does.
 func (e *itEnv) checkConfig(t *testing.T, queueURL, dlqURL string, edit func(string) string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`sender: {from: "Reports <reports@acme.example>"}
@@ -119,6 +117,7 @@ schedules:
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	e.allow(t, p)
 	return p
 }
 
@@ -239,7 +238,7 @@ func TestCheckAWS(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					if tt.ses != nil {
-						t.Setenv("AWS_ENDPOINT_URL_SESV2", emulator.StartSESLocal(t, sesAccount(t, tt.ses)))
+						e.useSES(t, sesAccount(t, tt.ses))
 					}
 					q, dlq := e.checkQueues(t, tt.spec)
 					cfg := e.checkConfig(t, q, dlq, func(s string) string {
@@ -272,10 +271,10 @@ func TestCheckAWS(t *testing.T) {
 
 func TestCheckAWSSandboxOnlyWarns(t *testing.T) {
 	e := newITEnv(t, "goaws")
-	t.Setenv("AWS_ENDPOINT_URL_SESV2", emulator.StartSESLocal(t, sesAccount(t, map[string]any{
+	e.useSES(t, sesAccount(t, map[string]any{
 		"ProductionAccessEnabled": false,
 		"SendQuota":               map[string]any{"Max24HourSend": 200, "MaxSendRate": 1, "SentLast24Hours": 12},
-	})))
+	}))
 	q, dlq := e.checkQueues(t, goodQueues)
 	code, out, errOut := runCheck(t, "-aws", "-config", e.checkConfig(t, q, dlq, nil))
 	if code != ExitOK || len(failLines(out)) != 0 {
@@ -413,15 +412,11 @@ schedules: [{name: d, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/q", dead
 }
 
 // checkPolicy is the least-privilege policy the code declares for
-// check -aws on e's stack, without the actions drop names.
-func (e *itEnv) checkPolicy(q, dlq string, drop ...string) iam.Document {
-	d := iam.For(iam.Inputs{
-		Region: devstack.Region, Account: devstack.AccountID,
-		ReportsBucket: itBucket, ReportsPrefix: checkReportsPath,
-		StateBucket: itBucket, LedgerPrefix: config.LedgerPrefixDefault,
-		Queues: []iam.QueuePair{{URL: q, DeadLetterURL: dlq}},
-		From:   "Reports <reports@acme.example>",
-	}, iam.Check)
+// check -aws alone and the config at cfgPath, without the actions drop
+// names.
+func checkPolicy(t *testing.T, cfgPath string, drop ...string) iam.Document {
+	t.Helper()
+	d := leastPrivilege(t, cfgPath, iam.Check)
 	var kept []iam.Statement
 	for _, s := range d.Statement {
 		s.Action = slices.DeleteFunc(slices.Clone(s.Action), func(a string) bool { return slices.Contains(drop, a) })
@@ -433,31 +428,17 @@ func (e *itEnv) checkPolicy(q, dlq string, drop ...string) iam.Document {
 	return d
 }
 
-// behindProxy points the command at a permission proxy in front of e's
-// emulators, enforcing policy.
-func (e *itEnv) behindProxy(t *testing.T, policy iam.Document) awsproxy.Set {
-	t.Helper()
-	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL}, awsproxy.Options{Policy: &policy})
-	for k, v := range set.Env() {
-		t.Setenv(k, v)
-	}
-	return set
-}
-
-// The policy the code declares for check is enough for check: under it,
-// a correct set-up passes, with 404s for missing keys.
+// The policy the code declares for check alone is enough for check:
+// under it, a correct set-up passes, with 404s for missing keys. (Any
+// denial fails the test.)
 func TestCheckAWSUnderDeclaredPolicy(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	q, dlq := e.checkQueues(t, goodQueues)
-	set := e.behindProxy(t, e.checkPolicy(q, dlq))
-	code, out, errOut := runCheck(t, "-aws", "-config", e.checkConfig(t, q, dlq, nil))
+	cfg := e.checkConfig(t, q, dlq, nil)
+	e.pinPolicy(checkPolicy(t, cfg))
+	code, out, errOut := runCheck(t, "-aws", "-config", cfg)
 	if code != ExitOK || len(failLines(out)) != 0 {
 		t.Fatalf("exit %d under the declared check policy, want 0 and no FAIL:\n%s%s", code, out, errOut)
-	}
-	for _, p := range []*awsproxy.Proxy{set.SQS, set.S3, set.SES} {
-		if d := p.Denials(); len(d) != 0 {
-			t.Errorf("the declared policy refused %+v", d)
-		}
 	}
 	if !strings.Contains(out, "ok    s3          reports missing key: a missing key under s3://it-reports/reports/ answers 404") {
 		t.Errorf("no 404 for a missing report:\n%s", out)
@@ -465,24 +446,46 @@ func TestCheckAWSUnderDeclaredPolicy(t *testing.T) {
 }
 
 // Without s3:ListBucket, S3 answers 403 for a missing key: check names
-// the statement to add, once for the bucket.
+// the statements to add, once for the bucket, as the declared policy
+// (`reportmailer iam`) has them: one per prefix, with its condition.
 func TestCheckAWSMissingKeyAnswers403WithoutListBucket(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	q, dlq := e.checkQueues(t, goodQueues)
-	e.behindProxy(t, e.checkPolicy(q, dlq, "s3:ListBucket"))
-	code, out, errOut := runCheck(t, "-aws", "-config", e.checkConfig(t, q, dlq, nil))
+	cfg := e.checkConfig(t, q, dlq, nil)
+	e.pinPolicy(checkPolicy(t, cfg, "s3:ListBucket"))
+	e.expectDenials()
+	var lists []string
+	for _, s := range checkPolicy(t, cfg).Statement {
+		if slices.Contains(s.Action, "s3:ListBucket") {
+			b, _ := json.Marshal(s)
+			lists = append(lists, string(b))
+		}
+	}
+	if len(lists) != 2 {
+		t.Fatalf("the declared policy has %d s3:ListBucket statements, want 2 (reports and ledger): %v", len(lists), lists)
+	}
+	code, out, errOut := runCheck(t, "-aws", "-config", cfg)
 	fails := failLines(out)
 	if code != ExitFailure || len(fails) != 1 {
 		t.Fatalf("exit %d with %d FAIL lines, want exit 1 and exactly one:\n%s%s", code, len(fails), out, errOut)
 	}
-	for _, want := range []string{
+	for _, want := range append([]string{
 		"bucket it-reports missing keys:",
 		"answers 403 AccessDenied, not 404",
 		"reportmailer/ledger/ (ledger)", "reports/ (reports)",
-		`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::it-reports"}`,
-	} {
+	}, lists...) {
 		if !strings.Contains(fails[0], want) {
 			t.Errorf("the FAIL line does not say %q:\n%s", want, fails[0])
+		}
+	}
+	// The only refusals are the missing keys the proxy turned into 403.
+	denials := e.lp.set.S3.Denials()
+	if len(denials) == 0 {
+		t.Error("the proxy refused nothing; the 403 did not come from the missing s3:ListBucket")
+	}
+	for _, d := range append(denials, append(e.lp.set.SQS.Denials(), e.lp.set.SES.Denials()...)...) {
+		if !d.MissingKey {
+			t.Errorf("denied %s %s on %s, not a missing key", d.Operation, d.Action, d.Resource)
 		}
 	}
 	if left := e.probesLeft(t); len(left) != 0 {

@@ -48,5 +48,19 @@ func (m *Main) config(_ context.Context, args []string) error {
 		}
 		fmt.Fprintf(m.Stdout, "  %s: mode %s, %s\n", s.Name, s.Mode, next)
 	}
+	fmt.Fprintln(m.Stdout, sesEventsLine(c.SESEvents))
 	return nil
+}
+
+// sesEventsLine says what becomes of a delivery whose SES answer was
+// lost.
+func sesEventsLine(e config.SESEvents) string {
+	if e.QueueURL == "" {
+		return fmt.Sprintf("ses events: not read; a delivery left \"sending\" is dead-lettered after %s for an operator to settle", e.Grace)
+	}
+	then := "dead-lettered"
+	if e.Unsettled == config.UnsettledResend {
+		then = "sent again"
+	}
+	return fmt.Sprintf("ses events: read from %s before each run; a delivery they leave \"sending\" for %s is %s", e.QueueURL, e.Grace, then)
 }

@@ -44,14 +44,14 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	}
 	watch := newRunWatch()
 	a.sqs = watch.sqs(a.sqs)
-	a.mailer = watch.mailer(a.mailer)
-	w, err := a.worker(s)
+	ws, err := a.scheduleWorkers(s)
 	if err != nil {
 		return err
 	}
-	sum, err := w.Drain(ctx)
-	cause := watch.failure(s, err)
-	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, cause))
+	settled := a.settleFromSES(ctx, s.Name)
+	sum, err := ws.forRun(settled).Drain(ctx)
+	cause := watch.failure(s, sum, err)
+	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
 	if cause != nil {
 		return cause
 	}
@@ -62,8 +62,8 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 }
 
 // summaryLine is drain's one line on stdout; cause, when the run
-// failed, ends it.
-func summaryLine(schedule string, s worker.Summary, cause error) string {
+// failed, ends it. settled is what SES's events settled before the run.
+func summaryLine(schedule string, s worker.Summary, settled settleRun, cause error) string {
 	status := "ok"
 	switch {
 	case cause != nil:
@@ -78,6 +78,7 @@ func summaryLine(schedule string, s worker.Summary, cause error) string {
 	if s.Unrecorded > 0 {
 		line += fmt.Sprintf(", unrecorded %d (sent, but the ledger still says sending)", s.Unrecorded)
 	}
+	line += ", " + settled.summary()
 	if cause != nil {
 		line += ": " + cause.Error()
 	}
@@ -85,16 +86,15 @@ func summaryLine(schedule string, s worker.Summary, cause error) string {
 }
 
 // runWatch sees, for one schedule's runs, what the worker's Summary
-// does not say: which queues SQS answered do not exist, and whether the
-// mailer halted the run before a single email was accepted (no
-// ses:GetAccount, sending paused, the quota spent). Either means the
-// run could not do its work, which drain reports as a failure (exit 1)
-// rather than as messages left for retry (exit 3).
+// does not say: which queues SQS answered do not exist. That, or a run
+// that halted before a single email was accepted (no ses:GetAccount,
+// sending paused, the sender not verified, the reports unreadable, an
+// earlier run's halt still holding), means the run could not do its
+// work, which drain reports as a failure (exit 1) rather than as
+// messages left for retry (exit 3).
 type runWatch struct {
 	mu      sync.Mutex
 	missing map[string]error // queue URL -> the error that said it does not exist
-	sent    bool             // an email was accepted
-	halt    error            // the mailer halted before any was
 }
 
 func newRunWatch() *runWatch { return &runWatch{missing: map[string]error{}} }
@@ -103,7 +103,7 @@ func newRunWatch() *runWatch { return &runWatch{missing: map[string]error{}} }
 func (w *runWatch) reset() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.missing, w.sent, w.halt = map[string]error{}, false, nil
+	w.missing = map[string]error{}
 }
 
 // sqs returns a client like c whose errors name the queue they are
@@ -181,32 +181,11 @@ func (e *queueError) Error() string {
 
 func (e *queueError) Unwrap() error { return e.Err }
 
-// mailer returns m, watched for a halt before the first accepted email.
-func (w *runWatch) mailer(m worker.Mailer) worker.Mailer { return watchedMailer{m, w} }
-
-type watchedMailer struct {
-	worker.Mailer
-	w *runWatch
-}
-
-func (m watchedMailer) Send(ctx context.Context, e worker.Email) (string, error) {
-	id, err := m.Mailer.Send(ctx, e)
-	m.w.mu.Lock()
-	defer m.w.mu.Unlock()
-	switch {
-	case err == nil:
-		m.w.sent = true
-	case worker.IsHalt(err) && !m.w.sent && m.w.halt == nil:
-		m.w.halt = err
-	}
-	return id, err
-}
-
-// failure returns why the run of s failed, or nil: err from Drain (the
-// queue failed), a dead-letter queue that does not exist, or a mailer
-// that could not start sending. Each names the schedule, and a queue by
-// its role and URL.
-func (w *runWatch) failure(s config.Schedule, err error) error {
+// failure returns why the run of s, which ended with sum and err,
+// failed, or nil: err from Drain (the queue failed), a dead-letter
+// queue that does not exist, or a halt before any email was accepted.
+// Each names the schedule, and a queue by its role and URL.
+func (w *runWatch) failure(s config.Schedule, sum worker.Summary, err error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	role := func(url string) string {
@@ -223,8 +202,8 @@ func (w *runWatch) failure(s config.Schedule, err error) error {
 		return fmt.Errorf("schedule %q: %w", s.Name, err)
 	case w.missing[s.DeadLetterQueueURL] != nil:
 		return fmt.Errorf("schedule %q: dead-letter queue %s: does not exist in this account and region, so messages that cannot be delivered stay on the queue", s.Name, s.DeadLetterQueueURL)
-	case w.halt != nil:
-		return fmt.Errorf("schedule %q: could not start sending: %w", s.Name, w.halt)
+	case sum.Halted && sum.Sent == 0:
+		return fmt.Errorf("schedule %q: could not start sending: %s", s.Name, sum.Halt.Reason)
 	}
 	return nil
 }

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
 	"github.com/reportmailer/reportmailer/internal/emulator"
 )
 
@@ -31,7 +34,7 @@ func TestDrainNamesAMissingQueue(t *testing.T) {
 			}{
 				{"queue", "", func(q, dlq string) (string, string) { return q + "-missing", dlq }, ExitFailure,
 					func(q, _ string) string {
-						return `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0: ` +
+						return `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0, settled 0: ` +
 							`schedule "it": queue ` + q + `-missing: does not exist in this account and region`
 					}},
 				{"queue and dead-letter queue", "", func(q, dlq string) (string, string) { return q + "-missing", dlq + "-missing" }, ExitFailure,
@@ -68,17 +71,20 @@ func TestDrainNamesAMissingQueue(t *testing.T) {
 // TestDrainFailsWhenSendingCannotStart: when SES's GetAccount fails and
 // no pacing.fallback_rate is set, the run cannot start sending; that is
 // a failure (exit 1) with the cause in the summary line, not messages
-// left for retry (exit 3). The message stays queued for the next run.
+// left for retry (exit 3). The quota gate sees it before the first
+// receive, so the message stays queued, not received, for the next run.
 func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	// aws-ses-v2-local answers GetAccount with "Bad Request Exception"
 	// when its account lacks a field.
-	t.Setenv("AWS_ENDPOINT_URL_SESV2", emulator.StartSESLocal(t, `{}`))
+	e.useSES(t, `{}`)
 	q, dlq := e.queues(t)
 	e.put(t, "halt/a.pdf", nil)
 	e.send(t, q, nativeBody("evt-halt", "hal", nil, "halt/a.pdf"))
 	code, out, logs := drain(t, e.config(t, q, dlq))
-	want := `drain it: failed: received 1, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 1, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0: ` +
+	// The quota is asked before the first receive, so the message is not
+	// even received: a receive would count towards maxReceiveCount.
+	want := `drain it: failed: received 0, sent 0 emails, acked 0, dropped 0, dead-lettered 0, retrying 0, duplicates 0, maybe sent 0, maybe duplicated 0, refused 0, settled 0: ` +
 		`schedule "it": could not start sending: ses quota: operation error SESv2: GetAccount`
 	if code != ExitFailure || !strings.HasPrefix(out, want) {
 		t.Errorf("exit %d, stdout %q\nwant exit %d and %q\n%s", code, out, ExitFailure, want, logs)
@@ -88,6 +94,11 @@ func TestDrainFailsWhenSendingCannotStart(t *testing.T) {
 	}
 	if d := e.dead(t, dlq); len(d) != 0 {
 		t.Errorf("dead-lettered %v: the message is not at fault", d)
+	}
+	// Not received: still visible at once, not hidden by a halted run.
+	out2, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &q, WaitTimeSeconds: 0, MaxNumberOfMessages: 1})
+	if err != nil || len(out2.Messages) != 1 {
+		t.Errorf("the message is not visible after a run that could not send (err %v): it was received and hidden", err)
 	}
 }
 
@@ -144,4 +155,32 @@ func (w *signalWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestDrainReceivesNothingWithTheQuotaSpent: with the 24-hour quota
+// already spent, drain asks SES before it receives, so the message is
+// not received (a receive counts towards maxReceiveCount) and the run
+// says why.
+func TestDrainReceivesNothingWithTheQuotaSpent(t *testing.T) {
+	e := newITEnv(t, "fauxqs")
+	spent := strings.Replace(emulator.DefaultSESAccount, `"SentLast24Hours": 0`, `"SentLast24Hours": 50000`, 1)
+	if spent == emulator.DefaultSESAccount {
+		t.Fatal("the default account no longer has SentLast24Hours 0")
+	}
+	e.useSES(t, spent)
+	q, dlq := e.queues(t)
+	e.put(t, "quota/a.pdf", nil)
+	e.send(t, q, nativeBody("evt-quota", "quin", nil, "quota/a.pdf"))
+	code, out, logs := drain(t, e.config(t, q, dlq))
+	if code != ExitFailure || !strings.HasPrefix(out, "drain it: failed: received 0,") || !strings.Contains(out, "could not start sending") {
+		t.Errorf("exit %d, stdout %q; want exit %d, nothing received, and the cause\n%s", code, out, ExitFailure, logs)
+	}
+	out2, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &q, MaxNumberOfMessages: 1,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
+	if err != nil || len(out2.Messages) != 1 {
+		t.Fatalf("the message is not visible after the run (err %v)", err)
+	}
+	if n := out2.Messages[0].Attributes["ApproximateReceiveCount"]; n != "1" {
+		t.Errorf("ApproximateReceiveCount %s after the test's own receive; want 1: the run received it", n)
+	}
 }

@@ -69,6 +69,7 @@ func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
 		From:             c.Sender.From,
 		ConfigurationSet: c.Sender.ConfigurationSet,
 		CloudFront:       c.Links.CloudFront != nil,
+		EventsQueueURL:   c.SESEvents.QueueURL,
 	}
 	if cf := c.Links.CloudFront; cf != nil {
 		in.DistributionID = cf.DistributionID

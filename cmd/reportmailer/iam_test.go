@@ -146,7 +146,8 @@ func TestIAMInputsFromConfig(t *testing.T) {
 	if in.ReportsBucket != "acme-reports" || in.ReportsPrefix != "reports/" || in.StateBucket != "acme-reportmailer-state" ||
 		in.LedgerPrefix != "reportmailer/ledger/" || in.KeyRecordsPrefix != "reportmailer/keys/" || !in.CloudFront ||
 		in.Account != "123456789012" || in.From != c.Sender.From || len(in.Queues) != 2 ||
-		in.Queues[1].DeadLetterURL != "https://sqs.eu-west-2.amazonaws.com/123456789012/reports-daily-dlq" {
+		in.Queues[1].DeadLetterURL != "https://sqs.eu-west-2.amazonaws.com/123456789012/reports-daily-dlq" ||
+		in.EventsQueueURL != "https://sqs.eu-west-2.amazonaws.com/123456789012/reportmailer-ses-events" {
 		t.Errorf("iamInputs = %+v", in)
 	}
 	// The key records live where keyExpiries writes them.

@@ -40,6 +40,7 @@ import (
 	"github.com/reportmailer/reportmailer/internal/devstack"
 	"github.com/reportmailer/reportmailer/internal/edge"
 	"github.com/reportmailer/reportmailer/internal/emulator"
+	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/link"
 )
 
@@ -48,12 +49,16 @@ const (
 	itKeyID  = "KITEST00000001"
 )
 
-// itEnv is one emulator set-up shared by the cases of a test.
+// itEnv is one emulator set-up shared by the cases of a test. The
+// command reaches the emulators only through permission proxies that
+// enforce the declared least-privilege policy (aws_test.go); the test's
+// own clients (sqs, s3, the edge, emails) talk to them directly.
 type itEnv struct {
 	name       string
-	sqsURL     string
+	sqsURL     string // the emulators' URLs, not the command's
 	s3URL      string
 	sesURL     string
+	lp         lpState
 	sqs        *sqs.Client
 	s3         *s3.Client
 	key        *rsa.PrivateKey
@@ -100,15 +105,16 @@ func newITEnv(t *testing.T, sqsEmulator string) *itEnv {
 	t.Cleanup(func() { e.edge.Close() })
 
 	// The command finds everything the way it does in production: the
-	// SDK's default chain and its AWS_ENDPOINT_URL_<SERVICE> variables.
+	// SDK's default chain and its AWS_ENDPOINT_URL_<SERVICE> variables,
+	// which startProxies points at the permission proxies.
 	for k, v := range map[string]string{
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-		"AWS_ENDPOINT_URL_SQS": e.sqsURL, "AWS_ENDPOINT_URL_S3": e.s3URL, "AWS_ENDPOINT_URL_SESV2": e.sesURL,
 		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
 		"AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
 	} {
 		t.Setenv(k, v)
 	}
+	e.startProxies(t)
 	return e
 }
 
@@ -135,7 +141,10 @@ func (e *itEnv) queues(t *testing.T) (string, string) {
 	return aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl)
 }
 
-func (e *itEnv) config(t *testing.T, queueURL, dlqURL string) string {
+// config writes a config for one schedule on queueURL and dlqURL, and
+// widens the policy the env enforces by what the code declares for it
+// and cmds (by default every command a deployment runs).
+func (e *itEnv) config(t *testing.T, queueURL, dlqURL string, cmds ...iam.Command) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "reportmailer.yaml")
 	cfg := fmt.Sprintf(`sender: {from: "Reports <reports@acme.example>"}
@@ -152,6 +161,7 @@ schedules:
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	e.allow(t, p, cmds...)
 	return p
 }
 
@@ -615,14 +625,27 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestBinaryLinksNoEmulator(t *testing.T) {
+// TestBinaryLinksNoTestInfrastructure keeps out of the production
+// binary what can never run in its image: anything under internal/ (the
+// emulators, the local stack, the edge, the permission proxy), the
+// emulator libraries, and the headless-browser client (chromedp, ~70
+// packages) behind screenshots.
+func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, emu := range []string{"goaws", "gofakes3", "internal/devstack", "internal/emulator", "internal/edge"} {
-			if strings.Contains(dep, emu) {
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/reportmailer/reportmailer/templates") {
+		t.Fatalf("go list -deps gave no templates package; is it listing this binary?\n%s", out)
+	}
+	for _, dep := range deps {
+		if strings.HasPrefix(dep, "github.com/reportmailer/reportmailer/internal/") {
+			t.Errorf("the production binary depends on %s", dep)
+			continue
+		}
+		for _, banned := range []string{"goaws", "gofakes3", "chromedp", "templates/browser"} {
+			if strings.Contains(dep, banned) {
 				t.Errorf("the production binary depends on %s", dep)
 			}
 		}

@@ -12,22 +12,30 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/internal/s3test"
 	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
 // TestKeys signs links as the worker does, then runs "reportmailer keys"
 // against the same S3 (gofakes3, found through AWS_ENDPOINT_URL_S3 as
-// in production) and checks the safe-removal dates it reads back, through
-// a rotation.
+// in production, behind a proxy enforcing the policy declared for keys)
+// and checks the safe-removal dates it reads back, through a rotation.
 func TestKeys(t *testing.T) {
 	ctx := context.Background()
 	s3URL, s3c := s3test.Start(t, "state")
+	proxy := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.S3, Target: s3URL, Policy: &iam.Document{Version: iam.Version}})
+	t.Cleanup(func() {
+		for _, d := range proxy.Denials() {
+			t.Errorf("under the policy declared for keys, %s was denied %s on %s (missing key: %v)", d.Operation, d.Action, d.Resource, d.MissingKey)
+		}
+	})
 	for k, v := range map[string]string{
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-		"AWS_ENDPOINT_URL_S3": s3URL, "AWS_EC2_METADATA_DISABLED": "true",
+		"AWS_ENDPOINT_URL_S3": proxy.URL, "AWS_EC2_METADATA_DISABLED": "true",
 		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull, "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
 		"REPORTMAILER_CONFIG": "",
 	} {
@@ -40,6 +48,8 @@ func TestKeys(t *testing.T) {
 	cfgPath := filepath.Join(dir, "reportmailer.yaml")
 	writeConfig := func(active string) {
 		t.Helper()
+		// keys reads no queue; the schedule is there because the
+		// policy's inputs (iamInputs) are checked for every command.
 		cfg := fmt.Sprintf(`sender: {from: "Reports <reports@acme.example>"}
 links:
   ttl: 48h
@@ -52,6 +62,7 @@ links:
 reports: {bucket: reports}
 ledger: {bucket: state, prefix: rm/ledger/}
 s3: {use_path_style: true}
+schedules: [{name: d, queue_url: "http://127.0.0.1:9/000000000000/q", dead_letter_queue_url: "http://127.0.0.1:9/000000000000/dlq"}]
 `, rk.id, rk.private, active == rk.id, ek.id, active == ek.id)
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -110,6 +121,8 @@ s3: {use_path_style: true}
 	rfc := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 	writeConfig(rk.id)
+	policy := leastPrivilege(t, cfgPath, iam.Keys)
+	proxy.SetPolicy(&policy)
 	rows := keysTable()
 	check(rows, rk.id, "RSA-2048", fp(rk), "yes", "never used (yet)")
 	check(rows, ek.id, "ECDSA-P256", fp(ek), "no", "never used")

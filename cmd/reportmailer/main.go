@@ -79,7 +79,8 @@ Commands:
                 email arrived (a redrive skips it), -unsent if not (a
                 redrive sends it)
   preview       render the emails that event bodies in a file would give,
-                as .html, .txt and .eml (and PNG screenshots), sending nothing
+                as .html, .txt and .eml, sending nothing
+  version       print the version and commit this binary was built from
   help          show this help
 
 Run "reportmailer <command> -help" for a command's flags.
@@ -116,6 +117,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.iam(ctx, rest)
 	case "ledger":
 		err = m.ledger(ctx, rest)
+	case "version":
+		err = m.version(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK

@@ -19,14 +19,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/reportmailer/reportmailer/config"
-	"github.com/reportmailer/reportmailer/templates/browser"
 	"github.com/reportmailer/reportmailer/templates/eml"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/link"
 )
 
-const previewSynopsis = "preview -config FILE -event FILE -out DIR [-schedule NAME] [-mode each|digest] [-metadata KEY=VALUE]... [-now TIME] [-screenshot]"
+const previewSynopsis = "preview -config FILE -event FILE -out DIR [-schedule NAME] [-mode each|digest] [-metadata KEY=VALUE]... [-now TIME]"
 
 // preview renders the emails that the message bodies in a file would
 // produce, through the worker's own grouping, recipient policy, signing
@@ -42,12 +41,15 @@ func (m *Main) preview(ctx context.Context, args []string) error {
 	meta := metadataFlag{}
 	fs.Var(meta, "metadata", "`KEY=VALUE` user metadata of the objects that S3 notifications name, as HeadObject would return it\n(user-email, user-name, user-locale, ...; see docs/events.md); repeatable. Preview never calls S3")
 	nowFlag := fs.String("now", "", "compose the emails as at this RFC 3339 time, e.g. 2026-12-11T09:00:00Z (default: now)")
-	screenshot := fs.Bool("screenshot", false, "also write NN-RECIPIENT.600.png, .375.png and .375-dark.png, rendered by headless Chromium")
-	chromium := fs.String("chromium", browser.DefaultPath, "Chromium binary for -screenshot")
+	// The screenshot flags stay only to say where the feature went.
+	screenshot := fs.Bool("screenshot", false, "not in this binary: screenshot the -out directory with reportmailer-screenshot")
+	chromium := fs.String("chromium", "", "not in this binary: see -screenshot")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	switch {
+	case *screenshot || *chromium != "":
+		return usageError("preview: %s", errNoScreenshots)
 	case *eventPath == "":
 		return usageError("preview: -event is required")
 	case *out == "":
@@ -94,7 +96,6 @@ func (m *Main) preview(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(m.Stdout, "preview: %d %s from %d message %s, schedule %s, mode %s, as at %s; nothing was sent\n",
 		len(emails), plural(len(emails), "email", "emails"), len(bodies), plural(len(bodies), "body", "bodies"), s.Name, s.Mode, now.Format(time.RFC3339))
-	var pages []string
 	for i, e := range emails {
 		base := filepath.Join(*out, fmt.Sprintf("%02d-%s", i+1, fileSafe(strings.Join(e.To, ","))))
 		msg, err := eml.Encode(eml.Message{
@@ -109,19 +110,18 @@ func (m *Main) preview(ctx context.Context, args []string) error {
 				return err
 			}
 		}
-		pages = append(pages, base)
 		fmt.Fprintf(m.Stdout, "  %s.{html,txt,eml}  to %s: %q\n", base, strings.Join(e.To, ", "), e.Subject)
-	}
-	if *screenshot && len(pages) > 0 {
-		if err := m.screenshots(ctx, *chromium, pages); err != nil {
-			return err
-		}
 	}
 	if perr != nil {
 		return exitError{code: ExitPartial, err: fmt.Errorf("preview: some bodies give no email:\n%w", perr)}
 	}
 	return nil
 }
+
+// errNoScreenshots is the answer to preview -screenshot.
+var errNoScreenshots = errors.New(`-screenshot is not in the production binary: it runs where no browser can (a distroless image), so it leaves the headless-browser client out. Write the emails, then screenshot them with the separate command:
+  reportmailer preview ... -out DIR
+  reportmailer-screenshot DIR    (in the repository: go run ./cmd/reportmailer-screenshot DIR; make preview does both)`)
 
 // previewSchedule picks the schedule named name; with no name, the
 // config's only schedule, or a "preview" schedule in mode each when
@@ -280,43 +280,6 @@ func (o previewObjects) Head(_ context.Context, bucket, key string) (worker.Obje
 		return worker.ObjectInfo{}, worker.Permanent(errors.New("preview does not call S3; give the object's metadata with -metadata"))
 	}
 	return worker.ObjectInfo{Size: o.sizes[bucket+"/"+key], ContentType: mime.TypeByExtension(pathpkg.Ext(key)), Metadata: o.meta}, nil
-}
-
-// screenshots writes PNGs of each base+".html" as a desktop client
-// (600 px) and a phone (375 px, light and dark) show it.
-func (m *Main) screenshots(ctx context.Context, chromium string, pages []string) error {
-	b, err := browser.Start(ctx, chromium)
-	if err != nil {
-		return fmt.Errorf("-screenshot: %w", err)
-	}
-	defer b.Close()
-	for _, base := range pages {
-		var written []string
-		for _, v := range []struct {
-			suffix string
-			vp     browser.Viewport
-		}{
-			{".600.png", browser.Viewport{Width: 600}},
-			{".375.png", browser.Viewport{Width: 375, Mobile: true}},
-			{".375-dark.png", browser.Viewport{Width: 375, Mobile: true, Dark: true}},
-		} {
-			p, err := b.OpenFile(base+".html", v.vp)
-			if err != nil {
-				return fmt.Errorf("-screenshot: %w", err)
-			}
-			png, err := p.Screenshot()
-			p.Close()
-			if err != nil {
-				return fmt.Errorf("-screenshot %s: %w", base+".html", err)
-			}
-			if err := os.WriteFile(base+v.suffix, png, 0o644); err != nil {
-				return err
-			}
-			written = append(written, filepath.Base(base+v.suffix))
-		}
-		fmt.Fprintf(m.Stdout, "  %s\n", strings.Join(written, " "))
-	}
-	return nil
 }
 
 // fileSafe keeps s usable as a file name: addresses may hold '/'.

@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"image/png"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -261,25 +260,19 @@ func TestBrokenTemplatesStopEveryCommandAtStart(t *testing.T) {
 	}
 }
 
-func TestPreviewScreenshots(t *testing.T) {
+// TestPreviewScreenshotPointsAtTheOtherBinary checks that the flags of
+// the feature that left this binary say where it went, before anything
+// is written.
+func TestPreviewScreenshotPointsAtTheOtherBinary(t *testing.T) {
 	previewEnv(t)
-	out := t.TempDir()
-	code, stdout, stderr := runMain(t, "preview", "-config", exampleConfig, "-schedule", "on-demand", "-event", exampleEvent, "-out", out, "-screenshot")
-	if code != ExitOK {
-		t.Fatalf("exit %d (the browser tests need Debian's chromium; `make test` installs it)\n%s%s", code, stdout, stderr)
-	}
-	for _, base := range []string{"01-zoe@acme.example", "02-cfo@acme.example"} {
-		for suffix, width := range map[string]int{".600.png": 600, ".375.png": 375, ".375-dark.png": 375} {
-			f, err := os.Open(filepath.Join(out, base+suffix))
-			if err != nil {
-				t.Error(err)
-				continue
-			}
-			cfg, err := png.DecodeConfig(f)
-			f.Close()
-			if err != nil || cfg.Width != width || cfg.Height < 300 {
-				t.Errorf("%s%s: %dx%d, %v; want a PNG %d px wide", base, suffix, cfg.Width, cfg.Height, err, width)
-			}
+	for _, flags := range [][]string{{"-screenshot"}, {"-chromium", "/usr/bin/chromium"}} {
+		out := filepath.Join(t.TempDir(), "out")
+		code, stdout, stderr := runMain(t, append([]string{"preview", "-config", exampleConfig, "-schedule", "on-demand", "-event", exampleEvent, "-out", out}, flags...)...)
+		if code != ExitUsage || !strings.Contains(stderr, "-screenshot is not in the production binary") || !strings.Contains(stderr, "go run ./cmd/reportmailer-screenshot DIR") {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant exit %d pointing at reportmailer-screenshot", flags, code, stdout, stderr, ExitUsage)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%v: preview wrote %s before refusing", flags, out)
 		}
 	}
 }

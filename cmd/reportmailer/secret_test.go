@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/reportmailer/reportmailer/worker/secret"
 )
@@ -99,6 +102,15 @@ func yamlValue(v string, indent int) string {
 	return "|\n" + pad + strings.ReplaceAll(strings.TrimRight(v, "\n"), "\n", "\n"+pad)
 }
 
+// runContext runs the command line args with ctx, returning its exit
+// code, stdout and stderr.
+func runContext(ctx context.Context, args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+	code := m.Run(ctx, args)
+	return code, stdout.String(), stderr.String()
+}
+
 // TestNoCommandPrintsAKey pastes private keys, and text that looks like
 // one, into every setting, environment variable and flag that names a
 // key, and runs each command that reads them: nothing any command
@@ -130,7 +142,7 @@ func TestNoCommandPrintsAKey(t *testing.T) {
 	const base = `sender: {from: a@acme.example}
 reports: {bucket: reports}
 ledger: {bucket: state}
-schedules: [{name: daily, queue_url: "http://127.0.0.1:9/1/q", dead_letter_queue_url: "http://127.0.0.1:9/1/dlq"}]
+schedules: [{name: daily, queue_url: "http://127.0.0.1:9/000000000000/q", dead_letter_queue_url: "http://127.0.0.1:9/000000000000/dlq"}]
 links:
   cloudfront:
     domain: https://d111.cloudfront.net
@@ -171,11 +183,20 @@ links:
 	}
 	t.Setenv("K2_PEM", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 
-	configCommands := [][]string{
-		{"config", "check"},
-		{"drain"},
-		{"keys"},
-		{"preview", "-event", event, "-out", filepath.Join(dir, "out")},
+	// Every command that reads the config. readsKeys: it loads the
+	// private keys, so a key file or variable that holds no key stops it;
+	// iam writes a policy, which needs no key.
+	configCommands := []struct {
+		args      []string
+		readsKeys bool
+	}{
+		{[]string{"config", "check"}, true},
+		{[]string{"check", "-aws"}, true},
+		{[]string{"drain"}, true},
+		{[]string{"serve"}, true},
+		{[]string{"keys"}, true},
+		{[]string{"preview", "-event", event, "-out", filepath.Join(dir, "out")}, true},
+		{[]string{"iam"}, false},
 	}
 	for name, k := range pastedKeys(t) {
 		type setting struct {
@@ -213,6 +234,9 @@ links:
 			{"REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE", list(nil), map[string]string{"REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE": k.text},
 				"environment REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE: (holds key material, not shown) is not true or false"},
 		}
+		// The settings from here on leave the config valid: only the key
+		// it names does not parse.
+		keyTextFrom := len(settings)
 		if k.malformed {
 			// Where the key belongs, text that is not a key: the error
 			// says why it does not parse, not what it holds.
@@ -227,7 +251,8 @@ links:
 			settings = append(settings, setting{"a private_key_file holding it", shorthand(map[string]string{"private_key_file": bad}), nil,
 				"links.cloudfront.private_key_file (key K1): private key from file " + strconv.Quote(bad) + ": "})
 		}
-		for _, s := range settings {
+		for i, s := range settings {
+			keyText := i >= keyTextFrom
 			cfg := filepath.Join(dir, "reportmailer.yaml")
 			t.Run(name+"/"+s.name, func(t *testing.T) {
 				if err := os.WriteFile(cfg, []byte(s.yaml), 0o600); err != nil {
@@ -237,16 +262,28 @@ links:
 					t.Setenv(k, v)
 				}
 				for _, c := range configCommands {
-					args := append(append([]string{}, c...), "-config", cfg)
-					code, stdout, stderr := run(t, args...)
-					if code == ExitOK {
-						t.Errorf("%s: exit 0", c[0])
-					}
+					args := append(append([]string{}, c.args...), "-config", cfg)
+					name := strings.Join(c.args[:min(2, len(c.args))], " ")
+					// serve runs until its context ends: should it get past
+					// the key, this ends it, and it fails the test by
+					// exiting 0.
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					code, stdout, stderr := runContext(ctx, args...)
+					cancel()
 					if l := k.leak(stdout + stderr); l != "" {
-						t.Errorf("%s prints %q of the key:\n%s%s", c[0], l, stdout, stderr)
+						t.Errorf("%s prints %q of the key:\n%s%s", name, l, stdout, stderr)
+					}
+					if keyText && !c.readsKeys {
+						if code != ExitOK {
+							t.Errorf("%s: exit %d; it needs no key, so a key that does not parse should not stop it:\n%s", name, code, stderr)
+						}
+						continue
+					}
+					if code == ExitOK {
+						t.Errorf("%s: exit 0", name)
 					}
 					if !strings.Contains(stderr, s.want) {
-						t.Errorf("%s: stderr %q does not name the setting: want %q", c[0], stderr, s.want)
+						t.Errorf("%s: stderr %q does not name the setting: want %q", name, stderr, s.want)
 					}
 				}
 			})

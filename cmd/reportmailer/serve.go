@@ -30,7 +30,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	// run would kill the process. SkipIfStillRunning stops a slow run
 	// from overlapping the next one.
 	cr := cron.New(cron.WithLogger(log), cron.WithChain(cron.Recover(log), cron.SkipIfStillRunning(log)))
-	sqsClient, mailer := a.sqs, a.mailer
+	sqsClient := a.sqs
 	for _, s := range c.Schedules {
 		if s.Cron == "" {
 			return fmt.Errorf("serve: schedule %q has no cron spec", s.Name)
@@ -44,18 +44,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return fmt.Errorf("serve: schedule %q: %w", s.Name, err)
 		}
 		// Each schedule watches its own runs (SkipIfStillRunning keeps
-		// them one at a time), through its own wrappers of the shared
-		// client and mailer.
+		// them one at a time), through its own wrapper of the shared
+		// client.
 		watch := newRunWatch()
-		a.sqs, a.mailer = watch.sqs(sqsClient), watch.mailer(mailer)
-		w, err := a.worker(s)
+		a.sqs = watch.sqs(sqsClient)
+		ws, err := a.scheduleWorkers(s)
 		if err != nil {
 			return err
 		}
 		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
 			watch.reset()
-			_, err := w.Drain(ctx)
-			if cause := watch.failure(s, err); cause != nil {
+			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(ctx)
+			if cause := watch.failure(s, sum, err); cause != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "err", cause)
 			}
 		})))

@@ -20,6 +20,7 @@ import (
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/mail"
 	"github.com/reportmailer/reportmailer/worker/queue"
+	"github.com/reportmailer/reportmailer/worker/sesevents"
 	"github.com/reportmailer/reportmailer/worker/store"
 	"github.com/reportmailer/reportmailer/worker/transport"
 )
@@ -57,6 +58,9 @@ type app struct {
 	mailer    worker.Mailer
 	ledger    worker.Ledger
 	leases    *store.Leases
+	// events reads SES's sending events before each run; nil without
+	// ses_events.queue_url.
+	events *sesevents.Reader
 }
 
 // offline builds what needs no AWS call: templates and the link key.
@@ -88,6 +92,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		return nil, fmt.Errorf("aws config: no region: set AWS_REGION")
 	}
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle })
+	ledger := &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix}
 	a := &app{
 		cfg:       c,
 		logger:    logger,
@@ -95,8 +100,17 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		s3:        s3c,
 		templates: set,
 		mailer:    newMailer(c, awsCfg, logger),
-		ledger:    &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
+		ledger:    ledger,
 		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
+	}
+	if e := c.SESEvents; e.QueueURL != "" {
+		a.events = &sesevents.Reader{
+			Queue: &queue.SQS{Client: a.sqs, URL: e.QueueURL, VisibilityTimeout: sesevents.VisibilityTimeout,
+				Logger: logger},
+			Settler:     ledger,
+			MaxMessages: e.MaxEvents,
+			Logger:      logger,
+		}
 	}
 	if a.signer, err = newSigner(c, s3c, awsCfg.Credentials, logger); err != nil {
 		return nil, err
@@ -181,8 +195,15 @@ func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, 
 	return s, nil
 }
 
-// worker builds the worker for one schedule.
+// worker builds the worker for one schedule, with the configured
+// policy for deliveries SES's events did not settle.
 func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
+	return a.workerWith(s, worker.UnsettledPolicy(a.cfg.SESEvents.Unsettled))
+}
+
+// workerWith builds the worker for one schedule with the unsettled
+// policy p.
+func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.Worker, error) {
 	return worker.New(worker.Config{
 		Schedule:          s.Name,
 		Mode:              worker.Mode(s.Mode),
@@ -191,6 +212,8 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 		MaxMessages:       s.MaxMessages,
 		VisibilityTimeout: s.VisibilityTimeout,
 		ClaimTimeout:      a.cfg.Ledger.ClaimTimeout,
+		SettleGrace:       a.cfg.SESEvents.Grace,
+		UnsettledPolicy:   p,
 		Bucket:            a.cfg.Reports.Bucket,
 		KeyPrefix:         a.cfg.ServedPrefix(),
 		From:              a.cfg.Sender.From,
@@ -212,6 +235,9 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 		Templates: a.templates,
 		Mailer:    a.mailer,
 		Ledger:    a.ledger,
-		Logger:    a.logger,
+		// One record for every schedule: what halts (the SES account,
+		// the reports bucket) is shared.
+		Halts:  &store.Halts{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Key: a.cfg.Ledger.Prefix + "halt.json"},
+		Logger: a.logger,
 	})
 }

@@ -2,6 +2,7 @@ package awsproxy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -359,6 +360,65 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("emulator has %+v, %v; the failed send was accepted and must be there", sent, err)
 		}
 	})
+}
+
+// TestSESErrorShape: an SES fault reaches the client as SES v2 writes
+// one (REST-JSON): the code in the x-amzn-ErrorType header, exactly as
+// given, with the namespace AWS may append, and only {"message": ...}
+// in the body. The SDK then builds the typed error from it.
+func TestSESErrorShape(t *testing.T) {
+	ctx := context.Background()
+	emuURL := emulator.StartSESLocal(t, "")
+	const (
+		msg       = "Email address is not verified. The following identities failed the check in region US-EAST-1: reports@example.com"
+		namespace = "MessageRejected:http://internal.amazon.com/coral/com.amazonaws.sesv2/"
+	)
+	send := `{"FromEmailAddress":"reports@example.com","Destination":{"ToAddresses":["ana@example.com"]},` +
+		`"Content":{"Simple":{"Subject":{"Data":"hi"},"Body":{"Text":{"Data":"hi"}}}}}`
+	tests := []struct {
+		name, errorType, wantHeader string
+	}{
+		{"code", "", "MessageRejected"},
+		{"code with its namespace", namespace, namespace},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.SES, Target: emuURL})
+			p.Inject(awsproxy.Fault{Operation: "SendEmail", Status: http.StatusBadRequest, Code: "MessageRejected", ErrorType: tt.errorType, Message: msg})
+
+			res, err := http.Post(p.URL+"/v2/email/outbound-emails", "application/json", strings.NewReader(send))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusBadRequest || res.Header.Get("X-Amzn-ErrorType") != tt.wantHeader ||
+				res.Header.Get("Content-Type") != "application/json" || res.Header.Get("X-Amzn-RequestId") == "" {
+				t.Errorf("answer %d, headers %v; want 400, x-amzn-ErrorType %q, application/json and a request id", res.StatusCode, res.Header, tt.wantHeader)
+			}
+			var fields map[string]any
+			if err := json.Unmarshal(body, &fields); err != nil || len(fields) != 1 || fields["message"] != msg {
+				t.Errorf("body %s; want only {\"message\": %q}", body, msg)
+			}
+
+			_, err = sesClient(p.URL).SendEmail(ctx, &sesv2.SendEmailInput{
+				FromEmailAddress: aws.String("reports@example.com"),
+				Destination:      &sestypes.Destination{ToAddresses: []string{"ana@example.com"}},
+				Content:          &sestypes.EmailContent{Simple: &sestypes.Message{Subject: &sestypes.Content{Data: aws.String("hi")}, Body: &sestypes.Body{Text: &sestypes.Content{Data: aws.String("hi")}}}},
+			})
+			var rejected *sestypes.MessageRejected
+			if !errors.As(err, &rejected) || rejected.ErrorMessage() != msg {
+				t.Errorf("SendEmail: %v; want a typed MessageRejected with SES's message", err)
+			}
+			if c := p.Counts("SendEmail"); c.Injected != 2 || c.Forwarded != 0 {
+				t.Errorf("SendEmail counts %+v; want both refused before the emulator", c)
+			}
+		})
+	}
+	sent, err := emulator.SESLocalEmails(ctx, emuURL, time.Time{})
+	if err != nil || len(sent) != 0 {
+		t.Errorf("the emulator has %d emails, %v; want none", len(sent), err)
+	}
 }
 
 // TestFaultProbability draws faults from the seeded source: the same

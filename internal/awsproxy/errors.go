@@ -1,6 +1,7 @@
 package awsproxy
 
 import (
+	"cmp"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -16,6 +17,8 @@ type awsError struct {
 	Message string
 	// Resource is S3's <Resource>, the bucket or key path.
 	Resource string
+	// ErrorType is SES's x-amzn-ErrorType header, when not Code.
+	ErrorType string
 }
 
 // defaultCode is the error code a service gives with status.
@@ -65,6 +68,8 @@ func (p *Proxy) principal() string {
 }
 
 // write sends e in the wire shape of the service, as the SDK parses it.
+// SES v2 (REST-JSON) names the error in the x-amzn-ErrorType header and
+// gives only {"message": ...} in the body.
 func (p *Proxy) write(w http.ResponseWriter, r *http.Request, e awsError) {
 	id := p.requestID()
 	h := w.Header()
@@ -100,7 +105,7 @@ func (p *Proxy) write(w http.ResponseWriter, r *http.Request, e awsError) {
 		body, _ = json.Marshal(map[string]string{"__type": typ, "message": e.Message})
 	case SES:
 		h.Set("X-Amzn-Requestid", id)
-		h.Set("X-Amzn-Errortype", e.Code)
+		h.Set("X-Amzn-Errortype", cmp.Or(e.ErrorType, e.Code))
 		h.Set("Content-Type", "application/json")
 		body, _ = json.Marshal(map[string]string{"message": e.Message})
 	}

@@ -34,6 +34,13 @@ type Fault struct {
 	Code string
 	// Message is the error message. Default "injected by awsproxy".
 	Message string
+	// ErrorType, for SES only, is the x-amzn-ErrorType header exactly as
+	// written, where it differs from Code: AWS's REST-JSON services may
+	// append the error's namespace, as in
+	// "MessageRejected:http://internal.amazon.com/coral/com.amazonaws.sesv2/",
+	// and a client must read the code before the colon. Default Code.
+	// Ignored for S3 and SQS.
+	ErrorType string
 	// Times is how many requests get the fault; 0 means every matching
 	// request.
 	Times int
@@ -126,5 +133,5 @@ func (p *Proxy) inject(w http.ResponseWriter, r *http.Request, call Call, rule *
 		return
 	}
 	p.logf("FAULT %s: %d %s %s the emulator", call.Operation, f.Status, f.Code, when)
-	p.write(w, r, awsError{Status: f.Status, Code: f.Code, Message: f.Message})
+	p.write(w, r, awsError{Status: f.Status, Code: f.Code, Message: f.Message, ErrorType: f.ErrorType})
 }

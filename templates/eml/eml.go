@@ -2,6 +2,10 @@
 // a ".eml" file) that mail clients open: multipart/alternative with the
 // plain-text and HTML parts in UTF-8 quoted-printable, and every header
 // that is not ASCII encoded as RFC 2047 encoded words.
+//
+// The MIME writing, header folding included, is
+// github.com/emersion/go-message's; this package decides what goes in
+// and refuses anything that could add a header.
 package eml
 
 import (
@@ -13,14 +17,15 @@ import (
 	"fmt"
 	"maps"
 	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
 )
 
 // Message is one email.
@@ -44,38 +49,35 @@ type Message struct {
 // value that holds a line break or control character, so nothing in m
 // can add a header.
 func Encode(m Message) ([]byte, error) {
-	var b bytes.Buffer
-	header := func(name, value string) error {
-		if !validName(name) {
-			return fmt.Errorf("header name %q is not a token", name)
-		}
+	if m.From == "" {
+		return nil, errors.New("from: is required")
+	}
+	if len(m.To) == 0 {
+		return nil, errors.New("to: is required")
+	}
+	var fields [][2]string // in the order they are written
+	add := func(name, value string) error {
 		if strings.ContainsFunc(value, isControl) {
 			return fmt.Errorf("header %s: value %q holds a control character", name, value)
 		}
-		b.WriteString(fold(name, value))
-		b.WriteString("\r\n")
+		fields = append(fields, [2]string{name, value})
 		return nil
 	}
 	addrs := func(name string, list []string) error {
 		if len(list) == 0 {
 			return nil
 		}
-		out := make([]string, len(list))
+		out := make([]*mail.Address, len(list))
 		for i, a := range list {
 			p, err := mail.ParseAddress(a)
 			if err != nil {
 				return fmt.Errorf("%s: %q: %w", name, a, err)
 			}
-			out[i] = p.String() // encodes a non-ASCII display name
+			out[i] = p
 		}
-		return header(name, strings.Join(out, ", "))
-	}
-
-	if m.From == "" {
-		return nil, errors.New("from: is required")
-	}
-	if len(m.To) == 0 {
-		return nil, errors.New("to: is required")
+		var h gomail.Header
+		h.SetAddressList(name, out) // encodes a non-ASCII display name
+		return add(name, h.Get(name))
 	}
 	if err := addrs("From", []string{m.From}); err != nil {
 		return nil, err
@@ -86,56 +88,62 @@ func Encode(m Message) ([]byte, error) {
 	if err := addrs("Reply-To", m.ReplyTo); err != nil {
 		return nil, err
 	}
-	if err := header("Subject", EncodeText(m.Subject)); err != nil {
+	if err := add("Subject", EncodeText(m.Subject)); err != nil {
 		return nil, err
 	}
 	if !m.Date.IsZero() {
-		header("Date", m.Date.Format(time.RFC1123Z))
+		add("Date", m.Date.Format(time.RFC1123Z))
 	}
 	if m.MessageID != "" {
-		if err := header("Message-ID", "<"+m.MessageID+">"); err != nil {
+		if err := add("Message-ID", "<"+m.MessageID+">"); err != nil {
 			return nil, err
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
+		if !validName(name) {
+			return nil, fmt.Errorf("header name %q is not a token", name)
+		}
 		if reserved[textproto.CanonicalMIMEHeaderKey(name)] {
 			return nil, fmt.Errorf("header %s: set by eml itself", name)
 		}
-		if err := header(name, EncodeText(m.Headers[name])); err != nil {
+		if err := add(name, EncodeText(m.Headers[name])); err != nil {
 			return nil, err
 		}
 	}
-
+	// gomail.CreateInlineWriter would pick a random boundary; one derived
+	// from the content keeps previews reproducible. "=_" never occurs in
+	// quoted-printable output, so it cannot collide with the content.
 	sum := sha256.Sum256([]byte(m.Text + "\x00" + m.HTML))
-	// "=_" never occurs in quoted-printable output, so the boundary
-	// cannot collide with the content.
-	boundary := "=_rm_" + hex.EncodeToString(sum[:12])
-	header("MIME-Version", "1.0")
-	header("Content-Type", mime.FormatMediaType("multipart/alternative", map[string]string{"boundary": boundary}))
-	b.WriteString("\r\n")
+	add("MIME-Version", "1.0")
+	add("Content-Type", mime.FormatMediaType("multipart/alternative", map[string]string{"boundary": "=_rm_" + hex.EncodeToString(sum[:12])}))
 
-	mw := multipart.NewWriter(&b)
-	if err := mw.SetBoundary(boundary); err != nil {
+	// go-message writes the fields it was given last first.
+	var h message.Header
+	for _, f := range slices.Backward(fields) {
+		h.Add(f[0], f[1])
+	}
+	var b bytes.Buffer
+	w, err := message.CreateWriter(&b, h)
+	if err != nil {
 		return nil, err
 	}
 	// Clients show the last part they can: plain text first, HTML last.
 	for _, part := range []struct{ typ, body string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
-		pw, err := mw.CreatePart(textproto.MIMEHeader{
-			"Content-Type":              {part.typ + "; charset=utf-8"},
-			"Content-Transfer-Encoding": {"quoted-printable"},
-		})
+		var ph message.Header
+		ph.Set("Content-Transfer-Encoding", "quoted-printable")
+		ph.SetContentType(part.typ, map[string]string{"charset": "utf-8"})
+		pw, err := w.CreatePart(ph)
 		if err != nil {
 			return nil, err
 		}
-		qp := quotedprintable.NewWriter(pw)
-		if _, err := qp.Write([]byte(part.body)); err != nil {
+		if _, err := pw.Write([]byte(part.body)); err != nil {
 			return nil, err
 		}
-		if err := qp.Close(); err != nil {
+		if err := pw.Close(); err != nil {
 			return nil, err
 		}
 	}
-	if err := mw.Close(); err != nil {
+	if err := w.Close(); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
@@ -161,7 +169,7 @@ func EncodeText(s string) string {
 	case !ascii:
 		return mime.QEncoding.Encode("utf-8", s)
 	}
-	// mime.QEncoding leaves printable ASCII alone, so encode by hand:
+	// mime's encoders leave printable ASCII alone, so encode by hand:
 	// B words of at most 45 bytes (75 characters each).
 	var words []string
 	for len(s) > 0 {
@@ -173,26 +181,6 @@ func EncodeText(s string) string {
 		s = s[n:]
 	}
 	return strings.Join(words, " ")
-}
-
-// fold writes "name: value" as one header field, breaking it before
-// spaces (the one after the colon included) so lines stay within 78
-// characters wherever a break is possible. Unfolding (removing each
-// CRLF) gives "name: value" back exactly.
-func fold(name, value string) string {
-	var b strings.Builder
-	b.WriteString(name + ":")
-	line := len(name) + 1
-	for _, tok := range strings.Split(value, " ") {
-		if line+1+len(tok) > 78 && line > 1 {
-			b.WriteString("\r\n")
-			line = 0
-		}
-		b.WriteByte(' ')
-		b.WriteString(tok)
-		line += 1 + len(tok)
-	}
-	return b.String()
 }
 
 func isControl(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }

@@ -10,9 +10,11 @@
 //     before a run) on a schedule's queue; SendMessage and
 //     GetQueueAttributes on its dead-letter queue. SQS authorises a batch call by its
 //     single action, so there is no sqs:DeleteMessageBatch.
+//   - worker/sesevents: ReceiveMessage and DeleteMessage(Batch) on the
+//     queue SES's sending events are published to, when one is set.
 //   - worker/store: HeadObject on reports (authorised by s3:GetObject);
-//     the ledger's records and serve's slot leases (Put, Get, Delete
-//     under the ledger prefix); the key-expiry records (Get, Put, and a
+//     the ledger's records, the halt record (halt.json) and serve's slot
+//     leases (Put, Get, Delete under the ledger prefix); the key-expiry records (Get, Put, and a
 //     List for `keys`).
 //   - worker/mail: ses:SendEmail as the sender identity, ses:GetAccount
 //     for the quota.
@@ -29,6 +31,8 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // Version is the IAM policy language version every Document uses.
@@ -135,6 +139,9 @@ type Inputs struct {
 
 	// Queues are the schedules' queues.
 	Queues []QueuePair
+	// EventsQueueURL is the queue SES's sending events arrive on
+	// (ses_events.queue_url), or "" when none is read.
+	EventsQueueURL string
 
 	// From is the sender address, e.g. "Reports <reports@example.com>":
 	// SES authorises a send as the address's identity or its domain's.
@@ -170,6 +177,11 @@ func (in Inputs) Check(cmds ...Command) error {
 			return fmt.Errorf("From %q is not an email address: %v", in.From, err)
 		}
 	}
+	if in.EventsQueueURL != "" {
+		if _, err := QueueARN(in.EventsQueueURL, in.Region); err != nil {
+			return err
+		}
+	}
 	for _, q := range in.Queues {
 		if _, err := QueueARN(q.URL, in.Region); err != nil {
 			return err
@@ -189,6 +201,7 @@ func (in Inputs) Check(cmds ...Command) error {
 const (
 	sidQueues           = "Queues"
 	sidDeadLetterQueues = "DeadLetterQueues"
+	sidSESEvents        = "SESEvents"
 	sidReadReports      = "ReadReports"
 	sidListReports      = "ListReports"
 	sidLedger           = "Ledger"
@@ -271,8 +284,16 @@ func (b *builder) drain() {
 	// GetQueueAttributes: a run first checks that its queue and DLQ exist.
 	b.add(sidQueues, b.queues(false), nil, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
 	b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:SendMessage", "sqs:GetQueueAttributes")
+	// A run first reads SES's events and deletes those it settled or
+	// does not need; what it cannot read stays for the queue's redrive.
+	if in.EventsQueueURL != "" {
+		if arn, err := QueueARN(in.EventsQueueURL, in.Region); err == nil {
+			b.add(sidSESEvents, []string{Escape(arn)}, nil, "sqs:ReceiveMessage", "sqs:DeleteMessage")
+		}
+	}
 	b.readPrefix(sidReadReports, sidListReports, in.ReportsBucket, in.ReportsPrefix)
-	// Ledger records and serve's slot leases (LedgerPrefix + "slots/").
+	// Ledger records, the halt record (LedgerPrefix + "halt.json") and
+	// serve's slot leases (LedgerPrefix + "slots/").
 	b.readPrefix(sidLedger, sidListLedger, in.StateBucket, in.LedgerPrefix, "s3:PutObject", "s3:DeleteObject")
 	if in.CloudFront {
 		b.readPrefix(sidKeyRecords, sidListKeyRecords, in.StateBucket, in.KeyRecordsPrefix, "s3:PutObject")
@@ -313,6 +334,44 @@ func (b *builder) check() {
 		b.add(sidConfigurationSet, []string{b.sesARN("configuration-set/" + in.ConfigurationSet)}, nil, "ses:GetConfigurationSet")
 	}
 	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
+}
+
+// Store is a kind of object the worker keeps under an S3 prefix.
+type Store int
+
+// The stores the worker reads, each with its own s3:ListBucket statement.
+const (
+	// StoreReports is the reports, under reports.prefix.
+	StoreReports Store = iota
+	// StoreLedger is the delivery ledger and slot leases, under the
+	// ledger prefix.
+	StoreLedger
+	// StoreKeyRecords is the CloudFront key-expiry records.
+	StoreKeyRecords
+)
+
+// ListStatement returns the statement For declares to grant
+// s3:ListBucket for store's objects under prefix in bucket: on the
+// bucket, with an s3:prefix condition for that prefix alone (none for
+// ""), so that a read of a missing key there answers 404 rather than
+// 403. It is the statement `reportmailer iam` prints for that store,
+// Sid included, so a fix can quote it.
+func ListStatement(region string, store Store, bucket, prefix string) Statement {
+	sid, listSid := sidReadReports, sidListReports
+	switch store {
+	case StoreLedger:
+		sid, listSid = sidLedger, sidListLedger
+	case StoreKeyRecords:
+		sid, listSid = sidKeyRecords, sidListKeyRecords
+	}
+	b := builder{in: Inputs{Region: region}, groups: map[string]*Statement{}}
+	b.readPrefix(sid, listSid, bucket, prefix)
+	for _, s := range b.document().Statement {
+		if s.Sid == listSid {
+			return s
+		}
+	}
+	return Statement{}
 }
 
 // readPrefix grants s3:GetObject (plus extra actions) on the objects
@@ -371,9 +430,13 @@ func SESARN(region, account, resource string) string {
 }
 
 // SenderIdentities returns the two SES identities a sender address may be
-// verified as: the address itself and its domain. Domains are not case
+// verified as: the address itself and its domain. SES identities are
+// ASCII, so an internationalized domain is given in Punycode
+// ("bücher.example" as "xn--bcher-kva.example"), the form the email is
+// sent with and the identity is created with. Domains are not case
 // sensitive and are given in lower case; the local part is kept as
-// written.
+// written. It reports false for a sender that does not parse or whose
+// domain is not a valid internationalized domain name.
 func SenderIdentities(from string) (address, domain string, ok bool) {
 	a, err := mail.ParseAddress(from)
 	if err != nil {
@@ -383,7 +446,11 @@ func SenderIdentities(from string) (address, domain string, ok bool) {
 	if at < 0 {
 		return "", "", false
 	}
-	domain = strings.ToLower(a.Address[at+1:])
+	domain, err = event.ASCIIDomain(a.Address[at+1:])
+	if err != nil {
+		return "", "", false
+	}
+	domain = strings.ToLower(domain)
 	return a.Address[:at+1] + domain, domain, true
 }
 

@@ -18,6 +18,7 @@ var full = Inputs{
 		{URL: "https://sqs.eu-west-2.amazonaws.com/123456789012/ready", DeadLetterURL: "https://sqs.eu-west-2.amazonaws.com/123456789012/ready-dlq"},
 		{URL: "https://sqs.eu-west-2.amazonaws.com/123456789012/daily", DeadLetterURL: "https://sqs.eu-west-2.amazonaws.com/123456789012/daily-dlq"},
 	},
+	EventsQueueURL:   "https://sqs.eu-west-2.amazonaws.com/123456789012/ses-events",
 	From:             "Reports <reports@Example.com>",
 	ConfigurationSet: "reports",
 	CloudFront:       true,
@@ -50,6 +51,7 @@ func TestFor(t *testing.T) {
 	drain := map[string]stmt{
 		"Queues":           {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:ReceiveMessage", queues, ""},
 		"DeadLetterQueues": {"sqs:GetQueueAttributes sqs:SendMessage", dlqs, ""},
+		"SESEvents":        {"sqs:DeleteMessage sqs:ReceiveMessage", "arn:aws:sqs:eu-west-2:123456789012:ses-events", ""},
 		"ReadReports":      {"s3:GetObject", "arn:aws:s3:::acme-reports/reports/*", ""},
 		"ListReports":      {"s3:ListBucket", "arn:aws:s3:::acme-reports", "reports/*"},
 		"Ledger":           {"s3:DeleteObject s3:GetObject s3:PutObject", "arn:aws:s3:::acme-state/reportmailer/ledger/*", ""},
@@ -81,6 +83,8 @@ func TestFor(t *testing.T) {
 	}
 	noCloudFront := full
 	noCloudFront.CloudFront, noCloudFront.ConfigurationSet = false, ""
+	noEvents := full
+	noEvents.EventsQueueURL = ""
 	local := Inputs{
 		Region: "us-east-1", ReportsBucket: "reports", StateBucket: "state",
 		Queues: []QueuePair{{URL: "http://127.0.0.1:4566/000000000000/q"}}, From: "a@b.example",
@@ -99,9 +103,12 @@ func TestFor(t *testing.T) {
 		{"offline commands need nothing", full, []Command{Preview, Sign, Verify, ConfigCheck}, map[string]stmt{}},
 		{"keys without CloudFront reads nothing", noCloudFront, []Command{Keys}, map[string]stmt{}},
 		{"drain without CloudFront or a configuration set", noCloudFront, []Command{Drain}, without(drain, "KeyRecords", "ListKeyRecords", "ConfigurationSet")},
+		{"drain without SES events", noEvents, []Command{Drain}, without(drain, "SESEvents")},
+		{"check does not read SES events", full, []Command{Check}, check},
 		{"drain, serve, keys and check merge per resource", full, []Command{Drain, Serve, Keys, Check}, map[string]stmt{
 			"Queues":           {"sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:GetQueueUrl sqs:ReceiveMessage", queues, ""},
 			"DeadLetterQueues": {"sqs:GetQueueAttributes sqs:GetQueueUrl sqs:SendMessage", dlqs, ""},
+			"SESEvents":        drain["SESEvents"],
 			"ReadReports":      drain["ReadReports"],
 			"ListReports":      drain["ListReports"],
 			"Ledger":           drain["Ledger"],
@@ -184,6 +191,7 @@ func TestForIsStable(t *testing.T) {
 func TestForAllowsWhatTheWorkerCalls(t *testing.T) {
 	d := For(full, Drain)
 	queue, dlq := "arn:aws:sqs:eu-west-2:123456789012:ready", "arn:aws:sqs:eu-west-2:123456789012:ready-dlq"
+	events := "arn:aws:sqs:eu-west-2:123456789012:ses-events"
 	prefix := func(p string) map[string]string { return map[string]string{"s3:prefix": p} }
 	tests := []struct {
 		name             string
@@ -198,6 +206,10 @@ func TestForAllowsWhatTheWorkerCalls(t *testing.T) {
 		{"send to the source queue", "sqs:SendMessage", queue, nil, false},
 		{"receive from the DLQ", "sqs:ReceiveMessage", dlq, nil, false},
 		{"purge", "sqs:PurgeQueue", queue, nil, false},
+		{"read SES events", "sqs:ReceiveMessage", events, nil, true},
+		{"delete a settled SES event", "sqs:DeleteMessage", events, nil, true},
+		{"send to the SES events queue", "sqs:SendMessage", events, nil, false},
+		{"hide an SES event", "sqs:ChangeMessageVisibility", events, nil, false},
 		{"head a report", "s3:GetObject", "arn:aws:s3:::acme-reports/reports/2026/q3.pdf", nil, true},
 		{"a missing report answers 404", "s3:ListBucket", "arn:aws:s3:::acme-reports", prefix("reports/2026/q3.pdf"), true},
 		{"a report outside the prefix", "s3:GetObject", "arn:aws:s3:::acme-reports/private/x.pdf", nil, false},
@@ -209,6 +221,9 @@ func TestForAllowsWhatTheWorkerCalls(t *testing.T) {
 		{"a released claim answers 404", "s3:ListBucket", "arn:aws:s3:::acme-state", prefix("reportmailer/ledger/abc"), true},
 		{"release", "s3:DeleteObject", "arn:aws:s3:::acme-state/reportmailer/ledger/abc", nil, true},
 		{"slot lease", "s3:PutObject", "arn:aws:s3:::acme-state/reportmailer/ledger/slots/daily/2026-11-27T07:00:00Z", nil, true},
+		{"record a halt", "s3:PutObject", "arn:aws:s3:::acme-state/reportmailer/ledger/halt.json", nil, true},
+		{"read the halt record", "s3:GetObject", "arn:aws:s3:::acme-state/reportmailer/ledger/halt.json", nil, true},
+		{"no halt record answers 404", "s3:ListBucket", "arn:aws:s3:::acme-state", prefix("reportmailer/ledger/halt.json"), true},
 		{"key record", "s3:PutObject", "arn:aws:s3:::acme-state/reportmailer/keys/K1.json", nil, true},
 		{"no key record yet answers 404", "s3:ListBucket", "arn:aws:s3:::acme-state", prefix("reportmailer/keys/K1.json"), true},
 		{"delete a key record", "s3:DeleteObject", "arn:aws:s3:::acme-state/reportmailer/keys/K1.json", nil, false},
@@ -258,6 +273,7 @@ func TestInputsCheck(t *testing.T) {
 		{"bad DLQ URL", func(in *Inputs) {
 			in.Queues = []QueuePair{{URL: full.Queues[0].URL, DeadLetterURL: "http://127.0.0.1/1/x"}}
 		}, []Command{Drain}, "http://127.0.0.1/1/x"},
+		{"bad events queue URL", func(in *Inputs) { in.EventsQueueURL = "ses-events" }, []Command{Drain}, `"ses-events"`},
 		{"offline commands need nothing", func(in *Inputs) { *in = Inputs{} }, []Command{Preview, Sign}, ""},
 	}
 	for _, tt := range tests {
@@ -293,5 +309,59 @@ func TestSenderIdentities(t *testing.T) {
 	}
 	if _, _, ok := SenderIdentities("not an address"); ok {
 		t.Fatal("a non-address has no identity")
+	}
+	// SES identities are ASCII: an internationalized domain is the
+	// identity's Punycode form, as the email is sent.
+	a, d, ok = SenderIdentities("Société <Reports@Bücher.Example>")
+	if !ok || a != "Reports@xn--bcher-kva.example" || d != "xn--bcher-kva.example" {
+		t.Fatalf("SenderIdentities = %q, %q, %v; want the domain in Punycode", a, d, ok)
+	}
+	if _, _, ok := SenderIdentities("reports@xn--a.example"); ok {
+		t.Fatal("a domain that is not a valid internationalized name has no identity")
+	}
+	doc := For(Inputs{Region: "eu-west-1", Account: "123456789012", ReportsBucket: "reports", StateBucket: "state",
+		From: "Reports <reports@bücher.example>"}, Drain, Check)
+	b, _ := json.Marshal(doc)
+	for _, want := range []string{
+		"arn:aws:ses:eu-west-1:123456789012:identity/reports@xn--bcher-kva.example",
+		"arn:aws:ses:eu-west-1:123456789012:identity/xn--bcher-kva.example",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("policy lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "bücher") {
+		t.Errorf("policy names the Unicode domain, which no SES identity has:\n%s", b)
+	}
+}
+
+// TestListStatement: the s3:ListBucket statement a fix quotes is, byte
+// for byte, the one For puts in the policy for that store.
+func TestListStatement(t *testing.T) {
+	in := Inputs{Region: "eu-west-1", Account: "123456789012", ReportsBucket: "reports", ReportsPrefix: "exports/",
+		StateBucket: "state", LedgerPrefix: "reportmailer/ledger/", KeyRecordsPrefix: "reportmailer/keys/", CloudFront: true,
+		Queues: []QueuePair{{URL: "https://sqs.eu-west-1.amazonaws.com/123456789012/q"}}, From: "reports@example.com"}
+	policy, _ := json.Marshal(For(in, Drain, Check))
+	tests := []struct {
+		store          Store
+		bucket, prefix string
+		want           string
+	}{
+		{StoreReports, "reports", "exports/", `{"Sid":"ListReports","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::reports"],"Condition":{"StringLike":{"s3:prefix":["exports/*"]}}}`},
+		{StoreLedger, "state", "reportmailer/ledger/", `{"Sid":"ListLedger","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::state"],"Condition":{"StringLike":{"s3:prefix":["reportmailer/ledger/*"]}}}`},
+		{StoreKeyRecords, "state", "reportmailer/keys/", `{"Sid":"ListKeyRecords","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::state"],"Condition":{"StringLike":{"s3:prefix":["reportmailer/keys/*"]}}}`},
+	}
+	for _, tt := range tests {
+		b, _ := json.Marshal(ListStatement(in.Region, tt.store, tt.bucket, tt.prefix))
+		if string(b) != tt.want {
+			t.Errorf("ListStatement(%v, %s, %s) = %s\nwant %s", tt.store, tt.bucket, tt.prefix, b, tt.want)
+		}
+		if !strings.Contains(string(policy), string(b)) {
+			t.Errorf("the policy For declares lacks %s:\n%s", b, policy)
+		}
+	}
+	b, _ := json.Marshal(ListStatement("cn-north-1", StoreReports, "reports", ""))
+	if want := `{"Sid":"ListReports","Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws-cn:s3:::reports"]}`; string(b) != want {
+		t.Errorf("no prefix, China partition: %s\nwant %s", b, want)
 	}
 }

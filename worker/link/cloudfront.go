@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,8 @@ import (
 // CloudFront signs CloudFront URLs to report files.
 //
 // The link is Domain + "/" + [EscapeKey](the report's key less
-// OriginPath). The bucket is not part of the URL: the distribution has
+// OriginPath and less Domain's path, which CloudFront passes on to the
+// origin). The bucket is not part of the URL: the distribution has
 // one origin, so a report in another bucket must be refused, not
 // linked, or its link would open the object with the same key in the
 // origin; set Bucket for that. Fields are read on every call to Sign;
@@ -28,6 +30,9 @@ type CloudFront struct {
 	// optionally a path prefix, such as
 	// "https://d111111abcdef8.cloudfront.net" or
 	// "https://files.example.com/reports". A trailing "/" is ignored.
+	// CloudFront passes a path to the origin as it is, so only keys under
+	// that path (after OriginPath) are served: "reports/2026/q3.pdf" is
+	// linked as "https://files.example.com/reports/2026/q3.pdf".
 	// Plain "http" is accepted only for localhost, 127.0.0.1 and [::1],
 	// so that a local edge can be used in development.
 	Domain string
@@ -182,7 +187,47 @@ func (c *CloudFront) path(r event.Report) (string, error) {
 		}
 		p = rest
 	}
+	// CloudFront sends the origin the whole viewer path, Domain's path
+	// included, after the origin path: with Domain
+	// "https://files.example.com/reports" a link to key "2026/q3.pdf"
+	// would fetch "reports/2026/q3.pdf". So a key is served only under
+	// Domain's path, and that part is not repeated in the link.
+	if dp := domainPath(c.Domain); dp != "" {
+		rest, ok := strings.CutPrefix(p, dp+"/")
+		if !ok {
+			return "", worker.PermanentCode(worker.CodeBucketNotServed, fmt.Errorf("cloudfront: key %q is outside the path %q of the distribution's domain, which CloudFront would pass on to the origin, so its link would open another object", r.Key, "/"+dp))
+		}
+		if err := checkKey(rest); err != nil {
+			return "", worker.Permanent(fmt.Errorf("cloudfront: below the domain's path: %w", err))
+		}
+		p = rest
+	}
 	return p, nil
+}
+
+// ServedPrefix is the key prefix a distribution with this domain and
+// origin path can serve: the origin path, then the domain's path, each
+// followed by "/" ("" when there is neither). CloudFront puts the origin
+// path in front of the viewer's path, which begins with the domain's.
+func ServedPrefix(domain, originPath string) string {
+	var p string
+	if op := strings.Trim(originPath, "/"); op != "" {
+		p = op + "/"
+	}
+	if dp := domainPath(domain); dp != "" {
+		p += dp + "/"
+	}
+	return p
+}
+
+// domainPath is the path of a Domain such as
+// "https://files.example.com/reports", without its slashes: "reports".
+func domainPath(domain string) string {
+	u, err := url.Parse(domain)
+	if err != nil {
+		return ""
+	}
+	return strings.Trim(u.Path, "/")
 }
 
 // Sign returns a link to r.Key that expires after the TTL for r.Type,

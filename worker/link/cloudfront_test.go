@@ -34,7 +34,13 @@ func TestCloudFrontSign(t *testing.T) {
 		for _, key := range nastyKeys {
 			t.Run(domain+"|"+key, func(t *testing.T) {
 				cf := &CloudFront{Domain: domain, KeyID: testKeyID, Key: k, TTL: 72 * time.Hour}
-				link, err := cf.Sign(context.Background(), event.Report{Bucket: "private-reports", Key: key}, testNow)
+				// CloudFront passes the domain's path on to the origin, so
+				// the object's key starts with it.
+				full := key
+				if dp := domainPath(domain); dp != "" {
+					full = dp + "/" + key
+				}
+				link, err := cf.Sign(context.Background(), event.Report{Bucket: "private-reports", Key: full}, testNow)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -246,7 +252,11 @@ func TestCloudFrontConfig(t *testing.T) {
 			cf := &CloudFront{Domain: "https://d111111abcdef8.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour}
 			tt.edit(cf)
 			err := cf.Validate()
-			_, signErr := cf.Sign(context.Background(), event.Report{Key: "a.pdf", Type: "invoice"}, testNow)
+			key := "a.pdf"
+			if dp := domainPath(cf.Domain); dp != "" {
+				key = dp + "/a.pdf" // the domain's path is part of the key
+			}
+			_, signErr := cf.Sign(context.Background(), event.Report{Key: key, Type: "invoice"}, testNow)
 			if tt.wantErr == "" {
 				if err != nil || signErr != nil {
 					t.Fatalf("Validate = %v, Sign = %v", err, signErr)

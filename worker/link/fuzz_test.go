@@ -55,7 +55,8 @@ func FuzzSignedURL(f *testing.F) {
 	ctx := context.Background()
 
 	f.Fuzz(func(t *testing.T, key string) {
-		r := event.Report{Bucket: "b", Key: key}
+		// The domain's path is passed on to the origin: keys live under it.
+		r := event.Report{Bucket: "b", Key: "base dir/" + key}
 		unlinkable := checkKey(key) != nil
 		for _, cf := range signers {
 			l, err := cf.Sign(ctx, r, testNow)
@@ -87,7 +88,7 @@ func FuzzSignedURL(f *testing.F) {
 			}
 		}
 
-		l, err := presigner.Sign(ctx, r, testNow)
+		l, err := presigner.Sign(ctx, event.Report{Bucket: "b", Key: key}, testNow)
 		if unlinkable {
 			if err == nil || !worker.IsPermanent(err) {
 				t.Fatalf("presign %q = %v, want a permanent error", key, err)
@@ -108,7 +109,7 @@ func FuzzSignedURL(f *testing.F) {
 		}
 
 		// Two keys in one directory, signed with one shared policy.
-		links, err := batch.SignAll(ctx, []event.Report{r, {Bucket: "b", Key: key + "-2"}}, testNow)
+		links, err := batch.SignAll(ctx, []event.Report{r, {Bucket: "b", Key: r.Key + "-2"}}, testNow)
 		if err != nil {
 			var tooLong errURLTooLong
 			if !errors.As(err, &tooLong) || !worker.IsPermanent(err) {

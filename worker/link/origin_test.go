@@ -95,3 +95,43 @@ func TestCheckOriginPath(t *testing.T) {
 		}
 	}
 }
+
+// TestCloudFrontDomainPathIsPassedToTheOrigin: CloudFront sends the
+// origin the viewer's whole path after the origin path ("example.com/acme/
+// index.html" from origin path "/production" fetches
+// "production/acme/index.html"), so a path in Domain is part of the key,
+// never a prefix that stands for the bucket's root. Linking key
+// "2026/q3.pdf" as ".../reports/2026/q3.pdf" would open another object.
+func TestCloudFrontDomainPathIsPassedToTheOrigin(t *testing.T) {
+	k, _ := keys(t)
+	tests := []struct {
+		domain, originPath, key string
+		want                    string // the URL before its query; "" means refused
+	}{
+		{"https://d.example/reports", "", "reports/2026/q3.pdf", "https://d.example/reports/2026/q3.pdf"},
+		{"https://d.example/reports", "", "2026/q3.pdf", ""},
+		{"https://d.example/reports/", "", "reportsX/a.pdf", ""},
+		{"https://d.example/reports", "/exports", "exports/reports/a.pdf", "https://d.example/reports/a.pdf"},
+		{"https://d.example/reports", "/exports", "exports/a.pdf", ""},
+		{"https://d.example/a%20b", "", "a b/c.pdf", "https://d.example/a%20b/c.pdf"},
+		{"https://d.example", "/exports", "exports/a.pdf", "https://d.example/a.pdf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.domain+"|"+tt.originPath+"|"+tt.key, func(t *testing.T) {
+			cf := &CloudFront{Domain: tt.domain, OriginPath: tt.originPath, KeyID: testKeyID, Key: k, TTL: time.Hour}
+			l, err := cf.Sign(context.Background(), event.Report{Bucket: "b", Key: tt.key}, testNow)
+			if tt.want == "" {
+				if worker.CodeOf(err) != worker.CodeBucketNotServed {
+					t.Fatalf("Sign = %v, %v; want refused with %s", l, err, worker.CodeBucketNotServed)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _, _ := strings.Cut(l.URL, "?"); got != tt.want {
+				t.Errorf("URL %s, want %s", got, tt.want)
+			}
+		})
+	}
+}

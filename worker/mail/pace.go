@@ -52,10 +52,11 @@ type AccountAPI interface {
 //     not calls), with a burst of one, and then, if need be, until the
 //     last second of sends (plus a small margin) holds room for its
 //     recipients within MaxSendRate (see wait in pace.go);
-//   - on a 429 TooManyRequestsException, which is an answer, so the
-//     email was certainly not sent, it backs off (exponential, with
-//     jitter), waits for tokens again and resends, at most MaxAttempts
-//     times in all, then returns a transient error.
+//   - on a throttle, which is an answer, so the email was certainly not
+//     sent, it reads the quota again (see dailyQuota) and halts the run
+//     if the 24-hour quota is spent; otherwise, the rate, it backs off
+//     (exponential, with jitter), waits for tokens again and resends, at
+//     most MaxAttempts times in all, then returns a transient error.
 //
 // Give the SES client [PacedRetryer], so that the SDK does not retry
 // throttled sends on its own: the SDK's retries would bypass the
@@ -104,6 +105,7 @@ type Paced struct {
 	lim      *rate.Limiter
 	win      window
 	read     time.Time // last GetAccount attempt
+	reads    uint64    // GetAccount attempts so far
 	have     bool      // a GetAccount has succeeded
 	fallback bool      // pacing at FallbackRate
 	quota    types.SendQuota
@@ -125,12 +127,14 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (id string, err error)
 	if err := p.admit(ctx, n); err != nil {
 		return "", err
 	}
+	judged := false // a quota read after a throttle of this email
 	for attempt := 1; ; attempt++ {
 		if err := p.wait(ctx, n); err != nil {
 			p.unreserve(n)
 			return "", fmt.Errorf("ses pacing: %w", err)
 		}
 		id, err := p.Mailer.Send(ctx, e)
+		seen := p.readsSoFar()
 		switch {
 		case err == nil:
 			return id, nil
@@ -139,13 +143,14 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (id string, err error)
 				p.unreserve(n) // certainly not sent
 			}
 			return "", err
-		case p.dailyQuota(ctx, err, n):
+		case p.dailyQuota(ctx, err, n, seen, !judged):
 			p.unreserve(n)
 			return "", worker.Halt(fmt.Errorf("ses 24-hour sending quota reached: %w", err))
 		case attempt >= p.maxAttempts():
 			p.unreserve(n)
 			return "", fmt.Errorf("ses still throttling after %d attempts: %w", attempt, err)
 		}
+		judged = true
 		d := p.backoff(attempt)
 		p.logger().Info("ses throttled the send; backing off", "attempt", attempt, "wait", d)
 		if err := p.sleepFor(ctx, d); err != nil {
@@ -236,6 +241,7 @@ func (p *Paced) unreserve(n int) {
 // error only when sending cannot go on.
 func (p *Paced) readQuota(ctx context.Context, now time.Time) error {
 	p.read = now
+	p.reads++
 	out, err := p.Account.GetAccount(ctx, &sesv2.GetAccountInput{})
 	if err == nil && (out.SendQuota == nil || out.SendQuota.MaxSendRate <= 0) {
 		err = errors.New("GetAccount gave no MaxSendRate")
@@ -426,6 +432,13 @@ func throttled(err error) bool {
 	return false
 }
 
+// readsSoFar returns how many times the quota has been read.
+func (p *Paced) readsSoFar() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reads
+}
+
 // dailyQuota reports whether a throttled send of n recipients met the
 // 24-hour quota rather than the rate: backing off for seconds cannot
 // help then. SES has no error code of its own for it; its guide says
@@ -437,10 +450,16 @@ func throttled(err error) bool {
 //   - LimitExceededException: SES v2's error for a limit that is not a
 //     rate of requests (that is TooManyRequestsException, 429). SendEmail
 //     creates nothing, so the limit it exceeds is the sending quota;
-//   - any other throttle: the quota is spent if SentLast24Hours, read
-//     again when the last read is older than recheckAfter, leaves no
-//     room for this email.
-func (p *Paced) dailyQuota(ctx context.Context, err error, n int) bool {
+//   - any other throttle: the quota is spent if SentLast24Hours leaves
+//     no room for this email, as read after the throttle: another
+//     sender on the account may have spent it a moment after a read
+//     that showed room. So the quota is read again at the first
+//     throttle of an email (first), and at later ones once the last
+//     read is older than recheckAfter, so that a burst of rate
+//     throttles costs one GetAccount, not one per attempt. A read made
+//     since the throttle arrived (seen is the count of reads then),
+//     for another email's throttle, serves this one too.
+func (p *Paced) dailyQuota(ctx context.Context, err error, n int, seen uint64, first bool) bool {
 	var ae smithy.APIError
 	if errors.As(err, &ae) && ae.ErrorCode() == "LimitExceededException" {
 		return true
@@ -450,7 +469,7 @@ func (p *Paced) dailyQuota(ctx context.Context, err error, n int) bool {
 	if !p.have {
 		return false
 	}
-	if now := p.clock(); now.Sub(p.read) >= recheckAfter {
+	if now := p.clock(); p.reads == seen && (first || now.Sub(p.read) >= recheckAfter) {
 		_ = p.readQuota(ctx, now) // a failed read keeps the last quota
 	}
 	q := p.quota

@@ -334,6 +334,56 @@ func TestPacedHaltsOnDailyQuotaThrottle(t *testing.T) {
 			t.Errorf("%d GetAccount calls; want the quota read again at the throttle", b.acct.calls)
 		}
 	})
+	t.Run("a throttle soon after a read that showed room", func(t *testing.T) {
+		t.Parallel()
+		// The last read is a second old and showed room; another sender
+		// has spent the quota since. Before, a read younger than
+		// recheckAfter was trusted, so the throttle was backed off and
+		// resent MaxAttempts times and the email given up, as send_failed.
+		daily := sesErr(t, 429, "TooManyRequestsException", "Daily sending quota exceeded.")
+		b := setupPaced(account(10, 100, 0), nil, daily, daily, daily, daily, daily, daily, daily)
+		ctx := context.Background()
+		if _, err := b.p.Send(ctx, to("a@example.com")); err != nil {
+			t.Fatal(err)
+		}
+		b.acct.set(func(o *sesv2.GetAccountOutput) { o.SendQuota.SentLast24Hours = 100 })
+		b.clock.advance(time.Second)
+		_, err := b.p.Send(ctx, to("b@example.com"))
+		if !worker.IsHalt(err) || len(b.mailer.at) != 2 {
+			t.Errorf("err = %v after %d sends; want a halt at the first throttle, without a resend", err, len(b.mailer.at))
+		}
+		if b.acct.calls != 2 {
+			t.Errorf("%d GetAccount calls; want the quota read again at the throttle", b.acct.calls)
+		}
+	})
+	t.Run("a burst of rate throttles reads the quota once", func(t *testing.T) {
+		t.Parallel()
+		rate := sesErr(t, 429, "TooManyRequestsException", "Maximum sending rate exceeded.")
+		b := setupPaced(account(10, 100, 0), rate, rate, rate)
+		if _, err := b.p.Send(context.Background(), to("a@example.com")); err != nil || len(b.mailer.at) != 4 {
+			t.Fatalf("err = %v after %d sends; want three back-offs and a fourth send", err, len(b.mailer.at))
+		}
+		if b.acct.calls != 2 {
+			t.Errorf("%d GetAccount calls; want 2: the first read, and one for the burst", b.acct.calls)
+		}
+	})
+	t.Run("a read since the throttle serves it", func(t *testing.T) {
+		t.Parallel()
+		// Another email's throttle read the quota after this one's
+		// arrived: that read judges this throttle too.
+		b := setupPaced(account(10, 100, 0))
+		ctx := context.Background()
+		if _, err := b.p.Send(ctx, to("a@example.com")); err != nil {
+			t.Fatal(err)
+		}
+		rate := throttleErr("Maximum sending rate exceeded.")
+		if b.p.dailyQuota(ctx, rate, 1, 0, true) || b.acct.calls != 1 {
+			t.Errorf("%d GetAccount calls; want 1: the read after the throttle serves", b.acct.calls)
+		}
+		if b.p.dailyQuota(ctx, rate, 1, 1, true) || b.acct.calls != 2 {
+			t.Errorf("%d GetAccount calls; want 2: no read since the throttle, so read", b.acct.calls)
+		}
+	})
 	t.Run("a throttle with room in the quota", func(t *testing.T) {
 		b := setupPaced(account(10, 100, 0), sesErr(t, 429, "TooManyRequestsException", "Maximum sending rate exceeded."))
 		_, err := b.p.Send(context.Background(), to("a@example.com"))

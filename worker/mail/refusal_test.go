@@ -2,35 +2,26 @@ package mail
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/internal/emulator"
 	"github.com/reportmailer/reportmailer/worker"
 )
 
-// sesRefusing starts a server on 127.0.0.1 that answers every SendEmail
-// as SES v2 answers one it refuses: the status, the error type in
-// X-Amzn-ErrorType and {"message": ...} as the JSON body. It returns
-// the server's URL and a count of the requests it answered.
-func sesRefusing(t *testing.T, status int, errorType, message string) (string, *atomic.Int32) {
+// refusingSES puts awsproxy in front of the aws-ses-v2-local at emuURL
+// and has it refuse every SendEmail as SES v2 refuses one: status, the
+// error type in x-amzn-ErrorType (exactly as given, namespace and all)
+// and {"message": ...} as the body. The refusal comes from the fault
+// layer; anything else the client asks goes to the emulator.
+func refusingSES(t *testing.T, emuURL string, status int, errorType, message string) *awsproxy.Proxy {
 	t.Helper()
-	var n atomic.Int32
-	body, _ := json.Marshal(map[string]string{"message": message})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("X-Amzn-ErrorType", errorType)
-		h.Set("X-Amzn-RequestId", "5e1a7c1c-0000-4000-8000-000000000000")
-		w.WriteHeader(status)
-		_, _ = w.Write(body)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL, &n
+	p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.SES, Target: emuURL})
+	code, _, _ := strings.Cut(errorType, ":")
+	p.Inject(awsproxy.Fault{Operation: "SendEmail", Status: status, Code: code, ErrorType: errorType, Message: message})
+	return p
 }
 
 // sesErr is the error SES.Send returns, through the real client, when
@@ -38,8 +29,8 @@ func sesRefusing(t *testing.T, status int, errorType, message string) (string, *
 // its Mailer.
 func sesErr(t *testing.T, status int, errorType, message string) error {
 	t.Helper()
-	url, _ := sesRefusing(t, status, errorType, message)
-	_, err := (&SES{Client: sesClient(url)}).Send(context.Background(), hostile())
+	p := refusingSES(t, emulator.StartSESLocal(t, ""), status, errorType, message)
+	_, err := (&SES{Client: sesClient(p.URL)}).Send(context.Background(), hostile())
 	if err == nil {
 		t.Fatalf("SES answered %d %s, and Send returned no error", status, errorType)
 	}
@@ -86,11 +77,17 @@ func TestSESRefusals(t *testing.T) {
 		{"configuration set missing", 404, "NotFoundException", "Configuration set <daily> does not exist.", halt, "daily"},
 		{"no permission", 403, "AccessDeniedException", "User is not authorized to perform ses:SendEmail", halt, "ses:SendEmail"},
 	}
+	emuURL := emulator.StartSESLocal(t, "")
+	t.Cleanup(func() {
+		if sent, err := emulator.SESLocalEmails(context.Background(), emuURL, time.Time{}); err != nil || len(sent) != 0 {
+			t.Errorf("the emulator accepted %d emails (%v); every send was refused", len(sent), err)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			url, n := sesRefusing(t, tt.status, tt.errorType, tt.message)
-			_, err := (&SES{Client: sesClient(url)}).Send(context.Background(), hostile())
+			p := refusingSES(t, emuURL, tt.status, tt.errorType, tt.message)
+			_, err := (&SES{Client: sesClient(p.URL)}).Send(context.Background(), hostile())
 			switch {
 			case err == nil:
 				t.Fatal("sent")
@@ -105,8 +102,8 @@ func TestSESRefusals(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.names) {
 				t.Errorf("err = %v; want it to name %q", err, tt.names)
 			}
-			if n.Load() != 1 {
-				t.Errorf("%d requests; a refusal is not retried", n.Load())
+			if c := p.Counts("SendEmail"); c.Seen != 1 || c.Injected != 1 {
+				t.Errorf("SendEmail %+v; want one request, refused: a refusal is not retried", c)
 			}
 		})
 	}

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"net/http/httputil"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/internal/emulator"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/transport"
 )
@@ -66,13 +69,33 @@ func failingClient(endpoint string, r func() aws.Retryer, tweak func(*http.Trans
 	}), a
 }
 
-// countRequests is a handler that counts the requests it receives: a
-// request that got this far may have been acted on.
-func countRequests(n *atomic.Int32) http.Handler {
+// forwarder is a handler that counts the requests it receives (a
+// request that got this far may have been acted on) and passes each to
+// the aws-ses-v2-local at emuURL, which answers it: the tests put their
+// broken TLS, plain HTTP and proxies in front of a real SES emulator.
+func forwarder(t *testing.T, emuURL string, n *atomic.Int32) http.Handler {
+	t.Helper()
+	u, err := url.Parse(emuURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:  func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"MessageId":"m-1"}`))
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// noEmails checks, when t's cleanups run, that the emulator at emuURL
+// accepted no email.
+func noEmails(t *testing.T, emuURL string) {
+	t.Cleanup(func() {
+		if sent, err := emulator.SESLocalEmails(context.Background(), emuURL, time.Time{}); err != nil || len(sent) != 0 {
+			t.Errorf("the emulator accepted %d emails (%v); want none", len(sent), err)
+		}
 	})
 }
 
@@ -185,6 +208,9 @@ func TestFailuresBeforeTheRequestAreNotSent(t *testing.T) {
 	t.Parallel()
 	past := time.Now().Add(-48 * time.Hour)
 
+	emuURL := emulator.StartSESLocal(t, "")
+	noEmails(t, emuURL)
+
 	type setup struct {
 		endpoint string
 		tweak    func(*http.Transport)
@@ -202,12 +228,12 @@ func TestFailuresBeforeTheRequestAreNotSent(t *testing.T) {
 		}, true},
 		{"certificate from an unknown authority", func(t *testing.T) setup {
 			var n atomic.Int32
-			srv := tlsServer(t, countRequests(&n), nil)
+			srv := tlsServer(t, forwarder(t, emuURL, &n), nil)
 			return setup{endpoint: srv.URL, reached: &n} // the client does not trust httptest's CA
 		}, true},
 		{"certificate for another host", func(t *testing.T) setup {
 			var n atomic.Int32
-			srv := tlsServer(t, countRequests(&n), nil)
+			srv := tlsServer(t, forwarder(t, emuURL, &n), nil)
 			pool := x509.NewCertPool()
 			pool.AddCert(srv.Certificate())
 			return setup{endpoint: srv.URL, reached: &n, tweak: func(tr *http.Transport) {
@@ -217,14 +243,14 @@ func TestFailuresBeforeTheRequestAreNotSent(t *testing.T) {
 		{"expired certificate", func(t *testing.T) setup {
 			var n atomic.Int32
 			cert, pool := selfSigned(t, past.Add(-time.Hour), past)
-			srv := tlsServer(t, countRequests(&n), &tls.Config{Certificates: []tls.Certificate{cert}})
+			srv := tlsServer(t, forwarder(t, emuURL, &n), &tls.Config{Certificates: []tls.Certificate{cert}})
 			return setup{endpoint: srv.URL, reached: &n, tweak: func(tr *http.Transport) {
 				tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 			}}
 		}, true},
 		{"HTTP response to HTTPS client", func(t *testing.T) setup {
 			var n atomic.Int32
-			srv := httptest.NewServer(countRequests(&n))
+			srv := httptest.NewServer(forwarder(t, emuURL, &n))
 			t.Cleanup(srv.Close)
 			return setup{endpoint: "https://" + srv.Listener.Addr().String(), reached: &n}
 		}, true},
@@ -235,7 +261,7 @@ func TestFailuresBeforeTheRequestAreNotSent(t *testing.T) {
 		}, false},
 		{"proxy refuses CONNECT", func(t *testing.T) setup {
 			var n, connects atomic.Int32
-			target := tlsServer(t, countRequests(&n), nil)
+			target := tlsServer(t, forwarder(t, emuURL, &n), nil)
 			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodConnect {
 					connects.Add(1)
@@ -253,7 +279,7 @@ func TestFailuresBeforeTheRequestAreNotSent(t *testing.T) {
 		}, false},
 		{"proxy unreachable", func(t *testing.T) setup {
 			var n atomic.Int32
-			target := tlsServer(t, countRequests(&n), nil)
+			target := tlsServer(t, forwarder(t, emuURL, &n), nil)
 			pu := &url.URL{Scheme: "http", Host: closedPort(t)}
 			return setup{endpoint: target.URL, reached: &n, tweak: func(tr *http.Transport) { tr.Proxy = http.ProxyURL(pu) }}
 		}, true},
@@ -304,32 +330,30 @@ func mustInput(t *testing.T) *sesv2.SendEmailInput {
 	return in
 }
 
-// TestFailureAfterTheRequestMayHaveBeenSent: a server that reads the
-// whole request and then drops the connection may have acted on it.
-// That stays "may have been accepted", and the SDK must not resend it.
+// TestFailureAfterTheRequestMayHaveBeenSent: SES (the emulator) accepts
+// the email, and the connection is then reset before its answer. That
+// stays "may have been accepted", and the SDK must not resend it: the
+// emulator holds the email once.
 func TestFailureAfterTheRequestMayHaveBeenSent(t *testing.T) {
 	t.Parallel()
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		_, _ = io.Copy(io.Discard, r.Body)
-		c, _, err := w.(http.Hijacker).Hijack()
-		if err == nil {
-			c.Close() // accepted, say, and then the answer is lost
-		}
-	}))
-	t.Cleanup(srv.Close)
-	for _, rt := range []func() aws.Retryer{Retryer, PacedRetryer} {
-		n.Store(0)
-		client, tries := failingClient(srv.URL, rt, nil)
-		_, err := (&SES{Client: client}).Send(context.Background(), hostile())
+	emuURL := emulator.StartSESLocal(t, "")
+	var want []string
+	for name, rt := range map[string]func() aws.Retryer{"retryer": Retryer, "paced-retryer": PacedRetryer} {
+		p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.SES, Target: emuURL})
+		p.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true})
+		client, tries := failingClient(p.URL, rt, nil)
+		e := hostile()
+		e.To = []string{name + "@example.com"}
+		want = append(want, e.To[0])
+		_, err := (&SES{Client: client}).Send(context.Background(), e)
 		if !worker.IsAmbiguous(err) {
-			t.Errorf("Send: %v; want ambiguous: the request was written", err)
+			t.Errorf("%s: Send: %v; want ambiguous: the request was written", name, err)
 		}
-		if tries.n.Load() != 1 || n.Load() != 1 {
-			t.Errorf("%d attempts, %d requests at the server; want 1 and 1: a retry could send the email twice", tries.n.Load(), n.Load())
+		if c := p.Counts("SendEmail"); tries.n.Load() != 1 || c.Seen != 1 || c.Forwarded != 1 {
+			t.Errorf("%s: %d attempts, SendEmail %+v; want 1 attempt, accepted once: a retry could send the email twice", name, tries.n.Load(), c)
 		}
 	}
+	exactlyOnce(t, emuURL, want)
 }
 
 // TestCanceledSends: a send cancelled before its request was written
@@ -353,16 +377,44 @@ func TestCanceledSends(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			cancel() // the request is in; the caller gives up before the answer
-			<-r.Context().Done()
-		}))
-		t.Cleanup(srv.Close)
-		client, _ := failingClient(srv.URL, Retryer, nil)
+		emuURL := emulator.StartSESLocal(t, "")
+		// SES has the whole request and is slow to answer; the caller
+		// gives up before it does.
+		p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.SES, Target: emuURL, Latency: time.Minute,
+			Sleep: func(reqCtx context.Context, _ time.Duration) error {
+				cancel()
+				<-reqCtx.Done()
+				return reqCtx.Err()
+			}})
+		client, _ := failingClient(p.URL, Retryer, nil)
 		_, err := (&SES{Client: client}).Send(ctx, hostile())
 		if !worker.IsAmbiguous(err) {
 			t.Errorf("Send: %v; want ambiguous: SES had the whole request", err)
 		}
+		if c := p.Counts("SendEmail"); c.Seen != 1 {
+			t.Errorf("SendEmail %+v; want the one request", c)
+		}
 	})
+}
+
+// TestTrustedTLSReachesSES is the control for the certificate cases of
+// TestFailuresBeforeTheRequestAreNotSent: the same TLS server in front
+// of the emulator, with a certificate the client trusts, delivers the
+// email, so those cases fail on the certificate alone.
+func TestTrustedTLSReachesSES(t *testing.T) {
+	t.Parallel()
+	emuURL := emulator.StartSESLocal(t, "")
+	var n atomic.Int32
+	srv := tlsServer(t, forwarder(t, emuURL, &n), nil)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	client, _ := failingClient(srv.URL, Retryer, func(tr *http.Transport) { tr.TLSClientConfig = &tls.Config{RootCAs: pool} })
+	id, err := (&SES{Client: client}).Send(context.Background(), hostile())
+	if err != nil || id == "" {
+		t.Fatalf("Send = %q, %v; want the emulator's message id", id, err)
+	}
+	if n.Load() != 1 {
+		t.Errorf("%d requests reached the server, want 1", n.Load())
+	}
+	exactlyOnce(t, emuURL, []string{"cfo@example.com"})
 }

@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
 // probeBody is what a probe object holds, for whoever finds one left
@@ -30,7 +33,7 @@ func (c *Checker) checkS3(ctx context.Context, report func(Finding)) {
 	p := c.Plan
 	var absent []place
 	if c.probeLedger(ctx, report) {
-		absent = append(absent, place{p.Ledger, "ledger"})
+		absent = append(absent, place{p.Ledger, "ledger", iam.StoreLedger})
 	} else {
 		// One finding for the missing bucket, not one per prefix in it.
 		if p.KeyRecords.Bucket == p.Ledger.Bucket {
@@ -41,11 +44,11 @@ func (c *Checker) checkS3(ctx context.Context, report func(Finding)) {
 		}
 	}
 	if p.KeyRecords.Bucket != "" {
-		absent = append(absent, place{p.KeyRecords, "key records"})
+		absent = append(absent, place{p.KeyRecords, "key records", iam.StoreKeyRecords})
 	}
 	switch {
 	case p.Reports.Bucket != "":
-		absent = append(absent, place{p.Reports, "reports"})
+		absent = append(absent, place{p.Reports, "reports", iam.StoreReports})
 	case c.Plan.Reports.Bucket == "":
 		report(Finding{Area: "s3", Name: "reports", Status: Warn, Detail: "not probed: reports.bucket is not set",
 			Fix: "set reports.bucket (and reports.prefix) to where report objects live"})
@@ -148,14 +151,18 @@ func (c *Checker) deleteProbe(ctx context.Context, l Location, key string, repor
 // place is a location and what the worker keeps there.
 type place struct {
 	Location
-	what string
+	what  string
+	store iam.Store
 }
 
 // probeMissing reads a key that cannot exist under each location. A
 // bucket whose missing keys answer 403 gets one finding for all its
-// prefixes: the one statement that mends them is the same.
+// prefixes, whose fix quotes the s3:ListBucket statement the policy
+// declares for each (`reportmailer iam`): on the bucket, for that prefix
+// only.
 func (c *Checker) probeMissing(ctx context.Context, locs []place, report func(Finding)) {
 	denied := map[string][]string{}
+	grants := map[string][]string{}
 	var order []string
 	missing := map[string]bool{}
 	for _, l := range locs {
@@ -181,6 +188,8 @@ func (c *Checker) probeMissing(ctx context.Context, locs []place, report func(Fi
 				order = append(order, l.Bucket)
 			}
 			denied[l.Bucket] = append(denied[l.Bucket], fmt.Sprintf("%s (%s)", orPlaceholder(l.Prefix, "/"), l.what))
+			st, _ := json.Marshal(iam.ListStatement(c.Plan.Region, l.store, l.Bucket, l.Prefix))
+			grants[l.Bucket] = append(grants[l.Bucket], string(st))
 		default:
 			report(Finding{Area: "s3", Name: name, Status: Fail, Detail: fmt.Sprintf("GetObject s3://%s/%s: %s", l.Bucket, key, brief(err)),
 				Fix: "check the S3 endpoint and credentials"})
@@ -190,7 +199,7 @@ func (c *Checker) probeMissing(ctx context.Context, locs []place, report func(Fi
 		report(Finding{Area: "s3", Name: "bucket " + b + " missing keys", Status: Fail,
 			Detail: fmt.Sprintf("a missing key answers 403 AccessDenied, not 404, under %s: s3:ListBucket is not granted on the bucket, so the worker takes a missing record or report for a refusal",
 				strings.Join(denied[b], ", ")),
-			Fix: fmt.Sprintf(`grant {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::%s"} (and s3:GetObject on those prefixes, if it is missing too)`, b)})
+			Fix: fmt.Sprintf("grant %s, as `reportmailer iam` declares (and s3:GetObject on those prefixes, if it is missing too)", strings.Join(grants[b], " and "))})
 	}
 }
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/mail"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+
+	"github.com/reportmailer/reportmailer/worker/iam"
 )
 
 // checkSES reads the account (sending, sandbox, enforcement, quota),
@@ -98,13 +98,13 @@ func (c *Checker) checkIdentity(ctx context.Context, report func(Finding)) {
 	f := func(name string, st Status, detail, fix string) {
 		report(Finding{Area: "ses", Name: name, Status: st, Detail: detail, Fix: fix})
 	}
-	a, err := mail.ParseAddress(c.Plan.From)
-	if err != nil {
-		f("sender identity", Fail, fmt.Sprintf("sender.from %q is not an address", c.Plan.From), "correct sender.from")
+	// SES identities are ASCII: the domain is looked up as SES knows it,
+	// in Punycode, which is also how the worker sends it.
+	addr, domain, ok := iam.SenderIdentities(c.Plan.From)
+	if !ok {
+		f("sender identity", Fail, fmt.Sprintf("sender.from %q is not an address SES can take", c.Plan.From), "correct sender.from")
 		return
 	}
-	addr := a.Address
-	domain := addr[strings.LastIndexByte(addr, '@')+1:]
 	ids := []identity{c.getIdentity(ctx, addr), c.getIdentity(ctx, domain)}
 
 	var verified, found []identity

@@ -32,7 +32,7 @@ func client(url string) *s3.Client {
 
 // newProxied starts gofakes3 with bucket "state" behind awsproxy, and
 // returns the proxy and a real S3 client through it.
-func newProxied(t *testing.T) (*awsproxy.Proxy, *s3.Client) {
+func newFaulty(t *testing.T) (*awsproxy.Proxy, *s3.Client) {
 	t.Helper()
 	url, _ := s3test.Start(t, "state")
 	p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.S3, Target: url})
@@ -96,7 +96,7 @@ func quick(c *s3.Client) *store.Ledger {
 // record names us as its owner.
 func TestLedgerClaimSurvivesRetryAfterApply(t *testing.T) {
 	ctx := context.Background()
-	p, c := newProxied(t)
+	p, c := newFaulty(t)
 	l := &store.Ledger{Client: c, Bucket: "state", Prefix: "ledger/"}
 	key := worker.DeliveryKey("evt-1", "ana@example.com")
 	rule := p.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Reset: true, Times: 1})
@@ -144,7 +144,7 @@ func TestLedgerWritesSurviveRetryAfterApply(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, c := newProxied(t)
+			p, c := newFaulty(t)
 			l := quick(c)
 			cl, err := l.Claim(ctx, claimReq(key))
 			if err != nil || cl.State != worker.Claimed {
@@ -182,7 +182,7 @@ func TestLedgerWritesSurviveRetryAfterApply(t *testing.T) {
 func TestLedgerConditionalConflictIsARace(t *testing.T) {
 	ctx := context.Background()
 	key := worker.DeliveryKey("evt-1", "ana@example.com")
-	p, c := newProxied(t)
+	p, c := newFaulty(t)
 	l := quick(c)
 	conflict := awsproxy.Fault{Operation: "PutObject", Match: onRecord(key), Status: http.StatusConflict, Code: "ConditionalRequestConflict", Times: 1}
 	p.Inject(conflict)
@@ -267,7 +267,7 @@ func TestLedgerReleaseThatCannotDelete(t *testing.T) {
 		{Operation: "DeleteObject", Status: http.StatusForbidden, Code: "AccessDenied"},
 	} {
 		t.Run(f.Code+" "+http.StatusText(f.Status), func(t *testing.T) {
-			p, c := newProxied(t)
+			p, c := newFaulty(t)
 			l := quick(c)
 			cl, err := l.Claim(ctx, claimReq(key))
 			if err != nil {
@@ -296,7 +296,7 @@ func TestLedgerReleaseThatCannotDelete(t *testing.T) {
 func TestLedgerCompleteGivesUp(t *testing.T) {
 	ctx := context.Background()
 	key := worker.DeliveryKey("evt-1", "ana@example.com")
-	p, c := newProxied(t)
+	p, c := newFaulty(t)
 	var waits []time.Duration
 	l := &store.Ledger{Client: c, Bucket: "state", Prefix: "ledger/", Attempts: 3, Backoff: 10 * time.Millisecond,
 		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }}
@@ -325,7 +325,7 @@ func TestLedgerCompleteGivesUp(t *testing.T) {
 // completes without error.
 func TestLedgerSettleEmail(t *testing.T) {
 	ctx := context.Background()
-	_, c := newProxied(t)
+	_, c := newFaulty(t)
 	l := quick(c)
 	var cls []*worker.Claim
 	for _, ev := range []string{"e1", "e2"} {
@@ -364,7 +364,7 @@ func TestLedgerSettleEmail(t *testing.T) {
 // (a redrive skips it) or unsent (a redrive sends it).
 func TestLedgerSettleRecord(t *testing.T) {
 	ctx := context.Background()
-	_, c := newProxied(t)
+	_, c := newFaulty(t)
 	l := quick(c)
 	for _, sent := range []bool{true, false} {
 		key := worker.DeliveryKey(map[bool]string{true: "e-sent", false: "e-unsent"}[sent], "ana@example.com")

@@ -37,12 +37,14 @@ type KeysAPI interface {
 // write is in flight) reads the record again and retries, so
 // concurrent replicas never lower it.
 //
-// Extend never needs a 404. Without s3:ListBucket, which the worker
-// is not granted, S3 answers 403 to a read of a record that does not
-// exist yet, the same as to a read it may not make. So Extend first
-// tries to create a record, and reads it only once it knows it exists
-// (the create answered 412); a record that is gone when read again is
-// created again.
+// Extend never depends on a 404. The declared policy (worker/iam)
+// grants s3:ListBucket with an s3:prefix condition on this prefix, so a
+// read of a record that does not exist answers 404; but a role without
+// it (a policy written by hand, or an older one) gets 403 instead, the
+// same as for a read it may not make. So Extend first tries to create a
+// record, and reads it only once it knows it exists (the create
+// answered 412); a record that is gone when read again is created
+// again.
 type KeyExpiries struct {
 	Client KeysAPI
 	Bucket string
@@ -78,6 +80,8 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 	until = until.UTC()
 	name := k.key(keyID)
 	create := !k.isKnown(keyID)
+	exists := false // the last create answered 412
+	denied := false // a read answered 403 just after such a 412
 	for attempt := 1; ; attempt++ {
 		var etag string
 		if !create {
@@ -89,14 +93,23 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 					return nil
 				}
 				etag = tag
+				denied = false
+			case isForbidden(err) && exists && denied:
+				// Twice the record was there and could not be read:
+				// not a record deleted between the two calls, but a
+				// read this role may not make.
+				return fmt.Errorf("%w (the record exists, since creating it answered 412, but reading it is denied: grant s3:GetObject on it)", err)
 			case isNotFound(err) || isForbidden(err):
-				// Deleted since it was seen (or never readable): try
-				// to create it; a 412 says it is there after all.
+				// Deleted since it was seen (a 403 without
+				// s3:ListBucket), or never readable: try to create it;
+				// a 412 says it is there after all.
+				denied = denied || (exists && isForbidden(err))
 				create = true
 			default:
 				return err
 			}
 		}
+		exists = false
 		body, _ := json.Marshal(keyRecord{KeyID: keyID, LatestExpiry: until, UpdatedAt: time.Now().UTC(), SchemaVersion: 1})
 		in := &s3.PutObjectInput{
 			Bucket: &k.Bucket, Key: aws.String(name),
@@ -115,6 +128,7 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 		if !isPreconditionFailed(err) && !isConditionalConflict(err) {
 			return fmt.Errorf("key expiry %s: %w", name, err)
 		}
+		exists = create && isPreconditionFailed(err)
 		if attempt >= maxKeyConflicts {
 			return fmt.Errorf("key expiry %s: lost %d conditional writes in a row to other writers", name, attempt)
 		}

@@ -35,16 +35,31 @@ type API interface {
 // Objects is a worker.ObjectStore on S3.
 type Objects struct {
 	Client API
+	// HaltFor is how long a run halted by a report it may not read
+	// keeps its messages hidden, and other runs keep off the queue (see
+	// worker.HaltRecord): someone must mend a permission first.
+	// Default HaltForDefault.
+	HaltFor time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
+
+// HaltForDefault is the default of Objects.HaltFor.
+const HaltForDefault = 5 * time.Minute
 
 var _ worker.ObjectStore = (*Objects)(nil)
 
 // Head returns an object's size, content type and user metadata. A
-// missing object is a permanent error, [worker.CodeObjectMissing]: the
-// event outlived it. So is a 403, [worker.CodeObjectAccessDenied]:
-// without s3:ListBucket on the bucket, which the worker does not need,
-// S3 answers 403 rather than 404 for a key that does not exist, so a
-// 403 cannot be told from a missing object.
+// missing object (404) is a permanent error, [worker.CodeObjectMissing]:
+// the event outlived it. A 403 halts the run, for HaltFor, with
+// [worker.CodeObjectAccessDenied]: the declared policy (worker/iam)
+// grants s3:ListBucket on the reports' prefix, so S3 answers 404 for a
+// missing key, and a 403 means the read is denied (s3:GetObject lost, a
+// bucket policy's Deny, a KMS key the role may not use), which every
+// other report would most likely meet too: dead-lettering each message
+// would empty the queue. A role without s3:ListBucket also gets 403 for
+// a missing key; the reason says so, and `reportmailer check -aws`
+// tells the two apart.
 func (o *Objects) Head(ctx context.Context, bucket, key string) (worker.ObjectInfo, error) {
 	out, err := o.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
@@ -52,8 +67,14 @@ func (o *Objects) Head(ctx context.Context, bucket, key string) (worker.ObjectIn
 		case isNotFound(err):
 			return worker.ObjectInfo{}, worker.PermanentCode(worker.CodeObjectMissing, fmt.Errorf("object does not exist: %w", err))
 		case isForbidden(err):
-			return worker.ObjectInfo{}, worker.PermanentCode(worker.CodeObjectAccessDenied,
-				fmt.Errorf("object missing, or access denied (S3 answers 403 for a missing key without s3:ListBucket on the bucket): %w", err))
+			now := time.Now
+			if o.Now != nil {
+				now = o.Now
+			}
+			err = worker.Fail(worker.CodeObjectAccessDenied, worker.ClassHalt, fmt.Errorf("access denied to s3://%s/%s: "+
+				"the worker's role lacks s3:GetObject there, or a bucket policy or KMS key refuses it; "+
+				"without s3:ListBucket S3 also answers 403 for a missing key — run `reportmailer check -aws`: %w", bucket, key, err))
+			return worker.ObjectInfo{}, worker.HaltUntil(err, now().Add(cmp.Or(o.HaltFor, HaltForDefault)))
 		}
 		return worker.ObjectInfo{}, err
 	}

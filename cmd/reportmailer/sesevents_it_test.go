@@ -1,0 +1,169 @@
+package main
+
+// End to end: SES accepted an email, its answer was lost, and SES's own
+// Send event, written the way SES documents it, settles the delivery.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/iam"
+)
+
+// The samples' ids, which sesEvent replaces.
+const (
+	sampleEmailID   = "6b1f0c3e9d2a4f5b8c7d6e5f4a3b2c1d"
+	sampleMessageID = "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000"
+)
+
+// sesEvent is the sample event in worker/sesevents/testdata (AWS's
+// documented example with our tag) for the email emailID, which SES
+// accepted as messageID.
+func sesEvent(t *testing.T, sample, emailID, messageID string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../worker/sesevents/testdata/" + sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(b), sampleEmailID, emailID)
+	return strings.ReplaceAll(s, sampleMessageID, messageID)
+}
+
+// ledgerRecord returns the ledger record of the delivery of event to
+// recipient, read straight from the emulator.
+func (e *itEnv) ledgerRecord(t *testing.T, eventID, recipient string) map[string]any {
+	t.Helper()
+	key := "reportmailer/ledger/" + worker.DeliveryKey(eventID, recipient)
+	out, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(itBucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("ledger record %s: %v", key, err)
+	}
+	defer out.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(out.Body).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// redrive moves every message on the dead-letter queue back to the
+// queue, as an operator does, and returns their reasons.
+func (e *itEnv) redrive(t *testing.T, dlqURL, queueURL string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var reasons []string
+	for {
+		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(dlqURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			return reasons
+		}
+		for _, m := range out.Messages {
+			reasons = append(reasons, aws.ToString(m.MessageAttributes["reportmailer-code"].StringValue)+": "+aws.ToString(m.MessageAttributes["reportmailer-reason"].StringValue))
+			e.send(t, queueURL, aws.ToString(m.Body))
+			if _, err := e.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(dlqURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestSESEventSettlesAMaybeSentEmail: SES accepts an email and the
+// connection is reset before its answer, so the delivery stays
+// "sending" and the message is dead-lettered as maybe sent. SES's Send
+// event for that email (EventBridge on goaws, SNS on fauxqs) settles
+// it at the start of the next run, and the redriven message is then
+// acknowledged without a second email. All under the declared policy.
+func TestSESEventSettlesAMaybeSentEmail(t *testing.T) {
+	samples := map[string]string{"goaws": "eventbridge-send.json", "fauxqs": "sns-send.json"}
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			events, err := e.sqs.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("ses-events-%s-%d", emu, time.Now().UnixNano()%1e9))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventsURL := aws.ToString(events.QueueUrl)
+			cfg := e.config(t, q, dlq)
+			appendConfig(t, cfg, fmt.Sprintf("ses_events: {queue_url: %q, grace: 1m}\n", eventsURL))
+			e.allow(t, cfg, iam.Drain) // the events queue too
+			set := e.lp.set
+			lost := set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1})
+
+			e.put(t, "se/q3.pdf", nil)
+			e.send(t, q, nativeBody("se-1", "ana", nil, "se/q3.pdf"))
+
+			// Run 1: SES accepts, the answer is lost.
+			code, out, logs := drain(t, cfg)
+			if lost.Injected() != 1 || code != ExitPartial || !strings.Contains(out, "dead-lettered 1") || !strings.Contains(out, "settled 0") {
+				t.Fatalf("run 1: exit %d, %q (faults %d); want the email dead-lettered as maybe sent\n%s", code, out, lost.Injected(), logs)
+			}
+			sent := e.emails(t, "ana@acme.example")
+			if len(sent) != 1 {
+				t.Fatalf("SES accepted %d emails to ana, want 1", len(sent))
+			}
+			rec := e.ledgerRecord(t, "se-1", "ana@acme.example")
+			emailID, _ := rec["email_id"].(string)
+			if rec["state"] != "sending" || emailID == "" {
+				t.Fatalf("ledger record after run 1 = %v; want sending, with an email id", rec)
+			}
+
+			// SES publishes its Send event for the email, tagged with
+			// its id; another sender's email on the set publishes one
+			// too. An operator redrives the dead letter.
+			e.send(t, eventsURL, sesEvent(t, samples[emu], emailID, sent[0].MessageID))
+			e.send(t, eventsURL, sesEvent(t, "raw-send-untagged.json", emailID, "someone-elses"))
+			reasons := e.redrive(t, dlq, q)
+			if len(reasons) != 1 || !strings.HasPrefix(reasons[0], "maybe_sent: ") {
+				t.Fatalf("dead letters %q; want one maybe_sent", reasons)
+			}
+
+			// Run 2: the event settles the delivery first; the message
+			// finds it sent and is acknowledged.
+			code, out, logs = drain(t, cfg)
+			if code != ExitOK || !strings.Contains(out, "sent 0 emails") || !strings.Contains(out, "duplicates 1") || !strings.Contains(out, "settled 1") {
+				t.Fatalf("run 2: exit %d, %q; want the delivery settled and the message acknowledged\n%s", code, out, logs)
+			}
+			if got := e.emails(t, "ana@acme.example"); len(got) != 1 {
+				t.Errorf("SES accepted %d emails to ana in all, want 1: a second was sent", len(got))
+			}
+			rec = e.ledgerRecord(t, "se-1", "ana@acme.example")
+			if rec["state"] != "sent" || rec["message_id"] != sent[0].MessageID || rec["settled_by"] != "ses-event" {
+				t.Errorf("ledger record after run 2 = %v; want sent with SES's message id, settled by the event", rec)
+			}
+			if !e.queueEmpty(t, q) || !e.queueEmpty(t, eventsURL) {
+				t.Error("messages left on the queue or the events queue")
+			}
+			if c := set.SES.Counts("SendEmail"); c.Seen != 1 {
+				t.Errorf("SendEmail was called %d times, want 1", c.Seen)
+			}
+		})
+	}
+}
+
+// appendConfig adds YAML to the config file at path.
+func appendConfig(t *testing.T, path, yaml string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(yaml); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,114 @@
+# Each output names the config field it goes into (config/example.yaml).
+
+output "reports_bucket" {
+  description = "Config: reports.bucket. The bucket reports live in, the distribution's origin; producers upload here."
+  value       = aws_s3_bucket.reports.id
+}
+
+output "reports_prefix" {
+  description = "Config: reports.prefix. The worker may read and link reports under it only."
+  value       = var.reports_prefix
+}
+
+output "state_bucket" {
+  description = "Config: ledger.bucket. Holds the ledger, slot leases, history, pending digests and key records."
+  value       = aws_s3_bucket.state.id
+}
+
+output "ledger_prefix" {
+  description = "Config: ledger.prefix."
+  value       = var.ledger_prefix
+}
+
+output "key_records_prefix" {
+  description = "Config: links.cloudfront.key_records_prefix."
+  value       = var.key_records_prefix
+}
+
+output "queue_urls" {
+  description = "Config: schedules[].queue_url, by schedule name."
+  value       = { for k, q in aws_sqs_queue.source : k => q.url }
+}
+
+output "dead_letter_queue_urls" {
+  description = "Config: schedules[].dead_letter_queue_url, by schedule name."
+  value       = { for k, q in aws_sqs_queue.dead_letter : k => q.url }
+}
+
+output "cloudfront_domain" {
+  description = "Config: links.cloudfront.domain."
+  value       = "https://${aws_cloudfront_distribution.reports.domain_name}"
+}
+
+output "cloudfront_distribution_id" {
+  description = "The distribution check -aws reads (its origin must be the reports bucket)."
+  value       = aws_cloudfront_distribution.reports.id
+}
+
+output "cloudfront_key_ids" {
+  description = "Config: links.cloudfront.keys[].id, by the names given in cloudfront_public_keys."
+  value       = { for k, pk in aws_cloudfront_public_key.signing : k => pk.id }
+}
+
+output "ses_configuration_set" {
+  description = "Config: sender.configuration_set."
+  value       = aws_sesv2_configuration_set.this.configuration_set_name
+}
+
+output "ses_dkim_records" {
+  description = "The CNAME records (name => value) that verify the sender's domain with Easy DKIM, when create_sender_domain_identity; empty otherwise."
+  value = {
+    for t in try(aws_sesv2_email_identity.sender_domain[0].dkim_signing_attributes[0].tokens, []) :
+    "${t}._domainkey.${local.sender_domain}" => "${t}.dkim.amazonses.com"
+  }
+}
+
+output "ses_events_topic_arn" {
+  description = "The SNS topic SES publishes sending events to, when ses_event_destination is sns; null otherwise."
+  value       = try(aws_sns_topic.ses_events[0].arn, null)
+}
+
+output "worker_role_arn" {
+  description = "The worker's role: the eks.amazonaws.com/role-arn annotation of the ServiceAccount for IRSA (deploy/kubernetes/base/serviceaccount.yaml)."
+  value       = aws_iam_role.worker.arn
+}
+
+output "worker_instance_profile" {
+  description = "The EC2 instance profile for serve on a VM (deploy/systemd), when ec2_instance_profile; null otherwise."
+  value       = try(aws_iam_instance_profile.worker[0].name, null)
+}
+
+output "keda_scaler_policy_json" {
+  description = "A policy for the KEDA operator's role: sqs:GetQueueAttributes on the queues, which the aws-sqs-queue scaler reads."
+  value       = data.aws_iam_policy_document.keda_scaler.json
+}
+
+output "config_yaml" {
+  description = "The settings this module decides, as a config file fragment to merge into reportmailer.yaml (terraform output -raw config_yaml)."
+  value = yamlencode({
+    sender = {
+      from              = var.sender_address
+      configuration_set = aws_sesv2_configuration_set.this.configuration_set_name
+    }
+    reports = {
+      bucket = aws_s3_bucket.reports.id
+      prefix = var.reports_prefix
+    }
+    links = {
+      cloudfront = {
+        domain             = "https://${aws_cloudfront_distribution.reports.domain_name}"
+        key_records_prefix = var.key_records_prefix
+        keys               = [for k, pk in aws_cloudfront_public_key.signing : { id = pk.id }]
+      }
+    }
+    ledger = {
+      bucket = aws_s3_bucket.state.id
+      prefix = var.ledger_prefix
+    }
+    schedules = [for k, q in aws_sqs_queue.source : {
+      name                  = k
+      queue_url             = q.url
+      dead_letter_queue_url = aws_sqs_queue.dead_letter[k].url
+    }]
+  })
+}
