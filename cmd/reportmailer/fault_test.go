@@ -351,7 +351,7 @@ func TestFaults(t *testing.T) {
 		if !tc.shared {
 			t.Run(tc.name, func(t *testing.T) {
 				fx := newFaultEnv(t, e, i, tc)
-				fx.set = withLeastPrivilege(t, e, fx.cfg)
+				fx.set = sharedLeastPrivilege(t, e, leastPrivilege(t, fx.cfg))
 				fx.run(t)
 			})
 		}
@@ -380,8 +380,10 @@ func TestFaults(t *testing.T) {
 	})
 }
 
-// sharedLeastPrivilege is withLeastPrivilege for policy, made of the
-// policies of several configs.
+// sharedLeastPrivilege starts a proxy set of the case's own in front of
+// e's emulators, enforcing policy (the declared policy of one config,
+// or the union of several), and points the command at it: faults
+// injected into it reach no other test.
 func sharedLeastPrivilege(t *testing.T, e *itEnv, policy iam.Document) awsproxy.Set {
 	t.Helper()
 	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL}, awsproxy.Options{Policy: &policy})
