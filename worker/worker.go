@@ -563,8 +563,13 @@ type msgState struct {
 // replaces one that does not; otherwise the first one stays.
 func (m *msgState) fail(err error, what string, code Code) {
 	f := Failure{Class: ClassOf(err), Code: cmp.Or(CodeOf(err), code), Reason: what + ": " + err.Error()}
-	if m.failed == nil || (f.deadLetters() && !m.failed.deadLetters()) {
+	switch {
+	case m.failed == nil || (f.deadLetters() && !m.failed.deadLetters()):
 		m.failed = &f
+	case f.Class == ClassAmbiguous && m.failed.Class == ClassAmbiguous && !strings.Contains(m.failed.Reason, f.Reason):
+		// Each ambiguous delivery of the message names its own
+		// recipient and record: an operator settles them one by one.
+		m.failed.Reason += "; " + f.Reason
 	}
 }
 

@@ -1,0 +1,278 @@
+package crashtest
+
+// The production binary, built here, drains a queue of a few hundred
+// events through the permission and latency proxy in front of the
+// emulators (goaws and gofakes3 in-process, aws-ses-v2-local), and is
+// killed with SIGKILL at random moments, then restarted, until the
+// queue is empty. Nothing may be sent twice, and every delivery not
+// sent must be one the ledger left "sending" (the one window in which
+// no one can know whether SES accepted it), dead-lettered as
+// maybe_sent with a reason naming the recipient and the record.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/internal/devstack"
+	"github.com/reportmailer/reportmailer/internal/emulator"
+	"github.com/reportmailer/reportmailer/internal/outcome"
+	"github.com/reportmailer/reportmailer/worker/iam"
+)
+
+const (
+	crashEvents = 300
+	// crashMinKills is the fewest kills the test accepts; it aims for
+	// a few more.
+	crashMinKills = 15
+	// crashRuns caps the runs of the binary, killed or not.
+	crashRuns = 250
+	// crashDeadline bounds the kill-and-restart loop. It must leave
+	// room for crashGrace after the last kill.
+	crashDeadline = 150 * time.Second
+	// crashVisibility is the shortest visibility timeout the config
+	// accepts: how long a killed run's batch stays hidden.
+	crashVisibility = 10 * time.Second
+	// crashClaimTimeout is how old a claim that never reached
+	// "sending" must be before another run takes it over.
+	crashClaimTimeout = 5 * time.Second
+	// crashGrace is how long a delivery may stay "sending" (a kill
+	// between SendEmail and recording its answer) before its message
+	// is dead-lettered as maybe sent: the shortest ses_events.grace the
+	// config accepts. The test has no SES event stream to settle them
+	// sooner.
+	crashGrace = time.Minute
+
+	bucket = "crash-reports"
+	ledger = "reportmailer/ledger/"
+	// The drain command's exit codes that mean it did its work: 0, or
+	// 3 when messages were dead-lettered or left for retry.
+	exitOK, exitPartial = 0, 3
+)
+
+// TestCrashLoop: REPORTMAILER_CRASH_SEED=N repeats a run's kills.
+func TestCrashLoop(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("REPORTMAILER_CRASH_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("REPORTMAILER_CRASH_SEED=%q: %v", s, err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (REPORTMAILER_CRASH_SEED=%d repeats it)", seed, seed)
+	rng := mrand.New(mrand.NewPCG(seed, seed^0x5eed))
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "reportmailer")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/reportmailer/reportmailer/cmd/reportmailer").CombinedOutput(); err != nil {
+		t.Fatalf("build reportmailer: %v\n%s", err, out)
+	}
+
+	ctx := context.Background()
+	stack, err := devstack.Start(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stack.Close() })
+	// aws-ses-v2-local, fast enough that pacing does not set the pace.
+	sesURL := emulator.StartSESLocal(t, outcome.FastSESAccount)
+	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
+	st := outcome.Stack{
+		SQS:    sqs.New(sqs.Options{Region: devstack.Region, BaseEndpoint: aws.String(stack.SQSURL), Credentials: creds}),
+		S3:     s3.New(s3.Options{Region: devstack.Region, BaseEndpoint: aws.String(stack.S3URL), UsePathStyle: true, Credentials: creds}),
+		SESURL: sesURL, Bucket: bucket, Since: time.Now(),
+	}
+	if _, err := st.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	q, dlq := st.Queues(t, fmt.Sprintf("crash-%d", time.Now().UnixNano()%1e9), 20)
+	cfg := writeConfig(t, dir, q, dlq)
+
+	// The declared policy for drain, as `reportmailer iam` prints it,
+	// enforced; a few milliseconds per call, so that kills land mid-call
+	// as well as between calls.
+	var policy iam.Document
+	iamOut, err := exec.Command(bin, "iam", "-config", cfg, "-command", "drain", "-region", devstack.Region, "-account", devstack.AccountID).Output()
+	if err != nil {
+		var stderr []byte
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("reportmailer iam: %v\n%s", err, stderr)
+	}
+	if err := json.Unmarshal(iamOut, &policy); err != nil {
+		t.Fatalf("reportmailer iam: %v\n%s", err, iamOut)
+	}
+	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: stack.SQSURL, S3: stack.S3URL, SES: sesURL}, awsproxy.Options{Policy: &policy})
+	t.Cleanup(func() {
+		for _, p := range []*awsproxy.Proxy{set.SQS, set.S3, set.SES} {
+			for _, d := range p.Denials() {
+				t.Errorf("under the declared policy, %s was denied %s on %s (missing key: %v)", d.Operation, d.Action, d.Resource, d.MissingKey)
+			}
+		}
+	})
+	set.SQS.SetLatency("", 3*time.Millisecond)
+	set.S3.SetLatency("", 2*time.Millisecond)
+	set.SES.SetLatency("", 5*time.Millisecond)
+	env := environ(set)
+
+	events := make([]outcome.Event, crashEvents)
+	for i := range events {
+		ev := outcome.Event{ID: fmt.Sprintf("crash-%03d", i), User: fmt.Sprintf("cu%03d", i)}
+		for j := range rng.IntN(3) { // 0 to 2 extra: 1 to 3 recipients
+			ev.Recipients = append(ev.Recipients, fmt.Sprintf("cr%03d-%d@%s", i, j, outcome.Domain))
+		}
+		events[i] = ev
+	}
+	st.Enqueue(t, q, "crash/", events)
+
+	wantKills := crashMinKills + 1 + rng.IntN(5)
+	start := time.Now()
+	deadline := start.Add(crashDeadline)
+	var kills, runs, exits int
+	var lastLogs string
+	var finished []string // the logs of the runs that were not killed
+	var current *exec.Cmd
+	t.Cleanup(func() {
+		if current != nil && current.ProcessState == nil {
+			current.Process.Kill()
+			current.Wait()
+		}
+	})
+	for runs < crashRuns && time.Now().Before(deadline) {
+		if kills >= wantKills && st.QueueEmpty(t, q) {
+			break
+		}
+		runs++
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, "drain", "-config", cfg, "-schedule", "crash")
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		current = cmd
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var err error
+		if kills < wantKills {
+			// From before the first receive to deep into a batch.
+			after := time.Duration(100+rng.IntN(1900)) * time.Millisecond
+			select {
+			case err = <-done:
+			case <-time.After(after):
+				cmd.Process.Kill()
+				<-done
+				kills++
+				t.Logf("kill %d: run %d after %s, having sent %d emails", kills, runs, after, strings.Count(stderr.String(), "msg=sent "))
+				continue
+			}
+		} else {
+			select {
+			case err = <-done:
+			case <-time.After(time.Until(deadline)):
+				cmd.Process.Kill()
+				<-done
+				t.Errorf("run %d did not finish by the deadline; its last logs:\n%s", runs, outcome.Tail(stderr.String(), 20))
+				continue
+			}
+		}
+		exits++
+		lastLogs = stderr.String()
+		finished = append(finished, lastLogs)
+		if code := cmd.ProcessState.ExitCode(); code != exitOK && code != exitPartial {
+			t.Fatalf("run %d: exit %d (%v): %s\n%s", runs, code, err, stdout.String(), outcome.Tail(stderr.String(), 40))
+		}
+	}
+	took := time.Since(start).Round(time.Second)
+	if kills < crashMinKills {
+		t.Errorf("only %d kills in %d runs, want at least %d", kills, runs, crashMinKills)
+	}
+	if !st.QueueEmpty(t, q) {
+		t.Errorf("the queue did not drain in %s (%d runs, %d kills); the last finished run's logs:\n%s", took, runs, kills, outcome.Tail(lastLogs, 20))
+	}
+
+	o := st.Judge(t, events, dlq, ledger, outcome.Counted{Unrecorded: outcome.SummaryCount(finished, "unrecorded")})
+	// The figures the closing note quotes.
+	t.Logf("crash loop: seed %d, %d runs (%d killed, %d finished) in %s; events %d, pairs %d, emails %d, duplicates %d, ambiguous %d (of them delivered %d, unrecorded %d), lost %d, dead-lettered %d; ledger %v; finished runs' summaries: maybe sent %d, maybe duplicated %d, unrecorded %d",
+		seed, runs, kills, exits, took, len(events), o.Pairs, o.Emails, o.Duplicates, o.Ambiguous, o.AmbiguousDelivered, o.Unrecorded, o.Lost, o.DeadLettered, o.States,
+		outcome.SummaryCount(finished, "maybe_sent"), outcome.SummaryCount(finished, "maybe_duplicated"), outcome.SummaryCount(finished, "unrecorded"))
+	for _, p := range o.Problems {
+		t.Error(p)
+	}
+	if o.Pairs < 300 {
+		t.Errorf("%d pairs; the test wants hundreds", o.Pairs)
+	}
+}
+
+// writeConfig writes the worker's config: CloudFront links signed with
+// a key made here (drain signs, nobody opens them), the ledger next to
+// the reports, short timeouts so that what a kill leaves is picked up
+// within the test.
+func writeConfig(t *testing.T, dir, queueURL, dlqURL string) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyFile := filepath.Join(dir, "cf.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "reportmailer.yaml")
+	cfg := fmt.Sprintf(`sender: {from: "Reports <reports@%[1]s>"}
+links:
+  ttl: 48h
+  cloudfront: {domain: "https://d111111abcdef8.cloudfront.net", key_id: KCRASHTEST0001, private_key_file: %[2]q}
+recipients: {allowed_domains: [%[1]s]}
+reports: {bucket: %[3]s}
+ledger: {bucket: %[3]s, prefix: %[4]s, claim_timeout: %[5]s}
+s3: {use_path_style: true}
+ses_events: {grace: %[6]s}
+schedules:
+  - {name: crash, mode: each, queue_url: %[7]q, dead_letter_queue_url: %[8]q, wait_time: 1s, budget: 1m, visibility_timeout: %[9]s}
+`, outcome.Domain, keyFile, bucket, ledger, crashClaimTimeout, crashGrace, queueURL, dlqURL, crashVisibility)
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// environ is this process's environment without its AWS settings, and
+// with those that point the SDK's default chain at set's proxies.
+func environ(set awsproxy.Set) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "REPORTMAILER_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "AWS_REGION="+devstack.Region, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE="+os.DevNull, "AWS_SHARED_CREDENTIALS_FILE="+os.DevNull)
+	for k, v := range set.Env() {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
