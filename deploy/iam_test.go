@@ -41,8 +41,13 @@ func tfQueueARN(name string) string { return "arn:aws:sqs:" + tfRegion + ":" + t
 // for drain, serve, keys and check -aws (worker/iam).
 func TestTerraformIAMPolicy(t *testing.T) {
 	m := loadModule(t, tfDir)
-	for _, reportsPrefix := range []string{"reports/", ""} {
-		t.Run("reports_prefix="+reportsPrefix, func(t *testing.T) {
+	tests := []struct{ reportsPrefix, sesEvents string }{
+		{"reports/", "eventbridge"},
+		{"", "none"},
+	}
+	for _, tt := range tests {
+		reportsPrefix := tt.reportsPrefix
+		t.Run("reports_prefix="+reportsPrefix+",ses_event_destination="+tt.sesEvents, func(t *testing.T) {
 			ledger := m.value(t, "ledger_prefix", cty.NilVal).AsString()
 			keys := m.value(t, "key_records_prefix", cty.NilVal).AsString()
 			schedules := []string{"on-demand", "daily"}
@@ -62,6 +67,12 @@ func TestTerraformIAMPolicy(t *testing.T) {
 			}
 			for _, s := range schedules {
 				in.Queues = append(in.Queues, iam.QueuePair{URL: tfQueueURL(tfName + "-" + s), DeadLetterURL: tfQueueURL(tfName + "-" + s + "-dlq")})
+			}
+			// Terraform's count: a list of one queue, or none.
+			sesEvents := cty.ListValEmpty(cty.Object(map[string]cty.Type{"arn": cty.String}))
+			if tt.sesEvents != "none" {
+				in.EventsQueueURL = tfQueueURL(tfName + "-ses-events")
+				sesEvents = cty.ListVal([]cty.Value{cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal(tfQueueARN(tfName + "-ses-events"))})})
 			}
 			cmds := []iam.Command{iam.Drain, iam.Serve, iam.Keys, iam.Check}
 			if err := in.Check(cmds...); err != nil {
@@ -93,7 +104,7 @@ func TestTerraformIAMPolicy(t *testing.T) {
 						"reports": arn("arn:aws:s3:::" + in.ReportsBucket),
 						"state":   arn("arn:aws:s3:::" + in.StateBucket),
 					}),
-					"aws_sqs_queue":               cty.ObjectVal(map[string]cty.Value{"source": cty.MapVal(source), "dead_letter": cty.MapVal(dlq)}),
+					"aws_sqs_queue":               cty.ObjectVal(map[string]cty.Value{"source": cty.MapVal(source), "dead_letter": cty.MapVal(dlq), "ses_events": sesEvents}),
 					"aws_sesv2_configuration_set": cty.ObjectVal(map[string]cty.Value{"this": arn(iam.SESARN(tfRegion, tfAccount, "configuration-set/"+tfName))}),
 					"aws_cloudfront_distribution": cty.ObjectVal(map[string]cty.Value{"reports": arn("arn:aws:cloudfront::" + tfAccount + ":distribution/" + tfDistID)}),
 				},

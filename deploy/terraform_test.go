@@ -318,6 +318,9 @@ func TestTerraformValidations(t *testing.T) {
 		{"schedules", obj(map[string]cty.Value{"daily": obj(map[string]cty.Value{"visibility_timeout_seconds": num(43201)})}), false},
 		{"schedules", cty.EmptyObjectVal, false},
 		{"ses_event_destination", str("kinesis"), false},
+		{"ses_event_types", cty.ListVal([]cty.Value{str("SEND"), str("REJECT")}), true},
+		{"ses_event_types", cty.ListVal([]cty.Value{str("DELIVERY")}), false}, // SEND settles deliveries
+		{"ses_event_types", cty.ListVal([]cty.Value{str("SEND"), str("SENT")}), false},
 		{"cloudfront_log_bucket_name", str("logs.example.com"), false},
 		{"irsa_oidc_provider_arn", str("arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-2.amazonaws.com/id/ABC"), true},
 		{"irsa_oidc_provider_arn", str("oidc.eks.eu-west-2.amazonaws.com/id/ABC"), false},
@@ -420,6 +423,7 @@ var configOutputs = map[string]string{
 	"cloudfront_domain":      "links.cloudfront.domain",
 	"cloudfront_key_ids":     "links.cloudfront.keys[].id",
 	"ses_configuration_set":  "sender.configuration_set",
+	"ses_events_queue_url":   "ses_events.queue_url",
 	"worker_role_arn":        "",
 }
 
@@ -584,6 +588,10 @@ func TestTerraformQueues(t *testing.T) {
 	srcRetention := schedules.Index(cty.StringVal("x")).GetAttr("message_retention_seconds")
 	if dlqRetention.LessThanOrEqualTo(srcRetention).True() {
 		t.Errorf("default DLQ retention %s does not exceed the default source retention %s", dlqRetention.AsBigFloat(), srcRetention.AsBigFloat())
+	}
+
+	if ev := m.resources["aws_sqs_queue.ses_events"]; ev == nil || !strings.Contains(m.text(ev.Body.Attributes["redrive_policy"].Expr), "aws_sqs_queue.ses_events_dead_letter[0].arn") {
+		t.Error("the SES events queue has no redrive policy to its own dead-letter queue")
 	}
 
 	policy := m.data["aws_iam_policy_document.s3_to_queue"]

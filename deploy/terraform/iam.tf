@@ -42,6 +42,19 @@ data "aws_iam_policy_document" "worker" {
     resources = [for q in aws_sqs_queue.dead_letter : q.arn]
   }
 
+  # SES's sending events, read at the start of each run.
+  dynamic "statement" {
+    for_each = aws_sqs_queue.ses_events
+    content {
+      sid = "SESEvents"
+      actions = [
+        "sqs:DeleteMessage",
+        "sqs:ReceiveMessage",
+      ]
+      resources = [statement.value.arn]
+    }
+  }
+
   # HeadObject on every report (authorised as s3:GetObject).
   statement {
     sid       = "ReadReports"

@@ -63,9 +63,14 @@ output "ses_dkim_records" {
   }
 }
 
-output "ses_events_topic_arn" {
-  description = "The SNS topic SES publishes sending events to, when ses_event_destination is sns; null otherwise."
-  value       = try(aws_sns_topic.ses_events[0].arn, null)
+output "ses_events_queue_url" {
+  description = "Config: ses_events.queue_url. The queue SES's sending events arrive on; null when ses_event_destination is none."
+  value       = try(aws_sqs_queue.ses_events[0].url, null)
+}
+
+output "ses_events_dead_letter_queue_url" {
+  description = "Where event messages the worker cannot read end up, for an operator to look at; null when ses_event_destination is none."
+  value       = try(aws_sqs_queue.ses_events_dead_letter[0].url, null)
 }
 
 output "worker_role_arn" {
@@ -85,7 +90,9 @@ output "keda_scaler_policy_json" {
 
 output "config_yaml" {
   description = "The settings this module decides, as a config file fragment to merge into reportmailer.yaml (terraform output -raw config_yaml)."
-  value = yamlencode({
+  # ses_events only with an events queue: a for expression, since the
+  # two branches of a conditional must have one type.
+  value = yamlencode(merge({
     sender = {
       from              = var.sender_address
       configuration_set = aws_sesv2_configuration_set.this.configuration_set_name
@@ -110,5 +117,7 @@ output "config_yaml" {
       queue_url             = q.url
       dead_letter_queue_url = aws_sqs_queue.dead_letter[k].url
     }]
-  })
+    }, {
+    for k, q in aws_sqs_queue.ses_events : "ses_events" => { queue_url = q.url }
+  }))
 }

@@ -235,7 +235,7 @@ variable "create_sender_domain_identity" {
 }
 
 variable "ses_event_destination" {
-  description = "Where SES publishes the configuration set's sending events: \"eventbridge\" (the default event bus), \"sns\" (a topic created here) or \"none\"."
+  description = "How SES's sending events reach the worker's events queue (config: ses_events.queue_url), which settles deliveries whose send outcome was unknown: \"eventbridge\" (a rule on the default event bus), \"sns\" (a topic the queue subscribes to) or \"none\" (no events queue; such deliveries are dead-lettered for an operator, docs/operations.md)."
   type        = string
   default     = "eventbridge"
 
@@ -246,15 +246,30 @@ variable "ses_event_destination" {
 }
 
 variable "ses_event_types" {
-  description = "The SES event types published to ses_event_destination."
+  description = "The SES event types published to the events queue. SEND settles a delivery; REJECT and RENDERING_FAILURE say SES sent nothing. Each other type (DELIVERY, BOUNCE, OPEN...) is one more message per email for the worker to read and throw away."
   type        = list(string)
-  default     = ["SEND", "REJECT", "BOUNCE", "COMPLAINT", "DELIVERY", "DELIVERY_DELAY", "RENDERING_FAILURE"]
+  default     = ["SEND", "REJECT", "RENDERING_FAILURE"]
 
   validation {
-    condition = length(var.ses_event_types) > 0 && alltrue([for e in var.ses_event_types : contains(
+    condition     = contains(var.ses_event_types, "SEND")
+    error_message = "ses_event_types must include SEND: it is the event that settles a delivery."
+  }
+  validation {
+    condition = alltrue([for e in var.ses_event_types : contains(
       ["SEND", "REJECT", "BOUNCE", "COMPLAINT", "DELIVERY", "OPEN", "CLICK", "RENDERING_FAILURE", "DELIVERY_DELAY", "SUBSCRIPTION"], e
     )])
-    error_message = "ses_event_types must be a non-empty list of SEND, REJECT, BOUNCE, COMPLAINT, DELIVERY, OPEN, CLICK, RENDERING_FAILURE, DELIVERY_DELAY and SUBSCRIPTION."
+    error_message = "ses_event_types may hold only SEND, REJECT, BOUNCE, COMPLAINT, DELIVERY, OPEN, CLICK, RENDERING_FAILURE, DELIVERY_DELAY and SUBSCRIPTION."
+  }
+}
+
+variable "ses_events_retention_seconds" {
+  description = "Message retention of the SES events queue: longer than a run is ever late, since each run reads the events first. Its dead-letter queue keeps messages 14 days."
+  type        = number
+  default     = 604800
+
+  validation {
+    condition     = var.ses_events_retention_seconds >= 3600 && var.ses_events_retention_seconds < 1209600
+    error_message = "ses_events_retention_seconds must be at least 3600 and less than 1209600 (14 days, the dead-letter queue's)."
   }
 }
 
