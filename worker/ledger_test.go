@@ -189,3 +189,56 @@ func TestDrainCountsWhatMayBeDoubled(t *testing.T) {
 		t.Fatalf("summary %+v; want %+v", sum, want)
 	}
 }
+
+// TestDrainAwaitsSettlement: with SES's events read, a delivery whose
+// email may have been accepted is not dead-lettered at once. Its
+// message is hidden for what is left of the grace, so that the events
+// can settle it before it comes back; without them it is dead-lettered
+// at once, as maybe sent, when this run sent it.
+func TestDrainAwaitsSettlement(t *testing.T) {
+	lost := func(worker.Email) error { return worker.Ambiguous(errors.New("ses: connection reset")) }
+	tests := []struct {
+		name    string
+		await   bool
+		earlier time.Duration // an earlier run left the record sending this long ago; 0: this run sends
+		want    worker.Summary
+		hidden  time.Duration
+		dead    string // what the dead letter must say; "": none
+	}{
+		{"this run's send, awaiting the events", true, 0,
+			worker.Summary{Received: 1, Retrying: 1, MaybeSent: 1}, 15 * time.Minute, ""},
+		{"this run's send, no events read", false, 0,
+			worker.Summary{Received: 1, DeadLettered: 1, MaybeSent: 1}, 0, "ledger settle -config FILE -record"},
+		{"another run's send within the grace, awaiting the events", true, 5 * time.Minute,
+			worker.Summary{Received: 1, Retrying: 1}, 10 * time.Minute, ""},
+		{"another run's send within the grace, no events read", false, 5 * time.Minute,
+			worker.Summary{Received: 1, Retrying: 1}, 0, ""},
+		{"another run's send past the grace, awaiting the events", true, 20 * time.Minute,
+			worker.Summary{Received: 1, DeadLettered: 1, MaybeSent: 1}, 0, "ledger settle -config FILE -record"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, b := setup(t, worker.ModeEach, nil)
+			b.mailer.fail = lost
+			if tt.earlier > 0 {
+				leaveRecord(t, b.ledger, "email-old")
+			}
+			w := ledgerWorker(t, b, worker.Config{SettleGrace: 15 * time.Minute, AwaitSettlement: tt.await})
+			b.now = b.now.Add(tt.earlier)
+			b.queue.pending = []worker.Message{{ID: "m0", ReceiptHandle: "r0", Body: native("e1", "ana", nil, "a.pdf")}}
+			sum, _ := w.Drain(context.Background())
+			if sum != tt.want {
+				t.Fatalf("summary %+v; want %+v", sum, tt.want)
+			}
+			if got := b.queue.hidden["m0"]; got != tt.hidden {
+				t.Errorf("message hidden for %s; want %s", got, tt.hidden)
+			}
+			if st := b.ledger.state("e1", "ana@example.com"); st != "sending" {
+				t.Errorf("record = %q; want it left sending", st)
+			}
+			if dead := b.queue.dead["m0"]; (dead != "") != (tt.dead != "") || !strings.Contains(dead, tt.dead) {
+				t.Errorf("dead letter %q; want one saying %q", dead, tt.dead)
+			}
+		})
+	}
+}

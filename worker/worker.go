@@ -105,6 +105,13 @@ type Config struct {
 	// UnsettledPolicy is UnsettledDeadLetter (the default) or
 	// UnsettledResend.
 	UnsettledPolicy UnsettledPolicy
+	// AwaitSettlement is set when SES's sending events are read. A
+	// delivery whose email may have been accepted, by this run or by
+	// another within SettleGrace, then waits for them instead of being
+	// dead-lettered at once: its message is hidden until the grace
+	// ends, and the run that receives it next finds the delivery sent
+	// (the events settled it) or applies UnsettledPolicy.
+	AwaitSettlement bool
 	// Bucket is the S3 bucket the reports are in: the one their links
 	// serve, such as the CloudFront distribution's origin. A report in
 	// any other bucket is refused, as permanent, before the worker heads
@@ -556,6 +563,17 @@ type msgState struct {
 	// follows are the messages that carry this one's events for it: an
 	// earlier copy of the same message in the same batch.
 	follows []*msgState
+	// hide, when the message is left for retry, hides it for that long
+	// instead of the queue's visibility timeout: a delivery waiting for
+	// SES's events to settle it is not worth a receive before then.
+	hide time.Duration
+}
+
+// wait records that the message is left for retry until a delivery of
+// it may be settled, d from now: err says why.
+func (m *msgState) wait(err error, what string, d time.Duration) {
+	m.fail(Fail(CodeMaybeSent, ClassTransient, err), what, CodeMaybeSent)
+	m.hide = max(m.hide, d)
 }
 
 // fail records err against the message, with what was being done and
@@ -902,8 +920,13 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 				c.Age.Round(time.Second), cfg.ClaimTimeout), "ledger", CodeClaimedElsewhere)
 			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "record", c.Record, "age", c.Age.Round(time.Second))
 		case c.Age < cfg.SettleGrace:
-			from.fail(fmt.Errorf("another run started sending it %s ago (email %s) with no result recorded yet; waiting up to %s for it to be recorded or settled",
-				c.Age.Round(time.Second), c.EmailID, cfg.SettleGrace), "ledger", CodeClaimedElsewhere)
+			err := fmt.Errorf("another run started sending it %s ago (email %s) with no result recorded yet; waiting up to %s for it to be recorded or settled",
+				c.Age.Round(time.Second), c.EmailID, cfg.SettleGrace)
+			if cfg.AwaitSettlement {
+				from.wait(err, "ledger", cfg.SettleGrace-c.Age)
+			} else {
+				from.fail(err, "ledger", CodeClaimedElsewhere)
+			}
 			log.Info("delivery being sent by another run, or unsettled; will retry", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
 		default:
 			email := "email " + c.EmailID
@@ -923,15 +946,23 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 // been accepted: the recipient, the cause, and for each ledger record
 // the command that settles it.
 func maybeSentReason(rcpt, cause string, cs []*Claim) string {
-	var recs, keys []string
+	var keys []string
 	for _, c := range cs {
-		recs = append(recs, c.Record)
 		keys = append(keys, c.Key)
 	}
 	return fmt.Sprintf("the email to %s may have been accepted (%s); ledger record %s stays \"sending\", so it is not sent twice. "+
 		"To settle: if it arrived, run `reportmailer ledger settle -config FILE -record %s -sent`; "+
 		"if not, run it with -unsent instead and redrive this message",
-		rcpt, cause, strings.Join(recs, ", "), strings.Join(keys, ","))
+		rcpt, cause, records(cs), strings.Join(keys, ","))
+}
+
+// records names the ledger records of cs.
+func records(cs []*Claim) string {
+	recs := make([]string, len(cs))
+	for i, c := range cs {
+		recs[i] = c.Record
+	}
+	return strings.Join(recs, ", ")
 }
 
 // maybeSent counts an email that may have been accepted, once per
@@ -1003,7 +1034,17 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			r.halted(err)
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
-		if IsAmbiguous(err) {
+		switch {
+		case IsAmbiguous(err) && r.w.cfg.AwaitSettlement:
+			// Keep the records "sending", and give SES's events the
+			// grace to say whether it was accepted.
+			r.maybeSent(emailID)
+			wait := fmt.Errorf("the email to %s may have been accepted (send: %s); SES's sending events have %s to settle ledger record %s before it is dead-lettered",
+				rcpt, err, r.w.cfg.SettleGrace, records(handles))
+			for _, c := range cs {
+				c.from.wait(wait, "send", r.w.cfg.SettleGrace)
+			}
+		case IsAmbiguous(err):
 			// Keep the records "sending": the email may be out, and a
 			// retry must not send it again.
 			r.maybeSent(emailID)
@@ -1011,7 +1052,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			for _, c := range cs {
 				c.from.fail(Ambiguous(reason), "send", CodeMaybeSent)
 			}
-		} else {
+		default:
 			r.release(log, cs, err, "send", sendCode(err))
 		}
 		log.Error("send", "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
@@ -1188,8 +1229,7 @@ func (r *run) settle(batch []*msgState) {
 			}
 		}
 	}
-	var ack []*msgState
-	var back []*msgState
+	var ack, back, wait []*msgState
 	for _, st := range batch {
 		r.unhold(st.msg)
 		log := r.w.logger.With("message_id", st.msg.ID)
@@ -1211,6 +1251,9 @@ func (r *run) settle(batch []*msgState) {
 		case f != nil:
 			r.sum.Retrying++
 			log.Warn("left for retry", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
+			if st.hide > 0 {
+				wait = append(wait, st)
+			}
 		default:
 			if st.drop {
 				log.Info("dropping S3 test event")
@@ -1221,6 +1264,7 @@ func (r *run) settle(batch []*msgState) {
 	if len(back) > 0 {
 		r.handBack(back, r.hideFor())
 	}
+	r.hide(wait)
 	if len(ack) == 0 {
 		return
 	}
@@ -1272,6 +1316,26 @@ func (r *run) hideFor() time.Duration {
 		return 0
 	}
 	return d.Truncate(time.Second)
+}
+
+// hide keeps messages left for retry hidden for as long as each asks,
+// within SQS's 12 hours from the receive. A message it cannot hide is
+// received again after the queue's visibility timeout, and waits again.
+func (r *run) hide(batch []*msgState) {
+	now := r.w.now()
+	for _, st := range batch {
+		// As in hideFor: received after the run started, with a minute
+		// of slack for the clock skew between here and SQS.
+		d := min(st.hide, visibilityMax-now.Sub(r.start)-time.Minute).Truncate(time.Second)
+		if d < time.Second {
+			continue
+		}
+		if err := r.w.queue.Extend(r.ctx, []Message{st.msg}, d); err != nil {
+			r.w.logger.Error("hide a message left for retry; it is received again after the visibility timeout", "message_id", st.msg.ID, "err", err)
+			continue
+		}
+		r.w.logger.Info("message hidden while its delivery is settled", "message_id", st.msg.ID, "for", d)
+	}
 }
 
 // handBack returns messages to the queue unprocessed: visible at once

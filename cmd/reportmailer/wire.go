@@ -214,6 +214,7 @@ func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.W
 		ClaimTimeout:      a.cfg.Ledger.ClaimTimeout,
 		SettleGrace:       a.cfg.SESEvents.Grace,
 		UnsettledPolicy:   p,
+		AwaitSettlement:   a.cfg.SESEvents.QueueURL != "",
 		Bucket:            a.cfg.Reports.Bucket,
 		KeyPrefix:         a.cfg.ServedPrefix(),
 		From:              a.cfg.Sender.From,
