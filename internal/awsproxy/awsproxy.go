@@ -348,7 +348,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	resp, err := p.forward(ctx, r, body)
+	upstream := ctx
+	if op == "SendEmail" {
+		// SES goes on with a send it has received when the client goes
+		// away (a worker killed mid-call): the email may be accepted,
+		// and its events published, all the same.
+		var cancel context.CancelFunc
+		upstream, cancel = context.WithCancel(p.base)
+		defer cancel()
+	}
+	resp, err := p.forward(upstream, r, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			// Closing, or the client left: no answer, as from a server

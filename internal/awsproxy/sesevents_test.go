@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +210,64 @@ func TestSESSendEventsToSQS(t *testing.T) {
 	ev, err := sesevents.Parse([]byte(aws.ToString(r.Messages[0].Body)))
 	if err != nil || ev.MessageID != aws.ToString(out.MessageId) || ev.EmailID != "00112233445566778899aabbccddeeff" {
 		t.Errorf("event %+v, %v; want the email's tag and message id %s", ev, err, aws.ToString(out.MessageId))
+	}
+}
+
+// TestSESSendEventClientGone: a client that goes away once its SendEmail
+// reached SES (a worker killed mid-call) does not stop SES: the email is
+// accepted and its Send event published all the same.
+func TestSESSendEventClientGone(t *testing.T) {
+	emuURL := emulator.StartSESLocal(t, "")
+	emu, err := url.Parse(emuURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In front of the emulator, holding each request until released:
+	// the client leaves while SES has its request.
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fwd := httputil.NewSingleHostReverseProxy(emu)
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(arrived) })
+		<-release
+		fwd.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+	}))
+	t.Cleanup(gate.Close)
+	events := make(chan []byte, 1)
+	p := awsproxy.Start(t, awsproxy.Options{Service: awsproxy.SES, Target: gate.URL,
+		SESEvents: &awsproxy.SESEvents{Publish: func(_ context.Context, b []byte) error { events <- b; return nil }}})
+	c := sesv2.New(sesv2.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.URL), Credentials: creds, RetryMaxAttempts: 1})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan error, 1)
+	go func() {
+		_, err := sendTagged(ctx, c, "ana@example.com", "aaaabbbbccccddddeeeeffff00001111", "")
+		sent <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-sent; err == nil {
+		t.Fatal("SendEmail succeeded though its client left")
+	}
+	close(release)
+	var body []byte
+	select {
+	case body = <-events:
+	case <-time.After(30 * time.Second): // a guard against hanging, not a measure
+		t.Fatal("no Send event for the email SES accepted after its client left")
+	}
+	ev, err := sesevents.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := emulator.SESLocalEmails(context.Background(), emuURL, time.Time{})
+	if err != nil || len(all) != 1 {
+		t.Fatalf("emulator has %d emails, %v; want the one whose client left", len(all), err)
+	}
+	if ev.EmailID != "aaaabbbbccccddddeeeeffff00001111" || ev.MessageID != all[0].MessageID {
+		t.Errorf("event %+v; want the email's tag and message id %s", ev, all[0].MessageID)
+	}
+	if got := p.Counts("SendEmail"); got.Forwarded != 1 || got.Published != 1 {
+		t.Errorf("counts %+v; want 1 forwarded, 1 published", got)
 	}
 }
