@@ -78,7 +78,20 @@ const (
 )
 
 // TestCrashLoop: REPORTMAILER_CRASH_SEED=N repeats a run's kills.
+// REPORTMAILER_CRASH_UNSETTLED=resend runs it with ses_events.unsettled
+// resend instead of the default dead_letter: a delivery no Send event
+// settled within the grace (a kill after its "sending" record, before
+// SES had the request) is sent again rather than dead-lettered, so none
+// may be left ambiguous.
 func TestCrashLoop(t *testing.T) {
+	unsettled := os.Getenv("REPORTMAILER_CRASH_UNSETTLED")
+	switch unsettled {
+	case "", "dead_letter":
+		unsettled = "dead_letter"
+	case "resend":
+	default:
+		t.Fatalf("REPORTMAILER_CRASH_UNSETTLED=%q: want dead_letter or resend", unsettled)
+	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("REPORTMAILER_CRASH_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -120,7 +133,7 @@ func TestCrashLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventsURL := aws.ToString(eventsQ.QueueUrl)
-	cfg := writeConfig(t, dir, q, dlq, eventsURL)
+	cfg := writeConfig(t, dir, q, dlq, eventsURL, unsettled)
 
 	// The declared policy for drain, as `reportmailer iam` prints it,
 	// enforced; a few milliseconds per call, so that kills land mid-call
@@ -236,10 +249,10 @@ func TestCrashLoop(t *testing.T) {
 	o := st.Judge(t, events, dlq, ledger, outcome.Counted{Unrecorded: outcome.SummaryCount(finished, "unrecorded")})
 	send := set.SES.Counts("SendEmail")
 	// The figures the closing note quotes.
-	t.Logf("crash loop: seed %d, %d runs (%d killed, %d finished) in %s; events %d, pairs %d, emails %d, duplicates %d, "+
+	t.Logf("crash loop (unsettled %s): seed %d, %d runs (%d killed, %d finished) in %s; events %d, pairs %d, emails %d, duplicates %d, "+
 		"ambiguous left sending %d (of them delivered %d, unrecorded %d), settled by SES events %d (runs' logs: %d), lost %d, dead-lettered %d; "+
 		"ledger %v; SES Send events published %d for %d SendEmail forwarded; finished runs' summaries: maybe sent %d, maybe duplicated %d, unrecorded %d",
-		seed, runs, kills, exits, took, len(events), o.Pairs, o.Emails, o.Duplicates,
+		unsettled, seed, runs, kills, exits, took, len(events), o.Pairs, o.Emails, o.Duplicates,
 		o.Ambiguous, o.AmbiguousDelivered, o.Unrecorded, o.Settled, outcome.EventsSettled(all), o.Lost, o.DeadLettered,
 		o.States, send.Published, send.Forwarded,
 		outcome.SummaryCount(finished, "maybe_sent"), outcome.SummaryCount(finished, "maybe_duplicated"), outcome.SummaryCount(finished, "unrecorded"))
@@ -248,6 +261,9 @@ func TestCrashLoop(t *testing.T) {
 	}
 	// SES published a Send event for every email it accepted, and the
 	// runs read them: no email SES accepted may be left for an operator.
+	if unsettled == "resend" && o.Ambiguous > 0 {
+		t.Errorf("%d deliveries left \"sending\" with ses_events.unsettled resend: past the grace with no Send event, they should have been sent again", o.Ambiguous)
+	}
 	if o.AmbiguousDelivered > 0 {
 		t.Errorf("%d deliveries SES accepted are still \"sending\": their Send events did not settle them", o.AmbiguousDelivered)
 	}
@@ -260,7 +276,7 @@ func TestCrashLoop(t *testing.T) {
 // a key made here (drain signs, nobody opens them), the ledger next to
 // the reports, SES's events read from eventsURL, short timeouts so that
 // what a kill leaves is picked up within the test.
-func writeConfig(t *testing.T, dir, queueURL, dlqURL, eventsURL string) string {
+func writeConfig(t *testing.T, dir, queueURL, dlqURL, eventsURL, unsettled string) string {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -280,10 +296,10 @@ recipients: {allowed_domains: [%[1]s]}
 reports: {bucket: %[3]s}
 ledger: {bucket: %[3]s, prefix: %[4]s, claim_timeout: %[5]s}
 s3: {use_path_style: true}
-ses_events: {queue_url: %[10]q, grace: %[6]s}
+ses_events: {queue_url: %[10]q, grace: %[6]s, unsettled: %[11]s}
 schedules:
   - {name: crash, mode: each, queue_url: %[7]q, dead_letter_queue_url: %[8]q, wait_time: 1s, budget: 1m, visibility_timeout: %[9]s}
-`, outcome.Domain, keyFile, bucket, ledger, crashClaimTimeout, crashGrace, queueURL, dlqURL, crashVisibility, eventsURL)
+`, outcome.Domain, keyFile, bucket, ledger, crashClaimTimeout, crashGrace, queueURL, dlqURL, crashVisibility, eventsURL, unsettled)
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
