@@ -139,7 +139,11 @@ func TestCrashLoop(t *testing.T) {
 	// enforced; a few milliseconds per call, so that kills land mid-call
 	// as well as between calls.
 	var policy iam.Document
-	iamOut, err := exec.Command(bin, "iam", "-config", cfg, "-command", "drain", "-region", devstack.Region, "-account", devstack.AccountID).Output()
+	iamCmd := exec.Command(bin, "iam", "-config", cfg, "-command", "drain", "-region", devstack.Region, "-account", devstack.AccountID)
+	// Without the test's REPORTMAILER_CRASH_ settings, which the config
+	// would read as its own.
+	iamCmd.Env = environ(awsproxy.Set{})
+	iamOut, err := iamCmd.Output()
 	if err != nil {
 		var stderr []byte
 		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
