@@ -8,6 +8,7 @@ package main
 // that names the recipient and the ledger record. Nothing else is lost.
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -15,12 +16,17 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/internal/outcome"
@@ -36,6 +42,13 @@ const (
 	faultClaimTimeout = 3 * time.Second
 	// faultDeadline bounds one case's runs.
 	faultDeadline = 60 * time.Second
+	// faultSESGrace is how long a delivery may wait, "sending", for
+	// SES's events to settle it (ses_events.grace, its shortest): a case
+	// with the event stream gets that much longer, since its ambiguous
+	// messages are hidden for it.
+	faultSESGrace = time.Minute
+	// faultSESEventDelay is how late SES's events reach their queue.
+	faultSESEventDelay = time.Second
 )
 
 // faultCase is one class of fault.
@@ -70,6 +83,12 @@ type faultCase struct {
 	// keys (faultEnv's s3 and sqs); SES's requests name no case, so a
 	// case that faults SES, or adds latency, is not shared.
 	shared bool
+	// sesEvents has the SES proxy publish SES's Send event for every
+	// email it accepted to a queue the worker reads (ses_events), as a
+	// configuration set's EventBridge destination does; minSettled
+	// deliveries must be settled by them, with none left ambiguous.
+	sesEvents  bool
+	minSettled int
 }
 
 // faultEnv is one case's queues, config, events and proxies.
@@ -83,6 +102,8 @@ type faultEnv struct {
 	events         []outcome.Event
 	set            awsproxy.Set
 	deadline       time.Time
+	// sesEventsQ is the queue SES's events go to, with tc.sesEvents.
+	sesEventsQ string
 }
 
 // newFaultEnv makes case i's queues, config and events.
@@ -104,8 +125,41 @@ func newFaultEnv(t *testing.T, e *itEnv, i int, tc faultCase) *faultEnv {
 		}
 		fx.events[j] = ev
 	}
+	if tc.sesEvents {
+		out, err := e.sqs.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("it-ses-events-%02d-%d", i, time.Now().UnixNano()%1e9))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fx.sesEventsQ = aws.ToString(out.QueueUrl)
+		appendConfig(t, fx.cfg, fmt.Sprintf("ses_events: {queue_url: %q, grace: %s}\n", fx.sesEventsQ, faultSESGrace))
+	}
 	return fx
 }
+
+// sesEvents is what the case's SES proxy publishes: SES's events to
+// the case's events queue, straight to the emulator (AWS delivers them,
+// under no policy of the worker's); nil without tc.sesEvents.
+func (fx *faultEnv) sesEvents() *awsproxy.SESEvents {
+	if !fx.tc.sesEvents {
+		return nil
+	}
+	return &awsproxy.SESEvents{Publish: awsproxy.PublishToSQS(fx.e.sqs, fx.sesEventsQ), Delay: faultSESEventDelay}
+}
+
+// settledIn sums what SES's events settled, as the runs' summaries say
+// ("settled N").
+func settledIn(runs []drainResult) int {
+	n := 0
+	for _, r := range runs {
+		if m := summarySettled.FindStringSubmatch(r.out); m != nil {
+			v, _ := strconv.Atoi(m[1])
+			n += v
+		}
+	}
+	return n
+}
+
+var summarySettled = regexp.MustCompile(`, settled (\d+)`)
 
 // s3 injects f into the case's own S3 requests.
 func (fx *faultEnv) s3(f awsproxy.Fault) *awsproxy.Rule {
@@ -233,6 +287,20 @@ func TestFaults(t *testing.T) {
 			},
 		},
 		{
+			// SES publishes its Send event for each email it accepted,
+			// whatever answer the client got, and the worker reads
+			// them: both emails whose answers were lost are settled as
+			// sent, their messages acknowledged when they come back
+			// after the grace, and none is left to an operator.
+			name: "SES reset and 500 after acceptance, with SES's events read", events: 3, extra: 1, sesEvents: true, minSettled: 2,
+			inject: func(t *testing.T, fx *faultEnv) []*awsproxy.Rule {
+				return []*awsproxy.Rule{
+					fx.ses(t, awsproxy.Fault{Operation: "SendEmail", After: true, Reset: true, Times: 1}),
+					fx.ses(t, awsproxy.Fault{Operation: "SendEmail", After: true, Status: 500, Times: 1}),
+				}
+			},
+		},
+		{
 			// SQS deleted the message from the source after the worker
 			// dead-lettered it, and the answer was lost: the SDK's retry
 			// finds the receipt handle spent.
@@ -351,7 +419,7 @@ func TestFaults(t *testing.T) {
 		if !tc.shared {
 			t.Run(tc.name, func(t *testing.T) {
 				fx := newFaultEnv(t, e, i, tc)
-				fx.set = sharedLeastPrivilege(t, e, leastPrivilege(t, fx.cfg))
+				fx.set = sharedLeastPrivilege(t, e, leastPrivilege(t, fx.cfg), fx.sesEvents())
 				fx.run(t)
 			})
 		}
@@ -369,7 +437,7 @@ func TestFaults(t *testing.T) {
 				fxs = append(fxs, fx)
 			}
 		}
-		set := sharedLeastPrivilege(t, e, policy)
+		set := sharedLeastPrivilege(t, e, policy, nil)
 		for _, fx := range fxs {
 			fx.set = set
 			t.Run(fx.tc.name, func(t *testing.T) {
@@ -382,11 +450,12 @@ func TestFaults(t *testing.T) {
 
 // sharedLeastPrivilege starts a proxy set of the case's own in front of
 // e's emulators, enforcing policy (the declared policy of one config,
-// or the union of several), and points the command at it: faults
-// injected into it reach no other test.
-func sharedLeastPrivilege(t *testing.T, e *itEnv, policy iam.Document) awsproxy.Set {
+// or the union of several), its SES proxy publishing events (nil for
+// none), and points the command at it: faults injected into it reach no
+// other test.
+func sharedLeastPrivilege(t *testing.T, e *itEnv, policy iam.Document, events *awsproxy.SESEvents) awsproxy.Set {
 	t.Helper()
-	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL}, awsproxy.Options{Policy: &policy})
+	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: e.sqsURL, S3: e.s3URL, SES: e.sesURL}, awsproxy.Options{Policy: &policy, SESEvents: events})
 	for k, v := range set.Env() {
 		t.Setenv(k, v)
 	}
@@ -405,6 +474,9 @@ func sharedLeastPrivilege(t *testing.T, e *itEnv, policy iam.Document) awsproxy.
 func (fx *faultEnv) run(t *testing.T) {
 	e, tc, events, prefix, q, dlq := fx.e, fx.tc, fx.events, fx.prefix, fx.q, fx.dlq
 	fx.deadline = time.Now().Add(faultDeadline)
+	if tc.sesEvents {
+		fx.deadline = fx.deadline.Add(faultSESGrace)
+	}
 	var rules []*awsproxy.Rule
 	if tc.inject != nil {
 		rules = tc.inject(t, fx)
@@ -432,8 +504,8 @@ func (fx *faultEnv) run(t *testing.T) {
 	}
 
 	o := e.stack().Judge(t, events, dlq, fx.ledger, outcome.Counted{Unrecorded: count(runs, "unrecorded"), MaybeDuplicated: count(runs, "maybe_duplicated")})
-	t.Logf("%s: %d runs; %s; summaries: sent %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d",
-		tc.name, len(runs), o, count(runs, "sent"), count(runs, "duplicates"), count(runs, "maybe_sent"), count(runs, "maybe_duplicated"), count(runs, "unrecorded"))
+	t.Logf("%s: %d runs; %s; summaries: sent %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d, settled %d",
+		tc.name, len(runs), o, count(runs, "sent"), count(runs, "duplicates"), count(runs, "maybe_sent"), count(runs, "maybe_duplicated"), count(runs, "unrecorded"), settledIn(runs))
 	for _, p := range o.Problems {
 		t.Error(p)
 	}
@@ -454,6 +526,9 @@ func (fx *faultEnv) run(t *testing.T) {
 	if o.Duplicates > 0 && !tc.duplicated {
 		t.Errorf("%d duplicate emails: this case's fault must not double an email, counted or not", o.Duplicates)
 	}
+	if tc.sesEvents {
+		fx.checkSettled(t, runs, o)
+	}
 	if tc.check != nil {
 		tc.check(t, fx, runs, o)
 	}
@@ -465,6 +540,22 @@ func (fx *faultEnv) run(t *testing.T) {
 			}
 			t.Logf("run %d: exit %d, %s\n%s", j+1, r.code, r.out, outcome.Tail(r.logs, 30))
 		}
+	}
+}
+
+// checkSettled checks a case with SES's events read: SES published one
+// Send event per email it accepted, they settled at least minSettled
+// deliveries, and the runs' summaries counted each once.
+func (fx *faultEnv) checkSettled(t *testing.T, runs []drainResult, o outcome.Result) {
+	t.Helper()
+	if o.Settled < fx.tc.minSettled {
+		t.Errorf("SES's events settled %d deliveries, want at least %d: the emails whose answers were lost", o.Settled, fx.tc.minSettled)
+	}
+	if n := settledIn(runs); n != o.Settled {
+		t.Errorf("the summaries say settled %d in all, but %d ledger records were settled by SES's events", n, o.Settled)
+	}
+	if n := fx.set.SES.Counts("SendEmail").Published; n != o.Emails {
+		t.Errorf("SES published %d Send events for the %d emails it accepted", n, o.Emails)
 	}
 }
 

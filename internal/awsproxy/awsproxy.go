@@ -11,6 +11,8 @@
 //     emulator or after the emulator applied it (a 5xx, a throttle, or a
 //     reset connection);
 //   - adds latency;
+//   - publishes, for SES, the Send event SES's configuration set would
+//     for each email accepted (SESEvents), which the emulator does not;
 //   - counts what it saw, denied, injected and forwarded, per operation.
 //
 // The emulator behind it still does all the work: this is a permission,
@@ -110,6 +112,10 @@ type Options struct {
 	// Logf receives one line per denial, unknown request, injected fault
 	// and upstream failure. Start sets it to t.Logf. Default: no logging.
 	Logf func(format string, args ...any)
+	// SESEvents, for an SES proxy, publishes SES's Send event for each
+	// email the emulator accepted. Default nil: none, as
+	// aws-ses-v2-local publishes none.
+	SESEvents *SESEvents
 }
 
 // Counts is what a proxy did with one operation's requests.
@@ -126,6 +132,9 @@ type Counts struct {
 	Forwarded int
 	// Delayed is the latency added to them in all.
 	Delayed time.Duration
+	// Published is how many SES events were published for them (see
+	// Options.SESEvents).
+	Published int
 }
 
 // Denial is one request the policy refused.
@@ -147,6 +156,8 @@ type Proxy struct {
 	upstream *http.Transport
 	base     context.Context
 	cancel   context.CancelFunc
+	// publishing are the SES events waiting out SESEvents.Delay.
+	publishing sync.WaitGroup
 
 	mu        sync.Mutex
 	policy    *iam.Document
@@ -164,6 +175,9 @@ func New(opts Options) (*Proxy, error) {
 	case SQS, S3, SES:
 	default:
 		return nil, fmt.Errorf("awsproxy: service %q is not sqs, s3 or ses", opts.Service)
+	}
+	if e := opts.SESEvents; e != nil && (opts.Service != SES || e.Publish == nil) {
+		return nil, fmt.Errorf("awsproxy %s: SESEvents needs an SES proxy and a Publish func", opts.Service)
 	}
 	target, err := url.Parse(opts.Target)
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
@@ -216,9 +230,11 @@ func Start(t testing.TB, opts Options) *Proxy {
 
 // Close stops the proxy: requests in flight to the emulator (a long
 // poll, say) are cancelled, and Close returns once every handler has.
+// SES events still waiting out their delay are not published.
 func (p *Proxy) Close() {
 	p.cancel()
 	p.srv.Close()
+	p.publishing.Wait()
 	p.upstream.CloseIdleConnections()
 }
 
@@ -332,7 +348,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	resp, err := p.forward(ctx, r, body)
+	upstream := ctx
+	if op == "SendEmail" {
+		// SES goes on with a send it has received when the client goes
+		// away (a worker killed mid-call): the email may be accepted,
+		// and its events published, all the same.
+		var cancel context.CancelFunc
+		upstream, cancel = context.WithCancel(p.base)
+		defer cancel()
+	}
+	resp, err := p.forward(upstream, r, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			// Closing, or the client left: no answer, as from a server
@@ -345,6 +370,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.count(op, func(c *Counts) { c.Forwarded++ })
+	// SES accepted the email, and publishes its event, whatever answer
+	// reaches the client.
+	if op == "SendEmail" && p.opts.SESEvents != nil && resp.status/100 == 2 {
+		p.publishSend(r, body, resp.body)
+	}
 
 	// Without s3:ListBucket on the key's prefix, S3 will not say that a
 	// key does not exist.

@@ -612,6 +612,9 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{Service: "dynamodb", Target: "http://127.0.0.1:1"},
 		{Service: awsproxy.S3, Target: "127.0.0.1:1"},
 		{Service: awsproxy.S3},
+		// SES's events come from SES, and need somewhere to go.
+		{Service: awsproxy.SQS, Target: "http://127.0.0.1:1", SESEvents: &awsproxy.SESEvents{Publish: func(context.Context, []byte) error { return nil }}},
+		{Service: awsproxy.SES, Target: "http://127.0.0.1:1", SESEvents: &awsproxy.SESEvents{}},
 	} {
 		if p, err := awsproxy.New(o); err == nil {
 			p.Close()

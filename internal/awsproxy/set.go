@@ -18,8 +18,8 @@ type Set struct {
 }
 
 // StartSet starts a proxy in front of each target for a test, all with
-// opts (whose Service and Target it sets), and closes them when the test
-// ends.
+// opts (whose Service and Target it sets; SESEvents goes to the SES
+// proxy alone), and closes them when the test ends.
 func StartSet(t testing.TB, targets Targets, opts Options) Set {
 	t.Helper()
 	var s Set
@@ -33,6 +33,9 @@ func StartSet(t testing.TB, targets Targets, opts Options) Set {
 		}
 		o := opts
 		o.Service, o.Target = x.svc, x.target
+		if x.svc != SES {
+			o.SESEvents = nil
+		}
 		*x.p = Start(t, o)
 	}
 	return s

@@ -4,9 +4,14 @@ package crashtest
 // events through the permission and latency proxy in front of the
 // emulators (goaws and gofakes3 in-process, aws-ses-v2-local), and is
 // killed with SIGKILL at random moments, then restarted, until the
-// queue is empty. Nothing may be sent twice, and every delivery not
-// sent must be one the ledger left "sending" (the one window in which
-// no one can know whether SES accepted it), dead-lettered as
+// queue is empty. The SES proxy publishes SES's Send event for every
+// email the emulator accepted to an events queue, as a configuration
+// set's EventBridge destination does, and the binary reads it
+// (ses_events): a delivery a kill left "sending" after SES accepted its
+// email is settled by its event, without an operator. Nothing may be
+// sent twice; every email SES accepted must end recorded as sent; and
+// every delivery not sent must be one the ledger left "sending" (a kill
+// after the record, before SES had the request), dead-lettered as
 // maybe_sent with a reason naming the recipient and the record.
 
 import (
@@ -57,11 +62,13 @@ const (
 	// "sending" must be before another run takes it over.
 	crashClaimTimeout = 5 * time.Second
 	// crashGrace is how long a delivery may stay "sending" (a kill
-	// between SendEmail and recording its answer) before its message
-	// is dead-lettered as maybe sent: the shortest ses_events.grace the
-	// config accepts. The test has no SES event stream to settle them
-	// sooner.
+	// between SendEmail and recording its answer) waiting for its Send
+	// event before its message is dead-lettered as maybe sent: the
+	// shortest ses_events.grace the config accepts.
 	crashGrace = time.Minute
+	// crashEventDelay is how late SES's Send event reaches the events
+	// queue after SES accepted the email: EventBridge takes seconds.
+	crashEventDelay = time.Second
 
 	bucket = "crash-reports"
 	ledger = "reportmailer/ledger/"
@@ -71,7 +78,20 @@ const (
 )
 
 // TestCrashLoop: REPORTMAILER_CRASH_SEED=N repeats a run's kills.
+// REPORTMAILER_CRASH_UNSETTLED=resend runs it with ses_events.unsettled
+// resend instead of the default dead_letter: a delivery no Send event
+// settled within the grace (a kill after its "sending" record, before
+// SES had the request) is sent again rather than dead-lettered, so none
+// may be left ambiguous.
 func TestCrashLoop(t *testing.T) {
+	unsettled := os.Getenv("REPORTMAILER_CRASH_UNSETTLED")
+	switch unsettled {
+	case "", "dead_letter":
+		unsettled = "dead_letter"
+	case "resend":
+	default:
+		t.Fatalf("REPORTMAILER_CRASH_UNSETTLED=%q: want dead_letter or resend", unsettled)
+	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("REPORTMAILER_CRASH_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -106,14 +126,24 @@ func TestCrashLoop(t *testing.T) {
 	if _, err := st.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)
 	}
-	q, dlq := st.Queues(t, fmt.Sprintf("crash-%d", time.Now().UnixNano()%1e9), 20)
-	cfg := writeConfig(t, dir, q, dlq)
+	name := fmt.Sprintf("crash-%d", time.Now().UnixNano()%1e9)
+	q, dlq := st.Queues(t, name, 20)
+	eventsQ, err := st.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-ses-events")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventsURL := aws.ToString(eventsQ.QueueUrl)
+	cfg := writeConfig(t, dir, q, dlq, eventsURL, unsettled)
 
 	// The declared policy for drain, as `reportmailer iam` prints it,
 	// enforced; a few milliseconds per call, so that kills land mid-call
 	// as well as between calls.
 	var policy iam.Document
-	iamOut, err := exec.Command(bin, "iam", "-config", cfg, "-command", "drain", "-region", devstack.Region, "-account", devstack.AccountID).Output()
+	iamCmd := exec.Command(bin, "iam", "-config", cfg, "-command", "drain", "-region", devstack.Region, "-account", devstack.AccountID)
+	// Without the test's REPORTMAILER_CRASH_ settings, which the config
+	// would read as its own.
+	iamCmd.Env = environ(awsproxy.Set{})
+	iamOut, err := iamCmd.Output()
 	if err != nil {
 		var stderr []byte
 		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
@@ -124,7 +154,10 @@ func TestCrashLoop(t *testing.T) {
 	if err := json.Unmarshal(iamOut, &policy); err != nil {
 		t.Fatalf("reportmailer iam: %v\n%s", err, iamOut)
 	}
-	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: stack.SQSURL, S3: stack.S3URL, SES: sesURL}, awsproxy.Options{Policy: &policy})
+	// SES publishes its events straight to the queue, under no policy
+	// of the worker's.
+	set := awsproxy.StartSet(t, awsproxy.Targets{SQS: stack.SQSURL, S3: stack.S3URL, SES: sesURL}, awsproxy.Options{Policy: &policy,
+		SESEvents: &awsproxy.SESEvents{Publish: awsproxy.PublishToSQS(st.SQS, eventsURL), Delay: crashEventDelay}})
 	t.Cleanup(func() {
 		for _, p := range []*awsproxy.Proxy{set.SQS, set.S3, set.SES} {
 			for _, d := range p.Denials() {
@@ -153,6 +186,7 @@ func TestCrashLoop(t *testing.T) {
 	var kills, runs, exits int
 	var lastLogs string
 	var finished []string // the logs of the runs that were not killed
+	var all []string      // the logs of every run
 	var current *exec.Cmd
 	t.Cleanup(func() {
 		if current != nil && current.ProcessState == nil {
@@ -184,6 +218,7 @@ func TestCrashLoop(t *testing.T) {
 			case <-time.After(after):
 				cmd.Process.Kill()
 				<-done
+				all = append(all, stderr.String())
 				kills++
 				t.Logf("kill %d: run %d after %s, having sent %d emails", kills, runs, after, strings.Count(stderr.String(), "msg=sent "))
 				continue
@@ -194,12 +229,14 @@ func TestCrashLoop(t *testing.T) {
 			case <-time.After(time.Until(deadline)):
 				cmd.Process.Kill()
 				<-done
+				all = append(all, stderr.String())
 				t.Errorf("run %d did not finish by the deadline; its last logs:\n%s", runs, outcome.Tail(stderr.String(), 20))
 				continue
 			}
 		}
 		exits++
 		lastLogs = stderr.String()
+		all = append(all, lastLogs)
 		finished = append(finished, lastLogs)
 		if code := cmd.ProcessState.ExitCode(); code != exitOK && code != exitPartial {
 			t.Fatalf("run %d: exit %d (%v): %s\n%s", runs, code, err, stdout.String(), outcome.Tail(stderr.String(), 40))
@@ -214,12 +251,25 @@ func TestCrashLoop(t *testing.T) {
 	}
 
 	o := st.Judge(t, events, dlq, ledger, outcome.Counted{Unrecorded: outcome.SummaryCount(finished, "unrecorded")})
+	send := set.SES.Counts("SendEmail")
 	// The figures the closing note quotes.
-	t.Logf("crash loop: seed %d, %d runs (%d killed, %d finished) in %s; events %d, pairs %d, emails %d, duplicates %d, ambiguous %d (of them delivered %d, unrecorded %d), lost %d, dead-lettered %d; ledger %v; finished runs' summaries: maybe sent %d, maybe duplicated %d, unrecorded %d",
-		seed, runs, kills, exits, took, len(events), o.Pairs, o.Emails, o.Duplicates, o.Ambiguous, o.AmbiguousDelivered, o.Unrecorded, o.Lost, o.DeadLettered, o.States,
+	t.Logf("crash loop (unsettled %s): seed %d, %d runs (%d killed, %d finished) in %s; events %d, pairs %d, emails %d, duplicates %d, "+
+		"ambiguous left sending %d (of them delivered %d, unrecorded %d), settled by SES events %d (runs' logs: %d), lost %d, dead-lettered %d; "+
+		"ledger %v; SES Send events published %d for %d SendEmail forwarded; finished runs' summaries: maybe sent %d, maybe duplicated %d, unrecorded %d",
+		unsettled, seed, runs, kills, exits, took, len(events), o.Pairs, o.Emails, o.Duplicates,
+		o.Ambiguous, o.AmbiguousDelivered, o.Unrecorded, o.Settled, outcome.EventsSettled(all), o.Lost, o.DeadLettered,
+		o.States, send.Published, send.Forwarded,
 		outcome.SummaryCount(finished, "maybe_sent"), outcome.SummaryCount(finished, "maybe_duplicated"), outcome.SummaryCount(finished, "unrecorded"))
 	for _, p := range o.Problems {
 		t.Error(p)
+	}
+	// SES published a Send event for every email it accepted, and the
+	// runs read them: no email SES accepted may be left for an operator.
+	if unsettled == "resend" && o.Ambiguous > 0 {
+		t.Errorf("%d deliveries left \"sending\" with ses_events.unsettled resend: past the grace with no Send event, they should have been sent again", o.Ambiguous)
+	}
+	if o.AmbiguousDelivered > 0 {
+		t.Errorf("%d deliveries SES accepted are still \"sending\": their Send events did not settle them", o.AmbiguousDelivered)
 	}
 	if o.Pairs < 300 {
 		t.Errorf("%d pairs; the test wants hundreds", o.Pairs)
@@ -228,9 +278,9 @@ func TestCrashLoop(t *testing.T) {
 
 // writeConfig writes the worker's config: CloudFront links signed with
 // a key made here (drain signs, nobody opens them), the ledger next to
-// the reports, short timeouts so that what a kill leaves is picked up
-// within the test.
-func writeConfig(t *testing.T, dir, queueURL, dlqURL string) string {
+// the reports, SES's events read from eventsURL, short timeouts so that
+// what a kill leaves is picked up within the test.
+func writeConfig(t *testing.T, dir, queueURL, dlqURL, eventsURL, unsettled string) string {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -250,10 +300,10 @@ recipients: {allowed_domains: [%[1]s]}
 reports: {bucket: %[3]s}
 ledger: {bucket: %[3]s, prefix: %[4]s, claim_timeout: %[5]s}
 s3: {use_path_style: true}
-ses_events: {grace: %[6]s}
+ses_events: {queue_url: %[10]q, grace: %[6]s, unsettled: %[11]s}
 schedules:
   - {name: crash, mode: each, queue_url: %[7]q, dead_letter_queue_url: %[8]q, wait_time: 1s, budget: 1m, visibility_timeout: %[9]s}
-`, outcome.Domain, keyFile, bucket, ledger, crashClaimTimeout, crashGrace, queueURL, dlqURL, crashVisibility)
+`, outcome.Domain, keyFile, bucket, ledger, crashClaimTimeout, crashGrace, queueURL, dlqURL, crashVisibility, eventsURL, unsettled)
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

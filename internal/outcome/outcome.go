@@ -192,6 +192,10 @@ type Result struct {
 	Unrecorded   int
 	Lost         int // deliveries with no email that are not ambiguous
 	DeadLettered int // messages on the dead-letter queue
+	// Settled are deliveries SES's sending events recorded as sent:
+	// their ledger record says settled_by "ses-event". Each was
+	// ambiguous until its event was read.
+	Settled int
 	// States counts the final ledger records by state ("" when none).
 	States map[string]int
 	// Problems are the broken promises, one line each.
@@ -199,8 +203,8 @@ type Result struct {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("pairs %d, emails %d, delivered %d, duplicates %d, ambiguous %d (of them delivered %d, unrecorded %d), lost %d, dead-lettered %d, ledger states %v",
-		r.Pairs, r.Emails, r.Delivered, r.Duplicates, r.Ambiguous, r.AmbiguousDelivered, r.Unrecorded, r.Lost, r.DeadLettered, r.States)
+	return fmt.Sprintf("pairs %d, emails %d, delivered %d, duplicates %d, ambiguous %d (of them delivered %d, unrecorded %d), settled by SES events %d, lost %d, dead-lettered %d, ledger states %v",
+		r.Pairs, r.Emails, r.Delivered, r.Duplicates, r.Ambiguous, r.AmbiguousDelivered, r.Unrecorded, r.Settled, r.Lost, r.DeadLettered, r.States)
 }
 
 // Judge judges the deliveries of events, once their queue drained:
@@ -258,11 +262,14 @@ func (s Stack) Judge(t testing.TB, events []Event, dlqURL, ledger string, c Coun
 		for _, p := range ev.Pairs() {
 			n := got[p]
 			key := worker.DeliveryKey(p.Event, p.Recipient)
-			state, err := s.ledgerState(ctx, ledger+key)
+			state, settledBy, err := s.ledgerState(ctx, ledger+key)
 			if err != nil {
 				t.Fatalf("ledger record of %s to %s: %v", p.Event, p.Recipient, err)
 			}
 			r.States[state]++
+			if state == "sent" && settledBy == "ses-event" {
+				r.Settled++
+			}
 			if n > 0 {
 				r.Delivered++
 			}
@@ -308,28 +315,29 @@ func (s Stack) Judge(t testing.TB, events []Event, dlqURL, ledger string, c Coun
 }
 
 // ledgerState is the state of the ledger record at key, "" when there
-// is none.
-func (s Stack) ledgerState(ctx context.Context, key string) (string, error) {
+// is none, and who settled it, if not the run that sent.
+func (s Stack) ledgerState(ctx context.Context, key string) (state, settledBy string, err error) {
 	out, err := s.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
 	if err != nil {
 		var nk *s3types.NoSuchKey
 		if errors.As(err, &nk) {
-			return "", nil
+			return "", "", nil
 		}
-		return "", err
+		return "", "", err
 	}
 	defer out.Body.Close()
 	b, err := io.ReadAll(out.Body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	var rec struct {
-		State string `json:"state"`
+		State     string `json:"state"`
+		SettledBy string `json:"settled_by"`
 	}
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return "", fmt.Errorf("%s: %w: %s", key, err, b)
+		return "", "", fmt.Errorf("%s: %w: %s", key, err, b)
 	}
-	return rec.State, nil
+	return rec.State, rec.SettledBy, nil
 }
 
 // deadLetters empties the dead-letter queue and returns its messages.
@@ -379,6 +387,23 @@ func SummaryCount(logs []string, what string) int {
 }
 
 var summaryFigure = regexp.MustCompile(`\bsummary\.(\w+)=(\d+)`)
+
+// EventsSettled sums the deliveries SES's sending events settled, as
+// the runs logged each settling ("ses events: deliveries settled as
+// sent" deliveries=N), over logs: a run killed after settling counts
+// too, unlike the summary line on its stdout.
+func EventsSettled(logs []string) int {
+	n := 0
+	for _, l := range logs {
+		for _, m := range eventsSettled.FindAllStringSubmatch(l, -1) {
+			v, _ := strconv.Atoi(m[1])
+			n += v
+		}
+	}
+	return n
+}
+
+var eventsSettled = regexp.MustCompile(`msg="ses events: deliveries settled as sent".*\bdeliveries=(\d+)`)
 
 // FastSESAccount is emulator.DefaultSESAccount with a send rate high
 // enough that pacing does not set the pace of hundreds of emails.
