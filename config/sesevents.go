@@ -62,10 +62,10 @@ type SESEvents struct {
 	// Grace: "dead_letter" (the default) dead-letters its message with
 	// code maybe_sent and a reason naming the recipient, the ledger
 	// record and the command that settles it; "resend" treats the email
-	// as not sent and sends it again. "resend" needs QueueURL, and is
-	// safe only when the destination publishes Send events for the
-	// configuration set every email uses: then a delivery with no Send
-	// event after Grace was not accepted. A run that could not read the
+	// as not sent and sends it again. "resend" needs QueueURL and
+	// sender.configuration_set, and is safe only when that set's
+	// destination publishes Send events to QueueURL: then a delivery
+	// with no Send event after Grace was not accepted. A run that could not read the
 	// events queue to the end dead-letters instead.
 	Unsettled string `yaml:"unsettled"`
 	// MaxEvents bounds how many messages a run reads from QueueURL
@@ -116,6 +116,9 @@ func (c *Config) validateSESEvents() []error {
 	case UnsettledResend:
 		if e.QueueURL == "" {
 			bad("ses_events.unsettled", e.Unsettled, "needs ses_events.queue_url: without SES's events a delivery with no answer may have been accepted, and resending it could send the email twice")
+		}
+		if c.Sender.ConfigurationSet == "" {
+			bad("ses_events.unsettled", e.Unsettled, "needs sender.configuration_set, the set whose event destination publishes Send events to ses_events.queue_url: SES publishes events only for emails sent with a set, and without them every email whose answer was lost would be sent again")
 		}
 	default:
 		bad("ses_events.unsettled", e.Unsettled, "is not %s or %s", UnsettledDeadLetter, UnsettledResend)

@@ -30,18 +30,21 @@ func TestSESEventsSettings(t *testing.T) {
 	}{
 		{name: "all set", yaml: `
 ses_events: {queue_url: ` + events + `, grace: 30m, unsettled: resend, max_events: 50}
-`, want: config.SESEvents{QueueURL: events, Grace: 30 * time.Minute, Unsettled: "resend", MaxEvents: 50}},
+`, env: []string{"REPORTMAILER_SENDER_CONFIGURATION_SET=reports"}, want: config.SESEvents{QueueURL: events, Grace: 30 * time.Minute, Unsettled: "resend", MaxEvents: 50}},
 		{name: "from the environment", env: []string{
 			"REPORTMAILER_SES_EVENTS_QUEUE_URL=" + events,
 			"REPORTMAILER_SES_EVENTS_GRACE=1h",
 			"REPORTMAILER_SES_EVENTS_UNSETTLED=resend",
 			"REPORTMAILER_SES_EVENTS_MAX_EVENTS=200",
+			"REPORTMAILER_SENDER_CONFIGURATION_SET=reports",
 		}, want: config.SESEvents{QueueURL: events, Grace: time.Hour, Unsettled: "resend", MaxEvents: 200}},
 		{name: "grace without a queue", yaml: "ses_events: {grace: 1h}",
 			want: config.SESEvents{Grace: time.Hour, Unsettled: "dead_letter", MaxEvents: 1000}},
 
 		{name: "resend without a queue", yaml: "ses_events: {unsettled: resend}",
 			err: `ses_events.unsettled: "resend" needs ses_events.queue_url`},
+		{name: "resend without a configuration set", yaml: "ses_events: {queue_url: " + events + ", unsettled: resend}",
+			err: `ses_events.unsettled: "resend" needs sender.configuration_set`},
 		{name: "unknown policy", yaml: "ses_events: {queue_url: " + events + ", unsettled: retry}",
 			err: `ses_events.unsettled: "retry" is not dead_letter or resend`},
 		{name: "grace too short", yaml: "ses_events: {grace: 30s}",

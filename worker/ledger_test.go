@@ -54,6 +54,9 @@ func TestDrainTakesOverAClaimThatSentNothing(t *testing.T) {
 	if sum.Retrying != 1 || len(b.mailer.sent) != 0 || b.queue.codes["m0"] != "" {
 		t.Fatalf("a minute after the claim: summary %+v, %d sent; want it left for retry, nothing sent", sum, len(b.mailer.sent))
 	}
+	if got := b.queue.hidden["m0"]; got != 14*time.Minute {
+		t.Errorf("message hidden for %s; want 14m0s, until the claim may be taken over", got)
+	}
 
 	b.now = b.now.Add(15 * time.Minute)
 	b.queue.pending = []worker.Message{{ID: "m0", ReceiptHandle: "r1", Body: body}}
@@ -194,7 +197,9 @@ func TestDrainCountsWhatMayBeDoubled(t *testing.T) {
 // email may have been accepted is not dead-lettered at once. Its
 // message is hidden for what is left of the grace, so that the events
 // can settle it before it comes back; without them it is dead-lettered
-// at once, as maybe sent, when this run sent it.
+// at once, as maybe sent, when this run sent it. One another run left
+// sending waits, hidden, for the grace either way: a receive before it
+// ends only counts towards maxReceiveCount.
 func TestDrainAwaitsSettlement(t *testing.T) {
 	lost := func(worker.Email) error { return worker.Ambiguous(errors.New("ses: connection reset")) }
 	tests := []struct {
@@ -212,7 +217,7 @@ func TestDrainAwaitsSettlement(t *testing.T) {
 		{"another run's send within the grace, awaiting the events", true, 5 * time.Minute,
 			worker.Summary{Received: 1, Retrying: 1}, 10 * time.Minute, ""},
 		{"another run's send within the grace, no events read", false, 5 * time.Minute,
-			worker.Summary{Received: 1, Retrying: 1}, 0, ""},
+			worker.Summary{Received: 1, Retrying: 1}, 10 * time.Minute, ""},
 		{"another run's send past the grace, awaiting the events", true, 20 * time.Minute,
 			worker.Summary{Received: 1, DeadLettered: 1, MaybeSent: 1}, 0, "ledger settle -config FILE -record"},
 	}
@@ -240,5 +245,28 @@ func TestDrainAwaitsSettlement(t *testing.T) {
 				t.Errorf("dead letter %q; want one saying %q", dead, tt.dead)
 			}
 		})
+	}
+}
+
+// TestDigestMaybeSentNamesEachMessagesOwnRecord: one digest email for
+// two messages' events has no answer from SES. Each message's dead
+// letter names its own ledger record, and the command that settles it
+// is one an operator can paste.
+func TestDigestMaybeSentNamesEachMessagesOwnRecord(t *testing.T) {
+	w, b := setup(t, worker.ModeDigest, nil, native("e1", "ana", nil, "a.pdf"), native("e2", "ana", nil, "b.pdf"))
+	b.mailer.fail = func(worker.Email) error { return worker.Ambiguous(errors.New("ses: connection reset")) }
+	sum, _ := w.Drain(context.Background())
+	if sum.DeadLettered != 2 || sum.MaybeSent != 1 {
+		t.Fatalf("summary %+v; want both messages dead-lettered, one email maybe sent", sum)
+	}
+	for msg, ev := range map[string]string{"m0": "e1", "m1": "e2"} {
+		own, other := worker.DeliveryKey(ev, "ana@example.com"), worker.DeliveryKey(map[string]string{"e1": "e2", "e2": "e1"}[ev], "ana@example.com")
+		reason := b.queue.dead[msg]
+		if want := "`reportmailer ledger settle -config FILE -record " + own + " -sent`"; !strings.Contains(reason, want) {
+			t.Errorf("%s: dead letter %q; want it to say %s", msg, reason, want)
+		}
+		if strings.Contains(reason, other) {
+			t.Errorf("%s: dead letter %q names the other message's record %s", msg, reason, other)
+		}
 	}
 }

@@ -570,9 +570,9 @@ type msgState struct {
 }
 
 // wait records that the message is left for retry until a delivery of
-// it may be settled, d from now: err says why.
-func (m *msgState) wait(err error, what string, d time.Duration) {
-	m.fail(Fail(CodeMaybeSent, ClassTransient, err), what, CodeMaybeSent)
+// it may be settled or taken over, d from now: err says why.
+func (m *msgState) wait(err error, what string, code Code, d time.Duration) {
+	m.fail(Fail(code, ClassTransient, err), what, code)
 	m.hide = max(m.hide, d)
 }
 
@@ -916,16 +916,18 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			r.sum.Duplicates++
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
 		case c.State == InProgress:
-			from.fail(fmt.Errorf("another run claimed it %s ago and has not started sending; after %s it is taken over",
-				c.Age.Round(time.Second), cfg.ClaimTimeout), "ledger", CodeClaimedElsewhere)
+			// Hidden until the claim may be taken over: each receive
+			// before then counts towards maxReceiveCount for nothing.
+			from.wait(fmt.Errorf("another run claimed it %s ago and has not started sending; after %s it is taken over",
+				c.Age.Round(time.Second), cfg.ClaimTimeout), "ledger", CodeClaimedElsewhere, cfg.ClaimTimeout-c.Age)
 			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "record", c.Record, "age", c.Age.Round(time.Second))
 		case c.Age < cfg.SettleGrace:
 			err := fmt.Errorf("another run started sending it %s ago (email %s) with no result recorded yet; waiting up to %s for it to be recorded or settled",
 				c.Age.Round(time.Second), c.EmailID, cfg.SettleGrace)
 			if cfg.AwaitSettlement {
-				from.wait(err, "ledger", cfg.SettleGrace-c.Age)
+				from.wait(err, "ledger", CodeMaybeSent, cfg.SettleGrace-c.Age)
 			} else {
-				from.fail(err, "ledger", CodeClaimedElsewhere)
+				from.wait(err, "ledger", CodeClaimedElsewhere, cfg.SettleGrace-c.Age)
 			}
 			log.Info("delivery being sent by another run, or unsettled; will retry", "event", ev.ID, "record", c.Record, "email_id", c.EmailID, "age", c.Age.Round(time.Second))
 		default:
@@ -946,14 +948,30 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 // been accepted: the recipient, the cause, and for each ledger record
 // the command that settles it.
 func maybeSentReason(rcpt, cause string, cs []*Claim) string {
-	var keys []string
-	for _, c := range cs {
-		keys = append(keys, c.Key)
+	settle := fmt.Sprintf("`reportmailer ledger settle -config FILE -record %s -sent`", cs[0].Key)
+	if len(cs) > 1 {
+		keys := make([]string, len(cs))
+		for i, c := range cs {
+			keys[i] = c.Key
+		}
+		settle = fmt.Sprintf("`reportmailer ledger settle -config FILE -record KEY -sent` for each KEY of %s", strings.Join(keys, " "))
 	}
 	return fmt.Sprintf("the email to %s may have been accepted (%s); ledger record %s stays \"sending\", so it is not sent twice. "+
-		"To settle: if it arrived, run `reportmailer ledger settle -config FILE -record %s -sent`; "+
-		"if not, run it with -unsent instead and redrive this message",
-		rcpt, cause, records(cs), strings.Join(keys, ","))
+		"To settle: if it arrived, run %s; if not, run it with -unsent instead and redrive this message",
+		rcpt, cause, records(cs), settle)
+}
+
+// byMessage groups claims by the message they came from, in order: a
+// message's dead letter names only its own records.
+func byMessage(cs []claim) (msgs []*msgState, claims map[*msgState][]*Claim) {
+	claims = map[*msgState][]*Claim{}
+	for _, c := range cs {
+		if _, ok := claims[c.from]; !ok {
+			msgs = append(msgs, c.from)
+		}
+		claims[c.from] = append(claims[c.from], c.c)
+	}
+	return msgs, claims
 }
 
 // records names the ledger records of cs.
@@ -1039,18 +1057,19 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			// Keep the records "sending", and give SES's events the
 			// grace to say whether it was accepted.
 			r.maybeSent(emailID)
-			wait := fmt.Errorf("the email to %s may have been accepted (send: %s); SES's sending events have %s to settle ledger record %s before it is dead-lettered",
-				rcpt, err, r.w.cfg.SettleGrace, records(handles))
-			for _, c := range cs {
-				c.from.wait(wait, "send", r.w.cfg.SettleGrace)
+			msgs, claims := byMessage(cs)
+			for _, m := range msgs {
+				wait := fmt.Errorf("the email to %s may have been accepted (send: %s); SES's sending events have %s to settle ledger record %s before it is dead-lettered",
+					rcpt, err, r.w.cfg.SettleGrace, records(claims[m]))
+				m.wait(wait, "send", CodeMaybeSent, r.w.cfg.SettleGrace)
 			}
 		case IsAmbiguous(err):
 			// Keep the records "sending": the email may be out, and a
 			// retry must not send it again.
 			r.maybeSent(emailID)
-			reason := errors.New(maybeSentReason(rcpt, "send: "+err.Error(), handles))
-			for _, c := range cs {
-				c.from.fail(Ambiguous(reason), "send", CodeMaybeSent)
+			msgs, claims := byMessage(cs)
+			for _, m := range msgs {
+				m.fail(Ambiguous(errors.New(maybeSentReason(rcpt, "send: "+err.Error(), claims[m]))), "send", CodeMaybeSent)
 			}
 		default:
 			r.release(log, cs, err, "send", sendCode(err))
@@ -1246,7 +1265,7 @@ func (r *run) settle(batch []*msgState) {
 			}
 			r.sum.DeadLettered++
 			log.Warn("dead-lettered", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
-		case f != nil && r.halt != nil:
+		case f != nil && r.halt != nil && st.hide == 0:
 			back = append(back, st)
 		case f != nil:
 			r.sum.Retrying++

@@ -16,13 +16,14 @@ import (
 // worker dead-lettered as maybe sent, whose reason names the record.
 func (m *Main) ledger(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "settle" {
-		return usageError("ledger: want \"ledger settle -config FILE -record KEY -sent|-unsent\"")
+		return usageError("ledger: want \"ledger settle -config FILE -record KEY -sent|-unsent [-force]\"")
 	}
-	fs := m.newFlagSet("ledger settle", "ledger settle -config FILE -record KEY -sent|-unsent")
+	fs := m.newFlagSet("ledger settle", "ledger settle -config FILE -record KEY -sent|-unsent [-force]")
 	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
 	record := fs.String("record", "", "the delivery's ledger record, as a dead letter's reason names it: the key, or s3://BUCKET/PREFIX/KEY")
 	sent := fs.Bool("sent", false, "the email arrived: mark the record sent, so a redrive skips it")
 	unsent := fs.Bool("unsent", false, "the email did not arrive: delete the record, so a redrive sends it")
+	force := fs.Bool("force", false, "settle a record that is not \"sending\" too: -unsent on a sent one makes a redrive send it again; -sent on a claimed or released one means it is never sent")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -47,7 +48,7 @@ func (m *Main) ledger(ctx context.Context, args []string) error {
 	}
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle })
 	l := &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix}
-	st, err := l.SettleRecord(ctx, key, *sent)
+	st, err := l.SettleRecord(ctx, key, *sent, *force)
 	if err != nil {
 		return err
 	}
@@ -56,6 +57,9 @@ func (m *Main) ledger(ctx context.Context, args []string) error {
 		was = fmt.Sprintf("it was %q", st.Was)
 		if st.EmailID != "" {
 			was += " (email " + st.EmailID + ")"
+		}
+		if st.SettledBy != "" {
+			was += ", settled by " + st.SettledBy
 		}
 	}
 	switch {

@@ -83,6 +83,21 @@ s3: {use_path_style: true}
 		})
 	}
 
+	t.Run("unsent on a sent record: refused without -force", func(t *testing.T) {
+		key := unsettled("e3")
+		if _, err := l.SettleRecord(ctx, key, true, false); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := run(t, "ledger", "settle", "-config", cfgPath, "-record", key, "-unsent")
+		if code != ExitFailure || !strings.Contains(errOut, `the record is "sent", not "sending"`) || redrive(key) != worker.AlreadySent {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want %d, the record kept: a redrive would send it again", code, out, errOut, ExitFailure)
+		}
+		code, out, errOut = run(t, "ledger", "settle", "-config", cfgPath, "-record", key, "-unsent", "-force")
+		if code != ExitOK || !strings.Contains(out, `deleted; it was "sent" (email email-e3), settled by operator`) {
+			t.Fatalf("with -force: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
+
 	usage := []struct {
 		name string
 		args []string

@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,10 +200,11 @@ func TestCrashLoop(t *testing.T) {
 			break
 		}
 		runs++
-		var stdout, stderr bytes.Buffer
+		var stdout bytes.Buffer
+		stderr := newSentWatch()
 		cmd := exec.Command(bin, "drain", "-config", cfg, "-schedule", "crash")
 		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Stdout, cmd.Stderr = &stdout, stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -211,16 +213,27 @@ func TestCrashLoop(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		var err error
 		if kills < wantKills {
-			// From before the first receive to deep into a batch.
-			after := time.Duration(100+rng.IntN(1900)) * time.Millisecond
+			// Once the run has sent its first email it is deep in a
+			// batch, with claims, "sending" records and completions in
+			// flight: kill it at a random moment from then on. (Before
+			// it, a kill meets only start-up and the first receives.)
+			after := time.Duration(rng.IntN(800)) * time.Millisecond
+			killed := false
 			select {
 			case err = <-done:
-			case <-time.After(after):
+			case <-stderr.sent:
+				select {
+				case err = <-done:
+				case <-time.After(after):
+					killed = true
+				}
+			}
+			if killed {
 				cmd.Process.Kill()
 				<-done
 				all = append(all, stderr.String())
 				kills++
-				t.Logf("kill %d: run %d after %s, having sent %d emails", kills, runs, after, strings.Count(stderr.String(), "msg=sent "))
+				t.Logf("kill %d: run %d %s after its first email, having sent %d", kills, runs, after, stderr.sentCount())
 				continue
 			}
 		} else {
@@ -276,6 +289,50 @@ func TestCrashLoop(t *testing.T) {
 	}
 }
 
+// sentWatch is a run's stderr, which says when the run logged its
+// first sent email, in text or JSON logs.
+type sentWatch struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	sent chan struct{} // closed at the first "sent" line
+}
+
+func newSentWatch() *sentWatch { return &sentWatch{sent: make(chan struct{})} }
+
+// sentMarkers are the starts of a "sent" line's message, as text and
+// JSON logs write it.
+var sentMarkers = [][]byte{[]byte("msg=sent "), []byte(`"msg":"sent"`)}
+
+func (w *sentWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	from := max(0, w.buf.Len()-16) // a marker split across writes
+	n, err := w.buf.Write(p)
+	select {
+	case <-w.sent:
+	default:
+		for _, m := range sentMarkers {
+			if bytes.Contains(w.buf.Bytes()[from:], m) {
+				close(w.sent)
+				break
+			}
+		}
+	}
+	return n, err
+}
+
+// sentCount is how many emails the run logged as sent.
+func (w *sentWatch) sentCount() int {
+	s := w.String()
+	return strings.Count(s, string(sentMarkers[0])) + strings.Count(s, string(sentMarkers[1]))
+}
+
+func (w *sentWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
 // writeConfig writes the worker's config: CloudFront links signed with
 // a key made here (drain signs, nobody opens them), the ledger next to
 // the reports, SES's events read from eventsURL, short timeouts so that
@@ -292,7 +349,7 @@ func writeConfig(t *testing.T, dir, queueURL, dlqURL, eventsURL, unsettled strin
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "reportmailer.yaml")
-	cfg := fmt.Sprintf(`sender: {from: "Reports <reports@%[1]s>"}
+	cfg := fmt.Sprintf(`sender: {from: "Reports <reports@%[1]s>", configuration_set: %[12]s}
 links:
   ttl: 48h
   cloudfront: {domain: "https://d111111abcdef8.cloudfront.net", key_id: KCRASHTEST0001, private_key_file: %[2]q}
@@ -303,7 +360,7 @@ s3: {use_path_style: true}
 ses_events: {queue_url: %[10]q, grace: %[6]s, unsettled: %[11]s}
 schedules:
   - {name: crash, mode: each, queue_url: %[7]q, dead_letter_queue_url: %[8]q, wait_time: 1s, budget: 1m, visibility_timeout: %[9]s}
-`, outcome.Domain, keyFile, bucket, ledger, crashClaimTimeout, crashGrace, queueURL, dlqURL, crashVisibility, eventsURL, unsettled)
+`, outcome.Domain, keyFile, bucket, ledger, crashClaimTimeout, crashGrace, queueURL, dlqURL, crashVisibility, eventsURL, unsettled, awsproxy.ConfigurationSetDefault)
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -98,9 +98,16 @@ func (s *SES) Send(ctx context.Context, e worker.Email) (string, error) {
 	if err := worker.BeforeSend(ctx); err != nil {
 		return "", err
 	}
-	out, err := s.Client.SendEmail(ctx, in, traceWrites, s.serverErrors())
+	retries, any5xx := s.serverErrors()
+	out, err := s.Client.SendEmail(ctx, in, traceWrites, retries)
 	if err != nil {
-		return "", classify(fmt.Errorf("ses send: %w", err), in)
+		err = classify(fmt.Errorf("ses send: %w", err), in)
+		if any5xx() && !worker.IsAmbiguous(err) {
+			// An earlier attempt's 5xx may have been an accepted email:
+			// however the last attempt failed, it may be out.
+			err = worker.Ambiguous(fmt.Errorf("an earlier attempt got a 5xx, after which SES may have accepted the email: %w", err))
+		}
+		return "", err
 	}
 	return aws.ToString(out.MessageId), nil
 }
@@ -205,12 +212,13 @@ func classify(err error, in *sesv2.SendEmailInput) error {
 }
 
 // serverErrors returns the SendEmail option that applies
-// RetryServerErrors to one call: unless set, the SDK's retryer does not
-// retry a 5xx; either way, each attempt that follows a 5xx is reported
-// to the worker. The middleware comes last in the finalize step, inside
-// the retry loop, where each attempt's error is already deserialized.
-func (s *SES) serverErrors() func(*sesv2.Options) {
-	var last5xx atomic.Bool
+// RetryServerErrors to one call, and a func that reports whether any of
+// its attempts got a 5xx: unless set, the SDK's retryer does not retry
+// a 5xx; either way, each attempt that follows a 5xx is reported to the
+// worker. The middleware comes last in the finalize step, inside the
+// retry loop, where each attempt's error is already deserialized.
+func (s *SES) serverErrors() (func(*sesv2.Options), func() bool) {
+	var last5xx, any5xx atomic.Bool
 	return func(o *sesv2.Options) {
 		if !s.RetryServerErrors {
 			o.Retryer = noServerRetries{o.Retryer}
@@ -223,10 +231,13 @@ func (s *SES) serverErrors() func(*sesv2.Options) {
 					}
 					out, md, err := next.HandleFinalize(ctx, in)
 					last5xx.Store(serverError(err))
+					if serverError(err) {
+						any5xx.Store(true)
+					}
 					return out, md, err
 				}), middleware.After)
 		})
-	}
+	}, any5xx.Load
 }
 
 // serverError reports an answer of 500 or more from SES that is not a

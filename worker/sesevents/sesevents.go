@@ -154,6 +154,11 @@ func (r *Reader) Drain(ctx context.Context) (Result, error) {
 	if !res.Emptied {
 		return res, fmt.Errorf("ses events: %w: stopped after %d messages; the rest are read next run", ErrIncomplete, res.Received)
 	}
+	if res.Left > 0 {
+		// An event left unapplied may be the Send event of a delivery
+		// that now looks unsettled: resending it could send it twice.
+		return res, fmt.Errorf("ses events: %w: %d messages left on the queue, unread or not applied; they are tried again next run", ErrIncomplete, res.Left)
+	}
 	return res, nil
 }
 

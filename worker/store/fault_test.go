@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -375,7 +377,7 @@ func TestLedgerSettleRecord(t *testing.T) {
 		if err := l.Sending(ctx, "email-"+key[:6], []*worker.Claim{&cl}); err != nil {
 			t.Fatal(err)
 		}
-		st, err := l.SettleRecord(ctx, key, sent)
+		st, err := l.SettleRecord(ctx, key, sent, false)
 		if err != nil || st.Was != "sending" || st.EmailID != "email-"+key[:6] {
 			t.Fatalf("SettleRecord(sent=%v) = %+v, %v", sent, st, err)
 		}
@@ -385,7 +387,63 @@ func TestLedgerSettleRecord(t *testing.T) {
 			t.Errorf("claim after settling sent=%v = %+v, %v; want %v", sent, next, err, want)
 		}
 	}
-	if _, err := l.SettleRecord(ctx, "nope", true); err == nil {
+	if _, err := l.SettleRecord(ctx, "nope", true, false); err == nil {
 		t.Error("marking a record that does not exist sent succeeded")
+	}
+}
+
+// TestLedgerSettleRecordRefusesWhatIsNotInDoubt: only a "sending"
+// record is in doubt. Without force, a sent record is not deleted (a
+// redrive would send it again), and a claimed one is not marked sent
+// (its email would never go); with force, both are done.
+func TestLedgerSettleRecordRefusesWhatIsNotInDoubt(t *testing.T) {
+	ctx := context.Background()
+	_, c := newFaulty(t)
+	l := quick(c)
+	tests := []struct {
+		name       string
+		sending    bool // else claimed
+		complete   bool
+		sent       bool
+		wantRefuse bool
+	}{
+		{"unsent on a sent record", true, true, false, true},
+		{"sent on a claimed record", false, false, true, true},
+		{"unsent on a claimed record", false, false, false, true},
+		{"sent on a sent record does nothing", true, true, true, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := worker.DeliveryKey(fmt.Sprintf("e-doubt-%d", i), "ana@example.com")
+			cl, err := l.Claim(ctx, claimReq(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.sending {
+				if err := l.Sending(ctx, "email-doubt", []*worker.Claim{&cl}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.complete {
+				if err := l.Complete(ctx, &cl, "ses-1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = l.SettleRecord(ctx, key, tt.sent, false)
+			if got := errors.Is(err, store.ErrNotInDoubt); got != tt.wantRefuse {
+				t.Fatalf("SettleRecord(sent=%v) = %v; want refused %v", tt.sent, err, tt.wantRefuse)
+			}
+			if !tt.wantRefuse {
+				return
+			}
+			if _, err := l.SettleRecord(ctx, key, tt.sent, true); err != nil {
+				t.Fatalf("forced: %v", err)
+			}
+			next, err := l.Claim(ctx, claimReq(key))
+			want := map[bool]worker.ClaimState{true: worker.AlreadySent, false: worker.Claimed}[tt.sent]
+			if err != nil || next.State != want {
+				t.Errorf("claim after forcing sent=%v = %+v, %v; want %v", tt.sent, next, err, want)
+			}
+		})
 	}
 }

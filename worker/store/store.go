@@ -554,21 +554,26 @@ type Settlement struct {
 	Was string
 	// EmailID is the email the record was sending, if any.
 	EmailID string
+	// SettledBy is who had settled the record before, if anyone:
+	// "ses-event" or "operator".
+	SettledBy string
 }
 
 // SettleRecord settles one delivery by hand, as an operator who knows
 // whether its email arrived: sent true marks the record "sent" (a
 // redrive then skips the delivery); false deletes it (a redrive sends
 // it). key is the delivery key; its record is Prefix+key. Both are
-// conditional on the ETag read.
-func (l *Ledger) SettleRecord(ctx context.Context, key string, sent bool) (Settlement, error) {
+// conditional on the ETag read. Only a "sending" record is in doubt:
+// any other is refused with ErrNotInDoubt unless force, except that
+// marking a sent record sent, or a missing one unsent, does nothing.
+func (l *Ledger) SettleRecord(ctx context.Context, key string, sent, force bool) (Settlement, error) {
 	name := l.key(key)
 	st := Settlement{Record: l.uri(name)}
 	err := l.retry(ctx, func() error {
 		s, err := l.read(ctx, name)
 		switch {
 		case err != nil && isNotFound(err):
-			st.Was, st.EmailID = "", ""
+			st.Was, st.EmailID, st.SettledBy = "", "", ""
 			if !sent {
 				return nil
 			}
@@ -576,11 +581,17 @@ func (l *Ledger) SettleRecord(ctx context.Context, key string, sent bool) (Settl
 		case err != nil:
 			return err
 		}
-		st.Was, st.EmailID = s.State, s.EmailID
+		st.Was, st.EmailID, st.SettledBy = s.State, s.EmailID, s.SettledBy
+		if sent && s.State == stateSent {
+			return nil
+		}
+		if s.State != stateSending && !force {
+			// Only "sending" is in doubt. A sent record marked unsent
+			// is sent again by a redrive; a claimed or released one
+			// marked sent is an email never sent, and never will be.
+			return fmt.Errorf("%w: the record is %q, not \"sending\": its outcome is not in doubt (force to settle it anyway)", ErrNotInDoubt, s.State)
+		}
 		if sent {
-			if s.State == stateSent {
-				return nil
-			}
 			r := s.record
 			r.State, r.SentAt, r.SettledBy = stateSent, time.Now().UTC(), "operator"
 			_, err = l.put(ctx, name, r, s.etag)
@@ -597,6 +608,10 @@ func (l *Ledger) SettleRecord(ctx context.Context, key string, sent bool) (Settl
 	}
 	return st, nil
 }
+
+// ErrNotInDoubt is SettleRecord's error for a record that is not
+// "sending", unless forced.
+var ErrNotInDoubt = errors.New("not in doubt")
 
 // lostRace reports a conditional write refused: 412 PreconditionFailed
 // (the object exists, or its ETag changed), or 409
