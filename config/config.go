@@ -74,6 +74,9 @@ type Config struct {
 	// settle deliveries whose answer was lost; see config/sesevents.go.
 	// Optional.
 	SESEvents SESEvents `yaml:"ses_events"`
+	// HTTP is serve's listener for metrics, probes and send-now; see
+	// config/http.go.
+	HTTP HTTP `yaml:"http"`
 	// Schedules are the queues to drain and when. Required by drain
 	// and serve.
 	Schedules []Schedule `yaml:"schedules"`
@@ -240,6 +243,7 @@ func (c *Config) setDefaults() {
 	c.setMailDefaults()
 	c.setLinksDefaults()
 	c.setSESEventsDefaults()
+	c.setHTTPDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
 	}
@@ -442,6 +446,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateLinks()...)
 
 	errs = append(errs, c.validateSESEvents()...)
+	errs = append(errs, c.validateHTTP()...)
 
 	switch b := c.Reports.Bucket; {
 	case b == "":
