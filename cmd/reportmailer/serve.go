@@ -69,7 +69,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return result(s.Name, sum, err, cause)
 		}}
 		sv.runners[s.Name] = rn
-		a.obs.metrics.Schedule(s.Name)
+		first := sched.Next(time.Now())
+		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
 		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
 			if _, ran := rn.try(); !ran {
 				a.logger.Info("run skipped: the schedule is still running", "schedule", s.Name)

@@ -43,6 +43,7 @@ type Metrics struct {
 	runs          *prometheus.CounterVec
 	runDuration   *prometheus.HistogramVec
 	lastSuccess   *prometheus.GaugeVec
+	period        *prometheus.GaugeVec
 	messages      *prometheus.CounterVec
 	sent          *prometheus.CounterVec
 	refused       *prometheus.CounterVec
@@ -66,7 +67,8 @@ func New() *Metrics {
 	m.runs = counterVec(m, "runs_total", "Runs by schedule and outcome (ok, incomplete, halted, failed).", "schedule", "outcome")
 	m.runDuration = histogramVec(m, "run_duration_seconds", "How long each run took, receive to the last settle.",
 		prometheus.ExponentialBuckets(0.1, 2, 14), "schedule")
-	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail.", "schedule")
+	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail; before the first, when the process declared the schedule.", "schedule")
+	m.period = gaugeVec(m, "schedule_period_seconds", "The time between two runs of the schedule, from its cron spec.", "schedule")
 	m.messages = counterVec(m, "messages_total", "Messages by what became of them (settlement) and, when not acked, the class and code of why.",
 		"schedule", "settlement", "class", "code")
 	m.sent = counterVec(m, "emails_sent_total", "Emails the mail service accepted.", "schedule")
@@ -132,10 +134,13 @@ func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
 	m.keyRemoval.WithLabelValues(id, a).Set(float64(safeAfter.Unix()))
 }
 
-// Schedule declares schedule's series at zero, so that rates and
-// alerts on them start from the first scrape rather than from the
-// first event.
-func (m *Metrics) Schedule(schedule string) {
+// Schedule declares schedule's series, so that rates and alerts on
+// them start from the first scrape rather than from the first event:
+// counters at zero, its period, and its last success at now, so that
+// "no successful run in two periods" counts from the process's start.
+func (m *Metrics) Schedule(schedule string, period time.Duration) {
+	m.period.WithLabelValues(schedule).Set(period.Seconds())
+	m.lastSuccess.WithLabelValues(schedule).SetToCurrentTime()
 	for _, o := range []string{RunOK, RunIncomplete, RunHalted, RunFailed} {
 		m.runs.WithLabelValues(schedule, o)
 	}

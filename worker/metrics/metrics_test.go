@@ -15,7 +15,7 @@ import (
 
 func TestObserverCounts(t *testing.T) {
 	m := metrics.New()
-	m.Schedule("daily")
+	m.Schedule("daily", 24*time.Hour)
 	o := m.Observer("daily")
 	ctx := context.Background()
 	_, end := o.Stage(ctx, worker.StageSend)
@@ -54,6 +54,7 @@ func TestObserverCounts(t *testing.T) {
 		`reportmailer_queue_messages{queue="dlq",schedule="daily",state="visible"} 3`,
 		`reportmailer_key_safe_removal_timestamp_seconds{active="true",key_id="K1"} 1.8e+09`,
 		`reportmailer_last_success_timestamp_seconds{schedule="daily"}`,
+		`reportmailer_schedule_period_seconds{schedule="daily"} 86400`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("no %s in\n%s", want, body)
