@@ -37,8 +37,12 @@ const (
 	VisibilityDefault    = 5 * time.Minute
 	RecipientsMaxDefault = 10
 	LogLevelDefault      = "info"
-	LogFormatDefault     = "text"
+	LogFormatDefault     = LogFormatAuto
 )
+
+// LogFormatAuto is the log.format that picks json or text by where
+// stderr goes.
+const LogFormatAuto = "auto"
 
 // Limits.
 const (
@@ -168,7 +172,9 @@ type S3 struct {
 type Log struct {
 	// Level is debug, info, warn or error. Default info.
 	Level string `yaml:"level"`
-	// Format is text or json. Default text.
+	// Format is text, json, or auto: json when stderr is a file or a
+	// pipe (a container, systemd, a log shipper), text on a terminal.
+	// Default auto.
 	Format string `yaml:"format"`
 }
 
@@ -477,8 +483,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.level", c.Log.Level, "is not debug, info, warn or error")
 	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		bad("log.format", c.Log.Format, "is not text or json")
+	if c.Log.Format != "text" && c.Log.Format != "json" && c.Log.Format != "auto" {
+		bad("log.format", c.Log.Format, "is not text, json or auto")
 	}
 	if c.TemplatesDir != "" {
 		if st, err := os.Stat(c.TemplatesDir); err != nil || !st.IsDir() {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -259,4 +260,47 @@ func (r *run) settled(st *msgState, s Settlement) {
 		o.Class, o.Code = ClassHalt, CodeShutdown
 	}
 	r.w.observer().Settled(ctx, st.msg, o)
+}
+
+type runIDKey struct{}
+
+// WithRunID returns ctx carrying id, which Drain then uses as its run's
+// id (in its ledger claims and on every log line as run_id) instead of
+// making one, so that the caller's own lines about the run carry it too.
+func WithRunID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, runIDKey{}, id)
+}
+
+// RunID returns the run id ctx carries, or "".
+func RunID(ctx context.Context) string {
+	id, _ := ctx.Value(runIDKey{}).(string)
+	return id
+}
+
+// forRun returns a copy of w whose every log line names the run.
+func (w *Worker) forRun(id string) *Worker {
+	c := *w
+	c.logger = w.logger.With("run_id", id)
+	return &c
+}
+
+// messageIDs are the SQS message ids of a delivery's messages, once
+// each.
+func messageIDs(from []*msgState) []string {
+	var ids []string
+	for _, st := range from {
+		if !slices.Contains(ids, st.msg.ID) {
+			ids = append(ids, st.msg.ID)
+		}
+	}
+	return ids
+}
+
+// eventIDs are the ids of the events a message carries.
+func eventIDs(st *msgState) []string {
+	ids := make([]string, len(st.events))
+	for i, ev := range st.events {
+		ids[i] = ev.ID
+	}
+	return ids
 }

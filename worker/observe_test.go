@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -157,5 +158,27 @@ func TestRefusalCode(t *testing.T) {
 	_, refused = worker.RecipientPolicy{Max: -1}.Apply("u@example.com", []string{"a@example.com"})
 	if len(refused) != 1 || worker.RefusalCode(refused[0]) != "extras_off" {
 		t.Errorf("refused = %+v, want extras_off", refused)
+	}
+}
+
+func TestDrainLogsRunIDOnEveryLine(t *testing.T) {
+	w, b := setup(t, worker.ModeEach, fakeObjects{"reports/a.pdf": {}},
+		native("e1", "ana", nil, "a.pdf"), native("e2", "bo", nil, "missing.pdf"))
+	if _, err := w.Drain(worker.WithRunID(context.Background(), "run-0123")); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.logs.String()), "\n")
+	for _, l := range lines {
+		if !strings.Contains(l, "run_id=run-0123") || !strings.Contains(l, "schedule=test") {
+			t.Errorf("a line without the run id and schedule: %s", l)
+		}
+	}
+	for _, want := range []string{
+		`msg=sent schedule=test run_id=run-0123 user=ana recipient=ana@example.com message_ids=[m0]`,
+		`msg=dead-lettered schedule=test run_id=run-0123 message_id=m1 events=[e2]`,
+	} {
+		if !strings.Contains(b.logs.String(), want) {
+			t.Errorf("no line with %q in\n%s", want, b.logs.String())
+		}
 	}
 }

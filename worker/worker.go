@@ -298,6 +298,8 @@ func (s Summary) LogValue() slog.Value {
 // The error is non-nil only when the queue itself failed; the fate of
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
+	id := cmp.Or(RunID(ctx), NewID()[:16])
+	w = w.forRun(id)
 	start := w.now()
 	deadline := start.Add(w.cfg.Budget)
 	if c, ok := w.queue.(Checker); ok {
@@ -311,7 +313,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	work := context.WithoutCancel(ctx)
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
-		id: NewID()[:16], unsettled: map[string]bool{}}
+		id: id, unsettled: map[string]bool{}}
 	r.recorded()
 	stop := r.heartbeat()
 	defer stop()
@@ -821,7 +823,7 @@ type claim struct {
 // deliver claims, signs, renders and sends one email, and records the
 // result on the messages involved.
 func (r *run) deliver(d *delivery) {
-	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient)
+	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient, "message_ids", messageIDs(d.from))
 	if r.halt == nil && r.stop != nil && r.stop.Err() != nil {
 		r.halt = errShutdown
 		log.Info("shutting down: no new emails; held messages go back to the queue")
@@ -1214,7 +1216,7 @@ func (r *run) settle(batch []*msgState) {
 	var back []*msgState
 	for _, st := range batch {
 		r.unhold(st.msg)
-		log := r.w.logger.With("message_id", st.msg.ID)
+		log := r.w.logger.With("message_id", st.msg.ID, "events", eventIDs(st))
 		switch f := st.failed; {
 		case f != nil && f.deadLetters():
 			ctx, end := r.stage(st, StageSettle)

@@ -47,7 +47,7 @@ type runner struct {
 type runResult struct {
 	Schedule string         `json:"schedule"`
 	Outcome  string         `json:"outcome"`
-	Summary  worker.Summary `json:"summary"`
+	Summary  map[string]any `json:"summary"`
 	Error    string         `json:"error,omitempty"`
 }
 
@@ -253,7 +253,7 @@ func bearerToken(h config.HTTP) ([]byte, error) {
 // result is a runResult for a run of schedule that ended with sum and
 // cause.
 func result(schedule string, sum worker.Summary, err, cause error) runResult {
-	res := runResult{Schedule: schedule, Outcome: metrics.RunOutcome(sum, err), Summary: sum}
+	res := runResult{Schedule: schedule, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
 	if cause != nil {
 		res.Outcome = metrics.RunFailed
 		res.Error = cause.Error()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -237,4 +239,21 @@ func (a *app) keyGauges(ctx context.Context) {
 		}
 		a.obs.metrics.Key(k.ID, k.ID == active.ID, latest)
 	}
+}
+
+// logFormat is the format logs to w are written in: c.Format, with
+// auto resolved to json unless w is a terminal. A writer that is not a
+// file (a test's buffer) gets text.
+func logFormat(w io.Writer, c config.Log) string {
+	if c.Format != config.LogFormatAuto {
+		return c.Format
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return "text"
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return "text"
+	}
+	return "json"
 }

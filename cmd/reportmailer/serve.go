@@ -9,6 +9,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -60,10 +61,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 		rn := &runner{name: s.Name, budget: s.Budget, drain: func() runResult {
 			watch.reset()
-			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(ctx)
+			id := worker.NewID()[:16]
+			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(worker.WithRunID(ctx, id))
 			cause := watch.failure(s, sum, err)
 			if cause != nil {
-				a.logger.Error("run failed", "schedule", s.Name, "err", cause)
+				a.logger.Error("run failed", "schedule", s.Name, "run_id", id, "err", cause)
 			}
 			a.keyGauges(ctx) // the run may have moved the active key's date
 			return result(s.Name, sum, err, cause)
@@ -71,6 +73,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		sv.runners[s.Name] = rn
 		first := sched.Next(time.Now())
 		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
+		a.obs.metrics.StartClock(s.Name)
 		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
 			if _, ran := rn.try(); !ran {
 				a.logger.Info("run skipped: the schedule is still running", "schedule", s.Name)

@@ -136,11 +136,11 @@ func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
 
 // Schedule declares schedule's series, so that rates and alerts on
 // them start from the first scrape rather than from the first event:
-// counters at zero, its period, and its last success at now, so that
-// "no successful run in two periods" counts from the process's start.
+// counters at zero, and its period when known (not 0).
 func (m *Metrics) Schedule(schedule string, period time.Duration) {
-	m.period.WithLabelValues(schedule).Set(period.Seconds())
-	m.lastSuccess.WithLabelValues(schedule).SetToCurrentTime()
+	if period > 0 {
+		m.period.WithLabelValues(schedule).Set(period.Seconds())
+	}
 	for _, o := range []string{RunOK, RunIncomplete, RunHalted, RunFailed} {
 		m.runs.WithLabelValues(schedule, o)
 	}
@@ -150,6 +150,13 @@ func (m *Metrics) Schedule(schedule string, period time.Duration) {
 	for _, s := range worker.Stages {
 		m.stageErrors.WithLabelValues(schedule, string(s))
 	}
+}
+
+// StartClock sets schedule's last success to now, so that "no
+// successful run in two periods" counts from the start of a process
+// that runs it on its cron spec (serve), not from never.
+func (m *Metrics) StartClock(schedule string) {
+	m.lastSuccess.WithLabelValues(schedule).SetToCurrentTime()
 }
 
 // RunOutcome is the outcome label of a run that ended with sum and err.

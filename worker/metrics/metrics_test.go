@@ -16,6 +16,7 @@ import (
 func TestObserverCounts(t *testing.T) {
 	m := metrics.New()
 	m.Schedule("daily", 24*time.Hour)
+	m.StartClock("daily")
 	o := m.Observer("daily")
 	ctx := context.Background()
 	_, end := o.Stage(ctx, worker.StageSend)
