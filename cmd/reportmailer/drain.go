@@ -47,6 +47,7 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer a.obs.close(a.logger)
 	watch := newRunWatch()
 	a.sqs = watch.sqs(a.sqs)
 	ws, err := a.scheduleWorkers(s)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"sync"
@@ -18,11 +19,13 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/mail"
 	"github.com/reportmailer/reportmailer/worker/metrics"
+	"github.com/reportmailer/reportmailer/worker/tracing"
 )
 
 // observability is what the app reports to: the metrics every command
@@ -31,14 +34,33 @@ import (
 type observability struct {
 	metrics *metrics.Metrics
 	aws     *awsCalls
-	// tracer, when set, opens a span per message and per stage.
-	tracer worker.Observer
+	// tp, when set, exports traces; tracer opens a span per message
+	// and per stage for a schedule.
+	tp *sdktrace.TracerProvider
 	// ses is a client for /readyz's check of SES.
 	ses *sesv2.Client
 }
 
-func newObservability() *observability {
-	return &observability{metrics: metrics.New(), aws: &awsCalls{last: map[string]awsCall{}}}
+// newObservability returns the metrics, and the tracer provider when
+// the OpenTelemetry variables ask for traces.
+func (m *Main) newObservability(ctx context.Context) (*observability, error) {
+	tp, err := newTracerProvider(ctx, m.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return &observability{metrics: metrics.New(), aws: &awsCalls{last: map[string]awsCall{}}, tp: tp}, nil
+}
+
+// close flushes the traces not yet exported, for at most ten seconds.
+func (o *observability) close(logger *slog.Logger) {
+	if o == nil || o.tp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.tp.Shutdown(ctx); err != nil {
+		logger.Warn("traces: not all exported", "err", err)
+	}
 }
 
 // instrument adds to cfg, before any client is built from it, the
@@ -54,16 +76,17 @@ func (o *observability) observer(schedule string) worker.Observer {
 		return nil
 	}
 	m := o.metrics.Observer(schedule)
-	if o.tracer == nil {
+	if o.tp == nil {
 		return m
 	}
-	return worker.Observers(o.tracer, m)
+	return worker.Observers(tracing.New(o.tp, schedule), m)
 }
 
 // paced gives the shared mailer, when it is paced, the pacing metrics.
 func (o *observability) paced(m worker.Mailer) {
 	if p, ok := m.(*mail.Paced); ok && o != nil {
 		p.Observer = o.metrics.Pace()
+		o.traceSES(p)
 	}
 }
 

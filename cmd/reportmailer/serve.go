@@ -26,6 +26,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer a.obs.close(a.logger)
 	log := cronLogger{a.logger}
 	// cron.New installs no Recover wrapper despite its docs: a panic in a
 	// run would kill the process. SkipIfStillRunning stops a slow run

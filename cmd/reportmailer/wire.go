@@ -93,14 +93,17 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("aws config: no region: set AWS_REGION")
 	}
-	obs := newObservability()
+	obs, err := m.newObservability(ctx)
+	if err != nil {
+		return nil, err
+	}
 	obs.instrument(&awsCfg)
-	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle })
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle }, obs.s3Options)
 	ledger := &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix}
 	a := &app{
 		cfg:       c,
 		logger:    logger,
-		sqs:       sqs.NewFromConfig(awsCfg),
+		sqs:       sqs.NewFromConfig(awsCfg, obs.sqsOptions),
 		s3:        s3c,
 		templates: set,
 		mailer:    newMailer(c, awsCfg, logger),
