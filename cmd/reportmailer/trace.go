@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
@@ -44,7 +45,50 @@ func newTracerProvider(ctx context.Context, getenv func(string) string) (*sdktra
 			res = r
 		}
 	}
-	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(sdkPhases{sdktrace.NewBatchSpanProcessor(exp)}), sdktrace.WithResource(res)}
+	if getenv("OTEL_TRACES_SAMPLER") == "" {
+		// The SDK's default sampler, which does not even record the
+		// phase spans. With OTEL_TRACES_SAMPLER set, the SDK's own
+		// sampler applies and sdkPhases drops them at the end.
+		opts = append(opts, sdktrace.WithSampler(phaseSampler{sdktrace.ParentBased(sdktrace.AlwaysSample())}))
+	}
+	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// phaseSampler drops the SDK's phase spans, and the spans inside them,
+// and asks its Sampler about every other.
+type phaseSampler struct{ sdktrace.Sampler }
+
+func (p phaseSampler) ShouldSample(params sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if sdkPhaseSpans[params.Name] {
+		return sdktrace.SamplingResult{Decision: sdktrace.Drop,
+			Tracestate: oteltrace.SpanContextFromContext(params.ParentContext).TraceState()}
+	}
+	return p.Sampler.ShouldSample(params)
+}
+
+func (p phaseSampler) Description() string {
+	return "DropAWSSDKPhases{" + p.Sampler.Description() + "}"
+}
+
+// sdkPhaseSpans are the spans the AWS SDK opens inside each call, for
+// its own phases. They are not exported: about ten per call, they made
+// tracing cost 15% of an end-to-end run (docs/benchmarks.md), and each
+// call's own span (SQS.ReceiveMessage, SESv2.SendEmail, ...) already
+// spans them, with the service, operation and status.
+var sdkPhaseSpans = map[string]bool{
+	"RetryLoop": true, "DoHTTPRequest": true, "OperationSerializer": true, "OperationDeserializer": true,
+	"ResolveEndpoint": true, "ResolveAuthScheme": true, "GetIdentity": true, "SignRequest": true, "ComputePayloadSHA256": true,
+}
+
+// sdkPhases passes on every ended span but the SDK's phase spans.
+type sdkPhases struct{ sdktrace.SpanProcessor }
+
+func (p sdkPhases) OnEnd(s sdktrace.ReadOnlySpan) {
+	if sdkPhaseSpans[s.Name()] {
+		return
+	}
+	p.SpanProcessor.OnEnd(s)
 }
 
 // The SDK takes its tracer provider per client, not from aws.Config:

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 func TestTracingEnabled(t *testing.T) {
@@ -86,7 +89,39 @@ func TestDrainExportsTraces(t *testing.T) {
 			t.Errorf("the exported traces lack %q", want)
 		}
 	}
+	for _, phase := range []string{"SignRequest", "RetryLoop", "OperationSerializer"} {
+		if strings.Contains(got, phase) {
+			t.Errorf("the SDK's phase span %s was exported", phase)
+		}
+	}
 	if strings.Contains(got, "tr@acme.example") {
 		t.Error("the exported traces name the recipient's address")
+	}
+}
+
+// TestSDKPhaseSpansDropped: the AWS SDK's phase spans are not exported,
+// whether the sampler leaves them out (the default) or the processor
+// drops them (with OTEL_TRACES_SAMPLER set); each call's span is.
+func TestSDKPhaseSpansDropped(t *testing.T) {
+	for _, withSampler := range []bool{true, false} {
+		exp := tracetest.NewInMemoryExporter()
+		opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(sdkPhases{sdktrace.NewSimpleSpanProcessor(exp)})}
+		if withSampler {
+			opts = append(opts, sdktrace.WithSampler(phaseSampler{sdktrace.ParentBased(sdktrace.AlwaysSample())}))
+		}
+		tr := sdktrace.NewTracerProvider(opts...).Tracer("test")
+		ctx, call := tr.Start(context.Background(), "SQS.ReceiveMessage")
+		pctx, phase := tr.Start(ctx, "RetryLoop")
+		_, inner := tr.Start(pctx, "DoHTTPRequest")
+		inner.End()
+		phase.End()
+		call.End()
+		var names []string
+		for _, s := range exp.GetSpans() {
+			names = append(names, s.Name)
+		}
+		if len(names) != 1 || names[0] != "SQS.ReceiveMessage" {
+			t.Errorf("sampler %v: exported %q, want only the call's span", withSampler, names)
+		}
 	}
 }
