@@ -137,4 +137,7 @@ func TestServeHTTP(t *testing.T) {
 	if _, metrics := get("/metrics"); !strings.Contains(metrics, `reportmailer_runs_total{outcome="failed",schedule="it"} 1`) {
 		t.Error("/metrics does not count the failed run")
 	}
+	if strings.Contains(logs.String(), token) {
+		t.Error("the logs show the bearer token")
+	}
 }
