@@ -18,6 +18,7 @@ import (
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/metrics"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // Health timing. The scheduler ticks every tickEvery; /healthz fails
@@ -150,7 +151,7 @@ func probe(w http.ResponseWriter, problems []string) {
 		return
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
-	fmt.Fprintln(w, strings.Join(problems, "\n"))
+	fmt.Fprintln(w, secret.Redact(strings.Join(problems, "\n")))
 }
 
 // run starts a run of a schedule now: 202 at once, or with ?wait=true
