@@ -37,8 +37,12 @@ const (
 	VisibilityDefault    = 5 * time.Minute
 	RecipientsMaxDefault = 10
 	LogLevelDefault      = "info"
-	LogFormatDefault     = "text"
+	LogFormatDefault     = LogFormatAuto
 )
+
+// LogFormatAuto is the log.format that picks json or text by where
+// stderr goes.
+const LogFormatAuto = "auto"
 
 // Limits.
 const (
@@ -74,6 +78,9 @@ type Config struct {
 	// settle deliveries whose answer was lost; see config/sesevents.go.
 	// Optional.
 	SESEvents SESEvents `yaml:"ses_events"`
+	// HTTP is serve's listener for metrics, probes and send-now; see
+	// config/http.go.
+	HTTP HTTP `yaml:"http"`
 	// Schedules are the queues to drain and when. Required by drain
 	// and serve.
 	Schedules []Schedule `yaml:"schedules"`
@@ -165,7 +172,9 @@ type S3 struct {
 type Log struct {
 	// Level is debug, info, warn or error. Default info.
 	Level string `yaml:"level"`
-	// Format is text or json. Default text.
+	// Format is text, json, or auto: json when stderr is a file or a
+	// pipe (a container, systemd, a log shipper), text on a terminal.
+	// Default auto.
 	Format string `yaml:"format"`
 }
 
@@ -240,6 +249,7 @@ func (c *Config) setDefaults() {
 	c.setMailDefaults()
 	c.setLinksDefaults()
 	c.setSESEventsDefaults()
+	c.setHTTPDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
 	}
@@ -442,6 +452,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateLinks()...)
 
 	errs = append(errs, c.validateSESEvents()...)
+	errs = append(errs, c.validateHTTP()...)
 
 	switch b := c.Reports.Bucket; {
 	case b == "":
@@ -472,8 +483,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.level", c.Log.Level, "is not debug, info, warn or error")
 	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		bad("log.format", c.Log.Format, "is not text or json")
+	if c.Log.Format != "text" && c.Log.Format != "json" && c.Log.Format != "auto" {
+		bad("log.format", c.Log.Format, "is not text, json or auto")
 	}
 	if c.TemplatesDir != "" {
 		if st, err := os.Stat(c.TemplatesDir); err != nil || !st.IsDir() {

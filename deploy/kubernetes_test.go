@@ -443,7 +443,7 @@ func checkServe(t *testing.T, r *rendered, d appsv1.Deployment) {
 			t.Errorf("%s: http.addr %q must listen on all interfaces on port %d, where the kubelet probes", where, addr, live)
 		}
 	} else {
-		t.Logf("%s: the config has no http.addr yet; the probes expect serve on port %d", where, live)
+		t.Errorf("%s: the config has no http.addr: serve would listen on 127.0.0.1 only, and the probes on port %d would fail", where, live)
 	}
 	if d.Spec.Replicas != nil && len(r.scaledObjects) > 0 {
 		t.Errorf("%s: sets replicas, which KEDA owns; every apply would reset it", where)

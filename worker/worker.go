@@ -178,6 +178,7 @@ type Worker struct {
 	mailer    Mailer
 	ledger    Ledger
 	halts     HaltRecord
+	obs       Observer
 	logger    *slog.Logger
 	now       func() time.Time
 }
@@ -195,6 +196,9 @@ type Deps struct {
 	Halts  HaltRecord
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now
+
+	// Observer is told what each run does; default NopObserver.
+	Observer Observer
 }
 
 // Templates picks the template set for an email's report type.
@@ -222,7 +226,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	}
 	return &Worker{
 		cfg: cfg, queue: d.Queue, objects: d.Objects, signer: d.Signer,
-		templates: d.Templates, mailer: d.Mailer, ledger: d.Ledger, halts: d.Halts,
+		templates: d.Templates, mailer: d.Mailer, ledger: d.Ledger, halts: d.Halts, obs: d.Observer,
 		logger: d.Logger.With("schedule", cfg.Schedule),
 		now:    d.Now,
 	}, nil
@@ -301,6 +305,8 @@ func (s Summary) LogValue() slog.Value {
 // The error is non-nil only when the queue itself failed; the fate of
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
+	id := cmp.Or(RunID(ctx), NewID()[:16])
+	w = w.forRun(id)
 	start := w.now()
 	deadline := start.Add(w.cfg.Budget)
 	if c, ok := w.queue.(Checker); ok {
@@ -314,7 +320,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	work := context.WithoutCancel(ctx)
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
-		id: NewID()[:16], unsettled: map[string]bool{}}
+		id: id, unsettled: map[string]bool{}}
 	r.recorded()
 	stop := r.heartbeat()
 	defer stop()
@@ -324,7 +330,9 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 			break
 		}
 		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-r.sum.Received)
-		msgs, err := w.queue.Receive(work, n, w.cfg.WaitTime)
+		rctx, end := r.stage(nil, StageReceive)
+		msgs, err := w.queue.Receive(rctx, n, w.cfg.WaitTime)
+		end(err)
 		if err != nil {
 			r.fatal = fmt.Errorf("receive: %w", err)
 			break
@@ -334,6 +342,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 		}
 		r.sum.Received += len(msgs)
 		r.hold(msgs...)
+		r.received(msgs)
 		w.logger.Debug("received", "messages", len(msgs))
 		batch := r.decode(msgs)
 		if w.cfg.Mode == ModeEach {
@@ -357,6 +366,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 		r.sum.Halt = Failure{Class: ClassHalt, Code: cmp.Or(CodeOf(r.halt), CodeHalted), Reason: secret.Redact(r.halt.Error())}
 	}
 	w.logger.Info("run finished", "run", r.id, "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
+	w.observer().RunFinished(r.sum, w.now().Sub(start), r.fatal)
 	return r.sum, r.fatal
 }
 
@@ -471,6 +481,7 @@ type run struct {
 
 	mu   sync.Mutex
 	held map[string]Message // by receipt handle: received, not yet settled
+	obs  observation
 }
 
 func (r *run) hold(msgs ...Message) {
@@ -631,7 +642,7 @@ func (r *run) decode(msgs []Message) []*msgState {
 				if !r.headNative {
 					continue
 				}
-				info, err := r.head(heads, rep.Bucket, rep.Key)
+				info, err := r.head(st, heads, rep.Bucket, rep.Key)
 				if err != nil {
 					st.fail(err, "head "+obj, headCode(err))
 					break native
@@ -653,7 +664,7 @@ func (r *run) decode(msgs []Message) []*msgState {
 				st.fail(err, "report "+obj, CodeBucketNotServed)
 				break
 			}
-			info, err := r.head(heads, ref.Bucket, ref.Key)
+			info, err := r.head(st, heads, ref.Bucket, ref.Key)
 			if err != nil {
 				st.fail(err, "head "+obj, headCode(err))
 				break
@@ -690,7 +701,7 @@ type headResult struct {
 // head asks the ObjectStore about an object once per batch. A halt
 // (the reports cannot be read) halts the run, and no object is asked
 // about after it.
-func (r *run) head(cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
+func (r *run) head(st *msgState, cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
 	if r.halt != nil {
 		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", r.halt))
 	}
@@ -698,7 +709,9 @@ func (r *run) head(cache map[string]headResult, bucket, key string) (ObjectInfo,
 	if h, ok := cache[k]; ok {
 		return h.info, h.err
 	}
-	info, err := r.w.objects.Head(r.ctx, bucket, key)
+	ctx, end := r.stage(st, StageHead)
+	info, err := r.w.objects.Head(ctx, bucket, key)
+	end(err)
 	cache[k] = headResult{info, err}
 	if ClassOf(err) == ClassHalt {
 		r.halted(err)
@@ -795,6 +808,7 @@ func (r *run) plan(batch []*msgState) []*delivery {
 			allowed, refused := r.w.cfg.Recipients.Apply(ev.User.Email, ev.Recipients)
 			for _, ref := range refused {
 				r.sum.Refused++
+				r.w.observer().Refused(RefusalCode(ref))
 				r.w.logger.Warn("recipient refused", "event", ev.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
 			}
 			for _, rcpt := range allowed {
@@ -827,7 +841,7 @@ type claim struct {
 // deliver claims, signs, renders and sends one email, and records the
 // result on the messages involved.
 func (r *run) deliver(d *delivery) {
-	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient)
+	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient, "message_ids", messageIDs(d.from))
 	if r.halt == nil && r.stop != nil && r.stop.Err() != nil {
 		r.halt = errShutdown
 		log.Info("shutting down: no new emails; held messages go back to the queue")
@@ -853,7 +867,9 @@ func (r *run) deliver(d *delivery) {
 	for i, c := range claims {
 		evs[i] = c.ev
 	}
+	_, end := r.stage(d.from[0], StageSign)
 	links, errs := r.signEvents(evs, now)
+	end(errors.Join(errs...))
 	var ok []claim
 	var okEvents []event.Event
 	var okLinks [][]Link
@@ -871,7 +887,9 @@ func (r *run) deliver(d *delivery) {
 		return
 	}
 
+	_, end = r.stage(ok[0].from, StageRender)
 	email, err := r.render(d.user, d.recipient, okEvents, okLinks, now)
+	end(err)
 	if err != nil {
 		r.release(log, ok, err, "compose", CodeComposeFailed)
 		log.Error("compose", "err", err)
@@ -896,8 +914,10 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 		if cfg.UnsettledPolicy == UnsettledResend {
 			req.ResendAfter = cfg.SettleGrace
 		}
-		c, err := r.w.ledger.Claim(r.ctx, req)
 		from := d.from[i]
+		ctx, end := r.stage(from, StageClaim)
+		c, err := r.w.ledger.Claim(ctx, req)
+		end(err)
 		switch {
 		case err != nil:
 			code := CodeLedgerFailed
@@ -914,6 +934,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			claims = append(claims, claim{ev: ev, c: &c, from: from})
 		case c.State == AlreadySent:
 			r.sum.Duplicates++
+			r.w.observer().Duplicate()
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
 		case c.State == InProgress:
 			// Hidden until the claim may be taken over: each receive
@@ -1022,7 +1043,9 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 	tr := &sendTrace{before: func(ctx context.Context) error {
 		return r.w.ledger.Sending(ctx, emailID, handles)
 	}}
-	id, err := r.w.mailer.Send(withSendTrace(r.ctx, tr), email)
+	ctx, end := r.stage(cs[0].from, StageSend)
+	id, err := r.w.mailer.Send(withSendTrace(ctx, tr), email)
+	end(err)
 	called, beforeErr, retries := tr.state()
 	if beforeErr != nil {
 		// Nothing was sent: the ledger could not say it would be.
@@ -1078,6 +1101,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		return
 	}
 	r.sum.Sent++
+	r.w.observer().Sent()
 	ids := make([]string, len(cs))
 	for i, c := range cs {
 		ids[i] = c.ev.ID
@@ -1251,12 +1275,16 @@ func (r *run) settle(batch []*msgState) {
 	var ack, back, wait []*msgState
 	for _, st := range batch {
 		r.unhold(st.msg)
-		log := r.w.logger.With("message_id", st.msg.ID)
+		log := r.w.logger.With("message_id", st.msg.ID, "events", eventIDs(st))
 		switch f := st.failed; {
 		case f != nil && f.deadLetters():
-			if err := r.w.queue.DeadLetter(r.ctx, st.msg, *f); err != nil {
+			ctx, end := r.stage(st, StageSettle)
+			err := r.w.queue.DeadLetter(ctx, st.msg, *f)
+			end(err)
+			if err != nil {
 				// Left alone, the queue's RedrivePolicy will still move it.
 				r.sum.Retrying++
+				r.settled(st, SettleRetrying)
 				log.Error("dead-letter", "code", f.Code, "reason", f.Reason, "err", err)
 				if errors.Is(err, ErrNoQueue) && r.fatal == nil {
 					r.fatal = err
@@ -1264,11 +1292,13 @@ func (r *run) settle(batch []*msgState) {
 				continue
 			}
 			r.sum.DeadLettered++
+			r.settled(st, SettleDeadLettered)
 			log.Warn("dead-lettered", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 		case f != nil && r.halt != nil && st.hide == 0:
 			back = append(back, st)
 		case f != nil:
 			r.sum.Retrying++
+			r.settled(st, SettleRetrying)
 			log.Warn("left for retry", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 			if st.hide > 0 {
 				wait = append(wait, st)
@@ -1292,7 +1322,10 @@ func (r *run) settle(batch []*msgState) {
 		msgs[i] = st.msg
 	}
 	failed := map[string]bool{}
-	if err := r.w.queue.Delete(r.ctx, msgs); err != nil {
+	ctx, end := r.stage(nil, StageSettle)
+	err := r.w.queue.Delete(ctx, msgs)
+	end(err)
+	if err != nil {
 		// The work is done and recorded in the ledger: a redelivery is
 		// skipped as a duplicate, so nothing is sent twice.
 		var be *BatchError
@@ -1311,10 +1344,13 @@ func (r *run) settle(batch []*msgState) {
 		switch {
 		case failed[st.msg.ReceiptHandle]:
 			r.sum.Retrying++
+			r.settled(st, SettleRetrying)
 		case st.drop:
 			r.sum.Dropped++
+			r.settled(st, SettleDropped)
 		default:
 			r.sum.Acked++
+			r.settled(st, SettleAcked)
 		}
 	}
 }
@@ -1368,6 +1404,9 @@ func (r *run) handBack(batch []*msgState, hide time.Duration) {
 	}
 	r.unhold(msgs...)
 	r.sum.Retrying += len(msgs)
+	for _, st := range batch {
+		r.settled(st, SettleHandedBack)
+	}
 	if hide > 0 {
 		err := r.w.queue.Extend(r.ctx, msgs, hide)
 		if err == nil {

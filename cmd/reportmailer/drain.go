@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -21,8 +22,12 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("drain", "drain -config FILE [-schedule NAME]")
 	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
 	name := fs.String("schedule", "", "schedule to drain; may be left out when the config has only one")
+	pushURL := fs.String("pushgateway", "", "Prometheus Pushgateway URL to push the run's metrics to (a CronJob is not scraped)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if err := checkPushURL(*pushURL); err != nil {
+		return usageError("drain: -pushgateway: %v", err)
 	}
 	c, err := m.loadConfig(*configPath)
 	if err != nil {
@@ -42,6 +47,7 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer a.obs.close(a.logger)
 	watch := newRunWatch()
 	a.sqs = watch.sqs(a.sqs)
 	ws, err := a.scheduleWorkers(s)
@@ -49,9 +55,20 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 		return err
 	}
 	settled := a.settleFromSES(ctx, s.Name)
-	sum, err := ws.forRun(settled).Drain(ctx)
+	a.obs.metrics.Schedule(s.Name, period(s))
+	id := worker.NewID()[:16]
+	sum, err := ws.forRun(settled).Drain(worker.WithRunID(ctx, id))
 	cause := watch.failure(s, sum, err)
-	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
+	if logFormat(m.Stderr, c.Log) == "json" {
+		fmt.Fprintln(m.Stdout, summaryJSON(s.Name, id, sum, settled, cause))
+	} else {
+		fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
+	}
+	if *pushURL != "" {
+		if err := a.push(ctx, *pushURL, s.Name); err != nil {
+			a.logger.Error("pushgateway: the run's metrics were not pushed", "schedule", s.Name, "run_id", id, "err", err)
+		}
+	}
 	if cause != nil {
 		return cause
 	}
@@ -206,4 +223,19 @@ func (w *runWatch) failure(s config.Schedule, sum worker.Summary, err error) err
 		return fmt.Errorf("schedule %q: could not start sending: %s", s.Name, sum.Halt.Reason)
 	}
 	return nil
+}
+
+// period is the time between two runs of s by its cron spec, or 0 when
+// it has none (a CronJob's own schedule drives it).
+func period(s config.Schedule) time.Duration {
+	loc, err := time.LoadLocation(s.TimeZone)
+	if s.Cron == "" || err != nil {
+		return 0
+	}
+	sched, err := config.ParseCron(s.Cron, loc)
+	if err != nil {
+		return 0
+	}
+	first := sched.Next(time.Now())
+	return sched.Next(first).Sub(first)
 }

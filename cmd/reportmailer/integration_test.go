@@ -155,6 +155,7 @@ recipients: {allowed_domains: [acme.example]}
 reports: {bucket: %s}
 ledger: {bucket: %s}
 s3: {use_path_style: true}
+http: {addr: "127.0.0.1:0"}
 schedules:
   - {name: it, mode: each, queue_url: %q, dead_letter_queue_url: %q, wait_time: 1s, budget: 1m}
 `, e.edge.URL, itKeyID, e.keyFile, itBucket, itBucket, queueURL, dlqURL)

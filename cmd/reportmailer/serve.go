@@ -9,6 +9,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -25,12 +26,19 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer a.obs.close(a.logger)
 	log := cronLogger{a.logger}
 	// cron.New installs no Recover wrapper despite its docs: a panic in a
 	// run would kill the process. SkipIfStillRunning stops a slow run
 	// from overlapping the next one.
 	cr := cron.New(cron.WithLogger(log), cron.WithChain(cron.Recover(log), cron.SkipIfStillRunning(log)))
 	sqsClient := a.sqs
+	token, err := bearerToken(c.HTTP)
+	if err != nil {
+		return err
+	}
+	sv := &server{logger: a.logger, metrics: a.obs.metrics.Handler(), runners: map[string]*runner{},
+		token: token, ready: a.ready, ctx: ctx}
 	for _, s := range c.Schedules {
 		if s.Cron == "" {
 			return fmt.Errorf("serve: schedule %q has no cron spec", s.Name)
@@ -52,19 +60,46 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
+		rn := &runner{name: s.Name, budget: s.Budget, drain: func() runResult {
 			watch.reset()
-			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(ctx)
-			if cause := watch.failure(s, sum, err); cause != nil {
-				a.logger.Error("run failed", "schedule", s.Name, "err", cause)
+			id := worker.NewID()[:16]
+			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(worker.WithRunID(ctx, id))
+			cause := watch.failure(s, sum, err)
+			if cause != nil {
+				a.logger.Error("run failed", "schedule", s.Name, "run_id", id, "err", cause)
+			}
+			a.keyGauges(ctx) // the run may have moved the active key's date
+			return result(s.Name, sum, err, cause)
+		}}
+		sv.runners[s.Name] = rn
+		first := sched.Next(time.Now())
+		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
+		a.obs.metrics.StartClock(s.Name)
+		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
+			if _, ran := rn.try(); !ran {
+				a.logger.Info("run skipped: the schedule is still running", "schedule", s.Name)
 			}
 		})))
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
 	}
+	sv.tick()
+	cr.Schedule(cron.Every(tickEvery), cron.FuncJob(sv.tick))
 	cr.Start()
+	stopHTTP := func() {}
+	if !c.HTTP.Off() {
+		addr, stop, err := sv.listen(c.HTTP.Addr)
+		if err != nil {
+			<-cr.Stop().Done()
+			return err
+		}
+		stopHTTP = stop
+		a.logger.Info("listening", "addr", addr, "send_now", token != nil)
+		go a.refreshGauges(ctx, c.Schedules)
+	}
 	a.logger.Info("serving", "schedules", len(c.Schedules))
 	<-ctx.Done()
 	a.logger.Info("shutting down: waiting for runs in progress")
+	stopHTTP()
 	<-cr.Stop().Done()
 	a.logger.Info("stopped")
 	return nil

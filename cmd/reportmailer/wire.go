@@ -41,7 +41,7 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
 	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
+	if logFormat(w, c) == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
@@ -61,6 +61,8 @@ type app struct {
 	// events reads SES's sending events before each run; nil without
 	// ses_events.queue_url.
 	events *sesevents.Reader
+	// obs is what runs report to: metrics, traces, AWS call results.
+	obs *observability
 }
 
 // offline builds what needs no AWS call: templates and the link key.
@@ -91,18 +93,25 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("aws config: no region: set AWS_REGION")
 	}
-	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle })
+	obs, err := m.newObservability(ctx)
+	if err != nil {
+		return nil, err
+	}
+	obs.instrument(&awsCfg)
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3.UsePathStyle }, obs.s3Options)
 	ledger := &store.Ledger{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix}
 	a := &app{
 		cfg:       c,
 		logger:    logger,
-		sqs:       sqs.NewFromConfig(awsCfg),
+		sqs:       sqs.NewFromConfig(awsCfg, obs.sqsOptions),
 		s3:        s3c,
 		templates: set,
 		mailer:    newMailer(c, awsCfg, logger),
 		ledger:    ledger,
 		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
+		obs:       obs,
 	}
+	obs.paced(a.mailer)
 	if e := c.SESEvents; e.QueueURL != "" {
 		a.events = &sesevents.Reader{
 			Queue: &queue.SQS{Client: a.sqs, URL: e.QueueURL, VisibilityTimeout: sesevents.VisibilityTimeout,
@@ -238,7 +247,8 @@ func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.W
 		Ledger:    a.ledger,
 		// One record for every schedule: what halts (the SES account,
 		// the reports bucket) is shared.
-		Halts:  &store.Halts{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Key: a.cfg.Ledger.Prefix + "halt.json"},
-		Logger: a.logger,
+		Halts:    &store.Halts{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Key: a.cfg.Ledger.Prefix + "halt.json"},
+		Logger:   a.logger,
+		Observer: a.obs.observer(s.Name),
 	})
 }

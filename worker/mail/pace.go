@@ -95,6 +95,9 @@ type Paced struct {
 	// Logger receives the quota, the sandbox warning and retries.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// Observer is told of each wait, throttle and quota read. Default
+	// none.
+	Observer worker.PaceObserver
 
 	// Clock and randomness, replaced by tests.
 	now    func() time.Time
@@ -151,6 +154,7 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (id string, err error)
 			return "", fmt.Errorf("ses still throttling after %d attempts: %w", attempt, err)
 		}
 		judged = true
+		p.observer().Throttled()
 		d := p.backoff(attempt)
 		p.logger().Info("ses throttled the send; backing off", "attempt", attempt, "wait", d)
 		if err := p.sleepFor(ctx, d); err != nil {
@@ -263,6 +267,7 @@ func (p *Paced) readQuota(ctx context.Context, now time.Time) error {
 	}
 
 	q := *out.SendQuota
+	p.observer().Quota(q.Max24HourSend, q.SentLast24Hours, q.MaxSendRate)
 	first := !p.have
 	p.have, p.fallback = true, false
 	p.quota, p.used = q, 0
@@ -321,7 +326,9 @@ func (p *Paced) wait(ctx context.Context, n int) error {
 	for i := range rs { // one at a time: the burst is 1
 		rs[i] = lim.ReserveN(now, 1)
 	}
-	if err := p.sleepFor(ctx, rs[n-1].DelayFrom(now)); err != nil {
+	waited := rs[n-1].DelayFrom(now)
+	defer func() { p.observer().Waited(waited) }()
+	if err := p.sleepFor(ctx, waited); err != nil {
 		now := p.clock()
 		for _, r := range rs {
 			r.CancelAt(now)
@@ -339,6 +346,7 @@ func (p *Paced) wait(ctx context.Context, n int) error {
 		if d <= 0 {
 			return nil
 		}
+		waited += d
 		if err := p.sleepFor(ctx, d); err != nil {
 			return err
 		}
@@ -549,4 +557,11 @@ func noRetryThrottled(err error) aws.Ternary {
 		return aws.FalseTernary
 	}
 	return aws.UnknownTernary
+}
+
+func (p *Paced) observer() worker.PaceObserver {
+	if p.Observer == nil {
+		return worker.NopObserver{}
+	}
+	return p.Observer
 }

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reportmailer/reportmailer/config"
+)
+
+// testServer is a server whose one schedule, "daily", blocks each run
+// until release is closed.
+func testServer(t *testing.T, token string) (*server, *runner, chan struct{}) {
+	t.Helper()
+	release := make(chan struct{})
+	rn := &runner{name: "daily", budget: time.Minute, drain: func() runResult {
+		<-release
+		return runResult{Schedule: "daily", Outcome: "ok"}
+	}}
+	var tok []byte
+	if token != "" {
+		var err error
+		if tok, err = bearerToken(config.HTTP{Token: token}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sv := &server{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: http.NotFoundHandler(),
+		runners: map[string]*runner{"daily": rn}, token: tok, ready: func(context.Context) error { return nil }, ctx: context.Background()}
+	sv.tick()
+	return sv, rn, release
+}
+
+func TestRunEndpoint(t *testing.T) {
+	const token = "0123456789abcdef-token"
+	sv, rn, release := testServer(t, token)
+	h := sv.handler()
+	post := func(path, auth string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	tests := []struct {
+		name, path, auth string
+		want             int
+	}{
+		{"no token", "/run/daily", "", http.StatusUnauthorized},
+		{"not a bearer token", "/run/daily", "Basic " + token, http.StatusUnauthorized},
+		{"wrong token", "/run/daily", "Bearer " + token + "x", http.StatusForbidden},
+		{"a prefix of the token", "/run/daily", "Bearer " + token[:8], http.StatusForbidden},
+		{"unknown schedule", "/run/weekly", "Bearer " + token, http.StatusNotFound},
+		{"started", "/run/daily", "Bearer " + token, http.StatusAccepted},
+		{"while running", "/run/daily", "Bearer " + token, http.StatusConflict},
+	}
+	for _, tt := range tests {
+		if rec := post(tt.path, tt.auth); rec.Code != tt.want {
+			t.Errorf("%s: POST %s = %d %q, want %d", tt.name, tt.path, rec.Code, rec.Body.String(), tt.want)
+		}
+		if strings.Contains(post(tt.path, tt.auth).Body.String(), token) {
+			t.Errorf("%s: the answer shows the token", tt.name)
+		}
+	}
+	if _, ran := rn.try(); ran {
+		t.Error("cron started a run while POST /run's was running")
+	}
+	close(release)
+	sv.runs.Wait()
+	if rec := post("/run/daily?wait=true", "Bearer "+token); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"outcome":"ok"`) {
+		t.Errorf("POST ?wait=true = %d %q, want 200 and the result", rec.Code, rec.Body.String())
+	}
+}
+
+func TestRunEndpointOffWithoutToken(t *testing.T) {
+	sv, _, _ := testServer(t, "")
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/run/daily", nil)
+	req.Header.Set("Authorization", "Bearer anything-at-all-here")
+	sv.handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("POST /run with no token configured = %d, want 403", rec.Code)
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(sv *server, rn *runner)
+		want    int
+		problem string
+	}{
+		{"alive and idle", func(*server, *runner) {}, http.StatusOK, ""},
+		{"scheduler stopped ticking", func(sv *server, _ *runner) { sv.lastTick = time.Now().Add(-time.Hour) }, http.StatusServiceUnavailable, "scheduler: last tick"},
+		{"run within its budget", func(_ *server, rn *runner) { rn.running, rn.started = true, time.Now() }, http.StatusOK, ""},
+		{"run stuck past budget and margin", func(_ *server, rn *runner) {
+			rn.running, rn.started = true, time.Now().Add(-rn.budget-stuckMargin-time.Minute)
+		}, http.StatusServiceUnavailable, "schedule daily: run going on for"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sv, rn, _ := testServer(t, "")
+			tt.setup(sv, rn)
+			rec := httptest.NewRecorder()
+			sv.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+			if rec.Code != tt.want || !strings.Contains(rec.Body.String(), tt.problem) {
+				t.Errorf("/healthz = %d %q, want %d with %q", rec.Code, rec.Body.String(), tt.want, tt.problem)
+			}
+		})
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	sv, _, _ := testServer(t, "")
+	sv.ready = func(context.Context) error { return errors.New("SQS: last call ReceiveMessage: connection refused") }
+	rec := httptest.NewRecorder()
+	sv.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "SQS") {
+		t.Errorf("/readyz = %d %q, want 503 naming SQS", rec.Code, rec.Body.String())
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	if unreachable(nil) || unreachable(context.Canceled) {
+		t.Error("nil or a cancel counted as unreachable")
+	}
+	if !unreachable(errors.New("dial tcp: connection refused")) {
+		t.Error("a transport error not counted as unreachable")
+	}
+}

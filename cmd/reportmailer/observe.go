@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/mail"
+	"github.com/reportmailer/reportmailer/worker/metrics"
+	"github.com/reportmailer/reportmailer/worker/tracing"
+)
+
+// observability is what the app reports to: the metrics every command
+// keeps (serve exposes them, drain can push them), and the record of
+// each AWS service's last call, which /readyz reads.
+type observability struct {
+	metrics *metrics.Metrics
+	aws     *awsCalls
+	// tp, when set, exports traces; tracer opens a span per message
+	// and per stage for a schedule.
+	tp *sdktrace.TracerProvider
+	// ses is a client for /readyz's check of SES.
+	ses *sesv2.Client
+}
+
+// newObservability returns the metrics, and the tracer provider when
+// the OpenTelemetry variables ask for traces.
+func (m *Main) newObservability(ctx context.Context) (*observability, error) {
+	tp, err := newTracerProvider(ctx, m.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return &observability{metrics: metrics.New(), aws: &awsCalls{last: map[string]awsCall{}}, tp: tp}, nil
+}
+
+// close flushes the traces not yet exported, for at most ten seconds.
+func (o *observability) close(logger *slog.Logger) {
+	if o == nil || o.tp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.tp.Shutdown(ctx); err != nil {
+		logger.Warn("traces: not all exported", "err", err)
+	}
+}
+
+// instrument adds to cfg, before any client is built from it, the
+// middleware that records each service's last call.
+func (o *observability) instrument(cfg *aws.Config) {
+	cfg.APIOptions = append(cfg.APIOptions, o.aws.middleware)
+	o.ses = sesv2.NewFromConfig(*cfg, func(o *sesv2.Options) { o.RetryMaxAttempts = 1 })
+}
+
+// observer is the Observer of schedule's runs.
+func (o *observability) observer(schedule string) worker.Observer {
+	if o == nil {
+		return nil
+	}
+	m := o.metrics.Observer(schedule)
+	if o.tp == nil {
+		return m
+	}
+	return worker.Observers(tracing.New(o.tp, schedule), m)
+}
+
+// paced gives the shared mailer, when it is paced, the pacing metrics.
+func (o *observability) paced(m worker.Mailer) {
+	if p, ok := m.(*mail.Paced); ok && o != nil {
+		p.Observer = o.metrics.Pace()
+		o.traceSES(p)
+	}
+}
+
+// awsCall is the last call to one AWS service.
+type awsCall struct {
+	at        time.Time
+	operation string
+	err       error // nil when the service answered
+}
+
+// awsCalls records, per service, whether its last call reached it.
+type awsCalls struct {
+	mu   sync.Mutex
+	last map[string]awsCall // by service id: "SQS", "S3", "SESv2"
+}
+
+func (c *awsCalls) middleware(st *middleware.Stack) error {
+	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("reportmailer.LastCall",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleInitialize(ctx, in)
+			c.record(awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx), err)
+			return out, md, err
+		}), middleware.After)
+}
+
+func (c *awsCalls) record(service, op string, err error) {
+	if !unreachable(err) {
+		err = nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last[service] = awsCall{at: time.Now(), operation: op, err: err}
+}
+
+// failed returns the services whose last call did not reach them.
+func (c *awsCalls) failed() map[string]awsCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]awsCall{}
+	for s, call := range c.last {
+		if call.err != nil {
+			out[s] = call
+		}
+	}
+	return out
+}
+
+// unreachable reports whether err says the service could not do its
+// part: no answer at all, or a 5xx. An answer such as 404, 403 or a
+// throttle comes from a service that is there.
+func unreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode() >= 500
+	}
+	return true
+}
+
+// readyChecks are the cheap calls /readyz makes for a service whose
+// last call failed, each a call serve's policy already allows.
+func (a *app) readyChecks() map[string]func(context.Context) error {
+	one := func(o *sqs.Options) { o.RetryMaxAttempts = 1 }
+	checks := map[string]func(context.Context) error{
+		"SESv2": func(ctx context.Context) error {
+			_, err := a.obs.ses.GetAccount(ctx, &sesv2.GetAccountInput{})
+			return err
+		},
+		"S3": func(ctx context.Context) error {
+			// The halt record: any answer, 404 included, is S3's.
+			_, err := a.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.cfg.Ledger.Bucket), Key: aws.String(a.cfg.Ledger.Prefix + "halt.json")},
+				func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+			if unreachable(err) {
+				return err
+			}
+			return nil
+		},
+	}
+	if len(a.cfg.Schedules) > 0 {
+		url := a.cfg.Schedules[0].QueueURL
+		checks["SQS"] = func(ctx context.Context) error {
+			_, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+				AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}}, one)
+			return err
+		}
+	}
+	return checks
+}
+
+// ready reports whether every AWS service serve needs answered its last
+// call, or answers a cheap check now.
+func (a *app) ready(ctx context.Context) error {
+	checks := a.readyChecks()
+	var errs []error
+	for service, call := range a.obs.aws.failed() {
+		check, ok := checks[service]
+		if ok {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := check(cctx)
+			cancel()
+			if !unreachable(err) {
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s: last call %s at %s: %w", service, call.operation, call.at.UTC().Format(time.RFC3339), call.err))
+	}
+	return errors.Join(errs...)
+}
+
+// refreshGauges reads the queue depths of every schedule and the key
+// removal dates into the metrics, now and then every c.HTTP.Refresh,
+// until ctx is done.
+func (a *app) refreshGauges(ctx context.Context, schedules []config.Schedule) {
+	refresh := func() {
+		for _, s := range schedules {
+			for role, url := range map[string]string{"main": s.QueueURL, "dlq": s.DeadLetterQueueURL} {
+				if err := a.queueDepth(ctx, s.Name, role, url); err != nil {
+					a.logger.Warn("metrics: queue depth", "schedule", s.Name, "queue", role, "err", err)
+				}
+			}
+		}
+		a.keyGauges(ctx)
+	}
+	refresh()
+	t := time.NewTicker(a.cfg.HTTP.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			refresh()
+		}
+	}
+}
+
+// queueDepth reads one queue's approximate counts into the metrics.
+func (a *app) queueDepth(ctx context.Context, schedule, role, url string) error {
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{
+			sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		}})
+	if err != nil {
+		return err
+	}
+	n := func(k sqstypes.QueueAttributeName) float64 {
+		v, _ := strconv.ParseFloat(out.Attributes[string(k)], 64)
+		return v
+	}
+	a.obs.metrics.Queue(schedule, role, n(sqstypes.QueueAttributeNameApproximateNumberOfMessages),
+		n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible), n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed))
+	return nil
+}
+
+// keyGauges reads each configured CloudFront key's latest link expiry
+// into the metrics.
+func (a *app) keyGauges(ctx context.Context) {
+	cf := a.cfg.Links.CloudFront
+	if cf == nil {
+		return
+	}
+	log := keyExpiries(a.cfg, a.s3)
+	active, _ := cf.ActiveKey()
+	for _, k := range cf.SigningKeys() {
+		latest, err := log.Latest(ctx, k.ID)
+		if err != nil {
+			a.logger.Warn("metrics: key removal date", "key_id", k.ID, "err", err)
+			continue
+		}
+		a.obs.metrics.Key(k.ID, k.ID == active.ID, latest)
+	}
+}
+
+// logFormat is the format logs to w are written in: c.Format, with
+// auto resolved to json unless w is a terminal. A writer that is not a
+// file (a test's buffer) gets text.
+func logFormat(w io.Writer, c config.Log) string {
+	if c.Format != config.LogFormatAuto {
+		return c.Format
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return "text"
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return "text"
+	}
+	return "json"
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestDrainJSONSummaryAndPushgateway: with JSON logs, drain's summary
+// is one JSON line, every log line of the run names it, and
+// -pushgateway pushes the run's metrics to the schedule's group.
+func TestDrainJSONSummaryAndPushgateway(t *testing.T) {
+	var mu sync.Mutex
+	var pushes []string // "METHOD path", then the body
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		pushes = append(pushes, r.Method+" "+r.URL.Path, string(b))
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer gw.Close()
+
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(b, []byte("log: {format: json}\n")...), 0o644)
+	e.put(t, "push/a.pdf", nil)
+	e.send(t, q, nativeBody("evt-push", "pu", nil, "push/a.pdf"))
+
+	var stdout, stderr bytes.Buffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+	if code := m.Run(context.Background(), []string{"drain", "-config", cfg, "-schedule", "it", "-pushgateway", gw.URL}); code != ExitOK {
+		t.Fatalf("drain exit %d: %s\n%s", code, stdout.String(), stderr.String())
+	}
+	var sum struct {
+		Schedule, Status string
+		RunID            string `json:"run_id"`
+		Summary          map[string]any
+	}
+	out := strings.TrimSpace(stdout.String())
+	if strings.Contains(out, "\n") || json.Unmarshal([]byte(out), &sum) != nil {
+		t.Fatalf("stdout is not one JSON line: %q", out)
+	}
+	if sum.Schedule != "it" || sum.Status != "ok" || sum.RunID == "" || sum.Summary["sent"] != 1.0 {
+		t.Errorf("summary %+v, want schedule it, status ok, a run id and one email sent", sum)
+	}
+	var sentLines int
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("a log line is not JSON: %q", l)
+		}
+		if rec["msg"] == "sent" || rec["msg"] == "run finished" {
+			sentLines++
+			if rec["run_id"] != sum.RunID || rec["schedule"] != "it" {
+				t.Errorf("line %q lacks run_id %s and the schedule", l, sum.RunID)
+			}
+		}
+		if rec["msg"] == "sent" && rec["message_ids"] == nil {
+			t.Errorf("the sent line lacks the SQS message id: %q", l)
+		}
+	}
+	if sentLines != 2 {
+		t.Errorf("%d sent and run finished lines, want 2:\n%s", sentLines, stderr.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(pushes) != 2 || pushes[0] != "PUT /metrics/job/reportmailer-drain/cronjob/it" ||
+		!strings.Contains(pushes[1], "reportmailer_runs_total") || !strings.Contains(pushes[1], "reportmailer_emails_sent_total") {
+		t.Errorf("pushes %q, want one PUT of the run's metrics to the schedule's group\n%s", pushes, stderr.String())
+	}
+}
+
+func TestDrainRefusesABadPushgateway(t *testing.T) {
+	for _, u := range []string{"localhost:9091", "ftp://gw", "https://user:pw@gw.example"} {
+		var stderr bytes.Buffer
+		m := &Main{Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }, Environ: os.Environ}
+		if code := m.Run(context.Background(), []string{"drain", "-config", "x.yaml", "-pushgateway", u}); code != ExitUsage {
+			t.Errorf("-pushgateway %s: exit %d, want %d", u, code, ExitUsage)
+		}
+		if strings.Contains(stderr.String(), "pw@") {
+			t.Errorf("-pushgateway %s: the error shows the credentials: %s", u, stderr.String())
+		}
+	}
+}

@@ -1,0 +1,267 @@
+// Package metrics exports what the worker observes as Prometheus
+// metrics: a [worker.Observer] per schedule and a [worker.PaceObserver]
+// for the shared mailer, plus gauges the command refreshes (queue
+// depths, key removal dates).
+//
+// Every label has a bounded set of values: schedule names, stages,
+// classes, codes and settlements from package worker, queue roles and
+// configured key ids. No event id, address or object key is ever a
+// label.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/reportmailer/reportmailer/worker"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "reportmailer"
+
+// Run outcomes, the values of the runs_total outcome label.
+const (
+	RunOK         = "ok"         // every message received was dealt with for good
+	RunIncomplete = "incomplete" // some messages were dead-lettered or left for retry
+	RunHalted     = "halted"     // sending halted (quota, account, reports unreadable)
+	RunFailed     = "failed"     // the queue itself failed
+)
+
+// Metrics holds the reportmailer metrics in a registry of their own,
+// with the Go and process collectors. Build one with New.
+type Metrics struct {
+	reg   *prometheus.Registry
+	names []string
+
+	runs          *prometheus.CounterVec
+	runDuration   *prometheus.HistogramVec
+	lastSuccess   *prometheus.GaugeVec
+	period        *prometheus.GaugeVec
+	messages      *prometheus.CounterVec
+	sent          *prometheus.CounterVec
+	refused       *prometheus.CounterVec
+	duplicates    *prometheus.CounterVec
+	stageDuration *prometheus.HistogramVec
+	stageErrors   *prometheus.CounterVec
+	throttles     prometheus.Counter
+	pacingWait    prometheus.Histogram
+	quotaMax      prometheus.Gauge
+	quotaSent     prometheus.Gauge
+	quotaLeft     prometheus.Gauge
+	sendRate      prometheus.Gauge
+	queueDepth    *prometheus.GaugeVec
+	keyRemoval    *prometheus.GaugeVec
+}
+
+// New returns the metrics, registered.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.runs = counterVec(m, "runs_total", "Runs by schedule and outcome (ok, incomplete, halted, failed).", "schedule", "outcome")
+	m.runDuration = histogramVec(m, "run_duration_seconds", "How long each run took, receive to the last settle.",
+		prometheus.ExponentialBuckets(0.1, 2, 14), "schedule")
+	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail; before the first, when the process declared the schedule.", "schedule")
+	m.period = gaugeVec(m, "schedule_period_seconds", "The time between two runs of the schedule, from its cron spec.", "schedule")
+	m.messages = counterVec(m, "messages_total", "Messages by what became of them (settlement) and, when not acked, the class and code of why.",
+		"schedule", "settlement", "class", "code")
+	m.sent = counterVec(m, "emails_sent_total", "Emails the mail service accepted.", "schedule")
+	m.refused = counterVec(m, "recipients_refused_total", "Extra recipients the recipient policy refused, by reason.", "schedule", "reason")
+	m.duplicates = counterVec(m, "ledger_duplicates_prevented_total", "Deliveries the ledger said were sent already, so not sent again.", "schedule")
+	m.stageDuration = histogramVec(m, "stage_duration_seconds", "How long each stage of a message took (receive, head, claim, sign, render, send, settle).",
+		prometheus.ExponentialBuckets(0.001, 2.5, 14), "schedule", "stage")
+	m.stageErrors = counterVec(m, "stage_errors_total", "Stages that ended in an error.", "schedule", "stage")
+	m.throttles = counter(m, "ses_throttles_total", "Sends SES refused for its sending rate, each retried by the pacer.")
+	m.pacingWait = histogram(m, "ses_pacing_wait_seconds", "How long each send waited for the sending rate.",
+		[]float64{0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30})
+	m.quotaMax = gauge(m, "ses_quota_max_24h", "The SES account's 24-hour sending quota, in recipients (-1: unlimited).")
+	m.quotaSent = gauge(m, "ses_quota_sent_24h", "Recipients SES counts as sent in the last 24 hours, at the last quota read.")
+	m.quotaLeft = gauge(m, "ses_quota_remaining", "Recipients left in the 24-hour quota at the last quota read.")
+	m.sendRate = gauge(m, "ses_max_send_rate", "The SES account's maximum send rate, recipients per second.")
+	m.queueDepth = gaugeVec(m, "queue_messages", "Messages in a schedule's queue (queue=main) or dead-letter queue (queue=dlq), by state (visible, in_flight, delayed), from GetQueueAttributes.",
+		"schedule", "queue", "state")
+	m.keyRemoval = gaugeVec(m, "key_safe_removal_timestamp_seconds", "Unix time after which no link signed with the CloudFront key is valid, so its public key may leave CloudFront; active=true while it still signs.",
+		"key_id", "active")
+	return m
+}
+
+// Handler serves the metrics in Prometheus's formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Gatherer is the registry, for pushing to a Pushgateway.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Names lists the full name of every reportmailer metric, sorted.
+// Histograms add _bucket, _sum and _count to theirs when scraped.
+func (m *Metrics) Names() []string { return slices.Sorted(slices.Values(m.names)) }
+
+// Observer returns the observer of schedule's runs.
+func (m *Metrics) Observer(schedule string) worker.Observer {
+	return &observer{m: m, schedule: schedule}
+}
+
+// Pace returns the observer of the shared mailer's pacing.
+func (m *Metrics) Pace() worker.PaceObserver { return pace{m} }
+
+// Queue sets the depth of one of schedule's queues: role is "main" or
+// "dlq".
+func (m *Metrics) Queue(schedule, role string, visible, inFlight, delayed float64) {
+	m.queueDepth.WithLabelValues(schedule, role, "visible").Set(visible)
+	m.queueDepth.WithLabelValues(schedule, role, "in_flight").Set(inFlight)
+	m.queueDepth.WithLabelValues(schedule, role, "delayed").Set(delayed)
+}
+
+// Key sets when the CloudFront key id may leave CloudFront. A key that
+// never signed anything has no date and no series.
+func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
+	a, other := "false", "true"
+	if active {
+		a, other = other, a
+	}
+	m.keyRemoval.DeleteLabelValues(id, other)
+	if safeAfter.IsZero() {
+		m.keyRemoval.DeleteLabelValues(id, a)
+		return
+	}
+	m.keyRemoval.WithLabelValues(id, a).Set(float64(safeAfter.Unix()))
+}
+
+// Schedule declares schedule's series, so that rates and alerts on
+// them start from the first scrape rather than from the first event:
+// counters at zero, and its period when known (not 0).
+func (m *Metrics) Schedule(schedule string, period time.Duration) {
+	if period > 0 {
+		m.period.WithLabelValues(schedule).Set(period.Seconds())
+	}
+	for _, o := range []string{RunOK, RunIncomplete, RunHalted, RunFailed} {
+		m.runs.WithLabelValues(schedule, o)
+	}
+	m.sent.WithLabelValues(schedule)
+	m.duplicates.WithLabelValues(schedule)
+	m.messages.WithLabelValues(schedule, string(worker.SettleAcked), "", "")
+	for _, s := range worker.Stages {
+		m.stageErrors.WithLabelValues(schedule, string(s))
+	}
+}
+
+// StartClock sets schedule's last success to now, so that "no
+// successful run in two periods" counts from the start of a process
+// that runs it on its cron spec (serve), not from never.
+func (m *Metrics) StartClock(schedule string) {
+	m.lastSuccess.WithLabelValues(schedule).SetToCurrentTime()
+}
+
+// RunOutcome is the outcome label of a run that ended with sum and err.
+func RunOutcome(sum worker.Summary, err error) string {
+	switch {
+	case err != nil:
+		return RunFailed
+	case sum.Halted:
+		return RunHalted
+	case !sum.OK():
+		return RunIncomplete
+	}
+	return RunOK
+}
+
+type observer struct {
+	worker.NopObserver
+	m        *Metrics
+	schedule string
+}
+
+func (o *observer) Stage(ctx context.Context, s worker.Stage) (context.Context, func(error)) {
+	start := time.Now()
+	return ctx, func(err error) {
+		o.m.stageDuration.WithLabelValues(o.schedule, string(s)).Observe(time.Since(start).Seconds())
+		if err != nil {
+			o.m.stageErrors.WithLabelValues(o.schedule, string(s)).Inc()
+		}
+	}
+}
+
+func (o *observer) Settled(_ context.Context, _ worker.Message, out worker.Outcome) {
+	o.m.messages.WithLabelValues(o.schedule, string(out.Settlement), string(out.Class), string(out.Code)).Inc()
+}
+
+func (o *observer) Sent()      { o.m.sent.WithLabelValues(o.schedule).Inc() }
+func (o *observer) Duplicate() { o.m.duplicates.WithLabelValues(o.schedule).Inc() }
+func (o *observer) Refused(code string) {
+	o.m.refused.WithLabelValues(o.schedule, code).Inc()
+}
+
+func (o *observer) RunFinished(sum worker.Summary, took time.Duration, err error) {
+	out := RunOutcome(sum, err)
+	o.m.runs.WithLabelValues(o.schedule, out).Inc()
+	o.m.runDuration.WithLabelValues(o.schedule).Observe(took.Seconds())
+	if out == RunOK || out == RunIncomplete {
+		o.m.lastSuccess.WithLabelValues(o.schedule).SetToCurrentTime()
+	}
+}
+
+type pace struct{ m *Metrics }
+
+func (p pace) Waited(d time.Duration) { p.m.pacingWait.Observe(d.Seconds()) }
+func (p pace) Throttled()             { p.m.throttles.Inc() }
+func (p pace) Quota(max24h, sent24h, maxRate float64) {
+	p.m.quotaMax.Set(max24h)
+	p.m.quotaSent.Set(sent24h)
+	p.m.sendRate.Set(maxRate)
+	if max24h >= 0 {
+		p.m.quotaLeft.Set(max(0, max24h-sent24h))
+	}
+}
+
+func (m *Metrics) register(name string, c prometheus.Collector) {
+	if err := m.reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			panic(err) // a programming error: a bad name or label
+		}
+	}
+	m.names = append(m.names, Namespace+"_"+name)
+}
+
+func counterVec(m *Metrics, name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+	m.register(name, c)
+	return c
+}
+
+func counter(m *Metrics, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help})
+	m.register(name, c)
+	return c
+}
+
+func gaugeVec(m *Metrics, name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+	m.register(name, g)
+	return g
+}
+
+func gauge(m *Metrics, name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
+	m.register(name, g)
+	return g
+}
+
+func histogramVec(m *Metrics, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
+	m.register(name, h)
+	return h
+}
+
+func histogram(m *Metrics, name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets})
+	m.register(name, h)
+	return h
+}

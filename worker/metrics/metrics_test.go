@@ -1,0 +1,104 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/metrics"
+)
+
+func TestObserverCounts(t *testing.T) {
+	m := metrics.New()
+	m.Schedule("daily", 24*time.Hour)
+	m.StartClock("daily")
+	o := m.Observer("daily")
+	ctx := context.Background()
+	_, end := o.Stage(ctx, worker.StageSend)
+	end(nil)
+	_, end = o.Stage(ctx, worker.StageHead)
+	end(errors.New("timeout"))
+	o.Sent()
+	o.Duplicate()
+	o.Refused("over_limit")
+	o.Settled(ctx, worker.Message{}, worker.Outcome{Settlement: worker.SettleAcked})
+	o.Settled(ctx, worker.Message{}, worker.Outcome{Settlement: worker.SettleDeadLettered, Class: worker.ClassPermanent, Code: worker.CodeObjectMissing})
+	o.RunFinished(worker.Summary{Received: 2, Acked: 1, DeadLettered: 1}, time.Second, nil)
+	p := m.Pace()
+	p.Throttled()
+	p.Waited(200 * time.Millisecond)
+	p.Quota(200, 150, 14)
+	m.Queue("daily", "dlq", 3, 0, 0)
+	m.Key("K1", true, time.Unix(1800000000, 0))
+
+	body := scrape(t, m)
+	for _, want := range []string{
+		`reportmailer_runs_total{outcome="incomplete",schedule="daily"} 1`,
+		`reportmailer_runs_total{outcome="ok",schedule="daily"} 0`,
+		`reportmailer_messages_total{class="permanent",code="object_missing",schedule="daily",settlement="dead_lettered"} 1`,
+		`reportmailer_messages_total{class="",code="",schedule="daily",settlement="acked"} 1`,
+		`reportmailer_emails_sent_total{schedule="daily"} 1`,
+		`reportmailer_ledger_duplicates_prevented_total{schedule="daily"} 1`,
+		`reportmailer_recipients_refused_total{reason="over_limit",schedule="daily"} 1`,
+		`reportmailer_stage_duration_seconds_count{schedule="daily",stage="send"} 1`,
+		`reportmailer_stage_errors_total{schedule="daily",stage="head"} 1`,
+		`reportmailer_stage_errors_total{schedule="daily",stage="send"} 0`,
+		`reportmailer_ses_throttles_total 1`,
+		`reportmailer_ses_pacing_wait_seconds_count 1`,
+		`reportmailer_ses_quota_remaining 50`,
+		`reportmailer_ses_max_send_rate 14`,
+		`reportmailer_queue_messages{queue="dlq",schedule="daily",state="visible"} 3`,
+		`reportmailer_key_safe_removal_timestamp_seconds{active="true",key_id="K1"} 1.8e+09`,
+		`reportmailer_last_success_timestamp_seconds{schedule="daily"}`,
+		`reportmailer_schedule_period_seconds{schedule="daily"} 86400`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in\n%s", want, body)
+		}
+	}
+
+	// A key that stops signing keeps one series, now active="false".
+	m.Key("K1", false, time.Unix(1800000100, 0))
+	body = scrape(t, m)
+	if !strings.Contains(body, `reportmailer_key_safe_removal_timestamp_seconds{active="false",key_id="K1"}`) ||
+		strings.Contains(body, `active="true",key_id="K1"`) {
+		t.Errorf("key series after it stopped signing:\n%s", body)
+	}
+}
+
+func scrape(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, err := io.ReadAll(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+func TestRunOutcome(t *testing.T) {
+	tests := []struct {
+		name string
+		sum  worker.Summary
+		err  error
+		want string
+	}{
+		{"everything acked", worker.Summary{Received: 1, Acked: 1}, nil, metrics.RunOK},
+		{"some left for retry", worker.Summary{Received: 1, Retrying: 1}, nil, metrics.RunIncomplete},
+		{"halted", worker.Summary{Halted: true}, nil, metrics.RunHalted},
+		{"queue failed", worker.Summary{}, errors.New("receive"), metrics.RunFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := metrics.RunOutcome(tt.sum, tt.err); got != tt.want {
+				t.Errorf("RunOutcome = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,107 @@
+// Package tracing turns what the worker observes into OpenTelemetry
+// spans: one span per message, from its receive to its settling, with
+// a child span per stage (head, claim, sign, render, send, settle). The
+// AWS SDK's own spans (through its OpenTelemetry adapter) nest inside
+// the stage spans, since each stage's AWS call runs in its context.
+//
+// Attributes carry the SQS message id and the schedule, the outcome's
+// settlement, class and code; never an address, a link or a key.
+package tracing
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/reportmailer/reportmailer/worker"
+)
+
+// Scope names the tracer.
+const Scope = "github.com/reportmailer/reportmailer/worker"
+
+// Observer opens spans for one schedule's runs. Build one with New.
+type Observer struct {
+	worker.NopObserver
+	tracer   trace.Tracer
+	schedule string
+
+	mu      sync.Mutex
+	receive time.Time // when the receive in progress started
+	got     time.Time // when it returned
+}
+
+var _ worker.Observer = (*Observer)(nil)
+
+// New returns an Observer on tp for schedule's runs.
+func New(tp trace.TracerProvider, schedule string) *Observer {
+	return &Observer{tracer: tp.Tracer(Scope), schedule: schedule}
+}
+
+// Received starts the message's span, dated from the start of the
+// receive that brought it, with that receive as its first child.
+func (o *Observer) Received(ctx context.Context, m worker.Message) context.Context {
+	o.mu.Lock()
+	start, got := o.receive, o.got
+	o.mu.Unlock()
+	if start.IsZero() {
+		start, got = time.Now(), time.Now()
+	}
+	ctx, span := o.tracer.Start(ctx, "reportmailer.message", trace.WithTimestamp(start), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "aws_sqs"),
+			attribute.String("messaging.message.id", m.ID),
+			attribute.Int("messaging.aws_sqs.receive_count", m.ReceiveCount),
+			attribute.String("reportmailer.schedule", o.schedule),
+		))
+	_ = span // ended by Settled
+	_, rs := o.tracer.Start(ctx, string(worker.StageReceive), trace.WithTimestamp(start))
+	rs.End(trace.WithTimestamp(got))
+	return ctx
+}
+
+// Stage starts a child span of the message's. The receive is not one
+// yet: it is recorded as each message's first child once it returns.
+func (o *Observer) Stage(ctx context.Context, s worker.Stage) (context.Context, func(error)) {
+	if s == worker.StageReceive {
+		o.mu.Lock()
+		o.receive = time.Now()
+		o.mu.Unlock()
+		return ctx, func(error) {
+			o.mu.Lock()
+			o.got = time.Now()
+			o.mu.Unlock()
+		}
+	}
+	if !trace.SpanFromContext(ctx).SpanContext().IsValid() {
+		// Work of the run rather than of a message, such as deleting a
+		// batch: its AWS calls get their own traces.
+		return ctx, func(error) {}
+	}
+	ctx, span := o.tracer.Start(ctx, string(s))
+	return ctx, func(err error) {
+		if err != nil {
+			// The class and code only: an error's text may name an
+			// address or an object.
+			span.SetStatus(codes.Error, string(worker.ClassOf(err)))
+			span.SetAttributes(attribute.String("reportmailer.code", string(worker.CodeOf(err))))
+		}
+		span.End()
+	}
+}
+
+// Settled ends the message's span with its outcome.
+func (o *Observer) Settled(ctx context.Context, _ worker.Message, out worker.Outcome) {
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("reportmailer.settlement", string(out.Settlement)))
+	if out.Class != "" {
+		span.SetAttributes(attribute.String("reportmailer.class", string(out.Class)), attribute.String("reportmailer.code", string(out.Code)))
+	}
+	if out.Settlement == worker.SettleDeadLettered {
+		span.SetStatus(codes.Error, string(out.Code))
+	}
+	span.End()
+}
