@@ -121,7 +121,15 @@ type Config struct {
 	ReplyTo []string
 	// Recipients is the policy for extra recipients.
 	Recipients RecipientPolicy
+	// Concurrency is how many emails a run works on at once (claim,
+	// sign, render, send), 1 to ConcurrencyMax. Default 1: one at a
+	// time, the next receive waiting for the batch. Above 1, the run
+	// keeps receiving while emails go out; see concurrent.go.
+	Concurrency int
 }
+
+// ConcurrencyMax bounds Config.Concurrency.
+const ConcurrencyMax = 256
 
 func (c Config) withDefaults() Config {
 	c.Mode = cmp.Or(c.Mode, ModeEach)
@@ -132,6 +140,7 @@ func (c Config) withDefaults() Config {
 	c.ClaimTimeout = cmp.Or(c.ClaimTimeout, ClaimTimeoutDefault)
 	c.SettleGrace = cmp.Or(c.SettleGrace, SettleGraceDefault)
 	c.UnsettledPolicy = cmp.Or(c.UnsettledPolicy, UnsettledDeadLetter)
+	c.Concurrency = cmp.Or(c.Concurrency, 1)
 	return c
 }
 
@@ -153,6 +162,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("settle grace: %s is negative", c.SettleGrace)
 	case c.UnsettledPolicy != UnsettledDeadLetter && c.UnsettledPolicy != UnsettledResend:
 		return fmt.Errorf("unsettled policy: %q is not %q or %q", c.UnsettledPolicy, UnsettledDeadLetter, UnsettledResend)
+	case c.Concurrency < 1 || c.Concurrency > ConcurrencyMax:
+		return fmt.Errorf("concurrency: %d is not between 1 and %d", c.Concurrency, ConcurrencyMax)
 	case c.From == "":
 		return errors.New("from: is required")
 	case c.Bucket == "":
@@ -307,35 +318,52 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	work := context.WithoutCancel(ctx)
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
-		id: NewID()[:16], unsettled: map[string]bool{}}
+		id: NewID()[:16], unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency)}
 	r.recorded()
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
-	for ctx.Err() == nil && r.halt == nil && r.fatal == nil && w.now().Before(deadline) && r.sum.Received < w.cfg.MaxMessages {
-		if !r.admit() {
+	// batches bounds the received batches being worked on (mode each):
+	// the loop receives the next while earlier ones are delivered.
+	batches := make(chan struct{}, w.cfg.batchesInFlight())
+	var inFlight sync.WaitGroup
+	received := 0
+	for {
+		// Taking a slot first makes the checks see what the batches in
+		// flight did: with one slot, the previous batch is settled.
+		batches <- struct{}{}
+		if ctx.Err() != nil || r.halting() != nil || r.failing() != nil || !w.now().Before(deadline) || received >= w.cfg.MaxMessages || !r.admit() {
+			<-batches
 			break
 		}
-		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-r.sum.Received)
+		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-received)
 		msgs, err := w.queue.Receive(work, n, w.cfg.WaitTime)
 		if err != nil {
-			r.fatal = fmt.Errorf("receive: %w", err)
+			<-batches
+			r.failRun(fmt.Errorf("receive: %w", err))
 			break
 		}
 		if len(msgs) == 0 {
+			<-batches
 			break
 		}
-		r.sum.Received += len(msgs)
+		received += len(msgs)
+		r.tally(func(s *Summary) { s.Received += len(msgs) })
 		r.hold(msgs...)
 		w.logger.Debug("received", "messages", len(msgs))
-		batch := r.decode(msgs)
 		if w.cfg.Mode == ModeEach {
-			r.process(batch)
-			r.settle(batch)
+			inFlight.Go(func() {
+				defer func() { <-batches }()
+				batch := r.decode(msgs)
+				r.process(batch)
+				r.settle(batch)
+			})
 		} else {
-			held = append(held, batch...)
+			held = append(held, r.decode(msgs)...)
+			<-batches
 		}
 	}
+	inFlight.Wait()
 	if len(held) > 0 {
 		if ctx.Err() != nil {
 			// Shut down before the digest was built: hand everything back.
@@ -356,10 +384,13 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 // halted stops the run's sending for err, unless it is stopped
 // already, and records the halt when it gives a time.
 func (r *run) halted(err error) {
+	r.smu.Lock()
 	if r.halt != nil {
+		r.smu.Unlock()
 		return
 	}
 	r.halt = err
+	r.smu.Unlock()
 	until, ok := RetryAfter(err)
 	if !ok || !r.keep || r.w.halts == nil {
 		return
@@ -464,6 +495,12 @@ type run struct {
 
 	mu   sync.Mutex
 	held map[string]Message // by receipt handle: received, not yet settled
+
+	// smu guards sum, halt, fatal and unsettled once deliveries run
+	// concurrently (concurrent.go).
+	smu sync.Mutex
+	// slots holds one token per delivery in flight, Concurrency at most.
+	slots chan struct{}
 }
 
 func (r *run) hold(msgs ...Message) {
@@ -549,6 +586,7 @@ func (r *run) admit() bool {
 
 // msgState is one message and what has become of its events.
 type msgState struct {
+	mu     sync.Mutex // guards failed while deliveries run
 	msg    Message
 	events []event.Event
 	drop   bool     // nothing to do: delete
@@ -562,6 +600,8 @@ type msgState struct {
 // the code to use if err carries none. A failure that dead-letters
 // replaces one that does not; otherwise the first one stays.
 func (m *msgState) fail(err error, what string, code Code) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	f := Failure{Class: ClassOf(err), Code: cmp.Or(CodeOf(err), code), Reason: what + ": " + err.Error()}
 	switch {
 	case m.failed == nil || (f.deadLetters() && !m.failed.deadLetters()):
@@ -673,8 +713,8 @@ type headResult struct {
 // (the reports cannot be read) halts the run, and no object is asked
 // about after it.
 func (r *run) head(cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
-	if r.halt != nil {
-		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", r.halt))
+	if halt := r.halting(); halt != nil {
+		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", halt))
 	}
 	k := bucket + "/" + key // bucket names hold no "/"
 	if h, ok := cache[k]; ok {
@@ -716,20 +756,22 @@ type delivery struct {
 	recipient string
 	events    []event.Event
 	from      []*msgState
+	// signs holds the links signed for the batch, which every
+	// recipient of an event shares.
+	signs *signCache
 }
 
 // process groups the events of healthy messages into emails and sends
-// them.
+// them, Concurrency at a time.
 func (r *run) process(batch []*msgState) {
-	for _, d := range r.plan(batch) {
-		r.deliver(d)
-	}
+	r.deliverAll(r.plan(batch))
 }
 
 // plan groups the events of healthy messages into emails, one per
 // recipient, applying the recipient policy.
 func (r *run) plan(batch []*msgState) []*delivery {
 	var out []*delivery
+	signs := newSignCache(r.w.now())
 	// Group events: per event (each) or per user (digest). Order is kept
 	// as received so logs and emails are stable.
 	type group struct {
@@ -776,14 +818,14 @@ func (r *run) plan(batch []*msgState) []*delivery {
 		for i, ev := range g.events {
 			allowed, refused := r.w.cfg.Recipients.Apply(ev.User.Email, ev.Recipients)
 			for _, ref := range refused {
-				r.sum.Refused++
+				r.tally(func(s *Summary) { s.Refused++ })
 				r.w.logger.Warn("recipient refused", "event", ev.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
 			}
 			for _, rcpt := range allowed {
 				k := strings.ToLower(rcpt)
 				d, ok := perRecipient[k]
 				if !ok {
-					d = &delivery{user: g.user, recipient: rcpt}
+					d = &delivery{user: g.user, recipient: rcpt, signs: signs}
 					perRecipient[k] = d
 					order = append(order, k)
 				}
@@ -810,13 +852,13 @@ type claim struct {
 // result on the messages involved.
 func (r *run) deliver(d *delivery) {
 	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient)
-	if r.halt == nil && r.stop != nil && r.stop.Err() != nil {
-		r.halt = errShutdown
+	halt, reported := r.stopping()
+	if reported {
 		log.Info("shutting down: no new emails; held messages go back to the queue")
 	}
-	if r.halt != nil {
+	if halt != nil {
 		for _, st := range d.from {
-			st.fail(r.halt, "not sent", CodeHalted)
+			st.fail(halt, "not sent", CodeHalted)
 		}
 		return
 	}
@@ -835,7 +877,7 @@ func (r *run) deliver(d *delivery) {
 	for i, c := range claims {
 		evs[i] = c.ev
 	}
-	links, errs := r.signEvents(evs, now)
+	links, errs := r.signEvents(d.signs, evs)
 	var ok []claim
 	var okEvents []event.Event
 	var okLinks [][]Link
@@ -895,7 +937,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			}
 			claims = append(claims, claim{ev: ev, c: &c, from: from})
 		case c.State == AlreadySent:
-			r.sum.Duplicates++
+			r.tally(func(s *Summary) { s.Duplicates++ })
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
 		case c.State == InProgress:
 			from.fail(fmt.Errorf("another run claimed it %s ago and has not started sending; after %s it is taken over",
@@ -937,6 +979,8 @@ func maybeSentReason(rcpt, cause string, cs []*Claim) string {
 // maybeSent counts an email that may have been accepted, once per
 // email id (a record written before email ids has none).
 func (r *run) maybeSent(emailID string) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
 	if emailID != "" {
 		if r.unsettled[emailID] {
 			return
@@ -991,15 +1035,15 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		called = true
 	}
 	if retries > 0 {
-		r.sum.MaybeDuplicated += retries
+		r.tally(func(s *Summary) { s.MaybeDuplicated += retries })
 		log.Warn("SES answered 5xx and the send was retried: the email may have been sent twice", "retries", retries)
 	}
 	if resend && called {
-		r.sum.MaybeDuplicated++
+		r.tally(func(s *Summary) { s.MaybeDuplicated++ })
 		log.Warn("resent an unsettled delivery: the earlier email may have been accepted too")
 	}
 	if err != nil {
-		if IsHalt(err) && r.halt == nil {
+		if IsHalt(err) && r.halting() == nil {
 			r.halted(err)
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
@@ -1017,14 +1061,14 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		log.Error("send", "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
 		return
 	}
-	r.sum.Sent++
+	r.tally(func(s *Summary) { s.Sent++ })
 	ids := make([]string, len(cs))
 	for i, c := range cs {
 		ids[i] = c.ev.ID
 		if err := r.w.ledger.Complete(r.ctx, c.c, id); err != nil {
 			// The email is out; a record left "sending" makes a
 			// redelivery hold off rather than send twice.
-			r.sum.Unrecorded++
+			r.tally(func(s *Summary) { s.Unrecorded++ })
 			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "message_id", id, "err", err)
 		}
 	}
@@ -1132,14 +1176,14 @@ func commonType(reports []event.Report) string {
 // links[i] are event i's, in order, unless errs[i] says why they could
 // not be made. It signs all of them at once first; only when that
 // fails does it sign event by event, to find the events at fault.
-func (r *run) signEvents(evs []event.Event, now time.Time) (links [][]Link, errs []error) {
+func (r *run) signEvents(signs *signCache, evs []event.Event) (links [][]Link, errs []error) {
 	links = make([][]Link, len(evs))
 	errs = make([]error, len(evs))
 	var all []event.Report
 	for _, ev := range evs {
 		all = append(all, ev.Reports...)
 	}
-	flat, err := r.sign(all, now)
+	flat, err := signs.links(all, r.sign)
 	switch {
 	case err == nil:
 		for i, ev := range evs {
@@ -1149,7 +1193,7 @@ func (r *run) signEvents(evs []event.Event, now time.Time) (links [][]Link, errs
 		errs[0] = err
 	default:
 		for i, ev := range evs {
-			links[i], errs[i] = r.sign(ev.Reports, now)
+			links[i], errs[i] = signs.links(ev.Reports, r.sign)
 		}
 	}
 	return links, errs
@@ -1197,19 +1241,19 @@ func (r *run) settle(batch []*msgState) {
 		case f != nil && f.deadLetters():
 			if err := r.w.queue.DeadLetter(r.ctx, st.msg, *f); err != nil {
 				// Left alone, the queue's RedrivePolicy will still move it.
-				r.sum.Retrying++
+				r.tally(func(s *Summary) { s.Retrying++ })
 				log.Error("dead-letter", "code", f.Code, "reason", f.Reason, "err", err)
-				if errors.Is(err, ErrNoQueue) && r.fatal == nil {
-					r.fatal = err
+				if errors.Is(err, ErrNoQueue) {
+					r.failRun(err)
 				}
 				continue
 			}
-			r.sum.DeadLettered++
+			r.tally(func(s *Summary) { s.DeadLettered++ })
 			log.Warn("dead-lettered", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
-		case f != nil && r.halt != nil:
+		case f != nil && r.halting() != nil:
 			back = append(back, st)
 		case f != nil:
-			r.sum.Retrying++
+			r.tally(func(s *Summary) { s.Retrying++ })
 			log.Warn("left for retry", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 		default:
 			if st.drop {
@@ -1244,23 +1288,25 @@ func (r *run) settle(batch []*msgState) {
 		}
 		r.w.logger.Error("delete", "messages", len(failed), "of", len(msgs), "err", err)
 	}
-	for _, st := range ack {
-		switch {
-		case failed[st.msg.ReceiptHandle]:
-			r.sum.Retrying++
-		case st.drop:
-			r.sum.Dropped++
-		default:
-			r.sum.Acked++
+	r.tally(func(s *Summary) {
+		for _, st := range ack {
+			switch {
+			case failed[st.msg.ReceiptHandle]:
+				s.Retrying++
+			case st.drop:
+				s.Dropped++
+			default:
+				s.Acked++
+			}
 		}
-	}
+	})
 }
 
 // hideFor returns how long messages handed back after the run's halt
 // should stay hidden: until the time the halt gives, capped below SQS's
 // 12 hours from the receive, or 0 (visible at once) when it gives none.
 func (r *run) hideFor() time.Duration {
-	until, ok := RetryAfter(r.halt)
+	until, ok := RetryAfter(r.halting())
 	if !ok {
 		return 0
 	}
@@ -1284,7 +1330,7 @@ func (r *run) handBack(batch []*msgState, hide time.Duration) {
 		msgs[i] = st.msg
 	}
 	r.unhold(msgs...)
-	r.sum.Retrying += len(msgs)
+	r.tally(func(s *Summary) { s.Retrying += len(msgs) })
 	if hide > 0 {
 		err := r.w.queue.Extend(r.ctx, msgs, hide)
 		if err == nil {
