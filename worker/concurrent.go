@@ -164,3 +164,76 @@ func (c *signCache) links(reports []event.Report, sign func([]event.Report, time
 	}
 	return slices.Clone(e.links), nil
 }
+
+// decodeResult is one message body, decoded.
+type decodeResult struct {
+	d   event.Decoded
+	err error
+}
+
+// prefetch heads every object the batch links, Concurrency at a time,
+// into heads, so that decode, which heads them in order, finds them
+// there: at tens of milliseconds a HeadObject, heading a batch's 50
+// reports one after another would take longer than sending its emails.
+// With Concurrency 1 it does nothing, and decode heads in order.
+// Objects decode would refuse unheaded (not served) are skipped.
+func (r *run) prefetch(heads map[string]headResult, decoded []decodeResult) {
+	n := r.w.cfg.Concurrency
+	if n <= 1 || !r.headNative {
+		return
+	}
+	type object struct{ bucket, key string }
+	var todo []object
+	seen := map[string]bool{}
+	add := func(bucket, key string) {
+		k := bucket + "/" + key
+		if seen[k] || r.w.served(bucket, key) != nil {
+			return
+		}
+		seen[k] = true
+		todo = append(todo, object{bucket, key})
+	}
+	for _, dr := range decoded {
+		if dr.err != nil {
+			continue
+		}
+		for _, ev := range dr.d.Events {
+			for _, rep := range ev.Reports {
+				add(rep.Bucket, rep.Key)
+			}
+		}
+		for _, ref := range dr.d.Objects {
+			add(ref.Bucket, ref.Key)
+		}
+	}
+	if len(todo) < 2 {
+		return
+	}
+	results := make([]headResult, len(todo))
+	done := make([]bool, len(todo))
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, o := range todo {
+		if r.halting() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			info, err := r.w.objects.Head(r.ctx, o.bucket, o.key)
+			results[i], done[i] = headResult{info, err}, true
+			if ClassOf(err) == ClassHalt {
+				r.halted(err)
+				r.w.logger.Warn("stopping this run: a report cannot be read; held messages go back to the queue", "object", "s3://"+o.bucket+"/"+o.key, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	for i, o := range todo {
+		// A head the halt stopped before it started is left out: decode
+		// refuses it as halted.
+		if done[i] {
+			heads[o.bucket+"/"+o.key] = results[i]
+		}
+	}
+}

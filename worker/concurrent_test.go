@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -309,6 +310,43 @@ func TestNewValidatesConcurrency(t *testing.T) {
 			Queue: &fakeQueue{}, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: &syncMailer{}, Ledger: &memLedger{}})
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("concurrency: %d", c)) {
 			t.Errorf("concurrency %d: err %v, want one naming it", c, err)
+		}
+	}
+}
+
+// TestDrainConcurrentHeadsEachObjectOnce: with heads made concurrently,
+// each object of a batch is still headed once, and what it says
+// reaches the email.
+func TestDrainConcurrentHeadsEachObjectOnce(t *testing.T) {
+	objects := &countingObjects{ObjectStore: fakeObjects{
+		"reports/a.pdf": {Size: 2048, ContentType: "application/pdf"},
+		"reports/b.csv": {Size: 5 << 20, ContentType: "text/csv"},
+		"reports/c.pdf": {Size: 10, ContentType: "application/pdf"},
+	}}
+	m := &syncMailer{}
+	q := &fakeQueue{}
+	for i, body := range []string{native("e1", "ana", nil, "a.pdf", "b.csv"), native("e2", "bo", nil, "a.pdf", "c.pdf"), native("e3", "cy", nil, "missing.pdf")} {
+		q.pending = append(q.pending, worker.Message{ID: fmt.Sprintf("m%d", i), ReceiptHandle: fmt.Sprintf("r%d", i), Body: body})
+	}
+	w, err := worker.New(worker.Config{Schedule: "t", From: "r@example.com", WaitTime: time.Second, Bucket: "reports", Concurrency: 8},
+		worker.Deps{Queue: q, Objects: objects, Signer: fakeSigner{}, Templates: templates.Default(), Mailer: m, Ledger: &memLedger{},
+			Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Drain(context.Background())
+	if err != nil || sum.Sent != 2 || sum.Acked != 2 || sum.DeadLettered != 1 {
+		t.Fatalf("summary %+v, err %v; want 2 sent and acked, the missing report's message dead-lettered", sum, err)
+	}
+	objects.mu.Lock()
+	heads := slices.Sorted(slices.Values(objects.heads))
+	objects.mu.Unlock()
+	if got := strings.Join(heads, " "); got != "reports/a.pdf reports/b.csv reports/c.pdf reports/missing.pdf" {
+		t.Errorf("heads %q; want each object headed once", got)
+	}
+	for _, e := range m.sent {
+		if e.To[0] == "ana@example.com" && !strings.Contains(e.Text, templates.HumanSize(5<<20)) {
+			t.Errorf("ana's email should show b.csv's size from its head:\n%s", e.Text)
 		}
 	}
 }

@@ -625,10 +625,15 @@ func (m *msgState) ok() bool { return !m.drop && m.failed == nil }
 func (r *run) decode(msgs []Message) []*msgState {
 	heads := map[string]headResult{} // one HeadObject per object per batch
 	out := make([]*msgState, 0, len(msgs))
-	for _, m := range msgs {
+	decoded := make([]decodeResult, len(msgs))
+	for i, m := range msgs {
+		decoded[i].d, decoded[i].err = event.Decode([]byte(m.Body))
+	}
+	r.prefetch(heads, decoded)
+	for i, m := range msgs {
 		st := &msgState{msg: m}
 		out = append(out, st)
-		d, err := event.Decode([]byte(m.Body))
+		d, err := decoded[i].d, decoded[i].err
 		switch {
 		case errors.Is(err, event.ErrTestEvent):
 			st.drop = true
