@@ -59,7 +59,7 @@ demo-serve: build $(BIN)/devstack ## the demo, then keep the stack, inbox and ed
 # A throwaway CloudFront key for the preview example.
 $(PREVIEW)/cloudfront-example.pem:
 	@mkdir -p $(PREVIEW)
-	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $@ 2>/dev/null
 
 preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-example.pem ## render examples/preview/events.json as emails and screenshots
 	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
