@@ -237,3 +237,20 @@ func (r *run) prefetch(heads map[string]headResult, decoded []decodeResult) {
 		}
 	}
 }
+
+// locations caches time.LoadLocation, which reads and parses the zone's
+// file on every call: once per email, it was 2% of a run's CPU.
+var locations sync.Map // name → *time.Location
+
+// loadLocation is time.LoadLocation, cached; errors are not cached.
+func loadLocation(name string) (*time.Location, error) {
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	locations.Store(name, l)
+	return l, nil
+}

@@ -1099,7 +1099,7 @@ func sendCode(err error) Code {
 func (r *run) render(u event.User, rcpt string, evs []event.Event, eventLinks [][]Link, now time.Time) (Email, error) {
 	loc := time.UTC
 	if u.TimeZone != "" {
-		l, err := time.LoadLocation(u.TimeZone)
+		l, err := loadLocation(u.TimeZone)
 		if err != nil {
 			return Email{}, Permanent(fmt.Errorf("user time zone %q: %w", u.TimeZone, err))
 		}
