@@ -166,12 +166,13 @@ func TestDrainConcurrentDeliveriesAreExactlyOnce(t *testing.T) {
 	var mu sync.Mutex
 	inFlight, most := 0, 0
 	full := make(chan struct{})
+	var fill sync.Once
 	m := &syncMailer{hold: func(worker.Email) error {
 		mu.Lock()
 		inFlight++
 		most = max(most, inFlight)
 		if inFlight == concurrency {
-			close(full)
+			fill.Do(func() { close(full) }) // later sends may fill the slots again
 		}
 		mu.Unlock()
 		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
