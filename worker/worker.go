@@ -287,11 +287,14 @@ func (s Summary) LogValue() slog.Value {
 }
 
 // Drain runs once: it receives until the queue is empty, the budget is
-// spent, MaxMessages are taken or ctx is cancelled, then processes what
-// it received. Cancelling ctx stops new receives but not the one in
-// flight, whose messages would otherwise stay invisible for the whole
-// visibility timeout; no new email is started after it, the one being
-// sent finishes, and the messages not yet done are released.
+// spent, MaxMessages are taken or ctx is cancelled, and processes what
+// it received: in ModeEach each batch as it arrives, up to
+// Config.Concurrency emails at once, while it keeps receiving (see
+// concurrent.go); in ModeDigest all of it once the receiving is done.
+// Cancelling ctx stops new receives but not the one in flight, whose
+// messages would otherwise stay invisible for the whole visibility
+// timeout; no new email is started after it, the ones being sent
+// finish, and the messages not yet done are released.
 //
 // Before it receives, Drain checks the queues when the Queue is a
 // [Checker], reads the [HaltRecord] when there is one, and before each
