@@ -164,10 +164,8 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	}
 	took := time.Since(start)
 	worker := e.measure(evs, enq, took)
-	if u, ok := e.lastRun.SysUsage().(*syscall.Rusage); ok {
-		worker.cpu = e.lastRun.UserTime() + e.lastRun.SystemTime()
-		worker.peakRSS = u.Maxrss * 1024 // kilobytes on Linux
-	}
+	worker.cpu = e.lastRun.UserTime() + e.lastRun.SystemTime()
+	worker.peakRSS = e.lastPeakRSS
 	fmt.Fprintf(&report, "reportmailer: %s, exit %d\n  %s\n", worker, code, strings.TrimSpace(summary))
 	if o.baseline {
 		fmt.Fprintf(&report, "ratio to the baseline: %.2f× events/s\n", worker.eventsPerSec()/base.eventsPerSec())

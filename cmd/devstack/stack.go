@@ -60,6 +60,11 @@ type env struct {
 	// lastRun is how the last reportmailer run ended: its CPU time and
 	// peak RSS, for a load run.
 	lastRun *os.ProcessState
+	// lastPeakRSS is the last run's peak resident set, in bytes, from
+	// /proc (VmHWM); 0 where there is no /proc. The rusage of a child
+	// is no use: Go starts it with vfork, so its ru_maxrss includes the
+	// memory of this process, which holds the whole stack.
+	lastPeakRSS int64
 	// runEnv is added to reportmailer's environment (GOMAXPROCS).
 	runEnv []string
 }
@@ -297,10 +302,21 @@ func (e *env) reportmailer(ctx context.Context, w io.Writer, logFile string, arg
 			}
 		}
 	}()
-	err = cmd.Run()
+	var peak int64
+	if err = cmd.Start(); err == nil {
+		done := make(chan struct{})
+		polled := make(chan struct{})
+		go func() {
+			defer close(polled)
+			peak = watchPeakRSS(cmd.Process.Pid, done)
+		}()
+		err = cmd.Wait()
+		close(done)
+		<-polled
+	}
 	pw.Close()
 	wg.Wait()
-	e.lastRun = cmd.ProcessState
+	e.lastRun, e.lastPeakRSS = cmd.ProcessState, peak
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), stdout.String(), nil
 	}
@@ -317,4 +333,28 @@ func cleanEnv() []string {
 		}
 	}
 	return out
+}
+
+// watchPeakRSS reads pid's VmHWM from /proc every 100 ms until done is
+// closed, and returns the last value read, in bytes: VmHWM only rises,
+// so the last read before the process exits misses at most 100 ms.
+func watchPeakRSS(pid int, done <-chan struct{}) int64 {
+	var peak int64
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				var kb int64
+				if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &kb); err == nil && kb*1024 > peak {
+					peak = kb * 1024
+				}
+			}
+		}
+		select {
+		case <-done:
+			return peak
+		case <-t.C:
+		}
+	}
 }
