@@ -59,7 +59,7 @@ demo-serve: build $(BIN)/devstack ## the demo, then keep the stack, inbox and ed
 # A throwaway CloudFront key for the preview example.
 $(PREVIEW)/cloudfront-example.pem:
 	@mkdir -p $(PREVIEW)
-	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $@ 2>/dev/null
 
 preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-example.pem ## render examples/preview/events.json as emails and screenshots
 	PREVIEW_CLOUDFRONT_KEY="$$(cat $(PREVIEW)/cloudfront-example.pem)" $(BIN)/reportmailer preview \
@@ -68,9 +68,20 @@ preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-
 		-config examples/preview/reportmailer.yaml -schedule daily -event examples/preview/events.json -out $(PREVIEW)/digest
 	$(BIN)/reportmailer-screenshot $(PREVIEW)/each $(PREVIEW)/digest
 
-bench: build $(BIN)/devstack ## Go benchmarks plus an end-to-end load run
-	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(BIN)/devstack load -reportmailer $(BIN)/reportmailer -out $(DEMO)-load
+# The load runs of docs/benchmarks.md: each times the production binary
+# and, where it says -baseline, a bare-SDK loop on the same stack, so that
+# every figure is a ratio from one run. About 6 minutes on 2 cores.
+LOAD := $(BIN)/devstack load -reportmailer $(BIN)/reportmailer
+bench: build $(BIN)/devstack ## Go benchmarks plus end-to-end load runs (docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 0.2s ./...
+	$(LOAD) -out $(DEMO)-load/ecdsa-2 -events 5000 -key ecdsa -gomaxprocs 2 -cpuprofile $(DEMO)-load/ecdsa-2/cpu.prof -memprofile $(DEMO)-load/ecdsa-2/mem.prof
+	$(LOAD) -out $(DEMO)-load/ecdsa-2-small -events 1000 -key ecdsa -gomaxprocs 2 -baseline=false
+	$(LOAD) -out $(DEMO)-load/ecdsa-1 -events 1000 -key ecdsa -gomaxprocs 1
+	$(LOAD) -out $(DEMO)-load/rsa-2 -events 1000 -key rsa -gomaxprocs 2
+	$(LOAD) -out $(DEMO)-load/rsa-1 -events 1000 -key rsa -gomaxprocs 1 -baseline=false
+	$(LOAD) -out $(DEMO)-load/ecdsa-2-20ms -events 1000 -key ecdsa -gomaxprocs 2 -latency 20ms
+	$(LOAD) -out $(DEMO)-load/ecdsa-1-20ms -events 1000 -key ecdsa -gomaxprocs 1 -latency 20ms -baseline=false
+	$(LOAD) -out $(DEMO)-load/rsa-2-20ms -events 1000 -key rsa -gomaxprocs 2 -latency 20ms -baseline=false
 
 image: ## the production image (deploy/Dockerfile), with Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image is built with deploy/Dockerfile by any OCI builder"; exit 1; }

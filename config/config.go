@@ -29,11 +29,17 @@ import (
 
 // Defaults.
 const (
-	LedgerPrefixDefault  = "reportmailer/ledger/"
-	ModeDefault          = "each"
-	BudgetDefault        = 5 * time.Minute
-	WaitTimeDefault      = 20 * time.Second
-	MaxMessagesDefault   = 1000
+	LedgerPrefixDefault = "reportmailer/ledger/"
+	ModeDefault         = "each"
+	BudgetDefault       = 5 * time.Minute
+	WaitTimeDefault     = 20 * time.Second
+	MaxMessagesDefault  = 1000
+	// ConcurrencyDefault is the default schedules[].concurrency: an
+	// email costs four round trips (ledger claim, ledger "sending",
+	// SendEmail, ledger "sent"), some 150 ms against AWS, so 16 in
+	// flight send about 100 a second, above most accounts' MaxSendRate;
+	// pacing holds the rate to the quota whatever this is.
+	ConcurrencyDefault   = 16
 	VisibilityDefault    = 5 * time.Minute
 	RecipientsMaxDefault = 10
 	LogLevelDefault      = "info"
@@ -48,6 +54,8 @@ const LogFormatAuto = "auto"
 const (
 	// VisibilityMax is SQS's ceiling on a message's visibility timeout.
 	VisibilityMax = 12 * time.Hour
+	// ConcurrencyMax bounds schedules[].concurrency.
+	ConcurrencyMax = 256
 )
 
 // Config is the whole configuration.
@@ -207,6 +215,11 @@ type Schedule struct {
 	// for mode each; Budget plus 5m for digest, whose messages wait for
 	// the whole run. At most 12h.
 	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
+	// Concurrency is how many emails a run works on at once (claim,
+	// sign, render, send), while it keeps receiving. Default 16; 1 to
+	// 256. 1 sends one email at a time. The account's quota still sets
+	// the rate: every email waits for the shared pacer.
+	Concurrency int `yaml:"concurrency"`
 }
 
 // Load reads the file at path, applies REPORTMAILER_* environment
@@ -278,6 +291,9 @@ func (c *Config) setDefaults() {
 		}
 		if s.MaxMessages == 0 {
 			s.MaxMessages = MaxMessagesDefault
+		}
+		if s.Concurrency == 0 {
+			s.Concurrency = ConcurrencyDefault
 		}
 		if s.VisibilityTimeout == 0 {
 			s.VisibilityTimeout = VisibilityDefault
@@ -536,6 +552,9 @@ func (c *Config) Validate() error {
 		}
 		if s.MaxMessages < 1 {
 			bad(f("max_messages"), s.MaxMessages, "is less than 1")
+		}
+		if s.Concurrency < 1 || s.Concurrency > ConcurrencyMax {
+			bad(f("concurrency"), s.Concurrency, "is not between 1 and %d", ConcurrencyMax)
 		}
 		switch {
 		case s.VisibilityTimeout < 10*time.Second || s.VisibilityTimeout > VisibilityMax:

@@ -45,7 +45,7 @@ func TestDefaults(t *testing.T) {
 	}
 	s := c.Schedules[0]
 	if c.Links.TTL != config.LinkTTLDefault || c.Ledger.Prefix != config.LedgerPrefixDefault ||
-		s.Mode != "each" || s.Budget != 5*time.Minute || s.WaitTime != 20*time.Second || s.MaxMessages != 1000 ||
+		s.Mode != "each" || s.Budget != 5*time.Minute || s.WaitTime != 20*time.Second || s.MaxMessages != 1000 || s.Concurrency != config.ConcurrencyDefault || c.Pacing.Replicas != 1 ||
 		c.Recipients.Max != 10 || c.Log.Level != "info" ||
 		c.Ledger.ClaimTimeout != worker.ClaimTimeoutDefault || c.Sender.RetryServerErrors {
 		t.Errorf("defaults not applied: %+v %+v", c, s)
@@ -63,6 +63,9 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"bad zone", `schedules: [{name: d, time_zone: Mars/Olympus}]`, nil, `schedules[0].time_zone: "Mars/Olympus" is not an IANA time zone`},
 		{"bad mode", `schedules: [{name: d, mode: hourly}]`, nil, `schedules[0].mode: "hourly" is not each or digest`},
 		{"wait too long", `schedules: [{name: d, wait_time: 30s}]`, nil, `schedules[0].wait_time: 30s is not between 1s and 20s`},
+		{"concurrency too high", `schedules: [{name: d, concurrency: 1000}]`, nil, `schedules[0].concurrency: 1000 is not between 1 and 256`},
+		{"negative concurrency", `schedules: [{name: d, concurrency: -2}]`, nil, `schedules[0].concurrency: -2 is not between 1 and 256`},
+		{"no replicas", `pacing: {replicas: -1}`, nil, `pacing.replicas: -1 is not between 1 and 1000`},
 		{"digest visibility", `schedules: [{name: d, mode: digest, budget: 10m, visibility_timeout: 5m}]`, nil, `schedules[0].visibility_timeout: 5m0s must exceed the budget`},
 		{"duplicate name", `schedules: [{name: d}, {name: d}]`, nil, `schedules[1].name: "d" is used by an earlier schedule`},
 		{"presign ttl", `links: {ttl: 200h}`, nil, `links.ttl: 200h0m0s is longer than the 7-day`},

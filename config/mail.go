@@ -48,7 +48,18 @@ type Pacing struct {
 	// sends without knowing the 24-hour quota. Default 0: no fallback;
 	// the run stops with the error and leaves the messages queued.
 	FallbackRate float64 `yaml:"fallback_rate"`
+	// Replicas is how many `serve` or `drain` processes send on the
+	// same SES account at once. Each takes an equal share: it paces at
+	// rate_fraction × MaxSendRate / replicas, keeps any second within
+	// MaxSendRate / replicas, and spends at most 1/replicas of the
+	// 24-hour quota left at each GetAccount read, so that together
+	// they stay within the account's quota without coordinating (see
+	// docs/design.md). Default 1; 1 to 1000.
+	Replicas int `yaml:"replicas"`
 }
+
+// PacingReplicasMax bounds pacing.replicas.
+const PacingReplicasMax = 1000
 
 // setMailDefaults fills in the defaults of the sender's list headers
 // and of pacing.
@@ -69,6 +80,9 @@ func (c *Config) setMailDefaults() {
 	}
 	if c.Pacing.Refresh == 0 {
 		c.Pacing.Refresh = PacingRefreshDefault
+	}
+	if c.Pacing.Replicas == 0 {
+		c.Pacing.Replicas = 1
 	}
 }
 
@@ -93,6 +107,9 @@ func (c *Config) validateMail() []error {
 	}
 	if r := c.Pacing.Refresh; r < PacingRefreshMin || r > PacingRefreshMax {
 		bad("pacing.refresh", r, "is not between 10s and 1h")
+	}
+	if r := c.Pacing.Replicas; r < 1 || r > PacingReplicasMax {
+		bad("pacing.replicas", r, "is not between 1 and %d", PacingReplicasMax)
 	}
 	if r := c.Pacing.FallbackRate; !(r >= 0) || math.IsInf(r, 0) {
 		bad("pacing.fallback_rate", r, "is not a rate of 0 or more recipients per second")

@@ -128,7 +128,15 @@ type Config struct {
 	ReplyTo []string
 	// Recipients is the policy for extra recipients.
 	Recipients RecipientPolicy
+	// Concurrency is how many emails a run works on at once (claim,
+	// sign, render, send), 1 to ConcurrencyMax. Default 1: one at a
+	// time, the next receive waiting for the batch. Above 1, the run
+	// keeps receiving while emails go out; see concurrent.go.
+	Concurrency int
 }
+
+// ConcurrencyMax bounds Config.Concurrency.
+const ConcurrencyMax = 256
 
 func (c Config) withDefaults() Config {
 	c.Mode = cmp.Or(c.Mode, ModeEach)
@@ -139,6 +147,7 @@ func (c Config) withDefaults() Config {
 	c.ClaimTimeout = cmp.Or(c.ClaimTimeout, ClaimTimeoutDefault)
 	c.SettleGrace = cmp.Or(c.SettleGrace, SettleGraceDefault)
 	c.UnsettledPolicy = cmp.Or(c.UnsettledPolicy, UnsettledDeadLetter)
+	c.Concurrency = cmp.Or(c.Concurrency, 1)
 	return c
 }
 
@@ -160,6 +169,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("settle grace: %s is negative", c.SettleGrace)
 	case c.UnsettledPolicy != UnsettledDeadLetter && c.UnsettledPolicy != UnsettledResend:
 		return fmt.Errorf("unsettled policy: %q is not %q or %q", c.UnsettledPolicy, UnsettledDeadLetter, UnsettledResend)
+	case c.Concurrency < 1 || c.Concurrency > ConcurrencyMax:
+		return fmt.Errorf("concurrency: %d is not between 1 and %d", c.Concurrency, ConcurrencyMax)
 	case c.From == "":
 		return errors.New("from: is required")
 	case c.Bucket == "":
@@ -287,11 +298,14 @@ func (s Summary) LogValue() slog.Value {
 }
 
 // Drain runs once: it receives until the queue is empty, the budget is
-// spent, MaxMessages are taken or ctx is cancelled, then processes what
-// it received. Cancelling ctx stops new receives but not the one in
-// flight, whose messages would otherwise stay invisible for the whole
-// visibility timeout; no new email is started after it, the one being
-// sent finishes, and the messages not yet done are released.
+// spent, MaxMessages are taken or ctx is cancelled, and processes what
+// it received: in ModeEach each batch as it arrives, up to
+// Config.Concurrency emails at once, while it keeps receiving (see
+// concurrent.go); in ModeDigest all of it once the receiving is done.
+// Cancelling ctx stops new receives but not the one in flight, whose
+// messages would otherwise stay invisible for the whole visibility
+// timeout; no new email is started after it, the ones being sent
+// finish, and the messages not yet done are released.
 //
 // Before it receives, Drain checks the queues when the Queue is a
 // [Checker], reads the [HaltRecord] when there is one, and before each
@@ -320,38 +334,55 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	work := context.WithoutCancel(ctx)
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
-		id: id, unsettled: map[string]bool{}}
+		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency)}
 	r.recorded()
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
-	for ctx.Err() == nil && r.halt == nil && r.fatal == nil && w.now().Before(deadline) && r.sum.Received < w.cfg.MaxMessages {
-		if !r.admit() {
+	// batches bounds the received batches being worked on (mode each):
+	// the loop receives the next while earlier ones are delivered.
+	batches := make(chan struct{}, w.cfg.batchesInFlight())
+	var inFlight sync.WaitGroup
+	received := 0
+	for {
+		// Taking a slot first makes the checks see what the batches in
+		// flight did: with one slot, the previous batch is settled.
+		batches <- struct{}{}
+		if ctx.Err() != nil || r.halting() != nil || r.failing() != nil || !w.now().Before(deadline) || received >= w.cfg.MaxMessages || !r.admit() {
+			<-batches
 			break
 		}
-		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-r.sum.Received)
+		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-received)
 		rctx, end := r.stage(nil, StageReceive)
 		msgs, err := w.queue.Receive(rctx, n, w.cfg.WaitTime)
 		end(err)
 		if err != nil {
-			r.fatal = fmt.Errorf("receive: %w", err)
+			<-batches
+			r.failRun(fmt.Errorf("receive: %w", err))
 			break
 		}
 		if len(msgs) == 0 {
+			<-batches
 			break
 		}
-		r.sum.Received += len(msgs)
+		received += len(msgs)
+		r.tally(func(s *Summary) { s.Received += len(msgs) })
 		r.hold(msgs...)
 		r.received(msgs)
 		w.logger.Debug("received", "messages", len(msgs))
-		batch := r.decode(msgs)
 		if w.cfg.Mode == ModeEach {
-			r.process(batch)
-			r.settle(batch)
+			inFlight.Go(func() {
+				defer func() { <-batches }()
+				batch := r.decode(msgs)
+				r.process(batch)
+				r.settle(batch)
+			})
 		} else {
-			held = append(held, batch...)
+			held = append(held, r.decode(msgs)...)
+			<-batches
 		}
 	}
+	inFlight.Wait()
 	if len(held) > 0 {
 		if ctx.Err() != nil {
 			// Shut down before the digest was built: hand everything back.
@@ -373,10 +404,13 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 // halted stops the run's sending for err, unless it is stopped
 // already, and records the halt when it gives a time.
 func (r *run) halted(err error) {
+	r.smu.Lock()
 	if r.halt != nil {
+		r.smu.Unlock()
 		return
 	}
 	r.halt = err
+	r.smu.Unlock()
 	until, ok := RetryAfter(err)
 	if !ok || !r.keep || r.w.halts == nil {
 		return
@@ -482,6 +516,12 @@ type run struct {
 	mu   sync.Mutex
 	held map[string]Message // by receipt handle: received, not yet settled
 	obs  observation
+
+	// smu guards sum, halt, fatal and unsettled once deliveries run
+	// concurrently (concurrent.go).
+	smu sync.Mutex
+	// slots holds one token per delivery in flight, Concurrency at most.
+	slots chan struct{}
 }
 
 func (r *run) hold(msgs ...Message) {
@@ -567,6 +607,7 @@ func (r *run) admit() bool {
 
 // msgState is one message and what has become of its events.
 type msgState struct {
+	mu     sync.Mutex // guards failed and hide while deliveries run
 	msg    Message
 	events []event.Event
 	drop   bool     // nothing to do: delete
@@ -584,6 +625,8 @@ type msgState struct {
 // it may be settled or taken over, d from now: err says why.
 func (m *msgState) wait(err error, what string, code Code, d time.Duration) {
 	m.fail(Fail(code, ClassTransient, err), what, code)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.hide = max(m.hide, d)
 }
 
@@ -591,6 +634,8 @@ func (m *msgState) wait(err error, what string, code Code, d time.Duration) {
 // the code to use if err carries none. A failure that dead-letters
 // replaces one that does not; otherwise the first one stays.
 func (m *msgState) fail(err error, what string, code Code) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	f := Failure{Class: ClassOf(err), Code: cmp.Or(CodeOf(err), code), Reason: what + ": " + err.Error()}
 	switch {
 	case m.failed == nil || (f.deadLetters() && !m.failed.deadLetters()):
@@ -614,10 +659,15 @@ func (m *msgState) ok() bool { return !m.drop && m.failed == nil }
 func (r *run) decode(msgs []Message) []*msgState {
 	heads := map[string]headResult{} // one HeadObject per object per batch
 	out := make([]*msgState, 0, len(msgs))
-	for _, m := range msgs {
+	decoded := make([]decodeResult, len(msgs))
+	for i, m := range msgs {
+		decoded[i].d, decoded[i].err = event.Decode([]byte(m.Body))
+	}
+	r.prefetch(heads, decoded)
+	for i, m := range msgs {
 		st := &msgState{msg: m}
 		out = append(out, st)
-		d, err := event.Decode([]byte(m.Body))
+		d, err := decoded[i].d, decoded[i].err
 		switch {
 		case errors.Is(err, event.ErrTestEvent):
 			st.drop = true
@@ -702,8 +752,8 @@ type headResult struct {
 // (the reports cannot be read) halts the run, and no object is asked
 // about after it.
 func (r *run) head(st *msgState, cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
-	if r.halt != nil {
-		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", r.halt))
+	if halt := r.halting(); halt != nil {
+		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", halt))
 	}
 	k := bucket + "/" + key // bucket names hold no "/"
 	if h, ok := cache[k]; ok {
@@ -747,20 +797,22 @@ type delivery struct {
 	recipient string
 	events    []event.Event
 	from      []*msgState
+	// signs holds the links signed for the batch, which every
+	// recipient of an event shares.
+	signs *signCache
 }
 
 // process groups the events of healthy messages into emails and sends
-// them.
+// them, Concurrency at a time.
 func (r *run) process(batch []*msgState) {
-	for _, d := range r.plan(batch) {
-		r.deliver(d)
-	}
+	r.deliverAll(r.plan(batch))
 }
 
 // plan groups the events of healthy messages into emails, one per
 // recipient, applying the recipient policy.
 func (r *run) plan(batch []*msgState) []*delivery {
 	var out []*delivery
+	signs := newSignCache(r.w.now())
 	// Group events: per event (each) or per user (digest). Order is kept
 	// as received so logs and emails are stable.
 	type group struct {
@@ -807,7 +859,7 @@ func (r *run) plan(batch []*msgState) []*delivery {
 		for i, ev := range g.events {
 			allowed, refused := r.w.cfg.Recipients.Apply(ev.User.Email, ev.Recipients)
 			for _, ref := range refused {
-				r.sum.Refused++
+				r.tally(func(s *Summary) { s.Refused++ })
 				r.w.observer().Refused(RefusalCode(ref))
 				r.w.logger.Warn("recipient refused", "event", ev.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
 			}
@@ -815,7 +867,7 @@ func (r *run) plan(batch []*msgState) []*delivery {
 				k := strings.ToLower(rcpt)
 				d, ok := perRecipient[k]
 				if !ok {
-					d = &delivery{user: g.user, recipient: rcpt}
+					d = &delivery{user: g.user, recipient: rcpt, signs: signs}
 					perRecipient[k] = d
 					order = append(order, k)
 				}
@@ -842,13 +894,13 @@ type claim struct {
 // result on the messages involved.
 func (r *run) deliver(d *delivery) {
 	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient, "message_ids", messageIDs(d.from))
-	if r.halt == nil && r.stop != nil && r.stop.Err() != nil {
-		r.halt = errShutdown
+	halt, reported := r.stopping()
+	if reported {
 		log.Info("shutting down: no new emails; held messages go back to the queue")
 	}
-	if r.halt != nil {
+	if halt != nil {
 		for _, st := range d.from {
-			st.fail(r.halt, "not sent", CodeHalted)
+			st.fail(halt, "not sent", CodeHalted)
 		}
 		return
 	}
@@ -868,7 +920,7 @@ func (r *run) deliver(d *delivery) {
 		evs[i] = c.ev
 	}
 	_, end := r.stage(d.from[0], StageSign)
-	links, errs := r.signEvents(evs, now)
+	links, errs := r.signEvents(d.signs, evs)
 	end(errors.Join(errs...))
 	var ok []claim
 	var okEvents []event.Event
@@ -933,7 +985,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			}
 			claims = append(claims, claim{ev: ev, c: &c, from: from})
 		case c.State == AlreadySent:
-			r.sum.Duplicates++
+			r.tally(func(s *Summary) { s.Duplicates++ })
 			r.w.observer().Duplicate()
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
 		case c.State == InProgress:
@@ -1007,6 +1059,8 @@ func records(cs []*Claim) string {
 // maybeSent counts an email that may have been accepted, once per
 // email id (a record written before email ids has none).
 func (r *run) maybeSent(emailID string) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
 	if emailID != "" {
 		if r.unsettled[emailID] {
 			return
@@ -1063,15 +1117,15 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		called = true
 	}
 	if retries > 0 {
-		r.sum.MaybeDuplicated += retries
+		r.tally(func(s *Summary) { s.MaybeDuplicated += retries })
 		log.Warn("SES answered 5xx and the send was retried: the email may have been sent twice", "retries", retries)
 	}
 	if resend && called {
-		r.sum.MaybeDuplicated++
+		r.tally(func(s *Summary) { s.MaybeDuplicated++ })
 		log.Warn("resent an unsettled delivery: the earlier email may have been accepted too")
 	}
 	if err != nil {
-		if IsHalt(err) && r.halt == nil {
+		if IsHalt(err) && r.halting() == nil {
 			r.halted(err)
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
@@ -1100,7 +1154,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		log.Error("send", "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
 		return
 	}
-	r.sum.Sent++
+	r.tally(func(s *Summary) { s.Sent++ })
 	r.w.observer().Sent()
 	ids := make([]string, len(cs))
 	for i, c := range cs {
@@ -1108,7 +1162,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		if err := r.w.ledger.Complete(r.ctx, c.c, id); err != nil {
 			// The email is out; a record left "sending" makes a
 			// redelivery hold off rather than send twice.
-			r.sum.Unrecorded++
+			r.tally(func(s *Summary) { s.Unrecorded++ })
 			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "message_id", id, "err", err)
 		}
 	}
@@ -1134,7 +1188,7 @@ func sendCode(err error) Code {
 func (r *run) render(u event.User, rcpt string, evs []event.Event, eventLinks [][]Link, now time.Time) (Email, error) {
 	loc := time.UTC
 	if u.TimeZone != "" {
-		l, err := time.LoadLocation(u.TimeZone)
+		l, err := loadLocation(u.TimeZone)
 		if err != nil {
 			return Email{}, Permanent(fmt.Errorf("user time zone %q: %w", u.TimeZone, err))
 		}
@@ -1216,14 +1270,14 @@ func commonType(reports []event.Report) string {
 // links[i] are event i's, in order, unless errs[i] says why they could
 // not be made. It signs all of them at once first; only when that
 // fails does it sign event by event, to find the events at fault.
-func (r *run) signEvents(evs []event.Event, now time.Time) (links [][]Link, errs []error) {
+func (r *run) signEvents(signs *signCache, evs []event.Event) (links [][]Link, errs []error) {
 	links = make([][]Link, len(evs))
 	errs = make([]error, len(evs))
 	var all []event.Report
 	for _, ev := range evs {
 		all = append(all, ev.Reports...)
 	}
-	flat, err := r.sign(all, now)
+	flat, err := signs.links(all, r.sign)
 	switch {
 	case err == nil:
 		for i, ev := range evs {
@@ -1233,7 +1287,7 @@ func (r *run) signEvents(evs []event.Event, now time.Time) (links [][]Link, errs
 		errs[0] = err
 	default:
 		for i, ev := range evs {
-			links[i], errs[i] = r.sign(ev.Reports, now)
+			links[i], errs[i] = signs.links(ev.Reports, r.sign)
 		}
 	}
 	return links, errs
@@ -1283,21 +1337,21 @@ func (r *run) settle(batch []*msgState) {
 			end(err)
 			if err != nil {
 				// Left alone, the queue's RedrivePolicy will still move it.
-				r.sum.Retrying++
+				r.tally(func(s *Summary) { s.Retrying++ })
 				r.settled(st, SettleRetrying)
 				log.Error("dead-letter", "code", f.Code, "reason", f.Reason, "err", err)
-				if errors.Is(err, ErrNoQueue) && r.fatal == nil {
-					r.fatal = err
+				if errors.Is(err, ErrNoQueue) {
+					r.failRun(err)
 				}
 				continue
 			}
-			r.sum.DeadLettered++
+			r.tally(func(s *Summary) { s.DeadLettered++ })
 			r.settled(st, SettleDeadLettered)
 			log.Warn("dead-lettered", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
-		case f != nil && r.halt != nil && st.hide == 0:
+		case f != nil && r.halting() != nil && st.hide == 0:
 			back = append(back, st)
 		case f != nil:
-			r.sum.Retrying++
+			r.tally(func(s *Summary) { s.Retrying++ })
 			r.settled(st, SettleRetrying)
 			log.Warn("left for retry", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 			if st.hide > 0 {
@@ -1340,16 +1394,25 @@ func (r *run) settle(batch []*msgState) {
 		}
 		r.w.logger.Error("delete", "messages", len(failed), "of", len(msgs), "err", err)
 	}
+	r.tally(func(s *Summary) {
+		for _, st := range ack {
+			switch {
+			case failed[st.msg.ReceiptHandle]:
+				s.Retrying++
+			case st.drop:
+				s.Dropped++
+			default:
+				s.Acked++
+			}
+		}
+	})
 	for _, st := range ack {
 		switch {
 		case failed[st.msg.ReceiptHandle]:
-			r.sum.Retrying++
 			r.settled(st, SettleRetrying)
 		case st.drop:
-			r.sum.Dropped++
 			r.settled(st, SettleDropped)
 		default:
-			r.sum.Acked++
 			r.settled(st, SettleAcked)
 		}
 	}
@@ -1359,7 +1422,7 @@ func (r *run) settle(batch []*msgState) {
 // should stay hidden: until the time the halt gives, capped below SQS's
 // 12 hours from the receive, or 0 (visible at once) when it gives none.
 func (r *run) hideFor() time.Duration {
-	until, ok := RetryAfter(r.halt)
+	until, ok := RetryAfter(r.halting())
 	if !ok {
 		return 0
 	}
@@ -1403,7 +1466,7 @@ func (r *run) handBack(batch []*msgState, hide time.Duration) {
 		msgs[i] = st.msg
 	}
 	r.unhold(msgs...)
-	r.sum.Retrying += len(msgs)
+	r.tally(func(s *Summary) { s.Retrying += len(msgs) })
 	for _, st := range batch {
 		r.settled(st, SettleHandedBack)
 	}

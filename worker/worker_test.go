@@ -45,6 +45,8 @@ func (q *fakeQueue) Receive(_ context.Context, max int, _ time.Duration) ([]work
 }
 
 func (q *fakeQueue) Delete(_ context.Context, msgs []worker.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	var failed []string
 	for _, m := range msgs {
 		if q.undeletable[m.ReceiptHandle] {
@@ -60,6 +62,8 @@ func (q *fakeQueue) Delete(_ context.Context, msgs []worker.Message) error {
 }
 
 func (q *fakeQueue) Release(_ context.Context, msgs []worker.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	for _, m := range msgs {
 		q.released = append(q.released, m.ID)
 	}
@@ -83,6 +87,8 @@ func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, d time.Dura
 }
 
 func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, f worker.Failure) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.dead == nil {
 		q.dead = map[string]string{}
 		q.codes = map[string]worker.Code{}

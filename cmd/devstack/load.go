@@ -3,90 +3,404 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/reportmailer/reportmailer/internal/devstack"
 )
 
 var interrupt = syscall.SIGTERM
 
 func createLog(path string) (*os.File, error) { return os.Create(path) }
 
-// load enqueues n events (one report each, users spread over n/2 people
-// with one allowed extra recipient each), then times one drain of the
-// whole queue by the production binary.
-func load(ctx context.Context, bin, out string, n int, w io.Writer) error {
-	if n < 1 {
-		return fmt.Errorf("-events %d: want at least 1", n)
+// loadOptions shape a load run.
+type loadOptions struct {
+	events      int
+	latency     time.Duration // added to every SQS, S3 and SES request, by the proxies
+	key         string        // "ecdsa" or "rsa"
+	gomaxprocs  int           // the worker's GOMAXPROCS; 0: the machine's
+	concurrency int           // schedules[].concurrency; 0: the config's default
+	baseline    bool          // also time the bare-SDK loop
+	cpuProfile  string        // the worker's CPU profile
+	memProfile  string        // the worker's heap profile
+}
+
+// loadReports is how many distinct report files the events link.
+const loadReports = 10
+
+// baselineLoops is how many receive loops the bare-SDK baseline runs,
+// as in the issue's measurement.
+const baselineLoops = 8
+
+// loadEvent is one event of a load run and whom it goes to.
+type loadEvent struct {
+	body       string
+	recipients []string // the user first
+}
+
+// figures are what one timed drain did.
+type figures struct {
+	events, emails int
+	took           time.Duration
+	cpu            time.Duration // the worker process's user+system time; 0 for the in-process baseline
+	peakRSS        int64         // bytes; 0 for the baseline
+	p50, p99       time.Duration // enqueue to SES acceptance
+}
+
+func (f figures) eventsPerSec() float64 { return float64(f.events) / f.took.Seconds() }
+func (f figures) emailsPerSec() float64 { return float64(f.emails) / f.took.Seconds() }
+
+// load times the production binary draining a queue of events shaped
+// like the issue's (1 to 10 reports, 0 to 3 extra recipients, 2.5
+// emails an event on average), and, in the same process against the
+// same stack, a bare aws-sdk-go-v2 loop doing the same SQS and SES
+// calls with no links or templates, so that each figure is a ratio
+// measured in one run.
+func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) error {
+	if o.events < 1 {
+		return fmt.Errorf("-events %d: want at least 1", o.events)
 	}
-	e, err := up(ctx, bin, out, slog.New(slog.DiscardHandler))
+	if o.key != "rsa" && o.key != "ecdsa" {
+		return fmt.Errorf("-key %q: want rsa or ecdsa", o.key)
+	}
+	e, err := upWith(ctx, bin, out, slog.New(slog.DiscardHandler), upOptions{
+		ecdsa: o.key == "ecdsa", concurrency: o.concurrency, maxMessages: o.events + 10, budget: 30 * time.Minute,
+	})
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	// Time the worker, not the permission proxies the demo puts in front
-	// of the stack: they cost about a third of the throughput here.
-	e.awsEnv = e.stackEnv
 	// Real SES paces us to the account's MaxSendRate; here the quota is
 	// set high so the run measures the worker itself.
-	e.stack.SetSendQuota(10000, 1e6)
-	key := "load/report.pdf"
-	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(content(key))}); err != nil {
+	e.stack.SetSendQuota(1e6, 1e9)
+	e.stack.KeepBodies(false)
+	if o.gomaxprocs > 0 {
+		e.runEnv = append(e.runEnv, fmt.Sprintf("GOMAXPROCS=%d", o.gomaxprocs))
+	}
+	// Without latency, time the worker, not the permission proxies
+	// in front of the stack: they cost about a third of the throughput.
+	// With it, both the worker and the baseline go through them, each
+	// request delayed by the latency.
+	endpoints := map[string]string{"sqs": e.stack.SQSURL, "s3": e.stack.S3URL, "ses": e.stack.SESURL}
+	if o.latency > 0 {
+		for _, p := range e.proxies {
+			p.SetLatency("", o.latency)
+		}
+		endpoints = map[string]string{"sqs": e.proxies[0].URL, "s3": e.proxies[1].URL, "ses": e.proxies[2].URL}
+	} else {
+		e.awsEnv = e.stackEnv
+	}
+	for i := range loadReports {
+		key := fmt.Sprintf("load/r%02d.pdf", i)
+		if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(content(key))}); err != nil {
+			return err
+		}
+	}
+	creds := credentials.NewStaticCredentialsProvider("demo", "demo", "")
+	sqsc := sqs.New(sqs.Options{Region: devstack.Region, BaseEndpoint: aws.String(endpoints["sqs"]), Credentials: creds})
+	sesc := sesv2.New(sesv2.Options{Region: devstack.Region, BaseEndpoint: aws.String(endpoints["ses"]), Credentials: creds})
+
+	fmt.Fprintf(w, "load: %d events, key %s, latency %s, worker GOMAXPROCS %s, concurrency %s; machine: %d CPUs, %s, load average %s\n",
+		o.events, o.key, o.latency, orDefault(o.gomaxprocs), orDefault(o.concurrency), runtime.NumCPU(), runtime.Version(), loadAverage())
+	var report strings.Builder
+	var base figures
+	if o.baseline {
+		evs := loadEvents("base", o.events)
+		enq, err := enqueueAll(ctx, e.sqs, e.queueURL, evs)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := bareLoop(ctx, sqsc, sesc, e.queueURL, o.events); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		base = e.measure(evs, enq, time.Since(start))
+		fmt.Fprintf(&report, "baseline (bare SDK, %d receive loops): %s\n", baselineLoops, base)
+		e.stack.ForgetSent()
+	}
+
+	evs := loadEvents("evt", o.events)
+	enq, err := enqueueAll(ctx, e.sqs, e.queueURL, evs)
+	if err != nil {
 		return err
+	}
+	args := []string{"drain", "-config", e.config, "-schedule", "on-demand"}
+	if o.cpuProfile != "" {
+		args = append(args, "-cpuprofile", o.cpuProfile)
+	}
+	if o.memProfile != "" {
+		args = append(args, "-memprofile", o.memProfile)
 	}
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			user := fmt.Sprintf("user%04d", i/2)
-			b, _ := json.Marshal(map[string]any{
-				"version": 1, "type": "report.ready", "id": fmt.Sprintf("evt-load-%06d", i),
-				"user":       map[string]string{"id": user, "email": user + "@acme.example", "name": "Load " + user, "time_zone": "Europe/London"},
-				"recipients": []string{"team-" + user + "@acme.example"},
-				"reports":    []map[string]any{{"bucket": bucket, "key": key, "title": fmt.Sprintf("Report %d", i), "size": 1234}},
-			})
-			if err := e.send(ctx, string(b)); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "enqueued %d events in %s\n", n, time.Since(start).Round(time.Millisecond))
-
-	start = time.Now()
-	code, summary, err := e.reportmailer(ctx, nil, filepath.Join(out, "drain.log"), "drain", "-config", e.config, "-schedule", "on-demand")
+	code, summary, err := e.reportmailer(ctx, nil, filepath.Join(out, "drain.log"), args...)
 	if err != nil {
 		return err
 	}
 	took := time.Since(start)
-	sent := len(e.stack.Sent())
-	report := fmt.Sprintf("load: %d events -> %d emails in %s (%.0f emails/s, %.0f events/s), exit %d, %d CPUs, %s\n%s\n",
-		n, sent, took.Round(time.Millisecond), float64(sent)/took.Seconds(), float64(n)/took.Seconds(), code, runtime.NumCPU(), runtime.Version(), strings.TrimSpace(summary))
-	fmt.Fprint(w, report)
-	os.WriteFile(filepath.Join(out, "load.txt"), []byte(report), 0o644)
-	if code != 0 || sent != 2*n {
-		return fmt.Errorf("load run: exit %d, %d emails, want exit 0 and %d emails", code, sent, 2*n)
+	worker := e.measure(evs, enq, took)
+	worker.cpu = e.lastRun.UserTime() + e.lastRun.SystemTime()
+	worker.peakRSS = e.lastPeakRSS
+	fmt.Fprintf(&report, "reportmailer: %s, exit %d\n  %s\n", worker, code, strings.TrimSpace(summary))
+	if o.baseline {
+		fmt.Fprintf(&report, "ratio to the baseline: %.2f× events/s\n", worker.eventsPerSec()/base.eventsPerSec())
+	}
+	if o.key == "rsa" {
+		procs := orInt(o.gomaxprocs, runtime.NumCPU())
+		sigs := rsaSignatureRate(procs)
+		links := meanReports
+		bound := sigs / links
+		fmt.Fprintf(&report, "signing bound: %.0f RSA-2048 signatures/s on %d cores, %.1f links an event: %.0f events/s; reportmailer at %.2f× it\n",
+			sigs, procs, links, bound, worker.eventsPerSec()/bound)
+	}
+	fmt.Fprint(w, report.String())
+	os.WriteFile(filepath.Join(out, "load.txt"), []byte(report.String()), 0o644)
+	if code != 0 || worker.emails != wantEmails(evs) {
+		return fmt.Errorf("load run: exit %d, %d emails, want exit 0 and %d emails", code, worker.emails, wantEmails(evs))
 	}
 	return nil
+}
+
+// meanReports is the mean number of reports, so links, of an event.
+const meanReports = 5.5
+
+func orInt(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+func orDefault(n int) string {
+	if n <= 0 {
+		return "default"
+	}
+	return fmt.Sprint(n)
+}
+
+func (f figures) String() string {
+	s := fmt.Sprintf("%d events -> %d emails in %s: %.0f events/s, %.0f emails/s, enqueue-to-accept p50 %s p99 %s",
+		f.events, f.emails, f.took.Round(time.Millisecond), f.eventsPerSec(), f.emailsPerSec(), f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond))
+	if f.cpu > 0 {
+		s += fmt.Sprintf(", CPU %.2f s per 1,000 events, peak RSS %.1f MB", f.cpu.Seconds()*1000/float64(f.events), float64(f.peakRSS)/(1<<20))
+	}
+	return s
+}
+
+// loadEvents makes n events, the same for every run: 1 to 10 reports
+// and 0 to 3 extra recipients each, every recipient its own, so that
+// an accepted email names its event.
+func loadEvents(prefix string, n int) []loadEvent {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	evs := make([]loadEvent, n)
+	for i := range evs {
+		user := fmt.Sprintf("%s%06d", prefix, i)
+		var reports []map[string]any
+		for j := range 1 + rng.IntN(10) {
+			k := (i + j) % loadReports
+			reports = append(reports, map[string]any{"bucket": bucket, "key": fmt.Sprintf("load/r%02d.pdf", k), "title": fmt.Sprintf("Report %d", k), "size": 1234})
+		}
+		var extra []string
+		for j := range rng.IntN(4) {
+			extra = append(extra, fmt.Sprintf("%s-x%d@team.acme.example", user, j))
+		}
+		b, _ := json.Marshal(map[string]any{
+			"version": 1, "type": "report.ready", "id": prefix + "-" + user,
+			"user":       map[string]string{"id": user, "email": user + "@acme.example", "name": "Load " + user, "time_zone": "Europe/London"},
+			"recipients": extra,
+			"reports":    reports,
+		})
+		evs[i] = loadEvent{body: string(b), recipients: append([]string{user + "@acme.example"}, extra...)}
+	}
+	return evs
+}
+
+func wantEmails(evs []loadEvent) int {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev.recipients)
+	}
+	return n
+}
+
+// enqueueAll sends the events in batches of ten, eight batches at a
+// time, and returns when each event was enqueued.
+func enqueueAll(ctx context.Context, c *sqs.Client, queueURL string, evs []loadEvent) ([]time.Time, error) {
+	at := make([]time.Time, len(evs))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, 8)
+	for lo := 0; lo < len(evs); lo += 10 {
+		hi := min(lo+10, len(evs))
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var entries []sqstypes.SendMessageBatchRequestEntry
+			for i := lo; i < hi; i++ {
+				entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), MessageBody: aws.String(evs[i].body)})
+			}
+			out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
+			if err == nil && len(out.Failed) > 0 {
+				err = fmt.Errorf("%d entries failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+			}
+			now := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("enqueue: %w", err))
+				return
+			}
+			for i := lo; i < hi; i++ {
+				at[i] = now
+			}
+		})
+	}
+	wg.Wait()
+	return at, errors.Join(errs...)
+}
+
+// measure reads what SES accepted for evs.
+func (e *env) measure(evs []loadEvent, enqueued []time.Time, took time.Duration) figures {
+	byRcpt := map[string]time.Time{}
+	for i, ev := range evs {
+		for _, r := range ev.recipients {
+			byRcpt[r] = enqueued[i]
+		}
+	}
+	var lat []time.Duration
+	sent := e.stack.Sent()
+	for _, m := range sent {
+		for _, to := range m.To {
+			if t, ok := byRcpt[to]; ok {
+				lat = append(lat, m.At.Sub(t))
+			}
+		}
+	}
+	slices.Sort(lat)
+	f := figures{events: len(evs), emails: len(sent), took: took}
+	if len(lat) > 0 {
+		f.p50 = lat[len(lat)/2]
+		f.p99 = lat[min(len(lat)-1, int(math.Ceil(0.99*float64(len(lat))))-1)]
+	}
+	return f
+}
+
+// bareLoop is the baseline: baselineLoops loops that receive ten
+// messages, read each event's recipients, send each one a plain email
+// with one SendEmail, and delete the batch, until n messages are done.
+func bareLoop(ctx context.Context, sqsc *sqs.Client, sesc *sesv2.Client, queueURL string, n int) error {
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, baselineLoops)
+	for range baselineLoops {
+		wg.Go(func() {
+			for done.Load() < int64(n) {
+				out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+				if err != nil {
+					errs <- err
+					return
+				}
+				var del []sqstypes.DeleteMessageBatchRequestEntry
+				for i, m := range out.Messages {
+					var ev struct {
+						ID   string `json:"id"`
+						User struct {
+							Email string `json:"email"`
+						} `json:"user"`
+						Recipients []string `json:"recipients"`
+					}
+					if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
+						errs <- err
+						return
+					}
+					for _, to := range append([]string{ev.User.Email}, ev.Recipients...) {
+						_, err := sesc.SendEmail(ctx, &sesv2.SendEmailInput{
+							FromEmailAddress: aws.String("reports@acme.example"),
+							Destination:      &sestypes.Destination{ToAddresses: []string{to}},
+							Content: &sestypes.EmailContent{Simple: &sestypes.Message{
+								Subject: &sestypes.Content{Data: aws.String("Your report " + ev.ID)},
+								Body:    &sestypes.Body{Text: &sestypes.Content{Data: aws.String("Your report is ready.")}},
+							}},
+						})
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+					del = append(del, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
+				}
+				if len(del) > 0 {
+					if _, err := sqsc.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: del}); err != nil {
+						errs <- err
+						return
+					}
+				}
+				done.Add(int64(len(out.Messages)))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// rsaSignatureRate measures how many RSA-2048 PKCS#1 v1.5 signatures a
+// second procs goroutines make, for about a second: the bound RSA
+// signing puts on the worker.
+func rsaSignatureRate(procs int) float64 {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return math.NaN()
+	}
+	digest := sha256.Sum256([]byte("policy"))
+	var n atomic.Int64
+	deadline := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range procs {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if _, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, digest[:]); err == nil {
+					n.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds()
+}
+
+// loadAverage is the first figure of /proc/loadavg, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(b))[0]
 }

@@ -8,7 +8,7 @@
 //
 //	devstack demo  -reportmailer bin/reportmailer -out demo-out
 //	devstack serve -reportmailer bin/reportmailer -out demo-out
-//	devstack load  -reportmailer bin/reportmailer -out demo-out-load -events 500
+//	devstack load  -reportmailer bin/reportmailer -out demo-out-load -events 500 [-latency 20ms -key rsa -gomaxprocs 1]
 package main
 
 import (
@@ -49,6 +49,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("reportmailer", "bin/reportmailer", "the reportmailer binary to run")
 	out := fs.String("out", "demo-out", "folder for keys, config, emails and logs (recreated)")
 	events := fs.Int("events", 500, "load: how many events to enqueue")
+	latency := fs.Duration("latency", 0, "load: delay added to every SQS, S3 and SES request, e.g. 20ms")
+	key := fs.String("key", "ecdsa", "load: the CloudFront key type, ecdsa (P-256, SHA-256) or rsa (2048)")
+	procs := fs.Int("gomaxprocs", 0, "load: GOMAXPROCS of the reportmailer run; 0: the machine's")
+	conc := fs.Int("concurrency", 0, "load: schedules[].concurrency; 0: the config's default")
+	baseline := fs.Bool("baseline", true, "load: also time a bare aws-sdk-go-v2 loop on the same stack")
+	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file")
+	memProfile := fs.String("memprofile", "", "load: write reportmailer's heap profile to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: devstack %s [flags]\n\n", cmd)
 		fs.PrintDefaults()
@@ -75,7 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = demo(ctx, *bin, *out, stdout, true)
 	case "load":
-		err = load(ctx, *bin, *out, *events, stdout)
+		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
+			baseline: *baseline, cpuProfile: *cpuProfile, memProfile: *memProfile}, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "devstack: %v\n", err)

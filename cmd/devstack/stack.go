@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -18,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -53,11 +57,34 @@ type env struct {
 	// person's own aws commands at the stack itself.
 	awsEnv, stackEnv []string
 	closers          []func()
+	// lastRun is how the last reportmailer run ended: its CPU time and
+	// peak RSS, for a load run.
+	lastRun *os.ProcessState
+	// lastPeakRSS is the last run's peak resident set, in bytes, from
+	// /proc (VmHWM); 0 where there is no /proc. The rusage of a child
+	// is no use: Go starts it with vfork, so its ru_maxrss includes the
+	// memory of this process, which holds the whole stack.
+	lastPeakRSS int64
+	// runEnv is added to reportmailer's environment (GOMAXPROCS).
+	runEnv []string
+}
+
+// upOptions change the stack and config up makes, for a load run.
+type upOptions struct {
+	ecdsa       bool // an ECDSA P-256 key (SHA-256) instead of RSA-2048
+	concurrency int  // schedules[].concurrency; 0: the default
+	maxMessages int  // schedules[].max_messages; 0: the default
+	budget      time.Duration
 }
 
 // up starts the stack, the edge and the queues, makes a key pair and
 // writes a config file for reportmailer into out.
 func up(ctx context.Context, bin, out string, logger *slog.Logger) (*env, error) {
+	return upWith(ctx, bin, out, logger, upOptions{})
+}
+
+// upWith is up with options.
+func upWith(ctx context.Context, bin, out string, logger *slog.Logger, o upOptions) (*env, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("reportmailer binary: %w (run make build)", err)
 	}
@@ -97,7 +124,12 @@ func up(ctx context.Context, bin, out string, logger *slog.Logger) (*env, error)
 		e.close()
 		return nil, fmt.Errorf("create bucket: %w", err)
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	var key crypto.Signer
+	if o.ecdsa {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	} else {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	}
 	if err != nil {
 		e.close()
 		return nil, err
@@ -138,6 +170,16 @@ func up(ctx context.Context, bin, out string, logger *slog.Logger) (*env, error)
 	e.queueURL = aws.ToString(q.QueueUrl)
 
 	e.config = filepath.Join(out, "reportmailer.yaml")
+	hashLine, extra := "", ""
+	if o.ecdsa {
+		hashLine = "\n    hash: sha256 # CloudFront takes ECDSA keys with SHA-256 only"
+	}
+	if o.concurrency > 0 {
+		extra += fmt.Sprintf("\n    concurrency: %d", o.concurrency)
+	}
+	if o.maxMessages > 0 {
+		extra += fmt.Sprintf("\n    max_messages: %d", o.maxMessages)
+	}
 	cfg := fmt.Sprintf(`# Written by devstack for the local stack.
 sender:
   from: "Acme Reports <reports@acme.example>"
@@ -146,7 +188,7 @@ links:
   cloudfront:
     domain: %s
     key_id: %s
-    private_key_file: %s
+    private_key_file: %s%s
 recipients:
   allowed_domains: [acme.example, "*.acme.example"]
   max: 5
@@ -163,8 +205,8 @@ schedules:
     queue_url: %s
     dead_letter_queue_url: %s
     wait_time: 1s
-    budget: 2m
-`, e.edge.URL, keyID, keyFile, bucket, bucket, e.queueURL, e.dlq)
+    budget: %s%s
+`, e.edge.URL, keyID, keyFile, hashLine, bucket, bucket, e.queueURL, e.dlq, cmp.Or(o.budget, 2*time.Minute), extra)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		e.close()
 		return nil, err
@@ -237,7 +279,7 @@ func (e *env) close() {
 // and, prefixed, to w. It returns the exit code and its stdout.
 func (e *env) reportmailer(ctx context.Context, w io.Writer, logFile string, args ...string) (int, string, error) {
 	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = append(cleanEnv(), e.awsEnv...)
+	cmd.Env = append(append(cleanEnv(), e.awsEnv...), e.runEnv...)
 	var stdout strings.Builder
 	cmd.Stdout = &stdout
 	lf, err := os.Create(logFile)
@@ -260,9 +302,21 @@ func (e *env) reportmailer(ctx context.Context, w io.Writer, logFile string, arg
 			}
 		}
 	}()
-	err = cmd.Run()
+	var peak int64
+	if err = cmd.Start(); err == nil {
+		done := make(chan struct{})
+		polled := make(chan struct{})
+		go func() {
+			defer close(polled)
+			peak = watchPeakRSS(cmd.Process.Pid, done)
+		}()
+		err = cmd.Wait()
+		close(done)
+		<-polled
+	}
 	pw.Close()
 	wg.Wait()
+	e.lastRun, e.lastPeakRSS = cmd.ProcessState, peak
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), stdout.String(), nil
 	}
@@ -279,4 +333,28 @@ func cleanEnv() []string {
 		}
 	}
 	return out
+}
+
+// watchPeakRSS reads pid's VmHWM from /proc every 100 ms until done is
+// closed, and returns the last value read, in bytes: VmHWM only rises,
+// so the last read before the process exits misses at most 100 ms.
+func watchPeakRSS(pid int, done <-chan struct{}) int64 {
+	var peak int64
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				var kb int64
+				if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &kb); err == nil && kb*1024 > peak {
+					peak = kb * 1024
+				}
+			}
+		}
+		select {
+		case <-done:
+			return peak
+		case <-t.C:
+		}
+	}
 }

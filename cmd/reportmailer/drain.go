@@ -23,12 +23,23 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
 	name := fs.String("schedule", "", "schedule to drain; may be left out when the config has only one")
 	pushURL := fs.String("pushgateway", "", "Prometheus Pushgateway URL to push the run's metrics to (a CronJob is not scraped)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	memProfile := fs.String("memprofile", "", "write a heap (allocations) profile to this file at the end of the run")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := checkPushURL(*pushURL); err != nil {
 		return usageError("drain: -pushgateway: %v", err)
 	}
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopProfiles(); err != nil {
+			fmt.Fprintf(redacting{m.Stderr}, "reportmailer: %v\n", err)
+		}
+	}()
 	c, err := m.loadConfig(*configPath)
 	if err != nil {
 		return err

@@ -403,6 +403,10 @@ func TestFaults(t *testing.T) {
 			// visibility timeout: another run receives the messages
 			// while the first is still sending them.
 			name: "SQS ChangeMessageVisibility(Batch) 500 while another run polls", events: 8,
+			// One email at a time, so that the run outlasts the
+			// visibility timeout: with the default concurrency its 8
+			// slow sends would overlap and end first.
+			config: []string{fmt.Sprintf("visibility_timeout: %s}", faultVisibility), fmt.Sprintf("visibility_timeout: %s, concurrency: 1}", faultVisibility)},
 			inject: func(_ *testing.T, fx *faultEnv) []*awsproxy.Rule {
 				fx.set.SES.SetLatency("SendEmail", 1500*time.Millisecond)
 				return []*awsproxy.Rule{

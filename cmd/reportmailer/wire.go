@@ -151,6 +151,7 @@ func newMailer(c *config.Config, awsCfg aws.Config, logger *slog.Logger) worker.
 		RateFraction: c.Pacing.RateFraction,
 		Refresh:      c.Pacing.Refresh,
 		FallbackRate: c.Pacing.FallbackRate,
+		Replicas:     c.Pacing.Replicas,
 		Logger:       logger,
 	}
 }
@@ -220,6 +221,7 @@ func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.W
 		Budget:            s.Budget,
 		MaxMessages:       s.MaxMessages,
 		VisibilityTimeout: s.VisibilityTimeout,
+		Concurrency:       s.Concurrency,
 		ClaimTimeout:      a.cfg.Ledger.ClaimTimeout,
 		SettleGrace:       a.cfg.SESEvents.Grace,
 		UnsettledPolicy:   p,

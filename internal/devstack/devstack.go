@@ -165,6 +165,23 @@ func (s *Stack) SetSendQuota(maxSendRate, max24HourSend float64) {
 	s.ses.maxSendRate, s.ses.max24h = maxSendRate, max24HourSend
 }
 
+// KeepBodies sets whether the SES endpoint keeps the bodies (HTML,
+// text, raw MIME) of the emails it accepts; it does by default. A load
+// run of tens of thousands of emails turns it off, so that the stack's
+// own memory does not grow by their size.
+func (s *Stack) KeepBodies(keep bool) {
+	s.ses.mu.Lock()
+	defer s.ses.mu.Unlock()
+	s.ses.lean = !keep
+}
+
+// ForgetSent drops the emails the SES endpoint has accepted so far.
+func (s *Stack) ForgetSent() {
+	s.ses.mu.Lock()
+	defer s.ses.mu.Unlock()
+	s.ses.emails = nil
+}
+
 // Sent returns a copy of the emails the SES endpoint accepted, oldest
 // first.
 func (s *Stack) Sent() []SentEmail {

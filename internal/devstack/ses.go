@@ -80,6 +80,7 @@ type sesServer struct {
 	emails      []SentEmail
 	maxSendRate float64
 	max24h      float64
+	lean        bool // keep no bodies (Stack.KeepBodies)
 }
 
 func newSESServer(logger *slog.Logger) *sesServer {
@@ -165,6 +166,9 @@ func (s *sesServer) sendEmail(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	e.MessageID = newMessageID()
 	e.At = time.Now()
+	if s.lean {
+		e.HTML, e.Text, e.Raw = "", "", nil
+	}
 	s.emails = append(s.emails, e)
 	s.mu.Unlock()
 

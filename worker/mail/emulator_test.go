@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/reportmailer/reportmailer/internal/emulator"
 	"github.com/reportmailer/reportmailer/worker"
-	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/transport"
 )
 
@@ -100,78 +98,6 @@ func exactlyOnce(t *testing.T, sesURL string, want []string) []emulator.SESLocal
 		t.Errorf("%d emails accepted for %d recipients: lost %v, sent more than once %v, unexpected %v", len(got), len(want), lost, twice, count)
 	}
 	return got
-}
-
-// TestPacingHoldsTheRate is the acceptance test: against an SES
-// that reports MaxSendRate 5 and answers 429 above it, 200
-// single-recipient emails go out at about 5/s (within 10%), none lost,
-// none sent twice. Midway, SES also throttles two sends outright, so
-// the run goes through the back-off path too. It runs at 0.95 of the
-// rate (so the target, 4.75/s, sits in the middle of the band) and at
-// the full rate, in parallel; each takes about 42 s of wall-clock time,
-// which is the point: the rate is measured, not simulated.
-func TestPacingHoldsTheRate(t *testing.T) {
-	t.Parallel()
-	for _, fraction := range []float64{0.95, 1} {
-		t.Run(fmt.Sprintf("rate_fraction %g", fraction), func(t *testing.T) {
-			t.Parallel()
-			testPacingHoldsTheRate(t, fraction)
-		})
-	}
-}
-
-func testPacingHoldsTheRate(t *testing.T, fraction float64) {
-	const (
-		n       = 200
-		maxRate = 5
-	)
-	sesURL := emulator.StartSESLocal(t, sesAccount(t, maxRate, 50000, 0, true))
-	proxy := newThrottleProxy(t, sesURL, maxRate, time.Second)
-	client := sesClient(proxy.URL)
-	logs := newSyncBuffer()
-	p := &Paced{
-		Mailer:       &SES{Client: client, ListID: "reportmailer.example.com"},
-		Account:      client,
-		RateFraction: fraction,
-		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
-	}
-
-	ctx := context.Background()
-	want := make([]string, n)
-	start := time.Now()
-	for i := range n {
-		if i == n/2 {
-			proxy.throttleNext(2)
-		}
-		want[i] = fmt.Sprintf("r%03d@acme.example", i)
-		e := worker.Email{
-			User: event.User{ID: fmt.Sprintf("u%03d", i)}, Schedule: "load", EventIDs: []string{fmt.Sprintf("e%03d", i)},
-			From: "Reports <reports@example.com>", To: []string{want[i]},
-			Subject: fmt.Sprintf("Report %d", i), HTML: "<p>r</p>", Text: "r",
-		}
-		if _, err := p.Send(ctx, e); err != nil {
-			t.Fatalf("email %d: %v\n%s", i, err, logs)
-		}
-	}
-	elapsed := time.Since(start)
-	rate := float64(n) / elapsed.Seconds()
-	sends, throttled, maxInWindow := proxy.stats()
-	t.Logf("%d emails in %v: %.2f/s (pacing at %.2f/s, limit %d/s); %d SendEmail forwarded, %d answered 429, at most %d in any 1s window",
-		n, elapsed.Round(time.Millisecond), rate, fraction*maxRate, maxRate, sends, throttled, maxInWindow)
-
-	exactlyOnce(t, sesURL, want)
-	if sends != n {
-		t.Errorf("%d SendEmail requests reached SES, want %d", sends, n)
-	}
-	if throttled < 2 {
-		t.Errorf("%d sends throttled, want at least the 2 injected", throttled)
-	}
-	if rate < 0.9*maxRate || rate > 1.1*maxRate {
-		t.Errorf("rate %.2f/s is not within 10%% of %d/s", rate, maxRate)
-	}
-	if !strings.Contains(logs.String(), "max_send_rate=5") || strings.Count(logs.String(), "backing off") != throttled {
-		t.Errorf("want the quota read from GetAccount and every 429 backed off:\n%s", logs)
-	}
 }
 
 // TestThrottleBurstIsRetriedNotDuplicated: SES throttles a run of

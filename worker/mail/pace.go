@@ -92,6 +92,11 @@ type Paced struct {
 	// a random time in [d/2, d), where d doubles from BackoffBase with
 	// each attempt, up to BackoffMax. Defaults 250ms and 8s.
 	BackoffBase, BackoffMax time.Duration
+	// Replicas is how many processes send on the account at once, each
+	// with a Paced configured alike. Each takes 1/Replicas of the rate,
+	// of the per-second limit, and of the 24-hour quota left at each
+	// read, so that together they stay within the quota. Default 1.
+	Replicas int
 	// Logger receives the quota, the sandbox warning and retries.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -232,8 +237,11 @@ func (p *Paced) over(n int) bool {
 	if !p.have || p.quota.Max24HourSend < 0 { // -1: unlimited
 		return false
 	}
-	return p.quota.SentLast24Hours+p.used+float64(n) > p.quota.Max24HourSend
+	// This process may spend its share of what was left at the read.
+	return (p.used+float64(n))*float64(p.replicas()) > p.quota.Max24HourSend-p.quota.SentLast24Hours
 }
+
+func (p *Paced) replicas() int { return max(1, p.Replicas) }
 
 func (p *Paced) unreserve(n int) {
 	p.mu.Lock()
@@ -260,7 +268,7 @@ func (p *Paced) readQuota(ctx context.Context, now time.Time) error {
 				p.logger().Warn("ses quota: GetAccount failed; pacing at pacing.fallback_rate with no 24-hour limit until it works", "err", err, "rate", p.FallbackRate)
 			}
 			p.fallback = true
-			p.setRate(now, p.FallbackRate, 0) // SES's own limit is unknown
+			p.setRate(now, p.FallbackRate, 0) // SES's own limit is unknown; the rate is per process
 			return nil
 		}
 		return worker.Halt(fmt.Errorf("ses quota: %w (sending is paced by the account's quota, which needs ses:GetAccount; set pacing.fallback_rate to send without it)", err))
@@ -272,8 +280,9 @@ func (p *Paced) readQuota(ctx context.Context, now time.Time) error {
 	p.have, p.fallback = true, false
 	p.quota, p.used = q, 0
 	p.paused = !out.SendingEnabled
-	r := p.fraction() * q.MaxSendRate
-	p.setRate(now, r, q.MaxSendRate)
+	share := float64(p.replicas())
+	r := p.fraction() * q.MaxSendRate / share
+	p.setRate(now, r, q.MaxSendRate/share)
 	log := p.logger()
 	r = math.Round(r*1000) / 1000 // for the log
 	if first {

@@ -17,6 +17,10 @@ import (
 // SQS long poll (20 s), or every empty receive would fail.
 const TimeoutDefault = 60 * time.Second
 
+// MaxIdleConnsPerHost is how many idle connections to one endpoint a
+// Client built from the SDK's default keeps for reuse.
+const MaxIdleConnsPerHost = 256
+
 // maxBuffered is the largest request body copied into memory. SQS and
 // SES bodies are far smaller; larger uploads stream as usual.
 const maxBuffered = 2 << 20
@@ -45,8 +49,16 @@ func Wrap(next aws.HTTPClient) *Client {
 	if next == nil {
 		next = awshttp.NewBuildableClient()
 	}
-	if b, ok := next.(*awshttp.BuildableClient); ok && b.GetTimeout() == 0 {
-		next = b.WithTimeout(TimeoutDefault)
+	if b, ok := next.(*awshttp.BuildableClient); ok {
+		if b.GetTimeout() == 0 {
+			b = b.WithTimeout(TimeoutDefault)
+		}
+		// Deliveries run concurrently (schedules[].concurrency, up to
+		// 256): with the SDK's 10 idle connections per host, the rest
+		// were closed after each request and dialled again.
+		next = b.WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, MaxIdleConnsPerHost)
+		})
 	}
 	return &Client{next: next}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -85,4 +87,64 @@ func TestWrapKeepsTheSDKsCABundle(t *testing.T) {
 
 func certPEM(srv *httptest.Server) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+}
+
+// TestConcurrentRequestsReuseConnections: 32 requests at once, twice.
+// The second round finds the first round's connections idle, rather
+// than dialling again past the SDK's default of 10 idle per host.
+func TestConcurrentRequestsReuseConnections(t *testing.T) {
+	const n = 32
+	var mu sync.Mutex
+	dialled := 0
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			dialled++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := transport.Wrap(nil)
+	round := func() int {
+		mu.Lock()
+		before := dialled
+		mu.Unlock()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		for range n { // all n in flight at once, each on its own connection
+			<-arrived
+		}
+		release <- struct{}{}
+		for range n - 1 {
+			release <- struct{}{}
+		}
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return dialled - before
+	}
+	if first := round(); first != n {
+		t.Fatalf("first round dialled %d connections, want %d", first, n)
+	}
+	if again := round(); again > 4 {
+		t.Errorf("second round dialled %d new connections; want the %d idle ones reused", again, n)
+	}
 }
