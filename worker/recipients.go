@@ -31,6 +31,10 @@ type Refusal struct {
 	Reason  string
 }
 
+// domainOnly reports whether r refused its address only because the
+// address's domain is not allowed: a config change can allow it.
+func (r Refusal) domainOnly() bool { return r.Reason == domainRefused(r.Address) }
+
 // Apply returns the addresses to email: user first, then the extra
 // recipients that pass the policy, without duplicates (compared
 // case-insensitively, and with the domain in its ASCII form, so that
@@ -92,6 +96,12 @@ func (p RecipientPolicy) check(addr string) string {
 			return ""
 		}
 	}
+	return domainRefused(addr)
+}
+
+// domainRefused is check's reason for an address whose domain is not
+// allowed.
+func domainRefused(addr string) string {
 	return "domain " + strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:]) + " is not allowed"
 }
 

@@ -566,6 +566,9 @@ func (m *msgState) fail(err error, what string, code Code) {
 	switch {
 	case m.failed == nil || (f.deadLetters() && !m.failed.deadLetters()):
 		m.failed = &f
+	case f.Class == ClassAmbiguous && m.failed.Class == ClassPermanent:
+		// A maybe-sent email needs the operator first (resend, not redrive).
+		m.failed = &f
 	case f.Class == ClassAmbiguous && m.failed.Class == ClassAmbiguous && !strings.Contains(m.failed.Reason, f.Reason):
 		// Each ambiguous delivery of the message names its own
 		// recipient and record: an operator settles them one by one.
@@ -778,6 +781,11 @@ func (r *run) plan(batch []*msgState) []*delivery {
 			for _, ref := range refused {
 				r.sum.Refused++
 				r.w.logger.Warn("recipient refused", "event", ev.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
+				if ref.domainOnly() {
+					// A config change can allow it: the message goes to the
+					// dead-letter queue after its other emails, for a redrive.
+					g.from[i].fail(PermanentCode(CodeRecipientRefused, fmt.Errorf("%s: %s", ref.Address, ref.Reason)), "recipient refused", CodeRecipientRefused)
+				}
 			}
 			for _, rcpt := range allowed {
 				k := strings.ToLower(rcpt)
@@ -1195,6 +1203,7 @@ func (r *run) settle(batch []*msgState) {
 		log := r.w.logger.With("message_id", st.msg.ID)
 		switch f := st.failed; {
 		case f != nil && f.deadLetters():
+			f.Schedule, f.EventIDs, f.User = r.w.cfg.Schedule, eventIDs(st.events), userOf(st.events)
 			if err := r.w.queue.DeadLetter(r.ctx, st.msg, *f); err != nil {
 				// Left alone, the queue's RedrivePolicy will still move it.
 				r.sum.Retrying++
