@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/reportmailer/reportmailer/worker/event"
@@ -123,4 +124,9 @@ func addressKey(addr string) string {
 		return strings.ToLower(addr)
 	}
 	return strings.ToLower(addr[:at]) + "@" + domainKey(addr[at+1:])
+}
+
+// wants reports whether the run delivers to rcpt (see OnlyRecipients).
+func (c Config) wants(rcpt string) bool {
+	return len(c.OnlyRecipients) == 0 || slices.ContainsFunc(c.OnlyRecipients, func(a string) bool { return strings.EqualFold(a, rcpt) })
 }

@@ -121,6 +121,10 @@ type Config struct {
 	ReplyTo []string
 	// Recipients is the policy for extra recipients.
 	Recipients RecipientPolicy
+	// OnlyRecipients, when set, limits the run to deliveries to these
+	// addresses (compared case-insensitively), after the policy: the
+	// operator's resend.
+	OnlyRecipients []string
 }
 
 func (c Config) withDefaults() Config {
@@ -781,13 +785,16 @@ func (r *run) plan(batch []*msgState) []*delivery {
 			for _, ref := range refused {
 				r.sum.Refused++
 				r.w.logger.Warn("recipient refused", "event", ev.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
-				if ref.domainOnly() {
+				if ref.domainOnly() && r.w.cfg.wants(ref.Address) {
 					// A config change can allow it: the message goes to the
 					// dead-letter queue after its other emails, for a redrive.
 					g.from[i].fail(PermanentCode(CodeRecipientRefused, fmt.Errorf("%s: %s", ref.Address, ref.Reason)), "recipient refused", CodeRecipientRefused)
 				}
 			}
 			for _, rcpt := range allowed {
+				if !r.w.cfg.wants(rcpt) {
+					continue
+				}
 				k := strings.ToLower(rcpt)
 				d, ok := perRecipient[k]
 				if !ok {

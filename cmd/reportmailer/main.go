@@ -86,6 +86,7 @@ var commands = []command{
 		{name: "list", summary: "list what is in each dead-letter queue: event ids, user, class,\ncode, reason, receive count, age", run: (*Main).dlqList},
 	}},
 	{name: "redrive", summary: "move dead letters back to their queue, filtered by -event-id or\n-code; skips maybe-sent ones (see resend)", run: (*Main).redrive},
+	{name: "resend", summary: "deliver one event again, directly, showing the ledger for each\nrecipient first; -force for maybe-sent or sent deliveries", run: (*Main).resend},
 	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront", run: (*Main).keys},
 	{name: "sign", summary: "sign one CloudFront URL with a private key, offline", run: (*Main).sign},
 	{name: "verify", summary: "check a signed CloudFront URL offline, and say why it fails", run: (*Main).verify},

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/iam"
+	"github.com/reportmailer/reportmailer/worker/store"
 )
 
 // opsCommands are the commands the operator's tests run.
@@ -129,6 +132,79 @@ func TestRedrive(t *testing.T) {
 			}
 			if !e.queueEmpty(t, q) {
 				t.Error("the queue is not empty after the drain")
+			}
+		})
+	}
+}
+
+// TestResend: a delivery left maybe sent (SES answered 500) is listed
+// by dlq list with its code, skipped by redrive, refused by resend
+// without -force, and sent exactly once with it, the dead letter then
+// deleted; a second resend -force (from the body in a file) sends it
+// again and is recorded as the second resend.
+func TestResend(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			set := sharedLeastPrivilege(t, e, leastPrivilege(t, cfg, opsCommands...))
+			set.SES.Inject(awsproxy.Fault{Operation: "SendEmail", Status: 500, Times: 1})
+			id, user := "evt-resend-"+emu, "rita-"+emu
+			addr := user + "@acme.example"
+			key := "resend/" + emu + "/r.pdf"
+			e.put(t, key, nil)
+			body := nativeBody(id, user, nil, key)
+			e.send(t, q, body)
+			if code, out, logs := drain(t, cfg); code != ExitPartial || !strings.Contains(out, "maybe sent 1") {
+				t.Fatalf("drain: exit %d: %s\n%s", code, out, logs)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, []string{"maybe_sent:" + id}) {
+				t.Fatalf("dlq list: %v, want the maybe_sent one", got)
+			}
+			code, out, _ := run(t, "redrive", "-config", cfg)
+			if code != ExitOK || !strings.Contains(out, "redrive: moved 0, left 0 (filtered out or over -max), 1 maybe sent") || !strings.Contains(out, "reportmailer resend -config FILE -event-id "+id) {
+				t.Errorf("redrive: exit %d: %s", code, out)
+			}
+
+			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id)
+			if code != ExitPartial || !strings.Contains(out, "maybe sent: sending since") || !strings.Contains(out, "skip: give -force") || !strings.Contains(errOut, "nothing sent") {
+				t.Fatalf("resend without -force: exit %d: %s%s", code, out, errOut)
+			}
+			if n := len(e.emails(t, addr)); n != 0 {
+				t.Fatalf("resend without -force sent %d emails", n)
+			}
+
+			code, out, errOut = run(t, "resend", "-config", cfg, "-event-id", id, "-force", "-by", "ops-on-call")
+			if code != ExitOK || !strings.Contains(out, "will send AGAIN (-force)") || !strings.Contains(out, "resend 1 of this delivery, recorded by ops-on-call") || !strings.Contains(out, "deleted dead letter") {
+				t.Fatalf("resend -force: exit %d: %s%s", code, out, errOut)
+			}
+			if n := len(e.emails(t, addr)); n != 1 {
+				t.Fatalf("after resend -force, %d emails, want exactly 1", n)
+			}
+			if ds := dlqList(t, cfg); len(ds) != 0 {
+				t.Errorf("the dead letter is still there: %v", codesOf(ds))
+			}
+
+			file := filepath.Join(t.TempDir(), "event.json")
+			os.WriteFile(file, []byte(body), 0o644)
+			code, out, errOut = run(t, "resend", "-config", cfg, "-event", file, "-force", "-by", "ops-second")
+			if code != ExitOK || !strings.Contains(out, "sent at") || !strings.Contains(out, "resend 2 of this delivery, recorded by ops-second") {
+				t.Fatalf("second resend -force: exit %d: %s%s", code, out, errOut)
+			}
+			if n := len(e.emails(t, addr)); n != 2 {
+				t.Errorf("after the second resend -force, %d emails, want 2", n)
+			}
+			l := &store.Ledger{Client: e.s3, Bucket: itBucket, Prefix: "reportmailer/ledger/"}
+			rec, ok, err := l.Lookup(t.Context(), worker.DeliveryKey(id, addr))
+			if err != nil || !ok || rec.State != "sent" || len(rec.Resends) != 2 || rec.Resends[0].By != "ops-on-call" || rec.Resends[1].By != "ops-second" ||
+				rec.Resends[0].MessageID == "" || rec.Resends[1].MessageID == rec.Resends[0].MessageID || !rec.Resends[0].Forced || rec.Resends[0].Was != "sending" || rec.Resends[1].Was != "sent" {
+				t.Errorf("ledger record %+v (%v, %v), want sent with two resends, by ops-on-call then ops-second", rec, ok, err)
+			}
+
+			// -to must be one of the event's recipients, and pass the policy.
+			if code, _, errOut := run(t, "resend", "-config", cfg, "-event", file, "-to", "x@evil.example", "-dry-run"); code != ExitUsage || !strings.Contains(errOut, "not a recipient") {
+				t.Errorf("resend -to a stranger: exit %d: %s", code, errOut)
 			}
 		})
 	}

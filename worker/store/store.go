@@ -145,6 +145,83 @@ type record struct {
 	// SettledBy says who recorded the result when it was not the run
 	// that sent: "ses-event" or "operator".
 	SettledBy string `json:"settled_by,omitempty"`
+	// Resends are the operator's resends of the delivery, oldest
+	// first (reportmailer resend).
+	Resends []Resend `json:"resends,omitempty"`
+}
+
+// Resend is one resend of a delivery an operator asked for.
+type Resend struct {
+	// By is who asked ($USER, or resend's -by), At when the email was
+	// accepted, MessageID SES's id for it.
+	By        string    `json:"by"`
+	At        time.Time `json:"at"`
+	MessageID string    `json:"message_id,omitempty"`
+	EmailID   string    `json:"email_id,omitempty"`
+	// Forced is set when the ledger said the delivery was sent, or maybe
+	// sent, and the operator sent it again all the same; Was is what it
+	// said.
+	Forced bool   `json:"forced,omitempty"`
+	Was    string `json:"was,omitempty"`
+}
+
+// Record is a delivery's ledger record as the operator's commands show
+// it.
+type Record struct {
+	// URI names the record, e.g. s3://bucket/prefix/KEY.
+	URI string `json:"record"`
+	// State is "claimed", "sending", "sent" or "released".
+	State string `json:"state"`
+	worker.Delivery
+	RunID     string    `json:"run_id,omitempty"`
+	EmailID   string    `json:"email_id,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	SendingAt time.Time `json:"sending_at,omitzero"`
+	SentAt    time.Time `json:"sent_at,omitzero"`
+	Attempts  int       `json:"attempts"`
+	SettledBy string    `json:"settled_by,omitempty"`
+	Resends   []Resend  `json:"resends,omitempty"`
+	// Modified is when the record was last written, by S3's clock.
+	Modified time.Time `json:"modified,omitzero"`
+}
+
+// Lookup returns the record of delivery key, and false when there is
+// none (a 404).
+func (l *Ledger) Lookup(ctx context.Context, key string) (Record, bool, error) {
+	name := l.key(key)
+	s, err := l.read(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return Record{}, false, nil
+		}
+		return Record{}, false, err
+	}
+	return Record{URI: l.uri(name), State: s.State, Delivery: s.Delivery, RunID: s.Owner.RunID, EmailID: s.EmailID,
+		MessageID: s.MessageID, ClaimedAt: s.ClaimedAt, SendingAt: s.SendingAt, SentAt: s.SentAt, Attempts: s.Attempts,
+		SettledBy: s.SettledBy, Resends: s.Resends, Modified: s.modified}, true, nil
+}
+
+// AddResends appends notes to the resends of delivery key's record,
+// which must say "sent", conditional on the ETag read. It returns the
+// record as written.
+func (l *Ledger) AddResends(ctx context.Context, key string, notes []Resend) (Record, error) {
+	ok, err := l.settle(ctx, key, func(s stored) (record, bool) {
+		if s.State != stateSent {
+			return record{}, false
+		}
+		r := s.record
+		r.Resends = append(r.Resends, notes...)
+		return r, true
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	if !ok {
+		return Record{}, fmt.Errorf("ledger record %s: not sent, so no resend is recorded", l.RecordURI(key))
+	}
+	rec, _, err := l.Lookup(ctx, key)
+	return rec, err
 }
 
 // stored is a record as read, with what S3 said of it.
