@@ -311,7 +311,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	work := context.WithoutCancel(ctx)
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
-		id: NewID()[:16], unsettled: map[string]bool{}}
+		id: cmp.Or(runIDFrom(ctx), NewID()[:16]), unsettled: map[string]bool{}}
 	r.recorded()
 	stop := r.heartbeat()
 	defer stop()
@@ -912,6 +912,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 		case c.State == AlreadySent:
 			r.sum.Duplicates++
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
+			r.observe(DeliveryResult{EventID: ev.ID, Recipient: d.recipient, Outcome: OutcomeDuplicate})
 		case c.State == InProgress:
 			from.fail(fmt.Errorf("another run claimed it %s ago and has not started sending; after %s it is taken over",
 				c.Age.Round(time.Second), cfg.ClaimTimeout), "ledger", CodeClaimedElsewhere)
@@ -1042,6 +1043,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			r.sum.Unrecorded++
 			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "message_id", id, "err", err)
 		}
+		r.observe(DeliveryResult{EventID: c.ev.ID, Recipient: rcpt, MessageID: id, Outcome: OutcomeDelivered})
 	}
 	log.Info("sent", "message_id", id, "events", ids)
 }
@@ -1221,11 +1223,14 @@ func (r *run) settle(batch []*msgState) {
 				continue
 			}
 			r.sum.DeadLettered++
+			r.observeMessage(st, *f, f.Outcome())
 			log.Warn("dead-lettered", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 		case f != nil && r.halt != nil:
 			back = append(back, st)
+			r.observeMessage(st, *f, OutcomeHalted)
 		case f != nil:
 			r.sum.Retrying++
+			r.observeMessage(st, *f, OutcomeRetry)
 			log.Warn("left for retry", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 		default:
 			if st.drop {

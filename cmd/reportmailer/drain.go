@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -38,6 +39,10 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError("drain: %v", err)
 	}
+	if s.Paused {
+		fmt.Fprintln(m.Stdout, pausedLine(s.Name))
+		return nil
+	}
 	a, err := m.newApp(ctx, c)
 	if err != nil {
 		return err
@@ -48,9 +53,12 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	rec := startRun(s, "drain", time.Now())
 	settled := a.settleFromSES(ctx, s.Name)
-	sum, err := ws.forRun(settled).Drain(ctx)
+	sum, err := ws.forRun(settled).Drain(rec.context(ctx))
 	cause := watch.failure(s, sum, err)
+	rec.finish(sum, settled, cause)
+	a.writeHistory(ctx, rec)
 	fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
 	if cause != nil {
 		return cause

@@ -82,11 +82,13 @@ var commands = []command{
 	{name: "config", summary: "the config file", sub: []command{
 		{name: "check", summary: "validate a config file without touching AWS (check without -aws)", run: (*Main).config},
 	}},
+	{name: "status", summary: "each schedule's next run and last run, queue and dead-letter\nqueue depths, the SES quota, and the signing keys", run: (*Main).status},
 	{name: "dlq", summary: "the dead-letter queues", sub: []command{
 		{name: "list", summary: "list what is in each dead-letter queue: event ids, user, class,\ncode, reason, receive count, age", run: (*Main).dlqList},
 	}},
 	{name: "redrive", summary: "move dead letters back to their queue, filtered by -event-id or\n-code; skips maybe-sent ones (see resend)", run: (*Main).redrive},
 	{name: "resend", summary: "deliver one event again, directly, showing the ledger for each\nrecipient first; -force for maybe-sent or sent deliveries", run: (*Main).resend},
+	{name: "history", summary: "list past runs (drain, serve slots) with their counts, or one in full", run: (*Main).history},
 	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront", run: (*Main).keys},
 	{name: "sign", summary: "sign one CloudFront URL with a private key, offline", run: (*Main).sign},
 	{name: "verify", summary: "check a signed CloudFront URL offline, and say why it fails", run: (*Main).verify},

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/worker"
@@ -205,6 +207,107 @@ func TestResend(t *testing.T) {
 			// -to must be one of the event's recipients, and pass the policy.
 			if code, _, errOut := run(t, "resend", "-config", cfg, "-event", file, "-to", "x@evil.example", "-dry-run"); code != ExitUsage || !strings.Contains(errOut, "not a recipient") {
 				t.Errorf("resend -to a stranger: exit %d: %s", code, errOut)
+			}
+		})
+	}
+}
+
+// TestHistoryAndStatus: each drain writes one run record; history
+// lists the runs with their counts and shows one in full with each
+// delivery; status shows the schedule's next run in its zone, its last
+// run, the queue depths, the SES quota and the signing key; a paused
+// schedule is not drained and status says so.
+func TestHistoryAndStatus(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.withConfig(t, e.config(t, q, dlq, opsCommands...), "budget: 1m}", `budget: 1m, cron: "0 7 * * *", time_zone: Europe/London}`)
+			key := "history/" + emu + "/h.pdf"
+			e.put(t, key, nil)
+			e.send(t, q, nativeBody("evt-h1-"+emu, "hana-"+emu, nil, key))
+			e.send(t, q, nativeBody("evt-h2-"+emu, "hana-"+emu, nil, "history/"+emu+"/missing.pdf"))
+			if code, out, logs := drain(t, cfg); code != ExitPartial {
+				t.Fatalf("first drain: exit %d: %s\n%s", code, out, logs)
+			}
+			e.send(t, q, nativeBody("evt-h3-"+emu, "hugo-"+emu, nil, key))
+			if code, out, logs := drain(t, cfg); code != ExitOK {
+				t.Fatalf("second drain: exit %d: %s\n%s", code, out, logs)
+			}
+
+			code, out, errOut := run(t, "history", "-config", cfg, "-json")
+			if code != ExitOK {
+				t.Fatalf("history: exit %d: %s", code, errOut)
+			}
+			var runs []*runRecord
+			if err := json.Unmarshal([]byte(out), &runs); err != nil || len(runs) != 2 {
+				t.Fatalf("history -json: %v, %d runs:\n%s", err, len(runs), out)
+			}
+			first, second := runs[0], runs[1]
+			if first.Schedule != "it" || first.Command != "drain" || first.Outcome != "incomplete" || first.Counts.Received != 2 || first.Counts.Sent != 1 || first.Counts.DeadLettered != 1 ||
+				second.Outcome != "ok" || second.Counts.Received != 1 || second.Counts.Sent != 1 || first.EndedAt.Before(first.StartedAt) || first.RunID == second.RunID {
+				t.Errorf("runs: %+v\n%+v", first, second)
+			}
+			var got []string
+			for _, d := range first.Deliveries {
+				got = append(got, d.EventID+" "+d.Recipient+" "+string(d.Outcome)+" "+string(d.Code)+" "+strconv.FormatBool(d.MessageID != ""))
+			}
+			slices.Sort(got)
+			want := []string{"evt-h1-" + emu + " hana-" + emu + "@acme.example delivered  true", "evt-h2-" + emu + "  permanent object_missing false"}
+			if !slices.Equal(got, want) {
+				t.Errorf("first run's deliveries %q, want %q", got, want)
+			}
+			code, out, _ = run(t, "history", "-config", cfg, "-run", second.RunID)
+			if code != ExitOK || !strings.Contains(out, "run "+second.RunID+" of it (drain): ok") || !strings.Contains(out, "evt-h3-"+emu) ||
+				!strings.Contains(out, "hugo-"+emu+"@acme.example") || !strings.Contains(out, second.Deliveries[0].MessageID) {
+				t.Errorf("history -run: exit %d:\n%s", code, out)
+			}
+			code, out, _ = run(t, "history", "-config", cfg, "-since", "1h")
+			if code != ExitOK || !strings.Contains(out, first.RunID) || !strings.Contains(out, second.RunID) || !strings.Contains(out, "2 runs since") {
+				t.Errorf("history: exit %d:\n%s", code, out)
+			}
+
+			code, out, errOut = run(t, "status", "-config", cfg, "-json")
+			if code != ExitOK {
+				t.Fatalf("status: exit %d: %s", code, errOut)
+			}
+			var st status
+			if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Schedules) != 1 {
+				t.Fatalf("status -json: %v:\n%s", err, out)
+			}
+			s := st.Schedules[0]
+			london, _ := time.LoadLocation("Europe/London")
+			if next := s.Next.In(london); next.Hour() != 7 || next.Minute() != 0 || !next.After(time.Now()) || next.After(time.Now().Add(25*time.Hour)) {
+				t.Errorf("next run %s, want the next 07:00 in Europe/London", s.Next)
+			}
+			if s.LastRun == nil || s.LastRun.RunID != second.RunID {
+				t.Errorf("last run %+v, want %s", s.LastRun, second.RunID)
+			}
+			if s.Queue != (queueDepth{URL: q}) || s.DeadLetter != (queueDepth{URL: dlq, Visible: 1}) {
+				t.Errorf("depths %+v, %+v; want an empty queue and one dead letter", s.Queue, s.DeadLetter)
+			}
+			if st.SES.Error != "" || st.SES.Max24Hour != 50000 || st.SES.MaxSendRate != 14 || st.SES.Sandbox || !st.SES.SendingEnabled {
+				t.Errorf("SES %+v, want the emulator's account", st.SES)
+			}
+			if len(st.Keys) != 1 || st.Keys[0].ID != itKeyID || !st.Keys[0].Active || st.Keys[0].SafeToRemove.Before(time.Now().Add(47*time.Hour)) {
+				t.Errorf("keys %+v, want the active test key, safe to remove after the links it signed expire", st.Keys)
+			}
+			code, out, _ = run(t, "status", "-config", cfg)
+			if code != ExitOK || !strings.Contains(out, "0/0/0") || !strings.Contains(out, "1/0/0") || !strings.Contains(out, "SES: quota 50000 per 24h") || !strings.Contains(out, "key "+itKeyID+" (active)") {
+				t.Errorf("status: exit %d:\n%s", code, out)
+			}
+
+			// Paused: drain receives nothing and says so; status too.
+			paused := e.withConfig(t, cfg, "time_zone: Europe/London}", "time_zone: Europe/London, paused: true}")
+			e.send(t, q, nativeBody("evt-h4-"+emu, "hugo-"+emu, nil, key))
+			if code, out, _ := drain(t, paused); code != ExitOK || !strings.Contains(out, "paused (paused: true in the config)") {
+				t.Errorf("drain of a paused schedule: exit %d: %s", code, out)
+			}
+			if e.queueEmpty(t, q) {
+				t.Error("a paused schedule's queue was drained")
+			}
+			if code, out, _ := run(t, "status", "-config", paused); code != ExitOK || !strings.Contains(out, "paused") {
+				t.Errorf("status of a paused schedule: exit %d:\n%s", code, out)
 			}
 		})
 	}

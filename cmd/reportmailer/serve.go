@@ -32,6 +32,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	cr := cron.New(cron.WithLogger(log), cron.WithChain(cron.Recover(log), cron.SkipIfStillRunning(log)))
 	sqsClient := a.sqs
 	for _, s := range c.Schedules {
+		if s.Paused {
+			a.logger.Warn("schedule paused (paused: true in the config): not scheduled", "schedule", s.Name)
+			continue
+		}
 		if s.Cron == "" {
 			return fmt.Errorf("serve: schedule %q has no cron spec", s.Name)
 		}
@@ -52,12 +56,17 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
+		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func(slot time.Time) {
 			watch.reset()
-			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(ctx)
-			if cause := watch.failure(s, sum, err); cause != nil {
+			rec := startRun(s, "serve", slot)
+			settled := a.settleFromSES(ctx, s.Name)
+			sum, err := ws.forRun(settled).Drain(rec.context(ctx))
+			cause := watch.failure(s, sum, err)
+			if cause != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "err", cause)
 			}
+			rec.finish(sum, settled, cause)
+			a.writeHistory(ctx, rec)
 		})))
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
 	}
@@ -76,7 +85,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 // "@every" schedules start from each process's own start time, so they
 // run unleased (each-mode drains may overlap safely: SQS hands a message
 // to one of them and the ledger stops double sends).
-func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drain func()) func() {
+func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drain func(slot time.Time)) func() {
 	_, aligned := sched.(*cron.SpecSchedule)
 	planned := sched.Next(time.Now())
 	return func() {
@@ -101,7 +110,7 @@ func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drai
 			}
 		}
 		log.Info("run starting")
-		drain()
+		drain(slot)
 	}
 }
 
