@@ -112,7 +112,7 @@ func readDeadLetter(s config.Schedule, m sqstypes.Message) deadLetter {
 	if d.LastFailed.IsZero() {
 		if ms, err := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 			d.LastFailed = time.UnixMilli(ms).UTC()
-			d.FirstFailed = d.LastFailed
+			d.FirstFailed = cmp.Or(d.FirstFailed, d.LastFailed)
 		}
 	}
 	return d
@@ -398,7 +398,7 @@ func firstOf(s []string) string {
 // the ledger makes harmless; the other order could lose it.
 func moveBack(ctx context.Context, c *sqs.Client, s config.Schedule, d deadLetter) error {
 	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{
-		QueueUrl: aws.String(s.QueueURL), MessageBody: d.msg.Body, MessageAttributes: d.msg.MessageAttributes,
+		QueueUrl: aws.String(s.QueueURL), MessageBody: d.msg.Body, MessageAttributes: redrivenAttributes(d.msg.MessageAttributes),
 	}); err != nil {
 		return fmt.Errorf("queue %s: send %s back: %w", s.QueueURL, d.MessageID, err)
 	}
@@ -407,6 +407,26 @@ func moveBack(ctx context.Context, c *sqs.Client, s config.Schedule, d deadLette
 			s.DeadLetterQueueURL, d.MessageID, err)
 	}
 	return nil
+}
+
+// redrivenAttributes are the attributes a redriven message goes back
+// with: the producer's, and its first failure time, but not the code
+// and reason of the failure that was dealt with, so that if SQS's
+// RedrivePolicy moves it again it is not listed under the old code.
+func redrivenAttributes(attrs map[string]sqstypes.MessageAttributeValue) map[string]sqstypes.MessageAttributeValue {
+	out := map[string]sqstypes.MessageAttributeValue{}
+	for k, v := range attrs {
+		switch k {
+		case queue.AttrCode, queue.AttrReason, queue.AttrFailedAt, queue.AttrFailure:
+		default:
+			out[k] = v
+		}
+	}
+	if info, ok := queue.ParseDeadLetterInfo(attrs); ok {
+		b, _ := json.Marshal(queue.DeadLetterInfo{FirstFailedAt: info.FirstFailedAt, SourceQueue: info.SourceQueue})
+		out[queue.AttrFailure] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(string(b))}
+	}
+	return out
 }
 
 // moveTask moves everything in s's dead-letter queue back with an SQS

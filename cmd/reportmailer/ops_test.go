@@ -135,6 +135,26 @@ func TestRedrive(t *testing.T) {
 			if !e.queueEmpty(t, q) {
 				t.Error("the queue is not empty after the drain")
 			}
+
+			// Messages SQS's RedrivePolicy moved carry no attributes of
+			// ours: they are listed as max_receives, and redriven by it.
+			e.send(t, dlq, nativeBody("evt-mr1-"+emu, "mo-"+emu, nil, "redrive/"+emu+"/r0.pdf"))
+			e.send(t, dlq, nativeBody("evt-mr2-"+emu, "mo-"+emu, nil, "redrive/"+emu+"/r1.pdf"))
+			want = append(want[:1], "max_receives:evt-mr1-"+emu, "max_receives:evt-mr2-"+emu)
+			if got := codesOf(dlqList(t, allowed)); !slices.Equal(got, want) {
+				t.Fatalf("dlq list: %v, want %v", got, want)
+			}
+			for i, wantOut := range []string{"redrive: moved 1, left 2", "redrive: moved 1, left 1"} {
+				if code, out, errOut := run(t, "redrive", "-config", allowed, "-code", "max_receives", "-max", "1"); code != ExitOK || !strings.Contains(out, wantOut) {
+					t.Fatalf("redrive -max 1 (%d): exit %d: %s%s", i, code, out, errOut)
+				}
+			}
+			if code, out, logs := drain(t, allowed); code != ExitOK || !strings.Contains(out, "sent 2 emails") {
+				t.Fatalf("drain after the max_receives redrive: exit %d: %s\n%s", code, out, logs)
+			}
+			if got := codesOf(dlqList(t, allowed)); !slices.Equal(got, want[:1]) {
+				t.Errorf("dlq list at the end: %v, want the object_missing one alone", got)
+			}
 		})
 	}
 }
@@ -202,6 +222,12 @@ func TestResend(t *testing.T) {
 			if err != nil || !ok || rec.State != "sent" || len(rec.Resends) != 2 || rec.Resends[0].By != "ops-on-call" || rec.Resends[1].By != "ops-second" ||
 				rec.Resends[0].MessageID == "" || rec.Resends[1].MessageID == rec.Resends[0].MessageID || !rec.Resends[0].Forced || rec.Resends[0].Was != "sending" || rec.Resends[1].Was != "sent" {
 				t.Errorf("ledger record %+v (%v, %v), want sent with two resends, by ops-on-call then ops-second", rec, ok, err)
+			}
+
+			// The event's deliveries are listed from its index, with one
+			// ListObjectsV2.
+			if recs, err := l.EventDeliveries(t.Context(), id); err != nil || len(recs) != 1 || recs[0].Recipient != addr || recs[0].EventID != id || len(recs[0].Resends) != 2 {
+				t.Errorf("EventDeliveries(%s) = %+v, %v; want the one delivery to %s", id, recs, err, addr)
 			}
 
 			// -to must be one of the event's recipients, and pass the policy.

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,6 +188,61 @@ type Record struct {
 	Modified time.Time `json:"modified,omitzero"`
 }
 
+// eventPrefix is where the index of an event's deliveries lives: one
+// empty object per delivery, named by its key, so that one
+// ListObjectsV2 lists every delivery of the event.
+func (l *Ledger) eventPrefix(eventID string) string {
+	h := sha256.Sum256([]byte(eventID))
+	return l.Prefix + "events/" + hex.EncodeToString(h[:]) + "/"
+}
+
+// indexEvent adds delivery key to eventID's index. It is written after
+// the claim, and only for the ledger's tools: a claim whose index entry
+// is lost (a crash, an error) is still the claim, so errors are
+// ignored.
+func (l *Ledger) indexEvent(ctx context.Context, eventID, key string) {
+	if eventID == "" {
+		return
+	}
+	_, _ = l.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &l.Bucket, Key: aws.String(l.eventPrefix(eventID) + key),
+		Body: bytes.NewReader(nil)})
+}
+
+// ListAPI is the listing EventDeliveries needs; *s3.Client has it.
+type ListAPI interface {
+	ListObjectsV2(context.Context, *s3.ListObjectsV2Input, ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+}
+
+// EventDeliveries returns the records of every delivery of eventID,
+// found with one ListObjectsV2 of the event's index (and more pages
+// past a thousand recipients). Deliveries claimed before the index
+// existed are not listed; a resend finds those by their keys.
+func (l *Ledger) EventDeliveries(ctx context.Context, eventID string) ([]Record, error) {
+	lister, ok := l.Client.(ListAPI)
+	if !ok {
+		return nil, errors.New("ledger: the S3 client cannot list objects")
+	}
+	prefix := l.eventPrefix(eventID)
+	var recs []Record
+	p := s3.NewListObjectsV2Paginator(lister, &s3.ListObjectsV2Input{Bucket: &l.Bucket, Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ledger event index %s: %w", l.uri(prefix), err)
+		}
+		for _, o := range out.Contents {
+			rec, ok, err := l.Lookup(ctx, strings.TrimPrefix(aws.ToString(o.Key), prefix))
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	return recs, nil
+}
+
 // Lookup returns the record of delivery key, and false when there is
 // none (a 404).
 func (l *Ledger) Lookup(ctx context.Context, key string) (Record, bool, error) {
@@ -275,6 +332,9 @@ func (l *Ledger) Claim(ctx context.Context, req worker.ClaimRequest) (worker.Cla
 		etag, err := l.put(ctx, name, fresh, ifMatch)
 		if err == nil {
 			c.State, c.Version = worker.Claimed, etag
+			if ifMatch == "" {
+				l.indexEvent(ctx, req.EventID, req.Key)
+			}
 			return c, nil
 		}
 		if !lostRace(err) {
