@@ -328,7 +328,8 @@ func (m *Main) redrive(ctx context.Context, args []string) error {
 	moved, skipped, ambiguous := 0, 0, 0
 	for _, s := range scheds {
 		if len(ids) == 0 && len(codes) == 0 && *maybe && *max == 0 && !*dry {
-			done, err := m.moveTask(ctx, cl.sqs, s)
+			done, n, err := m.moveTask(ctx, cl.sqs, s)
+			moved += n
 			if err != nil {
 				return fmt.Errorf("schedule %q: %w", s.Name, err)
 			}
@@ -433,7 +434,7 @@ func redrivenAttributes(attrs map[string]sqstypes.MessageAttributeValue) map[str
 // message move task, printing its progress until it ends. It returns
 // false, and moves nothing, when SQS does not offer the task (the
 // emulators answer an error).
-func (m *Main) moveTask(ctx context.Context, c *sqs.Client, s config.Schedule) (bool, error) {
+func (m *Main) moveTask(ctx context.Context, c *sqs.Client, s config.Schedule) (bool, int, error) {
 	arn := func(url string) (string, error) {
 		out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
 			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
@@ -444,37 +445,37 @@ func (m *Main) moveTask(ctx context.Context, c *sqs.Client, s config.Schedule) (
 	}
 	src, err := arn(s.DeadLetterQueueURL)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	dst, err := arn(s.QueueURL)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	start, err := c.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: aws.String(src), DestinationArn: aws.String(dst)})
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "redrive %s: no message move task (%v); moving message by message\n", s.Name, err)
-		return false, nil
+		return false, 0, nil
 	}
 	fmt.Fprintf(m.Stdout, "redrive %s: started message move task %s: %s -> %s\n", s.Name, aws.ToString(start.TaskHandle), src, dst)
 	for {
 		out, err := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})
 		if err != nil {
-			return true, fmt.Errorf("dead-letter queue %s: list move tasks: %w", s.DeadLetterQueueURL, err)
+			return true, 0, fmt.Errorf("dead-letter queue %s: list move tasks: %w", s.DeadLetterQueueURL, err)
 		}
 		if len(out.Results) == 0 {
-			return true, errors.New("the message move task is not listed")
+			return true, 0, errors.New("the message move task is not listed")
 		}
 		r := out.Results[0]
 		fmt.Fprintf(m.Stdout, "redrive %s: %s: moved %d of %d\n", s.Name, aws.ToString(r.Status), r.ApproximateNumberOfMessagesMoved, aws.ToInt64(r.ApproximateNumberOfMessagesToMove))
 		switch aws.ToString(r.Status) {
 		case "COMPLETED":
-			return true, nil
+			return true, int(r.ApproximateNumberOfMessagesMoved), nil
 		case "FAILED", "CANCELLED":
-			return true, fmt.Errorf("message move task %s: %s", aws.ToString(r.Status), aws.ToString(r.FailureReason))
+			return true, int(r.ApproximateNumberOfMessagesMoved), fmt.Errorf("message move task %s: %s", aws.ToString(r.Status), aws.ToString(r.FailureReason))
 		}
 		select {
 		case <-ctx.Done():
-			return true, ctx.Err()
+			return true, int(r.ApproximateNumberOfMessagesMoved), ctx.Err()
 		case <-time.After(2 * time.Second):
 		}
 	}

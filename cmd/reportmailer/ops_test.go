@@ -140,7 +140,8 @@ func TestRedrive(t *testing.T) {
 			// ours: they are listed as max_receives, and redriven by it.
 			e.send(t, dlq, nativeBody("evt-mr1-"+emu, "mo-"+emu, nil, "redrive/"+emu+"/r0.pdf"))
 			e.send(t, dlq, nativeBody("evt-mr2-"+emu, "mo-"+emu, nil, "redrive/"+emu+"/r1.pdf"))
-			want = append(want[:1], "max_receives:evt-mr1-"+emu, "max_receives:evt-mr2-"+emu)
+			gone := want[0]
+			want = []string{"max_receives:evt-mr1-" + emu, "max_receives:evt-mr2-" + emu, gone}
 			if got := codesOf(dlqList(t, allowed)); !slices.Equal(got, want) {
 				t.Fatalf("dlq list: %v, want %v", got, want)
 			}
@@ -152,8 +153,19 @@ func TestRedrive(t *testing.T) {
 			if code, out, logs := drain(t, allowed); code != ExitOK || !strings.Contains(out, "sent 2 emails") {
 				t.Fatalf("drain after the max_receives redrive: exit %d: %s\n%s", code, out, logs)
 			}
-			if got := codesOf(dlqList(t, allowed)); !slices.Equal(got, want[:1]) {
+			if got := codesOf(dlqList(t, allowed)); !slices.Equal(got, []string{gone}) {
 				t.Errorf("dlq list at the end: %v, want the object_missing one alone", got)
+			}
+
+			// Unfiltered, with -include-maybe-sent: an SQS message move
+			// task where the endpoint has one, else message by message.
+			code, out, errOut = run(t, "redrive", "-config", allowed, "-include-maybe-sent")
+			if code != ExitOK || !(strings.Contains(out, "COMPLETED: moved 1 of 1") && strings.Contains(out, "redrive: moved 1,") || strings.Contains(out, "redrive: moved 1, left 0") && strings.Contains(errOut, "no message move task")) {
+				t.Fatalf("unfiltered redrive: exit %d: %s%s", code, out, errOut)
+			}
+			t.Logf("unfiltered redrive on %s:\n%s%s", emu, out, errOut)
+			if ds := dlqList(t, allowed); len(ds) != 0 || e.queueEmpty(t, q) {
+				t.Errorf("after an unfiltered redrive, dlq list %v and the queue is empty: %v", codesOf(ds), e.queueEmpty(t, q))
 			}
 		})
 	}
