@@ -610,6 +610,27 @@ func TestServeDeliversOnScheduleAndStopsGracefully(t *testing.T) {
 	if n := len(e.emails(t, "srv@acme.example")); n != 1 {
 		t.Errorf("%d emails for one event across several scheduled runs, want 1", n)
 	}
+	// Each slot that ran left a run record; the one that sent names
+	// the delivery.
+	code, out, errOut := run(t, "history", "-config", cfg, "-json")
+	var runs []*runRecord
+	if err := json.Unmarshal([]byte(out), &runs); code != ExitOK || err != nil || len(runs) == 0 {
+		t.Fatalf("history: exit %d, %v: %s%s", code, err, out, errOut)
+	}
+	sent := 0
+	for _, r := range runs {
+		if r.Command != "serve" || r.PlannedAt.IsZero() || r.Schedule != "it" {
+			t.Errorf("run %+v: want a serve slot of it with its planned time", r)
+		}
+		for _, d := range r.Deliveries {
+			if d.EventID == "evt-serve" && d.Recipient == "srv@acme.example" && d.Outcome == "delivered" && d.MessageID != "" {
+				sent++
+			}
+		}
+	}
+	if sent != 1 {
+		t.Errorf("history shows the delivery sent %d times over %d runs, want once", sent, len(runs))
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
