@@ -327,7 +327,8 @@ func TestHistoryAndStatus(t *testing.T) {
 			if st.SES.Error != "" || st.SES.Max24Hour != 50000 || st.SES.MaxSendRate != 14 || st.SES.Sandbox || !st.SES.SendingEnabled {
 				t.Errorf("SES %+v, want the emulator's account", st.SES)
 			}
-			if len(st.Keys) != 1 || st.Keys[0].ID != itKeyID || !st.Keys[0].Active || st.Keys[0].SafeToRemove.Before(time.Now().Add(47*time.Hour)) {
+			if len(st.Keys) != 1 || st.Keys[0].ID != itKeyID || !st.Keys[0].Active || st.Keys[0].SafeToRemove.Before(time.Now().Add(47*time.Hour)) ||
+				st.Keys[0].FirstUsed.Before(e.started.Add(-time.Second)) || st.Keys[0].FirstUsed.After(time.Now()) {
 				t.Errorf("keys %+v, want the active test key, safe to remove after the links it signed expire", st.Keys)
 			}
 			code, out, _ = run(t, "status", "-config", cfg)

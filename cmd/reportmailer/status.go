@@ -51,6 +51,10 @@ type keyStatus struct {
 	// latest expiry of a link it signed.
 	SafeToRemove time.Time `json:"safe_to_remove_after,omitzero"`
 	Says         string    `json:"says"`
+	// FirstUsed is when the key first signed a link, and Age how long
+	// ago that was: the key's age in service.
+	FirstUsed time.Time     `json:"first_used_at,omitzero"`
+	Age       time.Duration `json:"age_ns,omitempty"`
 }
 
 type status struct {
@@ -119,6 +123,8 @@ func (m *Main) status(ctx context.Context, args []string) error {
 			ks := keyStatus{ID: k.ID, Active: k.Active, SafeToRemove: latest, Says: removalDate(latest, k.Active, now)}
 			if err != nil {
 				ks.Says = "cannot read its record: " + err.Error()
+			} else if first, err := log.FirstUsed(ctx, k.ID); err == nil && !first.IsZero() {
+				ks.FirstUsed, ks.Age = first, now.Sub(first).Round(time.Second)
 			}
 			st.Keys = append(st.Keys, ks)
 		}
@@ -163,7 +169,11 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		if k.Active {
 			active = " (active)"
 		}
-		fmt.Fprintf(m.Stdout, "key %s%s: safe to remove from CloudFront after %s\n", k.ID, active, k.Says)
+		age := "age unknown (no first use recorded)"
+		if !k.FirstUsed.IsZero() {
+			age = "signing since " + k.FirstUsed.Format(time.RFC3339) + " (" + k.Age.String() + ")"
+		}
+		fmt.Fprintf(m.Stdout, "key %s%s: %s; safe to remove from CloudFront after %s\n", k.ID, active, age, k.Says)
 	}
 	return nil
 }
