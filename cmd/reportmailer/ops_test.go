@@ -202,7 +202,8 @@ func TestResend(t *testing.T) {
 			}
 
 			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id)
-			if code != ExitPartial || !strings.Contains(out, "maybe sent: sending since") || !strings.Contains(out, "skip: give -force") || !strings.Contains(errOut, "nothing sent") {
+			if code != ExitPartial || !strings.Contains(out, "maybe sent: sending since") || !strings.Contains(out, "skip: give -force") || !strings.Contains(errOut, "nothing sent") ||
+				!strings.Contains(out, "event "+id+" of user "+user+" <"+addr+">, schedule it: 1 reports: s3://"+itBucket+"/"+key) {
 				t.Fatalf("resend without -force: exit %d: %s%s", code, out, errOut)
 			}
 			if n := len(e.emails(t, addr)); n != 0 {

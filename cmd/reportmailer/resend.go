@@ -135,6 +135,11 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 			putBack()
 			return fmt.Errorf("resend: event %s is an S3 notification, whose recipients come from its object's metadata; redrive it instead", ev.ID)
 		}
+		var reports []string
+		for _, r := range ev.Reports {
+			reports = append(reports, "s3://"+r.Bucket+"/"+r.Key)
+		}
+		fmt.Fprintf(m.Stdout, "event %s of user %s <%s>, schedule %s: %d reports: %s\n", ev.ID, ev.User.ID, ev.User.Email, sched.Name, len(reports), strings.Join(reports, ", "))
 		allowed, refused := policy.Apply(ev.User.Email, ev.Recipients)
 		for _, r := range refused {
 			fmt.Fprintf(m.Stdout, "  %s to %s: refused by the recipient policy: %s\n", ev.ID, r.Address, r.Reason)
