@@ -477,7 +477,9 @@ func (c *Config) Validate() error {
 		bad("ledger.bucket", "", "is required: the ledger is what stops a redelivered event from sending twice")
 	}
 	if !strings.HasPrefix(c.Ledger.HistoryPrefix, c.Ledger.Prefix) {
-		bad("ledger.history_prefix", c.Ledger.HistoryPrefix, "is not under ledger.prefix %q, which the declared IAM policy covers", c.Ledger.Prefix)
+		// ledger.prefix is not quoted: its own check quotes it, and
+		// only where it holds no key material.
+		bad("ledger.history_prefix", c.Ledger.HistoryPrefix, "is not under ledger.prefix, which the declared IAM policy covers")
 	}
 	if c.Ledger.ClaimTimeout < worker.ClaimTimeoutMin {
 		bad("ledger.claim_timeout", c.Ledger.ClaimTimeout, "is shorter than %s", worker.ClaimTimeoutMin)
