@@ -49,8 +49,15 @@ type Code string
 
 // Failure codes. The class each one usually comes with is in brackets.
 const (
-	// CodeInvalidEvent: the body is not a valid event (permanent).
+	// CodeInvalidEvent: the body is not a valid event: a field has a
+	// bad value, or the document is of no known form (permanent).
 	CodeInvalidEvent Code = "invalid_event"
+	// CodeInvalidJSON: the body is not JSON text, or not UTF-8
+	// (permanent).
+	CodeInvalidJSON Code = "invalid_json"
+	// CodeMissingField: the body lacks a field an event requires
+	// (permanent); the reason names it.
+	CodeMissingField Code = "missing_field"
 	// CodeInvalidMetadata: an S3 notification's object has metadata
 	// that makes no valid event, such as no user-email (permanent).
 	CodeInvalidMetadata Code = "invalid_metadata"
@@ -332,4 +339,18 @@ func userOf(evs []event.Event) string {
 		}
 	}
 	return u
+}
+
+// decodeCode is the code of a body that is no event: invalid_json,
+// missing_field, or invalid_event for the rest.
+func decodeCode(err error) Code {
+	var fe *event.FieldError
+	switch {
+	case !errors.As(err, &fe):
+	case fe.NotJSON():
+		return CodeInvalidJSON
+	case fe.Missing():
+		return CodeMissingField
+	}
+	return CodeInvalidEvent
 }

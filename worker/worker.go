@@ -601,7 +601,7 @@ func (r *run) decode(msgs []Message) []*msgState {
 			st.drop = true
 			continue
 		case err != nil:
-			st.fail(Permanent(err), "decode", CodeInvalidEvent)
+			st.fail(Permanent(err), "decode", decodeCode(err))
 			continue
 		}
 		st.events = d.Events

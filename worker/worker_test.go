@@ -387,6 +387,18 @@ func TestDrain(t *testing.T) {
 		dead:   map[string]string{"m0": "version"},
 		codes:  map[string]worker.Code{"m0": worker.CodeInvalidEvent},
 	}, {
+		name:   "a body that is not JSON is dead-lettered as invalid_json",
+		bodies: []string{`{"version":1,`},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "is not JSON"},
+		codes:  map[string]worker.Code{"m0": worker.CodeInvalidJSON},
+	}, {
+		name:   "a body without a required field is dead-lettered as missing_field",
+		bodies: []string{`{"version":1,"id":"e1"}`},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "type: is required"},
+		codes:  map[string]worker.Code{"m0": worker.CodeMissingField},
+	}, {
 		name:   "notification for a deleted object is dead-lettered",
 		bodies: []string{s3Notification("gone.pdf")},
 		want:   worker.Summary{Received: 1, DeadLettered: 1},
