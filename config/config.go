@@ -167,6 +167,11 @@ type Ledger struct {
 	// It should exceed the longest wait for a turn to send. At least 1s.
 	// Default 15m.
 	ClaimTimeout time.Duration `yaml:"claim_timeout"`
+	// HistoryPrefix is where each run (a drain, a slot of serve) writes
+	// one JSON record, for `reportmailer history` and `status`. It must
+	// be under Prefix, which the declared IAM policy covers. Default
+	// Prefix + "history/".
+	HistoryPrefix string `yaml:"history_prefix"`
 }
 
 // S3 holds S3 client settings.
@@ -220,6 +225,10 @@ type Schedule struct {
 	// 256. 1 sends one email at a time. The account's quota still sets
 	// the rate: every email waits for the shared pacer.
 	Concurrency int `yaml:"concurrency"`
+	// Paused stops the schedule: serve skips its slots and drain
+	// refuses it, each saying so; its messages wait on the queue.
+	// Default false.
+	Paused bool `yaml:"paused"`
 }
 
 // Load reads the file at path, applies REPORTMAILER_* environment
@@ -265,6 +274,9 @@ func (c *Config) setDefaults() {
 	c.setHTTPDefaults()
 	if c.Ledger.Prefix == "" {
 		c.Ledger.Prefix = LedgerPrefixDefault
+	}
+	if c.Ledger.HistoryPrefix == "" {
+		c.Ledger.HistoryPrefix = c.Ledger.Prefix + "history/"
 	}
 	if c.Ledger.ClaimTimeout == 0 {
 		c.Ledger.ClaimTimeout = worker.ClaimTimeoutDefault
@@ -490,6 +502,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.Bucket == "" {
 		bad("ledger.bucket", "", "is required: the ledger is what stops a redelivered event from sending twice")
+	}
+	if !strings.HasPrefix(c.Ledger.HistoryPrefix, c.Ledger.Prefix) {
+		// ledger.prefix is not quoted: its own check quotes it, and
+		// only where it holds no key material.
+		bad("ledger.history_prefix", c.Ledger.HistoryPrefix, "is not under ledger.prefix, which the declared IAM policy covers")
 	}
 	if c.Ledger.ClaimTimeout < worker.ClaimTimeoutMin {
 		bad("ledger.claim_timeout", c.Ledger.ClaimTimeout, "is shorter than %s", worker.ClaimTimeoutMin)

@@ -47,7 +47,8 @@ func TestDefaults(t *testing.T) {
 	if c.Links.TTL != config.LinkTTLDefault || c.Ledger.Prefix != config.LedgerPrefixDefault ||
 		s.Mode != "each" || s.Budget != 5*time.Minute || s.WaitTime != 20*time.Second || s.MaxMessages != 1000 || s.Concurrency != config.ConcurrencyDefault || c.Pacing.Replicas != 1 ||
 		c.Recipients.Max != 10 || c.Log.Level != "info" ||
-		c.Ledger.ClaimTimeout != worker.ClaimTimeoutDefault || c.Sender.RetryServerErrors {
+		c.Ledger.ClaimTimeout != worker.ClaimTimeoutDefault || c.Sender.RetryServerErrors ||
+		c.Ledger.HistoryPrefix != config.LedgerPrefixDefault+"history/" || s.Paused {
 		t.Errorf("defaults not applied: %+v %+v", c, s)
 	}
 }
@@ -78,6 +79,7 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"env typo", minimal, []string{"REPORTMAILER_SENDER_FORM=x@example.com"}, `environment REPORTMAILER_SENDER_FORM: no such setting`},
 		{"no ledger", `sender: {from: a@example.com}`, nil, `ledger.bucket: "" is required`},
 		{"claim timeout too short", `ledger: {bucket: state, claim_timeout: 500ms}`, nil, `ledger.claim_timeout: 500ms is shorter than 1s`},
+		{"history outside the ledger prefix", `ledger: {bucket: state, prefix: rm/, history_prefix: runs/}`, nil, `ledger.history_prefix: "runs/" is not under ledger.prefix, which the declared IAM policy covers`},
 		{"claim timeout negative", minimal, []string{"REPORTMAILER_LEDGER_CLAIM_TIMEOUT=-1m"}, `ledger.claim_timeout: -1m0s is shorter than 1s`},
 		{"retry_server_errors not a bool", `sender: {from: a@example.com, retry_server_errors: sometimes}`, nil, "sometimes"},
 		{"no reports bucket", `sender: {from: a@example.com}`, nil, `reports.bucket: "" is required: the bucket the reports are in`},

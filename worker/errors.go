@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // The pipeline sorts every failure into a class, and each class says
@@ -46,8 +49,15 @@ type Code string
 
 // Failure codes. The class each one usually comes with is in brackets.
 const (
-	// CodeInvalidEvent: the body is not a valid event (permanent).
+	// CodeInvalidEvent: the body is not a valid event: a field has a
+	// bad value, or the document is of no known form (permanent).
 	CodeInvalidEvent Code = "invalid_event"
+	// CodeInvalidJSON: the body is not JSON text, or not UTF-8
+	// (permanent).
+	CodeInvalidJSON Code = "invalid_json"
+	// CodeMissingField: the body lacks a field an event requires
+	// (permanent); the reason names it.
+	CodeMissingField Code = "missing_field"
 	// CodeInvalidMetadata: an S3 notification's object has metadata
 	// that makes no valid event, such as no user-email (permanent).
 	CodeInvalidMetadata Code = "invalid_metadata"
@@ -70,6 +80,12 @@ const (
 	CodeLinkFailed Code = "link_failed"
 	// CodeComposeFailed: the email could not be rendered (permanent).
 	CodeComposeFailed Code = "compose_failed"
+	// CodeRecipientRefused: an extra recipient's domain is not in
+	// recipients.allowed_domains. The message's other recipients got
+	// their emails; the message is dead-lettered so that, once the
+	// config allows the domain, a redrive sends the refused ones only
+	// (permanent).
+	CodeRecipientRefused Code = "recipient_refused"
 	// CodeSESRejected: SES refused the email (permanent).
 	CodeSESRejected Code = "ses_rejected"
 	// CodeSendFailed: the send failed and the email was certainly not
@@ -231,11 +247,46 @@ func walk(err error, f func(*failure) bool) bool {
 }
 
 // Failure is what became of a message that was not done: what happens
-// to it (Class), a stable Code, and a Reason for people.
+// to it (Class), a stable Code, and a Reason for people. EventIDs,
+// User and Schedule say what the message was about, for the dead-letter
+// queue's attributes; they may be empty (a body that is no event).
+// Failure stays comparable, so EventIDs is one string.
 type Failure struct {
-	Class  Class
-	Code   Code
-	Reason string
+	Class    Class
+	Code     Code
+	Reason   string
+	EventIDs string // comma-separated, in the message's order
+	User     string // the user id of the message's events, when they share one
+	Schedule string
+}
+
+// Outcome is the fate of one message, as logs, run history and the
+// operator's commands name it. docs/operations.md lists them with the
+// codes.
+type Outcome string
+
+// The outcomes of a message.
+const (
+	OutcomeDelivered Outcome = "delivered" // every email went out; acknowledged
+	OutcomeDuplicate Outcome = "duplicate" // the ledger had every delivery; acknowledged
+	OutcomeDropped   Outcome = "dropped"   // nothing to do (an S3 test event); deleted
+	OutcomePermanent Outcome = "permanent" // dead-lettered: trying again cannot help
+	OutcomeAmbiguous Outcome = "ambiguous" // dead-lettered: an email may have been accepted
+	OutcomeRetry     Outcome = "retry"     // left on the queue for another try
+	OutcomeHalted    Outcome = "halted"    // handed back: the run stopped sending
+)
+
+// Outcome returns the outcome of a message that failed with f.
+func (f Failure) Outcome() Outcome {
+	switch f.Class {
+	case ClassPermanent:
+		return OutcomePermanent
+	case ClassAmbiguous:
+		return OutcomeAmbiguous
+	case ClassHalt:
+		return OutcomeHalted
+	}
+	return OutcomeRetry
 }
 
 // deadLetters reports whether the failure sends its message to the
@@ -265,3 +316,41 @@ func (e *BatchError) Unwrap() error { return e.Err }
 // ErrNoQueue is wrapped by a queue's errors when the queue, or its
 // dead-letter queue, does not exist.
 var ErrNoQueue = errors.New("queue does not exist")
+
+// eventIDs joins the ids of evs for [Failure.EventIDs].
+func eventIDs(evs []event.Event) string {
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
+	return strings.Join(ids, ",")
+}
+
+// userOf returns the user id of evs when they share one, for
+// [Failure.User].
+func userOf(evs []event.Event) string {
+	if len(evs) == 0 {
+		return ""
+	}
+	u := evs[0].User.ID
+	for _, ev := range evs[1:] {
+		if ev.User.ID != u {
+			return ""
+		}
+	}
+	return u
+}
+
+// decodeCode is the code of a body that is no event: invalid_json,
+// missing_field, or invalid_event for the rest.
+func decodeCode(err error) Code {
+	var fe *event.FieldError
+	switch {
+	case !errors.As(err, &fe):
+	case fe.NotJSON():
+		return CodeInvalidJSON
+	case fe.Missing():
+		return CodeMissingField
+	}
+	return CodeInvalidEvent
+}

@@ -38,11 +38,11 @@ const (
 	SettleHandedBack   Settlement = "handed_back"   // released unprocessed (a halt, a shutdown)
 )
 
-// Outcome is what became of one message, and why when it was not
+// MessageOutcome is what became of one message, and why when it was not
 // acked: the class and code of its [Failure]. Reason is left out on
 // purpose: it names addresses and objects, which have no place in a
 // metric label.
-type Outcome struct {
+type MessageOutcome struct {
 	Settlement Settlement
 	Class      Class // "" when acked or dropped
 	Code       Code  // "" when acked or dropped
@@ -63,7 +63,7 @@ type Observer interface {
 	// once, with the stage's error, when it ends.
 	Stage(ctx context.Context, s Stage) (_ context.Context, end func(error))
 	// Settled is called once per received message, with its outcome.
-	Settled(ctx context.Context, m Message, o Outcome)
+	Settled(ctx context.Context, m Message, o MessageOutcome)
 	// Sent is called for each email the mail service accepted.
 	Sent()
 	// Duplicate is called for each delivery the ledger said was sent
@@ -105,7 +105,7 @@ func (NopObserver) Stage(ctx context.Context, _ Stage) (context.Context, func(er
 }
 
 // Settled does nothing.
-func (NopObserver) Settled(context.Context, Message, Outcome) {}
+func (NopObserver) Settled(context.Context, Message, MessageOutcome) {}
 
 // Sent does nothing.
 func (NopObserver) Sent() {}
@@ -153,7 +153,7 @@ func (t tee) Stage(ctx context.Context, s Stage) (context.Context, func(error)) 
 	}
 }
 
-func (t tee) Settled(ctx context.Context, m Message, o Outcome) {
+func (t tee) Settled(ctx context.Context, m Message, o MessageOutcome) {
 	for _, x := range t {
 		x.Settled(ctx, m, o)
 	}
@@ -251,7 +251,7 @@ func (r *run) settled(st *msgState, s Settlement) {
 	r.obs.mu.Lock()
 	delete(r.obs.ctxs, st.msg.ReceiptHandle)
 	r.obs.mu.Unlock()
-	o := Outcome{Settlement: s}
+	o := MessageOutcome{Settlement: s}
 	switch f := st.failed; {
 	case s == SettleAcked || s == SettleDropped:
 	case f != nil:
@@ -296,8 +296,8 @@ func messageIDs(from []*msgState) []string {
 	return ids
 }
 
-// eventIDs are the ids of the events a message carries.
-func eventIDs(st *msgState) []string {
+// messageEventIDs are the ids of the events a message carries.
+func messageEventIDs(st *msgState) []string {
 	ids := make([]string, len(st.events))
 	for i, ev := range st.events {
 		ids[i] = ev.ID

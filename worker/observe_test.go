@@ -19,8 +19,8 @@ import (
 // context, so the test can check that a stage ran in its message's.
 type recordingObserver struct {
 	mu       sync.Mutex
-	outcomes map[string]worker.Outcome // message id -> outcome
-	stages   []string                  // "stage message-id error?"
+	outcomes map[string]worker.MessageOutcome // message id -> outcome
+	stages   []string                         // "stage message-id error?"
 	sent     int
 	dups     int
 	refused  []string
@@ -46,7 +46,7 @@ func (o *recordingObserver) Stage(ctx context.Context, s worker.Stage) (context.
 	}
 }
 
-func (o *recordingObserver) Settled(ctx context.Context, m worker.Message, out worker.Outcome) {
+func (o *recordingObserver) Settled(ctx context.Context, m worker.Message, out worker.MessageOutcome) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if id, _ := ctx.Value(msgKey{}).(string); id != m.ID {
@@ -75,7 +75,7 @@ func TestObserverSeesEachMessageStageAndRun(t *testing.T) {
 	} {
 		q.pending = append(q.pending, worker.Message{ID: fmt.Sprintf("m%d", i), ReceiptHandle: fmt.Sprintf("r%d", i), Body: body})
 	}
-	obs := &recordingObserver{outcomes: map[string]worker.Outcome{}}
+	obs := &recordingObserver{outcomes: map[string]worker.MessageOutcome{}}
 	ledger := &memLedger{}
 	w, err := worker.New(worker.Config{
 		Schedule: "test", From: "reports@example.com", WaitTime: time.Second, Bucket: "reports", BatchSize: 3,
@@ -93,7 +93,7 @@ func TestObserverSeesEachMessageStageAndRun(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := map[string]worker.Outcome{
+	want := map[string]worker.MessageOutcome{
 		"m0": {Settlement: worker.SettleAcked},
 		"m1": {Settlement: worker.SettleDeadLettered, Class: worker.ClassPermanent, Code: worker.CodeObjectMissing},
 		"m2": {Settlement: worker.SettleDropped},
@@ -128,7 +128,7 @@ func TestObserverSeesEachMessageStageAndRun(t *testing.T) {
 func TestObserverHandedBackOnHalt(t *testing.T) {
 	_, b := setup(t, worker.ModeEach, nil, native("e1", "ana", nil, "a.pdf"), native("e2", "bo", nil, "b.pdf"))
 	b.mailer.fail = func(worker.Email) error { return worker.Halt(fmt.Errorf("quota")) }
-	obs := &recordingObserver{outcomes: map[string]worker.Outcome{}}
+	obs := &recordingObserver{outcomes: map[string]worker.MessageOutcome{}}
 	w, err := worker.New(worker.Config{Schedule: "test", From: "reports@example.com", WaitTime: time.Second, Bucket: "reports"},
 		worker.Deps{Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(),
 			Mailer: b.mailer, Ledger: b.ledger, Logger: slog.New(slog.NewTextHandler(b.logs, nil)), Observer: obs})

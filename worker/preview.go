@@ -78,6 +78,10 @@ func (w *Worker) Preview(ctx context.Context, bodies []string, o PreviewOptions)
 	}
 	for i, st := range batch {
 		switch f := st.failed; {
+		case f != nil && f.Code == CodeRecipientRefused:
+			// The body gives its other emails; the refusal is logged,
+			// and a run dead-letters it after them for a redrive.
+			w.logger.Info("a run would send the other emails, then dead-letter it (recipient_refused)", "body", i+1)
 		case f != nil && f.deadLetters():
 			errs = append(errs, fmt.Errorf("body %d: a run would dead-letter it (%s): %s", i+1, f.Code, f.Reason))
 		case f != nil:

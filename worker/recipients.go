@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/reportmailer/reportmailer/worker/event"
@@ -30,6 +31,10 @@ type Refusal struct {
 	Address string
 	Reason  string
 }
+
+// domainOnly reports whether r refused its address only because the
+// address's domain is not allowed: a config change can allow it.
+func (r Refusal) domainOnly() bool { return r.Reason == domainRefused(r.Address) }
 
 // Apply returns the addresses to email: user first, then the extra
 // recipients that pass the policy, without duplicates (compared
@@ -92,6 +97,12 @@ func (p RecipientPolicy) check(addr string) string {
 			return ""
 		}
 	}
+	return domainRefused(addr)
+}
+
+// domainRefused is check's reason for an address whose domain is not
+// allowed.
+func domainRefused(addr string) string {
 	return "domain " + strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:]) + " is not allowed"
 }
 
@@ -113,4 +124,9 @@ func addressKey(addr string) string {
 		return strings.ToLower(addr)
 	}
 	return strings.ToLower(addr[:at]) + "@" + domainKey(addr[at+1:])
+}
+
+// wants reports whether the run delivers to rcpt (see OnlyRecipients).
+func (c Config) wants(rcpt string) bool {
+	return len(c.OnlyRecipients) == 0 || slices.ContainsFunc(c.OnlyRecipients, func(a string) bool { return strings.EqualFold(a, rcpt) })
 }

@@ -133,6 +133,10 @@ type Config struct {
 	// time, the next receive waiting for the batch. Above 1, the run
 	// keeps receiving while emails go out; see concurrent.go.
 	Concurrency int
+	// OnlyRecipients, when set, limits the run to deliveries to these
+	// addresses (compared case-insensitively), after the policy: the
+	// operator's resend.
+	OnlyRecipients []string
 }
 
 // ConcurrencyMax bounds Config.Concurrency.
@@ -640,6 +644,9 @@ func (m *msgState) fail(err error, what string, code Code) {
 	switch {
 	case m.failed == nil || (f.deadLetters() && !m.failed.deadLetters()):
 		m.failed = &f
+	case f.Class == ClassAmbiguous && m.failed.Class == ClassPermanent:
+		// A maybe-sent email needs the operator first (resend, not redrive).
+		m.failed = &f
 	case f.Class == ClassAmbiguous && m.failed.Class == ClassAmbiguous && !strings.Contains(m.failed.Reason, f.Reason):
 		// Each ambiguous delivery of the message names its own
 		// recipient and record: an operator settles them one by one.
@@ -673,7 +680,7 @@ func (r *run) decode(msgs []Message) []*msgState {
 			st.drop = true
 			continue
 		case err != nil:
-			st.fail(Permanent(err), "decode", CodeInvalidEvent)
+			st.fail(Permanent(err), "decode", decodeCode(err))
 			continue
 		}
 		st.events = d.Events
@@ -862,8 +869,16 @@ func (r *run) plan(batch []*msgState) []*delivery {
 				r.tally(func(s *Summary) { s.Refused++ })
 				r.w.observer().Refused(RefusalCode(ref))
 				r.w.logger.Warn("recipient refused", "event", ev.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
+				if ref.domainOnly() && r.w.cfg.wants(ref.Address) {
+					// A config change can allow it: the message goes to the
+					// dead-letter queue after its other emails, for a redrive.
+					g.from[i].fail(PermanentCode(CodeRecipientRefused, fmt.Errorf("%s: %s", ref.Address, ref.Reason)), "recipient refused", CodeRecipientRefused)
+				}
 			}
 			for _, rcpt := range allowed {
+				if !r.w.cfg.wants(rcpt) {
+					continue
+				}
 				k := strings.ToLower(rcpt)
 				d, ok := perRecipient[k]
 				if !ok {
@@ -988,6 +1003,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			r.tally(func(s *Summary) { s.Duplicates++ })
 			r.w.observer().Duplicate()
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
+			r.observe(DeliveryResult{EventID: ev.ID, Recipient: d.recipient, Outcome: OutcomeDuplicate})
 		case c.State == InProgress:
 			// Hidden until the claim may be taken over: each receive
 			// before then counts towards maxReceiveCount for nothing.
@@ -1165,6 +1181,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			r.tally(func(s *Summary) { s.Unrecorded++ })
 			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "message_id", id, "err", err)
 		}
+		r.observe(DeliveryResult{EventID: c.ev.ID, Recipient: rcpt, MessageID: id, Outcome: OutcomeDelivered})
 	}
 	log.Info("sent", "message_id", id, "events", ids)
 }
@@ -1329,9 +1346,10 @@ func (r *run) settle(batch []*msgState) {
 	var ack, back, wait []*msgState
 	for _, st := range batch {
 		r.unhold(st.msg)
-		log := r.w.logger.With("message_id", st.msg.ID, "events", eventIDs(st))
+		log := r.w.logger.With("message_id", st.msg.ID, "events", messageEventIDs(st))
 		switch f := st.failed; {
 		case f != nil && f.deadLetters():
+			f.Schedule, f.EventIDs, f.User = r.w.cfg.Schedule, eventIDs(st.events), userOf(st.events)
 			ctx, end := r.stage(st, StageSettle)
 			err := r.w.queue.DeadLetter(ctx, st.msg, *f)
 			end(err)
@@ -1347,12 +1365,15 @@ func (r *run) settle(batch []*msgState) {
 			}
 			r.tally(func(s *Summary) { s.DeadLettered++ })
 			r.settled(st, SettleDeadLettered)
+			r.observeMessage(st, *f, f.Outcome())
 			log.Warn("dead-lettered", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 		case f != nil && r.halting() != nil && st.hide == 0:
 			back = append(back, st)
+			r.observeMessage(st, *f, OutcomeHalted)
 		case f != nil:
 			r.tally(func(s *Summary) { s.Retrying++ })
 			r.settled(st, SettleRetrying)
+			r.observeMessage(st, *f, OutcomeRetry)
 			log.Warn("left for retry", "code", f.Code, "reason", f.Reason, "receive_count", st.msg.ReceiveCount)
 			if st.hide > 0 {
 				wait = append(wait, st)

@@ -363,11 +363,19 @@ func TestDrain(t *testing.T) {
 		to:     []string{"ana@example.com", "cfo@example.com"},
 		want:   worker.Summary{Received: 1, Acked: 1, Sent: 2},
 	}, {
-		name:   "recipient outside the allowed domains is refused and logged",
+		name:   "recipient outside the allowed domains is refused, logged, and its message dead-lettered after the user's email",
 		bodies: []string{native("e1", "ana", []string{"mallory@evil.test"}, "a.pdf")},
 		to:     []string{"ana@example.com"},
-		want:   worker.Summary{Received: 1, Acked: 1, Sent: 1, Refused: 1},
+		want:   worker.Summary{Received: 1, DeadLettered: 1, Sent: 1, Refused: 1},
 		log:    `recipient=mallory@evil.test reason="domain evil.test is not allowed"`,
+		dead:   map[string]string{"m0": "mallory@evil.test: domain evil.test is not allowed"},
+		codes:  map[string]worker.Code{"m0": worker.CodeRecipientRefused},
+	}, {
+		name:   "a malformed extra recipient is refused and logged; no config change could allow it",
+		bodies: []string{native("e1", "ana", []string{"not an address"}, "a.pdf")},
+		to:     []string{"ana@example.com"},
+		want:   worker.Summary{Received: 1, Acked: 1, Sent: 1, Refused: 1},
+		log:    `recipient="not an address"`,
 	}, {
 		name:   "S3 notification is resolved through the object's metadata",
 		bodies: []string{s3Notification("Q3+results%2Bnotes.pdf")},
@@ -384,6 +392,18 @@ func TestDrain(t *testing.T) {
 		want:   worker.Summary{Received: 2, Acked: 1, Sent: 1, DeadLettered: 1},
 		dead:   map[string]string{"m0": "version"},
 		codes:  map[string]worker.Code{"m0": worker.CodeInvalidEvent},
+	}, {
+		name:   "a body that is not JSON is dead-lettered as invalid_json",
+		bodies: []string{`{"version":1,`},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "is not JSON"},
+		codes:  map[string]worker.Code{"m0": worker.CodeInvalidJSON},
+	}, {
+		name:   "a body without a required field is dead-lettered as missing_field",
+		bodies: []string{`{"version":1,"id":"e1"}`},
+		want:   worker.Summary{Received: 1, DeadLettered: 1},
+		dead:   map[string]string{"m0": "type: is required"},
+		codes:  map[string]worker.Code{"m0": worker.CodeMissingField},
 	}, {
 		name:   "notification for a deleted object is dead-lettered",
 		bodies: []string{s3Notification("gone.pdf")},

@@ -71,7 +71,7 @@ func (m *Main) check(ctx context.Context, args []string) error {
 		cp.Stdout = m.Stderr
 		offline = &cp
 	}
-	if err := offline.config(ctx, []string{"check", "-config", *configPath}); err != nil || !*live {
+	if err := offline.config(ctx, []string{"-config", *configPath}); err != nil || !*live {
 		return err
 	}
 	c, err := m.loadConfig(*configPath)

@@ -13,12 +13,9 @@ import (
 )
 
 func (m *Main) config(_ context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "check" {
-		return usageError("config: want \"config check -config FILE\"")
-	}
 	fs := m.newFlagSet("config check", "config check -config FILE")
 	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	c, err := m.loadConfig(*configPath)

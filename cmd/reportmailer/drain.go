@@ -54,6 +54,10 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError("drain: %v", err)
 	}
+	if s.Paused {
+		fmt.Fprintln(m.Stdout, pausedLine(s.Name))
+		return nil
+	}
 	a, err := m.newApp(ctx, c)
 	if err != nil {
 		return err
@@ -65,11 +69,14 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	rec := startRun(s, "drain", time.Now())
 	settled := a.settleFromSES(ctx, s.Name)
 	a.obs.metrics.Schedule(s.Name, period(s))
-	id := worker.NewID()[:16]
-	sum, err := ws.forRun(settled).Drain(worker.WithRunID(ctx, id))
+	id := rec.RunID
+	sum, err := ws.forRun(settled).Drain(rec.context(ctx))
 	cause := watch.failure(s, sum, err)
+	rec.finish(sum, settled, cause)
+	a.writeHistory(ctx, rec)
 	if logFormat(m.Stderr, c.Log) == "json" {
 		fmt.Fprintln(m.Stdout, summaryJSON(s.Name, id, sum, settled, cause))
 	} else {

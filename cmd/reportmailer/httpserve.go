@@ -37,7 +37,7 @@ const (
 type runner struct {
 	name   string
 	budget time.Duration
-	drain  func() runResult
+	drain  func(planned time.Time) runResult
 
 	mu      sync.Mutex
 	running bool
@@ -52,14 +52,14 @@ type runResult struct {
 	Error    string         `json:"error,omitempty"`
 }
 
-// try runs the schedule unless it is running already, and reports
-// whether it ran.
-func (r *runner) try() (runResult, bool) {
+// try runs the schedule's slot planned for then unless it is running
+// already, and reports whether it ran.
+func (r *runner) try(planned time.Time) (runResult, bool) {
 	if !r.begin() {
 		return runResult{}, false
 	}
 	defer r.end()
-	return r.drain(), true
+	return r.drain(planned), true
 }
 
 // begin marks a run as started, unless one is running.
@@ -193,7 +193,7 @@ func (s *server) run(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.runs.Done()
 		defer rn.end()
-		done <- rn.drain()
+		done <- rn.drain(time.Now())
 	}()
 	s.logger.Info("run requested over HTTP", "schedule", name, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")

@@ -19,7 +19,7 @@ import (
 func testServer(t *testing.T, token string) (*server, *runner, chan struct{}) {
 	t.Helper()
 	release := make(chan struct{})
-	rn := &runner{name: "daily", budget: time.Minute, drain: func() runResult {
+	rn := &runner{name: "daily", budget: time.Minute, drain: func(time.Time) runResult {
 		<-release
 		return runResult{Schedule: "daily", Outcome: "ok"}
 	}}
@@ -69,7 +69,7 @@ func TestRunEndpoint(t *testing.T) {
 			t.Errorf("%s: the answer shows the token", tt.name)
 		}
 	}
-	if _, ran := rn.try(); ran {
+	if _, ran := rn.try(time.Now()); ran {
 		t.Error("cron started a run while POST /run's was running")
 	}
 	close(release)

@@ -115,7 +115,7 @@ schedules:
 		code int
 		want string
 	}{
-		{"unknown command", []string{"-config", local, "-command", "drain,redrive"}, ExitUsage, `unknown command "redrive"`},
+		{"unknown command", []string{"-config", local, "-command", "drain,rewind"}, ExitUsage, `unknown command "rewind"`},
 		{"no region for emulator URLs", []string{"-config", local}, ExitUsage, "give -region or set AWS_REGION"},
 		{"no reports bucket", []string{"-config", noReports}, ExitFailure, `reports.bucket: "" is required`},
 		{"no config", nil, ExitUsage, "-config is required"},

@@ -15,16 +15,13 @@ import (
 // ledger runs "ledger settle": an operator's answer to a delivery the
 // worker dead-lettered as maybe sent, whose reason names the record.
 func (m *Main) ledger(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "settle" {
-		return usageError("ledger: want \"ledger settle -config FILE -record KEY -sent|-unsent [-force]\"")
-	}
 	fs := m.newFlagSet("ledger settle", "ledger settle -config FILE -record KEY -sent|-unsent [-force]")
 	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
 	record := fs.String("record", "", "the delivery's ledger record, as a dead letter's reason names it: the key, or s3://BUCKET/PREFIX/KEY")
 	sent := fs.Bool("sent", false, "the email arrived: mark the record sent, so a redrive skips it")
 	unsent := fs.Bool("unsent", false, "the email did not arrive: delete the record, so a redrive sends it")
 	force := fs.Bool("force", false, "settle a record that is not \"sending\" too: -unsent on a sent one makes a redrive send it again; -sent on a claimed or released one means it is never sent")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *sent == *unsent {

@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -60,71 +62,117 @@ func NewMain() *Main {
 	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Environ: os.Environ}
 }
 
-const usage = `reportmailer delivers report-ready events from SQS as emails with signed links.
+// command is one entry of the command table: a name, a line of help,
+// and either a run function or subcommands (as "dlq list").
+type command struct {
+	name    string
+	summary string // for the help; continuation lines are indented
+	run     func(m *Main, ctx context.Context, args []string) error
+	sub     []command
+}
 
-Usage:
-  reportmailer <command> [flags]
+// commands is the command table; "reportmailer help" lists it in this
+// order. Every command takes -help, and the same flag names mean the
+// same thing everywhere: -config, -schedule, -json, -dry-run, -max,
+// -event-id.
+var commands = []command{
+	{name: "drain", summary: "drain one schedule's queue once, then exit (for cron jobs)", run: (*Main).drain},
+	{name: "serve", summary: "run every schedule on its cron spec until SIGTERM", run: (*Main).serve},
+	{name: "check", summary: "validate a config file; with -aws, also check the live\naccount (queues, S3, SES, CloudFront) with harmless calls", run: (*Main).check},
+	{name: "config", summary: "the config file", sub: []command{
+		{name: "check", summary: "validate a config file without touching AWS (check without -aws)", run: (*Main).config},
+	}},
+	{name: "status", summary: "each schedule's next run and last run, queue and dead-letter\nqueue depths, the SES quota, and the signing keys", run: (*Main).status},
+	{name: "dlq", summary: "the dead-letter queues", sub: []command{
+		{name: "list", summary: "list what is in each dead-letter queue: event ids, user, class,\ncode, reason, receive count, age", run: (*Main).dlqList},
+	}},
+	{name: "redrive", summary: "move dead letters back to their queue, filtered by -event-id or\n-code; skips maybe-sent ones (see resend)", run: (*Main).redrive},
+	{name: "resend", summary: "deliver one event again, directly, showing the ledger for each\nrecipient first; -force for maybe-sent or sent deliveries", run: (*Main).resend},
+	{name: "history", summary: "list past runs (drain, serve slots) with their counts, or one in full", run: (*Main).history},
+	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront", run: (*Main).keys},
+	{name: "sign", summary: "sign one CloudFront URL with a private key, offline", run: (*Main).sign},
+	{name: "verify", summary: "check a signed CloudFront URL offline, and say why it fails", run: (*Main).verify},
+	{name: "iam", summary: "print the least-privilege IAM policy for a config", run: (*Main).iam},
+	{name: "ledger", summary: "the delivery ledger", sub: []command{
+		{name: "settle", summary: "settle a delivery dead-lettered as maybe sent: -sent if its\nemail arrived (a redrive skips it), -unsent if not (a\nredrive sends it)", run: (*Main).ledger},
+	}},
+	{name: "preview", summary: "render the emails that event bodies in a file would give,\nas .html, .txt and .eml, sending nothing", run: (*Main).preview},
+	{name: "version", summary: "print the version and commit this binary was built from", run: (*Main).version},
+}
 
-Commands:
-  drain         drain one schedule's queue once, then exit (for cron jobs)
-  serve         run every schedule on its cron spec until SIGTERM
-  check         validate a config file; with -aws, also check the live
-                account (queues, S3, SES, CloudFront) with harmless calls
-  config check  validate a config file without touching AWS (check without -aws)
-  keys          list the CloudFront keys, and when each may be removed from CloudFront
-  sign          sign one CloudFront URL with a private key, offline
-  verify        check a signed CloudFront URL offline, and say why it fails
-  iam           print the least-privilege IAM policy for a config
-  ledger settle settle a delivery dead-lettered as maybe sent: -sent if its
-                email arrived (a redrive skips it), -unsent if not (a
-                redrive sends it)
-  preview       render the emails that event bodies in a file would give,
-                as .html, .txt and .eml, sending nothing
-  version       print the version and commit this binary was built from
-  help          show this help
-
-Run "reportmailer <command> -help" for a command's flags.
-
-Exit codes: 0 all delivered, 1 failure, 2 usage, 3 some messages
-dead-lettered or left for retry.
-`
+// usageText is the help for the commands cmds under prefix ("" at the
+// top level).
+func usageText(prefix string, cmds []command) string {
+	var b strings.Builder
+	if prefix == "" {
+		b.WriteString("reportmailer delivers report-ready events from SQS as emails with signed links.\n\n")
+		b.WriteString("Usage:\n  reportmailer <command> [flags]\n\nCommands:\n")
+	} else {
+		fmt.Fprintf(&b, "Usage:\n  reportmailer %s <command> [flags]\n\nCommands:\n", prefix)
+	}
+	lines := func(name, summary string) {
+		for i, l := range strings.Split(summary, "\n") {
+			if i > 0 {
+				name = ""
+			}
+			fmt.Fprintf(&b, "  %-13s %s\n", name, l)
+		}
+	}
+	for _, c := range cmds {
+		if c.sub != nil && prefix == "" {
+			for _, s := range c.sub {
+				lines(c.name+" "+s.name, s.summary)
+			}
+			continue
+		}
+		lines(c.name, c.summary)
+	}
+	if prefix == "" {
+		lines("help", "show this help")
+		b.WriteString("\nRun \"reportmailer <command> -help\" for a command's flags.\n\n")
+		b.WriteString("Exit codes: 0 all delivered, 1 failure, 2 usage, 3 some messages\ndead-lettered or left for retry.\n")
+	}
+	return b.String()
+}
 
 // Run runs the command in args and returns the exit code.
 func (m *Main) Run(ctx context.Context, args []string) int {
+	usage := usageText("", commands)
 	if len(args) == 0 {
 		fmt.Fprint(m.Stderr, usage)
 		return ExitUsage
 	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "drain":
-		err = m.drain(ctx, rest)
-	case "serve":
-		err = m.serve(ctx, rest)
-	case "preview":
-		err = m.preview(ctx, rest)
-	case "check":
-		err = m.check(ctx, rest)
-	case "config":
-		err = m.config(ctx, rest)
-	case "keys":
-		err = m.keys(ctx, rest)
-	case "sign":
-		err = m.sign(ctx, rest)
-	case "verify":
-		err = m.verify(ctx, rest)
-	case "iam":
-		err = m.iam(ctx, rest)
-	case "ledger":
-		err = m.ledger(ctx, rest)
-	case "version":
-		err = m.version(ctx, rest)
-	case "help", "-h", "-help", "--help":
+	if isHelp(args[0]) || args[0] == "help" {
 		fmt.Fprint(m.Stdout, usage)
 		return ExitOK
-	default:
-		fmt.Fprintf(redacting{m.Stderr}, "reportmailer: unknown command %q\n\n%s", cmd, usage)
-		return ExitUsage
+	}
+	cmds, prefix := commands, ""
+	var err error
+	for {
+		i := slices.IndexFunc(cmds, func(c command) bool { return c.name == args[0] })
+		if i < 0 {
+			if prefix == "" {
+				fmt.Fprintf(redacting{m.Stderr}, "reportmailer: unknown command %q\n\n%s", args[0], usage)
+			} else {
+				fmt.Fprintf(redacting{m.Stderr}, "reportmailer: %s: unknown command %q\n\n%s", prefix, args[0], usageText(prefix, cmds))
+			}
+			return ExitUsage
+		}
+		c, rest := cmds[i], args[1:]
+		if c.sub == nil {
+			err = c.run(m, ctx, rest)
+			break
+		}
+		prefix = strings.TrimSpace(prefix + " " + c.name)
+		if len(rest) == 0 || isHelp(rest[0]) {
+			if len(rest) == 0 {
+				fmt.Fprint(m.Stderr, usageText(prefix, c.sub))
+				return ExitUsage
+			}
+			fmt.Fprint(m.Stdout, usageText(prefix, c.sub))
+			return ExitOK
+		}
+		cmds, args = c.sub, rest
 	}
 	var ee exitError
 	switch {
@@ -184,4 +232,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usageError("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	return nil
+}
+
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
 }

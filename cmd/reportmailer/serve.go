@@ -9,7 +9,6 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/reportmailer/reportmailer/config"
-	"github.com/reportmailer/reportmailer/worker"
 )
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -40,6 +39,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	sv := &server{logger: a.logger, metrics: a.obs.metrics.Handler(), runners: map[string]*runner{},
 		token: token, ready: a.ready, ctx: ctx}
 	for _, s := range c.Schedules {
+		if s.Paused {
+			a.logger.Warn("schedule paused (paused: true in the config): not scheduled", "schedule", s.Name)
+			continue
+		}
 		if s.Cron == "" {
 			return fmt.Errorf("serve: schedule %q has no cron spec", s.Name)
 		}
@@ -60,14 +63,17 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rn := &runner{name: s.Name, budget: s.Budget, drain: func() runResult {
+		rn := &runner{name: s.Name, budget: s.Budget, drain: func(planned time.Time) runResult {
 			watch.reset()
-			id := worker.NewID()[:16]
-			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(worker.WithRunID(ctx, id))
+			rec := startRun(s, "serve", planned)
+			settled := a.settleFromSES(ctx, s.Name)
+			sum, err := ws.forRun(settled).Drain(rec.context(ctx))
 			cause := watch.failure(s, sum, err)
 			if cause != nil {
-				a.logger.Error("run failed", "schedule", s.Name, "run_id", id, "err", cause)
+				a.logger.Error("run failed", "schedule", s.Name, "run_id", rec.RunID, "err", cause)
 			}
+			rec.finish(sum, settled, cause)
+			a.writeHistory(ctx, rec)
 			a.keyGauges(ctx) // the run may have moved the active key's date
 			return result(s.Name, sum, err, cause)
 		}}
@@ -75,8 +81,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		first := sched.Next(time.Now())
 		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
 		a.obs.metrics.StartClock(s.Name)
-		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
-			if _, ran := rn.try(); !ran {
+		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func(slot time.Time) {
+			if _, ran := rn.try(slot); !ran {
 				a.logger.Info("run skipped: the schedule is still running", "schedule", s.Name)
 			}
 		})))
@@ -111,7 +117,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 // "@every" schedules start from each process's own start time, so they
 // run unleased (each-mode drains may overlap safely: SQS hands a message
 // to one of them and the ledger stops double sends).
-func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drain func()) func() {
+func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drain func(slot time.Time)) func() {
 	_, aligned := sched.(*cron.SpecSchedule)
 	planned := sched.Next(time.Now())
 	return func() {
@@ -136,7 +142,7 @@ func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drai
 			}
 		}
 		log.Info("run starting")
-		drain()
+		drain(slot)
 	}
 }
 

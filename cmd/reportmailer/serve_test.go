@@ -33,7 +33,7 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 			replica := func() func() {
 				a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)),
 					leases: &store.Leases{Client: client, Bucket: "state", Prefix: "slots/" + tt.name + "/"}}
-				return slotJob(context.Background(), a, "daily", sched, func() { runs++ })
+				return slotJob(context.Background(), a, "daily", sched, func(time.Time) { runs++ })
 			}
 			one, two := replica(), replica()
 			one()

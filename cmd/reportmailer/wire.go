@@ -214,6 +214,18 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 // workerWith builds the worker for one schedule with the unsettled
 // policy p.
 func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.Worker, error) {
+	return a.workerOn(s, p, nil, &queue.SQS{
+		Client:            a.sqs,
+		URL:               s.QueueURL,
+		DeadLetterURL:     s.DeadLetterQueueURL,
+		VisibilityTimeout: s.VisibilityTimeout,
+		Logger:            a.logger,
+	})
+}
+
+// workerOn builds the worker for one schedule on q, with the unsettled
+// policy p, sending to only (every recipient when empty).
+func (a *app) workerOn(s config.Schedule, p worker.UnsettledPolicy, only []string, q worker.Queue) (*worker.Worker, error) {
 	return worker.New(worker.Config{
 		Schedule:          s.Name,
 		Mode:              worker.Mode(s.Mode),
@@ -234,14 +246,9 @@ func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.W
 			AllowedDomains: a.cfg.Recipients.AllowedDomains,
 			Max:            a.cfg.Recipients.Max,
 		},
+		OnlyRecipients: only,
 	}, worker.Deps{
-		Queue: &queue.SQS{
-			Client:            a.sqs,
-			URL:               s.QueueURL,
-			DeadLetterURL:     s.DeadLetterQueueURL,
-			VisibilityTimeout: s.VisibilityTimeout,
-			Logger:            a.logger,
-		},
+		Queue:     q,
 		Objects:   &store.Objects{Client: a.s3},
 		Signer:    a.signer,
 		Templates: a.templates,

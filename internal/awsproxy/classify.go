@@ -68,6 +68,10 @@ func (p *Proxy) classifySQS(r *http.Request, body []byte) (Call, error) {
 		QueueURL   string `json:"QueueUrl"`
 		QueueName  string `json:"QueueName"`
 		QueueOwner string `json:"QueueOwnerAWSAccountId"`
+		// SourceArn names the queue of a message move task
+		// (StartMessageMoveTask, ListMessageMoveTasks), which AWS
+		// authorises on it.
+		SourceARN string `json:"SourceArn"`
 	}
 	if len(body) > 0 {
 		if err := json.Unmarshal(body, &in); err != nil {
@@ -93,6 +97,8 @@ func (p *Proxy) classifySQS(r *http.Request, body []byte) (Call, error) {
 			account = in.QueueOwner
 		}
 		resource = "arn:" + iam.Partition(p.opts.Region) + ":sqs:" + p.opts.Region + ":" + account + ":" + in.QueueName
+	case in.SourceARN != "":
+		resource = in.SourceARN
 	default:
 		resource = "*" // ListQueues and the like: no resource-level permission
 	}

@@ -82,7 +82,7 @@ func decode(field string, body []byte, depth int) (Decoded, error) {
 	if err := json.Unmarshal(body, &fields); err != nil {
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) {
-			return Decoded{}, invalid(field, string(body), "is not JSON: "+syn.Error())
+			return Decoded{}, invalid(field, string(body), reasonNotJSON+": "+syn.Error())
 		}
 		return Decoded{}, invalid(field, string(body), "is not a JSON object")
 	}

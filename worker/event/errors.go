@@ -58,6 +58,21 @@ func (e *FieldError) Error() string {
 	return b.String()
 }
 
+// Reasons that [FieldError.Missing] and [FieldError.NotJSON] tell apart.
+const (
+	reasonRequired = "is required"
+	reasonNotJSON  = "is not JSON"
+)
+
+// Missing reports whether the field is absent, null or empty.
+func (e *FieldError) Missing() bool { return e.Reason == reasonRequired }
+
+// NotJSON reports whether the whole body (or an SNS envelope's
+// Message) is not JSON text, or not valid UTF-8.
+func (e *FieldError) NotJSON() bool {
+	return strings.HasPrefix(e.Reason, reasonNotJSON+":") || e.Reason == "is not valid UTF-8"
+}
+
 // invalid returns a *FieldError as an error.
 func invalid(field, value, reason string) error {
 	return &FieldError{Field: field, Value: value, Reason: reason}
@@ -66,5 +81,5 @@ func invalid(field, value, reason string) error {
 // missing returns the *FieldError for a required field that is absent,
 // null or empty.
 func missing(field string) error {
-	return &FieldError{Field: field, Reason: "is required"}
+	return &FieldError{Field: field, Reason: reasonRequired}
 }

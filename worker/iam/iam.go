@@ -71,6 +71,22 @@ const (
 	// and, with CloudFront, the distribution and its public keys, plus
 	// a probe object put and deleted under the ledger prefix.
 	Check Command = "check"
+	// DLQList is `reportmailer dlq list`: reads each dead-letter queue
+	// and makes what it read visible again.
+	DLQList Command = "dlq-list"
+	// Redrive is `reportmailer redrive`: moves dead letters back to
+	// their queue, message by message (receive, send, delete) or with
+	// an SQS message move task.
+	Redrive Command = "redrive"
+	// Resend is `reportmailer resend`: drain's sending for one event,
+	// found in a dead-letter queue, which it then deletes.
+	Resend Command = "resend"
+	// History is `reportmailer history`: reads the run records under
+	// the ledger prefix.
+	History Command = "history"
+	// Status is `reportmailer status`: queue depths, the last run, the
+	// SES quota and the key records.
+	Status Command = "status"
 )
 
 // The commands that call no AWS API: For gives them nothing.
@@ -83,7 +99,7 @@ const (
 
 // Commands returns every command For knows, those that call AWS first.
 func Commands() []Command {
-	return []Command{Drain, Serve, Keys, Check, Preview, Sign, Verify, ConfigCheck}
+	return []Command{Drain, Serve, Keys, Check, DLQList, Redrive, Resend, History, Status, Preview, Sign, Verify, ConfigCheck}
 }
 
 // ParseCommands reads a comma-separated list of command names, such as
@@ -233,6 +249,25 @@ func For(in Inputs, cmds ...Command) Document {
 			b.keys()
 		case Check:
 			b.check()
+		case DLQList:
+			b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility")
+		case Redrive:
+			// A message move task needs, on its source, what a move by
+			// hand does, and sqs:SendMessage on the destination.
+			b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+				"sqs:GetQueueAttributes", "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks")
+			b.add(sidQueues, b.queues(false), nil, "sqs:SendMessage", "sqs:GetQueueAttributes")
+		case Resend:
+			b.drain()
+			b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")
+		case History:
+			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
+		case Status:
+			b.add(sidQueues, b.queues(false), nil, "sqs:GetQueueAttributes")
+			b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:GetQueueAttributes")
+			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
+			b.keys()
+			b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
 		}
 	}
 	return b.document()

@@ -294,7 +294,7 @@ func TestParseCommands(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, []Command{Drain, Serve, Check}) {
 		t.Fatalf("ParseCommands = %v, %v", got, err)
 	}
-	if _, err := ParseCommands("drain,redrive"); err == nil || !strings.Contains(err.Error(), `"redrive"`) || !strings.Contains(err.Error(), "drain, serve") {
+	if _, err := ParseCommands("drain,rewind"); err == nil || !strings.Contains(err.Error(), `"rewind"`) || !strings.Contains(err.Error(), "drain, serve") {
 		t.Fatalf("unknown command: %v", err)
 	}
 	if _, err := ParseCommands(""); err == nil {

@@ -188,7 +188,7 @@ func (o *observer) Stage(ctx context.Context, s worker.Stage) (context.Context, 
 	}
 }
 
-func (o *observer) Settled(_ context.Context, _ worker.Message, out worker.Outcome) {
+func (o *observer) Settled(_ context.Context, _ worker.Message, out worker.MessageOutcome) {
 	o.m.messages.WithLabelValues(o.schedule, string(out.Settlement), string(out.Class), string(out.Code)).Inc()
 }
 

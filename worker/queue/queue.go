@@ -3,6 +3,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,7 +31,47 @@ const (
 	// AttrDroppedAttributes lists, comma-separated, the producer's
 	// attributes that did not fit in SQS's ten next to ours.
 	AttrDroppedAttributes = "reportmailer-dropped-attributes"
+	// AttrFailure holds a [DeadLetterInfo] as JSON: everything else a
+	// tool needs, in one attribute, since SQS allows ten per message
+	// and the producer's own should keep as many as they can.
+	AttrFailure = "reportmailer-failure"
 )
+
+// DeadLetterInfo is what the AttrFailure attribute of a dead letter
+// says about it.
+type DeadLetterInfo struct {
+	Class    worker.Class `json:"class"`
+	Code     worker.Code  `json:"code"`
+	EventIDs []string     `json:"event_ids,omitempty"`
+	User     string       `json:"user,omitempty"`
+	Schedule string       `json:"schedule,omitempty"`
+	// SourceQueue is the URL of the queue the message came from, where
+	// a redrive sends it back.
+	SourceQueue string `json:"source_queue"`
+	// FirstFailedAt is when the message was first dead-lettered: a
+	// message redriven and dead-lettered again keeps it. LastFailedAt
+	// is this time.
+	FirstFailedAt time.Time `json:"first_failed_at"`
+	LastFailedAt  time.Time `json:"last_failed_at"`
+	// ReceiveCount is how often the source queue had handed the message
+	// out when it was dead-lettered.
+	ReceiveCount int `json:"receive_count"`
+}
+
+// ParseDeadLetterInfo reads a message's AttrFailure attribute; ok is
+// false when it has none or it cannot be read (a dead letter from an
+// older version, or put there by SQS's own RedrivePolicy).
+func ParseDeadLetterInfo(attrs map[string]types.MessageAttributeValue) (DeadLetterInfo, bool) {
+	a, ok := attrs[AttrFailure]
+	if !ok || a.StringValue == nil {
+		return DeadLetterInfo{}, false
+	}
+	var d DeadLetterInfo
+	if err := json.Unmarshal([]byte(*a.StringValue), &d); err != nil {
+		return DeadLetterInfo{}, false
+	}
+	return d, true
+}
 
 // maxReason bounds the reason attribute; reasons are for people.
 const maxReason = 2048
@@ -231,7 +272,8 @@ func (q *SQS) setVisibility(ctx context.Context, msgs []worker.Message, d time.D
 }
 
 // DeadLetter copies msg to the dead-letter queue with f's code and
-// reason, its original id and the time as message attributes, then
+// reason, its original id, the time and a [DeadLetterInfo] (AttrFailure)
+// as message attributes, then
 // deletes it from the source. The producer's own attributes are kept as
 // far as SQS's limit of ten allows, in order of name; the names of the
 // rest are logged and listed in AttrDroppedAttributes. If the delete
@@ -245,15 +287,26 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 	if q.Now != nil {
 		now = q.Now
 	}
+	at := now().UTC().Truncate(time.Second)
+	orig, _ := msg.Attributes.(map[string]types.MessageAttributeValue)
+	info := DeadLetterInfo{Class: f.Class, Code: f.Code, User: f.User, Schedule: f.Schedule,
+		SourceQueue: q.URL, FirstFailedAt: at, LastFailedAt: at, ReceiveCount: msg.ReceiveCount}
+	if f.EventIDs != "" {
+		info.EventIDs = strings.Split(f.EventIDs, ",")
+	}
+	if prev, ok := ParseDeadLetterInfo(orig); ok && !prev.FirstFailedAt.IsZero() && prev.FirstFailedAt.Before(at) {
+		info.FirstFailedAt = prev.FirstFailedAt
+	}
+	infoJSON, _ := json.Marshal(info)
 	attrs := map[string]types.MessageAttributeValue{
 		AttrReason:   stringAttr(clean(f.Reason)),
 		AttrCode:     stringAttr(clean(string(f.Code))),
-		AttrFailedAt: stringAttr(now().UTC().Format(time.RFC3339)),
+		AttrFailedAt: stringAttr(at.Format(time.RFC3339)),
+		AttrFailure:  stringAttr(string(infoJSON)),
 	}
 	if msg.ID != "" {
 		attrs[AttrSourceMessageID] = stringAttr(msg.ID)
 	}
-	orig, _ := msg.Attributes.(map[string]types.MessageAttributeValue)
 	if dropped := keepAttributes(attrs, orig); len(dropped) > 0 {
 		q.logger().Warn("dead-letter: the producer's message attributes that did not fit were dropped",
 			"message_id", msg.ID, "dropped", dropped)

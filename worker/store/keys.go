@@ -60,9 +60,12 @@ var _ link.ExpiryLog = (*KeyExpiries)(nil)
 
 // keyRecord is the stored record of one key.
 type keyRecord struct {
-	KeyID         string    `json:"key_id"`
-	LatestExpiry  time.Time `json:"latest_expiry"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	KeyID        string    `json:"key_id"`
+	LatestExpiry time.Time `json:"latest_expiry"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	// FirstUsedAt is when the key first signed a link; zero in a record
+	// written before it was kept.
+	FirstUsedAt   time.Time `json:"first_used_at,omitzero"`
 	SchemaVersion int       `json:"version"`
 }
 
@@ -84,6 +87,7 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 	denied := false // a read answered 403 just after such a 412
 	for attempt := 1; ; attempt++ {
 		var etag string
+		first := time.Now().UTC()
 		if !create {
 			rec, tag, err := k.read(ctx, keyID)
 			switch {
@@ -92,7 +96,7 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 				if !until.After(rec.LatestExpiry) {
 					return nil
 				}
-				etag = tag
+				etag, first = tag, rec.FirstUsedAt
 				denied = false
 			case isForbidden(err) && exists && denied:
 				// Twice the record was there and could not be read:
@@ -110,7 +114,7 @@ func (k *KeyExpiries) Extend(ctx context.Context, keyID string, until time.Time)
 			}
 		}
 		exists = false
-		body, _ := json.Marshal(keyRecord{KeyID: keyID, LatestExpiry: until, UpdatedAt: time.Now().UTC(), SchemaVersion: 1})
+		body, _ := json.Marshal(keyRecord{KeyID: keyID, LatestExpiry: until, UpdatedAt: time.Now().UTC(), FirstUsedAt: first, SchemaVersion: 1})
 		in := &s3.PutObjectInput{
 			Bucket: &k.Bucket, Key: aws.String(name),
 			Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
@@ -173,6 +177,16 @@ func (k *KeyExpiries) Latest(ctx context.Context, keyID string) (time.Time, erro
 	}
 	rec, _, err := k.get(ctx, keyID)
 	return rec.LatestExpiry, err
+}
+
+// FirstUsed returns when keyID first signed a link, or the zero time
+// when it never did, or its record predates the field.
+func (k *KeyExpiries) FirstUsed(ctx context.Context, keyID string) (time.Time, error) {
+	if err := link.CheckKeyID(keyID); err != nil {
+		return time.Time{}, fmt.Errorf("key expiry: %w", err)
+	}
+	rec, _, err := k.get(ctx, keyID)
+	return rec.FirstUsedAt, err
 }
 
 // List returns every record under Prefix, by key ID, including keys

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -145,6 +147,138 @@ type record struct {
 	// SettledBy says who recorded the result when it was not the run
 	// that sent: "ses-event" or "operator".
 	SettledBy string `json:"settled_by,omitempty"`
+	// Resends are the operator's resends of the delivery, oldest
+	// first (reportmailer resend).
+	Resends []Resend `json:"resends,omitempty"`
+}
+
+// Resend is one resend of a delivery an operator asked for.
+type Resend struct {
+	// By is who asked ($USER, or resend's -by), At when the email was
+	// accepted, MessageID SES's id for it.
+	By        string    `json:"by"`
+	At        time.Time `json:"at"`
+	MessageID string    `json:"message_id,omitempty"`
+	EmailID   string    `json:"email_id,omitempty"`
+	// Forced is set when the ledger said the delivery was sent, or maybe
+	// sent, and the operator sent it again all the same; Was is what it
+	// said.
+	Forced bool   `json:"forced,omitempty"`
+	Was    string `json:"was,omitempty"`
+}
+
+// Record is a delivery's ledger record as the operator's commands show
+// it.
+type Record struct {
+	// URI names the record, e.g. s3://bucket/prefix/KEY.
+	URI string `json:"record"`
+	// State is "claimed", "sending", "sent" or "released".
+	State string `json:"state"`
+	worker.Delivery
+	RunID     string    `json:"run_id,omitempty"`
+	EmailID   string    `json:"email_id,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	SendingAt time.Time `json:"sending_at,omitzero"`
+	SentAt    time.Time `json:"sent_at,omitzero"`
+	Attempts  int       `json:"attempts"`
+	SettledBy string    `json:"settled_by,omitempty"`
+	Resends   []Resend  `json:"resends,omitempty"`
+	// Modified is when the record was last written, by S3's clock.
+	Modified time.Time `json:"modified,omitzero"`
+}
+
+// eventPrefix is where the index of an event's deliveries lives: one
+// empty object per delivery, named by its key, so that one
+// ListObjectsV2 lists every delivery of the event.
+func (l *Ledger) eventPrefix(eventID string) string {
+	h := sha256.Sum256([]byte(eventID))
+	return l.Prefix + "events/" + hex.EncodeToString(h[:]) + "/"
+}
+
+// indexEvent adds delivery key to eventID's index. It is written after
+// the claim, and only for the ledger's tools: a claim whose index entry
+// is lost (a crash, an error) is still the claim, so errors are
+// ignored.
+func (l *Ledger) indexEvent(ctx context.Context, eventID, key string) {
+	if eventID == "" {
+		return
+	}
+	_, _ = l.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &l.Bucket, Key: aws.String(l.eventPrefix(eventID) + key),
+		Body: bytes.NewReader(nil)})
+}
+
+// ListAPI is the listing EventDeliveries needs; *s3.Client has it.
+type ListAPI interface {
+	ListObjectsV2(context.Context, *s3.ListObjectsV2Input, ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+}
+
+// EventDeliveries returns the records of every delivery of eventID,
+// found with one ListObjectsV2 of the event's index (and more pages
+// past a thousand recipients). Deliveries claimed before the index
+// existed are not listed; a resend finds those by their keys.
+func (l *Ledger) EventDeliveries(ctx context.Context, eventID string) ([]Record, error) {
+	lister, ok := l.Client.(ListAPI)
+	if !ok {
+		return nil, errors.New("ledger: the S3 client cannot list objects")
+	}
+	prefix := l.eventPrefix(eventID)
+	var recs []Record
+	p := s3.NewListObjectsV2Paginator(lister, &s3.ListObjectsV2Input{Bucket: &l.Bucket, Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ledger event index %s: %w", l.uri(prefix), err)
+		}
+		for _, o := range out.Contents {
+			rec, ok, err := l.Lookup(ctx, strings.TrimPrefix(aws.ToString(o.Key), prefix))
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	return recs, nil
+}
+
+// Lookup returns the record of delivery key, and false when there is
+// none (a 404).
+func (l *Ledger) Lookup(ctx context.Context, key string) (Record, bool, error) {
+	name := l.key(key)
+	s, err := l.read(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return Record{}, false, nil
+		}
+		return Record{}, false, err
+	}
+	return Record{URI: l.uri(name), State: s.State, Delivery: s.Delivery, RunID: s.Owner.RunID, EmailID: s.EmailID,
+		MessageID: s.MessageID, ClaimedAt: s.ClaimedAt, SendingAt: s.SendingAt, SentAt: s.SentAt, Attempts: s.Attempts,
+		SettledBy: s.SettledBy, Resends: s.Resends, Modified: s.modified}, true, nil
+}
+
+// AddResends appends notes to the resends of delivery key's record,
+// which must say "sent", conditional on the ETag read. It returns the
+// record as written.
+func (l *Ledger) AddResends(ctx context.Context, key string, notes []Resend) (Record, error) {
+	ok, err := l.settle(ctx, key, func(s stored) (record, bool) {
+		if s.State != stateSent {
+			return record{}, false
+		}
+		r := s.record
+		r.Resends = append(r.Resends, notes...)
+		return r, true
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	if !ok {
+		return Record{}, fmt.Errorf("ledger record %s: not sent, so no resend is recorded", l.RecordURI(key))
+	}
+	rec, _, err := l.Lookup(ctx, key)
+	return rec, err
 }
 
 // stored is a record as read, with what S3 said of it.
@@ -198,6 +332,9 @@ func (l *Ledger) Claim(ctx context.Context, req worker.ClaimRequest) (worker.Cla
 		etag, err := l.put(ctx, name, fresh, ifMatch)
 		if err == nil {
 			c.State, c.Version = worker.Claimed, etag
+			if ifMatch == "" {
+				l.indexEvent(ctx, req.EventID, req.Key)
+			}
 			return c, nil
 		}
 		if !lostRace(err) {

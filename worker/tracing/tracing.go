@@ -94,7 +94,7 @@ func (o *Observer) Stage(ctx context.Context, s worker.Stage) (context.Context, 
 }
 
 // Settled ends the message's span with its outcome.
-func (o *Observer) Settled(ctx context.Context, _ worker.Message, out worker.Outcome) {
+func (o *Observer) Settled(ctx context.Context, _ worker.Message, out worker.MessageOutcome) {
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(attribute.String("reportmailer.settlement", string(out.Settlement)))
 	if out.Class != "" {

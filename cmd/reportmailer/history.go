@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
+)
+
+// runCounts are a run's counts, as its history record keeps them.
+type runCounts struct {
+	Received        int `json:"received"`
+	Sent            int `json:"sent"`
+	Acked           int `json:"acked"`
+	Dropped         int `json:"dropped"`
+	DeadLettered    int `json:"dead_lettered"`
+	Retrying        int `json:"retrying"`
+	Duplicates      int `json:"duplicates"`
+	MaybeSent       int `json:"maybe_sent"`
+	MaybeDuplicated int `json:"maybe_duplicated"`
+	Unrecorded      int `json:"unrecorded"`
+	Refused         int `json:"refused"`
+	Settled         int `json:"settled"` // by SES's events, before the run
+}
+
+// runRecord is one run's history record: one JSON object under
+// ledger.history_prefix, at <schedule>/<start>-<run id>.json, so that a
+// listing of a schedule's prefix is in time order.
+type runRecord struct {
+	Schedule   string                  `json:"schedule"`
+	RunID      string                  `json:"run_id"`
+	Command    string                  `json:"command"` // drain or serve
+	PlannedAt  time.Time               `json:"planned_at,omitzero"`
+	StartedAt  time.Time               `json:"started_at"`
+	EndedAt    time.Time               `json:"ended_at"`
+	Outcome    string                  `json:"outcome"` // ok, incomplete, failed, halted or paused
+	Counts     runCounts               `json:"counts"`
+	HaltCode   worker.Code             `json:"halt_code,omitempty"`
+	HaltReason string                  `json:"halt_reason,omitempty"`
+	Error      string                  `json:"error,omitempty"`
+	Deliveries []worker.DeliveryResult `json:"deliveries"`
+
+	mu sync.Mutex
+}
+
+// startRun begins the history record of a run of s; planned is the
+// slot's time for serve, the start for drain.
+func startRun(s config.Schedule, command string, planned time.Time) *runRecord {
+	now := time.Now().UTC()
+	return &runRecord{Schedule: s.Name, RunID: worker.NewID()[:16], Command: command, PlannedAt: planned.UTC(), StartedAt: now,
+		Deliveries: []worker.DeliveryResult{}}
+}
+
+// context returns ctx with the run's id and an observer that collects
+// its deliveries.
+func (r *runRecord) context(ctx context.Context) context.Context {
+	ctx = worker.WithRunID(ctx, r.RunID)
+	return worker.WithDeliveryResults(ctx, func(d worker.DeliveryResult) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.Deliveries = append(r.Deliveries, d)
+	})
+}
+
+// finish fills in how the run ended.
+func (r *runRecord) finish(sum worker.Summary, settled settleRun, cause error) {
+	r.EndedAt = time.Now().UTC()
+	r.Counts = runCounts{Received: sum.Received, Sent: sum.Sent, Acked: sum.Acked, Dropped: sum.Dropped, DeadLettered: sum.DeadLettered,
+		Retrying: sum.Retrying, Duplicates: sum.Duplicates, MaybeSent: sum.MaybeSent, MaybeDuplicated: sum.MaybeDuplicated,
+		Unrecorded: sum.Unrecorded, Refused: sum.Refused, Settled: settled.res.Settled}
+	switch {
+	case cause != nil:
+		r.Outcome, r.Error = "failed", cause.Error()
+	case sum.Halted:
+		r.Outcome = "halted"
+	case !sum.OK():
+		r.Outcome = "incomplete"
+	default:
+		r.Outcome = "ok"
+	}
+	if sum.Halted {
+		r.HaltCode, r.HaltReason = sum.Halt.Code, sum.Halt.Reason
+	}
+}
+
+// historyKey is where r is kept under prefix.
+func historyKey(prefix, schedule string, started time.Time, runID string) string {
+	return prefix + schedule + "/" + started.UTC().Format("20060102T150405.000Z") + "-" + runID + ".json"
+}
+
+// writeHistory puts r under the history prefix. A run whose record
+// cannot be written is still the run it was: the error is logged, and
+// the run's result stands.
+func (a *app) writeHistory(ctx context.Context, r *runRecord) {
+	r.mu.Lock()
+	body, err := json.Marshal(r)
+	r.mu.Unlock()
+	if err != nil {
+		a.logger.Error("run history: encode", "err", err)
+		return
+	}
+	key := historyKey(a.cfg.Ledger.HistoryPrefix, r.Schedule, r.StartedAt, r.RunID)
+	_, err = a.s3.PutObject(context.WithoutCancel(ctx), &s3.PutObjectInput{Bucket: aws.String(a.cfg.Ledger.Bucket), Key: aws.String(key),
+		Body: bytes.NewReader(body), ContentType: aws.String("application/json")})
+	if err != nil {
+		a.logger.Error("run history: not written", "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key, "err", err)
+		return
+	}
+	a.logger.Info("run history written", "schedule", r.Schedule, "run", r.RunID, "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key)
+}
+
+// readHistory returns the runs of schedule recorded since since (by
+// their start), oldest first; the newest last returns only the newest
+// one.
+func readHistory(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, since time.Time, newestOnly bool) ([]*runRecord, error) {
+	prefix := cfg.Ledger.HistoryPrefix + schedule + "/"
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(cfg.Ledger.Bucket), Prefix: aws.String(prefix),
+		StartAfter: aws.String(prefix + since.UTC().Format("20060102T150405.000Z"))})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, prefix, err)
+		}
+		for _, o := range out.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	slices.Sort(keys)
+	if newestOnly && len(keys) > 1 {
+		keys = keys[len(keys)-1:]
+	}
+	var runs []*runRecord
+	for _, k := range keys {
+		out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(cfg.Ledger.Bucket), Key: aws.String(k)})
+		if err != nil {
+			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, k, err)
+		}
+		b, err := io.ReadAll(io.LimitReader(out.Body, 16<<20))
+		out.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, k, err)
+		}
+		r := &runRecord{}
+		if err := json.Unmarshal(b, r); err != nil {
+			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, k, err)
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
+
+const historySynopsis = `history -config FILE [-schedule NAME] [-since 24h] [-run ID] [-json]
+
+Lists the runs of each schedule (each drain, each slot serve ran) from
+their records under ledger.history_prefix, oldest first, as a table
+with their counts; -run shows one run in full, with each delivery's
+event id, recipient, SES message id and outcome.`
+
+func (m *Main) history(ctx context.Context, args []string) error {
+	fs := m.newFlagSet("history", historySynopsis)
+	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
+	name := fs.String("schedule", "", "only this schedule's runs (default: every schedule's)")
+	since := fs.Duration("since", 24*time.Hour, "runs that started this long ago or later")
+	runID := fs.String("run", "", "show this run in full")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *since <= 0 {
+		return usageError("history: -since %s: want a positive duration such as 24h", *since)
+	}
+	c, err := m.loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	scheds, err := schedulesFor(c, "history", *name)
+	if err != nil {
+		return err
+	}
+	cl, err := newOpsClients(ctx, c)
+	if err != nil {
+		return err
+	}
+	var runs []*runRecord
+	for _, s := range scheds {
+		rs, err := readHistory(ctx, cl.s3, c, s.Name, time.Now().Add(-*since), false)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, rs...)
+	}
+	slices.SortFunc(runs, func(a, b *runRecord) int { return a.StartedAt.Compare(b.StartedAt) })
+	if *runID != "" {
+		i := slices.IndexFunc(runs, func(r *runRecord) bool { return r.RunID == *runID })
+		if i < 0 {
+			return fmt.Errorf("history: no run %q of %s in the last %s (widen -since)", *runID, scheduleNames(scheds), *since)
+		}
+		if *asJSON {
+			return writeJSON(m.Stdout, runs[i])
+		}
+		printRun(m.Stdout, runs[i])
+		return nil
+	}
+	if *asJSON {
+		if runs == nil {
+			runs = []*runRecord{}
+		}
+		return writeJSON(m.Stdout, runs)
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCHEDULE\tRUN\tCOMMAND\tSTARTED\tTOOK\tOUTCOME\tRECEIVED\tSENT\tDUPLICATES\tDEAD-LETTERED\tRETRYING\tMAYBE SENT\tREFUSED")
+	for _, r := range runs {
+		k := r.Counts
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Schedule, r.RunID, r.Command, r.StartedAt.Format(time.RFC3339),
+			r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond), r.Outcome, k.Received, k.Sent, k.Duplicates, k.DeadLettered, k.Retrying, k.MaybeSent, k.Refused)
+	}
+	tw.Flush()
+	fmt.Fprintf(m.Stdout, "%d runs since %s\n", len(runs), time.Now().Add(-*since).UTC().Format(time.RFC3339))
+	return nil
+}
+
+func printRun(w io.Writer, r *runRecord) {
+	fmt.Fprintf(w, "run %s of %s (%s): %s\n", r.RunID, r.Schedule, r.Command, r.Outcome)
+	if !r.PlannedAt.IsZero() {
+		fmt.Fprintf(w, "  planned  %s\n", r.PlannedAt.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "  started  %s\n  ended    %s\n", r.StartedAt.Format(time.RFC3339Nano), r.EndedAt.Format(time.RFC3339Nano))
+	k := r.Counts
+	fmt.Fprintf(w, "  counts   received %d, sent %d, acked %d, dropped %d, dead-lettered %d, retrying %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d, refused %d, settled %d\n",
+		k.Received, k.Sent, k.Acked, k.Dropped, k.DeadLettered, k.Retrying, k.Duplicates, k.MaybeSent, k.MaybeDuplicated, k.Unrecorded, k.Refused, k.Settled)
+	if r.HaltReason != "" {
+		fmt.Fprintf(w, "  halted   %s: %s\n", r.HaltCode, r.HaltReason)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error    %s\n", r.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  EVENT\tRECIPIENT\tOUTCOME\tCODE\tSES MESSAGE")
+	for _, d := range r.Deliveries {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", d.EventID, or(d.Recipient, "-"), d.Outcome, or(string(d.Code), "-"), or(d.MessageID, "-"))
+	}
+	tw.Flush()
+}
+
+// pausedLine is what drain says of a paused schedule.
+func pausedLine(name string) string {
+	return fmt.Sprintf("drain %s: paused (paused: true in the config): nothing received; remove it to resume", name)
+}
