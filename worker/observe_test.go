@@ -94,7 +94,9 @@ func TestObserverSeesEachMessageStageAndRun(t *testing.T) {
 	}
 
 	want := map[string]worker.MessageOutcome{
-		"m0": {Settlement: worker.SettleAcked},
+		// m0's user got the email; its stranger was refused, so the
+		// message is dead-lettered for a redrive once the policy allows.
+		"m0": {Settlement: worker.SettleDeadLettered, Class: worker.ClassPermanent, Code: worker.CodeRecipientRefused},
 		"m1": {Settlement: worker.SettleDeadLettered, Class: worker.ClassPermanent, Code: worker.CodeObjectMissing},
 		"m2": {Settlement: worker.SettleDropped},
 		"m3": {Settlement: worker.SettleAcked},
