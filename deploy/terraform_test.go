@@ -8,6 +8,7 @@ package deploy_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -413,23 +414,36 @@ func (m *tfModule) allBlocks() []*hclsyntax.Block {
 // configOutputs are the outputs the worker's config needs, and the
 // config field each goes into ("" for those that go elsewhere).
 var configOutputs = map[string]string{
-	"reports_bucket":         "reports.bucket",
-	"reports_prefix":         "reports.prefix",
-	"state_bucket":           "ledger.bucket",
-	"ledger_prefix":          "ledger.prefix",
-	"key_records_prefix":     "links.cloudfront.key_records_prefix",
-	"queue_urls":             "schedules[].queue_url",
-	"dead_letter_queue_urls": "schedules[].dead_letter_queue_url",
-	"cloudfront_domain":      "links.cloudfront.domain",
-	"cloudfront_key_ids":     "links.cloudfront.keys[].id",
-	"ses_configuration_set":  "sender.configuration_set",
-	"ses_events_queue_url":   "ses_events.queue_url",
-	"worker_role_arn":        "",
+	"reports_bucket":             "reports.bucket",
+	"reports_prefix":             "reports.prefix",
+	"state_bucket":               "ledger.bucket",
+	"ledger_prefix":              "ledger.prefix",
+	"key_records_prefix":         "links.cloudfront.key_records_prefix",
+	"queue_urls":                 "schedules[].queue_url",
+	"dead_letter_queue_urls":     "schedules[].dead_letter_queue_url",
+	"cloudfront_domain":          "links.cloudfront.domain",
+	"cloudfront_key_ids":         "links.cloudfront.keys[].id",
+	"cloudfront_distribution_id": "links.cloudfront.distribution_id",
+	"ses_configuration_set":      "sender.configuration_set",
+	"ses_events_queue_url":       "ses_events.queue_url",
+	"worker_role_arn":            "",
 }
 
 func TestTerraformOutputs(t *testing.T) {
 	m := loadModule(t, tfDir)
 	example := readYAML(t, filepath.Join("..", "config", "example.yaml"))
+	basePath := filepath.Join("kubernetes", "base", "config.yaml")
+	base := readYAML(t, basePath)
+	baseText, err := os.ReadFile(basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var configYAML string
+	if b, ok := m.outputs["config_yaml"]; ok {
+		configYAML = m.text(b.Body.Attributes["value"].Expr)
+	} else {
+		t.Error("no output config_yaml")
+	}
 	for name, b := range m.outputs {
 		if d, ok := b.Body.Attributes["description"]; !ok || strings.TrimSpace(literal(t, d.Expr).AsString()) == "" {
 			t.Errorf("output %q has no description", name)
@@ -449,6 +463,17 @@ func TestTerraformOutputs(t *testing.T) {
 		}
 		if !hasPath(example, strings.Split(field, ".")) {
 			t.Errorf("output %q goes into %s, which config/example.yaml does not have", name, field)
+		}
+		if !hasPath(base, strings.Split(field, ".")) {
+			t.Errorf("output %q goes into %s, which %s does not set", name, field, basePath)
+		}
+		if !regexp.MustCompile(`(?m)terraform:.*\b` + name + `\b`).Match(baseText) {
+			t.Errorf("%s does not say which value is the output %q (a \"# terraform: %s\" comment)", basePath, name, name)
+		}
+		// The fragment config_yaml prints sets the same field.
+		leaf := strings.TrimSuffix(field[strings.LastIndex(field, ".")+1:], "[]")
+		if !regexp.MustCompile(`\b` + leaf + `\s*=`).MatchString(configYAML) {
+			t.Errorf("output config_yaml does not set %s (output %q)", field, name)
 		}
 	}
 }

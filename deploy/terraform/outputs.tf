@@ -41,7 +41,7 @@ output "cloudfront_domain" {
 }
 
 output "cloudfront_distribution_id" {
-  description = "The distribution check -aws reads (its origin must be the reports bucket)."
+  description = "Config: links.cloudfront.distribution_id. The distribution check -aws reads (its origin must be the reports bucket)."
   value       = aws_cloudfront_distribution.reports.id
 }
 
@@ -74,7 +74,7 @@ output "ses_events_dead_letter_queue_url" {
 }
 
 output "worker_role_arn" {
-  description = "The worker's role: the eks.amazonaws.com/role-arn annotation of the ServiceAccount for IRSA (deploy/kubernetes/base/serviceaccount.yaml)."
+  description = "The worker's role: for IRSA, the eks.amazonaws.com/role-arn annotation in deploy/kubernetes/components/irsa."
   value       = aws_iam_role.worker.arn
 }
 
@@ -104,6 +104,7 @@ output "config_yaml" {
     links = {
       cloudfront = {
         domain             = "https://${aws_cloudfront_distribution.reports.domain_name}"
+        distribution_id    = aws_cloudfront_distribution.reports.id
         key_records_prefix = var.key_records_prefix
         keys               = [for k, pk in aws_cloudfront_public_key.signing : { id = pk.id }]
       }
