@@ -522,8 +522,9 @@ func hasPath(v any, path []string) bool {
 }
 
 // TestTerraformStateLifecycle checks that the state bucket's lifecycle
-// rules expire the ledger, history and pending prefixes but never the
-// key records, and that the module's defaults are the worker's.
+// rules expire the ledger prefix, under which the worker also keeps its
+// slot leases and run history, but never the key records, and that the
+// module's defaults are the worker's.
 func TestTerraformStateLifecycle(t *testing.T) {
 	m := loadModule(t, tfDir)
 	def := func(name string) string { return m.value(t, name, cty.NilVal).AsString() }
@@ -570,8 +571,21 @@ func TestTerraformStateLifecycle(t *testing.T) {
 		}
 	}
 	sort.Strings(rulePrefixes)
-	if want := []string{"history_prefix", "ledger_prefix", "pending_prefix"}; !slices.Equal(rulePrefixes, want) {
+	if want := []string{"ledger_prefix"}; !slices.Equal(rulePrefixes, want) {
 		t.Errorf("lifecycle rules expire %v, want %v", rulePrefixes, want)
+	}
+	// The run history expires with the ledger's rule only while the
+	// worker keeps it under ledger.prefix, as the cluster's config does.
+	b, err := os.ReadFile(filepath.Join("kubernetes", "base", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(b, nil)
+	if err != nil {
+		t.Fatalf("kubernetes/base/config.yaml: %v", err)
+	}
+	if !strings.HasPrefix(cfg.Ledger.HistoryPrefix, def("ledger_prefix")) {
+		t.Errorf("the run history is written under %q, outside ledger_prefix %q: no lifecycle rule expires it", cfg.Ledger.HistoryPrefix, def("ledger_prefix"))
 	}
 	keys := def("key_records_prefix")
 	for _, p := range rulePrefixes {

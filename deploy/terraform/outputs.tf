@@ -11,7 +11,7 @@ output "reports_prefix" {
 }
 
 output "state_bucket" {
-  description = "Config: ledger.bucket. Holds the ledger, slot leases, history, pending digests and key records."
+  description = "Config: ledger.bucket. Holds the ledger, slot leases and run history (under ledger_prefix) and the key records."
   value       = aws_s3_bucket.state.id
 }
 
