@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -509,6 +510,9 @@ func checkServe(t *testing.T, r *rendered, d appsv1.Deployment) {
 	}
 }
 
+// envRef is a $(VAR) reference in a container's args.
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
 // checkDrain checks a drain CronJob against the schedule it drains.
 func checkDrain(t *testing.T, r *rendered, cj batchv1.CronJob) {
 	where := r.overlay + ": CronJob " + cj.Name
@@ -548,7 +552,27 @@ func checkDrain(t *testing.T, r *rendered, cj batchv1.CronJob) {
 		}
 	}
 
-	flags := parseArgs(t, where, c.Args)
+	// Kubernetes expands $(VAR) in args from the container's env, and
+	// leaves an undefined one as it is.
+	args := make([]string, len(c.Args))
+	for i, a := range c.Args {
+		args[i] = envRef.ReplaceAllStringFunc(a, func(ref string) string {
+			name := envRef.FindStringSubmatch(ref)[1]
+			for _, e := range c.Env {
+				if e.Name == name && e.ValueFrom == nil {
+					return e.Value
+				}
+			}
+			t.Errorf("%s: args use %s, which the container's env does not set", where, ref)
+			return ref
+		})
+	}
+	flags := parseArgs(t, where, args)
+	if gw := flags["pushgateway"]; gw != "" {
+		if u, err := url.Parse(gw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			t.Errorf("%s: -pushgateway %q is not an http(s) URL without credentials", where, gw)
+		}
+	}
 	lc := r.containerConfig(t, workload{"CronJob " + cj.Name, nil, pod}, c, flags["config"])
 	s, err := lc.cfg.Schedule(flags["schedule"])
 	if err != nil {
