@@ -88,6 +88,11 @@ output "keda_scaler_policy_json" {
   value       = data.aws_iam_policy_document.keda_scaler.json
 }
 
+output "operator_policy_json" {
+  description = "A policy for an operator's role: what dlq list, redrive, resend, history and status call (reportmailer iam -command dlq-list,redrive,resend,history,status). resend sends email."
+  value       = data.aws_iam_policy_document.operator.json
+}
+
 output "config_yaml" {
   description = "The settings this module decides, as a config file fragment to merge into reportmailer.yaml (terraform output -raw config_yaml)."
   # ses_events only with an events queue: a for expression, since the
