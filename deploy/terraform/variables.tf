@@ -230,13 +230,13 @@ variable "ses_events_retention_seconds" {
 }
 
 variable "eks_pod_identity_cluster_name" {
-  description = "EKS cluster whose pods may take the worker's role through EKS Pod Identity (an association for kubernetes_namespace/kubernetes_service_account is created). \"\" for none."
+  description = "EKS cluster whose pods may take the worker's role through EKS Pod Identity (an association for kubernetes_namespace/kubernetes_service_account is created; leave deploy/kubernetes/components/irsa out, or its annotation wins). \"\" for none."
   type        = string
   default     = ""
 }
 
 variable "irsa_oidc_provider_arn" {
-  description = "ARN of an EKS cluster's IAM OIDC provider, to let kubernetes_namespace/kubernetes_service_account take the worker's role through IRSA (annotate the ServiceAccount with the worker_role_arn output). \"\" for none."
+  description = "ARN of an EKS cluster's IAM OIDC provider, to let kubernetes_namespace/kubernetes_service_account take the worker's role through IRSA (add deploy/kubernetes/components/irsa to the overlay, with the worker_role_arn output in it). \"\" for none."
   type        = string
   default     = ""
 
