@@ -35,10 +35,11 @@ func tfQueueURL(name string) string {
 
 func tfQueueARN(name string) string { return "arn:aws:sqs:" + tfRegion + ":" + tfAccount + ":" + name }
 
-// TestTerraformIAMPolicy evaluates the worker's policy in the Terraform
-// module for one account and compares it, statement by statement
-// (actions, resources, conditions), with the policy the code declares
-// for drain, serve, keys and check -aws (worker/iam).
+// TestTerraformIAMPolicy evaluates the Terraform module's policies for
+// one account and compares each, statement by statement (actions,
+// resources, conditions), with the policy the code declares (worker/iam):
+// the worker's role for drain, serve, keys and check -aws, and
+// operator_policy_json for dlq list, redrive, resend, history and status.
 func TestTerraformIAMPolicy(t *testing.T) {
 	m := loadModule(t, tfDir)
 	tests := []struct{ reportsPrefix, sesEvents string }{
@@ -74,12 +75,6 @@ func TestTerraformIAMPolicy(t *testing.T) {
 				in.EventsQueueURL = tfQueueURL(tfName + "-ses-events")
 				sesEvents = cty.ListVal([]cty.Value{cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal(tfQueueARN(tfName + "-ses-events"))})})
 			}
-			cmds := []iam.Command{iam.Drain, iam.Serve, iam.Keys, iam.Check}
-			if err := in.Check(cmds...); err != nil {
-				t.Fatal(err)
-			}
-			want := normalize(iam.For(in, cmds...).Statement)
-
 			source, dlq := map[string]cty.Value{}, map[string]cty.Value{}
 			for _, s := range schedules {
 				source[s] = cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal(tfQueueARN(tfName + "-" + s))})
@@ -112,29 +107,49 @@ func TestTerraformIAMPolicy(t *testing.T) {
 			}
 			ctx.Variables["local"] = m.evalLocals(t, ctx)
 
-			doc := m.data["aws_iam_policy_document.worker"]
-			if doc == nil {
-				t.Fatal("no data \"aws_iam_policy_document\" \"worker\"")
-			}
-			got := normalize(policyStatements(t, doc, ctx))
-
-			// Statement by statement, so a failure names what differs.
-			bySid := func(sts []iam.Statement) map[string]string {
-				m := map[string]string{}
-				for _, st := range sts {
-					b, _ := json.Marshal(st)
-					m[st.Sid] = string(b)
+			for _, p := range tfPolicies {
+				if err := in.Check(p.cmds...); err != nil {
+					t.Fatal(err)
 				}
-				return m
-			}
-			g, w := bySid(got), bySid(want)
-			for _, sid := range sortedCopy(slices.Concat(slices.Collect(maps.Keys(g)), slices.Collect(maps.Keys(w)))) {
-				if g[sid] != w[sid] {
-					t.Errorf("deploy/terraform/iam.tf's statement %q differs from the declaration (worker/iam, drain+serve+keys+check)\nterraform: %s\ndeclared:  %s", sid, g[sid], w[sid])
+				want := normalize(iam.For(in, p.cmds...).Statement)
+				doc := m.data["aws_iam_policy_document."+p.doc]
+				if doc == nil {
+					t.Fatalf("no data \"aws_iam_policy_document\" %q", p.doc)
+				}
+				if _, ok := m.outputs[p.output]; p.output != "" && !ok {
+					t.Errorf("no output %q for the %s policy", p.output, p.doc)
+				}
+				got := normalize(policyStatements(t, doc, ctx))
+
+				// Statement by statement, so a failure names what differs.
+				bySid := func(sts []iam.Statement) map[string]string {
+					m := map[string]string{}
+					for _, st := range sts {
+						b, _ := json.Marshal(st)
+						m[st.Sid] = string(b)
+					}
+					return m
+				}
+				g, w := bySid(got), bySid(want)
+				for _, sid := range sortedCopy(slices.Concat(slices.Collect(maps.Keys(g)), slices.Collect(maps.Keys(w)))) {
+					if g[sid] != w[sid] {
+						t.Errorf("deploy/terraform's %s policy: statement %q differs from the declaration (worker/iam, %v)\nterraform: %s\ndeclared:  %s", p.doc, sid, p.cmds, g[sid], w[sid])
+					}
 				}
 			}
 		})
 	}
+}
+
+// tfPolicies are the module's policy documents and the commands each
+// must allow, exactly.
+var tfPolicies = []struct {
+	doc    string // data "aws_iam_policy_document" name
+	output string // the output that hands it out, "" for the worker's role
+	cmds   []iam.Command
+}{
+	{"worker", "", []iam.Command{iam.Drain, iam.Serve, iam.Keys, iam.Check}},
+	{"operator", "operator_policy_json", []iam.Command{iam.DLQList, iam.Redrive, iam.Resend, iam.History, iam.Status}},
 }
 
 // evalLocals evaluates the module's locals that ctx can evaluate,

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +83,7 @@ var sqsScalerKeys = []string{
 // rendered is one overlay's output, decoded.
 type rendered struct {
 	overlay         string
+	irsa            bool // rendered with components/irsa added
 	namespaces      []corev1.Namespace
 	serviceAccounts map[string]corev1.ServiceAccount
 	configMaps      map[string]corev1.ConfigMap
@@ -90,16 +94,50 @@ type rendered struct {
 	triggerAuths    map[string]triggerAuthentication
 }
 
+// irsaComponent is the line deploy/README.md tells an IRSA user to add to
+// an overlay's kustomization.yaml.
+const irsaComponent = "components:\n  - ../../components/irsa\n"
+
 // render builds an overlay as `kubectl apply -k` would and decodes every
 // object strictly into its type: a misspelt or misplaced field fails.
-func render(t *testing.T, overlay string) *rendered {
+// With irsa, the overlay is built as deploy/README.md tells an IRSA user
+// to edit it: a copy of kubernetes/ whose overlay adds components/irsa.
+func render(t *testing.T, overlay string, irsa bool) *rendered {
 	t.Helper()
 	dir := path.Join("kubernetes", "overlays", overlay)
-	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
+	fsys := filesys.MakeFsOnDisk()
+	if irsa {
+		fsys = filesys.MakeFsInMemory()
+		err := filepath.WalkDir("kubernetes", func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if p == filepath.Join(dir, "kustomization.yaml") {
+				if bytes.Contains(b, []byte("components:")) {
+					t.Fatalf("%s already lists components; the test appends components/irsa", p)
+				}
+				b = append(b, irsaComponent...)
+			}
+			return fsys.WriteFile("/"+filepath.ToSlash(p), b)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = "/" + dir
 	}
-	r := &rendered{overlay: overlay, serviceAccounts: map[string]corev1.ServiceAccount{}, configMaps: map[string]corev1.ConfigMap{},
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s (irsa %t): %v", dir, irsa, err)
+	}
+	name := overlay
+	if irsa {
+		name += "+irsa"
+	}
+	r := &rendered{overlay: name, irsa: irsa, serviceAccounts: map[string]corev1.ServiceAccount{}, configMaps: map[string]corev1.ConfigMap{},
 		triggerAuths: map[string]triggerAuthentication{}}
 	for _, res := range resMap.Resources() {
 		b, err := res.MarshalJSON()
@@ -256,9 +294,25 @@ func TestKubernetesOverlays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, overlay := range []string{"serve", "drain"} {
-		t.Run(overlay, func(t *testing.T) {
-			r := render(t, overlay)
+	if !strings.Contains(string(readme), irsaComponent) {
+		t.Errorf("deploy/README.md does not give the lines that opt in to IRSA:\n%s", irsaComponent)
+	}
+	tests := []struct {
+		overlay string
+		irsa    bool // IRSA (components/irsa added) rather than EKS Pod Identity
+	}{
+		{"serve", false},
+		{"serve", true},
+		{"drain", false},
+		{"drain", true},
+	}
+	for _, tt := range tests {
+		name := tt.overlay + "/pod-identity"
+		if tt.irsa {
+			name = tt.overlay + "/irsa"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := render(t, tt.overlay, tt.irsa)
 			ws := r.workloads()
 			if len(ws) == 0 {
 				t.Fatal("no workload")
@@ -293,12 +347,18 @@ func checkPod(t *testing.T, r *rendered, w workload, readme, dockerfile string) 
 		sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("%s: the pod must set runAsNonRoot and the RuntimeDefault seccomp profile", where)
 	}
+	// IRSA needs the role annotation; with EKS Pod Identity it must be
+	// absent, or the SDK's chain assumes the annotated role by web
+	// identity before it asks the Pod Identity agent.
 	sa, ok := r.serviceAccounts[pod.ServiceAccountName]
+	roleARN, annotated := sa.Annotations["eks.amazonaws.com/role-arn"]
 	switch {
 	case pod.ServiceAccountName == "" || !ok:
 		t.Errorf("%s: ServiceAccount %q is not in the overlay: the AWS role is bound to it", where, pod.ServiceAccountName)
-	case !strings.HasPrefix(sa.Annotations["eks.amazonaws.com/role-arn"], "arn:aws:iam::"):
-		t.Errorf("%s: ServiceAccount %s has no eks.amazonaws.com/role-arn annotation for IRSA", where, sa.Name)
+	case r.irsa && !strings.HasPrefix(roleARN, "arn:aws:iam::"):
+		t.Errorf("%s: ServiceAccount %s has no eks.amazonaws.com/role-arn annotation for IRSA (got %q)", where, sa.Name, roleARN)
+	case !r.irsa && annotated:
+		t.Errorf("%s: ServiceAccount %s has eks.amazonaws.com/role-arn %q without components/irsa; with EKS Pod Identity it must not", where, sa.Name, roleARN)
 	}
 	if len(pod.Containers) != 1 {
 		t.Fatalf("%s: %d containers, want 1", where, len(pod.Containers))
@@ -450,6 +510,9 @@ func checkServe(t *testing.T, r *rendered, d appsv1.Deployment) {
 	}
 }
 
+// envRef is a $(VAR) reference in a container's args.
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
 // checkDrain checks a drain CronJob against the schedule it drains.
 func checkDrain(t *testing.T, r *rendered, cj batchv1.CronJob) {
 	where := r.overlay + ": CronJob " + cj.Name
@@ -489,7 +552,27 @@ func checkDrain(t *testing.T, r *rendered, cj batchv1.CronJob) {
 		}
 	}
 
-	flags := parseArgs(t, where, c.Args)
+	// Kubernetes expands $(VAR) in args from the container's env, and
+	// leaves an undefined one as it is.
+	args := make([]string, len(c.Args))
+	for i, a := range c.Args {
+		args[i] = envRef.ReplaceAllStringFunc(a, func(ref string) string {
+			name := envRef.FindStringSubmatch(ref)[1]
+			for _, e := range c.Env {
+				if e.Name == name && e.ValueFrom == nil {
+					return e.Value
+				}
+			}
+			t.Errorf("%s: args use %s, which the container's env does not set", where, ref)
+			return ref
+		})
+	}
+	flags := parseArgs(t, where, args)
+	if gw := flags["pushgateway"]; gw != "" {
+		if u, err := url.Parse(gw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			t.Errorf("%s: -pushgateway %q is not an http(s) URL without credentials", where, gw)
+		}
+	}
 	lc := r.containerConfig(t, workload{"CronJob " + cj.Name, nil, pod}, c, flags["config"])
 	s, err := lc.cfg.Schedule(flags["schedule"])
 	if err != nil {

@@ -8,6 +8,7 @@ package deploy_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -413,23 +414,36 @@ func (m *tfModule) allBlocks() []*hclsyntax.Block {
 // configOutputs are the outputs the worker's config needs, and the
 // config field each goes into ("" for those that go elsewhere).
 var configOutputs = map[string]string{
-	"reports_bucket":         "reports.bucket",
-	"reports_prefix":         "reports.prefix",
-	"state_bucket":           "ledger.bucket",
-	"ledger_prefix":          "ledger.prefix",
-	"key_records_prefix":     "links.cloudfront.key_records_prefix",
-	"queue_urls":             "schedules[].queue_url",
-	"dead_letter_queue_urls": "schedules[].dead_letter_queue_url",
-	"cloudfront_domain":      "links.cloudfront.domain",
-	"cloudfront_key_ids":     "links.cloudfront.keys[].id",
-	"ses_configuration_set":  "sender.configuration_set",
-	"ses_events_queue_url":   "ses_events.queue_url",
-	"worker_role_arn":        "",
+	"reports_bucket":             "reports.bucket",
+	"reports_prefix":             "reports.prefix",
+	"state_bucket":               "ledger.bucket",
+	"ledger_prefix":              "ledger.prefix",
+	"key_records_prefix":         "links.cloudfront.key_records_prefix",
+	"queue_urls":                 "schedules[].queue_url",
+	"dead_letter_queue_urls":     "schedules[].dead_letter_queue_url",
+	"cloudfront_domain":          "links.cloudfront.domain",
+	"cloudfront_key_ids":         "links.cloudfront.keys[].id",
+	"cloudfront_distribution_id": "links.cloudfront.distribution_id",
+	"ses_configuration_set":      "sender.configuration_set",
+	"ses_events_queue_url":       "ses_events.queue_url",
+	"worker_role_arn":            "",
 }
 
 func TestTerraformOutputs(t *testing.T) {
 	m := loadModule(t, tfDir)
 	example := readYAML(t, filepath.Join("..", "config", "example.yaml"))
+	basePath := filepath.Join("kubernetes", "base", "config.yaml")
+	base := readYAML(t, basePath)
+	baseText, err := os.ReadFile(basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var configYAML string
+	if b, ok := m.outputs["config_yaml"]; ok {
+		configYAML = m.text(b.Body.Attributes["value"].Expr)
+	} else {
+		t.Error("no output config_yaml")
+	}
 	for name, b := range m.outputs {
 		if d, ok := b.Body.Attributes["description"]; !ok || strings.TrimSpace(literal(t, d.Expr).AsString()) == "" {
 			t.Errorf("output %q has no description", name)
@@ -449,6 +463,17 @@ func TestTerraformOutputs(t *testing.T) {
 		}
 		if !hasPath(example, strings.Split(field, ".")) {
 			t.Errorf("output %q goes into %s, which config/example.yaml does not have", name, field)
+		}
+		if !hasPath(base, strings.Split(field, ".")) {
+			t.Errorf("output %q goes into %s, which %s does not set", name, field, basePath)
+		}
+		if !regexp.MustCompile(`(?m)terraform:.*\b` + name + `\b`).Match(baseText) {
+			t.Errorf("%s does not say which value is the output %q (a \"# terraform: %s\" comment)", basePath, name, name)
+		}
+		// The fragment config_yaml prints sets the same field.
+		leaf := strings.TrimSuffix(field[strings.LastIndex(field, ".")+1:], "[]")
+		if !regexp.MustCompile(`\b` + leaf + `\s*=`).MatchString(configYAML) {
+			t.Errorf("output config_yaml does not set %s (output %q)", field, name)
 		}
 	}
 }
@@ -497,8 +522,9 @@ func hasPath(v any, path []string) bool {
 }
 
 // TestTerraformStateLifecycle checks that the state bucket's lifecycle
-// rules expire the ledger, history and pending prefixes but never the
-// key records, and that the module's defaults are the worker's.
+// rules expire the ledger prefix, under which the worker also keeps its
+// slot leases and run history, but never the key records, and that the
+// module's defaults are the worker's.
 func TestTerraformStateLifecycle(t *testing.T) {
 	m := loadModule(t, tfDir)
 	def := func(name string) string { return m.value(t, name, cty.NilVal).AsString() }
@@ -545,8 +571,21 @@ func TestTerraformStateLifecycle(t *testing.T) {
 		}
 	}
 	sort.Strings(rulePrefixes)
-	if want := []string{"history_prefix", "ledger_prefix", "pending_prefix"}; !slices.Equal(rulePrefixes, want) {
+	if want := []string{"ledger_prefix"}; !slices.Equal(rulePrefixes, want) {
 		t.Errorf("lifecycle rules expire %v, want %v", rulePrefixes, want)
+	}
+	// The run history expires with the ledger's rule only while the
+	// worker keeps it under ledger.prefix, as the cluster's config does.
+	b, err := os.ReadFile(filepath.Join("kubernetes", "base", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(b, nil)
+	if err != nil {
+		t.Fatalf("kubernetes/base/config.yaml: %v", err)
+	}
+	if !strings.HasPrefix(cfg.Ledger.HistoryPrefix, def("ledger_prefix")) {
+		t.Errorf("the run history is written under %q, outside ledger_prefix %q: no lifecycle rule expires it", cfg.Ledger.HistoryPrefix, def("ledger_prefix"))
 	}
 	keys := def("key_records_prefix")
 	for _, p := range rulePrefixes {

@@ -61,7 +61,7 @@ type queueSpec struct {
 	redrive string
 }
 
-// goodQueues is what deploy/queues.cfn.yaml makes: the DLQ keeps
+// goodQueues is what deploy/terraform makes by default: the DLQ keeps
 // messages 14 days, the queue 4, and redrives after 5 receives.
 var goodQueues = queueSpec{srcRetention: 4 * day, dlqRetention: 14 * day, visibility: 5 * time.Minute, redrive: "dlq"}
 
@@ -201,10 +201,10 @@ func TestCheckAWS(t *testing.T) {
 			}{
 				{name: "missing queue", spec: goodQueues,
 					edit:  func(q, _, cfg string) string { return strings.Replace(cfg, q, missingQ, 1) },
-					fails: []string{"schedule it: queue:", missingQ + " does not exist", "schedules[0].queue_url"}},
+					fails: []string{"schedule it: queue:", missingQ + " does not exist", "deploy/terraform", "schedules[0].queue_url"}},
 				{name: "missing dead-letter queue", spec: goodQueues,
 					edit:  func(_, dlq, cfg string) string { return strings.Replace(cfg, dlq, missingQ, 1) },
-					fails: []string{"schedule it: dead-letter queue:", missingQ + " does not exist", "schedules[0].dead_letter_queue_url"}},
+					fails: []string{"schedule it: dead-letter queue:", missingQ + " does not exist", "deploy/terraform", "schedules[0].dead_letter_queue_url"}},
 				{name: "redrive policy points elsewhere",
 					spec:  queueSpec{srcRetention: 4 * day, dlqRetention: 14 * day, visibility: 5 * time.Minute, redrive: "other"},
 					fails: []string{"schedule it: redrive policy:", "-other, not to the configured DLQ", "set-queue-attributes"}},

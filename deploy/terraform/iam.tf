@@ -1,7 +1,7 @@
 # The worker's role: what drain, serve, keys and check -aws call, and
 # nothing else. The statements mirror the declaration in worker/iam
 # (iam.For with those four commands), statement by statement;
-# deploy/deploy_test.go fails when the two differ.
+# deploy/iam_test.go (TestTerraformIAMPolicy) fails when the two differ.
 
 locals {
   state_arn   = aws_s3_bucket.state.arn

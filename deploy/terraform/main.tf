@@ -12,13 +12,14 @@ locals {
   partition = data.aws_partition.current.partition
 
   # The state bucket's prefixes whose objects expire, and after how many
-  # days. The key records prefix is deliberately absent: a key record
-  # says when a public key may leave CloudFront, and losing it would
-  # leave a key that still signs live links looking unused.
+  # days. The ledger's rule covers the slot leases and the run history
+  # too: the worker keeps both under ledger.prefix (its config refuses a
+  # history_prefix outside it). The key records prefix is deliberately
+  # absent: a key record says when a public key may leave CloudFront,
+  # and losing it would leave a key that still signs live links looking
+  # unused.
   expiring_prefixes = {
-    ledger  = { prefix = var.ledger_prefix, days = var.ledger_retention_days }
-    history = { prefix = var.history_prefix, days = var.history_retention_days }
-    pending = { prefix = var.pending_prefix, days = var.pending_retention_days }
+    ledger = { prefix = var.ledger_prefix, days = var.ledger_retention_days }
   }
 
   # The expiring prefixes that contain, or lie under, the key records

@@ -11,7 +11,7 @@ output "reports_prefix" {
 }
 
 output "state_bucket" {
-  description = "Config: ledger.bucket. Holds the ledger, slot leases, history, pending digests and key records."
+  description = "Config: ledger.bucket. Holds the ledger, slot leases and run history (under ledger_prefix) and the key records."
   value       = aws_s3_bucket.state.id
 }
 
@@ -41,7 +41,7 @@ output "cloudfront_domain" {
 }
 
 output "cloudfront_distribution_id" {
-  description = "The distribution check -aws reads (its origin must be the reports bucket)."
+  description = "Config: links.cloudfront.distribution_id. The distribution check -aws reads (its origin must be the reports bucket)."
   value       = aws_cloudfront_distribution.reports.id
 }
 
@@ -74,7 +74,7 @@ output "ses_events_dead_letter_queue_url" {
 }
 
 output "worker_role_arn" {
-  description = "The worker's role: the eks.amazonaws.com/role-arn annotation of the ServiceAccount for IRSA (deploy/kubernetes/base/serviceaccount.yaml)."
+  description = "The worker's role: for IRSA, the eks.amazonaws.com/role-arn annotation in deploy/kubernetes/components/irsa."
   value       = aws_iam_role.worker.arn
 }
 
@@ -86,6 +86,11 @@ output "worker_instance_profile" {
 output "keda_scaler_policy_json" {
   description = "A policy for the KEDA operator's role: sqs:GetQueueAttributes on the queues, which the aws-sqs-queue scaler reads."
   value       = data.aws_iam_policy_document.keda_scaler.json
+}
+
+output "operator_policy_json" {
+  description = "A policy for an operator's role: what dlq list, redrive, resend, history and status call (reportmailer iam -command dlq-list,redrive,resend,history,status). resend sends email."
+  value       = data.aws_iam_policy_document.operator.json
 }
 
 output "config_yaml" {
@@ -104,6 +109,7 @@ output "config_yaml" {
     links = {
       cloudfront = {
         domain             = "https://${aws_cloudfront_distribution.reports.domain_name}"
+        distribution_id    = aws_cloudfront_distribution.reports.id
         key_records_prefix = var.key_records_prefix
         keys               = [for k, pk in aws_cloudfront_public_key.signing : { id = pk.id }]
       }

@@ -69,8 +69,8 @@ resource "aws_s3_bucket_policy" "reports" {
   depends_on = [aws_s3_bucket_public_access_block.reports]
 }
 
-# The state bucket: ledger, slot leases, history, pending digests and
-# key records. Private and encrypted; only the worker's role reads it.
+# The state bucket: ledger, slot leases and run history (under
+# ledger_prefix) and key records. Private and encrypted; only the worker's role reads it.
 resource "aws_s3_bucket" "state" {
   bucket = var.state_bucket_name
   tags   = var.tags

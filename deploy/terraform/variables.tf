@@ -30,7 +30,7 @@ variable "reports_prefix" {
 }
 
 variable "state_bucket_name" {
-  description = "Name of the private S3 bucket, created here, that holds the worker's state: the ledger and serve's slot leases (ledger_prefix), run history, pending digests and the CloudFront key records. Config: ledger.bucket."
+  description = "Name of the private S3 bucket, created here, that holds the worker's state: the ledger, serve's slot leases and the run history (all under ledger_prefix) and the CloudFront key records. Config: ledger.bucket."
   type        = string
 
   validation {
@@ -40,7 +40,7 @@ variable "state_bucket_name" {
 }
 
 variable "ledger_prefix" {
-  description = "Prefix of the ledger's delivery records and (under slots/) serve's slot leases in the state bucket. Config: ledger.prefix."
+  description = "Prefix of the ledger's delivery records, serve's slot leases (under slots/) and the run history (under history/) in the state bucket. Config: ledger.prefix."
   type        = string
   default     = "reportmailer/ledger/"
 
@@ -51,57 +51,13 @@ variable "ledger_prefix" {
 }
 
 variable "ledger_retention_days" {
-  description = "Days after which ledger records and slot leases expire. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive."
+  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive."
   type        = number
   default     = 30
 
   validation {
     condition     = var.ledger_retention_days >= 15
     error_message = "ledger_retention_days must be at least 15: an event can sit up to 14 days in a queue, and its record must outlive it or a redelivery is sent twice."
-  }
-}
-
-variable "history_prefix" {
-  description = "Prefix of the run history records in the state bucket."
-  type        = string
-  default     = "reportmailer/history/"
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9!_.()-][A-Za-z0-9!_.()/-]*/$", var.history_prefix))
-    error_message = "history_prefix must be non-empty, end in '/' and hold only letters, digits and !_.()/-."
-  }
-}
-
-variable "history_retention_days" {
-  description = "Days after which run history records expire."
-  type        = number
-  default     = 90
-
-  validation {
-    condition     = var.history_retention_days >= 1
-    error_message = "history_retention_days must be at least 1."
-  }
-}
-
-variable "pending_prefix" {
-  description = "Prefix of the pending digest events in the state bucket (events taken off a digest schedule's queue, waiting for the digest's slot)."
-  type        = string
-  default     = "reportmailer/pending/"
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9!_.()-][A-Za-z0-9!_.()/-]*/$", var.pending_prefix))
-    error_message = "pending_prefix must be non-empty, end in '/' and hold only letters, digits and !_.()/-."
-  }
-}
-
-variable "pending_retention_days" {
-  description = "Days after which a pending digest event that was never delivered expires. Must exceed the longest digest period (a monthly digest needs more than 31)."
-  type        = number
-  default     = 62
-
-  validation {
-    condition     = var.pending_retention_days >= 8
-    error_message = "pending_retention_days must be at least 8, so a weekly digest's events outlive its period."
   }
 }
 
@@ -274,13 +230,13 @@ variable "ses_events_retention_seconds" {
 }
 
 variable "eks_pod_identity_cluster_name" {
-  description = "EKS cluster whose pods may take the worker's role through EKS Pod Identity (an association for kubernetes_namespace/kubernetes_service_account is created). \"\" for none."
+  description = "EKS cluster whose pods may take the worker's role through EKS Pod Identity (an association for kubernetes_namespace/kubernetes_service_account is created; leave deploy/kubernetes/components/irsa out, or its annotation wins). \"\" for none."
   type        = string
   default     = ""
 }
 
 variable "irsa_oidc_provider_arn" {
-  description = "ARN of an EKS cluster's IAM OIDC provider, to let kubernetes_namespace/kubernetes_service_account take the worker's role through IRSA (annotate the ServiceAccount with the worker_role_arn output). \"\" for none."
+  description = "ARN of an EKS cluster's IAM OIDC provider, to let kubernetes_namespace/kubernetes_service_account take the worker's role through IRSA (add deploy/kubernetes/components/irsa to the overlay, with the worker_role_arn output in it). \"\" for none."
   type        = string
   default     = ""
 

@@ -175,7 +175,7 @@ func (c *Checker) queueError(err error, rawURL, host, field, op, name string) qu
 	switch {
 	case isQueueMissing(err):
 		detail := fmt.Sprintf("%s does not exist", rawURL)
-		fix := "create it (deploy/queues.cfn.yaml), or correct " + field
+		fix := "create it (deploy/terraform, the schedules variable), or correct " + field
 		if r := queueRegion(host); r != "" && c.Plan.Region != "" && r != c.Plan.Region {
 			detail += fmt.Sprintf(" in %s: the URL names region %s", c.Plan.Region, r)
 			fix = "set AWS_REGION=" + r + ", or correct " + field
