@@ -352,3 +352,45 @@ func TestHistoryAndStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestResendKeepsUnfinishedDeadLetter: a resend that leaves some of a
+// dead letter's emails unsent keeps the dead letter: with -to (one
+// recipient only), and with -force on a recipient_refused letter whose
+// refused recipient is still not allowed.
+func TestResendKeepsUnfinishedDeadLetter(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			id, user, partner := "evt-keep-"+emu, "kate-"+emu, "pia-"+emu+"@partner.example"
+			addr := user + "@acme.example"
+			key := "keep/" + emu + "/r.pdf"
+			e.put(t, key, nil)
+			e.send(t, q, nativeBody(id, user, []string{partner}, key))
+			if code, out, logs := drain(t, cfg); code != ExitPartial || !strings.Contains(out, "dead-lettered 1") {
+				t.Fatalf("drain: exit %d: %s\n%s", code, out, logs)
+			}
+			want := []string{"recipient_refused:" + id}
+
+			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id, "-to", addr, "-force")
+			if code != ExitOK || !strings.Contains(out, "resend 1 of this delivery") || !strings.Contains(out, "stays: -to sends to one recipient only") {
+				t.Fatalf("resend -to -force: exit %d: %s%s", code, out, errOut)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, want) {
+				t.Errorf("after resend -to, dlq list %v, want %v: the partner never got theirs", got, want)
+			}
+
+			code, out, errOut = run(t, "resend", "-config", cfg, "-event-id", id, "-force")
+			if code != ExitPartial || !strings.Contains(out, "resend 2 of this delivery") || !strings.Contains(out, "stays: the recipient policy refuses") {
+				t.Fatalf("resend -force of a recipient_refused letter: exit %d: %s%s", code, out, errOut)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, want) {
+				t.Errorf("after resend -force, dlq list %v, want %v: the partner never got theirs", got, want)
+			}
+			if n, p := len(e.emails(t, addr)), len(e.emails(t, partner)); n != 3 || p != 0 {
+				t.Errorf("%s got %d emails (want 3: the run's and two resends), %s got %d (want 0)", addr, n, partner, p)
+			}
+		})
+	}
+}

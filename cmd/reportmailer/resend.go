@@ -35,8 +35,9 @@ sent again; each one is named as it is. -to limits the resend to one
 of the event's recipients, who must still pass recipients.allowed_domains.
 Each email sent is recorded on its ledger record as a resend: who asked
 (-by, default $USER), when, and SES's message id. A message taken from
-a dead-letter queue is deleted from it only once every one of its
-emails went out. -dry-run prints the plan and changes nothing.`
+a dead-letter queue is deleted from it only once every allowed
+recipient of each of its events has a sent record and the policy
+refused none; with -to it is never deleted (use "dlq delete"). -dry-run prints the plan and changes nothing.`
 
 func (m *Main) resend(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("resend", resendSynopsis)
@@ -130,6 +131,12 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 	}
 	var plan []*delivery
 	found := false
+	// every is each allowed delivery of every event in the body, -to or
+	// not, and refusedAny whether the policy refused any: the dead
+	// letter goes only when, after the run, each of them is sent and
+	// none was refused.
+	var every []string
+	refusedAny := false
 	for _, ev := range dec.Events {
 		if ev.User.Email == "" {
 			putBack()
@@ -141,6 +148,10 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(m.Stdout, "event %s of user %s <%s>, schedule %s: %d reports: %s\n", ev.ID, ev.User.ID, ev.User.Email, sched.Name, len(reports), strings.Join(reports, ", "))
 		allowed, refused := policy.Apply(ev.User.Email, ev.Recipients)
+		refusedAny = refusedAny || len(refused) > 0
+		for _, rcpt := range allowed {
+			every = append(every, worker.DeliveryKey(ev.ID, rcpt))
+		}
 		for _, r := range refused {
 			fmt.Fprintf(m.Stdout, "  %s to %s: refused by the recipient policy: %s\n", ev.ID, r.Address, r.Reason)
 			if *to != "" && strings.EqualFold(r.Address, *to) {
@@ -279,6 +290,17 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 			fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; the dead letter stays for the skipped ones\n", sent, skipped)
 			return exitError{code: ExitPartial}
 		}
+		if why, err := deadLetterUnfinished(ctx, ledger, *to, refusedAny, every); err != nil || why != "" {
+			putBack()
+			if err != nil {
+				why = err.Error()
+			}
+			fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; the dead letter %s stays: %s\n", sent, skipped, held.MessageID, why)
+			if *to != "" {
+				return nil
+			}
+			return exitError{code: ExitPartial}
+		}
 		if _, err := a.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(sched.DeadLetterQueueURL), ReceiptHandle: held.msg.ReceiptHandle}); err != nil {
 			return fmt.Errorf("resend: sent %d, but deleting dead letter %s failed (a redrive of it sends nothing twice): %w", sent, held.MessageID, err)
 		}
@@ -290,6 +312,29 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		return exitError{code: ExitPartial}
 	}
 	return nil
+}
+
+// deadLetterUnfinished says why a resent dead letter must stay in its
+// queue, or "" when it may go: -to sent one delivery of it only, its
+// recipient policy refused some recipient, or one of its deliveries
+// (keys) has no sent record.
+func deadLetterUnfinished(ctx context.Context, l *store.Ledger, to string, refused bool, keys []string) (string, error) {
+	switch {
+	case to != "":
+		return "-to sends to one recipient only; delete it once every recipient has theirs", nil
+	case refused:
+		return "the recipient policy refuses some of its recipients; redrive it once they are allowed", nil
+	}
+	for _, k := range keys {
+		rec, ok, err := l.Lookup(ctx, k)
+		if err != nil {
+			return "", err
+		}
+		if !ok || rec.State != "sent" {
+			return fmt.Sprintf("delivery %s is %s, not sent", l.RecordURI(k), or(rec.State, "not recorded")), nil
+		}
+	}
+	return "", nil
 }
 
 func scheduleNames(ss []config.Schedule) string {
