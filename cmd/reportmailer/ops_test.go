@@ -22,7 +22,7 @@ import (
 )
 
 // opsCommands are the commands the operator's tests run.
-var opsCommands = []iam.Command{iam.Drain, iam.DLQList, iam.Redrive, iam.Resend, iam.History, iam.Status, iam.Keys}
+var opsCommands = []iam.Command{iam.Drain, iam.DLQList, iam.DLQDelete, iam.Redrive, iam.Resend, iam.History, iam.Status, iam.Keys}
 
 // withConfig writes a copy of the config at cfg with old replaced by
 // new, and widens the env's policy for it.
@@ -201,7 +201,11 @@ func TestResend(t *testing.T) {
 				t.Errorf("redrive: exit %d: %s", code, out)
 			}
 
-			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id)
+			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id, "-dry-run")
+			if code != ExitOK || !strings.Contains(out, "maybe sent: sending since") || !strings.Contains(out, "resend: dry run: would send 0, skip 1") {
+				t.Fatalf("resend -dry-run: exit %d: %s%s", code, out, errOut)
+			}
+			code, out, errOut = run(t, "resend", "-config", cfg, "-event-id", id)
 			if code != ExitPartial || !strings.Contains(out, "maybe sent: sending since") || !strings.Contains(out, "skip: give -force") || !strings.Contains(errOut, "nothing sent") ||
 				!strings.Contains(out, "event "+id+" of user "+user+" <"+addr+">, schedule it: 1 reports: s3://"+itBucket+"/"+key) {
 				t.Fatalf("resend without -force: exit %d: %s%s", code, out, errOut)
@@ -337,6 +341,19 @@ func TestHistoryAndStatus(t *testing.T) {
 				t.Errorf("status: exit %d:\n%s", code, out)
 			}
 
+			// The dead letter, dealt with otherwise, is deleted by event id.
+			code, out, errOut = run(t, "dlq", "delete", "-config", cfg, "-event-id", "evt-h2-"+emu, "-dry-run")
+			if code != ExitOK || !strings.Contains(out, "would delete it ") || !strings.Contains(out, "dlq delete: would delete 1") || len(dlqList(t, cfg)) != 1 {
+				t.Errorf("dlq delete -dry-run: exit %d: %s%s", code, out, errOut)
+			}
+			code, out, errOut = run(t, "dlq", "delete", "-config", cfg, "-event-id", "evt-h2-"+emu+",evt-nowhere")
+			if code != ExitPartial || !strings.Contains(out, "dlq delete: deleted 1") || !strings.Contains(errOut, "event evt-nowhere: in no dead-letter queue") {
+				t.Errorf("dlq delete: exit %d: %s%s", code, out, errOut)
+			}
+			if ds := dlqList(t, cfg); len(ds) != 0 {
+				t.Errorf("after dlq delete, dlq list %v", codesOf(ds))
+			}
+
 			// Paused: drain receives nothing and says so; status too.
 			paused := e.withConfig(t, cfg, "time_zone: Europe/London}", "time_zone: Europe/London, paused: true}")
 			e.send(t, q, nativeBody("evt-h4-"+emu, "hugo-"+emu, nil, key))
@@ -390,6 +407,22 @@ func TestResendKeepsUnfinishedDeadLetter(t *testing.T) {
 			}
 			if n, p := len(e.emails(t, addr)), len(e.emails(t, partner)); n != 3 || p != 0 {
 				t.Errorf("%s got %d emails (want 3: the run's and two resends), %s got %d (want 0)", addr, n, partner, p)
+			}
+
+			// Kept, it is redriven once the partner is allowed, and the
+			// partner alone gets an email.
+			allowed := e.withConfig(t, cfg, "allowed_domains: [acme.example]", "allowed_domains: [acme.example, partner.example]")
+			if code, out, errOut := run(t, "redrive", "-config", allowed, "-event-id", id, "-dry-run"); code != ExitOK || !strings.Contains(out, "redrive: would move 1, left 0") {
+				t.Fatalf("redrive -event-id -dry-run: exit %d: %s%s", code, out, errOut)
+			}
+			if code, out, errOut := run(t, "redrive", "-config", allowed, "-event-id", id); code != ExitOK || !strings.Contains(out, "redrive: moved 1, left 0") {
+				t.Fatalf("redrive -event-id: exit %d: %s%s", code, out, errOut)
+			}
+			if code, out, logs := drain(t, allowed); code != ExitOK || !strings.Contains(out, "sent 1 email") {
+				t.Fatalf("drain after the redrive: exit %d: %s\n%s", code, out, logs)
+			}
+			if n, p := len(e.emails(t, addr)), len(e.emails(t, partner)); n != 3 || p != 1 {
+				t.Errorf("after the redrive, %s got %d emails (want still 3), %s got %d (want 1)", addr, n, partner, p)
 			}
 		})
 	}
