@@ -89,4 +89,3 @@ func (m *Main) dlqDelete(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
