@@ -66,17 +66,19 @@ func schedulesFor(c *config.Config, cmd, name string) ([]config.Schedule, error)
 // deadLetter is one message in a dead-letter queue, as the operator's
 // commands show it.
 type deadLetter struct {
-	Schedule     string       `json:"schedule"`
-	MessageID    string       `json:"message_id"`
-	EventIDs     []string     `json:"event_ids"`
-	User         string       `json:"user,omitempty"`
-	Class        worker.Class `json:"class,omitempty"`
-	Code         worker.Code  `json:"code,omitempty"`
-	Reason       string       `json:"reason,omitempty"`
-	ReceiveCount int          `json:"receive_count"` // on the source queue, before it was dead-lettered
-	FirstFailed  time.Time    `json:"first_failed_at,omitzero"`
-	LastFailed   time.Time    `json:"last_failed_at,omitzero"`
-	SourceQueue  string       `json:"source_queue,omitempty"`
+	Schedule  string   `json:"schedule"`
+	MessageID string   `json:"message_id"`
+	EventIDs  []string `json:"event_ids"`
+	User      string   `json:"user,omitempty"`
+	// Class is the outcome that sent it here, in the vocabulary of the
+	// logs and the run history: permanent, ambiguous or retry.
+	Class        worker.Outcome `json:"class,omitempty"`
+	Code         worker.Code    `json:"code,omitempty"`
+	Reason       string         `json:"reason,omitempty"`
+	ReceiveCount int            `json:"receive_count"` // on the source queue, before it was dead-lettered
+	FirstFailed  time.Time      `json:"first_failed_at,omitzero"`
+	LastFailed   time.Time      `json:"last_failed_at,omitzero"`
+	SourceQueue  string         `json:"source_queue,omitempty"`
 
 	msg sqstypes.Message
 }
@@ -84,13 +86,18 @@ type deadLetter struct {
 // readDeadLetter makes a deadLetter of a message received from s's
 // dead-letter queue. A message SQS's own RedrivePolicy moved there has
 // no reportmailer attributes: its event ids come from its body, and its
-// class is "retry" with code max_receives.
+// class is "retry" with code max_receives. One with a code but no
+// reportmailer-failure (written by an older version) gets the class its
+// code comes with, so a maybe_sent one is still ambiguous.
 func readDeadLetter(s config.Schedule, m sqstypes.Message) deadLetter {
 	d := deadLetter{Schedule: s.Name, MessageID: aws.ToString(m.MessageId), SourceQueue: s.QueueURL, msg: m}
 	attr := func(k string) string { return aws.ToString(m.MessageAttributes[k].StringValue) }
 	d.Code, d.Reason = worker.Code(attr(queue.AttrCode)), attr(queue.AttrReason)
 	if info, ok := queue.ParseDeadLetterInfo(m.MessageAttributes); ok {
-		d.EventIDs, d.User, d.Class, d.Code = info.EventIDs, info.User, info.Class, cmp.Or(info.Code, d.Code)
+		d.EventIDs, d.User, d.Code = info.EventIDs, info.User, cmp.Or(info.Code, d.Code)
+		if info.Class != "" {
+			d.Class = worker.Failure{Class: info.Class}.Outcome()
+		}
 		d.ReceiveCount, d.FirstFailed, d.LastFailed = info.ReceiveCount, info.FirstFailedAt, info.LastFailedAt
 		d.SourceQueue = cmp.Or(info.SourceQueue, d.SourceQueue)
 	}
@@ -102,10 +109,11 @@ func readDeadLetter(s config.Schedule, m sqstypes.Message) deadLetter {
 			}
 		}
 	}
+	d.Class = cmp.Or(d.Class, worker.CodeOutcome(d.Code))
 	if d.Code == "" {
 		// Moved by the queue's RedrivePolicy: maxReceiveCount transient
 		// failures in a row.
-		d.Class, d.Code = worker.ClassTransient, codeMaxReceives
+		d.Class, d.Code = worker.OutcomeRetry, codeMaxReceives
 		d.Reason = "moved by the queue's RedrivePolicy after its maxReceiveCount receives"
 		d.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	}
@@ -353,7 +361,7 @@ func (m *Main) redrive(ctx context.Context, args []string) error {
 			case len(codes) > 0 && !slices.Contains(codes, string(d.Code)):
 				skipped++
 				return false, nil
-			case d.Class == worker.ClassAmbiguous && !*maybe:
+			case d.Class == worker.OutcomeAmbiguous && !*maybe:
 				ambiguous++
 				fmt.Fprintf(m.Stdout, "skipped %s %s: %s (maybe sent): the ledger holds it; see `reportmailer resend -config FILE -event-id %s`\n",
 					s.Name, d.MessageID, strings.Join(d.EventIDs, ","), or(firstOf(d.EventIDs), "ID"))
