@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
@@ -296,8 +298,11 @@ are skipped unless -include-maybe-sent is given: their ledger records
 say "sending", so a redrive sends nothing; use "reportmailer resend".
 
 With no filter and -include-maybe-sent, it starts an SQS message move
-task and reports its progress. Otherwise, or where SQS answers that
-the move task is not available, it moves message by message: it sends
+task and reports its progress (or follows one already running). Any
+other refusal of the task (AccessDenied, a throttle) is an error.
+Otherwise, or where the endpoint has no such operation (an unknown or
+unsupported action, as the emulators answer), it moves message by
+message: it sends
 each to the queue, then deletes it from the dead-letter queue (never
 the other way round), and prints each one. -dry-run moves nothing.`
 
@@ -438,6 +443,25 @@ func redrivenAttributes(attrs map[string]sqstypes.MessageAttributeValue) map[str
 	return out
 }
 
+// moveTaskUnsupported reports whether err says the endpoint has no
+// message move task: an unknown or unsupported action (fauxqs answers
+// InvalidAction; AWS names UnsupportedOperation and, in its JSON
+// protocol, UnknownOperationException), or a 400 whose body is no AWS
+// error at all (goaws answers "Bad Request").
+func moveTaskUnsupported(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "InvalidAction", "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "UnknownOperationException":
+			return true
+		}
+		return false
+	}
+	var de *smithy.DeserializationError
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &de) && errors.As(err, &re) && re.HTTPStatusCode() == 400
+}
+
 // moveTask moves everything in s's dead-letter queue back with an SQS
 // message move task, printing its progress until it ends. It returns
 // false, and moves nothing, when SQS does not offer the task (the
@@ -460,11 +484,22 @@ func (m *Main) moveTask(ctx context.Context, c *sqs.Client, s config.Schedule) (
 		return false, 0, err
 	}
 	start, err := c.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: aws.String(src), DestinationArn: aws.String(dst)})
-	if err != nil {
+	switch {
+	case err != nil && moveTaskUnsupported(err):
 		fmt.Fprintf(m.Stderr, "redrive %s: no message move task (%v); moving message by message\n", s.Name, err)
 		return false, 0, nil
+	case err != nil:
+		// SQS runs one task per queue: follow a running one rather
+		// than fail. Anything else (AccessDenied, a throttle) is the
+		// operator's to see; moving by hand would hide it.
+		out, lerr := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})
+		if lerr != nil || len(out.Results) == 0 || aws.ToString(out.Results[0].Status) != "RUNNING" {
+			return true, 0, fmt.Errorf("dead-letter queue %s: start message move task: %w", s.DeadLetterQueueURL, err)
+		}
+		fmt.Fprintf(m.Stdout, "redrive %s: a message move task is already running (%v): following it\n", s.Name, err)
+	default:
+		fmt.Fprintf(m.Stdout, "redrive %s: started message move task %s: %s -> %s\n", s.Name, aws.ToString(start.TaskHandle), src, dst)
 	}
-	fmt.Fprintf(m.Stdout, "redrive %s: started message move task %s: %s -> %s\n", s.Name, aws.ToString(start.TaskHandle), src, dst)
 	for {
 		out, err := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})
 		if err != nil {

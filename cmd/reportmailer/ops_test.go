@@ -7,6 +7,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/smithy-go"
 
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/worker"
@@ -425,5 +429,58 @@ func TestResendKeepsUnfinishedDeadLetter(t *testing.T) {
 				t.Errorf("after the redrive, %s got %d emails (want still 3), %s got %d (want 1)", addr, n, partner, p)
 			}
 		})
+	}
+}
+
+// TestRedriveMoveTaskRefused: an unfiltered redrive moves message by
+// message only where the endpoint has no message move task (the
+// emulators' own answer); when SQS refuses the task (AccessDenied) it
+// fails, saying so, and moves nothing.
+func TestRedriveMoveTaskRefused(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			set := sharedLeastPrivilege(t, e, leastPrivilege(t, cfg, opsCommands...), nil)
+			e.send(t, dlq, nativeBody("evt-mt-"+emu, "mo-"+emu, nil, "mt/"+emu+"/r.pdf"))
+			set.SQS.Inject(awsproxy.Fault{Operation: "StartMessageMoveTask", Status: 403, Code: "AccessDenied", Message: "not allowed to start a move task", Times: 1})
+			code, out, errOut := run(t, "redrive", "-config", cfg, "-include-maybe-sent")
+			if code != ExitFailure || !strings.Contains(errOut, "start message move task") || !strings.Contains(errOut, "AccessDenied") || strings.Contains(out, "moved it ") {
+				t.Fatalf("redrive with the move task refused: exit %d: %s%s", code, out, errOut)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, []string{"max_receives:evt-mt-" + emu}) {
+				t.Errorf("after the refused redrive, dlq list %v, want the message still there", got)
+			}
+			code, out, errOut = run(t, "redrive", "-config", cfg, "-include-maybe-sent")
+			if code != ExitOK || !strings.Contains(errOut, "no message move task") || !strings.Contains(out, "redrive: moved 1, left 0") {
+				t.Fatalf("redrive where the emulator has no move task: exit %d: %s%s", code, out, errOut)
+			}
+		})
+	}
+}
+
+// TestMoveTaskUnsupported: which errors of StartMessageMoveTask mean
+// "no such operation here" (move by hand) and which are the operator's.
+func TestMoveTaskUnsupported(t *testing.T) {
+	for _, tt := range []struct {
+		code string
+		want bool
+	}{
+		{"InvalidAction", true},
+		{"UnsupportedOperation", true},
+		{"UnknownOperationException", true},
+		{"AccessDenied", false},
+		{"AccessDeniedException", false},
+		{"RequestThrottled", false},
+		{"ResourceNotFoundException", false},
+	} {
+		err := fmt.Errorf("start: %w", &smithy.GenericAPIError{Code: tt.code, Message: "m"})
+		if got := moveTaskUnsupported(err); got != tt.want {
+			t.Errorf("moveTaskUnsupported(%s) = %v, want %v", tt.code, got, tt.want)
+		}
+	}
+	if moveTaskUnsupported(errors.New("dial tcp: connection refused")) {
+		t.Error("a network error is taken for a missing operation")
 	}
 }
