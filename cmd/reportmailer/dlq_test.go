@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -39,5 +40,23 @@ func TestDeadLetterClass(t *testing.T) {
 				t.Errorf("class %q, code %q, events %v; want %q, %q, [e1]", d.Class, d.Code, d.EventIDs, tt.wantClass, tt.wantCode)
 			}
 		})
+	}
+}
+
+// TestResendHold: a resend hides its dead letter for longer than its
+// run may take (dlq list's short hold is not enough), within SQS's
+// 12-hour limit.
+func TestResendHold(t *testing.T) {
+	for _, tt := range []struct {
+		budget, want time.Duration
+	}{
+		{5 * time.Minute, 7 * time.Minute},
+		{time.Minute, 3 * time.Minute},
+		{20 * time.Hour, 12 * time.Hour},
+	} {
+		got := resendHold(config.Schedule{Budget: tt.budget})
+		if got != tt.want || got <= dlqHold {
+			t.Errorf("resendHold(budget %s) = %s, want %s", tt.budget, got, tt.want)
+		}
 	}
 }

@@ -484,3 +484,33 @@ func TestMoveTaskUnsupported(t *testing.T) {
 		t.Error("a network error is taken for a missing operation")
 	}
 }
+
+// TestResendReportsUndeletedDeadLetter: when every email of a resend
+// went out but the dead letter cannot be deleted, resend says so, with
+// the command that deletes it, and exits 3; the letter is still listed.
+func TestResendReportsUndeletedDeadLetter(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			set := sharedLeastPrivilege(t, e, leastPrivilege(t, cfg, opsCommands...), nil)
+			id, user := "evt-undel-"+emu, "ursula-"+emu
+			key := "undel/" + emu + "/r.pdf"
+			e.put(t, key, nil)
+			e.send(t, dlq, nativeBody(id, user, nil, key))
+			set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessage", Match: func(c awsproxy.Call) bool { return c.QueueURL == dlq }, Status: 403, Code: "AccessDenied", Message: "no delete"})
+			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id)
+			if code != ExitPartial || !strings.Contains(out, "resend 1 of this delivery") || !strings.Contains(out, "is STILL in "+dlq) ||
+				!strings.Contains(out, "reportmailer dlq delete -config FILE -event-id "+id) || !strings.Contains(errOut, "every email went out") {
+				t.Fatalf("resend with the delete refused: exit %d: %s%s", code, out, errOut)
+			}
+			if n := len(e.emails(t, user+"@acme.example")); n != 1 {
+				t.Errorf("%d emails, want 1", n)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, []string{"max_receives:" + id}) {
+				t.Errorf("dlq list %v, want the dead letter still there", got)
+			}
+		})
+	}
+}

@@ -107,6 +107,13 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		}
 		body = aws.ToString(held.msg.Body)
 		fmt.Fprintf(m.Stdout, "event %s: dead letter %s in %s (%s, %s): %s\n", *eventID, held.MessageID, sched.Name, or(string(held.Class), "-"), or(string(held.Code), "-"), oneLine(held.Reason, 200))
+		// Reading hid it for dlqHold only; the run may take its whole
+		// budget, and a dead letter that reappeared meanwhile could be
+		// redriven or resent by someone else.
+		if _, err := a.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(sched.DeadLetterQueueURL),
+			ReceiptHandle: held.msg.ReceiptHandle, VisibilityTimeout: int32(resendHold(sched) / time.Second)}); err != nil {
+			return fmt.Errorf("resend: dead-letter queue %s: hold %s for the resend: %w", sched.DeadLetterQueueURL, held.MessageID, err)
+		}
 	}
 	putBack := func() {
 		if held != nil {
@@ -302,7 +309,10 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 			return exitError{code: ExitPartial}
 		}
 		if _, err := a.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(sched.DeadLetterQueueURL), ReceiptHandle: held.msg.ReceiptHandle}); err != nil {
-			return fmt.Errorf("resend: sent %d, but deleting dead letter %s failed (a redrive of it sends nothing twice): %w", sent, held.MessageID, err)
+			putBack()
+			fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; the dead letter %s is STILL in %s: delete it with `reportmailer dlq delete -config FILE -event-id %s`\n",
+				sent, skipped, held.MessageID, sched.DeadLetterQueueURL, *eventID)
+			return exitError{code: ExitPartial, err: fmt.Errorf("resend: every email went out, but dead letter %s was not deleted (a redrive of it sends nothing twice): %w", held.MessageID, err)}
 		}
 		fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; deleted dead letter %s (%d emails in the run)\n", sent, skipped, held.MessageID, sum.Sent)
 		return nil
@@ -335,6 +345,17 @@ func deadLetterUnfinished(ctx context.Context, l *store.Ledger, to string, refus
 		}
 	}
 	return "", nil
+}
+
+// resendHoldMargin is how much longer than its schedule's budget a
+// resend hides the dead letter it sends: the ledger reads before the
+// run and the resend notes after it.
+const resendHoldMargin = 2 * time.Minute
+
+// resendHold is how long a resend hides the dead letter it sends: the
+// run's budget and a margin, within SQS's 12 hours.
+func resendHold(s config.Schedule) time.Duration {
+	return min(s.Budget+resendHoldMargin, 12*time.Hour)
 }
 
 func scheduleNames(ss []config.Schedule) string {
