@@ -244,6 +244,16 @@ func TestResend(t *testing.T) {
 				rec.Resends[0].MessageID == "" || rec.Resends[1].MessageID == rec.Resends[0].MessageID || !rec.Resends[0].Forced || rec.Resends[0].Was != "sending" || rec.Resends[1].Was != "sent" {
 				t.Errorf("ledger record %+v (%v, %v), want sent with two resends, by ops-on-call then ops-second", rec, ok, err)
 			}
+			// What each forced resend replaced stays on the record.
+			if len(rec.Resends) == 2 {
+				p0, p1 := rec.Resends[0].Previous, rec.Resends[1].Previous
+				if p0 == nil || p0.SendingAt.IsZero() || p0.EmailID == "" || p0.Attempts < 1 || p0.MessageID != "" || p0.RunID == "" {
+					t.Errorf("first resend's previous send %+v, want the maybe-sent attempt: its email id, sending time, attempts and run", p0)
+				}
+				if p1 == nil || p1.MessageID != rec.Resends[0].MessageID || !p1.SentAt.Equal(rec.Resends[0].At) || p1.Attempts < 1 {
+					t.Errorf("second resend's previous send %+v, want the first resend's message %s sent at %s", p1, rec.Resends[0].MessageID, rec.Resends[0].At)
+				}
+			}
 
 			// The event's deliveries are listed from its index, with one
 			// ListObjectsV2.

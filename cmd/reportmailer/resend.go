@@ -236,8 +236,8 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 	}
 
 	// -force: the records of the deliveries sent again are deleted, so
-	// the worker's own claim takes them; what they said is kept for the
-	// resend note.
+	// the worker's own claim takes them; what they said (SES message
+	// id, times, attempts) goes into the resend note as Previous.
 	for _, d := range sends {
 		if !d.exists || d.rec.State == "released" {
 			continue
@@ -275,6 +275,10 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 			continue
 		}
 		note := store.Resend{By: who, At: rec.SentAt, MessageID: rec.MessageID, EmailID: rec.EmailID, Forced: d.exists && d.rec.State != "released", Was: d.rec.State}
+		if note.Forced {
+			note.Previous = &store.PreviousSend{RunID: d.rec.RunID, EmailID: d.rec.EmailID, MessageID: d.rec.MessageID,
+				SendingAt: d.rec.SendingAt, SentAt: d.rec.SentAt, Attempts: d.rec.Attempts, SettledBy: d.rec.SettledBy}
+		}
 		rec, err = ledger.AddResends(ctx, d.key, append(slices.Clone(d.rec.Resends), note))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s to %s: sent as SES message %s, but the resend is not recorded: %w", d.ev.ID, d.rcpt, note.MessageID, err))
