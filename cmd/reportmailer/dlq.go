@@ -141,14 +141,14 @@ const dlqHold = 60 * time.Second
 // max (0: no limit), hiding each for dlqHold, and calls f on each in
 // order. f returns whether it kept (moved or deleted) the message;
 // scanDeadLetters makes every other one visible again at once.
-func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max int, f func(deadLetter) (bool, error)) error {
+// A put-back failure is returned as a *putBackError, joined to any
+// other error.
+func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max int, f func(deadLetter) (bool, error)) (err error) {
 	var back []sqstypes.Message
 	defer func() {
 		// Put back what was read and not kept, even after an error.
-		ctx := context.WithoutCancel(ctx)
-		for _, m := range back {
-			_, _ = c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-				QueueUrl: aws.String(s.DeadLetterQueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+		if perr := putBack(context.WithoutCancel(ctx), c, s.DeadLetterQueueURL, back); perr != nil {
+			err = errors.Join(err, perr)
 		}
 	}()
 	seen := map[string]bool{}
@@ -192,6 +192,86 @@ func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max 
 	return nil
 }
 
+// putBackError says which dead letters could not be made visible
+// again: they reappear when dlqHold ends.
+type putBackError struct {
+	queue  string
+	failed []string // message ids
+	err    error
+}
+
+func (e *putBackError) Error() string {
+	return fmt.Sprintf("dead-letter queue %s: %d messages (%s) could not be made visible again; they reappear within %s: %v",
+		e.queue, len(e.failed), strings.Join(e.failed, ", "), dlqHold, e.err)
+}
+
+func (e *putBackError) Unwrap() error { return e.err }
+
+// putBack makes msgs visible again at once, ten at a time with
+// ChangeMessageVisibilityBatch, and one by one for a batch the endpoint
+// refuses (goaws has no batch call) or entries it fails.
+func putBack(ctx context.Context, c *sqs.Client, url string, msgs []sqstypes.Message) error {
+	pe := &putBackError{queue: url}
+	var errs []error
+	for batch := range slices.Chunk(msgs, 10) {
+		entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+		for i, m := range batch {
+			entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		}
+		out, err := c.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		retry := batch
+		if err == nil {
+			retry = nil
+			for _, f := range out.Failed {
+				if i, aerr := strconv.Atoi(aws.ToString(f.Id)); aerr == nil && i < len(batch) {
+					retry = append(retry, batch[i])
+				}
+			}
+		}
+		for _, m := range retry {
+			if _, err := c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+				QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+				pe.failed = append(pe.failed, aws.ToString(m.MessageId))
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(pe.failed) == 0 {
+		return nil
+	}
+	pe.err = errors.Join(errs...)
+	return pe
+}
+
+// splitPutBack takes the put-back failure out of err, as scanDeadLetters
+// returns it: the rest of err, and the failure or nil.
+func splitPutBack(err error) (error, *putBackError) {
+	var pe *putBackError
+	if !errors.As(err, &pe) {
+		return err, nil
+	}
+	var rest []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			var p *putBackError
+			if !errors.As(e, &p) {
+				rest = append(rest, e)
+			}
+		}
+	}
+	return errors.Join(rest...), pe
+}
+
+// warnPutBack logs a put-back failure in err and returns the rest of
+// err: for commands whose work does not depend on it.
+func (m *Main) warnPutBack(err error) error {
+	rest, pe := splitPutBack(err)
+	if pe != nil {
+		fmt.Fprintf(redacting{m.Stderr}, "reportmailer: warning: %v\n", pe)
+	}
+	return rest
+}
+
 const dlqListSynopsis = `dlq list -config FILE [-schedule NAME] [-json]
 
 Lists what is in each schedule's dead-letter queue: the message, its
@@ -199,7 +279,8 @@ event ids and user, the class and code of its failure, the reason, how
 often the source queue had handed it out, and how long ago it first
 failed. Reading a queue hides its messages; dlq list hides each for at
 most ` + "60s" + ` and makes every one visible again (ChangeMessageVisibility 0)
-as soon as it has read the queue, so a drain or redrive running at the
+as soon as it has read the queue (any it could not is named, and the
+exit code is 3), so a drain or redrive running at the
 same time may miss them for that long. Reading counts as a receive of
 the dead-letter queue's own messages.`
 
@@ -224,11 +305,16 @@ func (m *Main) dlqList(ctx context.Context, args []string) error {
 		return err
 	}
 	var all []deadLetter
+	var hidden []error
 	for _, s := range scheds {
 		err := scanDeadLetters(ctx, cl.sqs, s, 0, func(d deadLetter) (bool, error) {
 			all = append(all, d)
 			return false, nil
 		})
+		err, pe := splitPutBack(err)
+		if pe != nil {
+			hidden = append(hidden, fmt.Errorf("schedule %q: %w", s.Name, pe))
+		}
 		if err != nil {
 			return fmt.Errorf("schedule %q: %w", s.Name, err)
 		}
@@ -237,10 +323,20 @@ func (m *Main) dlqList(ctx context.Context, args []string) error {
 		if all == nil {
 			all = []deadLetter{}
 		}
-		return writeJSON(m.Stdout, all)
+		if err := writeJSON(m.Stdout, all); err != nil {
+			return err
+		}
+	} else {
+		printDeadLetters(m.Stdout, all, time.Now())
+		if len(hidden) == 0 {
+			fmt.Fprintf(m.Stdout, "%d dead letters; each was made visible again.\n", len(all))
+		} else {
+			fmt.Fprintf(m.Stdout, "%d dead letters; some could NOT be made visible again (they reappear within %s), named below.\n", len(all), dlqHold)
+		}
 	}
-	printDeadLetters(m.Stdout, all, time.Now())
-	fmt.Fprintf(m.Stdout, "%d dead letters; each was made visible again.\n", len(all))
+	if len(hidden) > 0 {
+		return exitError{code: ExitPartial, err: errors.Join(hidden...)}
+	}
 	return nil
 }
 
@@ -390,7 +486,7 @@ func (m *Main) redrive(ctx context.Context, args []string) error {
 		if *dry {
 			moved += n
 		}
-		if err != nil {
+		if err = m.warnPutBack(err); err != nil {
 			fmt.Fprintf(m.Stdout, "redrive: %s %d, left %d (filtered out or over -max), %d maybe sent\n", verb, moved, skipped, ambiguous)
 			return fmt.Errorf("schedule %q: %w", s.Name, err)
 		}

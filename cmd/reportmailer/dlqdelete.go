@@ -72,7 +72,7 @@ func (m *Main) dlqDelete(ctx context.Context, args []string) error {
 			n++
 			return true, nil
 		})
-		if err != nil {
+		if err = m.warnPutBack(err); err != nil {
 			fmt.Fprintf(m.Stdout, "dlq delete: %s %d\n", verb, n)
 			return fmt.Errorf("schedule %q: %w", s.Name, err)
 		}

@@ -524,3 +524,36 @@ func TestResendReportsUndeletedDeadLetter(t *testing.T) {
 		})
 	}
 }
+
+// TestDLQListReportsHiddenMessages: dlq list puts messages back with
+// the batch call where the endpoint has it, and when SQS refuses to
+// make them visible again it says so, naming them, and exits 3 instead
+// of claiming each was made visible.
+func TestDLQListReportsHiddenMessages(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			set := sharedLeastPrivilege(t, e, leastPrivilege(t, cfg, opsCommands...), nil)
+			e.send(t, dlq, nativeBody("evt-hid1-"+emu, "hid-"+emu, nil, "hid/r.pdf"))
+			e.send(t, dlq, nativeBody("evt-hid2-"+emu, "hid-"+emu, nil, "hid/r.pdf"))
+			if got := dlqList(t, cfg); len(got) != 2 {
+				t.Fatalf("dlq list: %v, want 2", codesOf(got))
+			}
+			batch, single := set.SQS.Counts("ChangeMessageVisibilityBatch"), set.SQS.Counts("ChangeMessageVisibility")
+			if batch.Seen != 1 || emu == "fauxqs" && single.Seen != 0 {
+				t.Errorf("putting 2 back: %d batch calls and %d single ones, want 1 batch (and no single one where the batch works)", batch.Seen, single.Seen)
+			}
+
+			for _, op := range []string{"ChangeMessageVisibilityBatch", "ChangeMessageVisibility"} {
+				set.SQS.Inject(awsproxy.Fault{Operation: op, Status: 403, Code: "AccessDenied", Message: "no visibility"})
+			}
+			code, out, errOut := run(t, "dlq", "list", "-config", cfg)
+			if code != ExitPartial || strings.Contains(out, "each was made visible again") || !strings.Contains(out, "2 dead letters; some could NOT be made visible again") ||
+				!strings.Contains(errOut, "2 messages") || !strings.Contains(errOut, "AccessDenied") {
+				t.Errorf("dlq list with visibility refused: exit %d: %s%s", code, out, errOut)
+			}
+		})
+	}
+}

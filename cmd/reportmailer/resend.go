@@ -95,7 +95,7 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 				held, sched = &d, s
 				return true, nil // kept: put back below, or deleted once sent
 			})
-			if err != nil {
+			if err = m.warnPutBack(err); err != nil {
 				return fmt.Errorf("schedule %q: %w", s.Name, err)
 			}
 			if held != nil {
