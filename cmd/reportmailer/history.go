@@ -161,6 +161,29 @@ func readHistory(ctx context.Context, c *s3.Client, cfg *config.Config, schedule
 	return runs, nil
 }
 
+// lastRunWindows are how far back lastRun looks, widening in turn: the
+// history keys sort by start time, so a window is one listing from
+// its start, and a schedule that runs often is not listed whole.
+var lastRunWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour, 90 * 24 * time.Hour}
+
+// lastRun returns schedule's newest run record, or nil if it has none.
+func lastRun(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, now time.Time) (*runRecord, error) {
+	for _, w := range append(slices.Clone(lastRunWindows), 0) {
+		since := time.Time{}
+		if w > 0 {
+			since = now.Add(-w)
+		}
+		runs, err := readHistory(ctx, c, cfg, schedule, since, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(runs) > 0 {
+			return runs[len(runs)-1], nil
+		}
+	}
+	return nil, nil
+}
+
 const historySynopsis = `history -config FILE [-schedule NAME] [-since 24h] [-run ID] [-json]
 
 Lists the runs of each schedule (each drain, each slot serve ran) from

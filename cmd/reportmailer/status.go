@@ -97,8 +97,8 @@ func (m *Main) status(ctx context.Context, args []string) error {
 				ss.Next = sched.Next(now).In(loc)
 			}
 		}
-		if runs, err := readHistory(ctx, cl.s3, c, s.Name, time.Time{}, true); err == nil && len(runs) > 0 {
-			ss.LastRun = runs[len(runs)-1]
+		if last, err := lastRun(ctx, cl.s3, c, s.Name, now); err == nil && last != nil {
+			ss.LastRun = last
 			ss.LastRun.Deliveries = nil
 		} else if err != nil {
 			fmt.Fprintf(m.Stderr, "status: schedule %s: %v\n", s.Name, err)
