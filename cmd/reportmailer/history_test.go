@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,7 +44,7 @@ func TestLastRun(t *testing.T) {
 		{"rare", "ancient"},
 		{"never", ""},
 	} {
-		r, err := lastRun(t.Context(), c, cfg, tt.schedule, now)
+		r, _, err := lastRun(t.Context(), c, cfg, tt.schedule, now)
 		got := ""
 		if r != nil {
 			got = r.RunID
@@ -51,5 +52,27 @@ func TestLastRun(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("lastRun(%s) = %q, %v; want %q", tt.schedule, got, err, tt.want)
 		}
+	}
+}
+
+// TestHistorySkipsBadRecords: a run record too large to read, or not a
+// run record, is skipped with a warning naming it; the other runs are
+// listed, and status's last run is the newest readable one.
+func TestHistorySkipsBadRecords(t *testing.T) {
+	_, c := s3test.Start(t, "state")
+	cfg := &config.Config{}
+	cfg.Ledger.Bucket, cfg.Ledger.HistoryPrefix = "state", "rm/history/"
+	now := time.Now()
+	putRun(t, c, cfg, "daily", "good", now.Add(-3*time.Hour), nil)
+	putRun(t, c, cfg, "daily", "huge", now.Add(-2*time.Hour), bytes.Repeat([]byte(" "), maxRunRecord+1))
+	putRun(t, c, cfg, "daily", "junk", now.Add(-time.Hour), []byte("not json"))
+	runs, skipped, err := readHistory(t.Context(), c, cfg, "daily", now.Add(-24*time.Hour), false)
+	if err != nil || len(runs) != 1 || runs[0].RunID != "good" || len(skipped) != 2 ||
+		!strings.Contains(skipped[0].Error(), "huge.json: larger than 16 MiB") || !strings.Contains(skipped[1].Error(), "junk.json: not a run record") {
+		t.Errorf("readHistory = %v, skipped %v, %v; want the good run, the other two skipped and named", runs, skipped, err)
+	}
+	last, skipped, err := lastRun(t.Context(), c, cfg, "daily", now)
+	if err != nil || last == nil || last.RunID != "good" || len(skipped) != 2 {
+		t.Errorf("lastRun = %+v, skipped %v, %v; want the good run", last, skipped, err)
 	}
 }

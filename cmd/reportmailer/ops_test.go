@@ -380,6 +380,18 @@ func TestHistoryAndStatus(t *testing.T) {
 			if code, out, _ := run(t, "status", "-config", paused); code != ExitOK || !strings.Contains(out, "paused") {
 				t.Errorf("status of a paused schedule: exit %d:\n%s", code, out)
 			}
+
+			// A record that is no run record is skipped, with a warning
+			// naming it; the runs around it are still listed.
+			junk := historyKey("reportmailer/ledger/history/", "it", time.Now(), "junk")
+			e.put(t, junk, nil)
+			code, out, errOut = run(t, "history", "-config", cfg, "-since", "1h")
+			if code != ExitOK || !strings.Contains(out, first.RunID) || !strings.Contains(out, second.RunID) || !strings.Contains(errOut, "skipped a run record") || !strings.Contains(errOut, junk) {
+				t.Errorf("history with a junk record: exit %d:\n%s%s", code, out, errOut)
+			}
+			if code, out, errOut := run(t, "status", "-config", cfg); code != ExitOK || !strings.Contains(errOut, "skipped a run record") || strings.Contains(out, "none recorded") {
+				t.Errorf("status with a junk record: exit %d:\n%s%s", code, out, errOut)
+			}
 		})
 	}
 }

@@ -97,7 +97,11 @@ func (m *Main) status(ctx context.Context, args []string) error {
 				ss.Next = sched.Next(now).In(loc)
 			}
 		}
-		if last, err := lastRun(ctx, cl.s3, c, s.Name, now); err == nil && last != nil {
+		last, skipped, err := lastRun(ctx, cl.s3, c, s.Name, now)
+		for _, e := range skipped {
+			fmt.Fprintf(redacting{m.Stderr}, "status: schedule %s: warning: skipped a run record: %v\n", s.Name, e)
+		}
+		if err == nil && last != nil {
 			ss.LastRun = last
 			ss.LastRun.Deliveries = nil
 		} else if err != nil {
