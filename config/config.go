@@ -207,7 +207,7 @@ type Schedule struct {
 	// QueueURL is the SQS queue to drain. Required.
 	QueueURL string `yaml:"queue_url"`
 	// DeadLetterQueueURL receives poison messages. Required. It should
-	// be the queue's RedrivePolicy target.
+	// be the queue's RedrivePolicy target, and no other schedule's.
 	DeadLetterQueueURL string `yaml:"dead_letter_queue_url"`
 	// Budget bounds a run. Default 5m.
 	Budget time.Duration `yaml:"budget"`
@@ -528,6 +528,10 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateEnvNames()...)
 
 	seen := map[string]bool{}
+	// dlqOwner is the index of the schedule each dead-letter queue is
+	// for: redrive, resend and dlq list read a dead-letter queue as one
+	// schedule's, and send what they move back to that schedule's queue.
+	dlqOwner := map[string]int{}
 	for i, s := range c.Schedules {
 		f := func(name string) string { return fmt.Sprintf("schedules[%d].%s", i, name) }
 		if !nameRE.MatchString(s.Name) {
@@ -560,6 +564,10 @@ func (c *Config) Validate() error {
 			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "%v", err)
 		} else if s.DeadLetterQueueURL == s.QueueURL {
 			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "is the queue itself")
+		} else if j, ok := dlqOwner[s.DeadLetterQueueURL]; ok {
+			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "is also schedules[%d].dead_letter_queue_url: give each schedule its own dead-letter queue, so that a redrive knows where its messages go back", j)
+		} else {
+			dlqOwner[s.DeadLetterQueueURL] = i
 		}
 		if s.Budget < time.Second {
 			bad(f("budget"), s.Budget, "is shorter than 1s")

@@ -69,6 +69,8 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"no replicas", `pacing: {replicas: -1}`, nil, `pacing.replicas: -1 is not between 1 and 1000`},
 		{"digest visibility", `schedules: [{name: d, mode: digest, budget: 10m, visibility_timeout: 5m}]`, nil, `schedules[0].visibility_timeout: 5m0s must exceed the budget`},
 		{"duplicate name", `schedules: [{name: d}, {name: d}]`, nil, `schedules[1].name: "d" is used by an earlier schedule`},
+		{"shared dead-letter queue", `schedules: [{name: a, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/a", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/dlq"}, {name: b, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/b", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/dlq"}]`, nil,
+			`schedules[1].dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/dlq" is also schedules[0].dead_letter_queue_url`},
 		{"presign ttl", `links: {ttl: 200h}`, nil, `links.ttl: 200h0m0s is longer than the 7-day`},
 		{"two key sources", `links: {cloudfront: {domain: "https://d.cloudfront.net", key_id: K, private_key_file: a, private_key_env: B}}`, nil, `links.cloudfront.private_key_file: "a" and private_key_env ("B"): set exactly one`},
 		{"http cloudfront", `links: {cloudfront: {domain: "http://d.cloudfront.net", key_id: K, private_key_file: a}}`, nil, `links.cloudfront.domain: "http://d.cloudfront.net" must use https`},

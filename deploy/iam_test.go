@@ -149,7 +149,7 @@ var tfPolicies = []struct {
 	cmds   []iam.Command
 }{
 	{"worker", "", []iam.Command{iam.Drain, iam.Serve, iam.Keys, iam.Check}},
-	{"operator", "operator_policy_json", []iam.Command{iam.DLQList, iam.Redrive, iam.Resend, iam.History, iam.Status}},
+	{"operator", "operator_policy_json", []iam.Command{iam.DLQList, iam.DLQDelete, iam.Redrive, iam.Resend, iam.History, iam.Status}},
 }
 
 // evalLocals evaluates the module's locals that ctx can evaluate,

@@ -57,3 +57,24 @@ func TestFailureClassAndCode(t *testing.T) {
 		t.Error("ClassOf(nil) should be empty")
 	}
 }
+
+// TestCodeOutcome: a code alone gives the outcome its failure has, so
+// an old dead letter with no class still shows maybe_sent as ambiguous
+// (which redrive skips).
+func TestCodeOutcome(t *testing.T) {
+	for _, tt := range []struct {
+		code worker.Code
+		want worker.Outcome
+	}{
+		{worker.CodeMaybeSent, worker.OutcomeAmbiguous},
+		{worker.CodeRecipientRefused, worker.OutcomePermanent},
+		{worker.CodeObjectMissing, worker.OutcomePermanent},
+		{worker.CodeSendFailed, worker.OutcomeRetry},
+		{worker.CodeObjectAccessDenied, worker.OutcomeHalted},
+		{"no_such_code", ""},
+	} {
+		if got := worker.CodeOutcome(tt.code); got != tt.want {
+			t.Errorf("CodeOutcome(%s) = %q, want %q", tt.code, got, tt.want)
+		}
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
@@ -66,17 +68,19 @@ func schedulesFor(c *config.Config, cmd, name string) ([]config.Schedule, error)
 // deadLetter is one message in a dead-letter queue, as the operator's
 // commands show it.
 type deadLetter struct {
-	Schedule     string       `json:"schedule"`
-	MessageID    string       `json:"message_id"`
-	EventIDs     []string     `json:"event_ids"`
-	User         string       `json:"user,omitempty"`
-	Class        worker.Class `json:"class,omitempty"`
-	Code         worker.Code  `json:"code,omitempty"`
-	Reason       string       `json:"reason,omitempty"`
-	ReceiveCount int          `json:"receive_count"` // on the source queue, before it was dead-lettered
-	FirstFailed  time.Time    `json:"first_failed_at,omitzero"`
-	LastFailed   time.Time    `json:"last_failed_at,omitzero"`
-	SourceQueue  string       `json:"source_queue,omitempty"`
+	Schedule  string   `json:"schedule"`
+	MessageID string   `json:"message_id"`
+	EventIDs  []string `json:"event_ids"`
+	User      string   `json:"user,omitempty"`
+	// Class is the outcome that sent it here, in the vocabulary of the
+	// logs and the run history: permanent, ambiguous or retry.
+	Class        worker.Outcome `json:"class,omitempty"`
+	Code         worker.Code    `json:"code,omitempty"`
+	Reason       string         `json:"reason,omitempty"`
+	ReceiveCount int            `json:"receive_count"` // on the source queue, before it was dead-lettered
+	FirstFailed  time.Time      `json:"first_failed_at,omitzero"`
+	LastFailed   time.Time      `json:"last_failed_at,omitzero"`
+	SourceQueue  string         `json:"source_queue,omitempty"`
 
 	msg sqstypes.Message
 }
@@ -84,13 +88,18 @@ type deadLetter struct {
 // readDeadLetter makes a deadLetter of a message received from s's
 // dead-letter queue. A message SQS's own RedrivePolicy moved there has
 // no reportmailer attributes: its event ids come from its body, and its
-// class is "retry" with code max_receives.
+// class is "retry" with code max_receives. One with a code but no
+// reportmailer-failure (written by an older version) gets the class its
+// code comes with, so a maybe_sent one is still ambiguous.
 func readDeadLetter(s config.Schedule, m sqstypes.Message) deadLetter {
 	d := deadLetter{Schedule: s.Name, MessageID: aws.ToString(m.MessageId), SourceQueue: s.QueueURL, msg: m}
 	attr := func(k string) string { return aws.ToString(m.MessageAttributes[k].StringValue) }
 	d.Code, d.Reason = worker.Code(attr(queue.AttrCode)), attr(queue.AttrReason)
 	if info, ok := queue.ParseDeadLetterInfo(m.MessageAttributes); ok {
-		d.EventIDs, d.User, d.Class, d.Code = info.EventIDs, info.User, info.Class, cmp.Or(info.Code, d.Code)
+		d.EventIDs, d.User, d.Code = info.EventIDs, info.User, cmp.Or(info.Code, d.Code)
+		if info.Class != "" {
+			d.Class = worker.Failure{Class: info.Class}.Outcome()
+		}
 		d.ReceiveCount, d.FirstFailed, d.LastFailed = info.ReceiveCount, info.FirstFailedAt, info.LastFailedAt
 		d.SourceQueue = cmp.Or(info.SourceQueue, d.SourceQueue)
 	}
@@ -102,10 +111,11 @@ func readDeadLetter(s config.Schedule, m sqstypes.Message) deadLetter {
 			}
 		}
 	}
+	d.Class = cmp.Or(d.Class, worker.CodeOutcome(d.Code))
 	if d.Code == "" {
 		// Moved by the queue's RedrivePolicy: maxReceiveCount transient
 		// failures in a row.
-		d.Class, d.Code = worker.ClassTransient, codeMaxReceives
+		d.Class, d.Code = worker.OutcomeRetry, codeMaxReceives
 		d.Reason = "moved by the queue's RedrivePolicy after its maxReceiveCount receives"
 		d.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	}
@@ -131,14 +141,14 @@ const dlqHold = 60 * time.Second
 // max (0: no limit), hiding each for dlqHold, and calls f on each in
 // order. f returns whether it kept (moved or deleted) the message;
 // scanDeadLetters makes every other one visible again at once.
-func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max int, f func(deadLetter) (bool, error)) error {
+// A put-back failure is returned as a *putBackError, joined to any
+// other error.
+func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max int, f func(deadLetter) (bool, error)) (err error) {
 	var back []sqstypes.Message
 	defer func() {
 		// Put back what was read and not kept, even after an error.
-		ctx := context.WithoutCancel(ctx)
-		for _, m := range back {
-			_, _ = c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-				QueueUrl: aws.String(s.DeadLetterQueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+		if perr := putBack(context.WithoutCancel(ctx), c, s.DeadLetterQueueURL, back); perr != nil {
+			err = errors.Join(err, perr)
 		}
 	}()
 	seen := map[string]bool{}
@@ -182,6 +192,86 @@ func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max 
 	return nil
 }
 
+// putBackError says which dead letters could not be made visible
+// again: they reappear when dlqHold ends.
+type putBackError struct {
+	queue  string
+	failed []string // message ids
+	err    error
+}
+
+func (e *putBackError) Error() string {
+	return fmt.Sprintf("dead-letter queue %s: %d messages (%s) could not be made visible again; they reappear within %s: %v",
+		e.queue, len(e.failed), strings.Join(e.failed, ", "), dlqHold, e.err)
+}
+
+func (e *putBackError) Unwrap() error { return e.err }
+
+// putBack makes msgs visible again at once, ten at a time with
+// ChangeMessageVisibilityBatch, and one by one for a batch the endpoint
+// refuses (goaws has no batch call) or entries it fails.
+func putBack(ctx context.Context, c *sqs.Client, url string, msgs []sqstypes.Message) error {
+	pe := &putBackError{queue: url}
+	var errs []error
+	for batch := range slices.Chunk(msgs, 10) {
+		entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+		for i, m := range batch {
+			entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		}
+		out, err := c.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		retry := batch
+		if err == nil {
+			retry = nil
+			for _, f := range out.Failed {
+				if i, aerr := strconv.Atoi(aws.ToString(f.Id)); aerr == nil && i < len(batch) {
+					retry = append(retry, batch[i])
+				}
+			}
+		}
+		for _, m := range retry {
+			if _, err := c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+				QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+				pe.failed = append(pe.failed, aws.ToString(m.MessageId))
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(pe.failed) == 0 {
+		return nil
+	}
+	pe.err = errors.Join(errs...)
+	return pe
+}
+
+// splitPutBack takes the put-back failure out of err, as scanDeadLetters
+// returns it: the rest of err, and the failure or nil.
+func splitPutBack(err error) (error, *putBackError) {
+	var pe *putBackError
+	if !errors.As(err, &pe) {
+		return err, nil
+	}
+	var rest []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			var p *putBackError
+			if !errors.As(e, &p) {
+				rest = append(rest, e)
+			}
+		}
+	}
+	return errors.Join(rest...), pe
+}
+
+// warnPutBack logs a put-back failure in err and returns the rest of
+// err: for commands whose work does not depend on it.
+func (m *Main) warnPutBack(err error) error {
+	rest, pe := splitPutBack(err)
+	if pe != nil {
+		fmt.Fprintf(redacting{m.Stderr}, "reportmailer: warning: %v\n", pe)
+	}
+	return rest
+}
+
 const dlqListSynopsis = `dlq list -config FILE [-schedule NAME] [-json]
 
 Lists what is in each schedule's dead-letter queue: the message, its
@@ -189,7 +279,8 @@ event ids and user, the class and code of its failure, the reason, how
 often the source queue had handed it out, and how long ago it first
 failed. Reading a queue hides its messages; dlq list hides each for at
 most ` + "60s" + ` and makes every one visible again (ChangeMessageVisibility 0)
-as soon as it has read the queue, so a drain or redrive running at the
+as soon as it has read the queue (any it could not is named, and the
+exit code is 3), so a drain or redrive running at the
 same time may miss them for that long. Reading counts as a receive of
 the dead-letter queue's own messages.`
 
@@ -214,11 +305,16 @@ func (m *Main) dlqList(ctx context.Context, args []string) error {
 		return err
 	}
 	var all []deadLetter
+	var hidden []error
 	for _, s := range scheds {
 		err := scanDeadLetters(ctx, cl.sqs, s, 0, func(d deadLetter) (bool, error) {
 			all = append(all, d)
 			return false, nil
 		})
+		err, pe := splitPutBack(err)
+		if pe != nil {
+			hidden = append(hidden, fmt.Errorf("schedule %q: %w", s.Name, pe))
+		}
 		if err != nil {
 			return fmt.Errorf("schedule %q: %w", s.Name, err)
 		}
@@ -227,10 +323,20 @@ func (m *Main) dlqList(ctx context.Context, args []string) error {
 		if all == nil {
 			all = []deadLetter{}
 		}
-		return writeJSON(m.Stdout, all)
+		if err := writeJSON(m.Stdout, all); err != nil {
+			return err
+		}
+	} else {
+		printDeadLetters(m.Stdout, all, time.Now())
+		if len(hidden) == 0 {
+			fmt.Fprintf(m.Stdout, "%d dead letters; each was made visible again.\n", len(all))
+		} else {
+			fmt.Fprintf(m.Stdout, "%d dead letters; some could NOT be made visible again (they reappear within %s), named below.\n", len(all), dlqHold)
+		}
 	}
-	printDeadLetters(m.Stdout, all, time.Now())
-	fmt.Fprintf(m.Stdout, "%d dead letters; each was made visible again.\n", len(all))
+	if len(hidden) > 0 {
+		return exitError{code: ExitPartial, err: errors.Join(hidden...)}
+	}
 	return nil
 }
 
@@ -288,8 +394,11 @@ are skipped unless -include-maybe-sent is given: their ledger records
 say "sending", so a redrive sends nothing; use "reportmailer resend".
 
 With no filter and -include-maybe-sent, it starts an SQS message move
-task and reports its progress. Otherwise, or where SQS answers that
-the move task is not available, it moves message by message: it sends
+task and reports its progress (or follows one already running). Any
+other refusal of the task (AccessDenied, a throttle) is an error.
+Otherwise, or where the endpoint has no such operation (an unknown or
+unsupported action, as the emulators answer), it moves message by
+message: it sends
 each to the queue, then deletes it from the dead-letter queue (never
 the other way round), and prints each one. -dry-run moves nothing.`
 
@@ -353,7 +462,7 @@ func (m *Main) redrive(ctx context.Context, args []string) error {
 			case len(codes) > 0 && !slices.Contains(codes, string(d.Code)):
 				skipped++
 				return false, nil
-			case d.Class == worker.ClassAmbiguous && !*maybe:
+			case d.Class == worker.OutcomeAmbiguous && !*maybe:
 				ambiguous++
 				fmt.Fprintf(m.Stdout, "skipped %s %s: %s (maybe sent): the ledger holds it; see `reportmailer resend -config FILE -event-id %s`\n",
 					s.Name, d.MessageID, strings.Join(d.EventIDs, ","), or(firstOf(d.EventIDs), "ID"))
@@ -377,7 +486,7 @@ func (m *Main) redrive(ctx context.Context, args []string) error {
 		if *dry {
 			moved += n
 		}
-		if err != nil {
+		if err = m.warnPutBack(err); err != nil {
 			fmt.Fprintf(m.Stdout, "redrive: %s %d, left %d (filtered out or over -max), %d maybe sent\n", verb, moved, skipped, ambiguous)
 			return fmt.Errorf("schedule %q: %w", s.Name, err)
 		}
@@ -430,6 +539,25 @@ func redrivenAttributes(attrs map[string]sqstypes.MessageAttributeValue) map[str
 	return out
 }
 
+// moveTaskUnsupported reports whether err says the endpoint has no
+// message move task: an unknown or unsupported action (fauxqs answers
+// InvalidAction; AWS names UnsupportedOperation and, in its JSON
+// protocol, UnknownOperationException), or a 400 whose body is no AWS
+// error at all (goaws answers "Bad Request").
+func moveTaskUnsupported(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "InvalidAction", "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "UnknownOperationException":
+			return true
+		}
+		return false
+	}
+	var de *smithy.DeserializationError
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &de) && errors.As(err, &re) && re.HTTPStatusCode() == 400
+}
+
 // moveTask moves everything in s's dead-letter queue back with an SQS
 // message move task, printing its progress until it ends. It returns
 // false, and moves nothing, when SQS does not offer the task (the
@@ -452,11 +580,22 @@ func (m *Main) moveTask(ctx context.Context, c *sqs.Client, s config.Schedule) (
 		return false, 0, err
 	}
 	start, err := c.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: aws.String(src), DestinationArn: aws.String(dst)})
-	if err != nil {
+	switch {
+	case err != nil && moveTaskUnsupported(err):
 		fmt.Fprintf(m.Stderr, "redrive %s: no message move task (%v); moving message by message\n", s.Name, err)
 		return false, 0, nil
+	case err != nil:
+		// SQS runs one task per queue: follow a running one rather
+		// than fail. Anything else (AccessDenied, a throttle) is the
+		// operator's to see; moving by hand would hide it.
+		out, lerr := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})
+		if lerr != nil || len(out.Results) == 0 || aws.ToString(out.Results[0].Status) != "RUNNING" {
+			return true, 0, fmt.Errorf("dead-letter queue %s: start message move task: %w", s.DeadLetterQueueURL, err)
+		}
+		fmt.Fprintf(m.Stdout, "redrive %s: a message move task is already running (%v): following it\n", s.Name, err)
+	default:
+		fmt.Fprintf(m.Stdout, "redrive %s: started message move task %s: %s -> %s\n", s.Name, aws.ToString(start.TaskHandle), src, dst)
 	}
-	fmt.Fprintf(m.Stdout, "redrive %s: started message move task %s: %s -> %s\n", s.Name, aws.ToString(start.TaskHandle), src, dst)
 	for {
 		out, err := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})
 		if err != nil {

@@ -120,10 +120,15 @@ func (a *app) writeHistory(ctx context.Context, r *runRecord) {
 	a.logger.Info("run history written", "schedule", r.Schedule, "run", r.RunID, "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key)
 }
 
+// maxRunRecord bounds what readHistory reads of one run record.
+const maxRunRecord = 16 << 20
+
 // readHistory returns the runs of schedule recorded since since (by
-// their start), oldest first; the newest last returns only the newest
-// one.
-func readHistory(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, since time.Time, newestOnly bool) ([]*runRecord, error) {
+// their start), oldest first; newestOnly returns only the newest one
+// that can be read. A record that cannot be read (too large, not a
+// run record) is skipped, and named in skipped; err is for a history
+// that cannot be listed.
+func readHistory(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, since time.Time, newestOnly bool) (runs []*runRecord, skipped []error, err error) {
 	prefix := cfg.Ledger.HistoryPrefix + schedule + "/"
 	var keys []string
 	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(cfg.Ledger.Bucket), Prefix: aws.String(prefix),
@@ -131,34 +136,77 @@ func readHistory(ctx context.Context, c *s3.Client, cfg *config.Config, schedule
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, prefix, err)
+			return nil, nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, prefix, err)
 		}
 		for _, o := range out.Contents {
 			keys = append(keys, aws.ToString(o.Key))
 		}
 	}
 	slices.Sort(keys)
-	if newestOnly && len(keys) > 1 {
-		keys = keys[len(keys)-1:]
+	if newestOnly {
+		slices.Reverse(keys)
 	}
-	var runs []*runRecord
 	for _, k := range keys {
-		out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(cfg.Ledger.Bucket), Key: aws.String(k)})
+		r, err := readRun(ctx, c, cfg.Ledger.Bucket, k)
 		if err != nil {
-			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, k, err)
-		}
-		b, err := io.ReadAll(io.LimitReader(out.Body, 16<<20))
-		out.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, k, err)
-		}
-		r := &runRecord{}
-		if err := json.Unmarshal(b, r); err != nil {
-			return nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, k, err)
+			if ctx.Err() != nil {
+				return nil, skipped, err
+			}
+			skipped = append(skipped, err)
+			continue
 		}
 		runs = append(runs, r)
+		if newestOnly {
+			break
+		}
 	}
-	return runs, nil
+	return runs, skipped, nil
+}
+
+// readRun reads the run record at key.
+func readRun(ctx context.Context, c *s3.Client, bucket, key string) (*runRecord, error) {
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("run history s3://%s/%s: %w", bucket, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Body, maxRunRecord+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("run history s3://%s/%s: %w", bucket, key, err)
+	case len(b) > maxRunRecord:
+		return nil, fmt.Errorf("run history s3://%s/%s: larger than %d MiB: not read", bucket, key, maxRunRecord>>20)
+	}
+	r := &runRecord{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("run history s3://%s/%s: not a run record: %w", bucket, key, err)
+	}
+	return r, nil
+}
+
+// lastRunWindows are how far back lastRun looks, widening in turn: the
+// history keys sort by start time, so a window is one listing from
+// its start, and a schedule that runs often is not listed whole.
+var lastRunWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour, 90 * 24 * time.Hour}
+
+// lastRun returns schedule's newest readable run record, or nil if it
+// has none; the records it could not read are in skipped.
+func lastRun(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, now time.Time) (last *runRecord, skipped []error, err error) {
+	for _, w := range append(slices.Clone(lastRunWindows), 0) {
+		since := time.Time{}
+		if w > 0 {
+			since = now.Add(-w)
+		}
+		runs, bad, err := readHistory(ctx, c, cfg, schedule, since, true)
+		skipped = append(skipped, bad...)
+		if err != nil {
+			return nil, skipped, err
+		}
+		if len(runs) > 0 {
+			return runs[0], skipped, nil
+		}
+	}
+	return nil, skipped, nil
 }
 
 const historySynopsis = `history -config FILE [-schedule NAME] [-since 24h] [-run ID] [-json]
@@ -195,7 +243,10 @@ func (m *Main) history(ctx context.Context, args []string) error {
 	}
 	var runs []*runRecord
 	for _, s := range scheds {
-		rs, err := readHistory(ctx, cl.s3, c, s.Name, time.Now().Add(-*since), false)
+		rs, skipped, err := readHistory(ctx, cl.s3, c, s.Name, time.Now().Add(-*since), false)
+		for _, e := range skipped {
+			fmt.Fprintf(redacting{m.Stderr}, "reportmailer: warning: skipped a run record: %v\n", e)
+		}
 		if err != nil {
 			return err
 		}

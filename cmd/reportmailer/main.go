@@ -85,6 +85,7 @@ var commands = []command{
 	{name: "status", summary: "each schedule's next run and last run, queue and dead-letter\nqueue depths, the SES quota, and the signing keys", run: (*Main).status},
 	{name: "dlq", summary: "the dead-letter queues", sub: []command{
 		{name: "list", summary: "list what is in each dead-letter queue: event ids, user, class,\ncode, reason, receive count, age", run: (*Main).dlqList},
+		{name: "delete", summary: "delete the dead letters of the events named by -event-id, once\ndealt with otherwise (settled, resent to each recipient)", run: (*Main).dlqDelete},
 	}},
 	{name: "redrive", summary: "move dead letters back to their queue, filtered by -event-id or\n-code; skips maybe-sent ones (see resend)", run: (*Main).redrive},
 	{name: "resend", summary: "deliver one event again, directly, showing the ledger for each\nrecipient first; -force for maybe-sent or sent deliveries", run: (*Main).resend},

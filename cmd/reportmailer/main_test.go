@@ -58,6 +58,7 @@ func TestSharedFlagsMeanTheSame(t *testing.T) {
 		flags []string
 	}{
 		{[]string{"dlq", "list"}, []string{"-config", "-schedule", "-json"}},
+		{[]string{"dlq", "delete"}, []string{"-config", "-schedule", "-event-id", "-dry-run"}},
 		{[]string{"redrive"}, []string{"-config", "-schedule", "-event-id", "-code", "-max", "-dry-run", "-include-maybe-sent"}},
 		{[]string{"resend"}, []string{"-config", "-schedule", "-event-id", "-event", "-to", "-force", "-dry-run", "-by"}},
 		{[]string{"history"}, []string{"-config", "-schedule", "-since", "-run", "-json"}},
@@ -85,6 +86,7 @@ func TestOpsUsageErrors(t *testing.T) {
 		{[]string{"redrive", "-config", "x.yaml", "-max", "-1"}, "-max -1: want 0 (all) or more"},
 		{[]string{"history", "-config", "x.yaml", "-since", "0s"}, "-since 0s: want a positive duration"},
 		{[]string{"dlq", "list", "extra"}, `unexpected argument "extra"`},
+		{[]string{"dlq", "delete", "-config", "x.yaml"}, "-event-id is required"},
 	} {
 		code, _, errOut := run(t, tt.args...)
 		if code != ExitUsage || !strings.Contains(errOut, tt.want) {

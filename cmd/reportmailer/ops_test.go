@@ -7,6 +7,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/iam"
@@ -22,7 +26,7 @@ import (
 )
 
 // opsCommands are the commands the operator's tests run.
-var opsCommands = []iam.Command{iam.Drain, iam.DLQList, iam.Redrive, iam.Resend, iam.History, iam.Status, iam.Keys}
+var opsCommands = []iam.Command{iam.Drain, iam.DLQList, iam.DLQDelete, iam.Redrive, iam.Resend, iam.History, iam.Status, iam.Keys}
 
 // withConfig writes a copy of the config at cfg with old replaced by
 // new, and widens the env's policy for it.
@@ -201,7 +205,11 @@ func TestResend(t *testing.T) {
 				t.Errorf("redrive: exit %d: %s", code, out)
 			}
 
-			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id)
+			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id, "-dry-run")
+			if code != ExitOK || !strings.Contains(out, "maybe sent: sending since") || !strings.Contains(out, "resend: dry run: would send 0, skip 1") {
+				t.Fatalf("resend -dry-run: exit %d: %s%s", code, out, errOut)
+			}
+			code, out, errOut = run(t, "resend", "-config", cfg, "-event-id", id)
 			if code != ExitPartial || !strings.Contains(out, "maybe sent: sending since") || !strings.Contains(out, "skip: give -force") || !strings.Contains(errOut, "nothing sent") ||
 				!strings.Contains(out, "event "+id+" of user "+user+" <"+addr+">, schedule it: 1 reports: s3://"+itBucket+"/"+key) {
 				t.Fatalf("resend without -force: exit %d: %s%s", code, out, errOut)
@@ -235,6 +243,16 @@ func TestResend(t *testing.T) {
 			if err != nil || !ok || rec.State != "sent" || len(rec.Resends) != 2 || rec.Resends[0].By != "ops-on-call" || rec.Resends[1].By != "ops-second" ||
 				rec.Resends[0].MessageID == "" || rec.Resends[1].MessageID == rec.Resends[0].MessageID || !rec.Resends[0].Forced || rec.Resends[0].Was != "sending" || rec.Resends[1].Was != "sent" {
 				t.Errorf("ledger record %+v (%v, %v), want sent with two resends, by ops-on-call then ops-second", rec, ok, err)
+			}
+			// What each forced resend replaced stays on the record.
+			if len(rec.Resends) == 2 {
+				p0, p1 := rec.Resends[0].Previous, rec.Resends[1].Previous
+				if p0 == nil || p0.SendingAt.IsZero() || p0.EmailID == "" || p0.Attempts < 1 || p0.MessageID != "" || p0.RunID == "" {
+					t.Errorf("first resend's previous send %+v, want the maybe-sent attempt: its email id, sending time, attempts and run", p0)
+				}
+				if p1 == nil || p1.MessageID != rec.Resends[0].MessageID || !p1.SentAt.Equal(rec.Resends[0].At) || p1.Attempts < 1 {
+					t.Errorf("second resend's previous send %+v, want the first resend's message %s sent at %s", p1, rec.Resends[0].MessageID, rec.Resends[0].At)
+				}
 			}
 
 			// The event's deliveries are listed from its index, with one
@@ -337,6 +355,19 @@ func TestHistoryAndStatus(t *testing.T) {
 				t.Errorf("status: exit %d:\n%s", code, out)
 			}
 
+			// The dead letter, dealt with otherwise, is deleted by event id.
+			code, out, errOut = run(t, "dlq", "delete", "-config", cfg, "-event-id", "evt-h2-"+emu, "-dry-run")
+			if code != ExitOK || !strings.Contains(out, "would delete it ") || !strings.Contains(out, "dlq delete: would delete 1") || len(dlqList(t, cfg)) != 1 {
+				t.Errorf("dlq delete -dry-run: exit %d: %s%s", code, out, errOut)
+			}
+			code, out, errOut = run(t, "dlq", "delete", "-config", cfg, "-event-id", "evt-h2-"+emu+",evt-nowhere")
+			if code != ExitPartial || !strings.Contains(out, "dlq delete: deleted 1") || !strings.Contains(errOut, "event evt-nowhere: in no dead-letter queue") {
+				t.Errorf("dlq delete: exit %d: %s%s", code, out, errOut)
+			}
+			if ds := dlqList(t, cfg); len(ds) != 0 {
+				t.Errorf("after dlq delete, dlq list %v", codesOf(ds))
+			}
+
 			// Paused: drain receives nothing and says so; status too.
 			paused := e.withConfig(t, cfg, "time_zone: Europe/London}", "time_zone: Europe/London, paused: true}")
 			e.send(t, q, nativeBody("evt-h4-"+emu, "hugo-"+emu, nil, key))
@@ -348,6 +379,192 @@ func TestHistoryAndStatus(t *testing.T) {
 			}
 			if code, out, _ := run(t, "status", "-config", paused); code != ExitOK || !strings.Contains(out, "paused") {
 				t.Errorf("status of a paused schedule: exit %d:\n%s", code, out)
+			}
+
+			// A record that is no run record is skipped, with a warning
+			// naming it; the runs around it are still listed.
+			junk := historyKey("reportmailer/ledger/history/", "it", time.Now(), "junk")
+			e.put(t, junk, nil)
+			code, out, errOut = run(t, "history", "-config", cfg, "-since", "1h")
+			if code != ExitOK || !strings.Contains(out, first.RunID) || !strings.Contains(out, second.RunID) || !strings.Contains(errOut, "skipped a run record") || !strings.Contains(errOut, junk) {
+				t.Errorf("history with a junk record: exit %d:\n%s%s", code, out, errOut)
+			}
+			if code, out, errOut := run(t, "status", "-config", cfg); code != ExitOK || !strings.Contains(errOut, "skipped a run record") || strings.Contains(out, "none recorded") {
+				t.Errorf("status with a junk record: exit %d:\n%s%s", code, out, errOut)
+			}
+		})
+	}
+}
+
+// TestResendKeepsUnfinishedDeadLetter: a resend that leaves some of a
+// dead letter's emails unsent keeps the dead letter: with -to (one
+// recipient only), and with -force on a recipient_refused letter whose
+// refused recipient is still not allowed.
+func TestResendKeepsUnfinishedDeadLetter(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			id, user, partner := "evt-keep-"+emu, "kate-"+emu, "pia-"+emu+"@partner.example"
+			addr := user + "@acme.example"
+			key := "keep/" + emu + "/r.pdf"
+			e.put(t, key, nil)
+			e.send(t, q, nativeBody(id, user, []string{partner}, key))
+			if code, out, logs := drain(t, cfg); code != ExitPartial || !strings.Contains(out, "dead-lettered 1") {
+				t.Fatalf("drain: exit %d: %s\n%s", code, out, logs)
+			}
+			want := []string{"recipient_refused:" + id}
+
+			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id, "-to", addr, "-force")
+			if code != ExitOK || !strings.Contains(out, "resend 1 of this delivery") || !strings.Contains(out, "stays: -to sends to one recipient only") {
+				t.Fatalf("resend -to -force: exit %d: %s%s", code, out, errOut)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, want) {
+				t.Errorf("after resend -to, dlq list %v, want %v: the partner never got theirs", got, want)
+			}
+
+			code, out, errOut = run(t, "resend", "-config", cfg, "-event-id", id, "-force")
+			if code != ExitPartial || !strings.Contains(out, "resend 2 of this delivery") || !strings.Contains(out, "stays: the recipient policy refuses") {
+				t.Fatalf("resend -force of a recipient_refused letter: exit %d: %s%s", code, out, errOut)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, want) {
+				t.Errorf("after resend -force, dlq list %v, want %v: the partner never got theirs", got, want)
+			}
+			if n, p := len(e.emails(t, addr)), len(e.emails(t, partner)); n != 3 || p != 0 {
+				t.Errorf("%s got %d emails (want 3: the run's and two resends), %s got %d (want 0)", addr, n, partner, p)
+			}
+
+			// Kept, it is redriven once the partner is allowed, and the
+			// partner alone gets an email.
+			allowed := e.withConfig(t, cfg, "allowed_domains: [acme.example]", "allowed_domains: [acme.example, partner.example]")
+			if code, out, errOut := run(t, "redrive", "-config", allowed, "-event-id", id, "-dry-run"); code != ExitOK || !strings.Contains(out, "redrive: would move 1, left 0") {
+				t.Fatalf("redrive -event-id -dry-run: exit %d: %s%s", code, out, errOut)
+			}
+			if code, out, errOut := run(t, "redrive", "-config", allowed, "-event-id", id); code != ExitOK || !strings.Contains(out, "redrive: moved 1, left 0") {
+				t.Fatalf("redrive -event-id: exit %d: %s%s", code, out, errOut)
+			}
+			if code, out, logs := drain(t, allowed); code != ExitOK || !strings.Contains(out, "sent 1 email") {
+				t.Fatalf("drain after the redrive: exit %d: %s\n%s", code, out, logs)
+			}
+			if n, p := len(e.emails(t, addr)), len(e.emails(t, partner)); n != 3 || p != 1 {
+				t.Errorf("after the redrive, %s got %d emails (want still 3), %s got %d (want 1)", addr, n, partner, p)
+			}
+		})
+	}
+}
+
+// TestRedriveMoveTaskRefused: an unfiltered redrive moves message by
+// message only where the endpoint has no message move task (the
+// emulators' own answer); when SQS refuses the task (AccessDenied) it
+// fails, saying so, and moves nothing.
+func TestRedriveMoveTaskRefused(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			set := sharedLeastPrivilege(t, e, leastPrivilege(t, cfg, opsCommands...), nil)
+			e.send(t, dlq, nativeBody("evt-mt-"+emu, "mo-"+emu, nil, "mt/"+emu+"/r.pdf"))
+			set.SQS.Inject(awsproxy.Fault{Operation: "StartMessageMoveTask", Status: 403, Code: "AccessDenied", Message: "not allowed to start a move task", Times: 1})
+			code, out, errOut := run(t, "redrive", "-config", cfg, "-include-maybe-sent")
+			if code != ExitFailure || !strings.Contains(errOut, "start message move task") || !strings.Contains(errOut, "AccessDenied") || strings.Contains(out, "moved it ") {
+				t.Fatalf("redrive with the move task refused: exit %d: %s%s", code, out, errOut)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, []string{"max_receives:evt-mt-" + emu}) {
+				t.Errorf("after the refused redrive, dlq list %v, want the message still there", got)
+			}
+			code, out, errOut = run(t, "redrive", "-config", cfg, "-include-maybe-sent")
+			if code != ExitOK || !strings.Contains(errOut, "no message move task") || !strings.Contains(out, "redrive: moved 1, left 0") {
+				t.Fatalf("redrive where the emulator has no move task: exit %d: %s%s", code, out, errOut)
+			}
+		})
+	}
+}
+
+// TestMoveTaskUnsupported: which errors of StartMessageMoveTask mean
+// "no such operation here" (move by hand) and which are the operator's.
+func TestMoveTaskUnsupported(t *testing.T) {
+	for _, tt := range []struct {
+		code string
+		want bool
+	}{
+		{"InvalidAction", true},
+		{"UnsupportedOperation", true},
+		{"UnknownOperationException", true},
+		{"AccessDenied", false},
+		{"AccessDeniedException", false},
+		{"RequestThrottled", false},
+		{"ResourceNotFoundException", false},
+	} {
+		err := fmt.Errorf("start: %w", &smithy.GenericAPIError{Code: tt.code, Message: "m"})
+		if got := moveTaskUnsupported(err); got != tt.want {
+			t.Errorf("moveTaskUnsupported(%s) = %v, want %v", tt.code, got, tt.want)
+		}
+	}
+	if moveTaskUnsupported(errors.New("dial tcp: connection refused")) {
+		t.Error("a network error is taken for a missing operation")
+	}
+}
+
+// TestResendReportsUndeletedDeadLetter: when every email of a resend
+// went out but the dead letter cannot be deleted, resend says so, with
+// the command that deletes it, and exits 3; the letter is still listed.
+func TestResendReportsUndeletedDeadLetter(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			set := sharedLeastPrivilege(t, e, leastPrivilege(t, cfg, opsCommands...), nil)
+			id, user := "evt-undel-"+emu, "ursula-"+emu
+			key := "undel/" + emu + "/r.pdf"
+			e.put(t, key, nil)
+			e.send(t, dlq, nativeBody(id, user, nil, key))
+			set.SQS.Inject(awsproxy.Fault{Operation: "DeleteMessage", Match: func(c awsproxy.Call) bool { return c.QueueURL == dlq }, Status: 403, Code: "AccessDenied", Message: "no delete"})
+			code, out, errOut := run(t, "resend", "-config", cfg, "-event-id", id)
+			if code != ExitPartial || !strings.Contains(out, "resend 1 of this delivery") || !strings.Contains(out, "is STILL in "+dlq) ||
+				!strings.Contains(out, "reportmailer dlq delete -config FILE -event-id "+id) || !strings.Contains(errOut, "every email went out") {
+				t.Fatalf("resend with the delete refused: exit %d: %s%s", code, out, errOut)
+			}
+			if n := len(e.emails(t, user+"@acme.example")); n != 1 {
+				t.Errorf("%d emails, want 1", n)
+			}
+			if got := codesOf(dlqList(t, cfg)); !slices.Equal(got, []string{"max_receives:" + id}) {
+				t.Errorf("dlq list %v, want the dead letter still there", got)
+			}
+		})
+	}
+}
+
+// TestDLQListReportsHiddenMessages: dlq list puts messages back with
+// the batch call where the endpoint has it, and when SQS refuses to
+// make them visible again it says so, naming them, and exits 3 instead
+// of claiming each was made visible.
+func TestDLQListReportsHiddenMessages(t *testing.T) {
+	for _, emu := range sqsEmulators {
+		t.Run(emu, func(t *testing.T) {
+			e := newITEnv(t, emu)
+			q, dlq := e.queues(t)
+			cfg := e.config(t, q, dlq, opsCommands...)
+			set := sharedLeastPrivilege(t, e, leastPrivilege(t, cfg, opsCommands...), nil)
+			e.send(t, dlq, nativeBody("evt-hid1-"+emu, "hid-"+emu, nil, "hid/r.pdf"))
+			e.send(t, dlq, nativeBody("evt-hid2-"+emu, "hid-"+emu, nil, "hid/r.pdf"))
+			if got := dlqList(t, cfg); len(got) != 2 {
+				t.Fatalf("dlq list: %v, want 2", codesOf(got))
+			}
+			batch, single := set.SQS.Counts("ChangeMessageVisibilityBatch"), set.SQS.Counts("ChangeMessageVisibility")
+			if batch.Seen != 1 || emu == "fauxqs" && single.Seen != 0 {
+				t.Errorf("putting 2 back: %d batch calls and %d single ones, want 1 batch (and no single one where the batch works)", batch.Seen, single.Seen)
+			}
+
+			for _, op := range []string{"ChangeMessageVisibilityBatch", "ChangeMessageVisibility"} {
+				set.SQS.Inject(awsproxy.Fault{Operation: op, Status: 403, Code: "AccessDenied", Message: "no visibility"})
+			}
+			code, out, errOut := run(t, "dlq", "list", "-config", cfg)
+			if code != ExitPartial || strings.Contains(out, "each was made visible again") || !strings.Contains(out, "2 dead letters; some could NOT be made visible again") ||
+				!strings.Contains(errOut, "2 messages") || !strings.Contains(errOut, "AccessDenied") {
+				t.Errorf("dlq list with visibility refused: exit %d: %s%s", code, out, errOut)
 			}
 		})
 	}

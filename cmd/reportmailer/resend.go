@@ -35,8 +35,9 @@ sent again; each one is named as it is. -to limits the resend to one
 of the event's recipients, who must still pass recipients.allowed_domains.
 Each email sent is recorded on its ledger record as a resend: who asked
 (-by, default $USER), when, and SES's message id. A message taken from
-a dead-letter queue is deleted from it only once every one of its
-emails went out. -dry-run prints the plan and changes nothing.`
+a dead-letter queue is deleted from it only once every allowed
+recipient of each of its events has a sent record and the policy
+refused none; with -to it is never deleted (use "dlq delete"). -dry-run prints the plan and changes nothing.`
 
 func (m *Main) resend(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("resend", resendSynopsis)
@@ -94,7 +95,7 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 				held, sched = &d, s
 				return true, nil // kept: put back below, or deleted once sent
 			})
-			if err != nil {
+			if err = m.warnPutBack(err); err != nil {
 				return fmt.Errorf("schedule %q: %w", s.Name, err)
 			}
 			if held != nil {
@@ -106,6 +107,13 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		}
 		body = aws.ToString(held.msg.Body)
 		fmt.Fprintf(m.Stdout, "event %s: dead letter %s in %s (%s, %s): %s\n", *eventID, held.MessageID, sched.Name, or(string(held.Class), "-"), or(string(held.Code), "-"), oneLine(held.Reason, 200))
+		// Reading hid it for dlqHold only; the run may take its whole
+		// budget, and a dead letter that reappeared meanwhile could be
+		// redriven or resent by someone else.
+		if _, err := a.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(sched.DeadLetterQueueURL),
+			ReceiptHandle: held.msg.ReceiptHandle, VisibilityTimeout: int32(resendHold(sched) / time.Second)}); err != nil {
+			return fmt.Errorf("resend: dead-letter queue %s: hold %s for the resend: %w", sched.DeadLetterQueueURL, held.MessageID, err)
+		}
 	}
 	putBack := func() {
 		if held != nil {
@@ -130,6 +138,12 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 	}
 	var plan []*delivery
 	found := false
+	// every is each allowed delivery of every event in the body, -to or
+	// not, and refusedAny whether the policy refused any: the dead
+	// letter goes only when, after the run, each of them is sent and
+	// none was refused.
+	var every []string
+	refusedAny := false
 	for _, ev := range dec.Events {
 		if ev.User.Email == "" {
 			putBack()
@@ -141,6 +155,10 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(m.Stdout, "event %s of user %s <%s>, schedule %s: %d reports: %s\n", ev.ID, ev.User.ID, ev.User.Email, sched.Name, len(reports), strings.Join(reports, ", "))
 		allowed, refused := policy.Apply(ev.User.Email, ev.Recipients)
+		refusedAny = refusedAny || len(refused) > 0
+		for _, rcpt := range allowed {
+			every = append(every, worker.DeliveryKey(ev.ID, rcpt))
+		}
 		for _, r := range refused {
 			fmt.Fprintf(m.Stdout, "  %s to %s: refused by the recipient policy: %s\n", ev.ID, r.Address, r.Reason)
 			if *to != "" && strings.EqualFold(r.Address, *to) {
@@ -218,8 +236,8 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 	}
 
 	// -force: the records of the deliveries sent again are deleted, so
-	// the worker's own claim takes them; what they said is kept for the
-	// resend note.
+	// the worker's own claim takes them; what they said (SES message
+	// id, times, attempts) goes into the resend note as Previous.
 	for _, d := range sends {
 		if !d.exists || d.rec.State == "released" {
 			continue
@@ -257,6 +275,10 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 			continue
 		}
 		note := store.Resend{By: who, At: rec.SentAt, MessageID: rec.MessageID, EmailID: rec.EmailID, Forced: d.exists && d.rec.State != "released", Was: d.rec.State}
+		if note.Forced {
+			note.Previous = &store.PreviousSend{RunID: d.rec.RunID, EmailID: d.rec.EmailID, MessageID: d.rec.MessageID,
+				SendingAt: d.rec.SendingAt, SentAt: d.rec.SentAt, Attempts: d.rec.Attempts, SettledBy: d.rec.SettledBy}
+		}
 		rec, err = ledger.AddResends(ctx, d.key, append(slices.Clone(d.rec.Resends), note))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s to %s: sent as SES message %s, but the resend is not recorded: %w", d.ev.ID, d.rcpt, note.MessageID, err))
@@ -279,8 +301,22 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 			fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; the dead letter stays for the skipped ones\n", sent, skipped)
 			return exitError{code: ExitPartial}
 		}
+		if why, err := deadLetterUnfinished(ctx, ledger, *to, refusedAny, every); err != nil || why != "" {
+			putBack()
+			if err != nil {
+				why = err.Error()
+			}
+			fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; the dead letter %s stays: %s\n", sent, skipped, held.MessageID, why)
+			if *to != "" {
+				return nil
+			}
+			return exitError{code: ExitPartial}
+		}
 		if _, err := a.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(sched.DeadLetterQueueURL), ReceiptHandle: held.msg.ReceiptHandle}); err != nil {
-			return fmt.Errorf("resend: sent %d, but deleting dead letter %s failed (a redrive of it sends nothing twice): %w", sent, held.MessageID, err)
+			putBack()
+			fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; the dead letter %s is STILL in %s: delete it with `reportmailer dlq delete -config FILE -event-id %s`\n",
+				sent, skipped, held.MessageID, sched.DeadLetterQueueURL, *eventID)
+			return exitError{code: ExitPartial, err: fmt.Errorf("resend: every email went out, but dead letter %s was not deleted (a redrive of it sends nothing twice): %w", held.MessageID, err)}
 		}
 		fmt.Fprintf(m.Stdout, "resend: sent %d, skipped %d; deleted dead letter %s (%d emails in the run)\n", sent, skipped, held.MessageID, sum.Sent)
 		return nil
@@ -290,6 +326,40 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		return exitError{code: ExitPartial}
 	}
 	return nil
+}
+
+// deadLetterUnfinished says why a resent dead letter must stay in its
+// queue, or "" when it may go: -to sent one delivery of it only, its
+// recipient policy refused some recipient, or one of its deliveries
+// (keys) has no sent record.
+func deadLetterUnfinished(ctx context.Context, l *store.Ledger, to string, refused bool, keys []string) (string, error) {
+	switch {
+	case to != "":
+		return "-to sends to one recipient only; delete it once every recipient has theirs", nil
+	case refused:
+		return "the recipient policy refuses some of its recipients; redrive it once they are allowed", nil
+	}
+	for _, k := range keys {
+		rec, ok, err := l.Lookup(ctx, k)
+		if err != nil {
+			return "", err
+		}
+		if !ok || rec.State != "sent" {
+			return fmt.Sprintf("delivery %s is %s, not sent", l.RecordURI(k), or(rec.State, "not recorded")), nil
+		}
+	}
+	return "", nil
+}
+
+// resendHoldMargin is how much longer than its schedule's budget a
+// resend hides the dead letter it sends: the ledger reads before the
+// run and the resend notes after it.
+const resendHoldMargin = 2 * time.Minute
+
+// resendHold is how long a resend hides the dead letter it sends: the
+// run's budget and a margin, within SQS's 12 hours.
+func resendHold(s config.Schedule) time.Duration {
+	return min(s.Budget+resendHoldMargin, 12*time.Hour)
 }
 
 func scheduleNames(ss []config.Schedule) string {

@@ -97,8 +97,12 @@ func (m *Main) status(ctx context.Context, args []string) error {
 				ss.Next = sched.Next(now).In(loc)
 			}
 		}
-		if runs, err := readHistory(ctx, cl.s3, c, s.Name, time.Time{}, true); err == nil && len(runs) > 0 {
-			ss.LastRun = runs[len(runs)-1]
+		last, skipped, err := lastRun(ctx, cl.s3, c, s.Name, now)
+		for _, e := range skipped {
+			fmt.Fprintf(redacting{m.Stderr}, "status: schedule %s: warning: skipped a run record: %v\n", s.Name, e)
+		}
+		if err == nil && last != nil {
+			ss.LastRun = last
 			ss.LastRun.Deliveries = nil
 		} else if err != nil {
 			fmt.Fprintf(m.Stderr, "status: schedule %s: %v\n", s.Name, err)

@@ -1,7 +1,7 @@
-# An operator's policy: what dlq list, redrive, resend, history and
-# status call (docs/operations.md), for a person's or a runbook's role,
-# not the worker's. The statements mirror the declaration in worker/iam
-# (iam.For with those five commands); deploy/iam_test.go
+# An operator's policy: what dlq list, dlq delete, redrive, resend,
+# history and status call (docs/operations.md), for a person's or a
+# runbook's role, not the worker's. The statements mirror the
+# declaration in worker/iam (iam.For with those six commands); deploy/iam_test.go
 # (TestTerraformIAMPolicy) fails when the two differ. resend sends
 # email, so this role can mail the schedules' recipients.
 

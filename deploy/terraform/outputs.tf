@@ -89,7 +89,7 @@ output "keda_scaler_policy_json" {
 }
 
 output "operator_policy_json" {
-  description = "A policy for an operator's role: what dlq list, redrive, resend, history and status call (reportmailer iam -command dlq-list,redrive,resend,history,status). resend sends email."
+  description = "A policy for an operator's role: what dlq list, dlq delete, redrive, resend, history and status call (reportmailer iam -command dlq-list,dlq-delete,redrive,resend,history,status). resend sends email."
   value       = data.aws_iam_policy_document.operator.json
 }
 

@@ -74,6 +74,9 @@ const (
 	// DLQList is `reportmailer dlq list`: reads each dead-letter queue
 	// and makes what it read visible again.
 	DLQList Command = "dlq-list"
+	// DLQDelete is `reportmailer dlq delete`: reads each dead-letter
+	// queue and deletes the messages of the events named.
+	DLQDelete Command = "dlq-delete"
 	// Redrive is `reportmailer redrive`: moves dead letters back to
 	// their queue, message by message (receive, send, delete) or with
 	// an SQS message move task.
@@ -99,7 +102,7 @@ const (
 
 // Commands returns every command For knows, those that call AWS first.
 func Commands() []Command {
-	return []Command{Drain, Serve, Keys, Check, DLQList, Redrive, Resend, History, Status, Preview, Sign, Verify, ConfigCheck}
+	return []Command{Drain, Serve, Keys, Check, DLQList, DLQDelete, Redrive, Resend, History, Status, Preview, Sign, Verify, ConfigCheck}
 }
 
 // ParseCommands reads a comma-separated list of command names, such as
@@ -251,6 +254,8 @@ func For(in Inputs, cmds ...Command) Document {
 			b.check()
 		case DLQList:
 			b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility")
+		case DLQDelete:
+			b.add(sidDeadLetterQueues, b.queues(true), nil, "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")
 		case Redrive:
 			// A message move task needs, on its source, what a move by
 			// hand does, and sqs:SendMessage on the destination.

@@ -165,6 +165,22 @@ type Resend struct {
 	// said.
 	Forced bool   `json:"forced,omitempty"`
 	Was    string `json:"was,omitempty"`
+	// Previous is what a forced resend replaced: the record's send
+	// before it (its SES message id, times, attempts and run), which
+	// the resend's new claim overwrote.
+	Previous *PreviousSend `json:"previous,omitempty"`
+}
+
+// PreviousSend is the send a forced resend replaced on a delivery's
+// record.
+type PreviousSend struct {
+	RunID     string    `json:"run_id,omitempty"`
+	EmailID   string    `json:"email_id,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	SendingAt time.Time `json:"sending_at,omitzero"`
+	SentAt    time.Time `json:"sent_at,omitzero"`
+	Attempts  int       `json:"attempts"`
+	SettledBy string    `json:"settled_by,omitempty"`
 }
 
 // Record is a delivery's ledger record as the operator's commands show

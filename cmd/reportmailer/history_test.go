@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/internal/s3test"
+)
+
+// putRun writes a run record of schedule as writeHistory does.
+func putRun(t *testing.T, c *s3.Client, cfg *config.Config, schedule, runID string, started time.Time, body []byte) {
+	t.Helper()
+	if body == nil {
+		body, _ = json.Marshal(&runRecord{Schedule: schedule, RunID: runID, Command: "drain", StartedAt: started, EndedAt: started.Add(time.Second), Outcome: "ok"})
+	}
+	if _, err := c.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(cfg.Ledger.Bucket),
+		Key: aws.String(historyKey(cfg.Ledger.HistoryPrefix, schedule, started, runID)), Body: bytes.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLastRun: status's last run is the newest record, found in the
+// recent window when there is one and by widening the window when the
+// schedule has not run for a long time.
+func TestLastRun(t *testing.T) {
+	_, c := s3test.Start(t, "state")
+	cfg := &config.Config{}
+	cfg.Ledger.Bucket, cfg.Ledger.HistoryPrefix = "state", "rm/history/"
+	now := time.Now()
+	putRun(t, c, cfg, "daily", "old", now.Add(-200*24*time.Hour), nil)
+	putRun(t, c, cfg, "daily", "week", now.Add(-3*24*time.Hour), nil)
+	putRun(t, c, cfg, "daily", "new", now.Add(-time.Hour), nil)
+	putRun(t, c, cfg, "rare", "ancient", now.Add(-400*24*time.Hour), nil)
+	putRun(t, c, cfg, "rare", "older", now.Add(-500*24*time.Hour), nil)
+	for _, tt := range []struct{ schedule, want string }{
+		{"daily", "new"},
+		{"rare", "ancient"},
+		{"never", ""},
+	} {
+		r, _, err := lastRun(t.Context(), c, cfg, tt.schedule, now)
+		got := ""
+		if r != nil {
+			got = r.RunID
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("lastRun(%s) = %q, %v; want %q", tt.schedule, got, err, tt.want)
+		}
+	}
+}
+
+// TestHistorySkipsBadRecords: a run record too large to read, or not a
+// run record, is skipped with a warning naming it; the other runs are
+// listed, and status's last run is the newest readable one.
+func TestHistorySkipsBadRecords(t *testing.T) {
+	_, c := s3test.Start(t, "state")
+	cfg := &config.Config{}
+	cfg.Ledger.Bucket, cfg.Ledger.HistoryPrefix = "state", "rm/history/"
+	now := time.Now()
+	putRun(t, c, cfg, "daily", "good", now.Add(-3*time.Hour), nil)
+	putRun(t, c, cfg, "daily", "huge", now.Add(-2*time.Hour), bytes.Repeat([]byte(" "), maxRunRecord+1))
+	putRun(t, c, cfg, "daily", "junk", now.Add(-time.Hour), []byte("not json"))
+	runs, skipped, err := readHistory(t.Context(), c, cfg, "daily", now.Add(-24*time.Hour), false)
+	if err != nil || len(runs) != 1 || runs[0].RunID != "good" || len(skipped) != 2 ||
+		!strings.Contains(skipped[0].Error(), "huge.json: larger than 16 MiB") || !strings.Contains(skipped[1].Error(), "junk.json: not a run record") {
+		t.Errorf("readHistory = %v, skipped %v, %v; want the good run, the other two skipped and named", runs, skipped, err)
+	}
+	last, skipped, err := lastRun(t.Context(), c, cfg, "daily", now)
+	if err != nil || last == nil || last.RunID != "good" || len(skipped) != 2 {
+		t.Errorf("lastRun = %+v, skipped %v, %v; want the good run", last, skipped, err)
+	}
+}
