@@ -532,6 +532,10 @@ func (c *Config) Validate() error {
 	// for: redrive, resend and dlq list read a dead-letter queue as one
 	// schedule's, and send what they move back to that schedule's queue.
 	dlqOwner := map[string]int{}
+	queueOwner := map[string]int{} // the schedule each queue_url is
+	for i, s := range c.Schedules {
+		queueOwner[queueID(s.QueueURL)] = i
+	}
 	for i, s := range c.Schedules {
 		f := func(name string) string { return fmt.Sprintf("schedules[%d].%s", i, name) }
 		if !nameRE.MatchString(s.Name) {
@@ -562,12 +566,14 @@ func (c *Config) Validate() error {
 		}
 		if err := checkQueueURL(s.DeadLetterQueueURL); err != nil {
 			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "%v", err)
-		} else if s.DeadLetterQueueURL == s.QueueURL {
+		} else if queueID(s.DeadLetterQueueURL) == queueID(s.QueueURL) {
 			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "is the queue itself")
-		} else if j, ok := dlqOwner[s.DeadLetterQueueURL]; ok {
+		} else if j, ok := queueOwner[queueID(s.DeadLetterQueueURL)]; ok {
+			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "is schedules[%d].queue_url: dlq list, resend and redrive would take that schedule's live messages for dead letters", j)
+		} else if j, ok := dlqOwner[queueID(s.DeadLetterQueueURL)]; ok {
 			bad(f("dead_letter_queue_url"), s.DeadLetterQueueURL, "is also schedules[%d].dead_letter_queue_url: give each schedule its own dead-letter queue, so that a redrive knows where its messages go back", j)
 		} else {
-			dlqOwner[s.DeadLetterQueueURL] = i
+			dlqOwner[queueID(s.DeadLetterQueueURL)] = i
 		}
 		if s.Budget < time.Second {
 			bad(f("budget"), s.Budget, "is shorter than 1s")
@@ -614,6 +620,17 @@ func ParseCron(spec string, loc *time.Location) (cron.Schedule, error) {
 		spec = "CRON_TZ=" + loc.String() + " " + spec
 	}
 	return p.Parse(spec)
+}
+
+// queueID is what names a queue in its URL, the account and the name
+// in its path, so that two spellings of one queue (another host for the
+// same region, a trailing slash) compare equal.
+func queueID(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return strings.Trim(u.Path, "/")
 }
 
 func checkQueueURL(s string) error {

@@ -143,6 +143,10 @@ const dlqHold = 60 * time.Second
 // scanDeadLetters makes every other one visible again at once.
 // A put-back failure is returned as a *putBackError, joined to any
 // other error.
+// errStopScan, returned by scanDeadLetters' f, ends the scan there
+// without an error: what f was looking for is found.
+var errStopScan = errors.New("stop the scan")
+
 func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max int, f func(deadLetter) (bool, error)) (err error) {
 	var back []sqstypes.Message
 	defer func() {
@@ -180,6 +184,15 @@ func scanDeadLetters(ctx context.Context, c *sqs.Client, s config.Schedule, max 
 			kept, err := f(readDeadLetter(s, m))
 			if !kept {
 				back = append(back, m)
+			}
+			if errors.Is(err, errStopScan) {
+				// The rest of this batch goes back too.
+				for _, rest := range out.Messages {
+					if !seen[aws.ToString(rest.MessageId)] {
+						back = append(back, rest)
+					}
+				}
+				return nil
 			}
 			if err != nil {
 				return err

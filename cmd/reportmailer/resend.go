@@ -89,11 +89,20 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 	} else {
 		for _, s := range scheds {
 			err := scanDeadLetters(ctx, a.sqs, s, 0, func(d deadLetter) (bool, error) {
-				if held != nil || !slices.Contains(d.EventIDs, *eventID) {
+				if !slices.Contains(d.EventIDs, *eventID) {
 					return false, nil
 				}
+				// Reading hid it for dlqHold only; the run may take its
+				// whole budget, and a dead letter that reappeared
+				// meanwhile, even during the rest of a long scan, would be
+				// received again under a new receipt handle, leaving
+				// this one stale. So hold it now and stop scanning.
+				if _, err := a.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(s.DeadLetterQueueURL),
+					ReceiptHandle: d.msg.ReceiptHandle, VisibilityTimeout: int32(resendHold(s) / time.Second)}); err != nil {
+					return false, fmt.Errorf("resend: dead-letter queue %s: hold %s for the resend: %w", s.DeadLetterQueueURL, d.MessageID, err)
+				}
 				held, sched = &d, s
-				return true, nil // kept: put back below, or deleted once sent
+				return true, errStopScan // kept: put back below, or deleted once sent
 			})
 			if err = m.warnPutBack(err); err != nil {
 				return fmt.Errorf("schedule %q: %w", s.Name, err)
@@ -107,13 +116,6 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		}
 		body = aws.ToString(held.msg.Body)
 		fmt.Fprintf(m.Stdout, "event %s: dead letter %s in %s (%s, %s): %s\n", *eventID, held.MessageID, sched.Name, or(string(held.Class), "-"), or(string(held.Code), "-"), oneLine(held.Reason, 200))
-		// Reading hid it for dlqHold only; the run may take its whole
-		// budget, and a dead letter that reappeared meanwhile could be
-		// redriven or resent by someone else.
-		if _, err := a.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(sched.DeadLetterQueueURL),
-			ReceiptHandle: held.msg.ReceiptHandle, VisibilityTimeout: int32(resendHold(sched) / time.Second)}); err != nil {
-			return fmt.Errorf("resend: dead-letter queue %s: hold %s for the resend: %w", sched.DeadLetterQueueURL, held.MessageID, err)
-		}
 	}
 	putBack := func() {
 		if held != nil {
