@@ -76,6 +76,9 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 		fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
 	}
 	if *pushURL != "" {
+		// Nothing scrapes a CronJob, so the gauges serve refreshes are
+		// read once, here, for the alerts on queue, DLQ and keys.
+		a.readGauges(ctx, []config.Schedule{s})
 		if err := a.push(ctx, *pushURL, s.Name); err != nil {
 			a.logger.Error("pushgateway: the run's metrics were not pushed", "schedule", s.Name, "run_id", id, "err", err)
 		}

@@ -198,21 +198,10 @@ func (a *app) ready(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// refreshGauges reads the queue depths of every schedule and the key
-// removal dates into the metrics, now and then every c.HTTP.Refresh,
-// until ctx is done.
+// refreshGauges reads the gauges of schedules (readGauges), now and
+// then every c.HTTP.Refresh, until ctx is done.
 func (a *app) refreshGauges(ctx context.Context, schedules []config.Schedule) {
-	refresh := func() {
-		for _, s := range schedules {
-			for role, url := range map[string]string{"main": s.QueueURL, "dlq": s.DeadLetterQueueURL} {
-				if err := a.queueDepth(ctx, s.Name, role, url); err != nil {
-					a.logger.Warn("metrics: queue depth", "schedule", s.Name, "queue", role, "err", err)
-				}
-			}
-		}
-		a.keyGauges(ctx)
-	}
-	refresh()
+	a.readGauges(ctx, schedules)
 	t := time.NewTicker(a.cfg.HTTP.Refresh)
 	defer t.Stop()
 	for {
@@ -220,9 +209,40 @@ func (a *app) refreshGauges(ctx context.Context, schedules []config.Schedule) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			refresh()
+			a.readGauges(ctx, schedules)
 		}
 	}
+}
+
+// readGauges reads into the metrics what no run observes: the queue
+// depths of every schedule (dropped when unreadable, so no stale depth
+// is left), the key removal dates and the SES quota.
+func (a *app) readGauges(ctx context.Context, schedules []config.Schedule) {
+	for _, s := range schedules {
+		for role, url := range map[string]string{"main": s.QueueURL, "dlq": s.DeadLetterQueueURL} {
+			if err := a.queueDepth(ctx, s.Name, role, url); err != nil {
+				a.obs.metrics.DropQueue(s.Name, role)
+				a.logger.Warn("metrics: queue depth", "schedule", s.Name, "queue", role, "err", err)
+			}
+		}
+	}
+	a.keyGauges(ctx)
+	a.quotaGauges(ctx)
+}
+
+// quotaGauges reads the SES account's sending quota into the metrics,
+// which otherwise move only when the pacer reads it before a send.
+func (a *app) quotaGauges(ctx context.Context) {
+	if a.obs.ses == nil {
+		return
+	}
+	out, err := a.obs.ses.GetAccount(ctx, &sesv2.GetAccountInput{})
+	if err != nil || out.SendQuota == nil {
+		a.logger.Warn("metrics: ses quota", "err", err)
+		return
+	}
+	q := out.SendQuota
+	a.obs.metrics.Pace().Quota(q.Max24HourSend, q.SentLast24Hours, q.MaxSendRate)
 }
 
 // queueDepth reads one queue's approximate counts into the metrics.

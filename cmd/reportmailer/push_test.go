@@ -74,9 +74,19 @@ func TestDrainJSONSummaryAndPushgateway(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(pushes) != 2 || pushes[0] != "PUT /metrics/job/reportmailer-drain/cronjob/it" ||
-		!strings.Contains(pushes[1], "reportmailer_runs_total") || !strings.Contains(pushes[1], "reportmailer_emails_sent_total") {
-		t.Errorf("pushes %q, want one PUT of the run's metrics to the schedule's group\n%s", pushes, stderr.String())
+	// POST adds to the group: a PUT would replace it, and a failed run
+	// would erase the last success the alerts compare with.
+	if len(pushes) != 2 || pushes[0] != "POST /metrics/job/reportmailer-drain/cronjob/it" {
+		t.Fatalf("pushes %q, want one POST of the run's metrics to the schedule's group\n%s", pushes, stderr.String())
+	}
+	for _, want := range []string{"reportmailer_runs_total", "reportmailer_emails_sent_total",
+		"reportmailer_last_success_timestamp_seconds", "reportmailer_last_run_timestamp_seconds",
+		// Read before the push, as serve refreshes them: the DLQ and
+		// quota alerts have data for a CronJob too.
+		"reportmailer_queue_messages", "dlq", "reportmailer_ses_quota_read_timestamp_seconds"} {
+		if !strings.Contains(pushes[1], want) {
+			t.Errorf("the push lacks %s:\n%s", want, pushes[1])
+		}
 	}
 }
 

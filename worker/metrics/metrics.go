@@ -43,6 +43,9 @@ type Metrics struct {
 	runs          *prometheus.CounterVec
 	runDuration   *prometheus.HistogramVec
 	lastSuccess   *prometheus.GaugeVec
+	lastRun       *prometheus.GaugeVec
+	lastFailure   *prometheus.GaugeVec
+	declared      *prometheus.GaugeVec
 	period        *prometheus.GaugeVec
 	messages      *prometheus.CounterVec
 	sent          *prometheus.CounterVec
@@ -54,7 +57,8 @@ type Metrics struct {
 	pacingWait    prometheus.Histogram
 	quotaMax      prometheus.Gauge
 	quotaSent     prometheus.Gauge
-	quotaLeft     prometheus.Gauge
+	quotaLeft     *prometheus.GaugeVec // no labels: a vector so it can have no value
+	quotaRead     prometheus.Gauge
 	sendRate      prometheus.Gauge
 	queueDepth    *prometheus.GaugeVec
 	keyRemoval    *prometheus.GaugeVec
@@ -67,7 +71,10 @@ func New() *Metrics {
 	m.runs = counterVec(m, "runs_total", "Runs by schedule and outcome (ok, incomplete, halted, failed).", "schedule", "outcome")
 	m.runDuration = histogramVec(m, "run_duration_seconds", "How long each run took, receive to the last settle.",
 		prometheus.ExponentialBuckets(0.1, 2, 14), "schedule")
-	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail; before the first, when the process declared the schedule.", "schedule")
+	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail; no series before the first.", "schedule")
+	m.lastRun = gaugeVec(m, "last_run_timestamp_seconds", "Unix time the schedule's last run ended, whatever its outcome.", "schedule")
+	m.lastFailure = gaugeVec(m, "last_failure_timestamp_seconds", "Unix time of the schedule's last run that failed or halted; no series before the first.", "schedule")
+	m.declared = gaugeVec(m, "schedule_declared_timestamp_seconds", "Unix time the process started running the schedule on its cron spec (serve): what \"no successful run\" counts from before the first success.", "schedule")
 	m.period = gaugeVec(m, "schedule_period_seconds", "The time between two runs of the schedule, from its cron spec.", "schedule")
 	m.messages = counterVec(m, "messages_total", "Messages by what became of them (settlement) and, when not acked, the class and code of why.",
 		"schedule", "settlement", "class", "code")
@@ -82,7 +89,8 @@ func New() *Metrics {
 		[]float64{0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30})
 	m.quotaMax = gauge(m, "ses_quota_max_24h", "The SES account's 24-hour sending quota, in recipients (-1: unlimited).")
 	m.quotaSent = gauge(m, "ses_quota_sent_24h", "Recipients SES counts as sent in the last 24 hours, at the last quota read.")
-	m.quotaLeft = gauge(m, "ses_quota_remaining", "Recipients left in the 24-hour quota at the last quota read.")
+	m.quotaLeft = gaugeVec(m, "ses_quota_remaining", "Recipients left in the 24-hour quota at the last quota read; no value while the quota is unlimited.")
+	m.quotaRead = gauge(m, "ses_quota_read_timestamp_seconds", "Unix time of the last successful read of the SES quota (GetAccount).")
 	m.sendRate = gauge(m, "ses_max_send_rate", "The SES account's maximum send rate, recipients per second.")
 	m.queueDepth = gaugeVec(m, "queue_messages", "Messages in a schedule's queue (queue=main) or dead-letter queue (queue=dlq), by state (visible, in_flight, delayed), from GetQueueAttributes.",
 		"schedule", "queue", "state")
@@ -119,6 +127,12 @@ func (m *Metrics) Queue(schedule, role string, visible, inFlight, delayed float6
 	m.queueDepth.WithLabelValues(schedule, role, "delayed").Set(delayed)
 }
 
+// DropQueue removes the depth of one of schedule's queues, when it
+// could not be read: a stale depth would keep alerts firing, or quiet.
+func (m *Metrics) DropQueue(schedule, role string) {
+	m.queueDepth.DeletePartialMatch(prometheus.Labels{"schedule": schedule, "queue": role})
+}
+
 // Key sets when the CloudFront key id may leave CloudFront. A key that
 // never signed anything has no date and no series.
 func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
@@ -152,11 +166,12 @@ func (m *Metrics) Schedule(schedule string, period time.Duration) {
 	}
 }
 
-// StartClock sets schedule's last success to now, so that "no
-// successful run in two periods" counts from the start of a process
-// that runs it on its cron spec (serve), not from never.
+// StartClock records that this process runs schedule on its cron spec
+// from now, in a gauge of its own: "no successful run in two periods"
+// falls back to it only while no run ever succeeded, so a restart does
+// not pass for a success.
 func (m *Metrics) StartClock(schedule string) {
-	m.lastSuccess.WithLabelValues(schedule).SetToCurrentTime()
+	m.declared.WithLabelValues(schedule).SetToCurrentTime()
 }
 
 // RunOutcome is the outcome label of a run that ended with sum and err.
@@ -202,8 +217,11 @@ func (o *observer) RunFinished(sum worker.Summary, took time.Duration, err error
 	out := RunOutcome(sum, err)
 	o.m.runs.WithLabelValues(o.schedule, out).Inc()
 	o.m.runDuration.WithLabelValues(o.schedule).Observe(took.Seconds())
+	o.m.lastRun.WithLabelValues(o.schedule).SetToCurrentTime()
 	if out == RunOK || out == RunIncomplete {
 		o.m.lastSuccess.WithLabelValues(o.schedule).SetToCurrentTime()
+	} else {
+		o.m.lastFailure.WithLabelValues(o.schedule).SetToCurrentTime()
 	}
 }
 
@@ -215,9 +233,12 @@ func (p pace) Quota(max24h, sent24h, maxRate float64) {
 	p.m.quotaMax.Set(max24h)
 	p.m.quotaSent.Set(sent24h)
 	p.m.sendRate.Set(maxRate)
-	if max24h >= 0 {
-		p.m.quotaLeft.Set(max(0, max24h-sent24h))
+	p.m.quotaRead.SetToCurrentTime()
+	if max24h < 0 {
+		p.m.quotaLeft.Reset()
+		return
 	}
+	p.m.quotaLeft.WithLabelValues().Set(max(0, max24h-sent24h))
 }
 
 func (m *Metrics) register(name string, c prometheus.Collector) {
