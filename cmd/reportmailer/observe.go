@@ -272,6 +272,7 @@ func (a *app) keyGauges(ctx context.Context) {
 	if cf == nil {
 		return
 	}
+	a.obs.metrics.LinksTTL(a.cfg.Links.TTL)
 	log := keyExpiries(a.cfg, a.s3)
 	active, _ := cf.ActiveKey()
 	for _, k := range cf.SigningKeys() {

@@ -62,6 +62,7 @@ type Metrics struct {
 	sendRate      prometheus.Gauge
 	queueDepth    *prometheus.GaugeVec
 	keyRemoval    *prometheus.GaugeVec
+	linksTTL      prometheus.Gauge
 }
 
 // New returns the metrics, registered.
@@ -96,6 +97,7 @@ func New() *Metrics {
 		"schedule", "queue", "state")
 	m.keyRemoval = gaugeVec(m, "key_safe_removal_timestamp_seconds", "Unix time after which no link signed with the CloudFront key is valid, so its public key may leave CloudFront; active=true while it still signs.",
 		"key_id", "active")
+	m.linksTTL = gauge(m, "links_ttl_seconds", "links.ttl: how long a link lives, so how far past its last signature a key's removal date lies.")
 	return m
 }
 
@@ -147,6 +149,9 @@ func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
 	}
 	m.keyRemoval.WithLabelValues(id, a).Set(float64(safeAfter.Unix()))
 }
+
+// LinksTTL sets links.ttl, which the key alerts measure against.
+func (m *Metrics) LinksTTL(d time.Duration) { m.linksTTL.Set(d.Seconds()) }
 
 // Schedule declares schedule's series, so that rates and alerts on
 // them start from the first scrape rather than from the first event:
