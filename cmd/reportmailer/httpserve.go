@@ -22,10 +22,9 @@ import (
 )
 
 // Health timing. The scheduler ticks every tickEvery; /healthz fails
-// once it has not for tickStale. A run is stuck once it has gone on for
-// its budget plus stuckMargin: the budget bounds receiving, and the
-// margin covers processing and settling what was received (a digest,
-// a paced send).
+// once it has not for tickStale. A run is stuck once no stage of it has
+// ended (nor the run started) for its budget plus stuckMargin: a long
+// paced run that keeps sending is not stuck however long it goes on.
 const (
 	tickEvery   = 10 * time.Second
 	tickStale   = 3 * tickEvery
@@ -38,6 +37,8 @@ type runner struct {
 	name   string
 	budget time.Duration
 	drain  func() runResult
+	// progress, when set, says when a stage of the schedule last ended.
+	progress *progress
 
 	mu      sync.Mutex
 	running bool
@@ -80,12 +81,17 @@ func (r *runner) end() {
 	r.running = false
 }
 
-// stuck returns how long the run in progress has gone on, when that is
-// past its budget and the margin.
+// stuck returns how long the run in progress has made no progress
+// (since its start or the last stage that ended), when that is past its
+// budget and the margin.
 func (r *runner) stuck(now time.Time) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := now.Sub(r.started)
+	since := r.started
+	if p := r.progress.at(); p.After(since) {
+		since = p
+	}
+	d := now.Sub(since)
 	return d, r.running && d > r.budget+stuckMargin
 }
 
@@ -129,7 +135,7 @@ func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
 	}
 	for _, r := range s.runners {
 		if d, stuck := r.stuck(now); stuck {
-			problems = append(problems, fmt.Sprintf("schedule %s: run going on for %s, past its budget %s plus %s", r.name, d.Round(time.Second), r.budget, stuckMargin))
+			problems = append(problems, fmt.Sprintf("schedule %s: run has made no progress for %s, past its budget %s plus %s", r.name, d.Round(time.Second), r.budget, stuckMargin))
 		}
 	}
 	probe(w, problems)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 // testServer is a server whose one schedule, "daily", blocks each run
@@ -19,7 +20,7 @@ import (
 func testServer(t *testing.T, token string) (*server, *runner, chan struct{}) {
 	t.Helper()
 	release := make(chan struct{})
-	rn := &runner{name: "daily", budget: time.Minute, drain: func() runResult {
+	rn := &runner{name: "daily", budget: time.Minute, progress: &progress{}, drain: func() runResult {
 		<-release
 		return runResult{Schedule: "daily", Outcome: "ok"}
 	}}
@@ -102,7 +103,16 @@ func TestHealthz(t *testing.T) {
 		{"run within its budget", func(_ *server, rn *runner) { rn.running, rn.started = true, time.Now() }, http.StatusOK, ""},
 		{"run stuck past budget and margin", func(_ *server, rn *runner) {
 			rn.running, rn.started = true, time.Now().Add(-rn.budget-stuckMargin-time.Minute)
-		}, http.StatusServiceUnavailable, "schedule daily: run going on for"},
+		}, http.StatusServiceUnavailable, "schedule daily: run has made no progress for"},
+		{"long run whose stages keep ending", func(_ *server, rn *runner) {
+			rn.running, rn.started = true, time.Now().Add(-10*(rn.budget+stuckMargin))
+			_, end := rn.progress.Stage(context.Background(), worker.StageSend)
+			end(nil)
+		}, http.StatusOK, ""},
+		{"long run whose last stage ended long ago", func(_ *server, rn *runner) {
+			rn.running, rn.started = true, time.Now().Add(-10*(rn.budget+stuckMargin))
+			rn.progress.last.Store(time.Now().Add(-rn.budget - stuckMargin - time.Minute).UnixNano())
+		}, http.StatusServiceUnavailable, "schedule daily: run has made no progress for"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -39,6 +40,9 @@ type observability struct {
 	tp *sdktrace.TracerProvider
 	// ses is a client for /readyz's check of SES.
 	ses *sesv2.Client
+
+	mu       sync.Mutex
+	progress map[string]*progress // by schedule: when a stage last ended
 }
 
 // newObservability returns the metrics, and the tracer provider when
@@ -75,11 +79,48 @@ func (o *observability) observer(schedule string) worker.Observer {
 	if o == nil {
 		return nil
 	}
-	m := o.metrics.Observer(schedule)
+	m := worker.Observers(o.metrics.Observer(schedule), o.progressOf(schedule))
 	if o.tp == nil {
 		return m
 	}
 	return worker.Observers(tracing.New(o.tp, schedule), m)
+}
+
+// progressOf returns the record of when schedule's runs last moved on.
+func (o *observability) progressOf(schedule string) *progress {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.progress == nil {
+		o.progress = map[string]*progress{}
+	}
+	p := o.progress[schedule]
+	if p == nil {
+		p = &progress{}
+		o.progress[schedule] = p
+	}
+	return p
+}
+
+// progress is an Observer that records when a stage last ended: a run
+// that goes on is not stuck while its stages keep ending.
+type progress struct {
+	worker.NopObserver
+	last atomic.Int64 // unix nanoseconds
+}
+
+func (p *progress) Stage(ctx context.Context, _ worker.Stage) (context.Context, func(error)) {
+	return ctx, func(error) { p.last.Store(time.Now().UnixNano()) }
+}
+
+// at returns when a stage last ended, or the zero time.
+func (p *progress) at() time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	if n := p.last.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // paced gives the shared mailer, when it is paced, the pacing metrics.

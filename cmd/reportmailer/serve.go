@@ -60,7 +60,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rn := &runner{name: s.Name, budget: s.Budget, drain: func() runResult {
+		rn := &runner{name: s.Name, budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func() runResult {
 			watch.reset()
 			id := worker.NewID()[:16]
 			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(worker.WithRunID(ctx, id))
