@@ -53,16 +53,6 @@ type runResult struct {
 	Error    string         `json:"error,omitempty"`
 }
 
-// try runs the schedule unless it is running already, and reports
-// whether it ran.
-func (r *runner) try() (runResult, bool) {
-	if !r.begin() {
-		return runResult{}, false
-	}
-	defer r.end()
-	return r.drain(), true
-}
-
 // begin marks a run as started, unless one is running.
 func (r *runner) begin() bool {
 	r.mu.Lock()

@@ -75,11 +75,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		first := sched.Next(time.Now())
 		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
 		a.obs.metrics.StartClock(s.Name)
-		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func() {
-			if _, ran := rn.try(); !ran {
-				a.logger.Info("run skipped: the schedule is still running", "schedule", s.Name)
-			}
-		})))
+		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, rn, sched)))
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
 	}
 	sv.tick()
@@ -105,13 +101,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	return nil
 }
 
-// slotJob runs drain at most once per planned time across replicas:
+// slotJob runs rn at most once per planned time across replicas:
 // every replica's cron fires, and the one that takes the slot's lease
 // runs. Only wall-clock specs have slots that line up across replicas;
 // "@every" schedules start from each process's own start time, so they
 // run unleased (each-mode drains may overlap safely: SQS hands a message
-// to one of them and the ledger stops double sends).
-func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drain func()) func() {
+// to one of them and the ledger stops double sends). A replica whose
+// run (POST /run's) is still going on skips the slot before taking its
+// lease, so that another replica can take it.
+func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func() {
 	_, aligned := sched.(*cron.SpecSchedule)
 	planned := sched.Next(time.Now())
 	return func() {
@@ -123,9 +121,14 @@ func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drai
 			slot = n
 		}
 		planned = sched.Next(slot)
-		log := a.logger.With("schedule", name, "slot", slot.Format(time.RFC3339))
+		log := a.logger.With("schedule", rn.name, "slot", slot.Format(time.RFC3339))
+		if !rn.begin() {
+			log.Info("run skipped: the schedule is still running")
+			return
+		}
+		defer rn.end()
 		if aligned {
-			won, err := a.leases.Acquire(ctx, name, slot)
+			won, err := a.leases.Acquire(ctx, rn.name, slot)
 			if err != nil {
 				log.Error("run skipped: cannot take the slot's lease", "err", err)
 				return
@@ -136,7 +139,7 @@ func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drai
 			}
 		}
 		log.Info("run starting")
-		drain()
+		rn.drain()
 	}
 }
 
