@@ -83,7 +83,7 @@ func TestDrainExportsTraces(t *testing.T) {
 	}
 	// OTLP's protobuf keeps span names and string attributes as they
 	// are, so they can be looked for in the bytes.
-	for _, want := range []string{"reportmailer.message", "head", "claim", "sign", "render", "send", "reportmailer.settlement",
+	for _, want := range []string{"reportmailer.message", "head", "claim", "sign", "render", "send", "settle", "reportmailer.settlement",
 		"HeadObject", "SendEmail", "ReceiveMessage", "service.name", "reportmailer"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the exported traces lack %q", want)

@@ -77,8 +77,8 @@ func (o *Observer) Stage(ctx context.Context, s worker.Stage) (context.Context, 
 		}
 	}
 	if !trace.SpanFromContext(ctx).SpanContext().IsValid() {
-		// Work of the run rather than of a message, such as deleting a
-		// batch: its AWS calls get their own traces.
+		// Work of the run rather than of a message: its AWS calls get
+		// their own traces.
 		return ctx, func(error) {}
 	}
 	ctx, span := o.tracer.Start(ctx, string(s))
