@@ -37,8 +37,9 @@ const (
 // Metrics holds the reportmailer metrics in a registry of their own,
 // with the Go and process collectors. Build one with New.
 type Metrics struct {
-	reg   *prometheus.Registry
-	names []string
+	reg      *prometheus.Registry
+	names    []string
+	families []Family
 
 	runs          *prometheus.CounterVec
 	runDuration   *prometheus.HistogramVec
@@ -108,6 +109,36 @@ func (m *Metrics) Handler() http.Handler {
 
 // Gatherer is the registry, for pushing to a Pushgateway.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Family describes one reportmailer metric, for checking the queries
+// of alerts and dashboards against what is exported.
+type Family struct {
+	Name   string   // full name, e.g. reportmailer_runs_total
+	Type   string   // "counter", "gauge" or "histogram"
+	Labels []string // label names
+}
+
+// LabelValues lists, for the labels whose values are a fixed set, every
+// value the metrics can carry. Labels not listed (schedule, key_id,
+// class, code, reason) take values from the config or the worker.
+func LabelValues() map[string][]string {
+	stages := make([]string, len(worker.Stages))
+	for i, s := range worker.Stages {
+		stages[i] = string(s)
+	}
+	return map[string][]string{
+		"outcome": {RunOK, RunIncomplete, RunHalted, RunFailed},
+		"queue":   {"main", "dlq"},
+		"state":   {"visible", "in_flight", "delayed"},
+		"active":  {"true", "false"},
+		"stage":   stages,
+		"settlement": {string(worker.SettleAcked), string(worker.SettleDropped), string(worker.SettleDeadLettered),
+			string(worker.SettleRetrying), string(worker.SettleHandedBack)},
+	}
+}
+
+// Families lists every reportmailer metric with its type and labels.
+func (m *Metrics) Families() []Family { return slices.Clone(m.families) }
 
 // Names lists the full name of every reportmailer metric, sorted.
 // Histograms add _bucket, _sum and _count to theirs when scraped.
@@ -246,7 +277,7 @@ func (p pace) Quota(max24h, sent24h, maxRate float64) {
 	p.m.quotaLeft.WithLabelValues().Set(max(0, max24h-sent24h))
 }
 
-func (m *Metrics) register(name string, c prometheus.Collector) {
+func (m *Metrics) register(name, typ string, labels []string, c prometheus.Collector) {
 	if err := m.reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if !errors.As(err, &are) {
@@ -254,40 +285,41 @@ func (m *Metrics) register(name string, c prometheus.Collector) {
 		}
 	}
 	m.names = append(m.names, Namespace+"_"+name)
+	m.families = append(m.families, Family{Name: Namespace + "_" + name, Type: typ, Labels: labels})
 }
 
 func counterVec(m *Metrics, name, help string, labels ...string) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
-	m.register(name, c)
+	m.register(name, "counter", labels, c)
 	return c
 }
 
 func counter(m *Metrics, name, help string) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help})
-	m.register(name, c)
+	m.register(name, "counter", nil, c)
 	return c
 }
 
 func gaugeVec(m *Metrics, name, help string, labels ...string) *prometheus.GaugeVec {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
-	m.register(name, g)
+	m.register(name, "gauge", labels, g)
 	return g
 }
 
 func gauge(m *Metrics, name, help string) prometheus.Gauge {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
-	m.register(name, g)
+	m.register(name, "gauge", nil, g)
 	return g
 }
 
 func histogramVec(m *Metrics, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
-	m.register(name, h)
+	m.register(name, "histogram", labels, h)
 	return h
 }
 
 func histogram(m *Metrics, name, help string, buckets []float64) prometheus.Histogram {
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets})
-	m.register(name, h)
+	m.register(name, "histogram", nil, h)
 	return h
 }
