@@ -153,19 +153,19 @@ func probe(w http.ResponseWriter, problems []string) {
 // run starts a run of a schedule now: 202 at once, or with ?wait=true
 // 200 and the run's result when it ends.
 func (s *server) run(w http.ResponseWriter, r *http.Request) {
-	const prefix = "Bearer "
-	auth := r.Header.Get("Authorization")
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	switch {
 	case s.token == nil:
 		http.Error(w, "send-now is off: set http.token or http.token_file", http.StatusForbidden)
 		return
-	case !strings.HasPrefix(auth, prefix):
+	case !strings.EqualFold(scheme, "Bearer"):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="reportmailer"`)
 		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
 		return
 	}
 	// Hashing first makes the comparison constant-time in the length too.
-	got := sha256.Sum256([]byte(strings.TrimPrefix(auth, prefix)))
+	got := sha256.Sum256([]byte(strings.TrimLeft(cred, " ")))
 	if subtle.ConstantTimeCompare(got[:], s.token) != 1 {
 		http.Error(w, "wrong bearer token", http.StatusForbidden)
 		return
@@ -220,7 +220,9 @@ func (s *server) listen(addr string) (string, func(), error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := hs.Shutdown(ctx); err != nil {
+			// Requests still open (a ?wait=true on a long run): cut them.
 			s.logger.Warn("http: shutdown", "err", err)
+			hs.Close()
 		}
 		s.runs.Wait()
 	}, nil
@@ -253,7 +255,7 @@ func result(schedule string, sum worker.Summary, err, cause error) runResult {
 	res := runResult{Schedule: schedule, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
 	if cause != nil {
 		res.Outcome = metrics.RunFailed
-		res.Error = cause.Error()
+		res.Error = secret.Redact(cause.Error())
 	}
 	return res
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/metrics"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // checkPushURL refuses a -pushgateway that is not an http(s) URL, or
@@ -56,7 +57,7 @@ func summaryJSON(schedule, runID string, s worker.Summary, settled settleRun, ca
 		Error    string         `json:"error,omitempty"`
 	}{Msg: "drain summary", Schedule: schedule, RunID: runID, Status: metrics.RunOutcome(s, nil), Summary: summaryFields(s), Settled: settled.summary()}
 	if cause != nil {
-		v.Status, v.Error = metrics.RunFailed, cause.Error()
+		v.Status, v.Error = metrics.RunFailed, secret.Redact(cause.Error())
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
