@@ -61,12 +61,16 @@ func TestRunEndpoint(t *testing.T) {
 		{"unknown schedule", "/run/weekly", "Bearer " + token, http.StatusNotFound},
 		{"started", "/run/daily", "Bearer " + token, http.StatusAccepted},
 		{"while running", "/run/daily", "Bearer " + token, http.StatusConflict},
+		// The scheme is case-insensitive: accepted, so 409, not 401.
+		{"lower-case scheme", "/run/daily", "bearer " + token, http.StatusConflict},
+		{"upper-case scheme", "/run/daily", "BEARER " + token, http.StatusConflict},
 	}
 	for _, tt := range tests {
-		if rec := post(tt.path, tt.auth); rec.Code != tt.want {
+		rec := post(tt.path, tt.auth)
+		if rec.Code != tt.want {
 			t.Errorf("%s: POST %s = %d %q, want %d", tt.name, tt.path, rec.Code, rec.Body.String(), tt.want)
 		}
-		if strings.Contains(post(tt.path, tt.auth).Body.String(), token) {
+		if strings.Contains(rec.Body.String(), token) {
 			t.Errorf("%s: the answer shows the token", tt.name)
 		}
 	}
@@ -143,5 +147,20 @@ func TestUnreachable(t *testing.T) {
 	}
 	if !unreachable(errors.New("dial tcp: connection refused")) {
 		t.Error("a transport error not counted as unreachable")
+	}
+}
+
+// TestRunResultRedacted: key material in a run's cause never reaches
+// POST /run?wait=true's answer or drain's JSON summary line.
+func TestRunResultRedacted(t *testing.T) {
+	const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+	cause := errors.New("links: parse key: " + key)
+	for name, out := range map[string]string{
+		"?wait=true":   result("daily", worker.Summary{}, nil, cause).Error,
+		"JSON summary": summaryJSON("daily", "r1", worker.Summary{}, settleRun{}, cause),
+	} {
+		if strings.Contains(out, "MIIEvQ") || !strings.Contains(out, "parse key") {
+			t.Errorf("%s: %q, want the cause with the key redacted", name, out)
+		}
 	}
 }
