@@ -320,6 +320,8 @@ func (s Summary) LogValue() slog.Value {
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	id := cmp.Or(RunID(ctx), NewID()[:16])
+	// For the lines of the parts every schedule shares (the mailer).
+	ctx = WithSchedule(WithRunID(ctx, id), w.cfg.Schedule)
 	w = w.forRun(id)
 	start := w.now()
 	deadline := start.Add(w.cfg.Budget)

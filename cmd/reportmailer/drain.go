@@ -65,10 +65,11 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	id := worker.NewID()[:16]
+	ctx = worker.WithRunID(ctx, id)
 	settled := a.settleFromSES(ctx, s.Name)
 	a.obs.metrics.Schedule(s.Name, period(s))
-	id := worker.NewID()[:16]
-	sum, err := ws.forRun(settled).Drain(worker.WithRunID(ctx, id))
+	sum, err := ws.forRun(settled).Drain(ctx)
 	cause := watch.failure(s, sum, err)
 	if logFormat(m.Stderr, c.Log) == "json" {
 		fmt.Fprintln(m.Stdout, summaryJSON(s.Name, id, sum, settled, cause))

@@ -36,7 +36,7 @@ const (
 type runner struct {
 	name   string
 	budget time.Duration
-	drain  func() runResult
+	drain  func(id string) runResult // runs with id as its run_id
 	// progress, when set, says when a stage of the schedule last ended.
 	progress *progress
 
@@ -48,6 +48,7 @@ type runner struct {
 // runResult is what a run ended with, as POST /run?wait=true shows it.
 type runResult struct {
 	Schedule string         `json:"schedule"`
+	RunID    string         `json:"run_id"`
 	Outcome  string         `json:"outcome"`
 	Summary  map[string]any `json:"summary"`
 	Error    string         `json:"error,omitempty"`
@@ -184,18 +185,19 @@ func (s *server) run(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("schedule %q is running", name), http.StatusConflict)
 		return
 	}
+	id := worker.NewID()[:16]
 	done := make(chan runResult, 1)
 	s.runs.Add(1)
 	go func() {
 		defer s.runs.Done()
 		defer rn.end()
-		done <- rn.drain()
+		done <- rn.drain(id)
 	}()
-	s.logger.Info("run requested over HTTP", "schedule", name, "remote", r.RemoteAddr)
+	s.logger.Info("run requested over HTTP", "schedule", name, "run_id", id, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
 	if r.URL.Query().Get("wait") != "true" {
 		w.WriteHeader(http.StatusAccepted)
-		json.NewEncoder(w).Encode(map[string]string{"schedule": name, "status": "started"})
+		json.NewEncoder(w).Encode(map[string]string{"schedule": name, "run_id": id, "status": "started"})
 		return
 	}
 	json.NewEncoder(w).Encode(<-done)
@@ -249,10 +251,10 @@ func bearerToken(h config.HTTP) ([]byte, error) {
 	return sum[:], nil
 }
 
-// result is a runResult for a run of schedule that ended with sum and
-// cause.
-func result(schedule string, sum worker.Summary, err, cause error) runResult {
-	res := runResult{Schedule: schedule, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
+// result is a runResult for the run id of schedule that ended with sum
+// and cause.
+func result(schedule, id string, sum worker.Summary, err, cause error) runResult {
+	res := runResult{Schedule: schedule, RunID: id, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
 	if cause != nil {
 		res.Outcome = metrics.RunFailed
 		res.Error = secret.Redact(cause.Error())

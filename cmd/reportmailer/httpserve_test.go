@@ -20,9 +20,9 @@ import (
 func testServer(t *testing.T, token string) (*server, *runner, chan struct{}) {
 	t.Helper()
 	release := make(chan struct{})
-	rn := &runner{name: "daily", budget: time.Minute, progress: &progress{}, drain: func() runResult {
+	rn := &runner{name: "daily", budget: time.Minute, progress: &progress{}, drain: func(id string) runResult {
 		<-release
-		return runResult{Schedule: "daily", Outcome: "ok"}
+		return runResult{Schedule: "daily", RunID: id, Outcome: "ok"}
 	}}
 	var tok []byte
 	if token != "" {
@@ -72,6 +72,9 @@ func TestRunEndpoint(t *testing.T) {
 		}
 		if strings.Contains(rec.Body.String(), token) {
 			t.Errorf("%s: the answer shows the token", tt.name)
+		}
+		if rec.Code == http.StatusAccepted && !strings.Contains(rec.Body.String(), `"run_id":"`) {
+			t.Errorf("%s: the answer %q does not give the run's id", tt.name, rec.Body.String())
 		}
 	}
 	if rn.begin() {
@@ -156,7 +159,7 @@ func TestRunResultRedacted(t *testing.T) {
 	const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
 	cause := errors.New("links: parse key: " + key)
 	for name, out := range map[string]string{
-		"?wait=true":   result("daily", worker.Summary{}, nil, cause).Error,
+		"?wait=true":   result("daily", "r1", worker.Summary{}, nil, cause).Error,
 		"JSON summary": summaryJSON("daily", "r1", worker.Summary{}, settleRun{}, cause),
 	} {
 		if strings.Contains(out, "MIIEvQ") || !strings.Contains(out, "parse key") {

@@ -61,9 +61,10 @@ func TestDrainJSONSummaryAndPushgateway(t *testing.T) {
 		}
 		if rec["msg"] == "sent" || rec["msg"] == "run finished" {
 			sentLines++
-			if rec["run_id"] != sum.RunID || rec["schedule"] != "it" {
-				t.Errorf("line %q lacks run_id %s and the schedule", l, sum.RunID)
-			}
+		}
+		// Every line of the run, the pacer's quota line included.
+		if rec["run_id"] != sum.RunID || rec["schedule"] != "it" {
+			t.Errorf("line %q lacks run_id %s and the schedule", l, sum.RunID)
 		}
 		if rec["msg"] == "sent" && rec["message_ids"] == nil {
 			t.Errorf("the sent line lacks the SQS message id: %q", l)

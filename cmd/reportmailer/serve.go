@@ -60,16 +60,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rn := &runner{name: s.Name, budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func() runResult {
+		rn := &runner{name: s.Name, budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func(id string) runResult {
 			watch.reset()
-			id := worker.NewID()[:16]
-			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(worker.WithRunID(ctx, id))
+			ctx := worker.WithRunID(ctx, id)
+			sum, err := ws.forRun(a.settleFromSES(ctx, s.Name)).Drain(ctx)
 			cause := watch.failure(s, sum, err)
 			if cause != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "run_id", id, "err", cause)
 			}
 			a.keyGauges(ctx) // the run may have moved the active key's date
-			return result(s.Name, sum, err, cause)
+			return result(s.Name, id, sum, err, cause)
 		}}
 		sv.runners[s.Name] = rn
 		first := sched.Next(time.Now())
@@ -121,7 +121,8 @@ func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func(
 			slot = n
 		}
 		planned = sched.Next(slot)
-		log := a.logger.With("schedule", rn.name, "slot", slot.Format(time.RFC3339))
+		id := worker.NewID()[:16]
+		log := a.logger.With("schedule", rn.name, "run_id", id, "slot", slot.Format(time.RFC3339))
 		if !rn.begin() {
 			log.Info("run skipped: the schedule is still running")
 			return
@@ -139,7 +140,7 @@ func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func(
 			}
 		}
 		log.Info("run starting")
-		rn.drain()
+		rn.drain(id)
 	}
 }
 

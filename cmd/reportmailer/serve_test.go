@@ -36,7 +36,7 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 			replica := func() (func(), *runner) {
 				a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)),
 					leases: &store.Leases{Client: client, Bucket: "state", Prefix: "slots/" + tt.name + "/"}}
-				rn := &runner{name: "daily", drain: func() runResult { runs++; return runResult{} }}
+				rn := &runner{name: "daily", drain: func(string) runResult { runs++; return runResult{} }}
 				return slotJob(context.Background(), a, rn, sched), rn
 			}
 			one, rn1 := replica()
@@ -51,6 +51,11 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 			}
 			if !strings.Contains(logs.String(), tt.why) {
 				t.Errorf("the skipped replica should say %q:\n%s", tt.why, logs.String())
+			}
+			for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				if !strings.Contains(l, "run_id=") || !strings.Contains(l, "schedule=daily") {
+					t.Errorf("a line lacks the run_id and schedule: %s", l)
+				}
 			}
 		})
 	}
