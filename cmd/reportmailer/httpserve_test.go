@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +166,34 @@ func TestRunResultRedacted(t *testing.T) {
 		if strings.Contains(out, "MIIEvQ") || !strings.Contains(out, "parse key") {
 			t.Errorf("%s: %q, want the cause with the key redacted", name, out)
 		}
+	}
+}
+
+// TestReadyChecksAtOnce: /readyz checks the failed services at the same
+// time, each within its own timeout: one after another, three slow
+// checks would outlast the probe's timeout. Each check here answers
+// only once all three are running.
+func TestReadyChecksAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	started := 0
+	all := make(chan struct{})
+	check := func(ctx context.Context) error {
+		mu.Lock()
+		if started++; started == 3 {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	down := awsCall{at: time.Now(), operation: "Op", err: errors.New("connection refused")}
+	failed := map[string]awsCall{"SQS": down, "S3": down, "SESv2": down, "Other": down}
+	err := checkFailed(context.Background(), failed, map[string]func(context.Context) error{"SQS": check, "S3": check, "SESv2": check})
+	if err == nil || strings.Contains(err.Error(), "SQS") || !strings.Contains(err.Error(), "Other: last call Op") {
+		t.Errorf("checkFailed = %v, want only Other, which has no check", err)
 	}
 }

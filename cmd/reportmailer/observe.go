@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,23 +221,40 @@ func (a *app) readyChecks() map[string]func(context.Context) error {
 	return checks
 }
 
+// readyCheckTimeout bounds each of /readyz's checks, which run at the
+// same time: under the probe's own timeout (2 s in the manifests).
+const readyCheckTimeout = 1500 * time.Millisecond
+
 // ready reports whether every AWS service serve needs answered its last
 // call, or answers a cheap check now.
 func (a *app) ready(ctx context.Context) error {
-	checks := a.readyChecks()
-	var errs []error
-	for service, call := range a.obs.aws.failed() {
-		check, ok := checks[service]
-		if ok {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := check(cctx)
-			cancel()
-			if !unreachable(err) {
-				continue
+	return checkFailed(ctx, a.obs.aws.failed(), a.readyChecks())
+}
+
+// checkFailed checks, all at once, each service in failed that has a
+// check, and returns the failures of those that still do not answer
+// (and of those with no check).
+func checkFailed(ctx context.Context, failed map[string]awsCall, checks map[string]func(context.Context) error) error {
+	errs := make([]error, 0, len(failed))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for service, call := range failed {
+		wg.Go(func() {
+			if check, ok := checks[service]; ok {
+				cctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
+				err := check(cctx)
+				cancel()
+				if !unreachable(err) {
+					return
+				}
 			}
-		}
-		errs = append(errs, fmt.Errorf("%s: last call %s at %s: %w", service, call.operation, call.at.UTC().Format(time.RFC3339), call.err))
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, fmt.Errorf("%s: last call %s at %s: %w", service, call.operation, call.at.UTC().Format(time.RFC3339), call.err))
+		})
 	}
+	wg.Wait()
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
 }
 
