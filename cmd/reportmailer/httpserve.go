@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -95,6 +96,8 @@ type server struct {
 	ready    func(context.Context) error
 	ctx      context.Context // serve's: cancelled on shutdown
 	runs     sync.WaitGroup  // runs POST /run started
+	// shutdown bounds the wait for open requests on stop; default 10 s.
+	shutdown time.Duration
 	mu       sync.Mutex
 	lastTick time.Time
 }
@@ -219,7 +222,7 @@ func (s *server) listen(addr string) (string, func(), error) {
 		}
 	}()
 	return ln.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(s.shutdown, 10*time.Second))
 		defer cancel()
 		if err := hs.Shutdown(ctx); err != nil {
 			// Requests still open (a ?wait=true on a long run): cut them.

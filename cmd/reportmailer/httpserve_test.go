@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -196,4 +197,41 @@ func TestReadyChecksAtOnce(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "SQS") || !strings.Contains(err.Error(), "Other: last call Op") {
 		t.Errorf("checkFailed = %v, want only Other, which has no check", err)
 	}
+}
+
+// TestStopCutsWaitingRequests: a ?wait=true request on a run that
+// outlasts the shutdown's grace is cut, rather than holding stop.
+func TestStopCutsWaitingRequests(t *testing.T) {
+	const token = "0123456789abcdef-token"
+	sv, _, release := testServer(t, token)
+	sv.shutdown = time.Millisecond
+	addr, stop, err := sv.listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/run/daily?wait=true", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	// Stop once the run has started (the request is in the handler).
+	for !func() bool {
+		sv.runners["daily"].mu.Lock()
+		defer sv.runners["daily"].mu.Unlock()
+		return sv.runners["daily"].running
+	}() {
+		runtime.Gosched()
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	if err := <-answered; err == nil {
+		t.Error("the waiting request got an answer; want its connection cut")
+	}
+	close(release) // the run ends; stop waits for it
+	<-stopped
 }
