@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 // TestDrainJSONSummaryAndPushgateway: with JSON logs, drain's summary
@@ -101,5 +104,50 @@ func TestDrainRefusesABadPushgateway(t *testing.T) {
 		if strings.Contains(stderr.String(), "pw@") {
 			t.Errorf("-pushgateway %s: the error shows the credentials: %s", u, stderr.String())
 		}
+	}
+}
+
+// TestDrainPushesGaugesOfAnEmptyQueue: a run that sends nothing (so the
+// pacer never reads the quota) still pushes the queue depths and the
+// SES quota, read for the push under drain's own policy.
+func TestDrainPushesGaugesOfAnEmptyQueue(t *testing.T) {
+	var mu sync.Mutex
+	pushed := map[string]float64{} // metric name -> its first series' value
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dec := expfmt.NewDecoder(r.Body, expfmt.ResponseFormat(r.Header))
+		mu.Lock()
+		defer mu.Unlock()
+		for {
+			var mf dto.MetricFamily
+			if err := dec.Decode(&mf); err != nil {
+				break
+			}
+			if m := mf.GetMetric(); len(m) > 0 {
+				pushed[mf.GetName()] = m[0].GetGauge().GetValue() + m[0].GetCounter().GetValue()
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer gw.Close()
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	var stdout, stderr bytes.Buffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+	if code := m.Run(context.Background(), []string{"drain", "-config", cfg, "-schedule", "it", "-pushgateway", gw.URL}); code != ExitOK {
+		t.Fatalf("drain exit %d: %s\n%s", code, stdout.String(), stderr.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"reportmailer_queue_messages", "reportmailer_ses_quota_read_timestamp_seconds", "reportmailer_ses_quota_max_24h"} {
+		if _, ok := pushed[want]; !ok {
+			t.Errorf("the push lacks %s\n%s", want, stderr.String())
+		}
+	}
+	if pushed["reportmailer_ses_quota_read_timestamp_seconds"] == 0 {
+		t.Errorf("the SES quota was not read for the push\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "metrics:") {
+		t.Errorf("a gauge could not be read:\n%s", stderr.String())
 	}
 }
