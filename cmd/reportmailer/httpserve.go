@@ -96,10 +96,11 @@ type server struct {
 	ready    func(context.Context) error
 	ctx      context.Context // serve's: cancelled on shutdown
 	runs     sync.WaitGroup  // runs POST /run started
-	// shutdown bounds the wait for open requests on stop; default 10 s.
-	shutdown time.Duration
 	mu       sync.Mutex
 	lastTick time.Time
+
+	// shutdown bounds the wait for open requests on stop; default 10 s.
+	shutdown time.Duration
 }
 
 // tick records that the scheduler is alive.
