@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	smithytracing "github.com/aws/smithy-go/tracing"
 	"github.com/aws/smithy-go/tracing/smithyoteltracing"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -116,40 +115,15 @@ func (p sdkPhases) OnEnd(s sdktrace.ReadOnlySpan) {
 // The SDK takes its tracer provider per client, not from aws.Config:
 // these give each client built in newApp the process's.
 
-// sdkTracer is the process's tracer provider as the SDK takes it,
-// without the phase spans: they are not even started, which saves
-// about eight OpenTelemetry spans (each sampled, then dropped) a call.
-func (o *observability) sdkTracer() smithytracing.TracerProvider {
-	return phaseless{smithyoteltracing.Adapt(o.tp)}
-}
-
-// phaseless is a TracerProvider whose tracers start no span for the
-// SDK's phases (sdkPhaseSpans): the call's own span stays the current
-// one, so what a phase would have recorded goes to the call's span.
-type phaseless struct{ smithytracing.TracerProvider }
-
-func (p phaseless) Tracer(scope string, opts ...smithytracing.TracerOption) smithytracing.Tracer {
-	return phaselessTracer{p.TracerProvider.Tracer(scope, opts...)}
-}
-
-type phaselessTracer struct{ smithytracing.Tracer }
-
-func (t phaselessTracer) StartSpan(ctx context.Context, name string, opts ...smithytracing.SpanOption) (context.Context, smithytracing.Span) {
-	if sdkPhaseSpans[name] {
-		return smithytracing.NopTracerProvider{}.Tracer("").StartSpan(ctx, name)
-	}
-	return t.Tracer.StartSpan(ctx, name, opts...)
-}
-
 func (o *observability) s3Options(opt *s3.Options) {
 	if o.tp != nil {
-		opt.TracerProvider = o.sdkTracer()
+		opt.TracerProvider = smithyoteltracing.Adapt(o.tp)
 	}
 }
 
 func (o *observability) sqsOptions(opt *sqs.Options) {
 	if o.tp != nil {
-		opt.TracerProvider = o.sdkTracer()
+		opt.TracerProvider = smithyoteltracing.Adapt(o.tp)
 	}
 }
 
@@ -159,7 +133,7 @@ func (o *observability) traceSES(p *mail.Paced) {
 	if o.tp == nil {
 		return
 	}
-	with := func(opt *sesv2.Options) { opt.TracerProvider = o.sdkTracer() }
+	with := func(opt *sesv2.Options) { opt.TracerProvider = smithyoteltracing.Adapt(o.tp) }
 	if c, ok := p.Account.(*sesv2.Client); ok {
 		p.Account = sesv2.New(c.Options(), with)
 	}

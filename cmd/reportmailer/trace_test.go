@@ -160,32 +160,3 @@ func TestSDKPhaseSpansDropped(t *testing.T) {
 		}
 	}
 }
-
-// TestSDKPhaseSpansNotStarted: the SDK's tracer starts no span for its
-// phases at all (each would cost a span to sample and drop), and what
-// the SDK starts inside them nests in the call's span.
-func TestSDKPhaseSpansNotStarted(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	o := &observability{tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))}
-	tr := o.sdkTracer().Tracer("test")
-	ctx, call := tr.StartSpan(context.Background(), "SQS.ReceiveMessage")
-	pctx, phase := tr.StartSpan(ctx, "RetryLoop")
-	_, inner := tr.StartSpan(pctx, "Custom")
-	inner.End()
-	phase.End()
-	call.End()
-	var names []string
-	var parent, callID string
-	for _, s := range rec.Ended() {
-		names = append(names, s.Name())
-		if s.Name() == "Custom" {
-			parent = s.Parent().SpanID().String()
-		}
-		if s.Name() == "SQS.ReceiveMessage" {
-			callID = s.SpanContext().SpanID().String()
-		}
-	}
-	if strings.Join(names, ",") != "Custom,SQS.ReceiveMessage" || parent != callID {
-		t.Errorf("started %q, Custom's parent %s; want the call and Custom, inside the call %s", names, parent, callID)
-	}
-}
