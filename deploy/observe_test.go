@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -16,19 +17,128 @@ import (
 // metricName finds reportmailer metric names in PromQL.
 var metricName = regexp.MustCompile(`\breportmailer_[a-z0-9_]+`)
 
-// exported reports whether name, as a query writes it, is a metric the
-// exporter has: histograms are queried by their _bucket, _sum and
-// _count series.
-func exported(names []string, name string) bool {
-	if slices.Contains(names, name) {
-		return true
+// PromQL, as far as the checks below need it: a selector and its
+// matchers, a function taking a counter, an aggregation's grouping.
+var (
+	selector   = regexp.MustCompile(`\b(reportmailer_[a-z0-9_]+)(\{[^}]*\})?`)
+	matcher    = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
+	rateOf     = regexp.MustCompile(`\b(rate|irate|increase)\(\s*(reportmailer_[a-z0-9_]+)`)
+	grouping   = regexp.MustCompile(`\b(by|without)\s*\(([^)]*)\)`)
+	plainValue = regexp.MustCompile(`^[a-z0-9_]+$`)
+)
+
+// catalogue is what the exporter has: each series name a query may
+// use, with its family, and the values of the labels that have a
+// fixed set.
+type catalogue struct {
+	series map[string]metrics.Family
+	values map[string][]string
+}
+
+func newCatalogue() catalogue {
+	c := catalogue{series: map[string]metrics.Family{}, values: metrics.LabelValues()}
+	for _, f := range metrics.New().Families() {
+		if f.Type != "histogram" {
+			c.series[f.Name] = f
+			continue
+		}
+		// A histogram is queried by its _bucket (with le), _sum and
+		// _count series; it has none under its own name.
+		for _, suffix := range []string{"_sum", "_count"} {
+			c.series[f.Name+suffix] = f
+		}
+		b := f
+		b.Labels = append(slices.Clone(f.Labels), "le")
+		c.series[f.Name+"_bucket"] = b
 	}
-	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-		if base, ok := strings.CutSuffix(name, suffix); ok && slices.Contains(names, base) {
-			return true
+	return c
+}
+
+// check returns what is wrong with expr: a series the exporter does
+// not have, rate or increase of a gauge, a label the series does not
+// carry, a value the exporter never gives that label, or a grouping by
+// a label no series of expr carries.
+func (c catalogue) check(expr string) []string {
+	var problems []string
+	labels := map[string]bool{}
+	for _, m := range selector.FindAllStringSubmatch(expr, -1) {
+		f, ok := c.series[m[1]]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s is not a series the exporter has", m[1]))
+			continue
+		}
+		fl := f.Labels
+		if strings.HasSuffix(m[1], "_bucket") {
+			fl = c.series[m[1]].Labels
+		}
+		for _, l := range fl {
+			labels[l] = true
+		}
+		for _, mm := range matcher.FindAllStringSubmatch(m[2], -1) {
+			name, op, value := mm[1], mm[2], mm[3]
+			if !slices.Contains(fl, name) {
+				problems = append(problems, fmt.Sprintf("%s has no label %s (it has %v)", m[1], name, fl))
+				continue
+			}
+			known, fixed := c.values[name]
+			if !fixed {
+				continue
+			}
+			alts := []string{value}
+			if op == "=~" || op == "!~" {
+				alts = strings.Split(value, "|")
+			}
+			for _, v := range alts {
+				if plainValue.MatchString(v) && !slices.Contains(known, v) {
+					problems = append(problems, fmt.Sprintf("%s{%s%s%q}: the exporter never gives %s the value %q (%v)", m[1], name, op, value, name, v, known))
+				}
+			}
 		}
 	}
-	return false
+	for _, m := range rateOf.FindAllStringSubmatch(expr, -1) {
+		if f, ok := c.series[m[2]]; ok && f.Type != "counter" && f.Type != "histogram" {
+			problems = append(problems, fmt.Sprintf("%s of %s, a %s: only counters and histogram series go up", m[1], m[2], f.Type))
+		}
+	}
+	for _, m := range grouping.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(m[2], ",") {
+			if l = strings.TrimSpace(l); l != "" && !labels[l] {
+				problems = append(problems, fmt.Sprintf("%s (%s): no series of the expression has the label %s", m[1], m[2], l))
+			}
+		}
+	}
+	return problems
+}
+
+// TestCatalogueCheck: the checks catch each kind of mistake.
+func TestCatalogueCheck(t *testing.T) {
+	c := newCatalogue()
+	tests := []struct {
+		name, expr string
+		problem    string // "" for none
+	}{
+		{"good counter rate", `sum by (schedule) (rate(reportmailer_runs_total{outcome=~"failed|halted"}[5m]))`, ""},
+		{"histogram quantile", `histogram_quantile(0.95, sum by (le, stage) (rate(reportmailer_stage_duration_seconds_bucket{stage="send"}[5m])))`, ""},
+		{"not a metric", `reportmailer_nothing`, "not a series"},
+		{"_bucket of a counter", `reportmailer_runs_total_bucket`, "not a series"},
+		{"_count of a gauge", `reportmailer_queue_messages_count`, "not a series"},
+		{"histogram by its own name", `reportmailer_run_duration_seconds`, "not a series"},
+		{"rate of a gauge", `rate(reportmailer_last_run_timestamp_seconds[5m])`, "only counters"},
+		{"increase of a gauge", `increase(reportmailer_queue_messages[1h])`, "only counters"},
+		{"a label the metric lacks", `reportmailer_runs_total{stage="send"}`, "has no label stage"},
+		{"a value never exported", `reportmailer_queue_messages{queue="deadletter"}`, `never gives queue the value "deadletter"`},
+		{"a regex alternative never exported", `reportmailer_runs_total{outcome=~"failed|crashed"}`, `value "crashed"`},
+		{"grouping by a missing label", `sum by (stage) (reportmailer_runs_total)`, "no series of the expression has the label stage"},
+		{"le without a bucket", `sum by (le) (reportmailer_stage_duration_seconds_count)`, "label le"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Join(c.check(tt.expr), "\n")
+			if tt.problem == "" && got != "" || !strings.Contains(got, tt.problem) {
+				t.Errorf("check(%s) = %q, want %q", tt.expr, got, tt.problem)
+			}
+		})
+	}
 }
 
 type alertRules struct {
@@ -55,19 +165,16 @@ func TestAlertRules(t *testing.T) {
 	if err := yaml.Unmarshal(b, &rules); err != nil {
 		t.Fatal(err)
 	}
-	names := metrics.New().Names()
+	c := newCatalogue()
 	seen := map[string]bool{}
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
 			seen[r.Alert] = true
-			used := metricName.FindAllString(r.Expr, -1)
-			if len(used) == 0 {
+			if len(metricName.FindAllString(r.Expr, -1)) == 0 {
 				t.Errorf("alert %s: its expression uses no reportmailer metric: %s", r.Alert, r.Expr)
 			}
-			for _, n := range used {
-				if !exported(names, n) {
-					t.Errorf("alert %s: %s is not a metric the exporter has (%v)", r.Alert, n, names)
-				}
+			for _, p := range c.check(r.Expr) {
+				t.Errorf("alert %s: %s", r.Alert, p)
 			}
 			if r.Labels["severity"] == "" || r.Annotations["summary"] == "" || r.For == "" {
 				t.Errorf("alert %s: needs a severity, a summary and a for", r.Alert)
@@ -101,16 +208,17 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := metrics.New().Names()
+	c := newCatalogue()
 	shown := map[string]bool{}
 	for _, p := range d.Panels {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, tg := range p.Targets {
+			for _, problem := range c.check(tg.Expr) {
+				t.Errorf("panel %q: %s", p.Title, problem)
+			}
 			for _, n := range metricName.FindAllString(tg.Expr, -1) {
-				if !exported(names, n) {
-					t.Errorf("panel %q: %s is not a metric the exporter has", p.Title, n)
-				}
 				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 					n = strings.TrimSuffix(n, suffix)
 				}

@@ -277,6 +277,28 @@ func RunID(ctx context.Context) string {
 	return id
 }
 
+type scheduleKey struct{}
+
+// WithSchedule returns ctx carrying the name of the schedule whose run
+// it belongs to; Drain sets it, for the lines of the parts that serve
+// every schedule (the mailer's pacing, SES's events).
+func WithSchedule(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, scheduleKey{}, name)
+}
+
+// LogAttrs returns the schedule and run_id that ctx carries, as
+// key-value pairs for a logger's With; none when it carries neither.
+func LogAttrs(ctx context.Context) []any {
+	var kv []any
+	if s, _ := ctx.Value(scheduleKey{}).(string); s != "" {
+		kv = append(kv, "schedule", s)
+	}
+	if id := RunID(ctx); id != "" {
+		kv = append(kv, "run_id", id)
+	}
+	return kv
+}
+
 // forRun returns a copy of w whose every log line names the run.
 func (w *Worker) forRun(id string) *Worker {
 	c := *w

@@ -116,7 +116,7 @@ func TestObserverSeesEachMessageStageAndRun(t *testing.T) {
 		t.Errorf("runs = %+v, want one with %+v", obs.runs, sum)
 	}
 	for _, s := range []string{
-		"receive ", "head m0", "head m1 error", "claim m0", "sign m0", "render m0", "send m0", "settle m1", "settle ", "claim m3",
+		"receive ", "head m0", "head m1 error", "claim m0", "sign m0", "render m0", "send m0", "settle m1", "settle m0", "settle m2", "claim m3",
 	} {
 		if !slices.Contains(obs.stages, s) {
 			t.Errorf("no stage %q in %q", s, obs.stages)

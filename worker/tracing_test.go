@@ -65,7 +65,7 @@ func TestTracingOneTracePerMessage(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	if got, want := children(roots["m0"]), []string{"claim", "head", "receive", "render", "send", "sign"}; !slices.Equal(got, want) {
+	if got, want := children(roots["m0"]), []string{"claim", "head", "receive", "render", "send", "settle", "sign"}; !slices.Equal(got, want) {
 		t.Errorf("stages of the delivered message %q, want %q", got, want)
 	}
 	if got, want := children(roots["m1"]), []string{"head", "receive", "settle"}; !slices.Equal(got, want) {

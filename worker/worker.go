@@ -324,6 +324,8 @@ func (s Summary) LogValue() slog.Value {
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	id := cmp.Or(RunID(ctx), NewID()[:16])
+	// For the lines of the parts every schedule shares (the mailer).
+	ctx = WithSchedule(WithRunID(ctx, id), w.cfg.Schedule)
 	w = w.forRun(id)
 	start := w.now()
 	deadline := start.Add(w.cfg.Budget)
@@ -1397,9 +1399,14 @@ func (r *run) settle(batch []*msgState) {
 		msgs[i] = st.msg
 	}
 	failed := map[string]bool{}
-	ctx, end := r.stage(nil, StageSettle)
-	err := r.w.queue.Delete(ctx, msgs)
-	end(err)
+	// One delete for the batch, but a settle stage per message, so that
+	// each message's trace ends with its settling and the stage metrics
+	// count messages, as for the other stages.
+	ends := make([]func(error), len(ack))
+	for i, st := range ack {
+		_, ends[i] = r.stage(st, StageSettle)
+	}
+	err := r.w.queue.Delete(r.ctx, msgs)
 	if err != nil {
 		// The work is done and recorded in the ledger: a redelivery is
 		// skipped as a duplicate, so nothing is sent twice.
@@ -1414,6 +1421,13 @@ func (r *run) settle(batch []*msgState) {
 			}
 		}
 		r.w.logger.Error("delete", "messages", len(failed), "of", len(msgs), "err", err)
+	}
+	for i, st := range ack {
+		if failed[st.msg.ReceiptHandle] {
+			ends[i](err)
+		} else {
+			ends[i](nil)
+		}
 	}
 	r.tally(func(s *Summary) {
 		for _, st := range ack {

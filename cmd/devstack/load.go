@@ -49,6 +49,7 @@ type loadOptions struct {
 	baseline    bool          // also time the bare-SDK loop
 	cpuProfile  string        // the worker's CPU profile
 	memProfile  string        // the worker's heap profile
+	tracePairs  int           // then time this many off/on pairs of tracing
 }
 
 // loadReports is how many distinct report files the events link.
@@ -182,6 +183,10 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	os.WriteFile(filepath.Join(out, "load.txt"), []byte(report.String()), 0o644)
 	if code != 0 || worker.emails != wantEmails(evs) {
 		return fmt.Errorf("load run: exit %d, %d emails, want exit 0 and %d emails", code, worker.emails, wantEmails(evs))
+	}
+	if o.tracePairs > 0 {
+		e.stack.ForgetSent()
+		return e.tracePairs(ctx, out, o, w)
 	}
 	return nil
 }

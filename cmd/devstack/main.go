@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	baseline := fs.Bool("baseline", true, "load: also time a bare aws-sdk-go-v2 loop on the same stack")
 	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file")
 	memProfile := fs.String("memprofile", "", "load: write reportmailer's heap profile to this file")
+	traces := fs.Int("traces", 0, "load: then time this many alternated pairs of runs with tracing off and on (to a local OTLP receiver)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: devstack %s [flags]\n\n", cmd)
 		fs.PrintDefaults()
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = demo(ctx, *bin, *out, stdout, true)
 	case "load":
 		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
-			baseline: *baseline, cpuProfile: *cpuProfile, memProfile: *memProfile}, stdout)
+			baseline: *baseline, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces}, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "devstack: %v\n", err)

@@ -70,9 +70,10 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 		return err
 	}
 	rec := startRun(s, "drain", time.Now())
+	id := rec.RunID
+	ctx = worker.WithRunID(ctx, id)
 	settled := a.settleFromSES(ctx, s.Name)
 	a.obs.metrics.Schedule(s.Name, period(s))
-	id := rec.RunID
 	sum, err := ws.forRun(settled).Drain(rec.context(ctx))
 	cause := watch.failure(s, sum, err)
 	rec.finish(sum, settled, cause)
@@ -83,6 +84,9 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 		fmt.Fprintln(m.Stdout, summaryLine(s.Name, sum, settled, cause))
 	}
 	if *pushURL != "" {
+		// Nothing scrapes a CronJob, so the gauges serve refreshes are
+		// read once, here, for the alerts on queue, DLQ and keys.
+		a.readGauges(ctx, []config.Schedule{s})
 		if err := a.push(ctx, *pushURL, s.Name); err != nil {
 			a.logger.Error("pushgateway: the run's metrics were not pushed", "schedule", s.Name, "run_id", id, "err", err)
 		}

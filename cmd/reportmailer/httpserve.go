@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -22,10 +23,9 @@ import (
 )
 
 // Health timing. The scheduler ticks every tickEvery; /healthz fails
-// once it has not for tickStale. A run is stuck once it has gone on for
-// its budget plus stuckMargin: the budget bounds receiving, and the
-// margin covers processing and settling what was received (a digest,
-// a paced send).
+// once it has not for tickStale. A run is stuck once no stage of it has
+// ended (nor the run started) for its budget plus stuckMargin: a long
+// paced run that keeps sending is not stuck however long it goes on.
 const (
 	tickEvery   = 10 * time.Second
 	tickStale   = 3 * tickEvery
@@ -37,7 +37,9 @@ const (
 type runner struct {
 	name   string
 	budget time.Duration
-	drain  func(planned time.Time) runResult
+	drain  func(id string, planned time.Time) runResult // runs with id as its run_id, for the slot planned then
+	// progress, when set, says when a stage of the schedule last ended.
+	progress *progress
 
 	mu      sync.Mutex
 	running bool
@@ -47,19 +49,10 @@ type runner struct {
 // runResult is what a run ended with, as POST /run?wait=true shows it.
 type runResult struct {
 	Schedule string         `json:"schedule"`
+	RunID    string         `json:"run_id"`
 	Outcome  string         `json:"outcome"`
 	Summary  map[string]any `json:"summary"`
 	Error    string         `json:"error,omitempty"`
-}
-
-// try runs the schedule's slot planned for then unless it is running
-// already, and reports whether it ran.
-func (r *runner) try(planned time.Time) (runResult, bool) {
-	if !r.begin() {
-		return runResult{}, false
-	}
-	defer r.end()
-	return r.drain(planned), true
 }
 
 // begin marks a run as started, unless one is running.
@@ -80,12 +73,17 @@ func (r *runner) end() {
 	r.running = false
 }
 
-// stuck returns how long the run in progress has gone on, when that is
-// past its budget and the margin.
+// stuck returns how long the run in progress has made no progress
+// (since its start or the last stage that ended), when that is past its
+// budget and the margin.
 func (r *runner) stuck(now time.Time) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := now.Sub(r.started)
+	since := r.started
+	if p := r.progress.at(); p.After(since) {
+		since = p
+	}
+	d := now.Sub(since)
 	return d, r.running && d > r.budget+stuckMargin
 }
 
@@ -100,6 +98,9 @@ type server struct {
 	runs     sync.WaitGroup  // runs POST /run started
 	mu       sync.Mutex
 	lastTick time.Time
+
+	// shutdown bounds the wait for open requests on stop; default 10 s.
+	shutdown time.Duration
 }
 
 // tick records that the scheduler is alive.
@@ -129,7 +130,7 @@ func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
 	}
 	for _, r := range s.runners {
 		if d, stuck := r.stuck(now); stuck {
-			problems = append(problems, fmt.Sprintf("schedule %s: run going on for %s, past its budget %s plus %s", r.name, d.Round(time.Second), r.budget, stuckMargin))
+			problems = append(problems, fmt.Sprintf("schedule %s: run has made no progress for %s, past its budget %s plus %s", r.name, d.Round(time.Second), r.budget, stuckMargin))
 		}
 	}
 	probe(w, problems)
@@ -157,19 +158,19 @@ func probe(w http.ResponseWriter, problems []string) {
 // run starts a run of a schedule now: 202 at once, or with ?wait=true
 // 200 and the run's result when it ends.
 func (s *server) run(w http.ResponseWriter, r *http.Request) {
-	const prefix = "Bearer "
-	auth := r.Header.Get("Authorization")
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	switch {
 	case s.token == nil:
 		http.Error(w, "send-now is off: set http.token or http.token_file", http.StatusForbidden)
 		return
-	case !strings.HasPrefix(auth, prefix):
+	case !strings.EqualFold(scheme, "Bearer"):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="reportmailer"`)
 		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
 		return
 	}
 	// Hashing first makes the comparison constant-time in the length too.
-	got := sha256.Sum256([]byte(strings.TrimPrefix(auth, prefix)))
+	got := sha256.Sum256([]byte(strings.TrimLeft(cred, " ")))
 	if subtle.ConstantTimeCompare(got[:], s.token) != 1 {
 		http.Error(w, "wrong bearer token", http.StatusForbidden)
 		return
@@ -188,18 +189,19 @@ func (s *server) run(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("schedule %q is running", name), http.StatusConflict)
 		return
 	}
+	id := worker.NewID()[:16]
 	done := make(chan runResult, 1)
 	s.runs.Add(1)
 	go func() {
 		defer s.runs.Done()
 		defer rn.end()
-		done <- rn.drain(time.Now())
+		done <- rn.drain(id, time.Now())
 	}()
-	s.logger.Info("run requested over HTTP", "schedule", name, "remote", r.RemoteAddr)
+	s.logger.Info("run requested over HTTP", "schedule", name, "run_id", id, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
 	if r.URL.Query().Get("wait") != "true" {
 		w.WriteHeader(http.StatusAccepted)
-		json.NewEncoder(w).Encode(map[string]string{"schedule": name, "status": "started"})
+		json.NewEncoder(w).Encode(map[string]string{"schedule": name, "run_id": id, "status": "started"})
 		return
 	}
 	json.NewEncoder(w).Encode(<-done)
@@ -221,10 +223,12 @@ func (s *server) listen(addr string) (string, func(), error) {
 		}
 	}()
 	return ln.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(s.shutdown, 10*time.Second))
 		defer cancel()
 		if err := hs.Shutdown(ctx); err != nil {
+			// Requests still open (a ?wait=true on a long run): cut them.
 			s.logger.Warn("http: shutdown", "err", err)
+			hs.Close()
 		}
 		s.runs.Wait()
 	}, nil
@@ -251,13 +255,13 @@ func bearerToken(h config.HTTP) ([]byte, error) {
 	return sum[:], nil
 }
 
-// result is a runResult for a run of schedule that ended with sum and
-// cause.
-func result(schedule string, sum worker.Summary, err, cause error) runResult {
-	res := runResult{Schedule: schedule, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
+// result is a runResult for the run id of schedule that ended with sum
+// and cause.
+func result(schedule, id string, sum worker.Summary, err, cause error) runResult {
+	res := runResult{Schedule: schedule, RunID: id, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
 	if cause != nil {
 		res.Outcome = metrics.RunFailed
-		res.Error = cause.Error()
+		res.Error = secret.Redact(cause.Error())
 	}
 	return res
 }

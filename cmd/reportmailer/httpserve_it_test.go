@@ -85,6 +85,17 @@ func TestServeHTTP(t *testing.T) {
 			t.Errorf("GET %s = %d %q before any run, want 200", p, code, body)
 		}
 	}
+	// The SES quota is read on serve's refresh, not only by a run's
+	// sends: it shows before any run.
+	for deadline := time.Now().Add(30 * time.Second); ; { // only stops a broken build from hanging
+		if _, body := get("/metrics"); regexp.MustCompile(`(?m)^reportmailer_ses_quota_read_timestamp_seconds [1-9]`).MatchString(body) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SES quota read before any run:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if code, _ := run(""); code != http.StatusUnauthorized {
 		t.Errorf("POST /run/it without a token = %d, want 401", code)
 	}

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 // testServer is a server whose one schedule, "daily", blocks each run
@@ -19,9 +22,9 @@ import (
 func testServer(t *testing.T, token string) (*server, *runner, chan struct{}) {
 	t.Helper()
 	release := make(chan struct{})
-	rn := &runner{name: "daily", budget: time.Minute, drain: func(time.Time) runResult {
+	rn := &runner{name: "daily", budget: time.Minute, progress: &progress{}, drain: func(id string, _ time.Time) runResult {
 		<-release
-		return runResult{Schedule: "daily", Outcome: "ok"}
+		return runResult{Schedule: "daily", RunID: id, Outcome: "ok"}
 	}}
 	var tok []byte
 	if token != "" {
@@ -60,17 +63,24 @@ func TestRunEndpoint(t *testing.T) {
 		{"unknown schedule", "/run/weekly", "Bearer " + token, http.StatusNotFound},
 		{"started", "/run/daily", "Bearer " + token, http.StatusAccepted},
 		{"while running", "/run/daily", "Bearer " + token, http.StatusConflict},
+		// The scheme is case-insensitive: accepted, so 409, not 401.
+		{"lower-case scheme", "/run/daily", "bearer " + token, http.StatusConflict},
+		{"upper-case scheme", "/run/daily", "BEARER " + token, http.StatusConflict},
 	}
 	for _, tt := range tests {
-		if rec := post(tt.path, tt.auth); rec.Code != tt.want {
+		rec := post(tt.path, tt.auth)
+		if rec.Code != tt.want {
 			t.Errorf("%s: POST %s = %d %q, want %d", tt.name, tt.path, rec.Code, rec.Body.String(), tt.want)
 		}
-		if strings.Contains(post(tt.path, tt.auth).Body.String(), token) {
+		if strings.Contains(rec.Body.String(), token) {
 			t.Errorf("%s: the answer shows the token", tt.name)
 		}
+		if rec.Code == http.StatusAccepted && !strings.Contains(rec.Body.String(), `"run_id":"`) {
+			t.Errorf("%s: the answer %q does not give the run's id", tt.name, rec.Body.String())
+		}
 	}
-	if _, ran := rn.try(time.Now()); ran {
-		t.Error("cron started a run while POST /run's was running")
+	if rn.begin() {
+		t.Error("cron could start a run while POST /run's was running")
 	}
 	close(release)
 	sv.runs.Wait()
@@ -102,7 +112,16 @@ func TestHealthz(t *testing.T) {
 		{"run within its budget", func(_ *server, rn *runner) { rn.running, rn.started = true, time.Now() }, http.StatusOK, ""},
 		{"run stuck past budget and margin", func(_ *server, rn *runner) {
 			rn.running, rn.started = true, time.Now().Add(-rn.budget-stuckMargin-time.Minute)
-		}, http.StatusServiceUnavailable, "schedule daily: run going on for"},
+		}, http.StatusServiceUnavailable, "schedule daily: run has made no progress for"},
+		{"long run whose stages keep ending", func(_ *server, rn *runner) {
+			rn.running, rn.started = true, time.Now().Add(-10*(rn.budget+stuckMargin))
+			_, end := rn.progress.Stage(context.Background(), worker.StageSend)
+			end(nil)
+		}, http.StatusOK, ""},
+		{"long run whose last stage ended long ago", func(_ *server, rn *runner) {
+			rn.running, rn.started = true, time.Now().Add(-10*(rn.budget+stuckMargin))
+			rn.progress.last.Store(time.Now().Add(-rn.budget - stuckMargin - time.Minute).UnixNano())
+		}, http.StatusServiceUnavailable, "schedule daily: run has made no progress for"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,4 +153,85 @@ func TestUnreachable(t *testing.T) {
 	if !unreachable(errors.New("dial tcp: connection refused")) {
 		t.Error("a transport error not counted as unreachable")
 	}
+}
+
+// TestRunResultRedacted: key material in a run's cause never reaches
+// POST /run?wait=true's answer or drain's JSON summary line.
+func TestRunResultRedacted(t *testing.T) {
+	const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+	cause := errors.New("links: parse key: " + key)
+	for name, out := range map[string]string{
+		"?wait=true":   result("daily", "r1", worker.Summary{}, nil, cause).Error,
+		"JSON summary": summaryJSON("daily", "r1", worker.Summary{}, settleRun{}, cause),
+	} {
+		if strings.Contains(out, "MIIEvQ") || !strings.Contains(out, "parse key") {
+			t.Errorf("%s: %q, want the cause with the key redacted", name, out)
+		}
+	}
+}
+
+// TestReadyChecksAtOnce: /readyz checks the failed services at the same
+// time, each within its own timeout: one after another, three slow
+// checks would outlast the probe's timeout. Each check here answers
+// only once all three are running.
+func TestReadyChecksAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	started := 0
+	all := make(chan struct{})
+	check := func(ctx context.Context) error {
+		mu.Lock()
+		if started++; started == 3 {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	down := awsCall{at: time.Now(), operation: "Op", err: errors.New("connection refused")}
+	failed := map[string]awsCall{"SQS": down, "S3": down, "SESv2": down, "Other": down}
+	err := checkFailed(context.Background(), failed, map[string]func(context.Context) error{"SQS": check, "S3": check, "SESv2": check})
+	if err == nil || strings.Contains(err.Error(), "SQS") || !strings.Contains(err.Error(), "Other: last call Op") {
+		t.Errorf("checkFailed = %v, want only Other, which has no check", err)
+	}
+}
+
+// TestStopCutsWaitingRequests: a ?wait=true request on a run that
+// outlasts the shutdown's grace is cut, rather than holding stop.
+func TestStopCutsWaitingRequests(t *testing.T) {
+	const token = "0123456789abcdef-token"
+	sv, _, release := testServer(t, token)
+	sv.shutdown = time.Millisecond
+	addr, stop, err := sv.listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/run/daily?wait=true", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	// Stop once the run has started (the request is in the handler).
+	for !func() bool {
+		sv.runners["daily"].mu.Lock()
+		defer sv.runners["daily"].mu.Unlock()
+		return sv.runners["daily"].running
+	}() {
+		runtime.Gosched()
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	if err := <-answered; err == nil {
+		t.Error("the waiting request got an answer; want its connection cut")
+	}
+	close(release) // the run ends; stop waits for it
+	<-stopped
 }

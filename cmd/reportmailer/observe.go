@@ -7,8 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -39,6 +42,9 @@ type observability struct {
 	tp *sdktrace.TracerProvider
 	// ses is a client for /readyz's check of SES.
 	ses *sesv2.Client
+
+	mu       sync.Mutex
+	progress map[string]*progress // by schedule: when a stage last ended
 }
 
 // newObservability returns the metrics, and the tracer provider when
@@ -75,11 +81,48 @@ func (o *observability) observer(schedule string) worker.Observer {
 	if o == nil {
 		return nil
 	}
-	m := o.metrics.Observer(schedule)
+	m := worker.Observers(o.metrics.Observer(schedule), o.progressOf(schedule))
 	if o.tp == nil {
 		return m
 	}
 	return worker.Observers(tracing.New(o.tp, schedule), m)
+}
+
+// progressOf returns the record of when schedule's runs last moved on.
+func (o *observability) progressOf(schedule string) *progress {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.progress == nil {
+		o.progress = map[string]*progress{}
+	}
+	p := o.progress[schedule]
+	if p == nil {
+		p = &progress{}
+		o.progress[schedule] = p
+	}
+	return p
+}
+
+// progress is an Observer that records when a stage last ended: a run
+// that goes on is not stuck while its stages keep ending.
+type progress struct {
+	worker.NopObserver
+	last atomic.Int64 // unix nanoseconds
+}
+
+func (p *progress) Stage(ctx context.Context, _ worker.Stage) (context.Context, func(error)) {
+	return ctx, func(error) { p.last.Store(time.Now().UnixNano()) }
+}
+
+// at returns when a stage last ended, or the zero time.
+func (p *progress) at() time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	if n := p.last.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // paced gives the shared mailer, when it is paced, the pacing metrics.
@@ -178,41 +221,47 @@ func (a *app) readyChecks() map[string]func(context.Context) error {
 	return checks
 }
 
+// readyCheckTimeout bounds each of /readyz's checks, which run at the
+// same time: under the probe's own timeout (2 s in the manifests).
+const readyCheckTimeout = 1500 * time.Millisecond
+
 // ready reports whether every AWS service serve needs answered its last
 // call, or answers a cheap check now.
 func (a *app) ready(ctx context.Context) error {
-	checks := a.readyChecks()
-	var errs []error
-	for service, call := range a.obs.aws.failed() {
-		check, ok := checks[service]
-		if ok {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := check(cctx)
-			cancel()
-			if !unreachable(err) {
-				continue
+	return checkFailed(ctx, a.obs.aws.failed(), a.readyChecks())
+}
+
+// checkFailed checks, all at once, each service in failed that has a
+// check, and returns the failures of those that still do not answer
+// (and of those with no check).
+func checkFailed(ctx context.Context, failed map[string]awsCall, checks map[string]func(context.Context) error) error {
+	errs := make([]error, 0, len(failed))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for service, call := range failed {
+		wg.Go(func() {
+			if check, ok := checks[service]; ok {
+				cctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
+				err := check(cctx)
+				cancel()
+				if !unreachable(err) {
+					return
+				}
 			}
-		}
-		errs = append(errs, fmt.Errorf("%s: last call %s at %s: %w", service, call.operation, call.at.UTC().Format(time.RFC3339), call.err))
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, fmt.Errorf("%s: last call %s at %s: %w", service, call.operation, call.at.UTC().Format(time.RFC3339), call.err))
+		})
 	}
+	wg.Wait()
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
 }
 
-// refreshGauges reads the queue depths of every schedule and the key
-// removal dates into the metrics, now and then every c.HTTP.Refresh,
-// until ctx is done.
+// refreshGauges reads the gauges of schedules (readGauges), now and
+// then every c.HTTP.Refresh, until ctx is done.
 func (a *app) refreshGauges(ctx context.Context, schedules []config.Schedule) {
-	refresh := func() {
-		for _, s := range schedules {
-			for role, url := range map[string]string{"main": s.QueueURL, "dlq": s.DeadLetterQueueURL} {
-				if err := a.queueDepth(ctx, s.Name, role, url); err != nil {
-					a.logger.Warn("metrics: queue depth", "schedule", s.Name, "queue", role, "err", err)
-				}
-			}
-		}
-		a.keyGauges(ctx)
-	}
-	refresh()
+	a.readGauges(ctx, schedules)
 	t := time.NewTicker(a.cfg.HTTP.Refresh)
 	defer t.Stop()
 	for {
@@ -220,9 +269,40 @@ func (a *app) refreshGauges(ctx context.Context, schedules []config.Schedule) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			refresh()
+			a.readGauges(ctx, schedules)
 		}
 	}
+}
+
+// readGauges reads into the metrics what no run observes: the queue
+// depths of every schedule (dropped when unreadable, so no stale depth
+// is left), the key removal dates and the SES quota.
+func (a *app) readGauges(ctx context.Context, schedules []config.Schedule) {
+	for _, s := range schedules {
+		for role, url := range map[string]string{"main": s.QueueURL, "dlq": s.DeadLetterQueueURL} {
+			if err := a.queueDepth(ctx, s.Name, role, url); err != nil {
+				a.obs.metrics.DropQueue(s.Name, role)
+				a.logger.Warn("metrics: queue depth", "schedule", s.Name, "queue", role, "err", err)
+			}
+		}
+	}
+	a.keyGauges(ctx)
+	a.quotaGauges(ctx)
+}
+
+// quotaGauges reads the SES account's sending quota into the metrics,
+// which otherwise move only when the pacer reads it before a send.
+func (a *app) quotaGauges(ctx context.Context) {
+	if a.obs.ses == nil {
+		return
+	}
+	out, err := a.obs.ses.GetAccount(ctx, &sesv2.GetAccountInput{})
+	if err != nil || out.SendQuota == nil {
+		a.logger.Warn("metrics: ses quota", "err", err)
+		return
+	}
+	q := out.SendQuota
+	a.obs.metrics.Pace().Quota(q.Max24HourSend, q.SentLast24Hours, q.MaxSendRate)
 }
 
 // queueDepth reads one queue's approximate counts into the metrics.
@@ -252,6 +332,7 @@ func (a *app) keyGauges(ctx context.Context) {
 	if cf == nil {
 		return
 	}
+	a.obs.metrics.LinksTTL(a.cfg.Links.TTL)
 	log := keyExpiries(a.cfg, a.s3)
 	active, _ := cf.ActiveKey()
 	for _, k := range cf.SigningKeys() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/metrics"
+	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
 // checkPushURL refuses a -pushgateway that is not an http(s) URL, or
@@ -32,12 +33,14 @@ func checkPushURL(s string) error {
 }
 
 // push sends the process's metrics to the Pushgateway at gw, in the
-// group job="reportmailer-drain", cronjob=the schedule, replacing that
-// group's last push: a CronJob lives too briefly to be scraped. The
+// group job="reportmailer-drain", cronjob=the schedule: a CronJob lives
+// too briefly to be scraped. It adds to the group (POST) rather than
+// replacing it (PUT), so that the last success of an earlier run
+// outlives a run that failed, for the alerts to compare. The
 // grouping label is not "schedule", which the metrics carry already
 // and the Pushgateway refuses to have twice.
 func (a *app) push(ctx context.Context, gw, schedule string) error {
-	return push.New(gw, "reportmailer-drain").Gatherer(a.obs.metrics.Gatherer()).Grouping("cronjob", schedule).PushContext(ctx)
+	return push.New(gw, "reportmailer-drain").Gatherer(a.obs.metrics.Gatherer()).Grouping("cronjob", schedule).AddContext(ctx)
 }
 
 // summaryJSON is drain's summary as one JSON line, for logs that are
@@ -54,7 +57,7 @@ func summaryJSON(schedule, runID string, s worker.Summary, settled settleRun, ca
 		Error    string         `json:"error,omitempty"`
 	}{Msg: "drain summary", Schedule: schedule, RunID: runID, Status: metrics.RunOutcome(s, nil), Summary: summaryFields(s), Settled: settled.summary()}
 	if cause != nil {
-		v.Status, v.Error = metrics.RunFailed, cause.Error()
+		v.Status, v.Error = metrics.RunFailed, secret.Redact(cause.Error())
 	}
 	b, _ := json.Marshal(v)
 	return string(b)

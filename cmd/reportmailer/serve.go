@@ -9,6 +9,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -63,9 +64,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rn := &runner{name: s.Name, budget: s.Budget, drain: func(planned time.Time) runResult {
+		rn := &runner{name: s.Name, budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func(id string, planned time.Time) runResult {
 			watch.reset()
 			rec := startRun(s, "serve", planned)
+			rec.RunID = id
+			ctx := worker.WithRunID(ctx, id)
 			settled := a.settleFromSES(ctx, s.Name)
 			sum, err := ws.forRun(settled).Drain(rec.context(ctx))
 			cause := watch.failure(s, sum, err)
@@ -75,17 +78,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			rec.finish(sum, settled, cause)
 			a.writeHistory(ctx, rec)
 			a.keyGauges(ctx) // the run may have moved the active key's date
-			return result(s.Name, sum, err, cause)
+			return result(s.Name, id, sum, err, cause)
 		}}
 		sv.runners[s.Name] = rn
 		first := sched.Next(time.Now())
 		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
 		a.obs.metrics.StartClock(s.Name)
-		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, s.Name, sched, func(slot time.Time) {
-			if _, ran := rn.try(slot); !ran {
-				a.logger.Info("run skipped: the schedule is still running", "schedule", s.Name)
-			}
-		})))
+		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, rn, sched)))
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
 	}
 	sv.tick()
@@ -111,13 +110,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	return nil
 }
 
-// slotJob runs drain at most once per planned time across replicas:
+// slotJob runs rn at most once per planned time across replicas:
 // every replica's cron fires, and the one that takes the slot's lease
 // runs. Only wall-clock specs have slots that line up across replicas;
 // "@every" schedules start from each process's own start time, so they
 // run unleased (each-mode drains may overlap safely: SQS hands a message
-// to one of them and the ledger stops double sends).
-func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drain func(slot time.Time)) func() {
+// to one of them and the ledger stops double sends). A replica whose
+// run (POST /run's) is still going on skips the slot before taking its
+// lease, so that another replica can take it.
+func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func() {
 	_, aligned := sched.(*cron.SpecSchedule)
 	planned := sched.Next(time.Now())
 	return func() {
@@ -129,9 +130,15 @@ func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drai
 			slot = n
 		}
 		planned = sched.Next(slot)
-		log := a.logger.With("schedule", name, "slot", slot.Format(time.RFC3339))
+		id := worker.NewID()[:16]
+		log := a.logger.With("schedule", rn.name, "run_id", id, "slot", slot.Format(time.RFC3339))
+		if !rn.begin() {
+			log.Info("run skipped: the schedule is still running")
+			return
+		}
+		defer rn.end()
 		if aligned {
-			won, err := a.leases.Acquire(ctx, name, slot)
+			won, err := a.leases.Acquire(ctx, rn.name, slot)
 			if err != nil {
 				log.Error("run skipped: cannot take the slot's lease", "err", err)
 				return
@@ -142,7 +149,7 @@ func slotJob(ctx context.Context, a *app, name string, sched cron.Schedule, drai
 			}
 		}
 		log.Info("run starting")
-		drain(slot)
+		rn.drain(id, slot)
 	}
 }
 

@@ -17,10 +17,13 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 	_, client := s3test.Start(t, "state")
 	tests := []struct {
 		name, spec string
+		firstBusy  bool // the first replica's POST /run is going on
 		runs       int
+		why        string
 	}{
-		{"wall-clock spec: one replica runs", "0 7 * * *", 1},
-		{"@every: not aligned across replicas, both run", "@every 1h", 2},
+		{"wall-clock spec: one replica runs", "0 7 * * *", false, 1, "another replica took this slot"},
+		{"@every: not aligned across replicas, both run", "@every 1h", false, 2, ""},
+		{"a busy replica leaves the slot to another", "0 7 * * *", true, 1, "run skipped: the schedule is still running"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -30,19 +33,29 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 			}
 			var logs bytes.Buffer
 			runs := 0
-			replica := func() func() {
+			replica := func() (func(), *runner) {
 				a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)),
 					leases: &store.Leases{Client: client, Bucket: "state", Prefix: "slots/" + tt.name + "/"}}
-				return slotJob(context.Background(), a, "daily", sched, func(time.Time) { runs++ })
+				rn := &runner{name: "daily", drain: func(string, time.Time) runResult { runs++; return runResult{} }}
+				return slotJob(context.Background(), a, rn, sched), rn
 			}
-			one, two := replica(), replica()
+			one, rn1 := replica()
+			two, _ := replica()
+			if tt.firstBusy && !rn1.begin() {
+				t.Fatal("begin on an idle runner failed")
+			}
 			one()
 			two()
 			if runs != tt.runs {
 				t.Errorf("%d runs, want %d\n%s", runs, tt.runs, logs.String())
 			}
-			if tt.runs == 1 && !strings.Contains(logs.String(), "another replica took this slot") {
-				t.Errorf("the skipped replica should say why:\n%s", logs.String())
+			if !strings.Contains(logs.String(), tt.why) {
+				t.Errorf("the skipped replica should say %q:\n%s", tt.why, logs.String())
+			}
+			for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				if !strings.Contains(l, "run_id=") || !strings.Contains(l, "schedule=daily") {
+					t.Errorf("a line lacks the run_id and schedule: %s", l)
+				}
 			}
 		})
 	}

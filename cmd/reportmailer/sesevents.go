@@ -28,8 +28,9 @@ func (a *app) settleFromSES(ctx context.Context, schedule string) settleRun {
 	if a.events == nil {
 		return settleRun{}
 	}
+	ctx = worker.WithSchedule(ctx, schedule)
 	res, err := a.events.Drain(ctx)
-	log := a.logger.With("schedule", schedule, "queue", a.cfg.SESEvents.QueueURL)
+	log := a.logger.With(worker.LogAttrs(ctx)...).With("queue", a.cfg.SESEvents.QueueURL)
 	switch {
 	case err == nil:
 	case errors.Is(err, sesevents.ErrIncomplete):

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/smithy-go/tracing/smithyoteltracing"
 	"go.opentelemetry.io/otel/attribute"
@@ -21,7 +22,7 @@ import (
 // tracingEnabled reports whether the standard OpenTelemetry variables
 // ask for traces: an OTLP endpoint is set and the SDK is not disabled.
 func tracingEnabled(getenv func(string) string) bool {
-	if getenv("OTEL_SDK_DISABLED") == "true" || getenv("OTEL_TRACES_EXPORTER") == "none" {
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") || strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "none") {
 		return false
 	}
 	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
@@ -34,6 +35,9 @@ func tracingEnabled(getenv func(string) string) bool {
 func newTracerProvider(ctx context.Context, getenv func(string) string) (*sdktrace.TracerProvider, error) {
 	if !tracingEnabled(getenv) {
 		return nil, nil
+	}
+	if err := checkOTLPProtocol(getenv); err != nil {
+		return nil, err
 	}
 	exp, err := otlptracehttp.New(ctx)
 	if err != nil {
@@ -53,6 +57,23 @@ func newTracerProvider(ctx context.Context, getenv func(string) string) (*sdktra
 		opts = append(opts, sdktrace.WithSampler(phaseSampler{sdktrace.ParentBased(sdktrace.AlwaysSample())}))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// checkOTLPProtocol refuses an OTLP protocol other than the one the
+// exporter speaks (http/protobuf), which the SDK would ignore: traces
+// sent over HTTP to a gRPC port are lost without a word.
+func checkOTLPProtocol(getenv func(string) string) error {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		v := getenv(k)
+		if v == "" {
+			continue
+		}
+		if v != "http/protobuf" {
+			return fmt.Errorf("%s=%s: reportmailer exports traces over OTLP/HTTP only: set http/protobuf, and the collector's OTLP/HTTP endpoint (port 4318)", k, v)
+		}
+		return nil // the traces-specific variable wins
+	}
+	return nil
 }
 
 // phaseSampler drops the SDK's phase spans, and the spans inside them,

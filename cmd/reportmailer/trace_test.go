@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,11 +27,45 @@ func TestTracingEnabled(t *testing.T) {
 		{"traces endpoint", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, true},
 		{"sdk disabled", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}, false},
 		{"exporter none", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}, false},
+		{"sdk disabled, any case", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "TRUE"}, false},
+		{"sdk disabled, capitalised", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "True"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tracingEnabled(func(k string) string { return tt.env[k] }); got != tt.want {
 				t.Errorf("tracingEnabled = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestOTLPProtocol: gRPC, which the exporter does not speak, is refused
+// at start, naming the variable and its value.
+func TestOTLPProtocol(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // "" for no error
+	}{
+		{"unset", nil, ""},
+		{"http/protobuf", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, ""},
+		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"},
+		{"traces grpc", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc"},
+		{"http/json", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"},
+		{"traces variable wins", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			tp, err := newTracerProvider(context.Background(), func(k string) string { return env[k] })
+			if tp != nil {
+				defer tp.Shutdown(context.Background())
+			}
+			if got := fmt.Sprint(err); tt.want == "" && err != nil || tt.want != "" && !strings.Contains(got, tt.want) {
+				t.Errorf("newTracerProvider: %v, want %q", err, tt.want)
 			}
 		})
 	}
@@ -83,7 +118,7 @@ func TestDrainExportsTraces(t *testing.T) {
 	}
 	// OTLP's protobuf keeps span names and string attributes as they
 	// are, so they can be looked for in the bytes.
-	for _, want := range []string{"reportmailer.message", "head", "claim", "sign", "render", "send", "reportmailer.settlement",
+	for _, want := range []string{"reportmailer.message", "head", "claim", "sign", "render", "send", "settle", "reportmailer.settlement",
 		"HeadObject", "SendEmail", "ReceiveMessage", "service.name", "reportmailer"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the exported traces lack %q", want)

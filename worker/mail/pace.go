@@ -161,7 +161,7 @@ func (p *Paced) Send(ctx context.Context, e worker.Email) (id string, err error)
 		judged = true
 		p.observer().Throttled()
 		d := p.backoff(attempt)
-		p.logger().Info("ses throttled the send; backing off", "attempt", attempt, "wait", d)
+		p.logger(ctx).Info("ses throttled the send; backing off", "attempt", attempt, "wait", d)
 		if err := p.sleepFor(ctx, d); err != nil {
 			p.unreserve(n)
 			return "", fmt.Errorf("ses pacing: %w", err)
@@ -261,11 +261,11 @@ func (p *Paced) readQuota(ctx context.Context, now time.Time) error {
 	if err != nil {
 		switch {
 		case p.have:
-			p.logger().Warn("ses quota: GetAccount failed; keeping the last quota", "err", err, "max_send_rate", p.quota.MaxSendRate, "max_24_hour_send", p.quota.Max24HourSend)
+			p.logger(ctx).Warn("ses quota: GetAccount failed; keeping the last quota", "err", err, "max_send_rate", p.quota.MaxSendRate, "max_24_hour_send", p.quota.Max24HourSend)
 			return nil
 		case p.FallbackRate > 0:
 			if !p.fallback {
-				p.logger().Warn("ses quota: GetAccount failed; pacing at pacing.fallback_rate with no 24-hour limit until it works", "err", err, "rate", p.FallbackRate)
+				p.logger(ctx).Warn("ses quota: GetAccount failed; pacing at pacing.fallback_rate with no 24-hour limit until it works", "err", err, "rate", p.FallbackRate)
 			}
 			p.fallback = true
 			p.setRate(now, p.FallbackRate, 0) // SES's own limit is unknown; the rate is per process
@@ -283,7 +283,7 @@ func (p *Paced) readQuota(ctx context.Context, now time.Time) error {
 	share := float64(p.replicas())
 	r := p.fraction() * q.MaxSendRate / share
 	p.setRate(now, r, q.MaxSendRate/share)
-	log := p.logger()
+	log := p.logger(ctx)
 	r = math.Round(r*1000) / 1000 // for the log
 	if first {
 		log.Info("ses quota", "max_send_rate", q.MaxSendRate, "max_24_hour_send", q.Max24HourSend, "sent_last_24_hours", q.SentLast24Hours, "pace", r)
@@ -518,11 +518,17 @@ func (p *Paced) sleepFor(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (p *Paced) logger() *slog.Logger {
-	if p.Logger != nil {
-		return p.Logger
+// logger is the logger for work done in ctx: with the schedule and
+// run_id of the run ctx belongs to, if any, since one Paced serves every schedule.
+func (p *Paced) logger(ctx context.Context) *slog.Logger {
+	l := p.Logger
+	if l == nil {
+		l = slog.Default()
 	}
-	return slog.Default()
+	if kv := worker.LogAttrs(ctx); kv != nil {
+		l = l.With(kv...)
+	}
+	return l
 }
 
 func (p *Paced) refresh() time.Duration {

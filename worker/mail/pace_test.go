@@ -565,3 +565,22 @@ func TestPacedRetryer(t *testing.T) {
 		t.Error("the plain Retryer still retries throttles, for a client without a pacer")
 	}
 }
+
+// TestPacedLinesNameTheRun: the shared pacer's lines carry the schedule
+// and run_id of the run whose send they are about.
+func TestPacedLinesNameTheRun(t *testing.T) {
+	b := setupPaced(account(1, 200, 0), throttleErr("Maximum sending rate exceeded."))
+	ctx := worker.WithSchedule(worker.WithRunID(context.Background(), "run-7"), "daily")
+	if _, err := b.p.Send(ctx, to("a@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.logs.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("want the quota and the back-off lines:\n%s", b.logs)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "schedule=daily") || !strings.Contains(l, "run_id=run-7") {
+			t.Errorf("a line lacks the schedule and run_id: %s", l)
+		}
+	}
+}

@@ -37,12 +37,16 @@ const (
 // Metrics holds the reportmailer metrics in a registry of their own,
 // with the Go and process collectors. Build one with New.
 type Metrics struct {
-	reg   *prometheus.Registry
-	names []string
+	reg      *prometheus.Registry
+	names    []string
+	families []Family
 
 	runs          *prometheus.CounterVec
 	runDuration   *prometheus.HistogramVec
 	lastSuccess   *prometheus.GaugeVec
+	lastRun       *prometheus.GaugeVec
+	lastFailure   *prometheus.GaugeVec
+	declared      *prometheus.GaugeVec
 	period        *prometheus.GaugeVec
 	messages      *prometheus.CounterVec
 	sent          *prometheus.CounterVec
@@ -54,10 +58,12 @@ type Metrics struct {
 	pacingWait    prometheus.Histogram
 	quotaMax      prometheus.Gauge
 	quotaSent     prometheus.Gauge
-	quotaLeft     prometheus.Gauge
+	quotaLeft     *prometheus.GaugeVec // no labels: a vector so it can have no value
+	quotaRead     prometheus.Gauge
 	sendRate      prometheus.Gauge
 	queueDepth    *prometheus.GaugeVec
 	keyRemoval    *prometheus.GaugeVec
+	linksTTL      prometheus.Gauge
 }
 
 // New returns the metrics, registered.
@@ -67,7 +73,10 @@ func New() *Metrics {
 	m.runs = counterVec(m, "runs_total", "Runs by schedule and outcome (ok, incomplete, halted, failed).", "schedule", "outcome")
 	m.runDuration = histogramVec(m, "run_duration_seconds", "How long each run took, receive to the last settle.",
 		prometheus.ExponentialBuckets(0.1, 2, 14), "schedule")
-	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail; before the first, when the process declared the schedule.", "schedule")
+	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail; no series before the first.", "schedule")
+	m.lastRun = gaugeVec(m, "last_run_timestamp_seconds", "Unix time the schedule's last run ended, whatever its outcome.", "schedule")
+	m.lastFailure = gaugeVec(m, "last_failure_timestamp_seconds", "Unix time of the schedule's last run that failed or halted; no series before the first.", "schedule")
+	m.declared = gaugeVec(m, "schedule_declared_timestamp_seconds", "Unix time the process started running the schedule on its cron spec (serve): what \"no successful run\" counts from before the first success.", "schedule")
 	m.period = gaugeVec(m, "schedule_period_seconds", "The time between two runs of the schedule, from its cron spec.", "schedule")
 	m.messages = counterVec(m, "messages_total", "Messages by what became of them (settlement) and, when not acked, the class and code of why.",
 		"schedule", "settlement", "class", "code")
@@ -82,12 +91,14 @@ func New() *Metrics {
 		[]float64{0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30})
 	m.quotaMax = gauge(m, "ses_quota_max_24h", "The SES account's 24-hour sending quota, in recipients (-1: unlimited).")
 	m.quotaSent = gauge(m, "ses_quota_sent_24h", "Recipients SES counts as sent in the last 24 hours, at the last quota read.")
-	m.quotaLeft = gauge(m, "ses_quota_remaining", "Recipients left in the 24-hour quota at the last quota read.")
+	m.quotaLeft = gaugeVec(m, "ses_quota_remaining", "Recipients left in the 24-hour quota at the last quota read; no value while the quota is unlimited.")
+	m.quotaRead = gauge(m, "ses_quota_read_timestamp_seconds", "Unix time of the last successful read of the SES quota (GetAccount).")
 	m.sendRate = gauge(m, "ses_max_send_rate", "The SES account's maximum send rate, recipients per second.")
 	m.queueDepth = gaugeVec(m, "queue_messages", "Messages in a schedule's queue (queue=main) or dead-letter queue (queue=dlq), by state (visible, in_flight, delayed), from GetQueueAttributes.",
 		"schedule", "queue", "state")
 	m.keyRemoval = gaugeVec(m, "key_safe_removal_timestamp_seconds", "Unix time after which no link signed with the CloudFront key is valid, so its public key may leave CloudFront; active=true while it still signs.",
 		"key_id", "active")
+	m.linksTTL = gauge(m, "links_ttl_seconds", "links.ttl: how long a link lives, so how far past its last signature a key's removal date lies.")
 	return m
 }
 
@@ -98,6 +109,36 @@ func (m *Metrics) Handler() http.Handler {
 
 // Gatherer is the registry, for pushing to a Pushgateway.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Family describes one reportmailer metric, for checking the queries
+// of alerts and dashboards against what is exported.
+type Family struct {
+	Name   string   // full name, e.g. reportmailer_runs_total
+	Type   string   // "counter", "gauge" or "histogram"
+	Labels []string // label names
+}
+
+// LabelValues lists, for the labels whose values are a fixed set, every
+// value the metrics can carry. Labels not listed (schedule, key_id,
+// class, code, reason) take values from the config or the worker.
+func LabelValues() map[string][]string {
+	stages := make([]string, len(worker.Stages))
+	for i, s := range worker.Stages {
+		stages[i] = string(s)
+	}
+	return map[string][]string{
+		"outcome": {RunOK, RunIncomplete, RunHalted, RunFailed},
+		"queue":   {"main", "dlq"},
+		"state":   {"visible", "in_flight", "delayed"},
+		"active":  {"true", "false"},
+		"stage":   stages,
+		"settlement": {string(worker.SettleAcked), string(worker.SettleDropped), string(worker.SettleDeadLettered),
+			string(worker.SettleRetrying), string(worker.SettleHandedBack)},
+	}
+}
+
+// Families lists every reportmailer metric with its type and labels.
+func (m *Metrics) Families() []Family { return slices.Clone(m.families) }
 
 // Names lists the full name of every reportmailer metric, sorted.
 // Histograms add _bucket, _sum and _count to theirs when scraped.
@@ -119,6 +160,12 @@ func (m *Metrics) Queue(schedule, role string, visible, inFlight, delayed float6
 	m.queueDepth.WithLabelValues(schedule, role, "delayed").Set(delayed)
 }
 
+// DropQueue removes the depth of one of schedule's queues, when it
+// could not be read: a stale depth would keep alerts firing, or quiet.
+func (m *Metrics) DropQueue(schedule, role string) {
+	m.queueDepth.DeletePartialMatch(prometheus.Labels{"schedule": schedule, "queue": role})
+}
+
 // Key sets when the CloudFront key id may leave CloudFront. A key that
 // never signed anything has no date and no series.
 func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
@@ -133,6 +180,9 @@ func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
 	}
 	m.keyRemoval.WithLabelValues(id, a).Set(float64(safeAfter.Unix()))
 }
+
+// LinksTTL sets links.ttl, which the key alerts measure against.
+func (m *Metrics) LinksTTL(d time.Duration) { m.linksTTL.Set(d.Seconds()) }
 
 // Schedule declares schedule's series, so that rates and alerts on
 // them start from the first scrape rather than from the first event:
@@ -152,11 +202,12 @@ func (m *Metrics) Schedule(schedule string, period time.Duration) {
 	}
 }
 
-// StartClock sets schedule's last success to now, so that "no
-// successful run in two periods" counts from the start of a process
-// that runs it on its cron spec (serve), not from never.
+// StartClock records that this process runs schedule on its cron spec
+// from now, in a gauge of its own: "no successful run in two periods"
+// falls back to it only while no run ever succeeded, so a restart does
+// not pass for a success.
 func (m *Metrics) StartClock(schedule string) {
-	m.lastSuccess.WithLabelValues(schedule).SetToCurrentTime()
+	m.declared.WithLabelValues(schedule).SetToCurrentTime()
 }
 
 // RunOutcome is the outcome label of a run that ended with sum and err.
@@ -202,8 +253,11 @@ func (o *observer) RunFinished(sum worker.Summary, took time.Duration, err error
 	out := RunOutcome(sum, err)
 	o.m.runs.WithLabelValues(o.schedule, out).Inc()
 	o.m.runDuration.WithLabelValues(o.schedule).Observe(took.Seconds())
+	o.m.lastRun.WithLabelValues(o.schedule).SetToCurrentTime()
 	if out == RunOK || out == RunIncomplete {
 		o.m.lastSuccess.WithLabelValues(o.schedule).SetToCurrentTime()
+	} else {
+		o.m.lastFailure.WithLabelValues(o.schedule).SetToCurrentTime()
 	}
 }
 
@@ -215,12 +269,15 @@ func (p pace) Quota(max24h, sent24h, maxRate float64) {
 	p.m.quotaMax.Set(max24h)
 	p.m.quotaSent.Set(sent24h)
 	p.m.sendRate.Set(maxRate)
-	if max24h >= 0 {
-		p.m.quotaLeft.Set(max(0, max24h-sent24h))
+	p.m.quotaRead.SetToCurrentTime()
+	if max24h < 0 {
+		p.m.quotaLeft.Reset()
+		return
 	}
+	p.m.quotaLeft.WithLabelValues().Set(max(0, max24h-sent24h))
 }
 
-func (m *Metrics) register(name string, c prometheus.Collector) {
+func (m *Metrics) register(name, typ string, labels []string, c prometheus.Collector) {
 	if err := m.reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if !errors.As(err, &are) {
@@ -228,40 +285,41 @@ func (m *Metrics) register(name string, c prometheus.Collector) {
 		}
 	}
 	m.names = append(m.names, Namespace+"_"+name)
+	m.families = append(m.families, Family{Name: Namespace + "_" + name, Type: typ, Labels: labels})
 }
 
 func counterVec(m *Metrics, name, help string, labels ...string) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
-	m.register(name, c)
+	m.register(name, "counter", labels, c)
 	return c
 }
 
 func counter(m *Metrics, name, help string) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help})
-	m.register(name, c)
+	m.register(name, "counter", nil, c)
 	return c
 }
 
 func gaugeVec(m *Metrics, name, help string, labels ...string) *prometheus.GaugeVec {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
-	m.register(name, g)
+	m.register(name, "gauge", labels, g)
 	return g
 }
 
 func gauge(m *Metrics, name, help string) prometheus.Gauge {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
-	m.register(name, g)
+	m.register(name, "gauge", nil, g)
 	return g
 }
 
 func histogramVec(m *Metrics, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
-	m.register(name, h)
+	m.register(name, "histogram", labels, h)
 	return h
 }
 
 func histogram(m *Metrics, name, help string, buckets []float64) prometheus.Histogram {
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets})
-	m.register(name, h)
+	m.register(name, "histogram", nil, h)
 	return h
 }

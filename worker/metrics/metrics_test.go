@@ -102,3 +102,63 @@ func TestRunOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestRunTimestamps: a process start is not a success, a failed run
+// leaves the last success alone and records its own time, and an
+// unreadable queue or an unlimited quota leaves no stale value.
+func TestRunTimestamps(t *testing.T) {
+	tests := []struct {
+		name      string
+		do        func(m *metrics.Metrics)
+		want, not []string
+	}{
+		{"declared, never run", func(m *metrics.Metrics) { m.StartClock("daily") },
+			[]string{`reportmailer_schedule_declared_timestamp_seconds{schedule="daily"}`},
+			[]string{`reportmailer_last_success_timestamp_seconds{`, `reportmailer_last_run_timestamp_seconds{`}},
+		{"a failed run", func(m *metrics.Metrics) {
+			m.Observer("daily").RunFinished(worker.Summary{}, time.Second, errors.New("receive"))
+		},
+			[]string{`reportmailer_last_failure_timestamp_seconds{schedule="daily"}`, `reportmailer_last_run_timestamp_seconds{schedule="daily"}`},
+			[]string{`reportmailer_last_success_timestamp_seconds{`}},
+		{"a halted run", func(m *metrics.Metrics) {
+			m.Observer("daily").RunFinished(worker.Summary{Halted: true}, time.Second, nil)
+		},
+			[]string{`reportmailer_last_failure_timestamp_seconds{schedule="daily"}`},
+			[]string{`reportmailer_last_success_timestamp_seconds{`}},
+		{"a good run", func(m *metrics.Metrics) {
+			m.Observer("daily").RunFinished(worker.Summary{Received: 1, Acked: 1}, time.Second, nil)
+		},
+			[]string{`reportmailer_last_success_timestamp_seconds{schedule="daily"}`},
+			[]string{`reportmailer_last_failure_timestamp_seconds{`}},
+		{"queue unreadable after a read", func(m *metrics.Metrics) {
+			m.Queue("daily", "dlq", 3, 0, 0)
+			m.Queue("daily", "main", 1, 0, 0)
+			m.DropQueue("daily", "dlq")
+		},
+			[]string{`reportmailer_queue_messages{queue="main",schedule="daily",state="visible"} 1`},
+			[]string{`queue="dlq"`}},
+		{"unlimited quota", func(m *metrics.Metrics) {
+			m.Pace().Quota(200, 150, 14)
+			m.Pace().Quota(-1, 150, 14)
+		},
+			[]string{`reportmailer_ses_quota_read_timestamp_seconds `, `reportmailer_ses_quota_max_24h -1`},
+			[]string{`reportmailer_ses_quota_remaining `}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := metrics.New()
+			tt.do(m)
+			body := scrape(t, m)
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("no %s in\n%s", w, body)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(body, n) {
+					t.Errorf("%s in\n%s", n, body)
+				}
+			}
+		})
+	}
+}

@@ -147,10 +147,10 @@ func (r *Reader) Drain(ctx context.Context) (Result, error) {
 			continue
 		}
 		if err := r.Queue.Delete(work, done); err != nil {
-			r.logger().Warn("ses events: delete failed; the messages come back and settle nothing twice", "err", err)
+			r.logger(ctx).Warn("ses events: delete failed; the messages come back and settle nothing twice", "err", err)
 		}
 	}
-	r.logger().Info("ses events read", "result", res)
+	r.logger(ctx).Info("ses events read", "result", res)
 	if !res.Emptied {
 		return res, fmt.Errorf("ses events: %w: stopped after %d messages; the rest are read next run", ErrIncomplete, res.Received)
 	}
@@ -200,7 +200,7 @@ type outcome struct {
 }
 
 func (r *Reader) settle(ctx context.Context, m worker.Message) outcome {
-	log := r.logger().With("sqs_message_id", m.ID)
+	log := r.logger(ctx).With("sqs_message_id", m.ID)
 	ev, err := Parse([]byte(m.Body))
 	var fe *FieldError
 	switch {
@@ -250,9 +250,15 @@ func (r *Reader) settle(ctx context.Context, m worker.Message) outcome {
 	return o
 }
 
-func (r *Reader) logger() *slog.Logger {
-	if r.Logger != nil {
-		return r.Logger
+// logger is the logger for work done in ctx: with the schedule and
+// run_id of the run ctx belongs to, if any, since one Reader serves every schedule.
+func (r *Reader) logger(ctx context.Context) *slog.Logger {
+	l := r.Logger
+	if l == nil {
+		l = slog.Default()
 	}
-	return slog.Default()
+	if kv := worker.LogAttrs(ctx); kv != nil {
+		l = l.With(kv...)
+	}
+	return l
 }

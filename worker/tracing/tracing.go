@@ -57,7 +57,9 @@ func (o *Observer) Received(ctx context.Context, m worker.Message) context.Conte
 			attribute.Int("messaging.aws_sqs.receive_count", m.ReceiveCount),
 			attribute.String("reportmailer.schedule", o.schedule),
 		))
-	_ = span // ended by Settled
+	if !span.IsRecording() { // sampled out: no children either
+		return ctx
+	} // ended by Settled
 	_, rs := o.tracer.Start(ctx, string(worker.StageReceive), trace.WithTimestamp(start))
 	rs.End(trace.WithTimestamp(got))
 	return ctx
@@ -76,10 +78,11 @@ func (o *Observer) Stage(ctx context.Context, s worker.Stage) (context.Context, 
 			o.mu.Unlock()
 		}
 	}
-	if !trace.SpanFromContext(ctx).SpanContext().IsValid() {
-		// Work of the run rather than of a message, such as deleting a
-		// batch: its AWS calls get their own traces.
-		return ctx, func(error) {}
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		// Work of the run rather than of a message (its AWS calls get
+		// their own traces), or a message sampled out: no span to
+		// start, not even a dropped one.
+		return ctx, nopEnd
 	}
 	ctx, span := o.tracer.Start(ctx, string(s))
 	return ctx, func(err error) {
@@ -92,6 +95,8 @@ func (o *Observer) Stage(ctx context.Context, s worker.Stage) (context.Context, 
 		span.End()
 	}
 }
+
+func nopEnd(error) {}
 
 // Settled ends the message's span with its outcome.
 func (o *Observer) Settled(ctx context.Context, _ worker.Message, out worker.MessageOutcome) {
