@@ -106,18 +106,19 @@ func (a *app) writeHistory(ctx context.Context, r *runRecord) {
 	r.mu.Lock()
 	body, err := json.Marshal(r)
 	r.mu.Unlock()
+	log := a.logger.With("schedule", r.Schedule, "run_id", r.RunID)
 	if err != nil {
-		a.logger.Error("run history: encode", "err", err)
+		log.Error("run history: encode", "err", err)
 		return
 	}
 	key := historyKey(a.cfg.Ledger.HistoryPrefix, r.Schedule, r.StartedAt, r.RunID)
 	_, err = a.s3.PutObject(context.WithoutCancel(ctx), &s3.PutObjectInput{Bucket: aws.String(a.cfg.Ledger.Bucket), Key: aws.String(key),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json")})
 	if err != nil {
-		a.logger.Error("run history: not written", "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key, "err", err)
+		log.Error("run history: not written", "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key, "err", err)
 		return
 	}
-	a.logger.Info("run history written", "schedule", r.Schedule, "run", r.RunID, "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key)
+	log.Info("run history written", "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key)
 }
 
 // maxRunRecord bounds what readHistory reads of one run record.
