@@ -198,6 +198,8 @@ ledger:
   bucket: %s
 s3:
   use_path_style: true
+log:
+  format: text  # the demo shows the worker's lines to people, not to a log collector
 schedules:
   - name: on-demand
     cron: "@every 10s"
