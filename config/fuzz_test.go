@@ -3,13 +3,8 @@ package config_test
 import (
 	"encoding/base64"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"maps"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -22,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/internal/fuzzseed"
 	"github.com/reportmailer/reportmailer/worker/secret"
 )
 
@@ -66,34 +62,6 @@ func environ(s string) []string {
 	return strings.Split(s, "\x00")
 }
 
-// literals returns, sorted and without repeats, the string literals in
-// the Go files matching pattern: the documents and variables the tests
-// use, as seeds that follow them.
-func literals(f *testing.F, pattern string) []string {
-	f.Helper()
-	files, err := filepath.Glob(pattern)
-	if err != nil || len(files) == 0 {
-		f.Fatalf("no files match %s (%v)", pattern, err)
-	}
-	seen := map[string]bool{}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		file, err := parser.ParseFile(fset, name, nil, 0)
-		if err != nil {
-			f.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				if s, err := strconv.Unquote(lit.Value); err == nil {
-					seen[s] = true
-				}
-			}
-			return true
-		})
-	}
-	return slices.Sorted(maps.Keys(seen))
-}
-
 // FuzzParse feeds Parse any document and environment (NUL-separated).
 // Beyond not panicking it checks that Parse is deterministic; that
 // every line of an error names the field path, the environment variable
@@ -114,7 +82,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(""), "")
 	f.Add([]byte("sender: {frm: x}\n\"\\x01\": 1\nlinks: {ttl_by_type: {\"a\\nb\": 0s}}"), "REPORTMAILER_X=1\x00REPORTMAILER_Y=2")
 	var envs []string
-	for _, s := range literals(f, "*_test.go") {
+	for _, s := range fuzzseed.Literals(f, "*_test.go", nil) {
 		switch {
 		case strings.HasPrefix(s, config.EnvPrefix):
 			envs = append(envs, s)

@@ -1,20 +1,15 @@
 package worker_test
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"maps"
-	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode"
 
 	"golang.org/x/net/idna"
 
+	"github.com/reportmailer/reportmailer/internal/fuzzseed"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
 )
@@ -100,7 +95,7 @@ func FuzzRecipientPolicy(f *testing.F) {
 	}
 	// The addresses the worker's tests use, three at a time.
 	var addrs []string
-	for _, s := range literals(f, "*_test.go") {
+	for _, s := range fuzzseed.Literals(f, "*_test.go", nil) {
 		if strings.Contains(s, "@") && len(s) < 300 {
 			addrs = append(addrs, s)
 		}
@@ -197,32 +192,4 @@ func split(s string) []string {
 		return nil
 	}
 	return strings.Split(s, "\x00")
-}
-
-// literals returns, sorted and without repeats, the string literals in
-// the Go files matching pattern: what the tests use, as seeds that
-// follow them.
-func literals(f *testing.F, pattern string) []string {
-	f.Helper()
-	files, err := filepath.Glob(pattern)
-	if err != nil || len(files) == 0 {
-		f.Fatalf("no files match %s (%v)", pattern, err)
-	}
-	seen := map[string]bool{}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		file, err := parser.ParseFile(fset, name, nil, 0)
-		if err != nil {
-			f.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				if s, err := strconv.Unquote(lit.Value); err == nil {
-					seen[s] = true
-				}
-			}
-			return true
-		})
-	}
-	return slices.Sorted(maps.Keys(seen))
 }

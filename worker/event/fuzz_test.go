@@ -4,21 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"maps"
 	"net/url"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/reportmailer/reportmailer/internal/fuzzseed"
 )
 
 // checkEvent checks the invariants every event from Decode or FromObject
@@ -200,35 +196,6 @@ func sameRefs(a, b []ObjectRef) bool {
 	return true
 }
 
-// sourceLiterals returns, sorted and without repeats, the string
-// literals in the Go files matching pattern that keep accepts: the
-// bodies and values the tests use, as fuzzing seeds that follow the
-// tests.
-func sourceLiterals(f *testing.F, pattern string, keep func(string) bool) []string {
-	f.Helper()
-	files, err := filepath.Glob(pattern)
-	if err != nil || len(files) == 0 {
-		f.Fatalf("no files match %s (%v)", pattern, err)
-	}
-	seen := map[string]bool{}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		file, err := parser.ParseFile(fset, name, nil, 0)
-		if err != nil {
-			f.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				if s, err := strconv.Unquote(lit.Value); err == nil && keep(s) {
-					seen[s] = true
-				}
-			}
-			return true
-		})
-	}
-	return slices.Sorted(maps.Keys(seen))
-}
-
 // docExamples returns the JSON examples in docs/events.md.
 func docExamples(f *testing.F) []string {
 	f.Helper()
@@ -268,7 +235,7 @@ func FuzzDecode(f *testing.F) {
 		``, `[]`, `{}`, `null`, `"x"`, `{"a":`, "\xff",
 	}
 	seeds = append(seeds, docExamples(f)...)
-	for _, s := range sourceLiterals(f, "*_test.go", func(s string) bool { return len(s) <= 2000 }) {
+	for _, s := range fuzzseed.Literals(f, "*_test.go", func(s string) bool { return len(s) <= 2000 }) {
 		if strings.HasPrefix(strings.TrimSpace(s), "{") {
 			seeds = append(seeds, s)
 			continue
@@ -405,7 +372,7 @@ func FuzzFromObject(f *testing.F) {
 	f.Add(" ana@example.com ", "", "Ana", "", "", "bob@@x,  ,cfo@example.com", "Plain title", "", "", int64(0), true)
 	f.Add("zoë@example.com", "u\x01", "=?UTF-8?Q?Ana=0ABcc:_x?=", "pt_BR", "Europe/Atlantis", "", strings.Repeat("t", 1025), "=?UTF-8?Q?a=00?=", "text/plain\x00", int64(-1), false)
 	f.Add("user@bücher.example", "", "=?x-klingon?Q?Ana?=", "x-klingon", "Local", "a@b\r\nBcc: c@d", "=?ISO-8859-1?Q?caf=E9?=", "", "", int64(7), true)
-	for _, s := range sourceLiterals(f, "object_test.go", func(s string) bool { return len(s) <= 2000 && !strings.HasPrefix(s, "{") }) {
+	for _, s := range fuzzseed.Literals(f, "object_test.go", func(s string) bool { return len(s) <= 2000 && !strings.HasPrefix(s, "{") }) {
 		f.Add(s, s, s, s, s, s, s, s, s, int64(len(s)), len(s)%2 == 0)
 	}
 	ref := ObjectRef{Bucket: "acme-reports", Key: "2026/11/Q3 results+notes.pdf", Sequencer: "0067A1B2C3D4E5F601"}
