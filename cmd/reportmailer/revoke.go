@@ -122,20 +122,13 @@ func (m *Main) revoke(ctx context.Context, args []string) error {
 	return nil
 }
 
-// kvsAPI is what denyTokens calls; *cloudfrontkeyvaluestore.Client has
-// it.
-type kvsAPI interface {
-	DescribeKeyValueStore(context.Context, *cloudfrontkeyvaluestore.DescribeKeyValueStoreInput, ...func(*cloudfrontkeyvaluestore.Options)) (*cloudfrontkeyvaluestore.DescribeKeyValueStoreOutput, error)
-	UpdateKeys(context.Context, *cloudfrontkeyvaluestore.UpdateKeysInput, ...func(*cloudfrontkeyvaluestore.Options)) (*cloudfrontkeyvaluestore.UpdateKeysOutput, error)
-}
-
 // denyTokens puts each token in the KeyValueStore arn, kvsBatch at a
 // time, each UpdateKeys conditional on the store's ETag (read with
 // DescribeKeyValueStore, then carried from each answer). A conflict
 // (another writer changed the store) reads the ETag again and retries,
 // up to three times; putting a key again is harmless. The value is the
 // time of the revocation. It returns how many tokens were put.
-func denyTokens(ctx context.Context, kvs kvsAPI, arn string, revs []revocation, now time.Time) (int, error) {
+func denyTokens(ctx context.Context, kvs *cloudfrontkeyvaluestore.Client, arn string, revs []revocation, now time.Time) (int, error) {
 	d, err := kvs.DescribeKeyValueStore(ctx, &cloudfrontkeyvaluestore.DescribeKeyValueStoreInput{KvsARN: aws.String(arn)})
 	if err != nil {
 		return 0, fmt.Errorf("describe key value store: %w", err)
