@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -12,7 +15,9 @@ import (
 // TestRevokeDryRun drains a traced event through the permission
 // proxies and runs revoke -dry-run under revoke's declared policy: it
 // names the token of each recipient's delivery (the token their links
-// carry), or of one with -to, and writes nothing. The KeyValueStore
+// carry), or of one with -to, and writes nothing; the CloudFront
+// Function in deploy/ denies the emailed link whose token that deny
+// list holds, and only that one. The KeyValueStore
 // write itself has no emulator (none emulates CloudFront
 // KeyValueStore), so it is not covered by a test here.
 func TestRevokeDryRun(t *testing.T) {
@@ -69,6 +74,42 @@ func TestRevokeDryRun(t *testing.T) {
 		if strings.Contains(all, itTraceSecret) {
 			t.Errorf("revoke %v prints the trace secret", tt.args)
 		}
+	}
+
+	// The function shipped in deploy/, given the deny list revoke -to bob
+	// would write, denies bob's link as it was emailed and lets ann's
+	// through.
+	link := func(who string) string {
+		m := e.emails(t, who+"@acme.example")
+		return urlRE.FindString(m[0].Text)
+	}
+	runDenyRevoked(t, []denyRevokedCase{
+		{Name: "bob's emailed link, bob revoked", URL: link("bob"), Deny: []string{bob}, Denied: true},
+		{Name: "ann's emailed link, bob revoked", URL: link("ann"), Deny: []string{bob}, Denied: false},
+	})
+}
+
+// denyRevokedCase is a case for deploy/cloudfront-function's node test.
+type denyRevokedCase struct {
+	Name   string   `json:"name"`
+	URL    string   `json:"url"`
+	Deny   []string `json:"deny"`
+	Denied bool     `json:"denied"`
+}
+
+// runDenyRevoked runs the CloudFront Function's tests with cases of the
+// caller's as well (DENY_REVOKED_CASES).
+func runDenyRevoked(t *testing.T, cases []denyRevokedCase) {
+	t.Helper()
+	b, _ := json.Marshal(cases)
+	cmd := exec.Command("node", "--test", "../../deploy/cloudfront-function/deny-revoked.test.mjs")
+	cmd.Env = append(os.Environ(), "NODE_OPTIONS=", "DENY_REVOKED_CASES="+string(b))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test with %d given cases: %v\n%s", len(cases), err, out)
+	}
+	if want := fmt.Sprintf("# pass %d", 7+len(cases)); !strings.Contains(string(out), want) {
+		t.Errorf("node --test: want %q:\n%s", want, out)
 	}
 }
 

@@ -94,3 +94,32 @@ test('revoking takes effect on the next request', async () => {
   store.keys.set(OTHER, '2026-12-03T16:05:00Z');
   assert.equal((await handler(ev())).statusCode, 403);
 });
+
+// Cases from a caller, such as the revoke test of cmd/reportmailer: a
+// JSON list of {name, url, deny: [tokens], denied} in
+// DENY_REVOKED_CASES, each a link as sent in an email, run against a
+// deny list holding those tokens.
+const extra = process.env.DENY_REVOKED_CASES ? JSON.parse(process.env.DENY_REVOKED_CASES) : [];
+for (const c of extra) {
+  test('given: ' + c.name, async () => {
+    store.fail = false;
+    store.keys = new Map(c.deny.map((t) => [t, 'revoked']));
+    const u = new URL(c.url);
+    const qs = {};
+    for (const part of u.search.slice(1).split('&')) {
+      const i = part.indexOf('=');
+      const name = i < 0 ? part : part.slice(0, i);
+      const value = i < 0 ? '' : part.slice(i + 1);
+      if (qs[name]) {
+        qs[name].multiValue = (qs[name].multiValue || [{ value: qs[name].value }]).concat([{ value }]);
+      } else {
+        qs[name] = { value };
+      }
+    }
+    const ev = viewerRequest({});
+    ev.request.uri = u.pathname;
+    ev.request.querystring = qs;
+    const out = await handler(ev);
+    assert.equal(out.statusCode === 403, c.denied, c.denied ? 'the revoked link is denied' : 'the link goes on');
+  });
+}
