@@ -16,6 +16,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -78,8 +79,21 @@ func Check(s string) error {
 
 // FromQuery returns the token values in a raw query string (as in a
 // URL after "?", or CloudFront's cs-uri-query), in order; a value that
-// cannot be a token is left out.
+// cannot be a token is left out. A token needs no percent-encoding, so
+// it reads the same whether a log keeps the query as sent or encodes it
+// once more: a query with no token whose "&" and "=" arrive as %26 and
+// %3D is read again, decoded once.
 func FromQuery(rawQuery string) []string {
+	out := fromQuery(rawQuery)
+	if out == nil && (strings.Contains(rawQuery, "%3D") || strings.Contains(rawQuery, "%3d")) {
+		if q, err := url.QueryUnescape(rawQuery); err == nil {
+			out = fromQuery(q)
+		}
+	}
+	return out
+}
+
+func fromQuery(rawQuery string) []string {
 	var out []string
 	for part := range strings.SplitSeq(rawQuery, "&") {
 		name, value, ok := strings.Cut(part, "=")

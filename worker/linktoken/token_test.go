@@ -71,6 +71,7 @@ func TestFromQuery(t *testing.T) {
 		{"rmt=" + tok + "&rmt=" + tok, []string{tok, tok}},
 		{"xrmt=" + tok, nil},
 		{"rmt=" + tok[:21] + "%", nil},
+		{"rmt%3D" + tok + "%26Expires%3D1", []string{tok}},
 	} {
 		got := FromQuery(tt.q)
 		if strings.Join(got, ",") != strings.Join(tt.want, ",") {
