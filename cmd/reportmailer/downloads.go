@@ -89,7 +89,7 @@ func (m *Main) downloads(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("downloads", downloadsSynopsis)
 	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
 	sinceFlag := fs.String("since", "7d", "deliveries and downloads this long ago or later (7d, 36h)")
-	eventID := fs.String("event-id", "", "only this event's deliveries, however old")
+	eventID := fs.String("event-id", "", "only this event's deliveries, however old (its downloads still within -since)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	if err := parse(fs, args); err != nil {
 		return err
