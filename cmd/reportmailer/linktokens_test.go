@@ -96,7 +96,7 @@ links:
 					}
 				}
 				// The commands that load the secret.
-				loads := args[0] == "drain" || args[0] == "preview" || args[0] == "downloads" || args[0] == "revoke"
+				loads := args[0] == "drain" || args[0] == "preview" || args[0] == "downloads" || args[0] == "revoke" || args[0] == "config"
 				if tt.wantErr != "" && loads && !strings.Contains(stderr, tt.wantErr) {
 					t.Errorf("%s: stderr does not say %q:\n%s", args[0], tt.wantErr, stderr)
 				}
