@@ -73,6 +73,8 @@ func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
 	}
 	if cf := c.Links.CloudFront; cf != nil {
 		in.DistributionID = cf.DistributionID
+		in.AccessLogsBucket, in.AccessLogsPrefix = cf.AccessLogs.Bucket, cf.AccessLogs.Prefix
+		in.KeyValueStoreARN = cf.KeyValueStoreARN
 	}
 	for _, s := range c.Schedules {
 		in.Queues = append(in.Queues, iam.QueuePair{URL: s.QueueURL, DeadLetterURL: s.DeadLetterQueueURL})
