@@ -55,7 +55,13 @@ func (e *env) tracePairs(ctx context.Context, out string, o loadOptions, w io.Wr
 				return err
 			}
 			start := time.Now()
-			code, _, err := e.reportmailer(ctx, nil, filepath.Join(out, fmt.Sprintf("drain-traces-%s-%d.log", name, i)), "drain", "-config", e.config, "-schedule", "on-demand")
+			args := []string{"drain", "-config", e.config, "-schedule", "on-demand"}
+			if o.cpuProfile != "" {
+				// One profile a run, beside the logs, for
+				// go tool pprof -diff_base off.prof on.prof.
+				args = append(args, "-cpuprofile", filepath.Join(out, fmt.Sprintf("cpu-traces-%s-%d.prof", name, i)))
+			}
+			code, _, err := e.reportmailer(ctx, nil, filepath.Join(out, fmt.Sprintf("drain-traces-%s-%d.log", name, i)), args...)
 			if err != nil {
 				return err
 			}
