@@ -124,6 +124,11 @@ func (t callTracer) StartSpan(ctx context.Context, name string, opts ...smithytr
 	if o.Kind != smithytracing.SpanKindClient {
 		return noSpan.StartSpan(ctx, name)
 	}
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
+		// A call of a message sampled out: no span, as worker/tracing
+		// starts no stage span there.
+		return noSpan.StartSpan(ctx, name)
+	}
 	return t.Tracer.StartSpan(ctx, name, func(so *smithytracing.SpanOptions) { *so = o })
 }
 

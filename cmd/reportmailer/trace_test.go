@@ -15,6 +15,7 @@ import (
 	smithytracing "github.com/aws/smithy-go/tracing"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
 func TestTracingEnabled(t *testing.T) {
@@ -180,5 +181,19 @@ func TestSDKPhaseSpansNotStarted(t *testing.T) {
 	}
 	if p.Tracer("github.com/aws/aws-sdk-go-v2/service/sqs") != tr {
 		t.Error("a second Tracer of the same scope is a new tracer, want the first")
+	}
+
+	// Under a message sampled out, the call starts no span either,
+	// even for a sampler that would sample it.
+	exp.Reset()
+	tr = newCallSpans(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.AlwaysSample()))).Tracer("sqs")
+	sampledOut := oteltrace.ContextWithSpanContext(context.Background(), oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
+		TraceID: oteltrace.TraceID{1}, SpanID: oteltrace.SpanID{1}}))
+	_, call = tr.StartSpan(smithytracing.WithOperationTracer(sampledOut, tr), "SQS.DeleteMessage", func(o *smithytracing.SpanOptions) {
+		o.Kind = smithytracing.SpanKindClient
+	})
+	call.End()
+	if spans := exp.GetSpans(); len(spans) != 0 {
+		t.Errorf("a call under a span sampled out exported %d spans, want none", len(spans))
 	}
 }
