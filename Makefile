@@ -70,7 +70,8 @@ preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-
 
 # The load runs of docs/benchmarks.md: each times the production binary
 # and, where it says -baseline, a bare-SDK loop on the same stack, so that
-# every figure is a ratio from one run. About 6 minutes on 2 cores.
+# every figure is a ratio from one run. About 8 minutes on 2 cores (615 s
+# under a load average of 12 to 18).
 LOAD := $(BIN)/devstack load -reportmailer $(BIN)/reportmailer
 bench: build $(BIN)/devstack ## Go benchmarks plus end-to-end load runs (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 0.2s ./...
