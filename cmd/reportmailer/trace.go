@@ -78,7 +78,7 @@ func checkOTLPProtocol(getenv func(string) string) error {
 // only. The SDK also opens about ten spans inside each call, one per
 // phase (RetryLoop, Attempt, SignRequest, DoHTTPRequest, ...): those
 // are not started at all. Started and then dropped by a sampler, they
-// cost as much CPU as all the spans exported (docs/benchmarks.md); the
+// were about half of tracing's CPU in a drain (docs/benchmarks.md); the
 // call's span already covers them, with the service, operation and
 // status.
 type callSpans struct {
@@ -88,6 +88,7 @@ type callSpans struct {
 	tracers map[string]smithytracing.Tracer
 }
 
+// newCallSpans returns the SDK clients' tracer provider on tp.
 func newCallSpans(tp oteltrace.TracerProvider) *callSpans {
 	return &callSpans{adapted: smithyoteltracing.Adapt(tp), tracers: map[string]smithytracing.Tracer{}}
 }
