@@ -70,7 +70,8 @@ preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-
 
 # The load runs of docs/benchmarks.md: each times the production binary
 # and, where it says -baseline, a bare-SDK loop on the same stack, so that
-# every figure is a ratio from one run. About 6 minutes on 2 cores.
+# every figure is a ratio from one run. About 8 minutes on 2 cores (615 s
+# under a load average of 12 to 18).
 LOAD := $(BIN)/devstack load -reportmailer $(BIN)/reportmailer
 # The Python recipe that the RSA load runs compare with (devstack load
 # -python); installed only when python3 cannot import its modules.
@@ -91,6 +92,7 @@ bench: build $(BIN)/devstack python-recipe-deps ## Go benchmarks plus end-to-end
 	$(LOAD) -out $(DEMO)-load/ecdsa-1-20ms -events 1000 -key ecdsa -gomaxprocs 1 -latency 20ms -baseline=false
 	$(LOAD) -out $(DEMO)-load/rsa-2-20ms -events 1000 -key rsa -gomaxprocs 2 -latency 20ms -baseline=false
 	$(LOAD) -out $(DEMO)-load/traces -events 300 -baseline=false -traces 3
+	$(LOAD) -out $(DEMO)-load/traces-20ms -events 300 -baseline=false -latency 20ms -traces 3
 
 image: ## the production image (deploy/Dockerfile), with Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image is built with deploy/Dockerfile by any OCI builder"; exit 1; }

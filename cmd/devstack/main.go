@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	conc := fs.Int("concurrency", 0, "load: schedules[].concurrency; 0: the config's default")
 	baseline := fs.Bool("baseline", true, "load: also time a bare aws-sdk-go-v2 loop on the same stack")
 	python := fs.Bool("python", false, "load: also time the same job done in Python (boto3, jinja2; -key rsa only) on the same stack")
-	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file")
+	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file (and, with -traces, each pair's to cpu-traces-{off,on}-N.prof in -out)")
 	memProfile := fs.String("memprofile", "", "load: write reportmailer's heap profile to this file")
 	traces := fs.Int("traces", 0, "load: then time this many alternated pairs of runs with tracing off and on (to a local OTLP receiver)")
 	fs.Usage = func() {
