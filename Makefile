@@ -92,7 +92,7 @@ bench: build $(BIN)/devstack python-recipe-deps ## Go benchmarks plus end-to-end
 	$(LOAD) -out $(DEMO)-load/ecdsa-1-20ms -events 1000 -key ecdsa -gomaxprocs 1 -latency 20ms -baseline=false
 	$(LOAD) -out $(DEMO)-load/rsa-2-20ms -events 1000 -key rsa -gomaxprocs 2 -latency 20ms -baseline=false
 	$(LOAD) -out $(DEMO)-load/traces -events 300 -baseline=false -traces 3
-	$(LOAD) -out $(DEMO)-load/traces-20ms -events 300 -baseline=false -latency 20ms -traces 3
+	$(LOAD) -out $(DEMO)-load/traces-20ms -events 300 -baseline=false -latency 20ms -traces 2
 
 image: ## the production image (deploy/Dockerfile), with Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image is built with deploy/Dockerfile by any OCI builder"; exit 1; }
