@@ -321,10 +321,8 @@ type accessError struct{ err error }
 func (e accessError) Error() string { return e.err.Error() }
 func (e accessError) Unwrap() error { return e.err }
 
-// maxLogFile bounds what is read of one (decompressed) log file.
-const maxLogFile = 1 << 30
-
-// readLogFile reads one access log file from S3 into fn.
+// readLogFile reads one access log file from S3 into fn. accesslog.Read
+// bounds what it reads of the file once decompressed.
 func readLogFile(ctx context.Context, c *s3.Client, bucket, key string, fn func(accesslog.Entry)) (accesslog.Result, error) {
 	name := "s3://" + bucket + "/" + key
 	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
@@ -332,5 +330,5 @@ func readLogFile(ctx context.Context, c *s3.Client, bucket, key string, fn func(
 		return accesslog.Result{}, accessError{fmt.Errorf("access log %s: %w", name, err)}
 	}
 	defer out.Body.Close()
-	return accesslog.Read(io.LimitReader(out.Body, maxLogFile), name, fn)
+	return accesslog.Read(out.Body, name, fn)
 }
