@@ -20,9 +20,10 @@ import (
 // names the token of each recipient's delivery (the token their links
 // carry), or of one with -to, and writes nothing; the CloudFront
 // Function in deploy/ denies the emailed link whose token that deny
-// list holds, and only that one. The KeyValueStore
-// write itself has no emulator (none emulates CloudFront
-// KeyValueStore), so it is not covered by a test here.
+// list holds, and only that one. A KeyValueStore emulator exists
+// (ministack, a PyPI package), but PyPI is not reachable from this
+// project's CI, so the write (UpdateKeys, ListKeys) is still not
+// covered by an emulator test.
 func TestRevokeDryRun(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	q, dlq := e.queues(t)
