@@ -29,13 +29,21 @@ ledger recorded as sent (or maybe sent) in the window, or every delivery
 of -event-id, recomputes each one's link token (links.trace), and reads
 the distribution's standard access logs (links.cloudfront.access_logs,
 gzipped W3C files) for requests that carry those tokens. For each
-delivery it prints the first download, the number of requests answered
-(200, 206, 304) and refused (403: expired, tampered or revoked), and
-marks those not opened yet.
+delivery it prints the first download, the number of GET requests
+answered (200, 206, 304) and of requests refused (403: expired,
+tampered or revoked), and marks those not opened yet. A HEAD (a link
+preview) is not a download.
+
+Mail security scanners and link previewers that fetch a link with GET
+count as downloads: "first download" may be a scanner's, and a link
+they fetch never shows as "not opened". Deliveries sent before
+links.trace was on carry no token and show as not opened.
 
 CloudFront delivers log files up to an hour after the requests, some up
 to 24 hours. A damaged log line is counted and skipped; the first few
-are named by file and line. Exit codes: 0 done, 1 failure, 2 usage,
+are named by file and line. Objects under the prefix that are not
+CloudFront log files (<distribution-ID>.YYYY-MM-DD-HH.<unique-ID>.gz)
+are skipped and counted. Exit codes: 0 done, 1 failure, 2 usage,
 3 done but some log lines or files could not be read.`
 
 // downloadRow is one delivery and what the access logs say of it.
@@ -65,6 +73,9 @@ type downloadsReport struct {
 	LogEntries    int `json:"log_entries"`
 	SkippedLines  int `json:"skipped_lines"`
 	UnreadFiles   int `json:"unread_files"`
+	// SkippedObjects counts objects under the log prefix that are not
+	// CloudFront log files by their name.
+	SkippedObjects int `json:"skipped_objects"`
 }
 
 // sinceRE is a -since of whole days, which time.ParseDuration lacks.
@@ -143,9 +154,13 @@ func (m *Main) downloads(ctx context.Context, args []string) error {
 	}
 	logger.Info("deliveries from the ledger", "deliveries", len(rep.Deliveries), "since", since.Format(time.RFC3339))
 
-	files, err := logFiles(ctx, cl.s3, logs, since)
+	files, others, err := logFiles(ctx, cl.s3, logs, since)
 	if err != nil {
 		return fmt.Errorf("downloads: %w", err)
+	}
+	rep.SkippedObjects = len(others)
+	if len(others) > 0 {
+		logger.Warn("objects under the log prefix that are not CloudFront log files, skipped", "count", len(others), "first", others[0])
 	}
 	logger.Info("reading access log files", "files", len(files), "bucket", logs.Bucket, "prefix", logs.Prefix)
 	for _, key := range files {
@@ -160,7 +175,7 @@ func (m *Main) downloads(ctx context.Context, args []string) error {
 					continue
 				}
 				switch {
-				case e.Status == 200 || e.Status == 206 || e.Status == 304:
+				case e.Method == "GET" && (e.Status == 200 || e.Status == 206 || e.Status == 304):
 					d.Downloads++
 					if d.FirstDownload.IsZero() || e.Time.Before(d.FirstDownload) {
 						d.FirstDownload = e.Time
@@ -238,10 +253,21 @@ func printDownloads(w io.Writer, rep downloadsReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", d.EventID, d.Recipient, sent, first, d.Downloads, d.Denied)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d deliveries since %s: %d opened, %d not opened; %d log files, %d requests", len(rep.Deliveries),
-		rep.Since.Format(time.RFC3339), rep.Opened, rep.NotOpened, rep.LogFiles, rep.LogEntries)
+	if rep.EventID != "" {
+		fmt.Fprintf(w, "%d deliveries of event %s (downloads since %s)", len(rep.Deliveries), rep.EventID, rep.Since.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "%d deliveries since %s", len(rep.Deliveries), rep.Since.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, ": %d opened, %d not opened; %d log files, %d requests", rep.Opened, rep.NotOpened, rep.LogFiles, rep.LogEntries)
 	if rep.UnknownTokens > 0 {
-		fmt.Fprintf(w, ", %d with a token of no delivery listed (older, or another secret)", rep.UnknownTokens)
+		if rep.EventID != "" {
+			fmt.Fprintf(w, ", %d with a token of no delivery listed (other events' links, or another secret)", rep.UnknownTokens)
+		} else {
+			fmt.Fprintf(w, ", %d with a token of no delivery listed (older, or another secret)", rep.UnknownTokens)
+		}
+	}
+	if rep.SkippedObjects > 0 {
+		fmt.Fprintf(w, "; %d objects under the prefix not CloudFront log files, skipped", rep.SkippedObjects)
 	}
 	fmt.Fprintln(w)
 }
@@ -293,25 +319,41 @@ func recentDeliveries(ctx context.Context, c *s3.Client, l *store.Ledger, since 
 	return out, nil
 }
 
+// logFileRE is the name of a CloudFront standard (legacy) log file:
+// <distribution-ID>.YYYY-MM-DD-HH.<unique-ID>.gz, after the prefix.
+var logFileRE = regexp.MustCompile(`^[A-Z0-9]+\.[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}\.[A-Za-z0-9]+\.gz$`)
+
 // logFiles lists the access log files under logs.Prefix written since
 // since: CloudFront writes a file after the requests in it, so no file
-// older than the window can hold a request in it.
-func logFiles(ctx context.Context, c *s3.Client, logs config.AccessLogs, since time.Time) ([]string, error) {
-	var keys []string
+// older than the window can hold a request in it. others are the keys
+// in the window that are not log files by name (folder markers,
+// anything else put there).
+func logFiles(ctx context.Context, c *s3.Client, logs config.AccessLogs, since time.Time) (keys, others []string, err error) {
 	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(logs.Bucket), Prefix: aws.String(logs.Prefix)})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("access logs s3://%s/%s: %w", logs.Bucket, logs.Prefix, err)
+			return nil, nil, fmt.Errorf("access logs s3://%s/%s: %w", logs.Bucket, logs.Prefix, err)
 		}
 		for _, o := range out.Contents {
-			if !aws.ToTime(o.LastModified).Before(since) {
-				keys = append(keys, aws.ToString(o.Key))
+			if aws.ToTime(o.LastModified).Before(since) {
+				continue
+			}
+			k := aws.ToString(o.Key)
+			// The name after the prefix, and after any folder within it
+			// (a prefix set wider than CloudFront's).
+			name := strings.TrimPrefix(k, logs.Prefix)
+			name = name[strings.LastIndex(name, "/")+1:]
+			if logFileRE.MatchString(name) {
+				keys = append(keys, k)
+			} else {
+				others = append(others, k)
 			}
 		}
 	}
 	slices.Sort(keys)
-	return keys, nil
+	slices.Sort(others)
+	return keys, others, nil
 }
 
 // accessError is a log file S3 would not give: a failure of the
@@ -321,10 +363,8 @@ type accessError struct{ err error }
 func (e accessError) Error() string { return e.err.Error() }
 func (e accessError) Unwrap() error { return e.err }
 
-// maxLogFile bounds what is read of one (decompressed) log file.
-const maxLogFile = 1 << 30
-
-// readLogFile reads one access log file from S3 into fn.
+// readLogFile reads one access log file from S3 into fn. accesslog.Read
+// bounds what it reads of the file once decompressed.
 func readLogFile(ctx context.Context, c *s3.Client, bucket, key string, fn func(accesslog.Entry)) (accesslog.Result, error) {
 	name := "s3://" + bucket + "/" + key
 	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
@@ -332,5 +372,5 @@ func readLogFile(ctx context.Context, c *s3.Client, bucket, key string, fn func(
 		return accesslog.Result{}, accessError{fmt.Errorf("access log %s: %w", name, err)}
 	}
 	defer out.Body.Close()
-	return accesslog.Read(io.LimitReader(out.Body, maxLogFile), name, fn)
+	return accesslog.Read(out.Body, name, fn)
 }

@@ -100,6 +100,7 @@ func TestDownloadsReportsWhoOpened(t *testing.T) {
 		u, _ := url.Parse(l)
 		return cflog.Request{Time: at.Add(dt), Path: u.EscapedPath(), Query: u.RawQuery, Status: status}
 	}
+	head := func(r cflog.Request) cflog.Request { r.Method = "HEAD"; return r }
 	unknown, _ := linktoken.New([]byte(strings.Repeat("another secret ", 3)))
 	putLog := func(key string, body []byte) {
 		t.Helper()
@@ -113,7 +114,12 @@ func TestDownloadsReportsWhoOpened(t *testing.T) {
 		req(links["bob"][1], 9*time.Minute, 403),
 		cflog.Request{Time: at, Path: "/dl/a.pdf", Query: "rmt=" + unknown.Of("evt-old", "x@acme.example"), Status: 200},
 		cflog.Request{Time: at, Path: "/favicon.ico", Status: 404},
+		// A link previewer's HEAD of cy's link: not a download.
+		head(req(links["cy"][0], 4*time.Minute, 200)),
 	))
+	// Not log files: a folder marker and a note someone left there.
+	putLog("cf/", nil)
+	putLog("cf/README.txt", []byte("access logs of the reports distribution\n"))
 	putLog("cf/E2EXAMPLE.2026-12-03-15.e5f6a7b8.gz", cflog.File(
 		req(links["ann"][1], time.Minute, 206), // earlier than the first file's
 		req(links["ann"][1], 70*time.Minute, 206),
@@ -153,8 +159,8 @@ func TestDownloadsReportsWhoOpened(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("deliveries:\n%v\nwant\n%v", got, want)
 	}
-	if rep.Opened != 2 || rep.NotOpened != 2 || rep.UnknownTokens != 1 || rep.LogFiles != 2 || rep.LogEntries != 7 {
-		t.Errorf("report %+v: want 2 opened, 2 not, 1 unknown token, 2 files, 7 requests", rep)
+	if rep.Opened != 2 || rep.NotOpened != 2 || rep.UnknownTokens != 1 || rep.LogFiles != 2 || rep.LogEntries != 8 || rep.SkippedObjects != 2 {
+		t.Errorf("report %+v: want 2 opened, 2 not (cy's HEAD is no download), 1 unknown token, 2 files, 8 requests, 2 objects skipped", rep)
 	}
 
 	// The table, for one event.
@@ -167,7 +173,8 @@ func TestDownloadsReportsWhoOpened(t *testing.T) {
 			t.Errorf("table lacks %s:\n%s", line, stdout)
 		}
 	}
-	if strings.Contains(stdout, "dan@acme.example") || !strings.Contains(stdout, "3 deliveries since") || !strings.Contains(stdout, "1 opened, 2 not opened") {
+	if strings.Contains(stdout, "dan@acme.example") || !strings.Contains(stdout, "3 deliveries of event evt-dl-1 (downloads since ") || !strings.Contains(stdout, "1 opened, 2 not opened") ||
+		!strings.Contains(stdout, "(other events' links, or another secret)") || !strings.Contains(stdout, "2 objects under the prefix not CloudFront log files, skipped") {
 		t.Errorf("table for evt-dl-1:\n%s", stdout)
 	}
 	for _, l := range strings.Split(stdout, "\n") {

@@ -2,14 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/linktoken"
+	"github.com/reportmailer/reportmailer/worker/store"
 )
 
 // TestRevokeDryRun drains a traced event through the permission
@@ -17,9 +20,10 @@ import (
 // names the token of each recipient's delivery (the token their links
 // carry), or of one with -to, and writes nothing; the CloudFront
 // Function in deploy/ denies the emailed link whose token that deny
-// list holds, and only that one. The KeyValueStore
-// write itself has no emulator (none emulates CloudFront
-// KeyValueStore), so it is not covered by a test here.
+// list holds, and only that one. A KeyValueStore emulator exists
+// (ministack, a PyPI package), but PyPI is not reachable from this
+// project's CI, so the write (UpdateKeys, ListKeys) is still not
+// covered by an emulator test.
 func TestRevokeDryRun(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	q, dlq := e.queues(t)
@@ -48,10 +52,15 @@ func TestRevokeDryRun(t *testing.T) {
 		{[]string{"-event-id", "evt-rv-1", "-to", "Bob@acme.example", "-dry-run"}, ExitOK,
 			[]string{"would add 1 tokens", bob}, []string{ann}},
 		{[]string{"-event-id", "evt-none", "-dry-run"}, ExitFailure,
-			[]string{`revoke: the ledger has no delivery of event "evt-none" to any recipient`}, nil},
-		{[]string{"-event-id", "evt-rv-1", "-to", "cy@acme.example", "-dry-run"}, ExitFailure,
-			[]string{`no delivery of event "evt-rv-1" to cy@acme.example`}, nil},
+			[]string{`revoke: the ledger has no delivery of event "evt-none" to any recipient`, "-to ADDR revokes one address's links without the record"}, nil},
+		// A record gone (ledger retention shorter than links.max_ttl):
+		// the token is computed from the event id and address anyway.
+		{[]string{"-event-id", "evt-gone", "-to", "Cy@acme.example", "-dry-run"}, ExitOK,
+			[]string{`warning: the ledger has no record of event "evt-gone" to Cy@acme.example`, "would add 1 tokens", tokens.Of("evt-gone", "cy@acme.example") + "  event evt-gone  recipient cy@acme.example"}, nil},
+		{[]string{"-event-id", "evt-rv-1", "-to", "bob@acme.example", "-undo", "-dry-run"}, ExitOK,
+			[]string{"would delete 1 tokens", bob}, []string{ann}},
 		{[]string{"-dry-run"}, ExitUsage, []string{"revoke: -event-id is required"}, nil},
+		{[]string{"-prune", "-event-id", "evt-rv-1"}, ExitUsage, []string{"revoke: -prune takes no -event-id"}, nil},
 		{[]string{"-help"}, ExitOK, nil, nil},
 	} {
 		var stdout, stderr strings.Builder
@@ -131,6 +140,72 @@ links:
 		code, _, stderr := run(t, args...)
 		if code != ExitFailure || !strings.Contains(stderr, c+": links.trace is off") {
 			t.Errorf("%s without links.trace: exit %d, stderr %q", c, code, stderr)
+		}
+	}
+}
+
+// TestRevokeLinksExpire: the deny-list value is when the delivery's
+// links expire at the latest: its last send (a resend included) plus
+// links.max_ttl, or now plus max_ttl without a record.
+func TestRevokeLinksExpire(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	sent := now.Add(-48 * time.Hour)
+	ttl := 7 * 24 * time.Hour
+	for _, tt := range []struct {
+		name string
+		rec  store.Record
+		want time.Time
+	}{
+		{"sent", store.Record{State: "sent", SentAt: sent, Modified: sent}, sent.Add(ttl)},
+		{"maybe sent", store.Record{State: "sending", SendingAt: sent}, sent.Add(ttl)},
+		{"resent later", store.Record{State: "sent", SentAt: sent, Resends: []store.Resend{{At: now.Add(-time.Hour)}}}, now.Add(-time.Hour + ttl)},
+		{"record gone", store.Record{State: "sent"}, now.Add(ttl)},
+	} {
+		got := linksExpire(tt.rec, ttl, now)
+		if got.Before(tt.want) || got.After(tt.want.Add(time.Second)) {
+			t.Errorf("%s: links expire %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestRevokePruneExpired: -prune deletes only entries revoke wrote
+// whose links have expired, never an entry of another form.
+func TestRevokePruneExpired(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		value string
+		want  bool
+	}{
+		{expiresValue(now.Add(-time.Second)), true},
+		{expiresValue(now.Add(time.Hour)), false},
+		{now.Add(-time.Hour).Format(time.RFC3339), false}, // a revocation time, as written before: kept
+		{"expires soon", false},
+		{"", false},
+	} {
+		if got := expired(tt.value, now); got != tt.want {
+			t.Errorf("expired(%q) = %v, want %v", tt.value, got, tt.want)
+		}
+	}
+}
+
+// TestRevokeWriteError: a write that stopped after some batches exits
+// 3 (partial); one that wrote nothing exits 1.
+func TestRevokeWriteError(t *testing.T) {
+	boom := errors.New("update keys: throttled")
+	for _, tt := range []struct {
+		n    int
+		code int
+	}{{0, ExitFailure}, {50, ExitPartial}} {
+		err := writeError(fmt.Sprintf("revoke: %d of 60 tokens added", tt.n), tt.n, boom)
+		code := ExitFailure
+		if ee, ok := err.(exitError); ok {
+			code = ee.code
+		}
+		if code != tt.code {
+			t.Errorf("%d keys written then an error: exit %d, want %d", tt.n, code, tt.code)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("%d of 60 tokens added: update keys: throttled", tt.n)) {
+			t.Errorf("error %q does not say how far it got", err)
 		}
 	}
 }

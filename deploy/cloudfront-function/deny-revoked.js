@@ -9,7 +9,10 @@
 // links.cloudfront.key_value_store_arn associated with it. Without
 // both, revoke writes the deny list and nothing reads it.
 //
-// It runs on every request, cache hits included, so a revoked link
+// It reads only whether a token is a key (exists); the value, the
+// links' latest expiry, is for `revoke -prune`.
+//
+// It runs (and is billed) on every request, cache hits included, so a revoked link
 // stops working once the KeyValueStore has propagated (seconds), even
 // for an object in the cache. It changes nothing in the request: the
 // signed URL is checked by CloudFront as sent.

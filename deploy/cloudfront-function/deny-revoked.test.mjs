@@ -3,9 +3,11 @@
 // `cloudfront` module, which the CloudFront Functions runtime provides,
 // is stubbed, with an in-memory key value store, in a temporary
 // node_modules next to a copy of the function that exports its handler.
-import { test, before } from 'node:test';
+// This runs the function in Node, not in the cloudfront-js-2.0 runtime:
+// CloudFront's TestFunction API is the check of the published function.
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,20 +15,24 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 let handler;
 let store;
+let dir;
 
-// The runtime's kvs handle: exists() and get() as documented, over a
-// Map; fail makes every read throw, as an unreadable store would.
+// The runtime's kvs handle: exists() as documented, over a Map; fail
+// makes every read throw, as an unreadable store would. get() always
+// throws: the function must need only whether a token is a key (the
+// value is the links' expiry, for revoke -prune), and a get would fail
+// open and let the revoked cases through.
 const stub = `
 export const state = { keys: new Map(), fail: false };
 const handle = {
   async exists(key) { if (state.fail) throw new Error('kvs unavailable'); return state.keys.has(key); },
-  async get(key) { if (state.fail) throw new Error('kvs unavailable'); if (!state.keys.has(key)) throw new Error('key not found'); return state.keys.get(key); },
+  async get(key) { throw new Error('get is not for the deny list: exists is'); },
 };
 export default { kvs() { return handle; } };
 `;
 
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'deny-revoked-'));
+  dir = mkdtempSync(join(tmpdir(), 'deny-revoked-'));
   mkdirSync(join(dir, 'node_modules', 'cloudfront'), { recursive: true });
   writeFileSync(join(dir, 'node_modules', 'cloudfront', 'package.json'), JSON.stringify({ name: 'cloudfront', type: 'module', main: 'index.js' }));
   writeFileSync(join(dir, 'node_modules', 'cloudfront', 'index.js'), stub);
@@ -35,6 +41,9 @@ before(async () => {
   ({ handler } = await import(pathToFileURL(join(dir, 'fn.mjs'))));
   ({ state: store } = await import(pathToFileURL(join(dir, 'node_modules', 'cloudfront', 'index.js'))));
 });
+
+// The modules are loaded; their files are no longer needed.
+after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
 const REVOKED = 'PDFpUcE6Z3s3oEQtnvEvLQ';
 const OTHER = 'AAAAAAAAAAAAAAAAAAAAAA';
@@ -71,7 +80,7 @@ const cases = [
 
 for (const c of cases) {
   test(c.name, async () => {
-    store.keys = new Map([[REVOKED, '2026-12-03T16:00:00Z']]);
+    store.keys = new Map([[REVOKED, 'expires 2027-01-02T16:00:00Z']]);
     store.fail = !!c.fail;
     const ev = viewerRequest(c.qs);
     const before = JSON.stringify(ev.request);
@@ -91,7 +100,7 @@ test('revoking takes effect on the next request', async () => {
   store.keys = new Map();
   const ev = () => viewerRequest({ rmt: { value: OTHER } });
   assert.equal((await handler(ev())).statusCode, undefined);
-  store.keys.set(OTHER, '2026-12-03T16:05:00Z');
+  store.keys.set(OTHER, 'expires 2027-01-02T16:05:00Z');
   assert.equal((await handler(ev())).statusCode, 403);
 });
 
@@ -103,7 +112,7 @@ const extra = process.env.DENY_REVOKED_CASES ? JSON.parse(process.env.DENY_REVOK
 for (const c of extra) {
   test('given: ' + c.name, async () => {
     store.fail = false;
-    store.keys = new Map(c.deny.map((t) => [t, 'revoked']));
+    store.keys = new Map(c.deny.map((t) => [t, 'expires 2027-01-02T16:00:00Z']));
     const u = new URL(c.url);
     const qs = {};
     for (const part of u.search.slice(1).split('&')) {

@@ -51,7 +51,7 @@ variable "ledger_prefix" {
 }
 
 variable "ledger_retention_days" {
-  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive."
+  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive. With links.trace, keep it at least links.max_ttl (30 days by default) too: `reportmailer downloads` and `reportmailer revoke` find a delivery's links through its record, so a link whose record has expired is not listed (revoke -to ADDR still works without it)."
   type        = number
   default     = 30
 

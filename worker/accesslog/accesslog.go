@@ -64,6 +64,34 @@ type Result struct {
 // MaxLineErrors bounds Result.Errors.
 const MaxLineErrors = 10
 
+// MaxSize bounds what Read reads of one file once decompressed: a gzip
+// file a few MB long can inflate without bound. CloudFront's hourly
+// files are far smaller.
+const MaxSize = 1 << 30
+
+// ErrTooLarge is Read's error for a file larger than MaxSize
+// decompressed.
+var ErrTooLarge = fmt.Errorf("larger than %d bytes decompressed", MaxSize)
+
+// capped reads at most n bytes of r, then fails with ErrTooLarge
+// rather than ending the file early.
+type capped struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, ErrTooLarge
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}
+
 // The fields Read needs.
 var required = []string{"date", "time", "cs-method", "cs-uri-stem", "sc-status", "cs-uri-query"}
 
@@ -71,19 +99,26 @@ var required = []string{"date", "time", "cs-method", "cs-uri-stem", "sc-status",
 // and calls fn for each entry in order. name is the file's name for
 // errors. It returns an error for a file it cannot read at all: not
 // gzip when it says so, no "#Version: 1.0" before the data, no
-// "#Fields:" line, or a needed field missing from it.
+// "#Fields:" line, a needed field missing from it, or more than MaxSize
+// bytes once decompressed (ErrTooLarge, after the entries before it).
 func Read(r io.Reader, name string, fn func(Entry)) (Result, error) {
+	return read(r, name, MaxSize, fn)
+}
+
+// read is Read with the bound on the decompressed size a parameter.
+func read(r io.Reader, name string, max int64, fn func(Entry)) (Result, error) {
 	var res Result
 	br := bufio.NewReader(r)
+	var body io.Reader = br
 	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", name, err)
 		}
 		defer zr.Close()
-		br = bufio.NewReader(zr)
+		body = zr
 	}
-	sc := bufio.NewScanner(br)
+	sc := bufio.NewScanner(&capped{r: body, n: max})
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	var (
 		version string

@@ -20,8 +20,9 @@
 //     for the quota.
 //   - downloads: the ledger's records (Get, List) and the CloudFront
 //     access log files (Get, List) under their prefix.
-//   - revoke: the ledger's records (Get, List), and DescribeKeyValueStore
-//     and UpdateKeys on the deny list's CloudFront KeyValueStore.
+//   - revoke: the ledger's records (Get, List), and DescribeKeyValueStore,
+//     UpdateKeys and ListKeys (for -prune) on the deny list's CloudFront
+//     KeyValueStore.
 //
 // Every prefix the worker reads also gets s3:ListBucket, limited to that
 // prefix: without it S3 answers a read of a missing key with 403
@@ -98,7 +99,8 @@ const (
 	// and the distribution's access log files.
 	Downloads Command = "downloads"
 	// Revoke is `reportmailer revoke`: reads the ledger's records and
-	// adds tokens to the deny list in a CloudFront KeyValueStore.
+	// adds tokens to (or, -undo and -prune, deletes them from) the deny
+	// list in a CloudFront KeyValueStore.
 	Revoke Command = "revoke"
 )
 
@@ -305,7 +307,7 @@ func For(in Inputs, cmds ...Command) Document {
 			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
 			if b.in.KeyValueStoreARN != "" {
 				b.add(sidDenyList, []string{b.in.KeyValueStoreARN}, nil,
-					"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:UpdateKeys")
+					"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:UpdateKeys", "cloudfront-keyvaluestore:ListKeys")
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +21,15 @@ func TestTracedLinkSignatureCoversToken(t *testing.T) {
 	const tok = "PDFpUcE6Z3s3oEQtnvEvLQ"
 	const other = "AAAAAAAAAAAAAAAAAAAAAA"
 	for _, tt := range []struct {
-		name string
-		cf   *CloudFront
+		name   string
+		cf     *CloudFront
+		custom bool // the link carries its policy (Policy=)
 	}{
-		{"canned rsa sha1", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour}},
-		{"custom rsa sha256", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour, CustomPolicy: true, Hash: HashSHA256}},
-		{"canned ecdsa", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testECKeyID, Key: e, TTL: time.Hour}},
+		{"canned rsa sha1", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour}, false},
+		{"custom rsa sha256", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour, CustomPolicy: true, Hash: HashSHA256}, true},
+		{"canned ecdsa", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testECKeyID, Key: e, TTL: time.Hour}, false},
 		// One signature per email falls back to a signature per link.
-		{"one signature per email", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour, OneSignaturePerEmail: true}},
+		{"one signature per email", &CloudFront{Domain: "https://d111.cloudfront.net", KeyID: testKeyID, Key: k, TTL: time.Hour, OneSignaturePerEmail: true}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rs := []event.Report{{Bucket: "b", Key: "u1/a.pdf", Token: tok}, {Bucket: "b", Key: "u1/b.pdf", Token: tok}}
@@ -43,8 +45,26 @@ func TestTracedLinkSignatureCoversToken(t *testing.T) {
 				if _, err := Verify(l.URL, lookup(t), testNow); err != nil {
 					t.Fatalf("traced link does not verify: %v\n%s", err, l.URL)
 				}
-				if strings.Contains(l.URL, "Policy=") && strings.Contains(l.URL, "*") {
-					t.Errorf("a wildcard policy signed a traced link: %s", l.URL)
+				// A policy in the link is base64: read its Resource, which
+				// must be this link, token included, with no wildcard.
+				u, err := url.Parse(l.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if enc := u.Query().Get("Policy"); (enc != "") != tt.custom {
+					t.Fatalf("link has Policy %q, want one: %v", enc, tt.custom)
+				} else if enc != "" {
+					b, err := decodeBase64(enc)
+					if err != nil {
+						t.Fatalf("Policy: %v", err)
+					}
+					p, err := parseCustomPolicy(b)
+					if err != nil {
+						t.Fatalf("Policy %s: %v", b, err)
+					}
+					if want := strings.TrimSuffix(want, "&"); p.resource != want {
+						t.Errorf("policy Resource %q, want the link itself %q", p.resource, want)
+					}
 				}
 				for name, bad := range map[string]string{
 					"changed": strings.Replace(l.URL, tok, other, 1),
