@@ -1,0 +1,142 @@
+package link
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/reportmailer/reportmailer/worker"
+)
+
+// KMSAPI is the part of *kms.Client that a KMSSigner uses.
+type KMSAPI interface {
+	Sign(context.Context, *kms.SignInput, ...func(*kms.Options)) (*kms.SignOutput, error)
+	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
+}
+
+// KMSSignTimeout bounds one kms:Sign call, retries included: a
+// crypto.Signer is given no context.
+const KMSSignTimeout = 20 * time.Second
+
+// KMSThrottleBackoff is how long sending halts when KMS still throttles
+// after the SDK's retries: the request quota is the account's, shared
+// by every replica, so the run hands its messages back for about this
+// long rather than burning their receive counts.
+const KMSThrottleBackoff = 30 * time.Second
+
+// KMSSigner is a crypto.Signer whose private key never leaves AWS KMS:
+// an asymmetric key of spec RSA_2048 (signing RSASSA_PKCS1_V1_5_SHA_256)
+// or ECC_NIST_P256 (ECDSA_SHA_256, DER), used through kms:Sign with
+// MessageType DIGEST. It signs SHA-256 digests only, so CloudFront URLs
+// signed with it carry Hash-Algorithm=SHA256. It is safe for concurrent
+// use. Make one with [NewKMSSigner].
+type KMSSigner struct {
+	client KMSAPI
+	keyID  string
+	alg    kmstypes.SigningAlgorithmSpec
+	pub    crypto.PublicKey
+}
+
+var _ crypto.Signer = (*KMSSigner)(nil)
+
+// NewKMSSigner reads the public key of the KMS key keyID (an id, ARN or
+// alias) with kms:GetPublicKey and checks that CloudFront can use it.
+func NewKMSSigner(ctx context.Context, client KMSAPI, keyID string) (*KMSSigner, error) {
+	out, err := client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(keyID)})
+	if err != nil {
+		return nil, fmt.Errorf("kms key %s: %w", keyID, err)
+	}
+	if out.KeyUsage != kmstypes.KeyUsageTypeSignVerify {
+		return nil, fmt.Errorf("kms key %s: usage is %s, want SIGN_VERIFY", keyID, out.KeyUsage)
+	}
+	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("kms key %s: public key: %w", keyID, err)
+	}
+	if err := checkPublicKey(pub); err != nil {
+		return nil, fmt.Errorf("kms key %s (%s): %w", keyID, out.KeySpec, err)
+	}
+	alg := kmstypes.SigningAlgorithmSpecRsassaPkcs1V15Sha256
+	if _, ok := pub.(*ecdsa.PublicKey); ok {
+		alg = kmstypes.SigningAlgorithmSpecEcdsaSha256
+	}
+	if len(out.SigningAlgorithms) > 0 && !contains(out.SigningAlgorithms, alg) {
+		return nil, fmt.Errorf("kms key %s: it does not sign with %s", keyID, alg)
+	}
+	id := keyID
+	if out.KeyId != nil {
+		id = *out.KeyId // the ARN, so that an alias moved later changes nothing
+	}
+	return &KMSSigner{client: client, keyID: id, alg: alg, pub: pub}, nil
+}
+
+func contains(s []kmstypes.SigningAlgorithmSpec, a kmstypes.SigningAlgorithmSpec) bool {
+	for _, x := range s {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyID is the KMS key's ARN.
+func (k *KMSSigner) KeyID() string { return k.keyID }
+
+// Public returns the KMS key's public key.
+func (k *KMSSigner) Public() crypto.PublicKey { return k.pub }
+
+// Sign signs a SHA-256 digest with kms:Sign. Throttling that outlasts
+// the SDK's retries is returned as a halt of sending for
+// KMSThrottleBackoff ([worker.HaltUntil]), never as a permanent error.
+func (k *KMSSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil || opts.HashFunc() != crypto.SHA256 {
+		return nil, errors.New("kms keys sign SHA-256 digests only: set links.cloudfront.hash to sha256")
+	}
+	if len(digest) != crypto.SHA256.Size() {
+		return nil, fmt.Errorf("digest is %d bytes, want %d", len(digest), crypto.SHA256.Size())
+	}
+	if _, ok := opts.(*rsa.PSSOptions); ok {
+		return nil, errors.New("kms signer: PSS is not what CloudFront verifies")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), KMSSignTimeout)
+	defer cancel()
+	out, err := k.client.Sign(ctx, &kms.SignInput{
+		KeyId:            aws.String(k.keyID),
+		Message:          digest,
+		MessageType:      kmstypes.MessageTypeDigest,
+		SigningAlgorithm: k.alg,
+	})
+	if err != nil {
+		err = fmt.Errorf("kms sign with %s: %w", k.keyID, err)
+		if isThrottle(err) {
+			return nil, worker.HaltUntil(err, time.Now().Add(KMSThrottleBackoff))
+		}
+		return nil, err
+	}
+	return out.Signature, nil
+}
+
+// isThrottle reports KMS's throttling errors: ThrottlingException (the
+// request quota), and LimitExceededException, which KMS also uses for
+// request-rate limits.
+func isThrottle(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "ThrottlingException", "LimitExceededException", "TooManyRequestsException", "RequestLimitExceeded":
+			return true
+		}
+	}
+	return false
+}
