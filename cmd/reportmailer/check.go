@@ -169,6 +169,9 @@ func checkPlan(c *config.Config, region string) (preflight.Plan, error) {
 			OriginPath:     cf.OriginPath,
 		}
 		for _, k := range keys {
+			if k.Signer == nil {
+				continue // a KMS key: its public key is in KMS
+			}
 			p.CloudFront.Keys = append(p.CloudFront.Keys, preflight.Key{ID: k.ID, Public: k.Signer.Public()})
 		}
 	}

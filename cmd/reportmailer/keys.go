@@ -22,10 +22,15 @@ type loadedKey struct {
 
 // loadKeys reads every configured CloudFront key, so that a key that
 // cannot be read stops start-up (and config check) rather than a
-// rotation.
+// rotation. A KMS key has no private key to read: its Signer is nil
+// here, and the key ring (ring.go) asks KMS for it.
 func loadKeys(cf *config.CloudFront) ([]loadedKey, error) {
 	var keys []loadedKey
 	for i, k := range cf.SigningKeys() {
+		if k.KMSKeyID != "" {
+			keys = append(keys, loadedKey{CloudFrontKey: k})
+			continue
+		}
 		s, err := link.LoadPrivateKey(k.PrivateKeyFile, k.PrivateKeyEnv)
 		if err != nil {
 			// Name the setting to fix; LoadPrivateKey never quotes the key.
