@@ -73,6 +73,9 @@ func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
 	}
 	if cf := c.Links.CloudFront; cf != nil {
 		in.DistributionID = cf.DistributionID
+		for _, k := range cf.SigningKeys() {
+			in.KMS = in.KMS || k.KMSKeyID != ""
+		}
 	}
 	for _, s := range c.Schedules {
 		in.Queues = append(in.Queues, iam.QueuePair{URL: s.QueueURL, DeadLetterURL: s.DeadLetterQueueURL})
