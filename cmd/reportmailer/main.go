@@ -90,7 +90,7 @@ var commands = []command{
 	{name: "redrive", summary: "move dead letters back to their queue, filtered by -event-id or\n-code; skips maybe-sent ones (see resend)", run: (*Main).redrive},
 	{name: "resend", summary: "deliver one event again, directly, showing the ledger for each\nrecipient first; -force for maybe-sent or sent deliveries", run: (*Main).resend},
 	{name: "history", summary: "list past runs (drain, serve slots) with their counts, or one in full", run: (*Main).history},
-	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront", run: (*Main).keys},
+	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront;\n\"keys rotate\" adds and schedules a new key, \"keys retire\" removes an old one", run: (*Main).keys},
 	{name: "sign", summary: "sign one CloudFront URL with a private key, offline", run: (*Main).sign},
 	{name: "verify", summary: "check a signed CloudFront URL offline, and say why it fails", run: (*Main).verify},
 	{name: "iam", summary: "print the least-privilege IAM policy for a config", run: (*Main).iam},

@@ -63,6 +63,9 @@ type app struct {
 	events *sesevents.Reader
 	// obs is what runs report to: metrics, traces, AWS call results.
 	obs *observability
+	// aws is the SDK's config, for the clients only some commands use
+	// (KMS, CloudFront).
+	aws aws.Config
 }
 
 // offline builds what needs no AWS call: templates and the link key.
@@ -110,6 +113,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		ledger:    ledger,
 		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
 		obs:       obs,
+		aws:       awsCfg,
 	}
 	obs.paced(a.mailer)
 	if e := c.SESEvents; e.QueueURL != "" {

@@ -122,10 +122,20 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 			if r.MaxTTL > 0 && now.Add(-r.MaxTTL).After(from) {
 				from = now.Add(-r.MaxTTL)
 			}
-			if res.LiveEmails, err = r.Emails.count(ctx, from, now); err != nil {
+			// Until the next key took over.
+			to, own := now, time.Time{}
+			if k, ok := st.Key(o.KeyID); ok {
+				own = k.ActivatesAt
+			}
+			for _, k := range st.Keys {
+				if k.ID != o.KeyID && k.ActivatesAt.After(own) && k.ActivatesAt.Before(to) {
+					to = k.ActivatesAt
+				}
+			}
+			if res.LiveEmails, err = r.Emails.count(ctx, from, to); err != nil {
 				return res, fmt.Errorf("retire: %w", err)
 			}
-			live = fmt.Sprintf("up to %d emails (all sent since %s, any key)", res.LiveEmails, from.UTC().Format(time.RFC3339))
+			live = fmt.Sprintf("up to %d emails (those sent from %s to %s, while it signed)", res.LiveEmails, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 		}
 		if !o.Force {
 			return res, fmt.Errorf("retire: key %s: %w until %s; retiring it now would break the links of %s. Wait until then, or give -force",
