@@ -98,7 +98,10 @@ func (m *Main) keys(ctx context.Context, args []string) error {
 	now := time.Now()
 	// The ring's state: keys scheduled by "keys rotate", and retired ones.
 	ring, _, ringErr := ringStore(c, a.s3).Load(ctx)
-	src := &keySource{cf: cf, files: map[string]crypto.Signer{}, kms: kms.NewFromConfig(a.aws, kmsOptions), signers: map[string]crypto.Signer{}}
+	src, err := keySource(cf, c, nil, kms.NewFromConfig(a.aws, kmsOptions), a.logger)
+	if err != nil {
+		return err
+	}
 	activeNow := ringActive(cf, ring, now)
 
 	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
@@ -139,7 +142,7 @@ func (m *Main) keys(ctx context.Context, args []string) error {
 		configured[k.ID] = true
 		signer := k.Signer
 		if signer == nil {
-			if signer, err = src.signer(ctx, k.ID, k.KMSKeyID, ""); err != nil {
+			if signer, err = src.Signer(ctx, k.ID, k.KMSKeyID, ""); err != nil {
 				return err
 			}
 		}
@@ -156,7 +159,7 @@ func (m *Main) keys(ctx context.Context, args []string) error {
 			continue
 		}
 		configured[k.ID] = true
-		signer, err := src.signer(ctx, k.ID, k.KMSKeyID, k.PrivateKeyFile)
+		signer, err := src.Signer(ctx, k.ID, k.KMSKeyID, k.PrivateKeyFile)
 		if err != nil {
 			return err
 		}
