@@ -153,8 +153,7 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 	if err != nil {
 		return res, fmt.Errorf("retire: %w", err)
 	}
-	var keep []string
-	var old []string
+	var keep, old []string
 	for g, ids := range groups {
 		if slices.Contains(ids, o.KeyID) {
 			old = append(old, g)
@@ -180,9 +179,15 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 		if err := r.waitDeployed(ctx); err != nil {
 			return res, fmt.Errorf("retire: %w; run the command again to finish", err)
 		}
-		for _, g := range old {
-			r.deleteKeyGroup(ctx, g)
-		}
+	}
+	// Every key group holding the key, trusted before or left over
+	// from a rotation: CloudFront deletes no public key a group holds.
+	holding, err := r.groupsHolding(ctx, o.KeyID)
+	if err != nil {
+		return res, fmt.Errorf("retire: %w", err)
+	}
+	for _, g := range holding {
+		r.deleteKeyGroup(ctx, g)
 	}
 	if err := r.deletePublicKey(ctx, o.KeyID); err != nil {
 		return res, fmt.Errorf("retire: %w", err)
@@ -197,6 +202,29 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 	res.Retired = true
 	r.log().Info("retire: done: the public key is deleted from CloudFront", "key", o.KeyID)
 	return res, nil
+}
+
+// groupsHolding lists the key groups that hold key id.
+func (r *Rotator) groupsHolding(ctx context.Context, id string) ([]string, error) {
+	var out []string
+	var marker *string
+	for {
+		page, err := r.CloudFront.ListKeyGroups(ctx, &cloudfront.ListKeyGroupsInput{Marker: marker})
+		if err != nil {
+			return nil, fmt.Errorf("cloudfront list key groups: %w", err)
+		}
+		if page.KeyGroupList == nil {
+			return out, nil
+		}
+		for _, s := range page.KeyGroupList.Items {
+			if kg := s.KeyGroup; kg != nil && kg.KeyGroupConfig != nil && slices.Contains(kg.KeyGroupConfig.Items, id) {
+				out = append(out, aws.ToString(kg.Id))
+			}
+		}
+		if marker = page.KeyGroupList.NextMarker; aws.ToString(marker) == "" {
+			return out, nil
+		}
+	}
 }
 
 // deleteKeyGroup deletes a key group no behaviour trusts any more; a

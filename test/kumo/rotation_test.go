@@ -1,0 +1,185 @@
+package kumo
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/rotate"
+	"github.com/reportmailer/reportmailer/worker/store"
+)
+
+// kmsPublic returns a KMS key's public key, as CloudFront gets it.
+func kmsPublic(t *testing.T, e *env, arn string) crypto.PublicKey {
+	t.Helper()
+	out, err := e.kms.GetPublicKey(context.Background(), &kms.GetPublicKeyInput{KeyId: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+func keyPairID(t *testing.T, signed string) string {
+	t.Helper()
+	_, after, ok := strings.Cut(signed, "Key-Pair-Id=")
+	if !ok {
+		t.Fatalf("no Key-Pair-Id in %s", signed)
+	}
+	id, _, _ := strings.Cut(after, "&")
+	return id
+}
+
+// TestRotationAtTheEdge takes a signer from an RSA file key A to a KMS
+// RSA_2048 key B with the rotation the keys rotate command runs, then
+// retires A as keys retire does, against kumo's CloudFront API, KMS
+// and signed-URL-checking edge. Links made before the rotation, during
+// it (B trusted, A still signing) and after B's activation all open;
+// A's links open until A is retired, which is refused before A's
+// safe-removal date and done after it; B's links outlive it.
+//
+// The object keys need no percent-encoding: kumo's edge compares the
+// decoded path, CloudFront the encoded one (see ../../docs/design.md).
+func TestRotationAtTheEdge(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	// kumo's state is the process's, so names differ per test.
+	reports, state := unique("reports"), unique("state")
+	e.bucket(t, reports)
+	e.bucket(t, state)
+	keyA, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA := e.publicKey(t, keyA.Public())
+	dist := e.distribution(t, reports, idA)
+	expiries, ring := keyRecords(e, state)
+
+	// The worker's signer, as cmd/reportmailer wires it: a ring that
+	// reads the ring's state (here on every signature, not every minute).
+	src := &rotate.Source{Keys: []rotate.ConfiguredKey{{ID: idA, Signer: keyA, Active: true}}, KMS: e.kms, State: ring}
+	signer := &link.CloudFront{Domain: e.edge(dist), Bucket: reports, Ring: &link.LoadedRing{Load: src.Load, Refresh: time.Nanosecond},
+		Hash: link.HashSHA256, TTL: time.Hour, Expiries: expiries}
+	if err := signer.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// The edge serves "r/NAME" from the bucket at <edge>/r/NAME. The
+	// signer links a report's key less the domain's path, so a report's
+	// key carries that path; the worker would head it there.
+	sign := func(name string, at time.Time) string {
+		t.Helper()
+		e.put(t, reports, "r/"+name, "%PDF "+name)
+		l, err := signer.Sign(ctx, event.Report{Bucket: reports, Key: "kumo/cdn/" + dist + "/r/" + name}, at)
+		if err != nil {
+			t.Fatalf("sign %s: %v", name, err)
+		}
+		return l.URL
+	}
+	opens := func(when string, links map[string]int) {
+		t.Helper()
+		for l, want := range links {
+			if got := status(t, l); got != want {
+				t.Errorf("%s: %s answered %d, want %d", when, l, got, want)
+			}
+		}
+	}
+
+	before := sign("before.pdf", time.Now())
+	if id := keyPairID(t, before); id != idA {
+		t.Fatalf("before the rotation the link is signed by %s, want key A %s", id, idA)
+	}
+	opens("before the rotation", map[string]int{before: http.StatusOK})
+
+	clock := time.Now()
+	rot := &rotate.Rotator{CloudFront: e.cf, KMS: e.kms, Ring: ring, Expiries: expiries, DistributionID: dist,
+		ActiveKeyID: idA, MaxTTL: time.Hour, Poll: time.Millisecond, Now: func() time.Time { return clock }}
+	if _, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindKMSRSA, DryRun: true}); err != nil {
+		t.Fatalf("rotate -dry-run: %v", err)
+	}
+	if st, _, _ := ring.Load(ctx); st.Rotation != nil || len(st.Keys) > 0 {
+		t.Fatalf("rotate -dry-run changed the ring's state: %+v", st)
+	}
+	kB, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindKMSRSA, ActivateAfter: rotate.ActivateAfterMin})
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if kB.KMSKeyID == "" || kB.ID == idA || !kB.ActivatesAt.After(clock) {
+		t.Fatalf("rotate scheduled %+v", kB)
+	}
+
+	during := sign("during.pdf", time.Now())
+	if id := keyPairID(t, during); id != idA {
+		t.Errorf("before B's activation the link is signed by %s, want key A %s", id, idA)
+	}
+	after := sign("after.pdf", kB.ActivatesAt.Add(time.Second))
+	if id := keyPairID(t, after); id != kB.ID {
+		t.Errorf("after B's activation the link is signed by %s, want key B %s", id, kB.ID)
+	}
+	pubB := kmsPublic(t, e, kB.KMSKeyID)
+	if _, err := link.Verify(after, func(id string) (crypto.PublicKey, bool) { return pubB, id == kB.ID }, kB.ActivatesAt.Add(2*time.Second)); err != nil {
+		t.Errorf("the link signed after the activation does not verify with the KMS key's public key: %v", err)
+	}
+	opens("after the rotation", map[string]int{before: http.StatusOK, during: http.StatusOK, after: http.StatusOK})
+
+	// Retiring: never the key that signs, and not A before its links expire.
+	clock = kB.ActivatesAt.Add(time.Minute)
+	if _, err := rot.Retire(ctx, rotate.RetireOptions{KeyID: kB.ID}); err == nil {
+		t.Error("retire of the active key B succeeded")
+	}
+	safe, err := expiries.Latest(ctx, idA)
+	if err != nil || safe.IsZero() {
+		t.Fatalf("key A's safe-removal date: %v, %v", safe, err)
+	}
+	_, err = rot.Retire(ctx, rotate.RetireOptions{KeyID: idA})
+	if !errors.Is(err, rotate.ErrTooEarly) || !strings.Contains(err.Error(), safe.UTC().Format(time.RFC3339)) {
+		t.Fatalf("retire before the safe date: %v, want a refusal naming %s", err, safe.UTC().Format(time.RFC3339))
+	}
+	opens("after the refused retirement", map[string]int{before: http.StatusOK, during: http.StatusOK, after: http.StatusOK})
+
+	clock = safe.Add(time.Second)
+	res, err := rot.Retire(ctx, rotate.RetireOptions{KeyID: idA})
+	if err != nil || !res.Retired {
+		t.Fatalf("retire after the safe date: %+v, %v", res, err)
+	}
+	opens("after A's retirement", map[string]int{before: http.StatusForbidden, during: http.StatusForbidden, after: http.StatusOK})
+	keys, err := e.cf.ListPublicKeys(ctx, &cloudfront.ListPublicKeysInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys.PublicKeyList.Items {
+		if aws.ToString(k.Id) == idA {
+			t.Errorf("key A's public key is still in CloudFront")
+		}
+	}
+	st, _, err := ring.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.IsRetired(idA) || !slices.ContainsFunc(st.Keys, func(k store.RingStateKey) bool { return k.ID == kB.ID }) {
+		t.Errorf("ring state after retirement: %+v, want A retired and B scheduled", st)
+	}
+	// A second retirement changes nothing and fails nothing.
+	if _, err := rot.Retire(ctx, rotate.RetireOptions{KeyID: idA}); err != nil {
+		t.Errorf("retiring A again: %v", err)
+	}
+	if l := sign("later.pdf", clock); keyPairID(t, l) != kB.ID || status(t, l) != http.StatusOK {
+		t.Errorf("after A's retirement, %s does not open with key B", l)
+	}
+}
