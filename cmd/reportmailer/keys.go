@@ -65,15 +65,7 @@ func keyExpiries(c *config.Config, client store.KeysAPI) *store.KeyExpiries {
 }
 
 func (m *Main) keys(ctx context.Context, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "rotate":
-			return m.keysRotate(ctx, args[1:])
-		case "retire":
-			return m.keysRetire(ctx, args[1:])
-		}
-	}
-	fs := m.newFlagSet("keys", "keys -config FILE\n       reportmailer keys rotate -config FILE (-kms | -generate ecdsa|rsa) [-dry-run]\n       reportmailer keys retire -config FILE -key-id ID [-force] [-dry-run]")
+	fs := m.newFlagSet("keys", "keys -config FILE   (and: keys rotate, keys retire)")
 	configPath := fs.String("config", "", "config file (default $REPORTMAILER_CONFIG)")
 	if err := parse(fs, args); err != nil {
 		return err
