@@ -1,0 +1,91 @@
+package kumo
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/link"
+)
+
+// throttler is a fault layer in front of kumo's KMS: it answers the
+// next n kms:Sign requests with KMS's ThrottlingException, as KMS does
+// over its request quota, and forwards everything else to kumo.
+type throttler struct {
+	next http.RoundTripper
+	n    atomic.Int64
+	hits atomic.Int64
+}
+
+func (th *throttler) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("X-Amz-Target") == "TrentService.Sign" && th.n.Add(-1) >= 0 {
+		th.hits.Add(1)
+		body := `{"__type":"ThrottlingException","message":"You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."}`
+		return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header:  http.Header{"Content-Type": {"application/x-amz-json-1.1"}, "X-Amzn-Requestid": {"throttled"}},
+			Body:    io.NopCloser(bytes.NewBufferString(body)),
+			Request: r}, nil
+	}
+	return th.next.RoundTrip(r)
+}
+
+// TestKMSThrottleHalts: throttling that outlasts the SDK's retries
+// comes back from the KMS signer as a halt of sending until about
+// link.KMSThrottleBackoff from now (the worker then hands its messages
+// back hidden, never dead-letters them), and signing works again once
+// KMS stops throttling.
+func TestKMSThrottleHalts(t *testing.T) {
+	e := newEnv(t)
+	arn := e.kmsKey(t, kmstypes.KeySpecEccNistP256)
+	th := &throttler{next: http.DefaultTransport}
+	client := kms.NewFromConfig(aws.Config{
+		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(e.url), HTTPClient: &http.Client{Transport: th},
+	}, func(o *kms.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 2
+			so.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
+		})
+	})
+	s, err := link.NewKMSSigner(context.Background(), client, arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("policy"))
+
+	th.n.Store(2) // both attempts
+	start := time.Now()
+	_, err = s.Sign(nil, digest[:], crypto.SHA256)
+	if err == nil || !worker.IsHalt(err) || worker.IsPermanent(err) {
+		t.Fatalf("throttled Sign: %v; want a halt, not a permanent failure", err)
+	}
+	if until, ok := worker.RetryAfter(err); !ok || until.Before(start.Add(link.KMSThrottleBackoff)) {
+		t.Errorf("halt until %v (%v), want about %s from now", until, ok, link.KMSThrottleBackoff)
+	}
+	if th.hits.Load() != 2 {
+		t.Errorf("%d throttled attempts, want the SDK's 2", th.hits.Load())
+	}
+
+	th.n.Store(1) // one throttle, then KMS answers: the SDK's retry signs
+	sig, err := s.Sign(nil, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatalf("Sign after one throttle: %v", err)
+	}
+	if pub, ok := s.Public().(*ecdsa.PublicKey); !ok || !ecdsa.VerifyASN1(pub, digest[:], sig) {
+		t.Errorf("the ECC_NIST_P256 signature does not verify with the KMS key's public key")
+	}
+}
