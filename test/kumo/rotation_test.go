@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/link"
@@ -181,5 +182,60 @@ func TestRotationAtTheEdge(t *testing.T) {
 	}
 	if l := sign("later.pdf", clock); keyPairID(t, l) != kB.ID || status(t, l) != http.StatusOK {
 		t.Errorf("after A's retirement, %s does not open with key B", l)
+	}
+}
+
+// TestRotateResumes: a rotation that stopped after creating its KMS key
+// and uploading the public key (the state says so for the first, and
+// CloudFront holds the second) resumes with both, rather than making
+// another key; a rotation of another kind is refused until it is done.
+func TestRotateResumes(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reports, state := unique("reports"), unique("state")
+	e.bucket(t, reports)
+	e.bucket(t, state)
+	keyA, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA := e.publicKey(t, keyA.Public())
+	dist := e.distribution(t, reports, idA)
+	expiries, ring := keyRecords(e, state)
+
+	arn := e.kmsKey(t, kmstypes.KeySpecRsa2048)
+	uploaded := e.publicKey(t, kmsPublic(t, e, arn))
+	if _, err := ring.Save(ctx, store.RingState{Rotation: &store.Rotation{StartedAt: time.Now().UTC(), Kind: rotate.KindKMSRSA, KMSKeyID: arn}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	rot := &rotate.Rotator{CloudFront: e.cf, KMS: e.kms, Ring: ring, Expiries: expiries, DistributionID: dist, ActiveKeyID: idA, Poll: time.Millisecond}
+	if _, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindECDSA, KeyDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "is not finished") {
+		t.Fatalf("a rotation of another kind while one is pending: %v", err)
+	}
+	k, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindKMSRSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.KMSKeyID != arn || k.ID != uploaded {
+		t.Errorf("resumed rotation scheduled %+v, want KMS key %s with public key %s", k, arn, uploaded)
+	}
+	cfg, err := e.cf.GetDistributionConfig(ctx, &cloudfront.GetDistributionConfigInput{Id: aws.String(dist)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := cfg.DistributionConfig.DefaultCacheBehavior.TrustedKeyGroups.Items
+	if len(groups) != 1 {
+		t.Fatalf("trusted key groups %v, want one", groups)
+	}
+	kg, err := e.cf.GetKeyGroup(ctx, &cloudfront.GetKeyGroupInput{Id: aws.String(groups[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Sorted(slices.Values(kg.KeyGroup.KeyGroupConfig.Items))
+	if want := slices.Sorted(slices.Values([]string{idA, uploaded})); !slices.Equal(got, want) {
+		t.Errorf("the distribution trusts %v, want %v", got, want)
+	}
+	if st, _, err := ring.Load(ctx); err != nil || st.Rotation != nil {
+		t.Errorf("after the rotation the state still has one in progress: %+v, %v", st.Rotation, err)
 	}
 }
