@@ -15,7 +15,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 IMAGE   ?= reportmailer:$(VERSION)
 
-.PHONY: all build test test-kumo race demo demo-serve preview bench clean image deploy-check
+.PHONY: all build test race demo demo-serve preview bench clean image deploy-check
 
 all: build
 
@@ -50,6 +50,7 @@ test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser i
 
 # The key-rotation and KMS tests against kumo (CloudFront edge, KMS), in
 # a module of their own so that kumo's dependencies stay out of go.mod.
+.PHONY: test-kumo
 test-kumo:
 	cd test/kumo && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) test -count=1 -timeout 3m ./...
 
