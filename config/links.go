@@ -202,8 +202,10 @@ func ttlByTypeField(typ string) string {
 	return "links.ttl_by_type[" + quote(typ) + "]"
 }
 
-// distributionIDRE is what CloudFront distribution ids look like.
-var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
+// distributionIDRE is what CloudFront distribution ids look like:
+// letters and digits, and "-", which AWS's ids lack but an emulator's
+// (kumo's "E2693aba3-3481") have; none of them needs escaping in an ARN.
+var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 
 // keyIDRE is what CloudFront key ids look like, and what is safe in a
 // URL and an S3 key.
