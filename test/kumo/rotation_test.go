@@ -108,8 +108,12 @@ func TestRotationAtTheEdge(t *testing.T) {
 	}
 	opens("before the rotation", map[string]int{before: http.StatusOK})
 
+	// Two emails in the ledger's index, sent while A signed.
+	e.put(t, state, "ledger/emails/e1.json", "{}")
+	e.put(t, state, "ledger/emails/e2.json", "{}")
 	clock := time.Now()
 	rot := &rotate.Rotator{CloudFront: e.cf, KMS: e.kms, Ring: ring, Expiries: expiries, DistributionID: dist,
+		Emails:      &rotate.EmailIndex{Client: e.s3, Bucket: state, Prefix: "ledger/"},
 		ActiveKeyID: idA, MaxTTL: time.Hour, Poll: time.Millisecond, Now: func() time.Time { return clock }}
 	if _, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindKMSRSA, DryRun: true}); err != nil {
 		t.Fatalf("rotate -dry-run: %v", err)
@@ -148,14 +152,17 @@ func TestRotationAtTheEdge(t *testing.T) {
 	if err != nil || safe.IsZero() {
 		t.Fatalf("key A's safe-removal date: %v, %v", safe, err)
 	}
-	_, err = rot.Retire(ctx, rotate.RetireOptions{KeyID: idA})
+	res, err := rot.Retire(ctx, rotate.RetireOptions{KeyID: idA})
 	if !errors.Is(err, rotate.ErrTooEarly) || !strings.Contains(err.Error(), safe.UTC().Format(time.RFC3339)) {
 		t.Fatalf("retire before the safe date: %v, want a refusal naming %s", err, safe.UTC().Format(time.RFC3339))
+	}
+	if res.LiveEmails != 2 || !strings.Contains(err.Error(), "up to 2 emails") {
+		t.Errorf("the refusal counts %d emails (%v), want the 2 sent while A signed", res.LiveEmails, err)
 	}
 	opens("after the refused retirement", map[string]int{before: http.StatusOK, during: http.StatusOK, after: http.StatusOK})
 
 	clock = safe.Add(time.Second)
-	res, err := rot.Retire(ctx, rotate.RetireOptions{KeyID: idA})
+	res, err = rot.Retire(ctx, rotate.RetireOptions{KeyID: idA})
 	if err != nil || !res.Retired {
 		t.Fatalf("retire after the safe date: %+v, %v", res, err)
 	}
