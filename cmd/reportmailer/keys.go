@@ -153,7 +153,10 @@ func (m *Main) keys(ctx context.Context, args []string) error {
 		configured[k.ID] = true
 		signer, err := src.Signer(ctx, k.ID, k.KMSKeyID, k.PrivateKeyFile)
 		if err != nil {
-			return err
+			// A key file on the workers' disks, not this one: still list it.
+			fmt.Fprintf(m.Stderr, "warning: %v\n", err)
+			fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\n", k.ID, "from "+k.ActivatesAt.UTC().Format(time.RFC3339))
+			continue
 		}
 		if err := row(k.ID, signer, k.ActivatesAt); err != nil {
 			return err
