@@ -155,7 +155,14 @@ func (m *Main) keys(ctx context.Context, args []string) error {
 		if err != nil {
 			// A key file on the workers' disks, not this one: still list it.
 			fmt.Fprintf(m.Stderr, "warning: %v\n", err)
-			fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\n", k.ID, "from "+k.ActivatesAt.UTC().Format(time.RFC3339))
+			active := "no"
+			switch {
+			case k.ID == activeNow:
+				active = "yes"
+			case k.ActivatesAt.After(now):
+				active = "from " + k.ActivatesAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\n", k.ID, active)
 			continue
 		}
 		if err := row(k.ID, signer, k.ActivatesAt); err != nil {
