@@ -76,6 +76,8 @@ func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
 		for _, k := range cf.SigningKeys() {
 			in.KMS = in.KMS || k.KMSKeyID != ""
 		}
+		in.AccessLogsBucket, in.AccessLogsPrefix = cf.AccessLogs.Bucket, cf.AccessLogs.Prefix
+		in.KeyValueStoreARN = cf.KeyValueStoreARN
 	}
 	for _, s := range c.Schedules {
 		in.Queues = append(in.Queues, iam.QueuePair{URL: s.QueueURL, DeadLetterURL: s.DeadLetterQueueURL})

@@ -18,6 +18,7 @@ import (
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/linktoken"
 	"github.com/reportmailer/reportmailer/worker/mail"
 	"github.com/reportmailer/reportmailer/worker/queue"
 	"github.com/reportmailer/reportmailer/worker/sesevents"
@@ -66,6 +67,8 @@ type app struct {
 	// aws is the SDK's config, for the clients only some commands use
 	// (KMS, CloudFront).
 	aws aws.Config
+	// tokens makes traced links' tokens; nil unless links.trace.
+	tokens *linktoken.Tokens
 }
 
 // offline builds what needs no AWS call: templates and the link key.
@@ -126,6 +129,9 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		}
 	}
 	if a.signer, err = newSignerWith(c, s3c, kms.NewFromConfig(awsCfg, kmsOptions), awsCfg.Credentials, logger); err != nil {
+		return nil, err
+	}
+	if a.tokens, err = loadTokens(c.Links); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -260,5 +266,7 @@ func (a *app) workerOn(s config.Schedule, p worker.UnsettledPolicy, only []strin
 		Halts:    &store.Halts{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Key: a.cfg.Ledger.Prefix + "halt.json"},
 		Logger:   a.logger,
 		Observer: a.obs.observer(s.Name),
+
+		LinkToken: a.linkToken(),
 	})
 }

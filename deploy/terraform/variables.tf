@@ -174,6 +174,12 @@ variable "cloudfront_log_retention_days" {
   }
 }
 
+variable "link_revocation" {
+  description = "Create the CloudFront KeyValueStore and viewer-request function that make `reportmailer revoke` work, and attach the function to the distribution. Needs links.trace in the config. Config: links.cloudfront.key_value_store_arn from the key_value_store_arn output."
+  type        = bool
+  default     = false
+}
+
 variable "sender_address" {
   description = "The address emails are sent from, e.g. \"reports@example.com\" (config: sender.from, which may add a display name). The worker may send only as this address or its domain, whichever identity SES has verified."
   type        = string

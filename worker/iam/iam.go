@@ -18,6 +18,10 @@
 //     List for `keys`).
 //   - worker/mail: ses:SendEmail as the sender identity, ses:GetAccount
 //     for the quota.
+//   - downloads: the ledger's records (Get, List) and the CloudFront
+//     access log files (Get, List) under their prefix.
+//   - revoke: the ledger's records (Get, List), and DescribeKeyValueStore
+//     and UpdateKeys on the deny list's CloudFront KeyValueStore.
 //
 // Every prefix the worker reads also gets s3:ListBucket, limited to that
 // prefix: without it S3 answers a read of a missing key with 403
@@ -99,6 +103,12 @@ const (
 	// stops the distribution trusting a key and deletes its public key,
 	// after counting the emails whose links it would break.
 	KeysRetire Command = "keys-retire"
+	// Downloads is `reportmailer downloads`: reads the ledger's records
+	// and the distribution's access log files.
+	Downloads Command = "downloads"
+	// Revoke is `reportmailer revoke`: reads the ledger's records and
+	// adds tokens to the deny list in a CloudFront KeyValueStore.
+	Revoke Command = "revoke"
 )
 
 // The commands that call no AWS API: For gives them nothing.
@@ -111,7 +121,7 @@ const (
 
 // Commands returns every command For knows, those that call AWS first.
 func Commands() []Command {
-	return []Command{Drain, Serve, Keys, Check, DLQList, DLQDelete, Redrive, Resend, History, Status, KeysRotate, KeysRetire, Preview, Sign, Verify, ConfigCheck}
+	return []Command{Drain, Serve, Keys, Check, DLQList, DLQDelete, Redrive, Resend, History, Status, Downloads, Revoke, KeysRotate, KeysRetire, Preview, Sign, Verify, ConfigCheck}
 }
 
 // ParseCommands reads a comma-separated list of command names, such as
@@ -187,6 +197,12 @@ type Inputs struct {
 	// KMS is set when a CloudFront key is in AWS KMS: the worker then
 	// signs with kms:Sign, on the keys tagged KMSTagKey=KMSTagValue.
 	KMS bool
+	// AccessLogsBucket and AccessLogsPrefix are where the
+	// distribution's standard logs are, for downloads.
+	AccessLogsBucket, AccessLogsPrefix string
+	// KeyValueStoreARN is the CloudFront KeyValueStore revoke writes
+	// the deny list to.
+	KeyValueStoreARN string
 }
 
 // KMSTagKey and KMSTagValue tag the KMS keys reportmailer signs with:
@@ -216,6 +232,12 @@ func (in Inputs) Check(cmds ...Command) error {
 		if _, err := mail.ParseAddress(in.From); err != nil {
 			return fmt.Errorf("From %q is not an email address: %v", in.From, err)
 		}
+	}
+	if slices.Contains(cmds, Downloads) && in.AccessLogsBucket == "" {
+		return fmt.Errorf("AccessLogsBucket is empty: the policy must name the bucket CloudFront's access logs are in")
+	}
+	if slices.Contains(cmds, Revoke) && in.KeyValueStoreARN == "" {
+		return fmt.Errorf("KeyValueStoreARN is empty: the policy must name the deny list's KeyValueStore")
 	}
 	if in.EventsQueueURL != "" {
 		if _, err := QueueARN(in.EventsQueueURL, in.Region); err != nil {
@@ -256,6 +278,9 @@ const (
 	sidKeyGroups        = "KeyGroups"
 	sidSigningKeys      = "SigningKeys"
 	sidCreateKeys       = "CreateSigningKeys"
+	sidAccessLogs       = "AccessLogs"
+	sidListAccessLogs   = "ListAccessLogs"
+	sidDenyList         = "DenyList"
 )
 
 // For returns the least-privilege policy for the commands: one Allow
@@ -301,6 +326,15 @@ func For(in Inputs, cmds ...Command) Document {
 			b.rotate()
 		case KeysRetire:
 			b.retire()
+		case Downloads:
+			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
+			b.readPrefix(sidAccessLogs, sidListAccessLogs, b.in.AccessLogsBucket, b.in.AccessLogsPrefix)
+		case Revoke:
+			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
+			if b.in.KeyValueStoreARN != "" {
+				b.add(sidDenyList, []string{b.in.KeyValueStoreARN}, nil,
+					"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:UpdateKeys")
+			}
 		}
 	}
 	return b.document()
