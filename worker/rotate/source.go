@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
@@ -29,7 +31,9 @@ type ConfiguredKey struct {
 // state schedules, each from its activation time, less the retired.
 // A scheduled key whose private key cannot be had is left out and
 // logged, so the key before it keeps signing (its public key is still
-// trusted); so does the configured key while the state cannot be read.
+// trusted). A state that cannot be read is an error, a halt of sending
+// ([worker.HaltUntil]) for a ring that has loaded no keys yet: the
+// configured key may be retired, so it never signs in its place.
 type Source struct {
 	Keys []ConfiguredKey
 	// KMS signs with KMS keys; nil refuses them.
@@ -56,8 +60,11 @@ func (s *Source) Load(ctx context.Context) ([]link.RingKey, error) {
 	if s.State != nil {
 		var err error
 		if st, _, err = s.State.Load(ctx); err != nil {
-			s.log().Error("key ring: its state cannot be read; the configured active key signs until it can", "err", err)
-			st = store.RingState{}
+			// Never fall back to the configured key: the state may have
+			// retired it, and CloudFront would refuse its links. A ring
+			// that loaded before keeps its keys (LoadedRing); one that
+			// never did halts sending until the state can be read.
+			return nil, worker.HaltUntil(fmt.Errorf("its state cannot be read, so no key signs: %w", err), time.Now().Add(link.RingRefresh))
 		}
 	}
 	var out []link.RingKey
