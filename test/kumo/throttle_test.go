@@ -24,9 +24,11 @@ import (
 
 // throttler is a fault layer in front of kumo's KMS: it answers the
 // next n kms:Sign requests with KMS's ThrottlingException, as KMS does
-// over its request quota, and forwards everything else to kumo.
+// over its request quota (or with code, when set), and forwards
+// everything else to kumo.
 type throttler struct {
 	next http.RoundTripper
+	code string
 	n    atomic.Int64
 	hits atomic.Int64
 }
@@ -35,6 +37,9 @@ func (th *throttler) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Header.Get("X-Amz-Target") == "TrentService.Sign" && th.n.Add(-1) >= 0 {
 		th.hits.Add(1)
 		body := `{"__type":"ThrottlingException","message":"You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."}`
+		if th.code != "" {
+			body = `{"__type":"` + th.code + `","message":"refused by the test's fault layer"}`
+		}
 		return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 			Header:  http.Header{"Content-Type": {"application/x-amz-json-1.1"}, "X-Amzn-Requestid": {"throttled"}},
 			Body:    io.NopCloser(bytes.NewBufferString(body)),
@@ -87,5 +92,53 @@ func TestKMSThrottleHalts(t *testing.T) {
 	}
 	if pub, ok := s.Public().(*ecdsa.PublicKey); !ok || !ecdsa.VerifyASN1(pub, digest[:], sig) {
 		t.Errorf("the ECC_NIST_P256 signature does not verify with the KMS key's public key")
+	}
+}
+
+// TestKMSKeyRefusedHalts: KMS answers that every signature with the key
+// would get (the role denied, the key disabled, pending deletion, gone
+// or unavailable) come back from the KMS signer as a halt of sending
+// for link.KMSRefusedHalt, so the worker hides its messages rather than
+// dead-letter them one by one. A key disabled in kumo is the real case;
+// the others come from the fault layer.
+func TestKMSKeyRefusedHalts(t *testing.T) {
+	e := newEnv(t)
+	digest := sha256.Sum256([]byte("policy"))
+	check := func(t *testing.T, s *link.KMSSigner, start time.Time) {
+		t.Helper()
+		_, err := s.Sign(nil, digest[:], crypto.SHA256)
+		if err == nil || !worker.IsHalt(err) || worker.IsPermanent(err) {
+			t.Fatalf("Sign: %v; want a halt, not a message's failure", err)
+		}
+		if until, ok := worker.RetryAfter(err); !ok || until.Before(start.Add(link.KMSRefusedHalt)) {
+			t.Errorf("halt until %v (%v), want about %s from now", until, ok, link.KMSRefusedHalt)
+		}
+	}
+	t.Run("disabled in kumo", func(t *testing.T) {
+		arn := e.kmsKey(t, kmstypes.KeySpecRsa2048)
+		s, err := link.NewKMSSigner(context.Background(), e.kms, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.kms.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(arn)}); err != nil {
+			t.Fatal(err)
+		}
+		check(t, s, time.Now())
+	})
+	for _, code := range []string{"AccessDeniedException", "DisabledException", "KMSInvalidStateException", "NotFoundException", "KeyUnavailableException"} {
+		t.Run(code, func(t *testing.T) {
+			arn := e.kmsKey(t, kmstypes.KeySpecEccNistP256)
+			th := &throttler{next: http.DefaultTransport, code: code}
+			client := kms.NewFromConfig(aws.Config{
+				Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+				BaseEndpoint: aws.String(e.url), HTTPClient: &http.Client{Transport: th},
+			})
+			s, err := link.NewKMSSigner(context.Background(), client, arn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			th.n.Store(100)
+			check(t, s, time.Now())
+		})
 	}
 }

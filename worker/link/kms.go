@@ -35,6 +35,12 @@ const KMSSignTimeout = 20 * time.Second
 // long rather than burning their receive counts.
 const KMSThrottleBackoff = 30 * time.Second
 
+// KMSRefusedHalt is how long sending halts when KMS refuses the key
+// itself (see isKeyRefused): every message would fail alike, so they
+// are hidden until someone can have mended the key or the role, as for
+// a report S3 refuses, instead of dead-lettered one by one.
+const KMSRefusedHalt = 5 * time.Minute
+
 // KMSSigner is a crypto.Signer whose private key never leaves AWS KMS:
 // an asymmetric key of spec RSA_2048 (signing RSASSA_PKCS1_V1_5_SHA_256)
 // or ECC_NIST_P256 (ECDSA_SHA_256, DER), used through kms:Sign with
@@ -98,7 +104,9 @@ func (k *KMSSigner) Public() crypto.PublicKey { return k.pub }
 
 // Sign signs a SHA-256 digest with kms:Sign. Throttling that outlasts
 // the SDK's retries is returned as a halt of sending for
-// KMSThrottleBackoff ([worker.HaltUntil]), never as a permanent error.
+// KMSThrottleBackoff ([worker.HaltUntil]), never as a permanent error;
+// a refused key (denied, disabled, pending deletion, not found,
+// unavailable) as a halt for KMSRefusedHalt.
 func (k *KMSSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts == nil || opts.HashFunc() != crypto.SHA256 {
 		return nil, errors.New("kms keys sign SHA-256 digests only: set links.cloudfront.hash to sha256")
@@ -119,12 +127,31 @@ func (k *KMSSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	})
 	if err != nil {
 		err = fmt.Errorf("kms sign with %s: %w", k.keyID, err)
-		if isThrottle(err) {
+		switch {
+		case isThrottle(err):
 			return nil, worker.HaltUntil(err, time.Now().Add(KMSThrottleBackoff))
+		case isKeyRefused(err):
+			return nil, worker.HaltUntil(fmt.Errorf("every link would fail: the worker's role may not use the key, or the key is disabled, pending deletion or unavailable; run `reportmailer check -aws`: %w", err),
+				time.Now().Add(KMSRefusedHalt))
 		}
 		return nil, err
 	}
 	return out.Signature, nil
+}
+
+// isKeyRefused reports KMS's answers that every signature with the key
+// would get until someone mends the key or the role: denied, disabled,
+// in a state that cannot sign (pending deletion or import), not found,
+// or its custom key store unavailable.
+func isKeyRefused(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AccessDeniedException", "DisabledException", "KMSInvalidStateException", "NotFoundException", "KeyUnavailableException":
+			return true
+		}
+	}
+	return false
 }
 
 // isThrottle reports KMS's throttling errors: ThrottlingException (the
