@@ -123,6 +123,13 @@ type CloudFront struct {
 	// REPORTMAILER_LINKS_CLOUDFRONT_KEYS_<ID>_<FIELD>, e.g.
 	// REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2JCJMDEHXQW5F_ACTIVE=true.
 	Keys []CloudFrontKey `yaml:"keys"`
+	// KMSSigning declares that the ring may hold a KMS key although the
+	// configured keys are files: `reportmailer iam` then grants the
+	// worker kms:Sign and kms:GetPublicKey on the tagged keys, and
+	// `keys rotate -kms` refuses without it. Set it, update the worker's
+	// role and deploy before a -kms rotation. It needs hash sha256.
+	// Default false (true in effect when a configured key is in KMS).
+	KMSSigning bool `yaml:"kms_signing"`
 	// Hash is the signature's hash: sha1 (CloudFront's classic) or
 	// sha256 (the URL then carries Hash-Algorithm=SHA256). Default sha1.
 	Hash string `yaml:"hash"`
@@ -347,6 +354,8 @@ func (c *Config) validateLinks() []error {
 		bad("links.cloudfront.hash", cf.Hash, "is not sha1 or sha256")
 	} else if cf.Hash != "sha256" && slices.ContainsFunc(cf.SigningKeys(), func(k CloudFrontKey) bool { return k.KMSKeyID != "" }) {
 		bad("links.cloudfront.hash", cf.Hash, "must be sha256 with a KMS key (kms_key_id): KMS signs SHA-256 digests only")
+	} else if cf.Hash != "sha256" && cf.KMSSigning {
+		bad("links.cloudfront.hash", cf.Hash, "must be sha256 with kms_signing: true: KMS signs SHA-256 digests only")
 	}
 	if cf.Policy != "canned" && cf.Policy != "custom" {
 		bad("links.cloudfront.policy", cf.Policy, "is not canned or custom")

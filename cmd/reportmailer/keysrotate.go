@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/rotate"
 )
 
@@ -85,6 +86,15 @@ func (m *Main) keysRotate(ctx context.Context, args []string) error {
 	}
 	if *useKMS && c.Links.CloudFront != nil && c.Links.CloudFront.Hash != "sha256" {
 		return usageError("keys rotate: -kms needs links.cloudfront.hash: sha256 (KMS signs SHA-256 digests only); set it and deploy first")
+	}
+	if *useKMS {
+		// The workers sign with the new key from its activation: their
+		// role must allow it by then, or every link fails.
+		if cf := c.Links.CloudFront; cf != nil && !kmsDeclared(cf) {
+			return usageError("keys rotate: -kms: the worker's declared policy has no KMS statement (SigningKeys: kms:Sign and kms:GetPublicKey on keys tagged %s=%s), "+
+				"so the workers could not sign with the new key; set links.cloudfront.kms_signing: true, update the worker's role from `reportmailer iam` and deploy first",
+				iam.KMSTagKey, iam.KMSTagValue)
+		}
 	}
 	r, cf, err := m.rotator(ctx, c, *poll, *timeout)
 	if err != nil {

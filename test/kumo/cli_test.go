@@ -75,6 +75,7 @@ links:
     domain: %q
     distribution_id: %s
     hash: sha256
+    kms_signing: true # the worker's role may sign with the KMS key this test rotates to
     keys:
       - {id: %s, private_key_file: %q, active: true}
 reports: {bucket: %s}
