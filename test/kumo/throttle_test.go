@@ -24,17 +24,23 @@ import (
 
 // throttler is a fault layer in front of kumo's KMS: it answers the
 // next n kms:Sign requests with KMS's ThrottlingException, as KMS does
-// over its request quota (or with code, when set), and forwards
+// over its request quota (or with code, when set, and to the requests
+// of target, when set, e.g. "TrentService.GetPublicKey"), and forwards
 // everything else to kumo.
 type throttler struct {
-	next http.RoundTripper
-	code string
+	next   http.RoundTripper
+	code   string
+	target string
 	n    atomic.Int64
 	hits atomic.Int64
 }
 
 func (th *throttler) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("X-Amz-Target") == "TrentService.Sign" && th.n.Add(-1) >= 0 {
+	target := th.target
+	if target == "" {
+		target = "TrentService.Sign"
+	}
+	if r.Header.Get("X-Amz-Target") == target && th.n.Add(-1) >= 0 {
 		th.hits.Add(1)
 		body := `{"__type":"ThrottlingException","message":"You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."}`
 		if th.code != "" {

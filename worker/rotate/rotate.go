@@ -43,6 +43,7 @@ import (
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudfront/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/link"
@@ -83,6 +84,13 @@ const (
 	PollDefault = 10 * time.Second
 	// DeployTimeoutDefault is how long it waits for that.
 	DeployTimeoutDefault = 30 * time.Minute
+	// KMSTagDelay is how long AWS may take to authorize requests by a
+	// tag just set on a KMS key (KMS's ABAC documentation: up to five
+	// minutes). The operator's kms:GetPublicKey and the workers'
+	// kms:Sign are granted by the tag, so a rotation retries the one
+	// for this long and activates a KMS key no sooner than this plus
+	// twice the ring's refresh after the tag was set.
+	KMSTagDelay = 5 * time.Minute
 	// maxKeysPerGroup is CloudFront's limit.
 	maxKeysPerGroup = 5
 )
@@ -117,7 +125,12 @@ type Rotator struct {
 	// emails whose links are still alive.
 	MaxTTL time.Duration
 	// Poll and DeployTimeout: see PollDefault and DeployTimeoutDefault.
+	// Poll is also how often a denied kms:GetPublicKey of a new KMS key
+	// is tried again.
 	Poll, DeployTimeout time.Duration
+	// TagWait is how long a new KMS key's kms:GetPublicKey is tried
+	// again while it is denied. Default KMSTagDelay.
+	TagWait time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the progress. Default slog.Default().
@@ -191,12 +204,13 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (store.RingStateK
 		return nil
 	}
 
-	// 1. The key.
+	// 1. The key. A KMS key is saved as soon as it exists, before its
+	// public key is read, so a run that stops there (or is denied while
+	// the tag's authorization spreads) resumes with it, not a new one.
 	var pub crypto.PublicKey
-	switch {
-	case rot.KMSKeyID == "" && rot.PrivateKeyFile == "":
+	if rot.KMSKeyID == "" && rot.PrivateKeyFile == "" {
 		if strings.HasPrefix(o.Kind, "kms:") {
-			pub, err = r.createKMSKey(ctx, rot)
+			err = r.createKMSKey(ctx, rot)
 		} else {
 			pub, err = createKeyFile(rot, o.KeyDir)
 		}
@@ -207,12 +221,13 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (store.RingStateK
 			return store.RingStateKey{}, err
 		}
 		r.log().Info("rotate: step 1 done: key created", "kms_key_id", rot.KMSKeyID, "private_key_file", rot.PrivateKeyFile)
+	}
+	switch {
+	case pub != nil:
 	case rot.KMSKeyID != "":
-		s, err := link.NewKMSSigner(ctx, r.KMS, rot.KMSKeyID)
-		if err != nil {
-			return store.RingStateKey{}, fmt.Errorf("rotate: %w", err)
+		if pub, err = r.kmsPublicKey(ctx, rot.KMSKeyID); err != nil {
+			return store.RingStateKey{}, fmt.Errorf("rotate: step 1: %w; run the command again to resume", err)
 		}
-		pub = s.Public()
 	default:
 		k, err := link.LoadPrivateKey(rot.PrivateKeyFile, "")
 		if err != nil {
@@ -252,7 +267,7 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (store.RingStateK
 	}
 
 	// 3. Schedule its activation.
-	k := store.RingStateKey{ID: rot.PublicKeyID, ActivatesAt: r.now().Add(after).UTC().Truncate(time.Second),
+	k := store.RingStateKey{ID: rot.PublicKeyID, ActivatesAt: activation(rot, r.now(), after),
 		KMSKeyID: rot.KMSKeyID, PrivateKeyFile: rot.PrivateKeyFile, AddedAt: r.now().UTC()}
 	st.Keys = append(slices.DeleteFunc(st.Keys, func(x store.RingStateKey) bool { return x.ID == k.ID }), k)
 	rot = nil
@@ -278,12 +293,31 @@ func (r *Rotator) plan(rot *store.Rotation, after time.Duration) {
 	if !rot.Deployed {
 		l.Info("rotate -dry-run: would wait for the distribution to be Deployed")
 	}
-	l.Info("rotate -dry-run: would schedule the key's activation", "activates_at", r.now().Add(after).UTC().Truncate(time.Second))
+	l.Info("rotate -dry-run: would schedule the key's activation", "activates_at", activation(rot, r.now(), after))
 }
 
-func (r *Rotator) createKMSKey(ctx context.Context, rot *store.Rotation) (crypto.PublicKey, error) {
+// activation is when the key of rot starts signing, scheduled at now:
+// after from now, and for a KMS key no sooner than KMSTagDelay plus
+// twice the ring's refresh after its tag was set, so that every
+// replica's kms:Sign, granted by the tag, is allowed by then.
+func activation(rot *store.Rotation, now time.Time, after time.Duration) time.Time {
+	at := now.Add(after)
+	if strings.HasPrefix(rot.Kind, "kms:") {
+		tagged := rot.KMSTaggedAt
+		if tagged.IsZero() {
+			tagged = cmp.Or(rot.StartedAt, now)
+		}
+		if earliest := tagged.Add(KMSTagDelay + 2*link.RingRefresh); at.Before(earliest) {
+			at = earliest
+		}
+	}
+	// Up to the second, so that it is never before the earliest.
+	return at.UTC().Add(time.Second - 1).Truncate(time.Second)
+}
+
+func (r *Rotator) createKMSKey(ctx context.Context, rot *store.Rotation) error {
 	if r.KMS == nil {
-		return nil, errors.New("no KMS client")
+		return errors.New("no KMS client")
 	}
 	spec := kmstypes.KeySpecEccNistP256
 	if rot.Kind == KindKMSRSA {
@@ -296,14 +330,39 @@ func (r *Rotator) createKMSKey(ctx context.Context, rot *store.Rotation) (crypto
 		Tags:        []kmstypes.Tag{{TagKey: aws.String(iam.KMSTagKey), TagValue: aws.String(iam.KMSTagValue)}},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kms create key: %w", err)
+		return fmt.Errorf("kms create key: %w", err)
 	}
 	rot.KMSKeyID = aws.ToString(out.KeyMetadata.Arn)
-	s, err := link.NewKMSSigner(ctx, r.KMS, rot.KMSKeyID)
-	if err != nil {
-		return nil, err
+	rot.KMSTaggedAt = r.now().UTC()
+	return nil
+}
+
+// kmsPublicKey reads the public key of KMS key id, trying again every
+// Poll for TagWait while KMS denies it: the operator's kms:GetPublicKey
+// is granted by the key's tag, which AWS may take minutes to honour.
+func (r *Rotator) kmsPublicKey(ctx context.Context, id string) (crypto.PublicKey, error) {
+	if r.KMS == nil {
+		return nil, errors.New("no KMS client")
 	}
-	return s.Public(), nil
+	deadline := time.Now().Add(cmp.Or(r.TagWait, KMSTagDelay))
+	for {
+		s, err := link.NewKMSSigner(ctx, r.KMS, id)
+		if err == nil {
+			return s.Public(), nil
+		}
+		var ae smithy.APIError
+		if !errors.As(err, &ae) || ae.ErrorCode() != "AccessDeniedException" || !time.Now().Before(deadline) {
+			return nil, err
+		}
+		r.log().Info("rotate: KMS denies reading the new key's public key; the tag that grants it may not be in effect yet, trying again", "kms_key_id", id, "err", err)
+		t := time.NewTimer(cmp.Or(r.Poll, PollDefault))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // createKeyFile writes a new private key to dir, 0600, PKCS #8.

@@ -69,6 +69,9 @@ type Rotation struct {
 	// KMSKeyID or PrivateKeyFile: the new key (step 1).
 	KMSKeyID       string `json:"kms_key_id,omitempty"`
 	PrivateKeyFile string `json:"private_key_file,omitempty"`
+	// KMSTaggedAt is when the KMS key was created with its tag: the
+	// policies that grant by the tag may take minutes to allow it.
+	KMSTaggedAt time.Time `json:"kms_tagged_at,omitempty"`
 	// PublicKeyID is the new key's CloudFront public key (step 2).
 	PublicKeyID string `json:"public_key_id,omitempty"`
 	// KeyGroupID is the key group trusting the old keys and the new
