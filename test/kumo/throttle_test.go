@@ -31,8 +31,8 @@ type throttler struct {
 	next   http.RoundTripper
 	code   string
 	target string
-	n    atomic.Int64
-	hits atomic.Int64
+	n      atomic.Int64
+	hits   atomic.Int64
 }
 
 func (th *throttler) RoundTrip(r *http.Request) (*http.Response, error) {
