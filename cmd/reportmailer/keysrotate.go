@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
@@ -147,8 +148,12 @@ func (m *Main) keysRetire(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	if res.Retired {
+	switch {
+	case res.Retired && res.PublicKeyDeleted:
 		fmt.Fprintf(m.Stdout, "key %s is retired: the distribution no longer trusts it and its public key is deleted.\n", *keyID)
+	case res.Retired:
+		fmt.Fprintf(m.Stdout, "key %s is retired: the distribution no longer trusts it. Its public key is left: key groups reportmailer did not make hold it (%s); remove it from them (with Terraform, in its configuration), then delete it.\n",
+			*keyID, strings.Join(res.ForeignGroups, ", "))
 	}
 	return nil
 }

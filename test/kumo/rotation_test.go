@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
+	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudfront/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
@@ -72,6 +73,11 @@ func TestRotationAtTheEdge(t *testing.T) {
 	idA := e.publicKey(t, keyA.Public())
 	dist := e.distribution(t, reports, idA)
 	expiries, ring := keyRecords(e, state)
+	first, err := e.cf.GetDistributionConfig(ctx, &cloudfront.GetDistributionConfigInput{Id: aws.String(dist)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstGroup := first.DistributionConfig.DefaultCacheBehavior.TrustedKeyGroups.Items[0]
 
 	// The worker's signer, as cmd/reportmailer wires it: a ring that
 	// reads the ring's state (here on every signature, not every minute).
@@ -167,14 +173,29 @@ func TestRotationAtTheEdge(t *testing.T) {
 		t.Fatalf("retire after the safe date: %+v, %v", res, err)
 	}
 	opens("after A's retirement", map[string]int{before: http.StatusForbidden, during: http.StatusForbidden, after: http.StatusOK})
-	keys, err := e.cf.ListPublicKeys(ctx, &cloudfront.ListPublicKeysInput{})
+	// The distribution's first key group was made outside reportmailer
+	// (as Terraform would): retire leaves it, and A's public key, which
+	// it holds, and says so.
+	if res.PublicKeyDeleted || len(res.ForeignGroups) != 1 {
+		t.Errorf("retire: %+v; want A's public key left while the deployment's own key group holds it", res)
+	}
+	hasA := func() bool {
+		t.Helper()
+		keys, err := e.cf.ListPublicKeys(ctx, &cloudfront.ListPublicKeysInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(keys.PublicKeyList.Items, func(k cftypes.PublicKeySummary) bool { return aws.ToString(k.Id) == idA })
+	}
+	if !hasA() {
+		t.Errorf("retire deleted key A's public key while a key group it did not make holds it")
+	}
+	kg, err := e.cf.GetKeyGroup(ctx, &cloudfront.GetKeyGroupInput{Id: aws.String(firstGroup)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range keys.PublicKeyList.Items {
-		if aws.ToString(k.Id) == idA {
-			t.Errorf("key A's public key is still in CloudFront")
-		}
+	if _, err := e.cf.DeleteKeyGroup(ctx, &cloudfront.DeleteKeyGroupInput{Id: aws.String(firstGroup), IfMatch: kg.ETag}); err != nil {
+		t.Fatalf("delete the deployment's key group, as its owner would: %v", err)
 	}
 	st, _, err := ring.Load(ctx)
 	if err != nil {
@@ -183,9 +204,13 @@ func TestRotationAtTheEdge(t *testing.T) {
 	if !st.IsRetired(idA) || !slices.ContainsFunc(st.Keys, func(k store.RingStateKey) bool { return k.ID == kB.ID }) {
 		t.Errorf("ring state after retirement: %+v, want A retired and B scheduled", st)
 	}
-	// A second retirement changes nothing and fails nothing.
-	if _, err := rot.Retire(ctx, rotate.RetireOptions{KeyID: idA}); err != nil {
-		t.Errorf("retiring A again: %v", err)
+	// A second retirement, once that group is gone, deletes A's public
+	// key and fails nothing.
+	if res, err := rot.Retire(ctx, rotate.RetireOptions{KeyID: idA}); err != nil || !res.PublicKeyDeleted {
+		t.Errorf("retiring A again: %+v, %v", res, err)
+	}
+	if hasA() {
+		t.Errorf("key A's public key is still in CloudFront")
 	}
 	if l := sign("later.pdf", clock); keyPairID(t, l) != kB.ID || status(t, l) != http.StatusOK {
 		t.Errorf("after A's retirement, %s does not open with key B", l)

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -97,12 +99,27 @@ func (r *Rotator) keyGroup(ctx context.Context, ids []string) (string, error) {
 	return aws.ToString(out.KeyGroup.Id), nil
 }
 
-// setTrusted makes every behaviour that trusts key groups trust group
-// alone instead, If-Match etag.
-func (r *Rotator) setTrusted(ctx context.Context, cfg *cftypes.DistributionConfig, etag, group string) error {
+// ownGroup matches the names keyGroup gives the key groups it creates:
+// only those are reportmailer's to delete.
+var ownGroup = regexp.MustCompile(`^reportmailer-[0-9a-f]{16}$`)
+
+// replaceGroups makes every behaviour that trusts one of the key groups
+// old trust group in their place, keeping its other groups, If-Match
+// etag. Behaviours that trust none of old (another application's, say)
+// are left as they are.
+func (r *Rotator) replaceGroups(ctx context.Context, cfg *cftypes.DistributionConfig, etag string, old []string, group string) error {
+	changed := false
 	for _, t := range behaviours(cfg) {
-		t.Items = []string{group}
-		t.Quantity = aws.Int32(1)
+		if !slices.ContainsFunc(t.Items, func(g string) bool { return slices.Contains(old, g) }) {
+			continue
+		}
+		items := slices.DeleteFunc(slices.Clone(t.Items), func(g string) bool { return slices.Contains(old, g) || g == group })
+		t.Items = append(items, group)
+		t.Quantity = aws.Int32(int32(len(t.Items)))
+		changed = true
+	}
+	if !changed {
+		return nil
 	}
 	_, err := r.CloudFront.UpdateDistribution(ctx, &cloudfront.UpdateDistributionInput{
 		Id: aws.String(r.DistributionID), IfMatch: aws.String(etag), DistributionConfig: cfg,
@@ -113,29 +130,37 @@ func (r *Rotator) setTrusted(ctx context.Context, cfg *cftypes.DistributionConfi
 	return nil
 }
 
-// trust makes the distribution trust rot's key alongside every key it
-// trusts now, through one new key group.
-func (r *Rotator) trust(ctx context.Context, rot *store.Rotation) error {
+// trust makes the distribution trust rot's key alongside active (the
+// key that signs now), through one new key group holding the keys of
+// the groups that hold active, set in their place on the behaviours
+// that trust them. Behaviours and groups without active are not
+// reportmailer's and are left alone.
+func (r *Rotator) trust(ctx context.Context, rot *store.Rotation, active string) error {
 	cfg, etag, groups, err := r.trustedKeys(ctx)
 	if err != nil {
 		return err
 	}
-	ids := []string{rot.PublicKeyID}
-	for _, g := range groups {
-		ids = append(ids, g...)
-	}
-	if len(groups) == 1 {
-		for g, keys := range groups {
-			if slices.Contains(keys, rot.PublicKeyID) {
-				rot.KeyGroupID = g // an interrupted run got this far
-				return nil
-			}
+	var ours []string
+	for _, g := range slices.Sorted(maps.Keys(groups)) {
+		if slices.Contains(groups[g], active) {
+			ours = append(ours, g)
 		}
+	}
+	if len(ours) == 0 {
+		return fmt.Errorf("no cache behaviour of distribution %s trusts key %s, the key that signs now: rotation changes only the behaviours that trust it", r.DistributionID, active)
+	}
+	if !slices.ContainsFunc(ours, func(g string) bool { return !slices.Contains(groups[g], rot.PublicKeyID) }) {
+		rot.KeyGroupID = ours[0] // an interrupted run got this far
+		return nil
+	}
+	ids := []string{rot.PublicKeyID}
+	for _, g := range ours {
+		ids = append(ids, groups[g]...)
 	}
 	if rot.KeyGroupID, err = r.keyGroup(ctx, ids); err != nil {
 		return err
 	}
-	return r.setTrusted(ctx, cfg, etag, rot.KeyGroupID)
+	return r.replaceGroups(ctx, cfg, etag, ours, rot.KeyGroupID)
 }
 
 // waitDeployed polls the distribution until it reports Deployed.

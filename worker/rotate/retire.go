@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -62,8 +63,15 @@ type RetireResult struct {
 	// LiveEmails is how many emails sent while the key signed may still
 	// have live links (-1 when not counted).
 	LiveEmails int
-	// Retired is set when the key was retired.
+	// Retired is set when the key was retired: the distribution no
+	// longer trusts it.
 	Retired bool
+	// PublicKeyDeleted is set when its CloudFront public key was
+	// deleted too.
+	PublicKeyDeleted bool
+	// ForeignGroups are the key groups reportmailer did not make that
+	// still hold the key ("name (id)"): left, with the public key.
+	ForeignGroups []string
 }
 
 // activeAt returns the key of the ring (the configured key from the
@@ -154,10 +162,12 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 		return res, fmt.Errorf("retire: %w", err)
 	}
 	var keep, old []string
-	for g, ids := range groups {
-		if slices.Contains(ids, o.KeyID) {
-			old = append(old, g)
+	for _, g := range slices.Sorted(maps.Keys(groups)) {
+		ids := groups[g]
+		if !slices.Contains(ids, o.KeyID) {
+			continue
 		}
+		old = append(old, g)
 		for _, id := range ids {
 			if id != o.KeyID {
 				keep = append(keep, id)
@@ -172,25 +182,40 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 		if err != nil {
 			return res, fmt.Errorf("retire: %w", err)
 		}
-		if err := r.setTrusted(ctx, cfg, cfgETag, group); err != nil {
+		if err := r.replaceGroups(ctx, cfg, cfgETag, old, group); err != nil {
 			return res, fmt.Errorf("retire: %w", err)
 		}
 		r.log().Info("retire: the distribution no longer trusts the key", "key", o.KeyID, "key_group_id", group)
-		if err := r.waitDeployed(ctx); err != nil {
-			return res, fmt.Errorf("retire: %w; run the command again to finish", err)
-		}
 	}
-	// Every key group holding the key, trusted before or left over
-	// from a rotation: CloudFront deletes no public key a group holds.
+	// Always, also when an earlier run changed the distribution and
+	// stopped: until it is Deployed, edges may still use the old groups,
+	// and CloudFront refuses to delete what a distribution uses.
+	if err := r.waitDeployed(ctx); err != nil {
+		return res, fmt.Errorf("retire: %w; run the command again to finish", err)
+	}
+	// The key groups rotate made that hold the key, trusted before or
+	// left over from a rotation: CloudFront deletes no public key a group
+	// holds. Groups reportmailer did not make (Terraform's, another
+	// application's) are never deleted; while one holds the key, its
+	// public key stays too.
 	holding, err := r.groupsHolding(ctx, o.KeyID)
 	if err != nil {
 		return res, fmt.Errorf("retire: %w", err)
 	}
 	for _, g := range holding {
-		r.deleteKeyGroup(ctx, g)
+		if !ownGroup.MatchString(g.name) {
+			res.ForeignGroups = append(res.ForeignGroups, g.name+" ("+g.id+")")
+			continue
+		}
+		r.deleteKeyGroup(ctx, g.id)
 	}
-	if err := r.deletePublicKey(ctx, o.KeyID); err != nil {
+	if len(res.ForeignGroups) > 0 {
+		r.log().Warn("retire: key groups reportmailer did not make hold the key, so they and its public key are left; remove the key from them (with Terraform, in its configuration), then delete the public key",
+			"key", o.KeyID, "key_groups", res.ForeignGroups)
+	} else if err := r.deletePublicKey(ctx, o.KeyID); err != nil {
 		return res, fmt.Errorf("retire: %w", err)
+	} else {
+		res.PublicKeyDeleted = true
 	}
 	st.Keys = slices.DeleteFunc(st.Keys, func(k store.RingStateKey) bool { return k.ID == o.KeyID })
 	if !st.IsRetired(o.KeyID) {
@@ -200,13 +225,16 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 		return res, fmt.Errorf("retire: %w", err)
 	}
 	res.Retired = true
-	r.log().Info("retire: done: the public key is deleted from CloudFront", "key", o.KeyID)
+	r.log().Info("retire: done: the distribution no longer trusts the key", "key", o.KeyID, "public_key_deleted", res.PublicKeyDeleted)
 	return res, nil
 }
 
+// namedGroup is a key group's id and name.
+type namedGroup struct{ id, name string }
+
 // groupsHolding lists the key groups that hold key id.
-func (r *Rotator) groupsHolding(ctx context.Context, id string) ([]string, error) {
-	var out []string
+func (r *Rotator) groupsHolding(ctx context.Context, id string) ([]namedGroup, error) {
+	var out []namedGroup
 	var marker *string
 	for {
 		page, err := r.CloudFront.ListKeyGroups(ctx, &cloudfront.ListKeyGroupsInput{Marker: marker})
@@ -218,7 +246,7 @@ func (r *Rotator) groupsHolding(ctx context.Context, id string) ([]string, error
 		}
 		for _, s := range page.KeyGroupList.Items {
 			if kg := s.KeyGroup; kg != nil && kg.KeyGroupConfig != nil && slices.Contains(kg.KeyGroupConfig.Items, id) {
-				out = append(out, aws.ToString(kg.Id))
+				out = append(out, namedGroup{aws.ToString(kg.Id), aws.ToString(kg.KeyGroupConfig.Name)})
 			}
 		}
 		if marker = page.KeyGroupList.NextMarker; aws.ToString(marker) == "" {

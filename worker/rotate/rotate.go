@@ -247,7 +247,8 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (store.RingStateK
 		r.log().Info("rotate: step 2: public key in CloudFront", "public_key_id", rot.PublicKeyID)
 	}
 	if !rot.Trusted {
-		if err := r.trust(ctx, rot); err != nil {
+		active, _ := r.activeAt(st, r.now())
+		if err := r.trust(ctx, rot, active); err != nil {
 			return store.RingStateKey{}, fmt.Errorf("rotate: step 2, trust the key: %w", err)
 		}
 		rot.Trusted = true
