@@ -18,7 +18,7 @@ import (
 // KMS throttles by request rate, and a throttle that outlasts them
 // halts sending for a while (link.KMSThrottleBackoff).
 func kmsOptions(o *kms.Options) {
-	o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 6)
+	o.Retryer = retry.AddWithMaxAttempts(o.Retryer, link.KMSSignAttempts)
 }
 
 // ringStore is the key ring's state: next to the key-expiry records,

@@ -6,8 +6,10 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/link"
 )
 
@@ -146,5 +149,51 @@ func TestKMSKeyRefusedHalts(t *testing.T) {
 			th.n.Store(100)
 			check(t, s, time.Now())
 		})
+	}
+}
+
+// hang is a fault layer in front of kumo's KMS whose kms:Sign requests
+// never get an answer: it says when one arrived, then waits for the
+// request's context to end.
+type hang struct {
+	next    http.RoundTripper
+	arrived chan struct{}
+	once    sync.Once
+}
+
+func (h *hang) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("X-Amz-Target") == "TrentService.Sign" {
+		h.once.Do(func() { close(h.arrived) })
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	return h.next.RoundTrip(r)
+}
+
+// TestKMSSignTakesTheCallersContext: a link signed with a KMS key waits
+// on kms:Sign within the caller's context (the run's), so a shutdown
+// ends it at once rather than after the signer's own timeout.
+func TestKMSSignTakesTheCallersContext(t *testing.T) {
+	e := newEnv(t)
+	arn := e.kmsKey(t, kmstypes.KeySpecRsa2048)
+	h := &hang{next: http.DefaultTransport, arrived: make(chan struct{})}
+	client := kms.NewFromConfig(aws.Config{
+		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(e.url), HTTPClient: &http.Client{Transport: h},
+	})
+	s, err := link.NewKMSSigner(context.Background(), client, arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := &link.CloudFront{Domain: "https://d111111abcdef8.cloudfront.net", Ring: link.Ring{{Key: link.Key{ID: "K2JCJMDEHXQW5F", Signer: s}}},
+		Hash: link.HashSHA256, TTL: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-h.arrived
+		cancel()
+	}()
+	_, err = signer.Sign(ctx, event.Report{Bucket: "reports", Key: "a.pdf"}, time.Now())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sign with its context cancelled during kms:Sign: %v; want context.Canceled", err)
 	}
 }

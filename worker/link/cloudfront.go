@@ -269,7 +269,7 @@ func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (w
 	if err != nil {
 		return worker.Link{}, err
 	}
-	signed, err := signChecked(resource, key, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
+	signed, err := signChecked(ctx, resource, key, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
 	if err != nil {
 		return worker.Link{}, signError(err)
 	}
@@ -369,7 +369,7 @@ func (c *CloudFront) signShared(ctx context.Context, rs []event.Report, now time
 	if err != nil {
 		return nil, err
 	}
-	sig, err := signPolicy(key.Signer, policy, hash)
+	sig, err := signPolicy(ctx, key.Signer, policy, hash)
 	if err != nil {
 		return nil, signError(err)
 	}

@@ -25,9 +25,27 @@ type KMSAPI interface {
 	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
 }
 
-// KMSSignTimeout bounds one kms:Sign call, retries included: a
-// crypto.Signer is given no context.
-const KMSSignTimeout = 20 * time.Second
+// KMSSignAttempts is how many attempts the workers' KMS client makes
+// at kms:Sign (the SDK's standard retryer makes 3): KMS throttles by
+// request rate, and a throttle that outlasts them halts sending for
+// KMSThrottleBackoff.
+const KMSSignAttempts = 6
+
+// KMSSignTimeout bounds one signature, the SDK's retries included. It
+// is sized to let them finish, so that their last error (a throttle,
+// which halts) is what comes back, not a deadline: KMSSignAttempts
+// attempts of well under a second each, and the standard retryer's
+// backoff between them, jittered, at most 1+2+4+8+16 s. A caller's
+// context that ends sooner (SignContext) ends the call sooner.
+const KMSSignTimeout = time.Minute
+
+// ContextSigner is a signer that can be given the caller's context,
+// such as a [KMSSigner]: the CloudFront signer uses SignContext with
+// the run's context when the key has it, so a shutdown or a deadline
+// ends a signature that waits on the network.
+type ContextSigner interface {
+	SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
 
 // KMSThrottleBackoff is how long sending halts when KMS still throttles
 // after the SDK's retries: the request quota is the account's, shared
@@ -54,7 +72,10 @@ type KMSSigner struct {
 	pub    crypto.PublicKey
 }
 
-var _ crypto.Signer = (*KMSSigner)(nil)
+var (
+	_ crypto.Signer = (*KMSSigner)(nil)
+	_ ContextSigner = (*KMSSigner)(nil)
+)
 
 // NewKMSSigner reads the public key of the KMS key keyID (an id, ARN or
 // alias) with kms:GetPublicKey and checks that CloudFront can use it.
@@ -108,6 +129,11 @@ func (k *KMSSigner) Public() crypto.PublicKey { return k.pub }
 // a refused key (denied, disabled, pending deletion, not found,
 // unavailable) as a halt for KMSRefusedHalt.
 func (k *KMSSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return k.SignContext(context.Background(), digest, opts)
+}
+
+// SignContext is Sign within ctx, and at most KMSSignTimeout.
+func (k *KMSSigner) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts == nil || opts.HashFunc() != crypto.SHA256 {
 		return nil, errors.New("kms keys sign SHA-256 digests only: set links.cloudfront.hash to sha256")
 	}
@@ -117,7 +143,7 @@ func (k *KMSSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	if _, ok := opts.(*rsa.PSSOptions); ok {
 		return nil, errors.New("kms signer: PSS is not what CloudFront verifies")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), KMSSignTimeout)
+	ctx, cancel := context.WithTimeout(ctx, KMSSignTimeout)
 	defer cancel()
 	out, err := k.client.Sign(ctx, &kms.SignInput{
 		KeyId:            aws.String(k.keyID),
