@@ -140,4 +140,35 @@ schedules:
 	if code != 1 || !strings.Contains(logs, "signs the links being made now") {
 		t.Errorf("keys retire of the signing key: exit %d, want 1 and a refusal:\n%s", code, logs)
 	}
+
+	// check -aws compares a KMS key's public key (kms:GetPublicKey) with
+	// CloudFront's for its key id, as it does a file key's.
+	st, _, err := (&store.RingStore{Client: e.s3, Bucket: state, Prefix: "reportmailer/keys/"}).Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kB, ok := st.Key(idB[1])
+	if !ok || kB.KMSKeyID == "" {
+		t.Fatalf("the ring's state has no KMS key %s: %+v", idB[1], st)
+	}
+	fileKey := fmt.Sprintf("      - {id: %s, private_key_file: %q, active: true}", idA, fileA)
+	for _, tt := range []struct {
+		id, want string
+	}{
+		{idB[1], `(?m)^ok\s+cloudfront\s+key ` + idB[1] + `: CloudFront's public key matches KMS key `},
+		{idA, `(?m)^FAIL\s+cloudfront\s+key ` + idA + `: CloudFront's public key ` + idA + ` is not the public half`},
+	} {
+		kmsCfg := filepath.Join(t.TempDir(), "kms.yaml")
+		if !strings.Contains(yaml, fileKey) {
+			t.Fatalf("the config has no line %q", fileKey)
+		}
+		kmsYAML := strings.Replace(yaml, fileKey, fmt.Sprintf("      - {id: %s, kms_key_id: %q, active: true}", tt.id, kB.KMSKeyID), 1)
+		if err := os.WriteFile(kmsCfg, []byte(kmsYAML), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, out, logs = run("check", "-aws", "-config", kmsCfg)
+		if !regexp.MustCompile(tt.want).MatchString(out) {
+			t.Errorf("check -aws with KMS key %s as %s: want %s\n%s\n%s", kB.KMSKeyID, tt.id, tt.want, out, logs)
+		}
+	}
 }

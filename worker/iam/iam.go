@@ -484,6 +484,9 @@ func (b *builder) check() {
 		b.add(sidDistribution, []string{"arn:" + Partition(in.Region) + ":cloudfront::" + or(in.Account) + ":" + dist}, nil, "cloudfront:GetDistributionConfig")
 		// GetPublicKey supports no resource-level permission.
 		b.add(sidPublicKeys, []string{"*"}, nil, "cloudfront:GetPublicKey")
+		if in.KMS {
+			b.signingKeys("kms:GetPublicKey") // compared with CloudFront's
+		}
 	}
 	b.add(sidSendingIdentity, b.identities(), nil, "ses:GetEmailIdentity")
 	if in.ConfigurationSet != "" {

@@ -386,6 +386,7 @@ func TestForKMSAndRotation(t *testing.T) {
 	}{
 		{"drain signs with tagged KMS keys", withKMS, []Command{Drain}, "SigningKeys", "kms:GetPublicKey kms:Sign", true},
 		{"keys reads their public keys", withKMS, []Command{Keys}, "SigningKeys", "kms:GetPublicKey", true},
+		{"check compares their public keys with CloudFront's", withKMS, []Command{Check}, "SigningKeys", "kms:GetPublicKey", true},
 		{"rotate creates and tags keys", full, []Command{KeysRotate}, "CreateSigningKeys", "kms:CreateKey kms:TagResource", false},
 		{"rotate trusts a new key", full, []Command{KeysRotate}, "Distribution", "cloudfront:GetDistribution cloudfront:GetDistributionConfig cloudfront:UpdateDistribution", false},
 		{"rotate uploads public keys", full, []Command{KeysRotate}, "PublicKeys", "cloudfront:CreatePublicKey cloudfront:ListPublicKeys", false},
