@@ -77,37 +77,26 @@ type LoadedRing struct {
 	// Logger receives reload failures. Default slog.Default().
 	Logger *slog.Logger
 
-	mu     sync.Mutex
-	keys   []RingKey
-	loaded time.Time
-	active string // the id of the last key returned, to log a switch
+	mu      sync.Mutex
+	keys    []RingKey
+	loaded  time.Time
+	loading chan struct{} // closed when the reload in flight ends; nil when none is
+	active  string        // the id of the last key returned, to log a switch
 }
 
 // Active returns the key that signs at now, from keys at most Refresh
 // old.
 func (r *LoadedRing) Active(ctx context.Context, now time.Time) (Key, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	refresh := r.Refresh
-	if refresh <= 0 {
-		refresh = RingRefresh
-	}
-	if r.keys == nil || time.Since(r.loaded) >= refresh {
-		keys, err := r.Load(ctx)
-		switch {
-		case err == nil:
-			r.keys, r.loaded = slices.Clone(keys), time.Now()
-		case r.keys == nil:
-			return Key{}, fmt.Errorf("key ring: %w", err)
-		default:
-			r.logger().Error("key ring: reload failed; the keys loaded before keep signing", "loaded_at", r.loaded.UTC().Format(time.RFC3339), "err", err)
-			r.loaded = time.Now() // try again after Refresh, not on every link
-		}
-	}
-	k, err := activeOf(r.keys, now)
+	keys, err := r.current(ctx)
 	if err != nil {
 		return Key{}, err
 	}
+	k, err := activeOf(keys, now)
+	if err != nil {
+		return Key{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if k.ID != r.active {
 		if r.active != "" {
 			r.logger().Info("key ring: the active key changed", "from", r.active, "to", k.ID)
@@ -115,6 +104,59 @@ func (r *LoadedRing) Active(ctx context.Context, now time.Time) (Key, error) {
 		r.active = k.ID
 	}
 	return k, nil
+}
+
+// current returns the ring's keys, reloading them when they are older
+// than Refresh. The lock is not held across Load, which may call S3 and
+// KMS: while one caller reloads, the others sign with the keys loaded
+// before, and wait only when there are none yet.
+func (r *LoadedRing) current(ctx context.Context) ([]RingKey, error) {
+	refresh := r.Refresh
+	if refresh <= 0 {
+		refresh = RingRefresh
+	}
+	r.mu.Lock()
+	for {
+		if r.keys != nil && (time.Since(r.loaded) < refresh || r.loading != nil) {
+			keys := r.keys
+			r.mu.Unlock()
+			return keys, nil
+		}
+		if r.loading == nil {
+			break
+		}
+		wait := r.loading
+		r.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		r.mu.Lock()
+	}
+	done := make(chan struct{})
+	r.loading = done
+	r.mu.Unlock()
+
+	keys, err := r.Load(ctx)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.loading = nil
+	close(done)
+	switch {
+	case err == nil:
+		r.keys, r.loaded = slices.Clone(keys), time.Now()
+		if r.keys == nil {
+			r.keys = []RingKey{}
+		}
+	case r.keys == nil:
+		return nil, fmt.Errorf("key ring: %w", err)
+	default:
+		r.logger().Error("key ring: reload failed; the keys loaded before keep signing", "loaded_at", r.loaded.UTC().Format(time.RFC3339), "err", err)
+		r.loaded = time.Now() // try again after Refresh, not on every link
+	}
+	return r.keys, nil
 }
 
 func (r *LoadedRing) logger() *slog.Logger {

@@ -88,3 +88,41 @@ func TestCloudFrontRingSwitch(t *testing.T) {
 		t.Errorf("expiries recorded = %v, want both keys", log.m)
 	}
 }
+
+// TestLoadedRingSignsDuringAReload: while one caller reloads the ring
+// (S3 and KMS calls that may be slow), the others sign with the keys
+// loaded before instead of queueing behind it.
+func TestLoadedRingSignsDuringAReload(t *testing.T) {
+	generateKeys(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	loads := 0
+	ring := &LoadedRing{Refresh: time.Nanosecond, Load: func(context.Context) ([]RingKey, error) {
+		loads++ // only one Load runs at a time
+		if loads == 2 {
+			close(entered)
+			<-release
+		}
+		return []RingKey{{Key: Key{ID: "KA", Signer: testKey}}}, nil
+	}}
+	ctx := context.Background()
+	if k, err := ring.Active(ctx, time.Now()); err != nil || k.ID != "KA" {
+		t.Fatalf("first load: %q, %v", k.ID, err)
+	}
+	reloaded := make(chan error)
+	go func() {
+		_, err := ring.Active(ctx, time.Now()) // reloads, and waits in Load
+		reloaded <- err
+	}()
+	<-entered
+	k, err := ring.Active(ctx, time.Now()) // would wait for the reload if it held the lock
+	if err != nil || k.ID != "KA" {
+		t.Errorf("during a reload: %q, %v; want KA, loaded before", k.ID, err)
+	}
+	close(release)
+	if err := <-reloaded; err != nil {
+		t.Errorf("the reload: %v", err)
+	}
+	if loads != 2 {
+		t.Errorf("%d loads, want 2: the call during the reload uses the keys loaded before", loads)
+	}
+}
