@@ -180,9 +180,12 @@ func isKeyRefused(err error) bool {
 	return false
 }
 
-// isThrottle reports KMS's throttling errors: ThrottlingException (the
-// request quota), and LimitExceededException, which KMS also uses for
-// request-rate limits.
+// isThrottle reports KMS's throttling errors: ThrottlingException, what
+// KMS answers over a request quota. LimitExceededException is a
+// resource quota (keys, aliases, grants), not a rate, and Sign should
+// never meet it; it is here so that, if it did, sending halts rather
+// than every message failing into the DLQ. The other two are the
+// SDK's generic throttle codes.
 func isThrottle(err error) bool {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
