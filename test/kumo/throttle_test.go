@@ -134,6 +134,19 @@ func TestKMSKeyRefusedHalts(t *testing.T) {
 		}
 		check(t, s, time.Now())
 	})
+	t.Run("its public key refused at start", func(t *testing.T) {
+		arn := e.kmsKey(t, kmstypes.KeySpecRsa2048)
+		th := &throttler{next: http.DefaultTransport, code: "AccessDeniedException", target: "TrentService.GetPublicKey"}
+		th.n.Store(100)
+		client := kms.NewFromConfig(aws.Config{
+			Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+			BaseEndpoint: aws.String(e.url), HTTPClient: &http.Client{Transport: th},
+		})
+		_, err := link.NewKMSSigner(context.Background(), client, arn)
+		if !worker.IsHalt(err) {
+			t.Errorf("NewKMSSigner with kms:GetPublicKey denied: %v; want a halt", err)
+		}
+	})
 	for _, code := range []string{"AccessDeniedException", "DisabledException", "KMSInvalidStateException", "NotFoundException", "KeyUnavailableException"} {
 		t.Run(code, func(t *testing.T) {
 			arn := e.kmsKey(t, kmstypes.KeySpecEccNistP256)

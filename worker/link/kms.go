@@ -82,7 +82,9 @@ var (
 func NewKMSSigner(ctx context.Context, client KMSAPI, keyID string) (*KMSSigner, error) {
 	out, err := client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(keyID)})
 	if err != nil {
-		return nil, fmt.Errorf("kms key %s: %w", keyID, err)
+		// A worker that cannot read its key's public key cannot sign
+		// with it either: the same halts as Sign's.
+		return nil, kmsHalt(fmt.Errorf("kms key %s: %w", keyID, err))
 	}
 	if out.KeyUsage != kmstypes.KeyUsageTypeSignVerify {
 		return nil, fmt.Errorf("kms key %s: usage is %s, want SIGN_VERIFY", keyID, out.KeyUsage)
@@ -152,17 +154,23 @@ func (k *KMSSigner) SignContext(ctx context.Context, digest []byte, opts crypto.
 		SigningAlgorithm: k.alg,
 	})
 	if err != nil {
-		err = fmt.Errorf("kms sign with %s: %w", k.keyID, err)
-		switch {
-		case isThrottle(err):
-			return nil, worker.HaltUntil(err, time.Now().Add(KMSThrottleBackoff))
-		case isKeyRefused(err):
-			return nil, worker.HaltUntil(fmt.Errorf("every link would fail: the worker's role may not use the key, or the key is disabled, pending deletion or unavailable; run `reportmailer check -aws`: %w", err),
-				time.Now().Add(KMSRefusedHalt))
-		}
-		return nil, err
+		return nil, kmsHalt(fmt.Errorf("kms sign with %s: %w", k.keyID, err))
 	}
 	return out.Signature, nil
+}
+
+// kmsHalt marks a KMS error that every signature would meet for a while
+// as a halt of sending: throttling for KMSThrottleBackoff, a refused key
+// for KMSRefusedHalt. Other errors are returned as they are.
+func kmsHalt(err error) error {
+	switch {
+	case isThrottle(err):
+		return worker.HaltUntil(err, time.Now().Add(KMSThrottleBackoff))
+	case isKeyRefused(err):
+		return worker.HaltUntil(fmt.Errorf("every link would fail: the worker's role may not use the key, or the key is disabled, pending deletion or unavailable; run `reportmailer check -aws`: %w", err),
+			time.Now().Add(KMSRefusedHalt))
+	}
+	return err
 }
 
 // isKeyRefused reports KMS's answers that every signature with the key
