@@ -46,6 +46,13 @@ test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser i
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
+	$(MAKE) test-kumo
+
+# The key-rotation and KMS tests against kumo (CloudFront edge, KMS), in
+# a module of their own so that kumo's dependencies stay out of go.mod.
+.PHONY: test-kumo
+test-kumo:
+	cd test/kumo && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) test -count=1 -timeout 3m ./...
 
 race: $(NPM_STAMP) $(CHROMIUM) ## the tests under the race detector (slower; not part of make test)
 	$(GO) test -race -count=1 -timeout 8m ./...

@@ -111,6 +111,11 @@ type CloudFront struct {
 	// shorthand key's PEM text. Its name must not start with
 	// REPORTMAILER_, which is reserved for config overrides.
 	PrivateKeyEnv string `yaml:"private_key_env"`
+	// KMSKeyID is the shorthand key's AWS KMS key (id, ARN or alias), in
+	// place of PrivateKeyFile and PrivateKeyEnv: an asymmetric key of spec
+	// RSA_2048 or ECC_NIST_P256 that signs through kms:Sign, so no
+	// private key is on any worker. It needs hash sha256.
+	KMSKeyID string `yaml:"kms_key_id"`
 	// Keys lists the keys, for rotation: exactly one is Active and signs
 	// every link; the others are listed so that `reportmailer keys` can
 	// say when each may be removed from CloudFront. Default none (use
@@ -118,6 +123,13 @@ type CloudFront struct {
 	// REPORTMAILER_LINKS_CLOUDFRONT_KEYS_<ID>_<FIELD>, e.g.
 	// REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2JCJMDEHXQW5F_ACTIVE=true.
 	Keys []CloudFrontKey `yaml:"keys"`
+	// KMSSigning declares that the ring may hold a KMS key although the
+	// configured keys are files: `reportmailer iam` then grants the
+	// worker kms:Sign and kms:GetPublicKey on the tagged keys, and
+	// `keys rotate -kms` refuses without it. Set it, update the worker's
+	// role and deploy before a -kms rotation. It needs hash sha256.
+	// Default false (true in effect when a configured key is in KMS).
+	KMSSigning bool `yaml:"kms_signing"`
 	// Hash is the signature's hash: sha1 (CloudFront's classic) or
 	// sha256 (the URL then carries Hash-Algorithm=SHA256). Default sha1.
 	Hash string `yaml:"hash"`
@@ -173,6 +185,10 @@ type CloudFrontKey struct {
 	PrivateKeyFile string `yaml:"private_key_file"`
 	// PrivateKeyEnv names an environment variable holding the PEM text.
 	PrivateKeyEnv string `yaml:"private_key_env"`
+	// KMSKeyID is an AWS KMS key (id, ARN or alias) that signs through
+	// kms:Sign, in place of PrivateKeyFile and PrivateKeyEnv: spec
+	// RSA_2048 or ECC_NIST_P256. It needs hash sha256.
+	KMSKeyID string `yaml:"kms_key_id"`
 	// Active marks the key that signs. Exactly one key is active.
 	// Default false.
 	Active bool `yaml:"active"`
@@ -184,7 +200,7 @@ func (cf *CloudFront) SigningKeys() []CloudFrontKey {
 	if len(cf.Keys) > 0 {
 		return cf.Keys
 	}
-	return []CloudFrontKey{{ID: cf.KeyID, PrivateKeyFile: cf.PrivateKeyFile, PrivateKeyEnv: cf.PrivateKeyEnv, Active: true}}
+	return []CloudFrontKey{{ID: cf.KeyID, PrivateKeyFile: cf.PrivateKeyFile, PrivateKeyEnv: cf.PrivateKeyEnv, KMSKeyID: cf.KMSKeyID, Active: true}}
 }
 
 // ActiveKey returns the key that signs, and false if the configuration
@@ -235,8 +251,10 @@ func ttlByTypeField(typ string) string {
 	return "links.ttl_by_type[" + quote(typ) + "]"
 }
 
-// distributionIDRE is what CloudFront distribution ids look like.
-var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
+// distributionIDRE is what CloudFront distribution ids look like:
+// letters and digits, and "-", which AWS's ids lack but an emulator's
+// (kumo's "E2693aba3-3481") have; none of them needs escaping in an ARN.
+var distributionIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 
 // keyIDRE is what CloudFront key ids look like, and what is safe in a
 // URL and an S3 key.
@@ -294,7 +312,7 @@ func (c *Config) validateLinks() []error {
 		!strings.HasPrefix(p, sp) && !strings.HasPrefix(sp, p) {
 		bad("reports.prefix", p, "is outside what the distribution serves, keys under %s (links.cloudfront.origin_path, then the path of links.cloudfront.domain, which CloudFront passes on to the origin): it could link no report", quote(sp))
 	}
-	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != ""
+	shorthand := cf.KeyID != "" || cf.PrivateKeyFile != "" || cf.PrivateKeyEnv != "" || cf.KMSKeyID != ""
 	switch {
 	case shorthand && len(cf.Keys) > 0:
 		bad("links.cloudfront.key_id", cf.KeyID, "and links.cloudfront.keys: set one form, the key_id shorthand or the keys list, not both")
@@ -304,7 +322,7 @@ func (c *Config) validateLinks() []error {
 		} else if !keyIDRE.MatchString(cf.KeyID) {
 			bad("links.cloudfront.key_id", cf.KeyID, "may hold only letters, digits, '-' and '_'")
 		}
-		errs = append(errs, checkKeySource("links.cloudfront.", cf.PrivateKeyFile, cf.PrivateKeyEnv)...)
+		errs = append(errs, checkKeySource("links.cloudfront.", cf.PrivateKeyFile, cf.PrivateKeyEnv, cf.KMSKeyID)...)
 	default:
 		seen := map[string]bool{}
 		var active []string
@@ -319,7 +337,7 @@ func (c *Config) validateLinks() []error {
 				bad(f("id"), k.ID, "is listed twice")
 			}
 			seen[k.ID] = true
-			errs = append(errs, checkKeySource(f(""), k.PrivateKeyFile, k.PrivateKeyEnv)...)
+			errs = append(errs, checkKeySource(f(""), k.PrivateKeyFile, k.PrivateKeyEnv, k.KMSKeyID)...)
 			if k.Active {
 				active = append(active, k.ID)
 			}
@@ -334,6 +352,10 @@ func (c *Config) validateLinks() []error {
 	}
 	if cf.Hash != "sha1" && cf.Hash != "sha256" {
 		bad("links.cloudfront.hash", cf.Hash, "is not sha1 or sha256")
+	} else if cf.Hash != "sha256" && slices.ContainsFunc(cf.SigningKeys(), func(k CloudFrontKey) bool { return k.KMSKeyID != "" }) {
+		bad("links.cloudfront.hash", cf.Hash, "must be sha256 with a KMS key (kms_key_id): KMS signs SHA-256 digests only")
+	} else if cf.Hash != "sha256" && cf.KMSSigning {
+		bad("links.cloudfront.hash", cf.Hash, "must be sha256 with kms_signing: true: KMS signs SHA-256 digests only")
 	}
 	if cf.Policy != "canned" && cf.Policy != "custom" {
 		bad("links.cloudfront.policy", cf.Policy, "is not canned or custom")
@@ -346,13 +368,18 @@ func (c *Config) validateLinks() []error {
 	return errs
 }
 
+// kmsKeyRE is what a KMS key id, key ARN, alias name or alias ARN may
+// look like.
+var kmsKeyRE = regexp.MustCompile(`^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_+=,.@-]+|alias/[A-Za-z0-9/_-]+|[A-Za-z0-9-]{1,128})$`)
+
 // varNameRE is what an environment variable name may be.
 var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// checkKeySource checks a key's private_key_file and private_key_env,
-// whose settings are prefix plus those names. A key pasted into either
-// is reported without its value: the error names the setting only.
-func checkKeySource(prefix, file, env string) []error {
+// checkKeySource checks a key's private_key_file, private_key_env and
+// kms_key_id, whose settings are prefix plus those names. A key pasted
+// into either is reported without its value: the error names the
+// setting only.
+func checkKeySource(prefix, file, env, kmsKey string) []error {
 	var errs []error
 	bad := func(field string, value any, reason string, args ...any) {
 		errs = append(errs, &FieldError{Field: prefix + field, Value: value, Reason: fmt.Sprintf(reason, args...)})
@@ -364,10 +391,21 @@ func checkKeySource(prefix, file, env string) []error {
 	if envKey {
 		bad("private_key_env", nil, "holds key material, not a variable name: put the PEM in an environment variable and give that variable's name here")
 	}
+	set := 0
+	for _, v := range []string{file, env, kmsKey} {
+		if v != "" {
+			set++
+		}
+	}
 	switch {
 	case fileKey || envKey:
+	case kmsKey != "" && set > 1:
+		bad("kms_key_id", kmsKey, "and private_key_file or private_key_env: set exactly one; a KMS key has no private key to give")
+	case kmsKey != "" && !kmsKeyRE.MatchString(kmsKey):
+		bad("kms_key_id", kmsKey, "is not a KMS key id, ARN or alias (e.g. arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab or alias/reportmailer)")
+	case kmsKey != "":
 	case (file == "") == (env == ""):
-		bad("private_key_file", file, "and private_key_env (%s): set exactly one", quote(env))
+		bad("private_key_file", file, "and private_key_env (%s): set exactly one, or kms_key_id", quote(env))
 	case env != "" && !varNameRE.MatchString(env):
 		bad("private_key_env", env, "is not an environment variable name (letters, digits and '_')")
 	case env != "" && strings.HasPrefix(env, EnvPrefix):

@@ -48,6 +48,23 @@ func TestLinksDefaults(t *testing.T) {
 	}
 }
 
+// TestLinksKMSKey: a KMS key needs no private key and parses with
+// hash sha256, as the shorthand and in the list.
+func TestLinksKMSKey(t *testing.T) {
+	for _, y := range []string{
+		withLinks("  cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K1, kms_key_id: \"arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\", hash: sha256}\n"),
+		withLinks("  cloudfront:\n    domain: https://d.cloudfront.net\n    hash: sha256\n    keys:\n      - {id: K1, kms_key_id: alias/reportmailer, active: true}\n      - {id: K0, private_key_file: old.pem}\n"),
+	} {
+		c, err := config.Parse([]byte(y), nil)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, y)
+		}
+		if k, ok := c.Links.CloudFront.ActiveKey(); !ok || k.ID != "K1" || k.KMSKeyID == "" {
+			t.Errorf("active key = %+v, %v; want K1 in KMS", k, ok)
+		}
+	}
+}
+
 func TestLinksParse(t *testing.T) {
 	c, err := config.Parse([]byte(withLinks(`
   ttl: 24h
@@ -122,6 +139,9 @@ func TestLinksErrors(t *testing.T) {
 		{"key no source", keys("      - {id: K1, active: true}\n"), nil, `links.cloudfront.keys[0].private_key_file: "" and private_key_env (""): set exactly one`},
 		{"no active key", keys("      - {id: K1, private_key_file: a.pem}\n      - {id: K2, private_key_file: b.pem}\n"), nil, `links.cloudfront.keys: 2 keys listed and none is active: mark exactly one with active: true`},
 		{"two active keys", keys("      - {id: K1, private_key_file: a.pem, active: true}\n      - {id: K2, private_key_file: b.pem, active: true}\n"), nil, `links.cloudfront.keys: "K1, K2" are all active: mark exactly one with active: true`},
+		{"kms key with sha1", withLinks("  cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, kms_key_id: alias/reportmailer}\n"), nil, `links.cloudfront.hash: "sha1" must be sha256 with a KMS key (kms_key_id): KMS signs SHA-256 digests only`},
+		{"kms key and a file", keys("      - {id: K1, kms_key_id: alias/rm, private_key_file: a.pem, active: true}\n    hash: sha256\n"), nil, `links.cloudfront.keys[0].kms_key_id: "alias/rm" and private_key_file or private_key_env: set exactly one`},
+		{"kms key not an id", withLinks("  cloudfront: {domain: \"https://d.cloudfront.net\", key_id: K, kms_key_id: \"arn:aws:s3:::bucket\", hash: sha256}\n"), nil, `links.cloudfront.kms_key_id: "arn:aws:s3:::bucket" is not a KMS key id, ARN or alias`},
 		{"bad hash", cf(", hash: md5"), nil, `links.cloudfront.hash: "md5" is not sha1 or sha256`},
 		{"upper-case hash", cf(", hash: SHA256"), nil, `links.cloudfront.hash: "SHA256" is not sha1 or sha256`},
 		{"bad policy", cf(", policy: signed"), nil, `links.cloudfront.policy: "signed" is not canned or custom`},

@@ -952,6 +952,13 @@ func (r *run) deliver(d *delivery) {
 	var okLinks [][]Link
 	for i, c := range claims {
 		if errs[i] != nil {
+			if IsHalt(errs[i]) {
+				// The signer's service refuses every link for a while
+				// (KMS throttling or a refused key): stop the run as a
+				// HeadObject halt does, so messages are hidden, not
+				// retried one by one into the dead-letter queue.
+				r.halted(errs[i])
+			}
 			r.release(log, []claim{c}, errs[i], "link", CodeLinkFailed)
 			log.Error("sign: the email goes without this event", "event", c.ev.ID, "code", cmp.Or(CodeOf(errs[i]), CodeLinkFailed), "err", errs[i])
 			continue

@@ -10,6 +10,7 @@ import (
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -101,6 +102,7 @@ func (m *Main) check(ctx context.Context, args []string) error {
 	}
 	if plan.CloudFront != nil {
 		ck.CloudFront = cloudfront.NewFromConfig(awsCfg)
+		ck.KMS = kms.NewFromConfig(awsCfg, kmsOptions)
 	}
 
 	summaryTo := m.Stdout
@@ -169,6 +171,11 @@ func checkPlan(c *config.Config, region string) (preflight.Plan, error) {
 			OriginPath:     cf.OriginPath,
 		}
 		for _, k := range keys {
+			if k.Signer == nil {
+				// A KMS key: its public key is read from KMS.
+				p.CloudFront.Keys = append(p.CloudFront.Keys, preflight.Key{ID: k.ID, KMSKeyID: k.KMSKeyID})
+				continue
+			}
 			p.CloudFront.Keys = append(p.CloudFront.Keys, preflight.Key{ID: k.ID, Public: k.Signer.Public()})
 		}
 	}

@@ -76,6 +76,7 @@ func iamInputs(c *config.Config, region, account string, cmds ...iam.Command) (i
 	}
 	if cf := c.Links.CloudFront; cf != nil {
 		in.DistributionID = cf.DistributionID
+		in.KMS = kmsDeclared(cf)
 		in.AccessLogsBucket, in.AccessLogsPrefix = cf.AccessLogs.Bucket, cf.AccessLogs.Prefix
 		in.KeyValueStoreARN = cf.KeyValueStoreARN
 	}
@@ -101,6 +102,21 @@ func iamInputs(c *config.Config, region, account string, cmds ...iam.Command) (i
 		return iam.Inputs{}, fmt.Errorf("iam: %w", err)
 	}
 	return in, nil
+}
+
+// kmsDeclared reports whether the worker's policy grants signing with
+// KMS keys: a configured key is in KMS, or kms_signing says the ring may
+// hold one.
+func kmsDeclared(cf *config.CloudFront) bool {
+	if cf.KMSSigning {
+		return true
+	}
+	for _, k := range cf.SigningKeys() {
+		if k.KMSKeyID != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // queueRegion is the region the first AWS queue URL names, or "".

@@ -188,3 +188,28 @@ links: {cloudfront: {domain: "https://d.cloudfront.net", keys: [{id: K1, private
 		})
 	}
 }
+
+// TestKeysRotateRetireUsage: keys rotate and keys retire refuse a
+// missing or contradictory choice with exit 2 before any AWS call.
+func TestKeysRotateRetireUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"keys", "rotate", "-config", "x.yaml"}, "give -kms (a key in AWS KMS) or -generate ecdsa|rsa"},
+		{[]string{"keys", "rotate", "-kms", "-generate", "rsa"}, "give -kms or -generate, not both"},
+		{[]string{"keys", "rotate", "-kms", "-kms-spec", "RSA_4096"}, `-kms-spec "RSA_4096" is not ECC_NIST_P256 or RSA_2048`},
+		{[]string{"keys", "rotate", "-generate", "dsa"}, `-generate "dsa" is not ecdsa or rsa`},
+		{[]string{"keys", "rotate", "-generate", "rsa", "-activate-after", "30s"}, "-activate-after 30s is under 2m0s"},
+		{[]string{"keys", "retire", "-config", "x.yaml"}, "-key-id is required"},
+		{[]string{"keys", "retire", "extra"}, `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, _, errOut := run(t, tt.args...)
+			if code != ExitUsage || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, ExitUsage, tt.want)
+			}
+		})
+	}
+}

@@ -63,7 +63,8 @@ func NewMain() *Main {
 }
 
 // command is one entry of the command table: a name, a line of help,
-// and either a run function or subcommands (as "dlq list").
+// and a run function, subcommands (as "dlq list"), or both (as "keys"
+// and "keys rotate": a first argument naming a subcommand runs it).
 type command struct {
 	name    string
 	summary string // for the help; continuation lines are indented
@@ -92,7 +93,10 @@ var commands = []command{
 	{name: "history", summary: "list past runs (drain, serve slots) with their counts, or one in full", run: (*Main).history},
 	{name: "downloads", summary: "who opened the links they were sent, from CloudFront's access\nlogs and the ledger (links.trace)", run: (*Main).downloads},
 	{name: "revoke", summary: "make one delivery's traced links stop working before they expire,\nthrough a CloudFront KeyValueStore deny list", run: (*Main).revoke},
-	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront", run: (*Main).keys},
+	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront", run: (*Main).keys, sub: []command{
+		{name: "rotate", summary: "make a new key (in KMS, or a file), have the distribution trust\nit, and schedule when every replica starts signing with it", run: (*Main).keysRotate},
+		{name: "retire", summary: "stop the distribution trusting an old key and delete its public\nkey, once no link it signed is alive (-force before)", run: (*Main).keysRetire},
+	}},
 	{name: "sign", summary: "sign one CloudFront URL with a private key, offline", run: (*Main).sign},
 	{name: "verify", summary: "check a signed CloudFront URL offline, and say why it fails", run: (*Main).verify},
 	{name: "iam", summary: "print the least-privilege IAM policy for a config", run: (*Main).iam},
@@ -123,6 +127,9 @@ func usageText(prefix string, cmds []command) string {
 	}
 	for _, c := range cmds {
 		if c.sub != nil && prefix == "" {
+			if c.run != nil {
+				lines(c.name, c.summary)
+			}
 			for _, s := range c.sub {
 				lines(c.name+" "+s.name, s.summary)
 			}
@@ -162,7 +169,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 			return ExitUsage
 		}
 		c, rest := cmds[i], args[1:]
-		if c.sub == nil {
+		if c.sub == nil || c.run != nil && (len(rest) == 0 || !slices.ContainsFunc(c.sub, func(s command) bool { return s.name == rest[0] })) {
 			err = c.run(m, ctx, rest)
 			break
 		}

@@ -13,7 +13,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		t.Fatalf("help: exit %d", code)
 	}
 	for _, c := range commands {
-		if c.sub == nil {
+		if c.run != nil {
 			t.Run(c.name, func(t *testing.T) {
 				code, _, errOut := run(t, c.name, "-help")
 				if code != ExitOK || !strings.Contains(errOut, "Usage: reportmailer "+c.name) {
@@ -21,6 +21,15 @@ func TestEveryCommandHasHelp(t *testing.T) {
 				}
 				if !strings.Contains(top, "  "+c.name+" ") {
 					t.Errorf("help does not list %s:\n%s", c.name, top)
+				}
+				for _, s := range c.sub { // a command that also has subcommands
+					name := c.name + " " + s.name
+					if code, _, errOut := run(t, c.name, s.name, "-help"); code != ExitOK || !strings.Contains(errOut, "Usage: reportmailer "+name) {
+						t.Errorf("%s -help: exit %d, stderr %q", name, code, errOut)
+					}
+					if !strings.Contains(top, "  "+name+" ") {
+						t.Errorf("help does not list %s:\n%s", name, top)
+					}
 				}
 			})
 			continue

@@ -55,7 +55,7 @@ func TestRunbookCommandsExist(t *testing.T) {
 				break
 			}
 			path, args = append(path, args[0]), args[1:]
-			if cmds[i].sub == nil {
+			if cmds[i].sub == nil || cmds[i].run != nil && (len(args) == 0 || !slices.ContainsFunc(cmds[i].sub, func(c command) bool { return c.name == args[0] })) {
 				break
 			}
 			cmds = cmds[i].sub

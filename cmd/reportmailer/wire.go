@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -64,6 +64,9 @@ type app struct {
 	events *sesevents.Reader
 	// obs is what runs report to: metrics, traces, AWS call results.
 	obs *observability
+	// aws is the SDK's config, for the clients only some commands use
+	// (KMS, CloudFront).
+	aws aws.Config
 	// tokens makes traced links' tokens; nil unless links.trace.
 	tokens *linktoken.Tokens
 }
@@ -113,6 +116,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		ledger:    ledger,
 		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
 		obs:       obs,
+		aws:       awsCfg,
 	}
 	obs.paced(a.mailer)
 	if e := c.SESEvents; e.QueueURL != "" {
@@ -124,7 +128,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 			Logger:      logger,
 		}
 	}
-	if a.signer, err = newSigner(c, s3c, awsCfg.Credentials, logger); err != nil {
+	if a.signer, err = newSignerWith(c, s3c, kms.NewFromConfig(awsCfg, kmsOptions), awsCfg.Credentials, logger); err != nil {
 		return nil, err
 	}
 	if a.tokens, err = loadTokens(c.Links); err != nil {
@@ -163,32 +167,29 @@ func newMailer(c *config.Config, awsCfg aws.Config, logger *slog.Logger) worker.
 }
 
 // newSigner builds the link signer from the config: the one place it
-// is built. CloudFront signs with the active key and records each key's
-// latest expiry next to the ledger, for "reportmailer keys"; without
-// CloudFront, links are S3 presigned URLs.
+// is built. CloudFront signs with the key ring's active key and records
+// each key's latest expiry next to the ledger, for "reportmailer keys";
+// without CloudFront, links are S3 presigned URLs. This signer, for the
+// commands that call no AWS API, signs with the configured keys only;
+// newApp's (newSignerWith) also reads the ring's state and KMS keys.
 func newSigner(c *config.Config, s3c *s3.Client, creds aws.CredentialsProvider, logger *slog.Logger) (worker.Signer, error) {
+	return newSignerWith(c, s3c, nil, creds, logger)
+}
+
+// newSignerWith is newSigner with a KMS client: with one, the key ring
+// also reads its state in the state bucket and signs with KMS keys.
+func newSignerWith(c *config.Config, s3c *s3.Client, kmsc link.KMSAPI, creds aws.CredentialsProvider, logger *slog.Logger) (worker.Signer, error) {
 	l := c.Links
 	if cf := l.CloudFront; cf != nil {
-		keys, err := loadKeys(cf)
+		ring, err := newKeyRing(c, s3c, kmsc, logger)
 		if err != nil {
 			return nil, err
-		}
-		active, ok := cf.ActiveKey()
-		if !ok {
-			return nil, fmt.Errorf("links.cloudfront: no single active key") // config validation prevents this
-		}
-		var key crypto.Signer
-		for _, k := range keys {
-			if k.ID == active.ID {
-				key = k.Signer
-			}
 		}
 		s := &link.CloudFront{
 			Domain:               strings.TrimSuffix(cf.Domain, "/"),
 			Bucket:               c.Reports.Bucket,
 			OriginPath:           cf.OriginPath,
-			KeyID:                active.ID,
-			Key:                  key,
+			Ring:                 ring,
 			Hash:                 cf.Hash,
 			CustomPolicy:         cf.Policy == "custom",
 			OneSignaturePerEmail: cf.OneSignaturePerEmail,

@@ -95,6 +95,15 @@ const (
 	// Status is `reportmailer status`: queue depths, the last run, the
 	// SES quota and the key records.
 	Status Command = "status"
+	// KeysRotate is `reportmailer keys rotate`, an operator's command:
+	// creates a key (in KMS, or a file), uploads its public key to
+	// CloudFront, makes the distribution trust it through a new key
+	// group, and schedules it in the key ring's state.
+	KeysRotate Command = "keys-rotate"
+	// KeysRetire is `reportmailer keys retire`, an operator's command:
+	// stops the distribution trusting a key and deletes its public key,
+	// after counting the emails whose links it would break.
+	KeysRetire Command = "keys-retire"
 	// Downloads is `reportmailer downloads`: reads the ledger's records
 	// and the distribution's access log files.
 	Downloads Command = "downloads"
@@ -114,7 +123,7 @@ const (
 
 // Commands returns every command For knows, those that call AWS first.
 func Commands() []Command {
-	return []Command{Drain, Serve, Keys, Check, DLQList, DLQDelete, Redrive, Resend, History, Status, Downloads, Revoke, Preview, Sign, Verify, ConfigCheck}
+	return []Command{Drain, Serve, Keys, Check, DLQList, DLQDelete, Redrive, Resend, History, Status, Downloads, Revoke, KeysRotate, KeysRetire, Preview, Sign, Verify, ConfigCheck}
 }
 
 // ParseCommands reads a comma-separated list of command names, such as
@@ -187,6 +196,9 @@ type Inputs struct {
 	// DistributionID is the CloudFront distribution check reads; ""
 	// allows any distribution of the account.
 	DistributionID string
+	// KMS is set when a CloudFront key is in AWS KMS: the worker then
+	// signs with kms:Sign, on the keys tagged KMSTagKey=KMSTagValue.
+	KMS bool
 	// AccessLogsBucket and AccessLogsPrefix are where the
 	// distribution's standard logs are, for downloads.
 	AccessLogsBucket, AccessLogsPrefix string
@@ -194,6 +206,15 @@ type Inputs struct {
 	// the deny list to.
 	KeyValueStoreARN string
 }
+
+// KMSTagKey and KMSTagValue tag the KMS keys reportmailer signs with:
+// `keys rotate -kms` tags the keys it creates, and the worker's
+// kms:Sign is granted on the keys so tagged only, so a key made by a
+// later rotation needs no new policy. Tag a KMS key made by hand too.
+const (
+	KMSTagKey   = "reportmailer"
+	KMSTagValue = "cloudfront-signing"
+)
 
 // Check reports the first input that For cannot write a statement for,
 // naming the field and the value: an unreadable queue URL, or a bucket
@@ -256,6 +277,9 @@ const (
 	sidSendQuota        = "SendQuota"
 	sidDistribution     = "Distribution"
 	sidPublicKeys       = "PublicKeys"
+	sidKeyGroups        = "KeyGroups"
+	sidSigningKeys      = "SigningKeys"
+	sidCreateKeys       = "CreateSigningKeys"
 	sidAccessLogs       = "AccessLogs"
 	sidListAccessLogs   = "ListAccessLogs"
 	sidDenyList         = "DenyList"
@@ -300,6 +324,10 @@ func For(in Inputs, cmds ...Command) Document {
 			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
 			b.keys()
 			b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
+		case KeysRotate:
+			b.rotate()
+		case KeysRetire:
+			b.retire()
 		case Downloads:
 			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
 			b.readPrefix(sidAccessLogs, sidListAccessLogs, b.in.AccessLogsBucket, b.in.AccessLogsPrefix)
@@ -379,12 +407,66 @@ func (b *builder) drain() {
 		b.add(sidConfigurationSet, []string{b.sesARN("configuration-set/" + in.ConfigurationSet)}, nil, "ses:SendEmail")
 	}
 	b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
+	if in.CloudFront && in.KMS {
+		b.signingKeys("kms:Sign", "kms:GetPublicKey")
+	}
 }
 
 func (b *builder) keys() {
 	if b.in.CloudFront {
 		b.readPrefix(sidKeyRecords, sidListKeyRecords, b.in.StateBucket, b.in.KeyRecordsPrefix)
+		if b.in.KMS {
+			b.signingKeys("kms:GetPublicKey")
+		}
 	}
+}
+
+// signingKeys grants actions on the KMS keys tagged as reportmailer's
+// signing keys.
+func (b *builder) signingKeys(actions ...string) {
+	arn := "arn:" + Partition(b.in.Region) + ":kms:" + or(b.in.Region) + ":" + or(b.in.Account) + ":key/*"
+	cond := map[string]map[string][]string{"StringEquals": {"aws:ResourceTag/" + KMSTagKey: {KMSTagValue}}}
+	b.add(sidSigningKeys, []string{arn}, cond, actions...)
+}
+
+func (b *builder) distribution(actions ...string) {
+	dist := "distribution/*"
+	if b.in.DistributionID != "" {
+		dist = "distribution/" + Escape(b.in.DistributionID)
+	}
+	b.add(sidDistribution, []string{"arn:" + Partition(b.in.Region) + ":cloudfront::" + or(b.in.Account) + ":" + dist}, nil, actions...)
+}
+
+// rotate is `keys rotate`: the ring's state next to the key records,
+// the new key, its public key and a key group in CloudFront, and the
+// distribution's trusted key groups. CloudFront's public keys and key
+// groups take no resource-level permission.
+func (b *builder) rotate() {
+	if !b.in.CloudFront {
+		return
+	}
+	b.readPrefix(sidKeyRecords, sidListKeyRecords, b.in.StateBucket, b.in.KeyRecordsPrefix, "s3:PutObject")
+	b.distribution("cloudfront:GetDistribution", "cloudfront:GetDistributionConfig", "cloudfront:UpdateDistribution")
+	b.add(sidPublicKeys, []string{"*"}, nil, "cloudfront:CreatePublicKey", "cloudfront:ListPublicKeys")
+	b.add(sidKeyGroups, []string{"*"}, nil, "cloudfront:CreateKeyGroup", "cloudfront:GetKeyGroup", "cloudfront:ListKeyGroups")
+	// CreateKey with tags needs kms:TagResource as well.
+	b.add(sidCreateKeys, []string{"*"}, nil, "kms:CreateKey", "kms:TagResource")
+	b.signingKeys("kms:GetPublicKey")
+}
+
+// retire is `keys retire`: the ring's state and the key records, the
+// ledger's email index (listed, to count the emails a forced
+// retirement breaks), the distribution's trusted key groups, and the
+// key group and public key it deletes.
+func (b *builder) retire() {
+	if !b.in.CloudFront {
+		return
+	}
+	b.readPrefix(sidKeyRecords, sidListKeyRecords, b.in.StateBucket, b.in.KeyRecordsPrefix, "s3:PutObject")
+	b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
+	b.distribution("cloudfront:GetDistribution", "cloudfront:GetDistributionConfig", "cloudfront:UpdateDistribution")
+	b.add(sidPublicKeys, []string{"*"}, nil, "cloudfront:DeletePublicKey", "cloudfront:GetPublicKey")
+	b.add(sidKeyGroups, []string{"*"}, nil, "cloudfront:CreateKeyGroup", "cloudfront:DeleteKeyGroup", "cloudfront:GetKeyGroup", "cloudfront:ListKeyGroups")
 }
 
 func (b *builder) check() {
@@ -404,6 +486,9 @@ func (b *builder) check() {
 		b.add(sidDistribution, []string{"arn:" + Partition(in.Region) + ":cloudfront::" + or(in.Account) + ":" + dist}, nil, "cloudfront:GetDistributionConfig")
 		// GetPublicKey supports no resource-level permission.
 		b.add(sidPublicKeys, []string{"*"}, nil, "cloudfront:GetPublicKey")
+		if in.KMS {
+			b.signingKeys("kms:GetPublicKey") // compared with CloudFront's
+		}
 	}
 	b.add(sidSendingIdentity, b.identities(), nil, "ses:GetEmailIdentity")
 	if in.ConfigurationSet != "" {

@@ -367,3 +367,56 @@ func TestListStatement(t *testing.T) {
 		t.Errorf("no prefix, China partition: %s\nwant %s", b, want)
 	}
 }
+
+// TestForKMSAndRotation: with a KMS key the worker may sign, and only
+// with keys tagged as reportmailer's; keys rotate and keys retire are
+// the operator's, and the worker's role never gets them.
+func TestForKMSAndRotation(t *testing.T) {
+	withKMS := full
+	withKMS.KMS = true
+	tagged := map[string][]string{"aws:ResourceTag/" + KMSTagKey: {KMSTagValue}}
+	kmsARN := "arn:aws:kms:eu-west-2:123456789012:key/*"
+	tests := []struct {
+		name    string
+		in      Inputs
+		cmds    []Command
+		sid     string
+		actions string
+		cond    bool // the tag condition
+	}{
+		{"drain signs with tagged KMS keys", withKMS, []Command{Drain}, "SigningKeys", "kms:GetPublicKey kms:Sign", true},
+		{"keys reads their public keys", withKMS, []Command{Keys}, "SigningKeys", "kms:GetPublicKey", true},
+		{"check compares their public keys with CloudFront's", withKMS, []Command{Check}, "SigningKeys", "kms:GetPublicKey", true},
+		{"rotate creates and tags keys", full, []Command{KeysRotate}, "CreateSigningKeys", "kms:CreateKey kms:TagResource", false},
+		{"rotate trusts a new key", full, []Command{KeysRotate}, "Distribution", "cloudfront:GetDistribution cloudfront:GetDistributionConfig cloudfront:UpdateDistribution", false},
+		{"rotate uploads public keys", full, []Command{KeysRotate}, "PublicKeys", "cloudfront:CreatePublicKey cloudfront:ListPublicKeys", false},
+		{"retire deletes them", full, []Command{KeysRetire}, "PublicKeys", "cloudfront:DeletePublicKey cloudfront:GetPublicKey", false},
+		{"retire deletes key groups", full, []Command{KeysRetire}, "KeyGroups", "cloudfront:CreateKeyGroup cloudfront:DeleteKeyGroup cloudfront:GetKeyGroup cloudfront:ListKeyGroups", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *Statement
+			for _, s := range For(tt.in, tt.cmds...).Statement {
+				if s.Sid == tt.sid {
+					got = &s
+				}
+			}
+			if got == nil {
+				t.Fatalf("no statement %s", tt.sid)
+			}
+			if a := strings.Join(got.Action, " "); a != tt.actions {
+				t.Errorf("actions %s, want %s", a, tt.actions)
+			}
+			if tt.cond && (strings.Join(got.Resource, " ") != kmsARN || !reflect.DeepEqual(got.Condition["StringEquals"], tagged)) {
+				t.Errorf("resources %v condition %v, want %s tagged %v", got.Resource, got.Condition, kmsARN, tagged)
+			}
+		})
+	}
+	for _, s := range For(full, Drain, Serve, Keys, Check).Statement {
+		for _, a := range s.Action {
+			if strings.HasPrefix(a, "kms:") || a == "cloudfront:UpdateDistribution" || a == "cloudfront:CreatePublicKey" {
+				t.Errorf("the worker's role without a KMS key gets %s", a)
+			}
+		}
+	}
+}

@@ -54,8 +54,11 @@ type CloudFront struct {
 	// key, which signs every link.
 	KeyID string
 	// Key is the private key: RSA-2048 or ECDSA P-256. It may be any
-	// crypto.Signer with such a public key, such as a KMS-backed one.
+	// crypto.Signer with such a public key, such as a [KMSSigner].
 	Key crypto.Signer
+	// Ring, if set, is asked for the key at every signature, and KeyID
+	// and Key are not used: see [KeyRing].
+	Ring KeyRing
 	// Hash is HashSHA1 (the default, also for "") or HashSHA256; with
 	// SHA-256 the URL carries Hash-Algorithm=SHA256.
 	Hash string
@@ -130,11 +133,13 @@ func (c *CloudFront) check() (string, crypto.Hash, error) {
 		c.base.Store(&checkedDomain{domain: c.Domain, base: b})
 		base = b
 	}
-	if err := CheckKeyID(c.KeyID); err != nil {
-		return "", 0, fmt.Errorf("cloudfront: %w", err)
-	}
-	if err := checkSigner(c.Key); err != nil {
-		return "", 0, fmt.Errorf("cloudfront: %w", err)
+	if c.Ring == nil {
+		if err := CheckKeyID(c.KeyID); err != nil {
+			return "", 0, fmt.Errorf("cloudfront: %w", err)
+		}
+		if err := checkSigner(c.Key); err != nil {
+			return "", 0, fmt.Errorf("cloudfront: %w", err)
+		}
 	}
 	hash, err := parseHash(c.Hash)
 	if err != nil {
@@ -256,15 +261,19 @@ func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (w
 	if err != nil {
 		return worker.Link{}, err
 	}
+	key, err := c.activeKey(ctx, now)
+	if err != nil {
+		return worker.Link{}, err
+	}
 	resource, err := withToken(base+"/"+EscapeKey(p), r.Token)
 	if err != nil {
 		return worker.Link{}, err
 	}
-	signed, err := signChecked(resource, Key{ID: c.KeyID, Signer: c.Key}, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
+	signed, err := signChecked(ctx, resource, key, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
 	if err != nil {
 		return worker.Link{}, signError(err)
 	}
-	if err := c.recorder.ensure(ctx, c.Expiries, c.KeyID, expires); err != nil {
+	if err := c.recorder.ensure(ctx, c.Expiries, key.ID, expires); err != nil {
 		return worker.Link{}, fmt.Errorf("cloudfront: %w", err)
 	}
 	return worker.Link{URL: signed, Expires: expires}, nil
@@ -280,15 +289,7 @@ func (c *CloudFront) SignAll(ctx context.Context, rs []event.Report, now time.Ti
 			return links, err
 		}
 	}
-	links := make([]worker.Link, len(rs))
-	for i, r := range rs {
-		l, err := c.Sign(ctx, r, now)
-		if err != nil {
-			return nil, fmt.Errorf("s3://%s/%s: %w", r.Bucket, r.Key, err)
-		}
-		links[i] = l
-	}
-	return links, nil
+	return c.signEach(ctx, rs, now)
 }
 
 // withToken returns rawURL with a traced link's token as its query
@@ -364,9 +365,13 @@ func (c *CloudFront) signShared(ctx context.Context, rs []event.Report, now time
 	if err != nil {
 		return nil, fmt.Errorf("cloudfront: %w", err)
 	}
-	sig, err := signPolicy(c.Key, policy, hash)
+	key, err := c.activeKey(ctx, now)
 	if err != nil {
-		return nil, fmt.Errorf("cloudfront: %w", err)
+		return nil, err
+	}
+	sig, err := signPolicy(ctx, key.Signer, policy, hash)
+	if err != nil {
+		return nil, signError(err)
 	}
 	links := make([]worker.Link, len(rs))
 	for i, u := range urls {
@@ -375,13 +380,13 @@ func (c *CloudFront) signShared(ctx context.Context, rs []event.Report, now time
 			// as escaping works segment by segment.
 			return nil, fmt.Errorf("cloudfront: shared resource %q does not cover %q", p.Resource, u)
 		}
-		signed, err := assemble(u, epoch, policy, sig, c.KeyID, hash)
+		signed, err := assemble(u, epoch, policy, sig, key.ID, hash)
 		if err != nil {
 			return nil, fmt.Errorf("s3://%s/%s: %w", rs[i].Bucket, rs[i].Key, signError(err))
 		}
 		links[i] = worker.Link{URL: signed, Expires: expires}
 	}
-	if err := c.recorder.ensure(ctx, c.Expiries, c.KeyID, expires); err != nil {
+	if err := c.recorder.ensure(ctx, c.Expiries, key.ID, expires); err != nil {
 		return nil, fmt.Errorf("cloudfront: %w", err)
 	}
 	return links, nil

@@ -11,6 +11,11 @@
 // CloudFront URLs may carry a canned or a custom policy (a wildcard
 // Resource, a not-before time, one IPv4 CIDR), be signed by an RSA-2048
 // or ECDSA P-256 key, over SHA-1 or SHA-256 (Hash-Algorithm=SHA256).
+// With a [KeyRing], the CloudFront signer asks for the key active at the
+// moment of each signature ([Ring], or [LoadedRing] for a ring read
+// again every minute), and a key may be a [KMSSigner], whose private
+// key never leaves AWS KMS.
+//
 // With an [ExpiryLog], the CloudFront signer durably records the
 // latest expiry each key has signed, which is when that key's public
 // key can be removed from CloudFront without breaking a link.

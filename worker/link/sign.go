@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha1"
@@ -118,7 +119,7 @@ func signWith(rawURL string, key Key, hash string, p Policy) (string, error) {
 	if err := CheckURL(rawURL); err != nil {
 		return "", err
 	}
-	return signChecked(rawURL, key, h, p)
+	return signChecked(context.Background(), rawURL, key, h, p)
 }
 
 type errURLTooLong int
@@ -128,7 +129,7 @@ func (n errURLTooLong) Error() string {
 }
 
 // signChecked is Sign once the key, hash and URL have been checked.
-func signChecked(rawURL string, key Key, hash crypto.Hash, p Policy) (string, error) {
+func signChecked(ctx context.Context, rawURL string, key Key, hash crypto.Hash, p Policy) (string, error) {
 	epoch, err := checkExpiry(p.Expires)
 	if err != nil {
 		return "", err
@@ -148,7 +149,7 @@ func signChecked(rawURL string, key Key, hash crypto.Hash, p Policy) (string, er
 		}
 		policy = appendCannedPolicy(buf, rawURL, epoch)
 	}
-	sig, err := signPolicy(key.Signer, policy, hash)
+	sig, err := signPolicy(ctx, key.Signer, policy, hash)
 	if err != nil {
 		return "", err
 	}
@@ -306,12 +307,17 @@ func appendJSONString(b []byte, s string) []byte {
 
 // signPolicy signs policy over hash, RSA PKCS #1 v1.5 or ECDSA ASN.1
 // DER as the key is, and returns the raw signature.
-func signPolicy(key crypto.Signer, policy []byte, hash crypto.Hash) ([]byte, error) {
+func signPolicy(ctx context.Context, key crypto.Signer, policy []byte, hash crypto.Hash) ([]byte, error) {
 	digest, err := digestOf(policy, hash)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := key.Sign(rand.Reader, digest, hash)
+	var sig []byte
+	if cs, ok := key.(ContextSigner); ok {
+		sig, err = cs.SignContext(ctx, digest, hash)
+	} else {
+		sig, err = key.Sign(rand.Reader, digest, hash)
+	}
 	if err != nil {
 		// Not wrapped in detail: a KMS error may quote the request.
 		return nil, fmt.Errorf("sign policy: %w", err)

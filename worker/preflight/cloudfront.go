@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 )
 
 // checkCloudFront checks that the distribution serves the reports
@@ -166,6 +167,21 @@ func domainFinding(cf *CloudFrontPlan, aliases []string) (Finding, bool) {
 
 func (c *Checker) checkPublicKey(ctx context.Context, k Key) Finding {
 	name := "key " + k.ID
+	if k.Public == nil && k.KMSKeyID != "" {
+		if c.KMS == nil {
+			return Finding{Area: "cloudfront", Name: name, Status: Warn, Detail: "KMS key " + k.KMSKeyID + " not checked: no KMS client"}
+		}
+		out, err := c.KMS.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(k.KMSKeyID)})
+		if err != nil {
+			// The worker signs with this key: a key it cannot read is one
+			// it cannot sign with either.
+			return Finding{Area: "cloudfront", Name: name, Status: Fail, Detail: fmt.Sprintf("KMS key %s: kms:GetPublicKey: %v", k.KMSKeyID, err),
+				Fix: "tag the key reportmailer=cloudfront-signing, grant what `reportmailer iam` prints, and check that the key is enabled and in this region"}
+		}
+		if k.Public, err = x509.ParsePKIXPublicKey(out.PublicKey); err != nil {
+			return Finding{Area: "cloudfront", Name: name, Status: Fail, Detail: fmt.Sprintf("KMS key %s: its public key cannot be read: %v", k.KMSKeyID, err)}
+		}
+	}
 	out, err := c.CloudFront.GetPublicKey(ctx, &cloudfront.GetPublicKeyInput{Id: aws.String(k.ID)})
 	var ns *types.NoSuchPublicKey
 	switch {
@@ -188,6 +204,9 @@ func (c *Checker) checkPublicKey(ctx context.Context, k Key) Finding {
 		return Finding{Area: "cloudfront", Name: name, Status: Fail,
 			Detail: "CloudFront's public key " + k.ID + " is not the public half of the configured private key: every link signed with it answers 403",
 			Fix:    "configure the private key that belongs to " + k.ID + ", or upload this key's public half and use its new id"}
+	}
+	if k.KMSKeyID != "" {
+		return Finding{Area: "cloudfront", Name: name, Status: OK, Detail: "CloudFront's public key matches KMS key " + k.KMSKeyID}
 	}
 	return Finding{Area: "cloudfront", Name: name, Status: OK, Detail: "CloudFront's public key matches the configured private key"}
 }

@@ -80,4 +80,7 @@ type CloudFrontPlan struct {
 type Key struct {
 	ID     string
 	Public crypto.PublicKey
+	// KMSKeyID names the KMS key whose public key is compared, in place
+	// of Public, for a key in KMS.
+	KMSKeyID string
 }

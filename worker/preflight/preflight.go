@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -114,6 +115,12 @@ type CloudFront interface {
 	GetPublicKey(context.Context, *cloudfront.GetPublicKeyInput, ...func(*cloudfront.Options)) (*cloudfront.GetPublicKeyOutput, error)
 }
 
+// KMS is the part of *kms.Client the checks use: the public keys of
+// the CloudFront keys in KMS.
+type KMS interface {
+	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
+}
+
 // Checker checks one account against a Plan.
 type Checker struct {
 	SQS SQS
@@ -121,6 +128,9 @@ type Checker struct {
 	SES SES
 	// CloudFront may be nil when Plan.CloudFront is.
 	CloudFront CloudFront
+	// KMS reads the public keys of the Plan's KMS keys; nil when it
+	// has none.
+	KMS KMS
 	// Plan is what the worker is configured to use.
 	Plan Plan
 	// ProbeName returns a name no object has, for probe objects;

@@ -1,0 +1,116 @@
+package kumo
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/reportmailer/reportmailer/templates"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/mail"
+	"github.com/reportmailer/reportmailer/worker/queue"
+	"github.com/reportmailer/reportmailer/worker/rotate"
+	"github.com/reportmailer/reportmailer/worker/store"
+)
+
+// TestKMSThrottleHaltsDrain: a worker whose KMS key is throttled past
+// the SDK's retries halts its run: nothing is sent or dead-lettered,
+// and the message stays on the queue, hidden, for a later run.
+func TestKMSThrottleHaltsDrain(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reports, state := unique("reports"), unique("state")
+	e.bucket(t, reports)
+	e.bucket(t, state)
+	arn := e.kmsKey(t, kmstypes.KeySpecRsa2048)
+	keyID := e.publicKey(t, kmsPublic(t, e, arn))
+	dist := e.distribution(t, reports, keyID)
+	expiries, ring := keyRecords(e, state)
+	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(unique("ready"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(unique("ready-dlq"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "kumo/cdn/" + dist + "/"
+	e.put(t, reports, prefix+"r/q4.pdf", "%PDF q4")
+
+	th := &throttler{next: http.DefaultTransport}
+	client := kms.NewFromConfig(aws.Config{
+		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(e.url), HTTPClient: &http.Client{Transport: th},
+	}, func(o *kms.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 2
+			so.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
+		})
+	})
+	src := &rotate.Source{Keys: []rotate.ConfiguredKey{{ID: keyID, KMSKeyID: arn, Active: true}}, KMS: client, State: ring}
+	signer := &link.CloudFront{Domain: e.edge(dist), Bucket: reports, Ring: &link.LoadedRing{Load: src.Load},
+		Hash: link.HashSHA256, TTL: time.Hour, Expiries: expiries}
+	sets, err := templates.LoadSets("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Config{
+		Schedule: "on-demand", Mode: worker.ModeEach, WaitTime: time.Second, Bucket: reports, KeyPrefix: prefix,
+		From: "Reports <reports@example.com>",
+	}, worker.Deps{
+		Queue:     &queue.SQS{Client: e.sqs, URL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(dlq.QueueUrl), VisibilityTimeout: 30 * time.Second},
+		Objects:   &store.Objects{Client: e.s3},
+		Signer:    signer,
+		Templates: sets,
+		Mailer:    &mail.SES{Client: e.ses},
+		Ledger:    &store.Ledger{Client: e.s3, Bucket: state, Prefix: "ledger/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"version":1,"type":"report.ready","id":"evt-throttled-1",
+		"user":{"id":"u-ann","email":"ann@example.com","name":"Ann"},
+		"reports":[{"bucket":"` + reports + `","key":"` + prefix + `r/q4.pdf","title":"Q4 results"}]}`
+	if _, err := e.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(body)}); err != nil {
+		t.Fatal(err)
+	}
+
+	th.n.Store(1 << 30) // every kms:Sign throttled
+	sum, err := w.Drain(ctx)
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if !sum.Halted || sum.Sent != 0 || sum.DeadLettered != 0 || sum.Retrying != 1 {
+		t.Fatalf("throttled run: %+v; want halted, the message handed back, nothing sent or dead-lettered", sum)
+	}
+	if th.hits.Load() == 0 {
+		t.Fatal("kms:Sign was never called")
+	}
+	if got := len(e.sent(t)); got != 0 {
+		t.Errorf("%d emails sent, want none", got)
+	}
+	for _, u := range []*string{q.QueueUrl, dlq.QueueUrl} {
+		a, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u,
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		visible, hidden := a.Attributes["ApproximateNumberOfMessages"], a.Attributes["ApproximateNumberOfMessagesNotVisible"]
+		if u == q.QueueUrl && hidden != "1" {
+			t.Errorf("the queue holds %s visible and %s hidden messages, want the message hidden", visible, hidden)
+		}
+		if u == dlq.QueueUrl && (visible != "0" || hidden != "0") {
+			t.Errorf("the dead-letter queue holds %s visible and %s hidden messages, want none", visible, hidden)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package link
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
+)
+
+func TestRingActive(t *testing.T) {
+	generateKeys(t)
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	a := RingKey{Key: Key{ID: "KA", Signer: testEC}}
+	b := RingKey{Key: Key{ID: "KB", Signer: otherEC}, ActiveFrom: t0}
+	tests := []struct {
+		name string
+		ring Ring
+		now  time.Time
+		want string
+		err  string
+	}{
+		{"a single key is a ring of one", Ring{a}, t0, "KA", ""},
+		{"before the new key's activation", Ring{a, b}, t0.Add(-time.Second), "KA", ""},
+		{"at the new key's activation", Ring{a, b}, t0, "KB", ""},
+		{"after it, whatever the order", Ring{b, a}, t0.Add(time.Hour), "KB", ""},
+		{"no key active yet", Ring{b}, t0.Add(-time.Second), "", "no key is active yet"},
+		{"empty", Ring{}, t0, "", "no keys"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := tt.ring.Active(context.Background(), tt.now)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || k.ID != tt.want {
+				t.Fatalf("Active = %q, %v; want %q", k.ID, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCloudFrontRingSwitch: a signer with a ring signs with the key
+// active at the link's making, and records the expiry under that key.
+func TestCloudFrontRingSwitch(t *testing.T) {
+	generateKeys(t)
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	loads := 0
+	ring := &LoadedRing{Load: func(context.Context) ([]RingKey, error) {
+		loads++
+		if loads > 1 {
+			return nil, errors.New("state bucket unreachable")
+		}
+		return []RingKey{{Key: Key{ID: "KA", Signer: testKey}}, {Key: Key{ID: "KB", Signer: otherKey}, ActiveFrom: t0}}, nil
+	}, Refresh: time.Nanosecond}
+	log := &memLog{}
+	c := &CloudFront{Domain: "https://d111.cloudfront.net", Ring: ring, TTL: time.Hour, Expiries: log}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := event.Report{Bucket: "b", Key: "r/q3.pdf"}
+	for _, tt := range []struct {
+		now  time.Time
+		want string
+	}{{t0.Add(-time.Minute), "KA"}, {t0, "KB"}, {t0.Add(time.Minute), "KB"}} {
+		l, err := c.Sign(context.Background(), r, tt.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(l.URL, "Key-Pair-Id="+tt.want) {
+			t.Errorf("at %s: %s, want key %s", tt.now, l.URL, tt.want)
+		}
+		pub := testKey.Public()
+		if tt.want == "KB" {
+			pub = otherKey.Public()
+		}
+		if _, err := Verify(l.URL, func(string) (crypto.PublicKey, bool) { return pub, true }, tt.now); err != nil {
+			t.Errorf("at %s: link does not verify with %s's public key: %v", tt.now, tt.want, err)
+		}
+	}
+	if log.m["KA"].IsZero() || log.m["KB"].IsZero() {
+		t.Errorf("expiries recorded = %v, want both keys", log.m)
+	}
+}
+
+// TestLoadedRingSignsDuringAReload: while one caller reloads the ring
+// (S3 and KMS calls that may be slow), the others sign with the keys
+// loaded before instead of queueing behind it.
+func TestLoadedRingSignsDuringAReload(t *testing.T) {
+	generateKeys(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	loads := 0
+	ring := &LoadedRing{Refresh: time.Nanosecond, Load: func(context.Context) ([]RingKey, error) {
+		loads++ // only one Load runs at a time
+		if loads == 2 {
+			close(entered)
+			<-release
+		}
+		return []RingKey{{Key: Key{ID: "KA", Signer: testKey}}}, nil
+	}}
+	ctx := context.Background()
+	if k, err := ring.Active(ctx, time.Now()); err != nil || k.ID != "KA" {
+		t.Fatalf("first load: %q, %v", k.ID, err)
+	}
+	reloaded := make(chan error)
+	go func() {
+		_, err := ring.Active(ctx, time.Now()) // reloads, and waits in Load
+		reloaded <- err
+	}()
+	<-entered
+	k, err := ring.Active(ctx, time.Now()) // would wait for the reload if it held the lock
+	if err != nil || k.ID != "KA" {
+		t.Errorf("during a reload: %q, %v; want KA, loaded before", k.ID, err)
+	}
+	close(release)
+	if err := <-reloaded; err != nil {
+		t.Errorf("the reload: %v", err)
+	}
+	if loads != 2 {
+		t.Errorf("%d loads, want 2: the call during the reload uses the keys loaded before", loads)
+	}
+}
