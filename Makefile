@@ -43,16 +43,22 @@ $(CHROMIUM):
 	@rm -f /tmp/reportmailer-chromium.log
 
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
+	@$(MAKE) --no-print-directory -j2 --output-sync=line test-module test-kumo
+
+# The main module's tests. Most of their time is spent waiting on the
+# emulators and visibility timeouts, so test-kumo's build runs beside
+# them rather than after.
+.PHONY: test-module
+test-module:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
-	$(MAKE) test-kumo
 
 # The key-rotation and KMS tests against kumo (CloudFront edge, KMS), in
 # a module of their own so that kumo's dependencies stay out of go.mod.
 .PHONY: test-kumo
 test-kumo:
-	cd test/kumo && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) test -count=1 -timeout 3m ./...
+	cd test/kumo && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 race: $(NPM_STAMP) $(CHROMIUM) ## the tests under the race detector (slower; not part of make test)
 	$(GO) test -race -count=1 -timeout 8m ./...
