@@ -274,7 +274,8 @@ func (q *SQS) setVisibility(ctx context.Context, msgs []worker.Message, d time.D
 // DeadLetter copies msg to the dead-letter queue with f's code and
 // reason, its original id, the time and a [DeadLetterInfo] (AttrFailure)
 // as message attributes, then
-// deletes it from the source. The producer's own attributes are kept as
+// deletes it from the source (unless it has no receipt handle: an event
+// from a digest's pending store). The producer's own attributes are kept as
 // far as SQS's limit of ten allows, in order of name; the names of the
 // rest are logged and listed in AttrDroppedAttributes. If the delete
 // fails the message is in both queues; the ledger keeps a later try
@@ -317,6 +318,10 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 		MessageAttributes: attrs,
 	}); err != nil {
 		return q.queueErr("dead-letter queue", q.DeadLetterURL, fmt.Errorf("send: %w", err))
+	}
+	if msg.ReceiptHandle == "" {
+		// An event from a digest's pending store: no longer on the queue.
+		return nil
 	}
 	if _, err := q.Client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &q.URL, ReceiptHandle: aws.String(msg.ReceiptHandle)}); err != nil {
 		return q.queueErr("queue", q.URL, fmt.Errorf("dead-letter: delete from source: %w", err))
