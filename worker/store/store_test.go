@@ -166,4 +166,3 @@ func TestObjectsHead(t *testing.T) {
 		t.Errorf("a missing object should be a permanent error, got %v", err)
 	}
 }
-
