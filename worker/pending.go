@@ -264,3 +264,25 @@ func (r *run) split(d *delivery) []*delivery {
 // by MaxMessages, since each batch is deleted once stored and a digest
 // must not be cut short.
 func (r *run) ingesting() bool { return r.w.cfg.Mode == ModeDigest && r.w.pending != nil }
+
+// Plus returns the counts of s and o together, as one run that did
+// both (a digest slot's ingest, then its delivery); the first halt
+// stands.
+func (s Summary) Plus(o Summary) Summary {
+	s.Received += o.Received
+	s.Acked += o.Acked
+	s.Dropped += o.Dropped
+	s.DeadLettered += o.DeadLettered
+	s.Retrying += o.Retrying
+	s.Sent += o.Sent
+	s.Duplicates += o.Duplicates
+	s.MaybeSent += o.MaybeSent
+	s.MaybeDuplicated += o.MaybeDuplicated
+	s.Unrecorded += o.Unrecorded
+	s.Refused += o.Refused
+	s.Pending += o.Pending
+	if !s.Halted && o.Halted {
+		s.Halted, s.Halt = true, o.Halt
+	}
+	return s
+}

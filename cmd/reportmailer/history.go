@@ -32,6 +32,9 @@ type runCounts struct {
 	Unrecorded      int `json:"unrecorded"`
 	Refused         int `json:"refused"`
 	Settled         int `json:"settled"` // by SES's events, before the run
+	// Pending is what a digest's run left in its pending store: events
+	// ingested after the slot, or not delivered.
+	Pending int `json:"pending"`
 }
 
 // runRecord is one run's history record: one JSON object under
@@ -40,8 +43,11 @@ type runCounts struct {
 type runRecord struct {
 	Schedule   string                  `json:"schedule"`
 	RunID      string                  `json:"run_id"`
-	Command    string                  `json:"command"` // drain or serve
+	Command    string                  `json:"command"` // drain, serve or ingest
 	PlannedAt  time.Time               `json:"planned_at,omitzero"`
+	// Late is set when a serve slot ran after it was due: missed, or
+	// taken over from a replica that stopped.
+	Late bool `json:"late,omitempty"`
 	StartedAt  time.Time               `json:"started_at"`
 	EndedAt    time.Time               `json:"ended_at"`
 	Outcome    string                  `json:"outcome"` // ok, incomplete, failed, halted or paused
@@ -78,7 +84,7 @@ func (r *runRecord) finish(sum worker.Summary, settled settleRun, cause error) {
 	r.EndedAt = time.Now().UTC()
 	r.Counts = runCounts{Received: sum.Received, Sent: sum.Sent, Acked: sum.Acked, Dropped: sum.Dropped, DeadLettered: sum.DeadLettered,
 		Retrying: sum.Retrying, Duplicates: sum.Duplicates, MaybeSent: sum.MaybeSent, MaybeDuplicated: sum.MaybeDuplicated,
-		Unrecorded: sum.Unrecorded, Refused: sum.Refused, Settled: settled.res.Settled}
+		Unrecorded: sum.Unrecorded, Refused: sum.Refused, Settled: settled.res.Settled, Pending: sum.Pending}
 	switch {
 	case cause != nil:
 		r.Outcome, r.Error = "failed", cause.Error()

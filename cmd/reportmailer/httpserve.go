@@ -37,7 +37,7 @@ const (
 type runner struct {
 	name   string
 	budget time.Duration
-	drain  func(id string, planned time.Time) runResult // runs with id as its run_id, for the slot planned then
+	drain  func(ctx context.Context, id string, slot worker.Slot) runResult // runs with id as its run_id, for the slot
 	// progress, when set, says when a stage of the schedule last ended.
 	progress *progress
 
@@ -195,7 +195,7 @@ func (s *server) run(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.runs.Done()
 		defer rn.end()
-		done <- rn.drain(id, time.Now())
+		done <- rn.drain(s.ctx, id, worker.Slot{Planned: time.Now()})
 	}()
 	s.logger.Info("run requested over HTTP", "schedule", name, "run_id", id, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/internal/s3test"
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
@@ -21,7 +22,7 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 		runs       int
 		why        string
 	}{
-		{"wall-clock spec: one replica runs", "0 7 * * *", false, 1, "another replica took this slot"},
+		{"wall-clock spec: one replica runs", "0 7 * * *", false, 1, "run skipped: the slot is done"},
 		{"@every: not aligned across replicas, both run", "@every 1h", false, 2, ""},
 		{"a busy replica leaves the slot to another", "0 7 * * *", true, 1, "run skipped: the schedule is still running"},
 	}
@@ -36,7 +37,7 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 			replica := func() (func(), *runner) {
 				a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)),
 					leases: &store.Leases{Client: client, Bucket: "state", Prefix: "slots/" + tt.name + "/"}}
-				rn := &runner{name: "daily", drain: func(string, time.Time) runResult { runs++; return runResult{} }}
+				rn := &runner{name: "daily", drain: func(context.Context, string, worker.Slot) runResult { runs++; return runResult{Outcome: "ok"} }}
 				return slotJob(context.Background(), a, rn, sched), rn
 			}
 			one, rn1 := replica()
