@@ -41,13 +41,13 @@ type runCounts struct {
 // ledger.history_prefix, at <schedule>/<start>-<run id>.json, so that a
 // listing of a schedule's prefix is in time order.
 type runRecord struct {
-	Schedule   string                  `json:"schedule"`
-	RunID      string                  `json:"run_id"`
-	Command    string                  `json:"command"` // drain, serve or ingest
-	PlannedAt  time.Time               `json:"planned_at,omitzero"`
+	Schedule  string    `json:"schedule"`
+	RunID     string    `json:"run_id"`
+	Command   string    `json:"command"` // drain, serve or ingest
+	PlannedAt time.Time `json:"planned_at,omitzero"`
 	// Late is set when a serve slot ran after it was due: missed, or
 	// taken over from a replica that stopped.
-	Late bool `json:"late,omitempty"`
+	Late       bool                    `json:"late,omitempty"`
 	StartedAt  time.Time               `json:"started_at"`
 	EndedAt    time.Time               `json:"ended_at"`
 	Outcome    string                  `json:"outcome"` // ok, incomplete, failed, halted or paused
