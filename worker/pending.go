@@ -20,9 +20,12 @@ const MaxLinksPerEmailDefault = 50
 // [Pending] store for its slot.
 type PendingEvent struct {
 	Event event.Event `json:"event"`
-	// Ingested is when the event was stored, by the worker's clock: a
-	// slot delivers the events ingested up to its planned time, and the
-	// newest of two events that link the same report wins.
+	// Ingested is when the event arrived: when the queue received its
+	// message (SQS's SentTimestamp), or, when the queue does not say or
+	// says a later time, when it was stored, by the worker's clock. A
+	// slot delivers the events that arrived up to its planned time, so
+	// a slot run late still holds only its own, and the newest of two
+	// events that link the same report wins.
 	Ingested time.Time `json:"ingested"`
 	// MessageID and Body are the queue message it came from: a
 	// failure at delivery that retrying cannot mend dead-letters the
@@ -69,8 +72,12 @@ func (r *run) ingest(batch []*msgState) {
 		if !st.ok() {
 			continue
 		}
+		at := now
+		if sent := st.msg.Sent; !sent.IsZero() && sent.Before(now) {
+			at = sent.UTC()
+		}
 		for _, ev := range st.events {
-			err := r.w.pending.Put(r.ctx, PendingEvent{Event: ev, Ingested: now, MessageID: st.msg.ID, Body: st.msg.Body})
+			err := r.w.pending.Put(r.ctx, PendingEvent{Event: ev, Ingested: at, MessageID: st.msg.ID, Body: st.msg.Body})
 			if err != nil {
 				st.fail(err, "pending store", CodeLedgerFailed)
 				r.w.logger.Error("pending store: the message stays on the queue", "message_id", st.msg.ID, "event", ev.ID, "err", err)

@@ -48,8 +48,11 @@ func runSlot(ctx context.Context, w *worker.Worker, s config.Schedule, slot work
 // meanwhile. If another replica takes the slot over (this process was
 // paused past four heartbeats), the run is stopped as on shutdown: no
 // new email starts, and what is left pending is the taker's. A run that
-// ends on its own marks the slot done; one stopped by a shutdown or a
-// lost lease leaves it for another replica to take over.
+// left nothing for a retry marks the slot done; one stopped by a
+// shutdown or a lost lease, or that left messages or pending events for
+// a retry (a transient failure, a halt, a delivery another run is still
+// settling), lets the lease lapse, so that a replica's next check
+// takes the slot over and runs it again, late, after four heartbeats.
 func runLeased(ctx context.Context, log *slog.Logger, rn *runner, id string, lease *store.Lease) runResult {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -62,8 +65,8 @@ func runLeased(ctx context.Context, log *slog.Logger, rn *runner, id string, lea
 	rec := lease.Record()
 	res := rn.drain(runCtx, id, worker.Slot{Planned: rec.Planned, Late: rec.Late})
 	stop()
-	if lost.Load() || ctx.Err() != nil {
-		log.Info("slot left unfinished for another replica to take over")
+	if lost.Load() || ctx.Err() != nil || !res.whole {
+		log.Info("slot left unfinished: its lease lapses, and a replica runs it again")
 		return res
 	}
 	if err := lease.Complete(context.WithoutCancel(ctx), res.Outcome); err != nil {

@@ -53,6 +53,10 @@ type runResult struct {
 	Outcome  string         `json:"outcome"`
 	Summary  map[string]any `json:"summary"`
 	Error    string         `json:"error,omitempty"`
+	// whole is set when the run left nothing for a retry: no failure,
+	// no halt, no message or pending event left for later. Only then
+	// is a slot marked done.
+	whole bool
 }
 
 // begin marks a run as started, unless one is running.
@@ -258,7 +262,8 @@ func bearerToken(h config.HTTP) ([]byte, error) {
 // result is a runResult for the run id of schedule that ended with sum
 // and cause.
 func result(schedule, id string, sum worker.Summary, err, cause error) runResult {
-	res := runResult{Schedule: schedule, RunID: id, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
+	res := runResult{Schedule: schedule, RunID: id, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum),
+		whole: err == nil && cause == nil && !sum.Halted && sum.Retrying == 0}
 	if cause != nil {
 		res.Outcome = metrics.RunFailed
 		res.Error = secret.Redact(cause.Error())

@@ -178,7 +178,7 @@ func (q *SQS) Receive(ctx context.Context, max int, wait time.Duration) ([]worke
 		QueueUrl:                    &q.URL,
 		MaxNumberOfMessages:         int32(max),
 		WaitTimeSeconds:             int32(wait / time.Second),
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 		MessageAttributeNames:       []string{"All"},
 	}
 	if q.VisibilityTimeout > 0 {
@@ -191,7 +191,12 @@ func (q *SQS) Receive(ctx context.Context, max int, wait time.Duration) ([]worke
 	msgs := make([]worker.Message, 0, len(out.Messages))
 	for _, m := range out.Messages {
 		n, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		var sent time.Time
+		if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil && ms > 0 {
+			sent = time.UnixMilli(ms).UTC()
+		}
 		msgs = append(msgs, worker.Message{
+			Sent:          sent,
 			ID:            aws.ToString(m.MessageId),
 			ReceiptHandle: aws.ToString(m.ReceiptHandle),
 			Body:          aws.ToString(m.Body),
