@@ -117,8 +117,13 @@ func catchUpJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) fu
 		case err != nil:
 			a.logger.Warn("slot check: cannot read the slot's lease", "schedule", rn.name, "slot", slot, "err", err)
 			return
-		case !found && !start, found && !rec.DoneAt.IsZero():
-			return // the cron takes it, or it is done
+		case found && !rec.DoneAt.IsZero():
+			if start {
+				a.logger.Info("slot check at start: the latest slot is done", "schedule", rn.name, "slot", slot.Format(time.RFC3339), "by", rec.Holder, "outcome", rec.Outcome)
+			}
+			return
+		case !found && !start:
+			return // the cron takes it
 		}
 		id := worker.NewID()[:16]
 		log := a.logger.With("schedule", rn.name, "run_id", id, "slot", slot.Format(time.RFC3339))

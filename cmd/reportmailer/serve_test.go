@@ -37,7 +37,10 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 			replica := func() (func(), *runner) {
 				a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)),
 					leases: &store.Leases{Client: client, Bucket: "state", Prefix: "slots/" + tt.name + "/"}}
-				rn := &runner{name: "daily", drain: func(context.Context, string, worker.Slot) runResult { runs++; return runResult{Outcome: "ok", whole: true} }}
+				rn := &runner{name: "daily", drain: func(context.Context, string, worker.Slot) runResult {
+					runs++
+					return runResult{Outcome: "ok", whole: true}
+				}}
 				return slotJob(context.Background(), a, rn, sched), rn
 			}
 			one, rn1 := replica()
