@@ -34,11 +34,15 @@ func (a *app) pendingOf(s config.Schedule) *store.Pending {
 // runSlot is one run of s: Drain, which for a digest moves the queue
 // into the pending store, then, for a digest, the delivery of slot.
 // The delivery runs even when the ingest failed: what is stored is
-// due whatever the queue does now.
+// due whatever the queue does now. A slot with no planned time (drain,
+// which a CronJob times) holds everything stored when the ingest ends.
 func runSlot(ctx context.Context, w *worker.Worker, s config.Schedule, slot worker.Slot) (worker.Summary, error) {
 	sum, err := w.Drain(ctx)
 	if s.Mode != string(worker.ModeDigest) || ctx.Err() != nil {
 		return sum, err
+	}
+	if slot.Planned.IsZero() {
+		slot.Planned = time.Now()
 	}
 	d, derr := w.Deliver(ctx, slot)
 	return sum.Plus(d), errors.Join(err, derr)
@@ -71,7 +75,9 @@ func runLeased(ctx context.Context, log *slog.Logger, rn *runner, id string, lea
 	}
 	if err := lease.Complete(context.WithoutCancel(ctx), res.Outcome); err != nil {
 		log.Error("slot lease: not marked done; another replica may run the slot again (the ledger stops double sends)", "err", err)
+		return res
 	}
+	log.Info("slot lease: marked done", "outcome", res.Outcome)
 	return res
 }
 

@@ -74,7 +74,7 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	ctx = worker.WithRunID(ctx, id)
 	settled := a.settleFromSES(ctx, s.Name)
 	a.obs.metrics.Schedule(s.Name, period(s))
-	sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, worker.Slot{Planned: rec.PlannedAt})
+	sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, worker.Slot{})
 	cause := watch.failure(s, sum, err)
 	rec.finish(sum, settled, cause)
 	a.writeHistory(ctx, rec)
