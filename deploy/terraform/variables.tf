@@ -51,7 +51,7 @@ variable "ledger_prefix" {
 }
 
 variable "ledger_retention_days" {
-  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive."
+  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive. Digest schedules keep their pending events under it too (ledger_prefix/pending/), so it must also exceed the longest digest period: 45 for a monthly digest."
   type        = number
   default     = 30
 
