@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -123,6 +124,14 @@ func TestDrainDigestIsWholeAcrossReceivesAndSplitIntoParts(t *testing.T) {
 	if n, err := p.Count(ctx); err != nil || n != 0 {
 		t.Errorf("pending store holds %d (%v), want 0", n, err)
 	}
+	// The empty run is recorded too.
+	runs, _, err := readHistory(ctx, e.s3, c, "it", time.Time{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[1].Outcome != "ok" || runs[1].Counts.Sent != 0 || runs[0].Counts.Sent != 6 {
+		t.Errorf("run records: %d; want 2, the first with 6 emails, the second empty and ok", len(runs))
+	}
 }
 
 // TestServeRunsAMissedDigestSlotLateOnce: events were ingested before a
@@ -206,6 +215,19 @@ func TestServeRunsAMissedDigestSlotLateOnce(t *testing.T) {
 	}
 	if late == nil || !late.Late || !late.PlannedAt.Equal(slot) || !late.StartedAt.After(slot) || late.Counts.Pending != 1 || late.Counts.Sent != 2 {
 		t.Fatalf("run record = %+v; want late, planned %s, started later, sent 2, pending 1", late, slot)
+	}
+
+	var stdout, stderr bytes.Buffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+	if code := m.Run(ctx, []string{"status", "-config", cfg, "-json"}); code != ExitOK {
+		t.Fatalf("status: exit %d\n%s", code, stderr.String())
+	}
+	var st status
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Schedules[0]; s.Pending == nil || *s.Pending != 1 || s.LastRun == nil || !s.LastRun.Late {
+		t.Errorf("status: %s; want pending 1 and the last run late", stdout.String())
 	}
 
 	logs = serve(`msg="slot check at start: the latest slot is done"`)

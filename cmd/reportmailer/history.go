@@ -292,12 +292,19 @@ func (m *Main) history(ctx context.Context, args []string) error {
 func printRun(w io.Writer, r *runRecord) {
 	fmt.Fprintf(w, "run %s of %s (%s): %s\n", r.RunID, r.Schedule, r.Command, r.Outcome)
 	if !r.PlannedAt.IsZero() {
-		fmt.Fprintf(w, "  planned  %s\n", r.PlannedAt.Format(time.RFC3339))
+		late := ""
+		if r.Late {
+			late = " (run late: " + r.StartedAt.Sub(r.PlannedAt).Round(time.Second).String() + " after it)"
+		}
+		fmt.Fprintf(w, "  planned  %s%s\n", r.PlannedAt.Format(time.RFC3339), late)
 	}
 	fmt.Fprintf(w, "  started  %s\n  ended    %s\n", r.StartedAt.Format(time.RFC3339Nano), r.EndedAt.Format(time.RFC3339Nano))
 	k := r.Counts
 	fmt.Fprintf(w, "  counts   received %d, sent %d, acked %d, dropped %d, dead-lettered %d, retrying %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d, refused %d, settled %d\n",
 		k.Received, k.Sent, k.Acked, k.Dropped, k.DeadLettered, k.Retrying, k.Duplicates, k.MaybeSent, k.MaybeDuplicated, k.Unrecorded, k.Refused, k.Settled)
+	if k.Pending > 0 {
+		fmt.Fprintf(w, "  pending  %d digest events left for the next slot\n", k.Pending)
+	}
 	if r.HaltReason != "" {
 		fmt.Fprintf(w, "  halted   %s: %s\n", r.HaltCode, r.HaltReason)
 	}
