@@ -254,3 +254,29 @@ func TestDigestLateSaysSo(t *testing.T) {
 		t.Errorf("text does not say it is late (%q):\n%s", want, b.mailer.sent[0].Text)
 	}
 }
+
+// TestDigestDeadLettersWhatCannotBeDelivered: an event whose extra
+// recipient the policy refuses by domain goes to the dead-letter queue
+// with its code and body once the user's digest is out, and leaves the
+// pending store.
+func TestDigestDeadLettersWhatCannotBeDelivered(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	refused := native("a2", "ana", []string{"cfo@other.org"}, "ana/2.pdf")
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), refused)
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(b.mailer.to(), " "); got != "ana@example.com" || len(links(b.mailer.sent[0])) != 2 {
+		t.Fatalf("sent to %q; want ana's digest with both reports", got)
+	}
+	if b.queue.codes["m1"] != worker.CodeRecipientRefused || sum.DeadLettered != 1 {
+		t.Errorf("dead letters %v, summary %d; want m1 with %q", b.queue.codes, sum.DeadLettered, worker.CodeRecipientRefused)
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d, want 0", n)
+	}
+}
