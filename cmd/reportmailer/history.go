@@ -56,6 +56,9 @@ type runRecord struct {
 	HaltReason string                  `json:"halt_reason,omitempty"`
 	Error      string                  `json:"error,omitempty"`
 	Deliveries []worker.DeliveryResult `json:"deliveries"`
+	// DeliveriesOmitted counts the deliveries past maxRunDeliveries,
+	// counted but not listed.
+	DeliveriesOmitted int `json:"deliveries_omitted,omitempty"`
 
 	mu sync.Mutex
 }
@@ -75,6 +78,10 @@ func (r *runRecord) context(ctx context.Context) context.Context {
 	return worker.WithDeliveryResults(ctx, func(d worker.DeliveryResult) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		if len(r.Deliveries) >= maxRunDeliveries {
+			r.DeliveriesOmitted++
+			return
+		}
 		r.Deliveries = append(r.Deliveries, d)
 	})
 }
@@ -126,6 +133,12 @@ func (a *app) writeHistory(ctx context.Context, r *runRecord) {
 	}
 	log.Info("run history written", "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key)
 }
+
+// maxRunDeliveries bounds the deliveries a run record lists (about 3
+// MB of JSON), so that a run's memory does not grow with its events (a
+// digest slot of 100,000 events held them all) and the record stays
+// readable under maxRunRecord.
+const maxRunDeliveries = 20000
 
 // maxRunRecord bounds what readHistory reads of one run record.
 const maxRunRecord = 16 << 20
@@ -315,6 +328,9 @@ func printRun(w io.Writer, r *runRecord) {
 	fmt.Fprintln(tw, "  EVENT\tRECIPIENT\tOUTCOME\tCODE\tSES MESSAGE")
 	for _, d := range r.Deliveries {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", d.EventID, or(d.Recipient, "-"), d.Outcome, or(string(d.Code), "-"), or(d.MessageID, "-"))
+	}
+	if r.DeliveriesOmitted > 0 {
+		fmt.Fprintf(tw, "  ... and %d more deliveries, counted above but not listed\n", r.DeliveriesOmitted)
 	}
 	tw.Flush()
 }

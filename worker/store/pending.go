@@ -70,10 +70,14 @@ func (p *Pending) Put(ctx context.Context, e worker.PendingEvent) error {
 }
 
 // Users calls f with each user's prefix, a page of the listing at a
-// time.
+// time, each once: S3 lists in key order, and a prefix a store repeats
+// across pages (gofakes3 counts keys towards a page, and names a user
+// whose keys straddle two pages in both) is skipped, since two
+// deliveries of one user's digest at once race for its claims.
 func (p *Pending) Users(ctx context.Context, f func(user string) error) error {
 	pg := s3.NewListObjectsV2Paginator(p.Client, &s3.ListObjectsV2Input{
 		Bucket: &p.Bucket, Prefix: aws.String(p.Prefix), Delimiter: aws.String("/")})
+	last := ""
 	for pg.HasMorePages() {
 		out, err := pg.NextPage(ctx)
 		if err != nil {
@@ -81,6 +85,10 @@ func (p *Pending) Users(ctx context.Context, f func(user string) error) error {
 		}
 		for _, cp := range out.CommonPrefixes {
 			u := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), p.Prefix), "/")
+			if u <= last {
+				continue
+			}
+			last = u
 			if err := f(u); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -60,5 +61,36 @@ func TestPendingStoresEachEventOncePerUser(t *testing.T) {
 	}
 	if n, err := p.Count(ctx); err != nil || n != 2 {
 		t.Errorf("Count = %d, %v; want 2", n, err)
+	}
+}
+
+// TestPendingUsersPagesEachUserOnce: past a page of the listing, each
+// user is named once, whether the store pages by users or by keys
+// (gofakes3 counts keys, and names a user whose keys straddle two
+// pages in both).
+func TestPendingUsersPagesEachUserOnce(t *testing.T) {
+	ctx := context.Background()
+	p := &store.Pending{Client: newS3(t), Bucket: "state", Prefix: store.PendingPrefix("rm/ledger/", "weekly")}
+	const users = 1050
+	for i := range users {
+		u := fmt.Sprintf("u%04d", i)
+		for j := range 1 + i%3 {
+			ev := event.Event{ID: fmt.Sprintf("e-%s-%d", u, j), User: event.User{ID: u}, Reports: []event.Report{{Bucket: "reports", Key: u + ".pdf"}}}
+			if err := p.Put(ctx, worker.PendingEvent{Event: ev, Ingested: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seen := map[string]int{}
+	if err := p.Users(ctx, func(u string) error { seen[u]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != users {
+		t.Errorf("%d users listed, want %d", len(seen), users)
+	}
+	for u, n := range seen {
+		if n != 1 {
+			t.Errorf("user %s listed %d times", u, n)
+		}
 	}
 }
