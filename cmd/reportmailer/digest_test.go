@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 func TestLastSlot(t *testing.T) {
@@ -28,5 +31,23 @@ func TestLastSlot(t *testing.T) {
 		if !ok || !got.Equal(tt.want) {
 			t.Errorf("lastSlot(%q) = %s, %v; want %s", tt.spec, got, ok, tt.want)
 		}
+	}
+}
+
+// TestRunRecordListsAtMostMaxDeliveries: a run's record, which it holds
+// in memory until the run ends, stops listing deliveries past the cap
+// and counts the rest.
+func TestRunRecordListsAtMostMaxDeliveries(t *testing.T) {
+	rec := startRun(config.Schedule{Name: "weekly"}, "serve", time.Now())
+	for i := range maxRunDeliveries + 5 {
+		rec.add(worker.DeliveryResult{EventID: fmt.Sprint(i), Outcome: worker.OutcomeDelivered})
+	}
+	if len(rec.Deliveries) != maxRunDeliveries || rec.DeliveriesOmitted != 5 {
+		t.Errorf("listed %d, omitted %d; want %d and 5", len(rec.Deliveries), rec.DeliveriesOmitted, maxRunDeliveries)
+	}
+	var b strings.Builder
+	printRun(&b, rec)
+	if !strings.Contains(b.String(), "and 5 more deliveries") {
+		t.Errorf("history does not say some were left out:\n%s", b.String()[max(0, b.Len()-300):])
 	}
 }

@@ -75,15 +75,18 @@ func startRun(s config.Schedule, command string, planned time.Time) *runRecord {
 // its deliveries.
 func (r *runRecord) context(ctx context.Context) context.Context {
 	ctx = worker.WithRunID(ctx, r.RunID)
-	return worker.WithDeliveryResults(ctx, func(d worker.DeliveryResult) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if len(r.Deliveries) >= maxRunDeliveries {
-			r.DeliveriesOmitted++
-			return
-		}
-		r.Deliveries = append(r.Deliveries, d)
-	})
+	return worker.WithDeliveryResults(ctx, r.add)
+}
+
+// add lists d, up to maxRunDeliveries, and counts the rest.
+func (r *runRecord) add(d worker.DeliveryResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.Deliveries) >= maxRunDeliveries {
+		r.DeliveriesOmitted++
+		return
+	}
+	r.Deliveries = append(r.Deliveries, d)
 }
 
 // finish fills in how the run ended.
