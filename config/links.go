@@ -57,6 +57,26 @@ type Links struct {
 	// CloudFront, when set, makes CloudFront signed URLs. When absent,
 	// links are S3 presigned URLs.
 	CloudFront *CloudFront `yaml:"cloudfront"`
+	// Trace gives each recipient links of their own: every link carries
+	// an opaque token, an HMAC of the event id and the recipient (never
+	// the address), as the query parameter rmt, covered by the
+	// signature, so CloudFront's access logs show whose link was opened
+	// (reportmailer downloads) and one delivery's links can be revoked
+	// (reportmailer revoke). The price: links are signed once per
+	// recipient instead of once per event. Needs links.cloudfront, a
+	// secret (TraceSecretFile or TraceSecretEnv), and
+	// one_signature_per_email off. Default false.
+	Trace bool `yaml:"trace"`
+	// TraceSecretFile is a file holding the secret that keys the link
+	// tokens: at least 32 bytes (e.g. `openssl rand -hex 32`); a
+	// trailing newline is ignored. With Trace, exactly one of
+	// TraceSecretFile and TraceSecretEnv. Changing the secret changes
+	// every token: downloads and revoke then no longer recognise links
+	// already sent.
+	TraceSecretFile string `yaml:"trace_secret_file"`
+	// TraceSecretEnv names an environment variable holding that secret.
+	// Its name must not start with REPORTMAILER_.
+	TraceSecretEnv string `yaml:"trace_secret_env"`
 }
 
 // CloudFront configures CloudFront signed URLs.
@@ -118,6 +138,28 @@ type CloudFront struct {
 	// expire it: a lost record would make `keys` say that a key whose
 	// links still work was never used.
 	KeyRecordsPrefix string `yaml:"key_records_prefix"`
+	// AccessLogs is where the distribution's standard access logs
+	// (legacy, gzipped W3C files) are delivered, for `reportmailer
+	// downloads`. Default none.
+	AccessLogs AccessLogs `yaml:"access_logs"`
+	// KeyValueStoreARN is the ARN of the CloudFront KeyValueStore that
+	// holds the deny list of revoked link tokens, which `reportmailer
+	// revoke` writes and the viewer-request function in
+	// deploy/cloudfront-function reads, e.g.
+	// "arn:aws:cloudfront::123456789012:key-value-store/0a1b2c3d-...".
+	// Default none.
+	KeyValueStoreARN string `yaml:"key_value_store_arn"`
+}
+
+// AccessLogs names where CloudFront delivers a distribution's standard
+// log files.
+type AccessLogs struct {
+	// Bucket is the log bucket's name (not its domain name). Default
+	// none.
+	Bucket string `yaml:"bucket"`
+	// Prefix is the log prefix set on the distribution, e.g.
+	// "cloudfront/". Default "": the bucket's root.
+	Prefix string `yaml:"prefix"`
 }
 
 // CloudFrontKey is one CloudFront key pair.
@@ -235,6 +277,7 @@ func (c *Config) validateLinks() []error {
 		checkTTL(ttlByTypeField(typ), l.TTLByType[typ])
 	}
 
+	errs = append(errs, c.validateTrace()...)
 	cf := l.CloudFront
 	if cf == nil {
 		return errs
@@ -295,6 +338,7 @@ func (c *Config) validateLinks() []error {
 	if cf.Policy != "canned" && cf.Policy != "custom" {
 		bad("links.cloudfront.policy", cf.Policy, "is not canned or custom")
 	}
+	errs = append(errs, c.validateTraceCloudFront()...)
 	if lp := c.Ledger.Prefix; lp != "" && strings.HasPrefix(cf.KeyRecordsPrefix, lp) {
 		bad("links.cloudfront.key_records_prefix", cf.KeyRecordsPrefix,
 			"is under ledger.prefix (%s), whose S3 lifecycle rule would delete the key records; use a prefix of its own", quote(lp))

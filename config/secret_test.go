@@ -115,6 +115,12 @@ func TestKeySettingsNeverQuoteKeyMaterial(t *testing.T) {
 				"links.cloudfront.keys[1].id: (holds key material, not shown)"},
 			{"env keys[i].active", list, []string{"REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE=" + key},
 				"environment REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE: (holds key material, not shown) is not true or false"},
+			{"yaml trace_secret_file", shorthand("k.pem", "") + "  trace: true\n  trace_secret_file: " + yamlString(key) + "\n", nil,
+				"links.trace_secret_file: holds a secret, not a file path"},
+			{"yaml trace_secret_env", shorthand("k.pem", "") + "  trace: true\n  trace_secret_env: " + yamlString(key) + "\n", nil,
+				"links.trace_secret_env: holds a secret, not a variable name"},
+			{"env trace_secret_env", shorthand("k.pem", "") + "  trace: true\n  trace_secret_env: S\n", []string{"REPORTMAILER_LINKS_TRACE_SECRET_ENV=" + key},
+				"links.trace_secret_env: holds a secret, not a variable name"},
 		}
 		for _, tt := range tests {
 			t.Run(name+"/"+tt.setting, func(t *testing.T) {

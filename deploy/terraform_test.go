@@ -685,3 +685,42 @@ func TestTerraformCloudFront(t *testing.T) {
 		}
 	}
 }
+
+// TestTerraformRevocation: with link_revocation, the module publishes
+// the shipped deny-revoked function with the deny list's KeyValueStore
+// associated, and attaches it to the reports' behaviour for viewer
+// requests, where it sees every request, cache hits included.
+func TestTerraformRevocation(t *testing.T) {
+	m := loadModule(t, tfDir)
+	f := m.resources["aws_cloudfront_function.deny_revoked"]
+	if f == nil {
+		t.Fatal("no aws_cloudfront_function.deny_revoked")
+	}
+	text := m.rangeText(f.Body.SrcRange)
+	for _, want := range []string{
+		`runtime = "cloudfront-js-2.0"`,
+		"publish = true",
+		`file("${path.module}/../cloudfront-function/deny-revoked.js")`,
+		"key_value_store_associations = [aws_cloudfront_key_value_store.revoked[0].arn]",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the function lacks %q", want)
+		}
+	}
+	if m.resources["aws_cloudfront_key_value_store.revoked"] == nil {
+		t.Error("no aws_cloudfront_key_value_store.revoked")
+	}
+	if _, err := os.Stat(filepath.Join(tfDir, "..", "cloudfront-function", "deny-revoked.js")); err != nil {
+		t.Errorf("the function's code: %v", err)
+	}
+	d := m.rangeText(m.resources["aws_cloudfront_distribution.reports"].Body.SrcRange)
+	for _, want := range []string{`dynamic "function_association"`, "for_each = aws_cloudfront_function.deny_revoked", `event_type   = "viewer-request"`} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the distribution's behaviour lacks %q", want)
+		}
+	}
+	out := m.rangeText(m.outputs["config_yaml"].Body.SrcRange)
+	if !strings.Contains(out, `"key_value_store_arn" => s.arn`) || !strings.Contains(out, `"access_logs" =>`) {
+		t.Error("config_yaml does not give links.cloudfront.key_value_store_arn and access_logs")
+	}
+}

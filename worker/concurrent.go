@@ -99,7 +99,9 @@ func (r *run) deliverAll(ds []*delivery) {
 // extra recipient sees only its own events' reports, a different set,
 // and so gets links signed for that set alone: one signature per email
 // (link.CloudFront OneSignaturePerEmail) must not cover reports it
-// does not show.
+// does not show. With traced links (Deps.LinkToken) the reports carry
+// each recipient's token, which is part of the key: a token is signed
+// into the URL, so recipients never share a link.
 type signCache struct {
 	at time.Time
 	mu sync.Mutex
@@ -128,6 +130,8 @@ func signKey(reports []event.Report, at time.Time) string {
 		b.WriteString(rep.Key)
 		b.WriteByte(0)
 		b.WriteString(rep.Type)
+		b.WriteByte(0)
+		b.WriteString(rep.Token)
 	}
 	return b.String()
 }

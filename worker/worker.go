@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -204,6 +205,7 @@ type Worker struct {
 	obs       Observer
 	logger    *slog.Logger
 	now       func() time.Time
+	linkToken func(eventID, recipient string) string
 }
 
 // Deps are the worker's collaborators. All but Halts, Logger and Now
@@ -227,6 +229,12 @@ type Deps struct {
 	// queue's events into this store, and Deliver sends them at the
 	// slot. Nil keeps a digest to what one Drain receives.
 	Pending Pending
+
+	// LinkToken, when set, traces links (links.trace): it returns the
+	// token of the delivery of an event to a recipient, which every link
+	// of that delivery carries, so links are signed per recipient
+	// rather than once per event. Default nil: links carry no token.
+	LinkToken func(eventID, recipient string) string
 }
 
 // Templates picks the template set for an email's report type.
@@ -256,7 +264,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		cfg: cfg, queue: d.Queue, objects: d.Objects, signer: d.Signer,
 		templates: d.Templates, mailer: d.Mailer, ledger: d.Ledger, halts: d.Halts, obs: d.Observer, pending: d.Pending,
 		logger: d.Logger.With("schedule", cfg.Schedule),
-		now:    d.Now,
+		now:    d.Now, linkToken: d.LinkToken,
 	}, nil
 }
 
@@ -971,7 +979,7 @@ func (r *run) deliver(d *delivery) {
 		evs[i] = c.ev
 	}
 	_, end := r.stage(d.from[0], StageSign)
-	links, errs := r.signEvents(d.signs, evs)
+	links, errs := r.signEvents(d.signs, d.recipient, evs)
 	end(errors.Join(errs...))
 	var ok []claim
 	var okEvents []event.Event
@@ -1329,9 +1337,24 @@ func commonType(reports []event.Report) string {
 // links[i] are event i's, in order, unless errs[i] says why they could
 // not be made. It signs all of them at once first; only when that
 // fails does it sign event by event, to find the events at fault.
-func (r *run) signEvents(signs *signCache, evs []event.Event) (links [][]Link, errs []error) {
+//
+// With traced links, each report carries the token of its event's
+// delivery to recipient, which the sign cache keys on: every recipient
+// gets links of their own.
+func (r *run) signEvents(signs *signCache, recipient string, evs []event.Event) (links [][]Link, errs []error) {
 	links = make([][]Link, len(evs))
 	errs = make([]error, len(evs))
+	if r.w.linkToken != nil {
+		evs = slices.Clone(evs)
+		for i, ev := range evs {
+			tok := r.w.linkToken(ev.ID, recipient)
+			ev.Reports = slices.Clone(ev.Reports)
+			for j := range ev.Reports {
+				ev.Reports[j].Token = tok
+			}
+			evs[i] = ev
+		}
+	}
 	var all []event.Report
 	for _, ev := range evs {
 		all = append(all, ev.Reports...)

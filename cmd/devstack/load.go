@@ -47,6 +47,7 @@ type loadOptions struct {
 	gomaxprocs  int           // the worker's GOMAXPROCS; 0: the machine's
 	concurrency int           // schedules[].concurrency; 0: the config's default
 	baseline    bool          // also time the bare-SDK loop
+	python      bool          // also time the Python recipe (recipe.py); RSA only
 	cpuProfile  string        // the worker's CPU profile
 	memProfile  string        // the worker's heap profile
 	tracePairs  int           // then time this many off/on pairs of tracing
@@ -89,6 +90,9 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	}
 	if o.key != "rsa" && o.key != "ecdsa" {
 		return fmt.Errorf("-key %q: want rsa or ecdsa", o.key)
+	}
+	if o.python && o.key != "rsa" {
+		return fmt.Errorf("-python with -key %s: the recipe signs as botocore's CloudFrontSigner does, RSA with SHA-1; use -key rsa", o.key)
 	}
 	e, err := upWith(ctx, bin, out, slog.New(slog.DiscardHandler), upOptions{
 		ecdsa: o.key == "ecdsa", concurrency: o.concurrency, maxMessages: o.events + 10, budget: 30 * time.Minute,
@@ -146,6 +150,20 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 		e.stack.ForgetSent()
 	}
 
+	var py figures
+	if o.python {
+		evs := loadEvents("py", o.events)
+		enq, err := enqueueAll(ctx, e.sqs, e.queueURL, evs)
+		if err != nil {
+			return err
+		}
+		if py, err = e.pythonRecipe(ctx, out, endpoints, evs, enq); err != nil {
+			return err
+		}
+		fmt.Fprintf(&report, "python recipe (boto3, jinja2, %d threads): %s\n", pythonThreads, py)
+		e.stack.ForgetSent()
+	}
+
 	evs := loadEvents("evt", o.events)
 	enq, err := enqueueAll(ctx, e.sqs, e.queueURL, evs)
 	if err != nil {
@@ -170,6 +188,10 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	fmt.Fprintf(&report, "reportmailer: %s, exit %d\n  %s\n", worker, code, strings.TrimSpace(summary))
 	if o.baseline {
 		fmt.Fprintf(&report, "ratio to the baseline: %.2f× events/s\n", worker.eventsPerSec()/base.eventsPerSec())
+	}
+	if o.python {
+		fmt.Fprintf(&report, "ratio to the python recipe: %.2f× events/s, %.2f× its CPU per event\n",
+			worker.eventsPerSec()/py.eventsPerSec(), worker.cpu.Seconds()/py.cpu.Seconds())
 	}
 	if o.key == "rsa" {
 		procs := orInt(o.gomaxprocs, runtime.NumCPU())

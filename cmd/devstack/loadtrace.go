@@ -20,7 +20,8 @@ import (
 // over OTLP/HTTP to a local receiver that reads and drops them, so the
 // figure is the worker's cost of tracing, not a collector's. Metrics are
 // on in every run (the binary has no switch for them); their cost is
-// BenchmarkDrainObserved's.
+// BenchmarkDrainObserved's. With -latency, every run goes through the
+// proxies that add it, as the load run before them does.
 func (e *env) tracePairs(ctx context.Context, out string, o loadOptions, w io.Writer) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,7 +56,13 @@ func (e *env) tracePairs(ctx context.Context, out string, o loadOptions, w io.Wr
 				return err
 			}
 			start := time.Now()
-			code, _, err := e.reportmailer(ctx, nil, filepath.Join(out, fmt.Sprintf("drain-traces-%s-%d.log", name, i)), "drain", "-config", e.config, "-schedule", "on-demand")
+			args := []string{"drain", "-config", e.config, "-schedule", "on-demand"}
+			if o.cpuProfile != "" {
+				// One profile a run, beside the logs, for
+				// go tool pprof -diff_base off.prof on.prof.
+				args = append(args, "-cpuprofile", filepath.Join(out, fmt.Sprintf("cpu-traces-%s-%d.prof", name, i)))
+			}
+			code, _, err := e.reportmailer(ctx, nil, filepath.Join(out, fmt.Sprintf("drain-traces-%s-%d.log", name, i)), args...)
 			if err != nil {
 				return err
 			}
@@ -77,7 +84,7 @@ func (e *env) tracePairs(ctx context.Context, out string, o loadOptions, w io.Wr
 		return fmt.Errorf("traces on: the receiver got no spans")
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "tracing off/on, %d pairs alternated, metrics on in both; load average %s\n", o.tracePairs, loadAverage())
+	fmt.Fprintf(&b, "tracing off/on, %d pairs alternated, latency %s, metrics on in both; load average %s\n", o.tracePairs, o.latency, loadAverage())
 	for i := range off {
 		fmt.Fprintf(&b, "  off: %s\n  on:  %s\n", off[i], on[i])
 	}

@@ -8,7 +8,7 @@
 //
 //	devstack demo  -reportmailer bin/reportmailer -out demo-out
 //	devstack serve -reportmailer bin/reportmailer -out demo-out
-//	devstack load  -reportmailer bin/reportmailer -out demo-out-load -events 500 [-latency 20ms -key rsa -gomaxprocs 1]
+//	devstack load  -reportmailer bin/reportmailer -out demo-out-load -events 500 [-latency 20ms -key rsa -gomaxprocs 1 -python]
 //	devstack digest -reportmailer bin/reportmailer -out demo-out-digest -events 100000 -users 5000
 package main
 
@@ -57,7 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	procs := fs.Int("gomaxprocs", 0, "load: GOMAXPROCS of the reportmailer run; 0: the machine's")
 	conc := fs.Int("concurrency", 0, "load: schedules[].concurrency; 0: the config's default")
 	baseline := fs.Bool("baseline", true, "load: also time a bare aws-sdk-go-v2 loop on the same stack")
-	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file")
+	python := fs.Bool("python", false, "load: also time the same job done in Python (boto3, jinja2; -key rsa only) on the same stack")
+	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file (and, with -traces, each pair's to cpu-traces-{off,on}-N.prof in -out)")
 	memProfile := fs.String("memprofile", "", "load: write reportmailer's heap profile to this file")
 	traces := fs.Int("traces", 0, "load: then time this many alternated pairs of runs with tracing off and on (to a local OTLP receiver)")
 	fs.Usage = func() {
@@ -87,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = demo(ctx, *bin, *out, stdout, true)
 	case "load":
 		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
-			baseline: *baseline, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces}, stdout)
+			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces}, stdout)
 	case "digest":
 		err = digestLoad(ctx, *bin, *out, *events, *users, *conc, stdout)
 	}

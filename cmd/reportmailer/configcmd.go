@@ -31,6 +31,10 @@ func (m *Main) config(_ context.Context, args []string) error {
 	if _, err := newSigner(c, s3c, aws.AnonymousCredentials{}, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
+	// And the trace secret, which drain reads at start-up.
+	if _, err := loadTokens(c.Links); err != nil {
+		return err
+	}
 	links := "S3 presigned URLs"
 	if cf := c.Links.CloudFront; cf != nil {
 		links = "CloudFront signed URLs via " + cf.Domain

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/reportmailer/reportmailer/config"
@@ -40,7 +41,7 @@ func (m *Main) iam(_ context.Context, args []string) error {
 	if *region == "" {
 		return usageError("iam: no region: the queue URLs name none; give -region or set AWS_REGION")
 	}
-	in, err := iamInputs(c, *region, *account)
+	in, err := iamInputs(c, *region, *account, cmds...)
 	if err != nil {
 		return err
 	}
@@ -53,8 +54,10 @@ func (m *Main) iam(_ context.Context, args []string) error {
 }
 
 // iamInputs is the one place a config becomes the names an IAM policy is
-// written for. account "" is taken from the queue URLs.
-func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
+// written for. account "" is taken from the queue URLs. The inputs are
+// checked for cmds, or, without any, for every command a deployment
+// runs (drain, serve, keys, check).
+func iamInputs(c *config.Config, region, account string, cmds ...iam.Command) (iam.Inputs, error) {
 	if c.Reports.Bucket == "" {
 		return iam.Inputs{}, fmt.Errorf("iam: reports.bucket is not set: the policy must name the one bucket reports live in")
 	}
@@ -73,6 +76,8 @@ func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
 	}
 	if cf := c.Links.CloudFront; cf != nil {
 		in.DistributionID = cf.DistributionID
+		in.AccessLogsBucket, in.AccessLogsPrefix = cf.AccessLogs.Bucket, cf.AccessLogs.Prefix
+		in.KeyValueStoreARN = cf.KeyValueStoreARN
 	}
 	for _, s := range c.Schedules {
 		in.Queues = append(in.Queues, iam.QueuePair{URL: s.QueueURL, DeadLetterURL: s.DeadLetterQueueURL})
@@ -82,9 +87,17 @@ func iamInputs(c *config.Config, region, account string) (iam.Inputs, error) {
 			}
 		}
 	}
-	// Every command that calls AWS: a policy for fewer needs less, so
-	// these inputs suit any of them.
-	if err := in.Check(iam.Drain, iam.Serve, iam.Keys, iam.Check); err != nil {
+	if len(cmds) == 0 {
+		cmds = []iam.Command{iam.Drain, iam.Serve, iam.Keys, iam.Check}
+	}
+	// The config's names for what Check would call by its own.
+	if slices.Contains(cmds, iam.Downloads) && in.AccessLogsBucket == "" {
+		return iam.Inputs{}, fmt.Errorf("iam: links.cloudfront.access_logs.bucket is not set: the downloads policy must name the bucket CloudFront's access logs are delivered to")
+	}
+	if slices.Contains(cmds, iam.Revoke) && in.KeyValueStoreARN == "" {
+		return iam.Inputs{}, fmt.Errorf("iam: links.cloudfront.key_value_store_arn is not set: the revoke policy must name the deny list's KeyValueStore")
+	}
+	if err := in.Check(cmds...); err != nil {
 		return iam.Inputs{}, fmt.Errorf("iam: %w", err)
 	}
 	return in, nil

@@ -119,6 +119,10 @@ schedules:
 		{"no region for emulator URLs", []string{"-config", local}, ExitUsage, "give -region or set AWS_REGION"},
 		{"no reports bucket", []string{"-config", noReports}, ExitFailure, `reports.bucket: "" is required`},
 		{"no config", nil, ExitUsage, "-config is required"},
+		{"downloads without the access logs' bucket", []string{"-config", local, "-command", "downloads", "-region", "eu-north-1"}, ExitFailure,
+			"iam: links.cloudfront.access_logs.bucket is not set"},
+		{"revoke without the KeyValueStore", []string{"-config", local, "-command", "history,revoke", "-region", "eu-north-1"}, ExitFailure,
+			"iam: links.cloudfront.key_value_store_arn is not set"},
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {

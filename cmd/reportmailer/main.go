@@ -90,6 +90,8 @@ var commands = []command{
 	{name: "redrive", summary: "move dead letters back to their queue, filtered by -event-id or\n-code; skips maybe-sent ones (see resend)", run: (*Main).redrive},
 	{name: "resend", summary: "deliver one event again, directly, showing the ledger for each\nrecipient first; -force for maybe-sent or sent deliveries", run: (*Main).resend},
 	{name: "history", summary: "list past runs (drain, serve slots) with their counts, or one in full", run: (*Main).history},
+	{name: "downloads", summary: "who opened the links they were sent, from CloudFront's access\nlogs and the ledger (links.trace)", run: (*Main).downloads},
+	{name: "revoke", summary: "make one delivery's traced links stop working before they expire,\nthrough a CloudFront KeyValueStore deny list", run: (*Main).revoke},
 	{name: "keys", summary: "list the CloudFront keys, and when each may be removed from CloudFront", run: (*Main).keys},
 	{name: "sign", summary: "sign one CloudFront URL with a private key, offline", run: (*Main).sign},
 	{name: "verify", summary: "check a signed CloudFront URL offline, and say why it fails", run: (*Main).verify},

@@ -40,6 +40,8 @@ type observability struct {
 	// tp, when set, exports traces; tracer opens a span per message
 	// and per stage for a schedule.
 	tp *sdktrace.TracerProvider
+	// sdkTP is tp as the AWS SDK clients take it (callSpans).
+	sdkTP *callSpans
 	// ses is a client for /readyz's check of SES.
 	ses *sesv2.Client
 
@@ -54,7 +56,11 @@ func (m *Main) newObservability(ctx context.Context) (*observability, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &observability{metrics: metrics.New(), aws: &awsCalls{last: map[string]awsCall{}}, tp: tp}, nil
+	o := &observability{metrics: metrics.New(), aws: &awsCalls{last: map[string]awsCall{}}, tp: tp}
+	if tp != nil {
+		o.sdkTP = newCallSpans(tp)
+	}
+	return o, nil
 }
 
 // close flushes the traces not yet exported, for at most ten seconds.

@@ -175,6 +175,11 @@ func (m *Main) previewWorker(ctx context.Context, c *config.Config, s config.Sch
 		cf.Expiries = nil
 	}
 	a := &app{cfg: c, logger: logger, signer: signer, templates: sets, mailer: refuse{}, ledger: refuse{}}
+	// Traced links carry each recipient's token in a preview too: the
+	// preview shows the links a drain would send.
+	if a.tokens, err = loadTokens(c.Links); err != nil {
+		return nil, err
+	}
 	return a.worker(s)
 }
 

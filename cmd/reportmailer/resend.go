@@ -37,7 +37,11 @@ Each email sent is recorded on its ledger record as a resend: who asked
 (-by, default $USER), when, and SES's message id. A message taken from
 a dead-letter queue is deleted from it only once every allowed
 recipient of each of its events has a sent record and the policy
-refused none; with -to it is never deleted (use "dlq delete"). -dry-run prints the plan and changes nothing.`
+refused none; with -to it is never deleted (use "dlq delete"). -dry-run prints the plan and changes nothing.
+With links.trace, a resent email's links carry the same token as the
+first (it is a function of the event id and the recipient): a delivery
+revoked with "reportmailer revoke" stays denied after the resend until
+"reportmailer revoke -undo" takes its token off the deny list.`
 
 func (m *Main) resend(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("resend", resendSynopsis)

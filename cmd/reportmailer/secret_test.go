@@ -233,6 +233,10 @@ links:
 				"links.cloudfront.keys[1].id: (holds key material, not shown)"},
 			{"REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE", list(nil), map[string]string{"REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE": k.text},
 				"environment REPORTMAILER_LINKS_CLOUDFRONT_KEYS_K2_ACTIVE: (holds key material, not shown) is not true or false"},
+			{"yaml trace_secret_file", shorthand(nil) + "  trace: true\n  trace_secret_file: " + yamlValue(k.text, 2) + "\n", nil,
+				"links.trace_secret_file: holds a secret, not a file path"},
+			{"REPORTMAILER_LINKS_TRACE_SECRET_ENV", shorthand(nil) + "  trace: true\n  trace_secret_env: S\n",
+				map[string]string{"REPORTMAILER_LINKS_TRACE_SECRET_ENV": k.text}, "links.trace_secret_env: holds a secret, not a variable name"},
 		}
 		// The settings from here on leave the config valid: only the key
 		// it names does not parse.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
+	smithytracing "github.com/aws/smithy-go/tracing"
 	"github.com/aws/smithy-go/tracing/smithyoteltracing"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -49,14 +51,8 @@ func newTracerProvider(ctx context.Context, getenv func(string) string) (*sdktra
 			res = r
 		}
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(sdkPhases{sdktrace.NewBatchSpanProcessor(exp)}), sdktrace.WithResource(res)}
-	if getenv("OTEL_TRACES_SAMPLER") == "" {
-		// The SDK's default sampler, which does not even record the
-		// phase spans. With OTEL_TRACES_SAMPLER set, the SDK's own
-		// sampler applies and sdkPhases drops them at the end.
-		opts = append(opts, sdktrace.WithSampler(phaseSampler{sdktrace.ParentBased(sdktrace.AlwaysSample())}))
-	}
-	return sdktrace.NewTracerProvider(opts...), nil
+	// The SDK's sampler: the default, or as OTEL_TRACES_SAMPLER says.
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
 }
 
 // checkOTLPProtocol refuses an OTLP protocol other than the one the
@@ -76,40 +72,65 @@ func checkOTLPProtocol(getenv func(string) string) error {
 	return nil
 }
 
-// phaseSampler drops the SDK's phase spans, and the spans inside them,
-// and asks its Sampler about every other.
-type phaseSampler struct{ sdktrace.Sampler }
+// callSpans is the tracer provider the AWS SDK clients get: the SDK's
+// OpenTelemetry adapter (smithyoteltracing) on the process's provider,
+// for the span of each call (SQS.ReceiveMessage, SESv2.SendEmail, ...)
+// only. The SDK also opens about ten spans inside each call, one per
+// phase (RetryLoop, Attempt, SignRequest, DoHTTPRequest, ...): those
+// are not started at all. Started and then dropped by a sampler, they
+// were about half of tracing's CPU in a drain (docs/benchmarks.md); the
+// call's span already covers them, with the service, operation and
+// status.
+type callSpans struct {
+	adapted smithytracing.TracerProvider
 
-func (p phaseSampler) ShouldSample(params sdktrace.SamplingParameters) sdktrace.SamplingResult {
-	if sdkPhaseSpans[params.Name] {
-		return sdktrace.SamplingResult{Decision: sdktrace.Drop,
-			Tracestate: oteltrace.SpanContextFromContext(params.ParentContext).TraceState()}
+	mu      sync.Mutex
+	tracers map[string]smithytracing.Tracer
+}
+
+// newCallSpans returns the SDK clients' tracer provider on tp.
+func newCallSpans(tp oteltrace.TracerProvider) *callSpans {
+	return &callSpans{adapted: smithyoteltracing.Adapt(tp), tracers: map[string]smithytracing.Tracer{}}
+}
+
+// Tracer returns the tracer of scope, made once: the SDK asks for it on
+// every call.
+func (p *callSpans) Tracer(scope string, opts ...smithytracing.TracerOption) smithytracing.Tracer {
+	if len(opts) > 0 {
+		return callTracer{p.adapted.Tracer(scope, opts...)}
 	}
-	return p.Sampler.ShouldSample(params)
-}
-
-func (p phaseSampler) Description() string {
-	return "DropAWSSDKPhases{" + p.Sampler.Description() + "}"
-}
-
-// sdkPhaseSpans are the spans the AWS SDK opens inside each call, for
-// its own phases. They are not exported: about ten per call, they made
-// tracing cost 15% of an end-to-end run (docs/benchmarks.md), and each
-// call's own span (SQS.ReceiveMessage, SESv2.SendEmail, ...) already
-// spans them, with the service, operation and status.
-var sdkPhaseSpans = map[string]bool{
-	"RetryLoop": true, "DoHTTPRequest": true, "OperationSerializer": true, "OperationDeserializer": true,
-	"ResolveEndpoint": true, "ResolveAuthScheme": true, "GetIdentity": true, "SignRequest": true, "ComputePayloadSHA256": true,
-}
-
-// sdkPhases passes on every ended span but the SDK's phase spans.
-type sdkPhases struct{ sdktrace.SpanProcessor }
-
-func (p sdkPhases) OnEnd(s sdktrace.ReadOnlySpan) {
-	if sdkPhaseSpans[s.Name()] {
-		return
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.tracers[scope]
+	if !ok {
+		t = callTracer{p.adapted.Tracer(scope)}
+		p.tracers[scope] = t
 	}
-	p.SpanProcessor.OnEnd(s)
+	return t
+}
+
+// callTracer starts the SDK's client spans, one per call, and no other.
+type callTracer struct{ smithytracing.Tracer }
+
+var noSpan = smithytracing.NopTracerProvider{}.Tracer("")
+
+func (t callTracer) StartSpan(ctx context.Context, name string, opts ...smithytracing.SpanOption) (context.Context, smithytracing.Span) {
+	if len(opts) == 0 { // a phase: the call's span has options
+		return noSpan.StartSpan(ctx, name)
+	}
+	var o smithytracing.SpanOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.Kind != smithytracing.SpanKindClient {
+		return noSpan.StartSpan(ctx, name)
+	}
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
+		// A call of a message sampled out: no span, as worker/tracing
+		// starts no stage span there.
+		return noSpan.StartSpan(ctx, name)
+	}
+	return t.Tracer.StartSpan(ctx, name, func(so *smithytracing.SpanOptions) { *so = o })
 }
 
 // The SDK takes its tracer provider per client, not from aws.Config:
@@ -117,13 +138,13 @@ func (p sdkPhases) OnEnd(s sdktrace.ReadOnlySpan) {
 
 func (o *observability) s3Options(opt *s3.Options) {
 	if o.tp != nil {
-		opt.TracerProvider = smithyoteltracing.Adapt(o.tp)
+		opt.TracerProvider = o.sdkTP
 	}
 }
 
 func (o *observability) sqsOptions(opt *sqs.Options) {
 	if o.tp != nil {
-		opt.TracerProvider = smithyoteltracing.Adapt(o.tp)
+		opt.TracerProvider = o.sdkTP
 	}
 }
 
@@ -133,7 +154,7 @@ func (o *observability) traceSES(p *mail.Paced) {
 	if o.tp == nil {
 		return
 	}
-	with := func(opt *sesv2.Options) { opt.TracerProvider = smithyoteltracing.Adapt(o.tp) }
+	with := func(opt *sesv2.Options) { opt.TracerProvider = o.sdkTP }
 	if c, ok := p.Account.(*sesv2.Client); ok {
 		p.Account = sesv2.New(c.Options(), with)
 	}

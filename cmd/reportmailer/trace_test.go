@@ -12,8 +12,10 @@ import (
 	"sync"
 	"testing"
 
+	smithytracing "github.com/aws/smithy-go/tracing"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
 func TestTracingEnabled(t *testing.T) {
@@ -124,7 +126,7 @@ func TestDrainExportsTraces(t *testing.T) {
 			t.Errorf("the exported traces lack %q", want)
 		}
 	}
-	for _, phase := range []string{"SignRequest", "RetryLoop", "OperationSerializer"} {
+	for _, phase := range []string{"SignRequest", "RetryLoop", "Attempt", "DoHTTPRequest", "OperationSerializer"} {
 		if strings.Contains(got, phase) {
 			t.Errorf("the SDK's phase span %s was exported", phase)
 		}
@@ -134,29 +136,64 @@ func TestDrainExportsTraces(t *testing.T) {
 	}
 }
 
-// TestSDKPhaseSpansDropped: the AWS SDK's phase spans are not exported,
-// whether the sampler leaves them out (the default) or the processor
-// drops them (with OTEL_TRACES_SAMPLER set); each call's span is.
-func TestSDKPhaseSpansDropped(t *testing.T) {
-	for _, withSampler := range []bool{true, false} {
-		exp := tracetest.NewInMemoryExporter()
-		opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(sdkPhases{sdktrace.NewSimpleSpanProcessor(exp)})}
-		if withSampler {
-			opts = append(opts, sdktrace.WithSampler(phaseSampler{sdktrace.ParentBased(sdktrace.AlwaysSample())}))
-		}
-		tr := sdktrace.NewTracerProvider(opts...).Tracer("test")
-		ctx, call := tr.Start(context.Background(), "SQS.ReceiveMessage")
-		pctx, phase := tr.Start(ctx, "RetryLoop")
-		_, inner := tr.Start(pctx, "DoHTTPRequest")
-		inner.End()
-		phase.End()
-		call.End()
+// TestSDKPhaseSpansNotStarted: of the spans the AWS SDK opens for a
+// call, only the call's own (a client span, with its attributes) is
+// started and exported; its phases and attempts are not, and what ran
+// inside them is the call's child.
+func TestSDKPhaseSpansNotStarted(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	p := newCallSpans(tp)
+	// As the SDK's invokeOperation and middleware do.
+	tr := p.Tracer("github.com/aws/aws-sdk-go-v2/service/sqs")
+	ctx := smithytracing.WithOperationTracer(context.Background(), tr)
+	ctx, call := tr.StartSpan(ctx, "SQS.ReceiveMessage", func(o *smithytracing.SpanOptions) {
+		o.Kind = smithytracing.SpanKindClient
+		o.Properties.Set("rpc.method", "ReceiveMessage")
+	})
+	rctx, retry := smithytracing.StartSpan(ctx, "RetryLoop")
+	actx, attempt := smithytracing.StartSpan(rctx, "Attempt", func(o *smithytracing.SpanOptions) { o.Properties.Set("operation.attempt", 1) })
+	hctx, do := smithytracing.StartSpan(actx, "DoHTTPRequest")
+	if got, _ := smithytracing.GetSpan(hctx); got != call {
+		t.Errorf("the span in the HTTP request's context is %q, want the call's", got.Name())
+	}
+	do.SetProperty("http.status_code", 200)
+	do.End()
+	attempt.End()
+	retry.End()
+	call.SetProperty("error", false)
+	call.End()
+
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Name != "SQS.ReceiveMessage" {
 		var names []string
-		for _, s := range exp.GetSpans() {
+		for _, s := range spans {
 			names = append(names, s.Name)
 		}
-		if len(names) != 1 || names[0] != "SQS.ReceiveMessage" {
-			t.Errorf("sampler %v: exported %q, want only the call's span", withSampler, names)
-		}
+		t.Fatalf("exported %q, want only the call's span", names)
+	}
+	attrs := map[string]string{}
+	for _, a := range spans[0].Attributes {
+		attrs[string(a.Key)] = a.Value.Emit()
+	}
+	if attrs["rpc.method"] != "ReceiveMessage" || attrs["error"] != "false" {
+		t.Errorf("the call's span has attributes %v, want rpc.method=ReceiveMessage and error=false", attrs)
+	}
+	if p.Tracer("github.com/aws/aws-sdk-go-v2/service/sqs") != tr {
+		t.Error("a second Tracer of the same scope is a new tracer, want the first")
+	}
+
+	// Under a message sampled out, the call starts no span either,
+	// even for a sampler that would sample it.
+	exp.Reset()
+	tr = newCallSpans(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.AlwaysSample()))).Tracer("sqs")
+	sampledOut := oteltrace.ContextWithSpanContext(context.Background(), oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
+		TraceID: oteltrace.TraceID{1}, SpanID: oteltrace.SpanID{1}}))
+	_, call = tr.StartSpan(smithytracing.WithOperationTracer(sampledOut, tr), "SQS.DeleteMessage", func(o *smithytracing.SpanOptions) {
+		o.Kind = smithytracing.SpanKindClient
+	})
+	call.End()
+	if spans := exp.GetSpans(); len(spans) != 0 {
+		t.Errorf("a call under a span sampled out exported %d spans, want none", len(spans))
 	}
 }

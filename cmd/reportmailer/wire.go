@@ -18,6 +18,7 @@ import (
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/linktoken"
 	"github.com/reportmailer/reportmailer/worker/mail"
 	"github.com/reportmailer/reportmailer/worker/queue"
 	"github.com/reportmailer/reportmailer/worker/sesevents"
@@ -63,6 +64,8 @@ type app struct {
 	events *sesevents.Reader
 	// obs is what runs report to: metrics, traces, AWS call results.
 	obs *observability
+	// tokens makes traced links' tokens; nil unless links.trace.
+	tokens *linktoken.Tokens
 }
 
 // offline builds what needs no AWS call: templates and the link key.
@@ -122,6 +125,9 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		}
 	}
 	if a.signer, err = newSigner(c, s3c, awsCfg.Credentials, logger); err != nil {
+		return nil, err
+	}
+	if a.tokens, err = loadTokens(c.Links); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -267,5 +273,7 @@ func (a *app) newWorker(s config.Schedule, p worker.UnsettledPolicy, only []stri
 		Logger:   a.logger,
 		Observer: a.obs.observer(s.Name),
 		Pending:  pending,
+
+		LinkToken: a.linkToken(),
 	})
 }

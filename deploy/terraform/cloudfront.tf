@@ -53,6 +53,14 @@ resource "aws_cloudfront_distribution" "reports" {
     compress               = true
     cache_policy_id        = data.aws_cloudfront_cache_policy.caching_optimized.id
     trusted_key_groups     = [aws_cloudfront_key_group.signing.id]
+
+    dynamic "function_association" {
+      for_each = aws_cloudfront_function.deny_revoked
+      content {
+        event_type   = "viewer-request"
+        function_arn = function_association.value.arn
+      }
+    }
   }
 
   dynamic "logging_config" {

@@ -93,6 +93,11 @@ output "operator_policy_json" {
   value       = data.aws_iam_policy_document.operator.json
 }
 
+output "key_value_store_arn" {
+  description = "Config: links.cloudfront.key_value_store_arn, with link_revocation; null without."
+  value       = one(aws_cloudfront_key_value_store.revoked[*].arn)
+}
+
 output "config_yaml" {
   description = "The settings this module decides, as a config file fragment to merge into reportmailer.yaml (terraform output -raw config_yaml)."
   # ses_events only with an events queue: a for expression, since the
@@ -107,12 +112,16 @@ output "config_yaml" {
       prefix = var.reports_prefix
     }
     links = {
-      cloudfront = {
+      cloudfront = merge({
         domain             = "https://${aws_cloudfront_distribution.reports.domain_name}"
         distribution_id    = aws_cloudfront_distribution.reports.id
         key_records_prefix = var.key_records_prefix
         keys               = [for k, pk in aws_cloudfront_public_key.signing : { id = pk.id }]
-      }
+        }, {
+        for b in aws_s3_bucket.logs : "access_logs" => { bucket = b.id, prefix = "cloudfront/" }
+        }, {
+        for s in aws_cloudfront_key_value_store.revoked : "key_value_store_arn" => s.arn
+      })
     }
     ledger = {
       bucket = aws_s3_bucket.state.id

@@ -51,7 +51,7 @@ variable "ledger_prefix" {
 }
 
 variable "ledger_retention_days" {
-  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive. Digest schedules keep their pending events under it too (ledger_prefix/pending/), so it must also exceed the longest digest period: 45 for a monthly digest."
+  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive. With links.trace, keep it at least links.max_ttl (30 days by default) too: `reportmailer downloads` and `reportmailer revoke` find a delivery's links through its record, so a link whose record has expired is not listed (revoke -to ADDR still works without it). Digest schedules keep their pending events under it too (ledger_prefix/pending/), so it must also exceed the longest digest period: 45 for a monthly digest."
   type        = number
   default     = 30
 
@@ -172,6 +172,12 @@ variable "cloudfront_log_retention_days" {
     condition     = var.cloudfront_log_retention_days >= 1
     error_message = "cloudfront_log_retention_days must be at least 1."
   }
+}
+
+variable "link_revocation" {
+  description = "Create the CloudFront KeyValueStore and viewer-request function that make `reportmailer revoke` work, and attach the function to the distribution. Needs links.trace in the config. Config: links.cloudfront.key_value_store_arn from the key_value_store_arn output."
+  type        = bool
+  default     = false
 }
 
 variable "sender_address" {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -346,17 +347,27 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("the fault was for one request: %v", err)
 		}
 
-		p.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Status: http.StatusInternalServerError, Times: 1})
-		_, err = c.SendEmail(ctx, &sesv2.SendEmailInput{
-			FromEmailAddress: aws.String("reports@example.com"),
-			Destination:      &sestypes.Destination{ToAddresses: []string{"ana@example.com"}},
-			Content:          &sestypes.EmailContent{Simple: &sestypes.Message{Subject: &sestypes.Content{Data: aws.String("maybe")}, Body: &sestypes.Body{Text: &sestypes.Content{Data: aws.String("hi")}}}},
-		})
+		// Matched by recipient: Bob's email passes untouched, Ana's
+		// (her address in Cc) gets the fault.
+		p.Inject(awsproxy.Fault{Operation: "SendEmail", After: true, Status: http.StatusInternalServerError, Times: 1,
+			Match: func(c awsproxy.Call) bool { return slices.Contains(c.Recipients, "ana@example.com") }})
+		send := func(subject string, d *sestypes.Destination) error {
+			_, err := c.SendEmail(ctx, &sesv2.SendEmailInput{
+				FromEmailAddress: aws.String("reports@example.com"),
+				Destination:      d,
+				Content:          &sestypes.EmailContent{Simple: &sestypes.Message{Subject: &sestypes.Content{Data: aws.String(subject)}, Body: &sestypes.Body{Text: &sestypes.Content{Data: aws.String("hi")}}}},
+			})
+			return err
+		}
+		if err := send("fine", &sestypes.Destination{ToAddresses: []string{"bob@example.com"}}); err != nil {
+			t.Fatalf("SendEmail to a recipient the fault does not match: %v", err)
+		}
+		err = send("maybe", &sestypes.Destination{ToAddresses: []string{"bob@example.com"}, CcAddresses: []string{"ana@example.com"}})
 		if status(err) != http.StatusInternalServerError {
 			t.Fatalf("SendEmail: %v; want the injected 500", err)
 		}
 		sent, err := emulator.SESLocalEmails(ctx, emuURL, time.Time{})
-		if err != nil || len(sent) != 1 || sent[0].Subject != "maybe" {
+		if err != nil || len(sent) != 2 || sent[1].Subject != "maybe" {
 			t.Fatalf("emulator has %+v, %v; the failed send was accepted and must be there", sent, err)
 		}
 	})

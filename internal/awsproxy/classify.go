@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/reportmailer/reportmailer/worker/iam"
@@ -22,6 +23,9 @@ type Call struct {
 	Bucket, Key string
 	// QueueURL is an SQS request's QueueUrl.
 	QueueURL string
+	// Recipients are a SendEmail's destination addresses (To, Cc and
+	// Bcc), so that a fault can pick the emails of one test.
+	Recipients []string
 	// Checks are the authorisations the request needs, all of them.
 	Checks []Check
 }
@@ -208,6 +212,11 @@ func (p *Proxy) classifySES(r *http.Request, body []byte) (Call, error) {
 			From             string `json:"FromEmailAddress"`
 			FromIdentityARN  string `json:"FromEmailAddressIdentityArn"`
 			ConfigurationSet string `json:"ConfigurationSetName"`
+			Destination      struct {
+				To  []string `json:"ToAddresses"`
+				Cc  []string `json:"CcAddresses"`
+				Bcc []string `json:"BccAddresses"`
+			}
 		}
 		if err := json.Unmarshal(body, &in); err != nil {
 			return Call{}, fmt.Errorf("SendEmail: body is not JSON: %v", err)
@@ -222,7 +231,8 @@ func (p *Proxy) classifySES(r *http.Request, body []byte) (Call, error) {
 		} else {
 			return Call{}, fmt.Errorf("SendEmail: FromEmailAddress %q is not an address", in.From)
 		}
-		c := Call{Service: SES, Operation: "SendEmail", Checks: []Check{{Action: "ses:SendEmail", Resources: identities}}}
+		d := in.Destination
+		c := Call{Service: SES, Operation: "SendEmail", Recipients: slices.Concat(d.To, d.Cc, d.Bcc), Checks: []Check{{Action: "ses:SendEmail", Resources: identities}}}
 		if in.ConfigurationSet != "" {
 			c.Checks = append(c.Checks, Check{Action: "ses:SendEmail", Resources: []string{p.sesARN("configuration-set/" + in.ConfigurationSet)}})
 		}

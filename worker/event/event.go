@@ -20,6 +20,10 @@ type Report struct {
 	Type        string // report type, e.g. "invoice"; optional
 	Size        int64  // bytes; 0 when unknown
 	ContentType string // optional
+	// Token is set by the worker, never decoded from an event: the
+	// per-recipient token of a traced link (links.trace), which the
+	// signer puts in the URL before signing it (linktoken.Param).
+	Token string
 }
 
 // Event is one validated "report ready" event: a user, the extra

@@ -10,7 +10,7 @@ import (
 
 var (
 	codeRE   = regexp.MustCompile("`([^`]+)`")
-	actionRE = regexp.MustCompile(`^[a-z0-9]+:[A-Za-z]+$`)
+	actionRE = regexp.MustCompile(`^[a-z0-9-]+:[A-Za-z]+$`)
 )
 
 // TestREADMEActions checks the README's table of actions per command

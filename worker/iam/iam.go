@@ -19,6 +19,11 @@
 //     List for `keys`).
 //   - worker/mail: ses:SendEmail as the sender identity, ses:GetAccount
 //     for the quota.
+//   - downloads: the ledger's records (Get, List) and the CloudFront
+//     access log files (Get, List) under their prefix.
+//   - revoke: the ledger's records (Get, List), and DescribeKeyValueStore,
+//     UpdateKeys and ListKeys (for -prune) on the deny list's CloudFront
+//     KeyValueStore.
 //
 // Every prefix the worker reads also gets s3:ListBucket, limited to that
 // prefix: without it S3 answers a read of a missing key with 403
@@ -91,6 +96,13 @@ const (
 	// Status is `reportmailer status`: queue depths, the last run, the
 	// SES quota and the key records.
 	Status Command = "status"
+	// Downloads is `reportmailer downloads`: reads the ledger's records
+	// and the distribution's access log files.
+	Downloads Command = "downloads"
+	// Revoke is `reportmailer revoke`: reads the ledger's records and
+	// adds tokens to (or, -undo and -prune, deletes them from) the deny
+	// list in a CloudFront KeyValueStore.
+	Revoke Command = "revoke"
 )
 
 // The commands that call no AWS API: For gives them nothing.
@@ -103,7 +115,7 @@ const (
 
 // Commands returns every command For knows, those that call AWS first.
 func Commands() []Command {
-	return []Command{Drain, Serve, Keys, Check, DLQList, DLQDelete, Redrive, Resend, History, Status, Preview, Sign, Verify, ConfigCheck}
+	return []Command{Drain, Serve, Keys, Check, DLQList, DLQDelete, Redrive, Resend, History, Status, Downloads, Revoke, Preview, Sign, Verify, ConfigCheck}
 }
 
 // ParseCommands reads a comma-separated list of command names, such as
@@ -176,6 +188,12 @@ type Inputs struct {
 	// DistributionID is the CloudFront distribution check reads; ""
 	// allows any distribution of the account.
 	DistributionID string
+	// AccessLogsBucket and AccessLogsPrefix are where the
+	// distribution's standard logs are, for downloads.
+	AccessLogsBucket, AccessLogsPrefix string
+	// KeyValueStoreARN is the CloudFront KeyValueStore revoke writes
+	// the deny list to.
+	KeyValueStoreARN string
 }
 
 // Check reports the first input that For cannot write a statement for,
@@ -196,6 +214,12 @@ func (in Inputs) Check(cmds ...Command) error {
 		if _, err := mail.ParseAddress(in.From); err != nil {
 			return fmt.Errorf("From %q is not an email address: %v", in.From, err)
 		}
+	}
+	if slices.Contains(cmds, Downloads) && in.AccessLogsBucket == "" {
+		return fmt.Errorf("AccessLogsBucket is empty: the policy must name the bucket CloudFront's access logs are in")
+	}
+	if slices.Contains(cmds, Revoke) && in.KeyValueStoreARN == "" {
+		return fmt.Errorf("KeyValueStoreARN is empty: the policy must name the deny list's KeyValueStore")
 	}
 	if in.EventsQueueURL != "" {
 		if _, err := QueueARN(in.EventsQueueURL, in.Region); err != nil {
@@ -233,6 +257,9 @@ const (
 	sidSendQuota        = "SendQuota"
 	sidDistribution     = "Distribution"
 	sidPublicKeys       = "PublicKeys"
+	sidAccessLogs       = "AccessLogs"
+	sidListAccessLogs   = "ListAccessLogs"
+	sidDenyList         = "DenyList"
 )
 
 // For returns the least-privilege policy for the commands: one Allow
@@ -274,6 +301,15 @@ func For(in Inputs, cmds ...Command) Document {
 			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
 			b.keys()
 			b.add(sidSendQuota, []string{"*"}, nil, "ses:GetAccount")
+		case Downloads:
+			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
+			b.readPrefix(sidAccessLogs, sidListAccessLogs, b.in.AccessLogsBucket, b.in.AccessLogsPrefix)
+		case Revoke:
+			b.readPrefix(sidLedger, sidListLedger, b.in.StateBucket, b.in.LedgerPrefix)
+			if b.in.KeyValueStoreARN != "" {
+				b.add(sidDenyList, []string{b.in.KeyValueStoreARN}, nil,
+					"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:UpdateKeys", "cloudfront-keyvaluestore:ListKeys")
+			}
 		}
 	}
 	return b.document()

@@ -23,6 +23,8 @@ var full = Inputs{
 	ConfigurationSet: "reports",
 	CloudFront:       true,
 	DistributionID:   "E2EXAMPLE",
+	AccessLogsBucket: "acme-cf-logs", AccessLogsPrefix: "reports/",
+	KeyValueStoreARN: "arn:aws:cloudfront::123456789012:key-value-store/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
 }
 
 const (

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/linktoken"
 )
 
 // CloudFront signs CloudFront URLs to report files.
@@ -254,7 +256,10 @@ func (c *CloudFront) Sign(ctx context.Context, r event.Report, now time.Time) (w
 	if err != nil {
 		return worker.Link{}, err
 	}
-	resource := base + "/" + EscapeKey(p)
+	resource, err := withToken(base+"/"+EscapeKey(p), r.Token)
+	if err != nil {
+		return worker.Link{}, err
+	}
 	signed, err := signChecked(resource, Key{ID: c.KeyID, Signer: c.Key}, hash, Policy{Custom: c.CustomPolicy, Expires: expires})
 	if err != nil {
 		return worker.Link{}, signError(err)
@@ -286,6 +291,20 @@ func (c *CloudFront) SignAll(ctx context.Context, rs []event.Report, now time.Ti
 	return links, nil
 }
 
+// withToken returns rawURL with a traced link's token as its query
+// parameter linktoken.Param, or rawURL when token is "". The token is
+// added before signing: a canned policy, and a custom one whose
+// Resource is the link, cover the whole URL, query included.
+func withToken(rawURL, token string) (string, error) {
+	if token == "" {
+		return rawURL, nil
+	}
+	if err := linktoken.Check(token); err != nil {
+		return "", fmt.Errorf("cloudfront: %w", err)
+	}
+	return rawURL + "?" + linktoken.Param + "=" + token, nil
+}
+
 // errNoShare means the reports cannot share one signature.
 var errNoShare = errors.New("links cannot share a signature")
 
@@ -308,6 +327,11 @@ func (c *CloudFront) signShared(ctx context.Context, rs []event.Report, now time
 		keys[i] = p
 	}
 	prefix, why := sharedPrefix(keys)
+	if why == "" && slices.ContainsFunc(rs, func(r event.Report) bool { return r.Token != "" }) {
+		// A wildcard Resource matches any query, so it would leave the
+		// token out of what the signature covers: anyone could change it.
+		why = "traced links carry a token that a shared signature would not cover"
+	}
 	if why == "" && strings.ContainsAny(base, "*?") {
 		why = "the domain has a wildcard character"
 	}

@@ -78,6 +78,10 @@ func (p *S3Presigner) Validate() error {
 // itself (no bucket, an empty key, a key with "." or ".." segments) are
 // marked [worker.Permanent].
 func (p *S3Presigner) Sign(ctx context.Context, r event.Report, now time.Time) (worker.Link, error) {
+	if r.Token != "" {
+		// Config validation refuses links.trace without CloudFront.
+		return worker.Link{}, errors.New("s3 presign: traced links need CloudFront (links.trace with links.cloudfront)")
+	}
 	if err := p.Validate(); err != nil {
 		return worker.Link{}, err
 	}
