@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +279,70 @@ func TestDigestDeadLettersWhatCannotBeDelivered(t *testing.T) {
 	}
 	if n, _ := p.Count(context.Background()); n != 0 {
 		t.Errorf("pending store holds %d, want 0", n)
+	}
+}
+
+// TestDigestCoveredEventNeverSentAgain: an event whose reports a newer
+// event links again is covered by it; it is never sent later, whether
+// the slot failed for another of the user's emails or the queue
+// delivers the covered event again after its entry is gone.
+func TestDigestCoveredEventNeverSentAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// failFirst fails, at the first slot, the email linking it.
+		failFirst string
+		// again is ingested between the slots.
+		again string
+	}{
+		{name: "another email of the user fails", failFirst: "ana/3.pdf"},
+		{name: "the covered event is redelivered", again: native("a1", "ana", nil, "ana/1.pdf")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPending(t, 1)
+			for _, body := range []string{
+				native("a1", "ana", nil, "ana/1.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+				native("a3", "ana", nil, "ana/3.pdf"),
+			} {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.mailer.fail = func(e worker.Email) error {
+				if tc.failFirst != "" && slices.Contains(links(e), tc.failFirst) {
+					return errors.New("connection refused")
+				}
+				return nil
+			}
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			b.mailer.fail = nil
+			if tc.again != "" {
+				b.enqueue(tc.again)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.now = b.now.Add(time.Hour)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				for _, l := range links(e) {
+					got[l]++
+				}
+			}
+			if got["ana/1.pdf"] != 1 || got["ana/3.pdf"] != 1 {
+				t.Errorf("ana got links %v over two slots; want ana/1.pdf and ana/3.pdf once each", got)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,8 +95,9 @@ func (r *run) ingest(batch []*msgState) {
 // Users are read from the store a page at a time and delivered
 // Concurrency at once, so memory holds a few users' events, never the
 // whole digest. An entry is deleted only once its email is recorded
-// sent in the ledger (or the ledger shows it sent before); any other
-// entry stays for the next slot. Deliver needs Deps.Pending.
+// sent in the ledger (or the ledger shows it sent before), or, for an
+// event whose reports newer events all link, once it is recorded as
+// sent with them; any other entry stays for the next slot. Deliver needs Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 	if w.pending == nil {
 		return Summary{}, errors.New("deliver: the worker has no pending store")
@@ -169,21 +171,25 @@ func (r *run) deliverUser(user string, slot Slot) {
 	slices.SortStableFunc(due, func(a, b PendingEvent) int {
 		return cmp.Or(b.Ingested.Compare(a.Ingested), cmp.Compare(b.Event.ID, a.Event.ID))
 	})
-	seen := map[string]bool{}
+	seen := map[string]string{} // report -> the newest event linking it
 	var batch, covered []*msgState
+	coveredBy := map[*msgState]string{}
 	for _, e := range due {
 		ev := e.Event
 		var reps []event.Report
 		for _, rep := range ev.Reports {
 			k := rep.Bucket + "/" + rep.Key
-			if !seen[k] {
-				seen[k] = true
+			if _, ok := seen[k]; !ok {
+				seen[k] = ev.ID
 				reps = append(reps, rep)
 			}
 		}
 		st := &msgState{msg: Message{ID: e.Key}, pending: &e}
 		if len(reps) == 0 {
 			covered = append(covered, st)
+			if len(ev.Reports) > 0 {
+				coveredBy[st] = seen[ev.Reports[0].Bucket+"/"+ev.Reports[0].Key]
+			}
 			continue
 		}
 		ev.Reports = reps
@@ -196,18 +202,28 @@ func (r *run) deliverUser(user string, slot Slot) {
 		parts = append(parts, r.split(d)...)
 	}
 	r.deliverAll(parts)
-	allOK := true
-	for _, st := range batch {
-		if !st.ok() {
-			allOK = false
+	// A covered event is never sent: the newer events that link its
+	// reports carry them, and stay pending until they are sent or
+	// dead-lettered. It is recorded so in the ledger before any entry
+	// goes, and its entry goes before theirs, so that no copy of it
+	// seen later (its entry left behind by a crash, listed by a slot's
+	// taker, or ingested again from a redelivered message) is sent
+	// alone. While one cannot be recorded, the entries that cover it
+	// stay too (those sent are skipped as sent at the next slot).
+	var recorded []*msgState
+	keepSent := false
+	for _, st := range covered {
+		if err := r.supersede(st.pending.Event, coveredBy[st]); err != nil {
+			keepSent = true
+			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
+			log.Error("ledger: a covered event is not recorded; the user's entries wait for the next slot", "event", st.pending.Event.ID, "err", err)
+			continue
 		}
+		recorded = append(recorded, st)
 	}
-	if allOK {
-		batch = append(batch, covered...)
-	} else {
-		r.tally(func(s *Summary) { s.Pending += len(covered) })
-	}
+	batch = append(recorded, batch...)
 	for _, st := range batch {
+		deadLettered := false
 		if f := st.failed; f != nil && f.deadLetters() {
 			// Retrying cannot mend it: to the dead-letter queue, as a
 			// message the ingest refused would go.
@@ -222,11 +238,16 @@ func (r *run) deliverUser(user string, slot Slot) {
 			r.observeMessage(st, *f, f.Outcome())
 			log.Warn("dead-lettered", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
 			st.failed = nil // its entry goes
+			deadLettered = true
 		}
 		if f := st.failed; f != nil {
 			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
 			r.observeMessage(st, *f, OutcomeRetry)
 			log.Warn("left pending for the next slot", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
+			continue
+		}
+		if keepSent && st.events != nil && !deadLettered {
+			r.tally(func(s *Summary) { s.Pending++ })
 			continue
 		}
 		if err := w.pending.Delete(r.ctx, *st.pending); err != nil {
@@ -238,6 +259,43 @@ func (r *run) deliverUser(user string, slot Slot) {
 		}
 		r.tally(func(s *Summary) { s.Acked++ })
 	}
+}
+
+// supersede records in the ledger, for each recipient of ev, that its
+// delivery is done: the newer event by carries its reports. A record
+// already sent is done too; one another run holds is an error, and ev
+// stays pending.
+func (r *run) supersede(ev event.Event, by string) error {
+	allowed, _ := r.w.cfg.Recipients.Apply(ev.User.Email, ev.Recipients)
+	done := map[string]bool{}
+	for _, rcpt := range allowed {
+		k := strings.ToLower(rcpt)
+		if done[k] || !r.w.cfg.wants(rcpt) {
+			continue
+		}
+		done[k] = true
+		c, err := r.w.ledger.Claim(r.ctx, ClaimRequest{
+			Key:      DeliveryKey(ev.ID, rcpt),
+			Delivery: Delivery{EventID: ev.ID, Recipient: k, Schedule: r.w.cfg.Schedule},
+			RunID:    r.id, Timeout: r.w.cfg.ClaimTimeout,
+		})
+		switch {
+		case err != nil:
+			return fmt.Errorf("ledger claim: %w", err)
+		case c.State == AlreadySent:
+			continue
+		case c.State != Claimed:
+			return fmt.Errorf("ledger record %s is %s by another run", c.Record, c.State)
+		}
+		if err := r.w.ledger.Complete(r.ctx, &c, "superseded by event "+by); err != nil {
+			if rerr := r.w.ledger.Release(r.ctx, &c); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return err
+		}
+		r.w.logger.Info("covered by a newer event: recorded as sent with it", "event", ev.ID, "recipient", rcpt, "by", by)
+	}
+	return nil
 }
 
 // split cuts a digest delivery into parts of at most MaxLinksPerEmail
