@@ -22,21 +22,29 @@ import (
 // one on gofakes3, and the fakes of its other collaborators.
 func setupPending(t *testing.T, maxLinks int) (*worker.Worker, *bundle, *store.Pending) {
 	t.Helper()
+	return setupPendingWith(t, maxLinks, func(*worker.Deps) {})
+}
+
+// setupPendingWith is setupPending with deps changed by edit.
+func setupPendingWith(t *testing.T, maxLinks int, edit func(*worker.Deps)) (*worker.Worker, *bundle, *store.Pending) {
+	t.Helper()
 	_, client := s3test.Start(t, "state")
 	p := &store.Pending{Client: client, Bucket: "state", Prefix: store.PendingPrefix("rm/ledger/", "weekly")}
 	b := &bundle{queue: &fakeQueue{}, mailer: &fakeMailer{}, ledger: &memLedger{}, logs: &bytes.Buffer{},
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	b.ledger.now = func() time.Time { return b.now }
-	w, err := worker.New(worker.Config{
-		Schedule: "weekly", Mode: worker.ModeDigest, From: "reports@example.com", WaitTime: time.Second, Bucket: "reports",
-		MaxMessages: 1000, MaxLinksPerEmail: maxLinks, Budget: 24 * time.Hour,
-		Recipients: worker.RecipientPolicy{AllowedDomains: []string{"example.com"}},
-	}, worker.Deps{
+	deps := worker.Deps{
 		Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(),
 		Mailer: b.mailer, Ledger: b.ledger, Pending: p,
 		Logger: slog.New(slog.NewTextHandler(b.logs, nil)),
 		Now:    func() time.Time { return b.now },
-	})
+	}
+	edit(&deps)
+	w, err := worker.New(worker.Config{
+		Schedule: "weekly", Mode: worker.ModeDigest, From: "reports@example.com", WaitTime: time.Second, Bucket: "reports",
+		MaxMessages: 1000, MaxLinksPerEmail: maxLinks, Budget: 24 * time.Hour,
+		Recipients: worker.RecipientPolicy{AllowedDomains: []string{"example.com"}},
+	}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,6 +350,55 @@ func TestDigestCoveredEventNeverSentAgain(t *testing.T) {
 			}
 			if n, err := p.Count(context.Background()); err != nil || n != 0 {
 				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestIngestsWhileSendingIsHalted: ingest sends nothing, so
+// neither an earlier run's halt nor a spent quota keeps events on the
+// queue; the slot's delivery still honours them.
+func TestDigestIngestsWhileSendingIsHalted(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		halts *memHalts
+		admit func() error
+	}{
+		{name: "halt record until +20h", halts: &memHalts{note: &worker.HaltNote{
+			Code: worker.CodeHalted, Reason: "ses account paused", Until: time.Date(2026, 1, 1, 20, 0, 0, 0, time.UTC)}}},
+		{name: "quota spent", admit: func() error { return worker.Halt(errors.New("ses 24-hour sending quota: 200 of 200 used")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gm *gatedMailer
+			w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) {
+				if tc.halts != nil {
+					d.Halts = tc.halts
+				}
+				if tc.admit != nil {
+					gm = &gatedMailer{fakeMailer: d.Mailer.(*fakeMailer), admit: tc.admit}
+					d.Mailer = gm
+				}
+			})
+			b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+			sum, err := w.Drain(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b.queue.pending) != 0 || len(b.queue.deleted) != 1 || sum.Halted {
+				t.Fatalf("queue: %d left, %d deleted, halted %v; want the message stored and deleted", len(b.queue.pending), len(b.queue.deleted), sum.Halted)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 1 {
+				t.Fatalf("pending store holds %d (%v), want 1", n, err)
+			}
+			sum, err = w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b.mailer.sent) != 0 || !sum.Halted {
+				t.Errorf("the slot sent %d emails while halted (summary halted %v); want none", len(b.mailer.sent), sum.Halted)
+			}
+			if n, _ := p.Count(context.Background()); n != 1 {
+				t.Errorf("pending store holds %d after the halted slot, want 1", n)
 			}
 		})
 	}

@@ -338,7 +338,8 @@ func (s Summary) LogValue() slog.Value {
 // Before it receives, Drain checks the queues when the Queue is a
 // [Checker], reads the [HaltRecord] when there is one, and before each
 // receive it asks the Mailer when it is a [SendGate]: a run that could
-// not send receives nothing. When sending halts mid-run, the messages
+// not send receives nothing. An ingest (a digest with a pending store)
+// sends nothing and does neither. When sending halts mid-run, the messages
 // not done are handed back, hidden until the time the halt gives
 // ([HaltUntil]), or at once when it gives none; a halt that gives a
 // time is recorded in the HaltRecord, so that until then no other run
@@ -365,7 +366,12 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
 		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency)}
-	r.recorded()
+	// An ingest sends nothing: a halt of sending (recorded, or the
+	// quota's) must not keep events on the queue, whose retention a
+	// digest period can outlast. The slot's Deliver honours both.
+	if !r.ingesting() {
+		r.recorded()
+	}
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
@@ -378,7 +384,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 		// Taking a slot first makes the checks see what the batches in
 		// flight did: with one slot, the previous batch is settled.
 		batches <- struct{}{}
-		if ctx.Err() != nil || r.halting() != nil || r.failing() != nil || !w.now().Before(deadline) || (received >= w.cfg.MaxMessages && !r.ingesting()) || !r.admit() {
+		if ctx.Err() != nil || r.halting() != nil || r.failing() != nil || !w.now().Before(deadline) || (received >= w.cfg.MaxMessages && !r.ingesting()) || (!r.ingesting() && !r.admit()) {
 			<-batches
 			break
 		}
