@@ -38,6 +38,9 @@ type runner struct {
 	name   string
 	budget time.Duration
 	drain  func(ctx context.Context, id string, slot worker.Slot) runResult // runs with id as its run_id, for the slot
+	// digest runs each aligned slot under a heartbeated lease that a
+	// replica takes over (runLeased); mode each keeps a create-once one.
+	digest bool
 	// progress, when set, says when a stage of the schedule last ended.
 	progress *progress
 

@@ -64,7 +64,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rn := &runner{name: s.Name, budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func(ctx context.Context, id string, slot worker.Slot) runResult {
+		rn := &runner{name: s.Name, digest: s.Mode == string(worker.ModeDigest), budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func(ctx context.Context, id string, slot worker.Slot) runResult {
 			watch.reset()
 			rec := startRun(s, "serve", slot.Planned)
 			rec.RunID, rec.Late = id, slot.Late
@@ -121,7 +121,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 // run unleased (each-mode drains may overlap safely: SQS hands a message
 // to one of them and the ledger stops double sends). A replica whose
 // run (POST /run's) is still going on skips the slot before taking its
-// lease, so that another replica can take it.
+// lease, so that another replica can take it. A digest's slot runs
+// under a heartbeated lease (runLeased); mode each's lease is created
+// once and never revisited, as it was before digests had leases.
 func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func() {
 	_, aligned := sched.(*cron.SpecSchedule)
 	planned := sched.Next(time.Now())
@@ -142,6 +144,20 @@ func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func(
 		}
 		defer rn.end()
 		if !aligned {
+			log.Info("run starting")
+			rn.drain(ctx, id, worker.Slot{Planned: slot})
+			return
+		}
+		if !rn.digest {
+			won, err := a.leases.Once(ctx, rn.name, slot)
+			if err != nil {
+				log.Error("run skipped: cannot take the slot's lease", "err", err)
+				return
+			}
+			if !won {
+				log.Info("run skipped: another replica took this slot")
+				return
+			}
 			log.Info("run starting")
 			rn.drain(ctx, id, worker.Slot{Planned: slot})
 			return

@@ -126,6 +126,27 @@ func (l *Leases) Acquire(ctx context.Context, schedule string, planned time.Time
 	return &Lease{l: l, key: key, etag: etag, rec: rec}, "", nil
 }
 
+// Once reports whether the caller won a mode-each slot, by creating
+// its lease object once: no heartbeat, completion or takeover, since an
+// each-mode run left unfinished is the queue's to retry, not the
+// slot's. The record has no heartbeat, so Acquire and Get take it as
+// done.
+func (l *Leases) Once(ctx context.Context, schedule string, planned time.Time) (bool, error) {
+	key := l.key(schedule, planned)
+	body := fmt.Sprintf(`{"holder":%q,"taken_at":%q}`, Holder(), time.Now().UTC().Format(time.RFC3339Nano))
+	_, err := l.Client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &l.Bucket, Key: aws.String(key), Body: bytes.NewReader([]byte(body)),
+		IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json"),
+	})
+	if err == nil {
+		return true, nil
+	}
+	if isPreconditionFailed(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("lease %s: %w", key, err)
+}
+
 // Get returns the slot's record, and false when no replica took it.
 func (l *Leases) Get(ctx context.Context, schedule string, planned time.Time) (SlotRecord, bool, error) {
 	rec, _, _, err := l.read(ctx, l.key(schedule, planned))
