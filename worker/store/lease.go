@@ -102,7 +102,7 @@ func (l *Leases) Acquire(ctx context.Context, schedule string, planned time.Time
 	if err == nil {
 		return &Lease{l: l, key: key, etag: etag, rec: rec}, "", nil
 	}
-	if !lostRace(err) {
+	if !isPreconditionFailed(err) {
 		return nil, "", fmt.Errorf("lease %s: %w", key, err)
 	}
 	cur, curTag, age, err := l.read(ctx, key)
@@ -117,7 +117,7 @@ func (l *Leases) Acquire(ctx context.Context, schedule string, planned time.Time
 	}
 	rec.Late, rec.TookOverFrom = true, cur.Holder
 	etag, err = l.put(ctx, key, rec, curTag)
-	if lostRace(err) {
+	if isPreconditionFailed(err) {
 		return nil, "another replica took the stale slot over first", nil
 	}
 	if err != nil {
@@ -134,9 +134,12 @@ func (l *Leases) Acquire(ctx context.Context, schedule string, planned time.Time
 func (l *Leases) Once(ctx context.Context, schedule string, planned time.Time) (bool, error) {
 	key := l.key(schedule, planned)
 	body := fmt.Sprintf(`{"holder":%q,"taken_at":%q}`, Holder(), time.Now().UTC().Format(time.RFC3339Nano))
-	_, err := l.Client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &l.Bucket, Key: aws.String(key), Body: bytes.NewReader([]byte(body)),
-		IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json"),
+	err := retryConflict(ctx, func() error {
+		_, err := l.Client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &l.Bucket, Key: aws.String(key), Body: bytes.NewReader([]byte(body)),
+			IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json"),
+		})
+		return err
 	})
 	if err == nil {
 		return true, nil
@@ -184,7 +187,7 @@ func (h *Lease) change(ctx context.Context, f func(*SlotRecord)) error {
 	rec := h.rec
 	f(&rec)
 	etag, err := h.l.put(ctx, h.key, rec, h.etag)
-	if lostRace(err) {
+	if isPreconditionFailed(err) {
 		h.lost = true
 		return ErrLeaseLost
 	}
@@ -224,6 +227,9 @@ func (h *Lease) Keep(ctx context.Context, lost func(), logf func(error)) (stop f
 	return func() { close(done); <-finished }
 }
 
+// put writes rec at key: a new object when ifMatch is "", otherwise
+// over the object with that ETag. A 409 is tried again; only a 412
+// means the slot is someone else's.
 func (l *Leases) put(ctx context.Context, key string, rec SlotRecord, ifMatch string) (string, error) {
 	body, _ := json.Marshal(rec)
 	in := &s3.PutObjectInput{Bucket: &l.Bucket, Key: aws.String(key), Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
@@ -232,7 +238,12 @@ func (l *Leases) put(ctx context.Context, key string, rec SlotRecord, ifMatch st
 	} else {
 		in.IfMatch = aws.String(ifMatch)
 	}
-	out, err := l.Client.PutObject(ctx, in)
+	var out *s3.PutObjectOutput
+	err := retryConflict(ctx, func() (err error) {
+		in.Body = bytes.NewReader(body)
+		out, err = l.Client.PutObject(ctx, in)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}

@@ -52,18 +52,22 @@ func hashName(id string) string {
 
 func (p *Pending) uri(key string) string { return "s3://" + p.Bucket + "/" + key }
 
-// Put stores e; an entry already there (412) is left as it is.
+// Put stores e; an entry already there (412) is left as it is. A 409
+// (a concurrent write) is tried again, and fails Put if it lasts.
 func (p *Pending) Put(ctx context.Context, e worker.PendingEvent) error {
 	key := p.Prefix + hashName(e.Event.User.ID) + "/" + hashName(e.Event.ID) + ".json"
 	body, err := json.Marshal(e)
 	if err != nil {
 		return worker.Permanent(fmt.Errorf("pending %s: %w", p.uri(key), err))
 	}
-	_, err = p.Client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &p.Bucket, Key: aws.String(key), Body: bytes.NewReader(body),
-		IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json"),
+	err = retryConflict(ctx, func() error {
+		_, err := p.Client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &p.Bucket, Key: aws.String(key), Body: bytes.NewReader(body),
+			IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json"),
+		})
+		return err
 	})
-	if err == nil || lostRace(err) {
+	if err == nil || isPreconditionFailed(err) {
 		return nil
 	}
 	return fmt.Errorf("pending %s: %w", p.uri(key), err)
