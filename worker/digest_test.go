@@ -403,3 +403,28 @@ func TestDigestIngestsWhileSendingIsHalted(t *testing.T) {
 		})
 	}
 }
+
+// TestDigestNewestEventNamesTheUser: the user's name (and time zone)
+// in a digest are the newest event's, whatever order the store lists.
+func TestDigestNewestEventNamesTheUser(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	for _, body := range []string{
+		strings.Replace(native("a1", "ana", nil, "ana/1.pdf"), `"name":"Ana Lima"`, `"name":"Olga Old"`, 1),
+		strings.Replace(native("a2", "ana", nil, "ana/2.pdf"), `"name":"Ana Lima"`, `"name":"Nadia New"`, 1),
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 {
+		t.Fatalf("sent %d emails, want 1", len(b.mailer.sent))
+	}
+	if text := b.mailer.sent[0].Text; !strings.HasPrefix(text, "Hello Nadia,") {
+		t.Errorf("the digest greets %q; want the newest event's name, Nadia", strings.SplitN(text, "\n", 2)[0])
+	}
+}

@@ -199,6 +199,10 @@ func (r *run) deliverUser(user string, slot Slot) {
 	r.tally(func(s *Summary) { s.Received += len(due) })
 	var parts []*delivery
 	for _, d := range r.plan(batch) {
+		// plan lets the last event of a group name the user; here the
+		// last is the oldest, and the newest event's name and time
+		// zone are the user's now.
+		d.user = due[0].Event.User
 		parts = append(parts, r.split(d)...)
 	}
 	r.deliverAll(parts)
