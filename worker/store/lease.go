@@ -37,7 +37,8 @@ type Leases struct {
 	// Prefix is prepended to each slot's key, e.g. "reportmailer/slots/".
 	Prefix string
 	// Heartbeat is how often a holder rewrites its lease; one not
-	// rewritten for four of them is taken over. Default
+	// rewritten for four of its holder's (which the lease records) is
+	// taken over. Default
 	// SlotHeartbeatDefault.
 	Heartbeat time.Duration
 }
@@ -52,6 +53,11 @@ type SlotRecord struct {
 	// Beat is the holder's last heartbeat, by its clock; the lease's age
 	// is judged by S3's (the object's Last-Modified).
 	Beat time.Time `json:"heartbeat"`
+	// BeatEveryMS is the holder's heartbeat interval, in milliseconds:
+	// a reader judges the lease stale by it, not by its own setting,
+	// since replicas may be configured apart. 0 in a lease written
+	// before it was recorded: the reader's own applies.
+	BeatEveryMS int64 `json:"heartbeat_every_ms,omitempty"`
 	// Late is set when the slot was started after it was due: caught up
 	// at a start, or taken over from a holder that stopped.
 	Late bool `json:"late,omitempty"`
@@ -96,7 +102,8 @@ func (l *Leases) key(schedule string, planned time.Time) string {
 // always late.
 func (l *Leases) Acquire(ctx context.Context, schedule string, planned time.Time, runID string, late bool) (*Lease, string, error) {
 	now := time.Now().UTC()
-	rec := SlotRecord{Schedule: schedule, Planned: planned.UTC(), Holder: Holder(), RunID: runID, TakenAt: now, Beat: now, Late: late}
+	rec := SlotRecord{Schedule: schedule, Planned: planned.UTC(), Holder: Holder(), RunID: runID, TakenAt: now, Beat: now, Late: late,
+		BeatEveryMS: l.heartbeat().Milliseconds()}
 	key := l.key(schedule, planned)
 	etag, err := l.put(ctx, key, rec, "")
 	if err == nil {
@@ -112,7 +119,7 @@ func (l *Leases) Acquire(ctx context.Context, schedule string, planned time.Time
 	switch {
 	case !cur.DoneAt.IsZero():
 		return nil, fmt.Sprintf("the slot is done (by %s at %s, %s)", cur.Holder, cur.DoneAt.Format(time.RFC3339), cur.Outcome), nil
-	case age < slotStaleBeats*l.heartbeat():
+	case age < slotStaleBeats*cur.beatEvery(l.heartbeat()):
 		return nil, fmt.Sprintf("another replica holds the slot (%s, heartbeat %s ago)", cur.Holder, age.Round(time.Second)), nil
 	}
 	rec.Late, rec.TookOverFrom = true, cur.Holder
@@ -148,6 +155,15 @@ func (l *Leases) Once(ctx context.Context, schedule string, planned time.Time) (
 		return false, nil
 	}
 	return false, fmt.Errorf("lease %s: %w", key, err)
+}
+
+// beatEvery is the holder's heartbeat interval, or def when the record
+// does not say.
+func (r SlotRecord) beatEvery(def time.Duration) time.Duration {
+	if r.BeatEveryMS > 0 {
+		return time.Duration(r.BeatEveryMS) * time.Millisecond
+	}
+	return def
 }
 
 // Get returns the slot's record, and false when no replica took it.

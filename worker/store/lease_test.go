@@ -79,3 +79,38 @@ func TestLeaseStaleIsTakenOverOnceAndDoneIsNeverRerun(t *testing.T) {
 		t.Errorf("Get of a slot nobody took = %v, %v; want false, nil", ok, err)
 	}
 }
+
+// TestLeaseAgeIsJudgedByTheHoldersHeartbeat: a replica configured with
+// a shorter slot_heartbeat than the holder's does not take over a
+// holder that beats on its own, slower, interval; one with a longer
+// interval does not wait longer than the holder's four beats.
+func TestLeaseAgeIsJudgedByTheHoldersHeartbeat(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name           string
+		holder, reader time.Duration
+		age            time.Duration
+		takenOver      bool
+	}{
+		{"holder beats every 10m, 5m ago: live for a 1s reader", 10 * time.Minute, time.Second, 5 * time.Minute, false},
+		{"holder beats every 1s, a minute ago: stale for a 10m reader", time.Second, 10 * time.Minute, time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, ago := leases(t)
+			slot := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
+			holder := *l
+			holder.Heartbeat = tc.holder
+			ago.Store(int64(tc.age))
+			if h, _, err := holder.Acquire(ctx, "daily", slot, "run-1", false); err != nil || h == nil {
+				t.Fatalf("Acquire = %v, %v", h, err)
+			}
+			ago.Store(0)
+			reader := *l
+			reader.Heartbeat = tc.reader
+			taker, why, err := reader.Acquire(ctx, "daily", slot, "run-2", false)
+			if err != nil || (taker != nil) != tc.takenOver {
+				t.Errorf("Acquire by a reader beating every %s = %v, %q, %v; want taken over %v", tc.reader, taker, why, err, tc.takenOver)
+			}
+		})
+	}
+}
