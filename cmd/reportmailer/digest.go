@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -105,10 +106,11 @@ func ingestJob(ctx context.Context, a *app, s config.Schedule, w *worker.Worker)
 }
 
 // catchUpJob runs, every ledger.slot_heartbeat, the latest slot of a
-// digest schedule when it needs a replica: at the first check after a
-// start, a slot no replica took (missed during a deploy or an outage);
-// at any check, a slot whose holder stopped heartbeating. Either runs
-// late, once, and says so.
+// digest schedule when it needs a replica: a slot no replica took
+// (missed during a deploy or an outage, or whose lease could not be
+// written at its time), once it is a heartbeat past its time, so as
+// not to race the cron; or a slot whose holder stopped heartbeating.
+// Either runs late, once, and says so.
 func catchUpJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func() {
 	first := true
 	return func() {
@@ -128,8 +130,8 @@ func catchUpJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) fu
 				a.logger.Info("slot check at start: the latest slot is done", "schedule", rn.name, "slot", slot.Format(time.RFC3339), "by", rec.Holder, "outcome", rec.Outcome)
 			}
 			return
-		case !found && !start:
-			return // the cron takes it
+		case !found && !start && time.Since(slot) < cmp.Or(a.leases.Heartbeat, store.SlotHeartbeatDefault):
+			return // the cron is taking it
 		}
 		id := worker.NewID()[:16]
 		log := a.logger.With("schedule", rn.name, "run_id", id, "slot", slot.Format(time.RFC3339))

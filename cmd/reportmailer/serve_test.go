@@ -74,3 +74,39 @@ func TestSlotJobRunsOncePerSlotAcrossReplicas(t *testing.T) {
 		})
 	}
 }
+
+// TestCatchUpRunsASlotNoReplicaTook: a digest slot whose lease was
+// never written (the write failed at slot time, or the only replica
+// was busy) is run late at a later check, not only at a start.
+func TestCatchUpRunsASlotNoReplicaTook(t *testing.T) {
+	_, client := s3test.Start(t, "state")
+	sched, err := config.ParseCron("0 7 1 1 *", time.UTC) // yearly: the latest slot is long past
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		leases: &store.Leases{Client: client, Bucket: "state", Prefix: "slots/", Heartbeat: time.Second}}
+	var slots []worker.Slot
+	rn := &runner{name: "yearly", digest: true, drain: func(_ context.Context, _ string, s worker.Slot) runResult {
+		slots = append(slots, s)
+		return runResult{Outcome: "ok", whole: true}
+	}}
+	check := catchUpJob(context.Background(), a, rn, sched)
+	if !rn.begin() {
+		t.Fatal("begin on an idle runner failed")
+	}
+	check() // at start, busy: nothing runs
+	rn.end()
+	if len(slots) != 0 {
+		t.Fatalf("ran %d slots while busy", len(slots))
+	}
+	check()
+	if len(slots) != 1 || !slots[0].Late {
+		t.Fatalf("a later check ran %+v; want the missed slot once, late\n%s", slots, logs.String())
+	}
+	check()
+	if len(slots) != 1 {
+		t.Errorf("the done slot ran again: %+v", slots)
+	}
+}
