@@ -428,3 +428,29 @@ func TestDigestNewestEventNamesTheUser(t *testing.T) {
 		t.Errorf("the digest greets %q; want the newest event's name, Nadia", strings.SplitN(text, "\n", 2)[0])
 	}
 }
+
+// TestDigestChecksReportsAtTheSlot: a report deleted after its event
+// was ingested is not linked: its event goes to the dead-letter queue
+// as object_missing, and the user's other reports still go out.
+func TestDigestChecksReportsAtTheSlot(t *testing.T) {
+	objects := fakeObjects{"reports/ana/1.pdf": {}, "reports/ana/2.pdf": {}}
+	w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) { d.Objects = objects })
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("a2", "ana", nil, "ana/2.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	delete(objects, "reports/ana/2.pdf") // deleted during the week
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Fatalf("sent %d emails linking %v; want one linking ana/1.pdf only", len(b.mailer.sent), b.mailer.to())
+	}
+	if b.queue.codes["m1"] != worker.CodeObjectMissing || sum.DeadLettered != 1 {
+		t.Errorf("dead letters %v, summary %d; want m1 with %q", b.queue.codes, sum.DeadLettered, worker.CodeObjectMissing)
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d, want 0", n)
+	}
+}

@@ -196,6 +196,19 @@ func (r *run) deliverUser(user string, slot Slot) {
 		st.events = []event.Event{ev}
 		batch = append(batch, st)
 	}
+	// A report can be deleted while its event waits for the slot: each
+	// is checked again before anything is claimed, as at receive, so
+	// that a missing one dead-letters its event (object_missing)
+	// rather than being linked to a 404.
+	heads := map[string]headResult{}
+	for _, st := range batch {
+		for _, rep := range st.events[0].Reports {
+			if _, err := r.head(st, heads, rep.Bucket, rep.Key); err != nil {
+				st.fail(err, fmt.Sprintf("head s3://%s/%s", rep.Bucket, rep.Key), headCode(err))
+				break
+			}
+		}
+	}
 	r.tally(func(s *Summary) { s.Received += len(due) })
 	var parts []*delivery
 	for _, d := range r.plan(batch) {
