@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
@@ -64,7 +68,12 @@ func digestLoad(ctx context.Context, bin, out string, events, users, concurrency
 			ev := event.Event{ID: fmt.Sprintf("dg-%07d", i),
 				User:    event.User{ID: user, Email: user + "@acme.example", Name: "Digest " + user, TimeZone: "Europe/London"},
 				Reports: []event.Report{{Bucket: bucket, Key: key, Title: fmt.Sprintf("Report %d", i), Size: 1234}}}
-			if err := p.Put(ctx, worker.PendingEvent{Event: ev, Ingested: at.Add(time.Duration(i) * time.Millisecond), Body: "{}"}); err != nil {
+			// The slot heads each report before it links it.
+			_, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(content(key))})
+			if err == nil {
+				err = p.Put(ctx, worker.PendingEvent{Event: ev, Ingested: at.Add(time.Duration(i) * time.Millisecond), Body: "{}"})
+			}
+			if err != nil {
 				select {
 				case errs <- err:
 				default:

@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("reportmailer", "bin/reportmailer", "the reportmailer binary to run")
 	out := fs.String("out", "demo-out", "folder for keys, config, emails and logs (recreated)")
 	events := fs.Int("events", 500, "load, digest: how many events to enqueue or store")
-	users := fs.Int("users", 5000, "digest: how many users the events belong to")
+	users := fs.Int("users", 0, "digest: how many users the events belong to (default one per 20 events, at least 1)")
 	latency := fs.Duration("latency", 0, "load: delay added to every SQS, S3 and SES request, e.g. 20ms")
 	key := fs.String("key", "ecdsa", "load: the CloudFront key type, ecdsa (P-256, SHA-256) or rsa (2048)")
 	procs := fs.Int("gomaxprocs", 0, "load: GOMAXPROCS of the reportmailer run; 0: the machine's")
@@ -90,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
 			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces}, stdout)
 	case "digest":
+		if *users == 0 {
+			*users = max(1, *events/20)
+		}
 		err = digestLoad(ctx, *bin, *out, *events, *users, *conc, stdout)
 	}
 	if err != nil {
