@@ -243,12 +243,13 @@ type Schedule struct {
 	Paused bool `yaml:"paused"`
 	// MaxLinksPerEmail splits a digest into several emails ("part 2 of
 	// 3") above this many links; an event is never split. Digest mode
-	// only. Default 50.
+	// only (refused on mode each). Default 50.
 	MaxLinksPerEmail int `yaml:"max_links_per_email"`
 	// IngestEvery is how often serve moves a digest schedule's queue
 	// into its pending store (under ledger.prefix), so that no event
 	// waits on the queue, where SQS keeps it at most 14 days, for the
-	// digest's slot. Digest mode only; 10s to 1h. Default 1m.
+	// digest's slot. Digest mode only (refused on mode each); 10s to
+	// 1h. Default 1m.
 	IngestEvery time.Duration `yaml:"ingest_every"`
 }
 
@@ -627,6 +628,15 @@ func (c *Config) Validate() error {
 			}
 			if s.IngestEvery < 10*time.Second || s.IngestEvery > time.Hour {
 				bad(f("ingest_every"), s.IngestEvery, "is not between 10s and 1h")
+			}
+		} else if s.Mode == "each" {
+			// Set on a schedule that ignores them, they would say a
+			// digest is configured when none is.
+			if s.MaxLinksPerEmail != 0 {
+				bad(f("max_links_per_email"), s.MaxLinksPerEmail, "applies to mode digest only, and this schedule is mode each")
+			}
+			if s.IngestEvery != 0 {
+				bad(f("ingest_every"), s.IngestEvery, "applies to mode digest only, and this schedule is mode each")
 			}
 		}
 		if s.Concurrency < 1 || s.Concurrency > ConcurrencyMax {

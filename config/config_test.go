@@ -71,6 +71,8 @@ func TestErrorsNameFieldAndValue(t *testing.T) {
 		{"digest on @every", `schedules: [{name: d, mode: digest, cron: "@every 1h"}]`, nil, `schedules[0].cron: "@every 1h" cannot time a digest: an @every schedule counts from each replica's own start`},
 		{"digest links", `schedules: [{name: d, mode: digest, max_links_per_email: -1}]`, nil, `schedules[0].max_links_per_email: -1 is less than 1`},
 		{"digest ingest", `schedules: [{name: d, mode: digest, ingest_every: 2h}]`, nil, `schedules[0].ingest_every: 2h0m0s is not between 10s and 1h`},
+		{"links on mode each", `schedules: [{name: d, max_links_per_email: 20}]`, nil, `schedules[0].max_links_per_email: 20 applies to mode digest only, and this schedule is mode each`},
+		{"ingest on mode each", `schedules: [{name: d, mode: each, ingest_every: 5m}]`, nil, `schedules[0].ingest_every: 5m0s applies to mode digest only, and this schedule is mode each`},
 		{"slot heartbeat", `ledger: {slot_heartbeat: 10m}`, nil, `ledger.slot_heartbeat: 10m0s is not between 1s and 5m`},
 		{"duplicate name", `schedules: [{name: d}, {name: d}]`, nil, `schedules[1].name: "d" is used by an earlier schedule`},
 		{"shared dead-letter queue", `schedules: [{name: a, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/a", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/dlq"}, {name: b, queue_url: "https://sqs.eu-west-2.amazonaws.com/1/b", dead_letter_queue_url: "https://sqs.eu-west-2.amazonaws.com/1/dlq"}]`, nil,
