@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -446,6 +447,46 @@ func TestDigestChecksReportsAtTheSlot(t *testing.T) {
 	}
 	if b.queue.codes["m1"] != worker.CodeObjectMissing || sum.DeadLettered != 1 {
 		t.Errorf("dead letters %v, summary %d; want m1 with %q", b.queue.codes, sum.DeadLettered, worker.CodeObjectMissing)
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d, want 0", n)
+	}
+}
+
+// TestDigestSlotStopsAtItsBudget: a slot whose budget runs out takes no
+// more users, says it is not done (a retry), and the next run sends
+// the rest, nothing twice.
+func TestDigestSlotStopsAtItsBudget(t *testing.T) {
+	var clock atomic.Int64
+	w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) {
+		d.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	})
+	clock.Store(b.now.UnixNano())
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("b1", "bo", nil, "bo/1.pdf"), native("c1", "cy", nil, "cy/1.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	planned := time.Unix(0, clock.Load()).UTC()
+	b.mailer.fail = func(worker.Email) error {
+		clock.Add(int64(25 * time.Hour)) // each email outlasts the 24h budget
+		return nil
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: planned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := len(b.mailer.sent)
+	if first == 0 || first == 3 || sum.Retrying == 0 {
+		t.Fatalf("a slot past its budget sent %d of 3 emails, retrying %d; want some, and a retry", first, sum.Retrying)
+	}
+	b.mailer.fail = nil
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: planned, Late: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := b.mailer.to()
+	slices.Sort(got)
+	if strings.Join(got, " ") != "ana@example.com bo@example.com cy@example.com" {
+		t.Errorf("sent to %v over two runs; want each user once", got)
 	}
 	if n, _ := p.Count(context.Background()); n != 0 {
 		t.Errorf("pending store holds %d, want 0", n)

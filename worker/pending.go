@@ -94,7 +94,8 @@ func (r *run) ingest(batch []*msgState) {
 // first, split into parts of at most Config.MaxLinksPerEmail links.
 // Users are read from the store a page at a time and delivered
 // Concurrency at once, so memory holds a few users' events, never the
-// whole digest. An entry is deleted only once its email is recorded
+// whole digest; at Config.Budget it stops taking users, and counts a
+// retry. An entry is deleted only once its email is recorded
 // sent in the ledger (or the ledger shows it sent before), or, for an
 // event whose reports newer events all link, once it is recorded as
 // sent with them; any other entry stays for the next slot. Deliver needs Deps.Pending.
@@ -111,18 +112,35 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency), slot: &slot}
 	r.recorded()
 	log := w.logger.With("slot", slot.Planned.UTC().Format(time.RFC3339), "late", slot.Late)
+	deadline := start.Add(w.cfg.Budget)
+	var spent sync.Once
+	overBudget := func() bool {
+		if w.now().Before(deadline) {
+			return false
+		}
+		spent.Do(func() {
+			// Counted as a retry: the slot is not done, and a replica
+			// runs it again for the users not reached.
+			r.tally(func(s *Summary) { s.Retrying++ })
+			log.Warn("budget spent: the users not reached wait for the slot to run again", "budget", w.cfg.Budget)
+		})
+		return true
+	}
 	if r.halting() == nil && r.admit() {
 		users := make(chan string)
 		var wg sync.WaitGroup
 		for range max(1, w.cfg.Concurrency/4) {
 			wg.Go(func() {
 				for u := range users {
+					if overBudget() {
+						continue
+					}
 					r.deliverUser(u, slot)
 				}
 			})
 		}
 		err := w.pending.Users(ctx, func(u string) error {
-			if r.halting() != nil || ctx.Err() != nil {
+			if r.halting() != nil || ctx.Err() != nil || overBudget() {
 				return errStopUsers
 			}
 			users <- u
