@@ -492,3 +492,21 @@ func TestDigestSlotStopsAtItsBudget(t *testing.T) {
 		t.Errorf("pending store holds %d, want 0", n)
 	}
 }
+
+// TestDigestShutdownIsNotAFailure: a slot told to stop (serve shutting
+// down) sends nothing more and ends without an error: its events wait.
+func TestDigestShutdownIsNotAFailure(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := w.Deliver(ctx, worker.Slot{Planned: b.now}); err != nil {
+		t.Errorf("Deliver on shutdown = %v; want no error", err)
+	}
+	if n, _ := p.Count(context.Background()); n != 1 || len(b.mailer.sent) != 0 {
+		t.Errorf("on shutdown: %d emails sent, %d pending; want none and 1", len(b.mailer.sent), n)
+	}
+}

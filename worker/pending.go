@@ -148,7 +148,13 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 		})
 		close(users)
 		wg.Wait()
-		if err != nil && !errors.Is(err, errStopUsers) {
+		switch {
+		case err == nil || errors.Is(err, errStopUsers):
+		case ctx.Err() != nil:
+			// Shutting down: not a failure; the users not reached wait
+			// in the store.
+			log.Info("shutting down: the users not reached wait for the slot to run again")
+		default:
 			r.failRun(fmt.Errorf("pending store: %w", err))
 		}
 	}
