@@ -510,3 +510,21 @@ func TestDigestShutdownIsNotAFailure(t *testing.T) {
 		t.Errorf("on shutdown: %d emails sent, %d pending; want none and 1", len(b.mailer.sent), n)
 	}
 }
+
+// TestDigestSlotSummaryCountsEachEventOnce: a slot that ingests and
+// delivers the same events counts them received and acked once.
+func TestDigestSlotSummaryCountsEachEventOnce(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("b1", "bo", nil, "bo/1.pdf"))
+	in, err := w.Drain(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := in.Plus(out); sum.Received != 2 || sum.Acked != 2 || sum.Sent != 2 {
+		t.Errorf("slot summary received %d, acked %d, sent %d; want 2, 2, 2", sum.Received, sum.Acked, sum.Sent)
+	}
+}

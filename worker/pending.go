@@ -371,12 +371,12 @@ func (r *run) split(d *delivery) []*delivery {
 // must not be cut short.
 func (r *run) ingesting() bool { return r.w.cfg.Mode == ModeDigest && r.w.pending != nil }
 
-// Plus returns the counts of s and o together, as one run that did
-// both (a digest slot's ingest, then its delivery); the first halt
-// stands.
+// Plus returns the counts of s, a digest slot's ingest, and o, its
+// delivery, as one run: received and acked stay the ingest's (messages
+// taken off the queue and deleted), since the delivery's are the same
+// events again, read from and removed from the pending store; the
+// rest add up. The first halt stands.
 func (s Summary) Plus(o Summary) Summary {
-	s.Received += o.Received
-	s.Acked += o.Acked
 	s.Dropped += o.Dropped
 	s.DeadLettered += o.DeadLettered
 	s.Retrying += o.Retrying
