@@ -25,6 +25,7 @@ import (
 	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/secret"
+	"github.com/reportmailer/reportmailer/worker/store"
 )
 
 // Defaults.
@@ -44,6 +45,12 @@ const (
 	RecipientsMaxDefault = 10
 	LogLevelDefault      = "info"
 	LogFormatDefault     = LogFormatAuto
+	// MaxLinksPerEmailDefault is schedules[].max_links_per_email's.
+	MaxLinksPerEmailDefault = worker.MaxLinksPerEmailDefault
+	// IngestEveryDefault is schedules[].ingest_every's.
+	IngestEveryDefault = time.Minute
+	// SlotHeartbeatDefault is ledger.slot_heartbeat's.
+	SlotHeartbeatDefault = store.SlotHeartbeatDefault
 )
 
 // LogFormatAuto is the log.format that picks json or text by where
@@ -167,6 +174,11 @@ type Ledger struct {
 	// It should exceed the longest wait for a turn to send. At least 1s.
 	// Default 15m.
 	ClaimTimeout time.Duration `yaml:"claim_timeout"`
+	// SlotHeartbeat is how often serve rewrites the lease of a slot it
+	// runs (under Prefix + "slots/"); a lease not rewritten for four of
+	// them is taken over by another replica, which finishes the slot.
+	// 1s to 5m. Default 30s.
+	SlotHeartbeat time.Duration `yaml:"slot_heartbeat"`
 	// HistoryPrefix is where each run (a drain, a slot of serve) writes
 	// one JSON record, for `reportmailer history` and `status`. It must
 	// be under Prefix, which the declared IAM policy covers. Default
@@ -229,6 +241,16 @@ type Schedule struct {
 	// refuses it, each saying so; its messages wait on the queue.
 	// Default false.
 	Paused bool `yaml:"paused"`
+	// MaxLinksPerEmail splits a digest into several emails ("part 2 of
+	// 3") above this many links; an event is never split. Digest mode
+	// only (refused on mode each). Default 50.
+	MaxLinksPerEmail int `yaml:"max_links_per_email"`
+	// IngestEvery is how often serve moves a digest schedule's queue
+	// into its pending store (under ledger.prefix), so that no event
+	// waits on the queue, where SQS keeps it at most 14 days, for the
+	// digest's slot. Digest mode only (refused on mode each); 10s to
+	// 1h. Default 1m.
+	IngestEvery time.Duration `yaml:"ingest_every"`
 }
 
 // Load reads the file at path, applies REPORTMAILER_* environment
@@ -278,6 +300,9 @@ func (c *Config) setDefaults() {
 	if c.Ledger.HistoryPrefix == "" {
 		c.Ledger.HistoryPrefix = c.Ledger.Prefix + "history/"
 	}
+	if c.Ledger.SlotHeartbeat == 0 {
+		c.Ledger.SlotHeartbeat = SlotHeartbeatDefault
+	}
 	if c.Ledger.ClaimTimeout == 0 {
 		c.Ledger.ClaimTimeout = worker.ClaimTimeoutDefault
 	}
@@ -306,6 +331,14 @@ func (c *Config) setDefaults() {
 		}
 		if s.Concurrency == 0 {
 			s.Concurrency = ConcurrencyDefault
+		}
+		if s.Mode == "digest" {
+			if s.MaxLinksPerEmail == 0 {
+				s.MaxLinksPerEmail = MaxLinksPerEmailDefault
+			}
+			if s.IngestEvery == 0 {
+				s.IngestEvery = IngestEveryDefault
+			}
 		}
 		if s.VisibilityTimeout == 0 {
 			s.VisibilityTimeout = VisibilityDefault
@@ -508,6 +541,9 @@ func (c *Config) Validate() error {
 		// only where it holds no key material.
 		bad("ledger.history_prefix", c.Ledger.HistoryPrefix, "is not under ledger.prefix, which the declared IAM policy covers")
 	}
+	if c.Ledger.SlotHeartbeat < time.Second || c.Ledger.SlotHeartbeat > 5*time.Minute {
+		bad("ledger.slot_heartbeat", c.Ledger.SlotHeartbeat, "is not between 1s and 5m")
+	}
 	if c.Ledger.ClaimTimeout < worker.ClaimTimeoutMin {
 		bad("ledger.claim_timeout", c.Ledger.ClaimTimeout, "is shorter than %s", worker.ClaimTimeoutMin)
 	}
@@ -554,8 +590,10 @@ func (c *Config) Validate() error {
 			}
 		}
 		if s.Cron != "" {
-			if _, err := ParseCron(s.Cron, loc); err != nil {
+			if sched, err := ParseCron(s.Cron, loc); err != nil {
 				bad(f("cron"), s.Cron, "is not a cron spec: %s", detail(err, s.Cron))
+			} else if _, aligned := sched.(*cron.SpecSchedule); !aligned && s.Mode == "digest" {
+				bad(f("cron"), s.Cron, "cannot time a digest: an @every schedule counts from each replica's own start, so replicas cannot agree on a slot and a digest would split; use a wall-clock spec such as \"0 8 * * 1\"")
 			}
 		}
 		if s.Mode != "each" && s.Mode != "digest" {
@@ -583,6 +621,23 @@ func (c *Config) Validate() error {
 		}
 		if s.MaxMessages < 1 {
 			bad(f("max_messages"), s.MaxMessages, "is less than 1")
+		}
+		if s.Mode == "digest" {
+			if s.MaxLinksPerEmail < 1 {
+				bad(f("max_links_per_email"), s.MaxLinksPerEmail, "is less than 1")
+			}
+			if s.IngestEvery < 10*time.Second || s.IngestEvery > time.Hour {
+				bad(f("ingest_every"), s.IngestEvery, "is not between 10s and 1h")
+			}
+		} else if s.Mode == "each" {
+			// Set on a schedule that ignores them, they would say a
+			// digest is configured when none is.
+			if s.MaxLinksPerEmail != 0 {
+				bad(f("max_links_per_email"), s.MaxLinksPerEmail, "applies to mode digest only, and this schedule is mode each")
+			}
+			if s.IngestEvery != 0 {
+				bad(f("ingest_every"), s.IngestEvery, "applies to mode digest only, and this schedule is mode each")
+			}
 		}
 		if s.Concurrency < 1 || s.Concurrency > ConcurrencyMax {
 			bad(f("concurrency"), s.Concurrency, "is not between 1 and %d", ConcurrencyMax)

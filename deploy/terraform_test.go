@@ -308,6 +308,7 @@ func TestTerraformValidations(t *testing.T) {
 		{"reports_prefix", str("reports/"), true},
 		{"reports_prefix", str("reports"), false},
 		{"ledger_retention_days", num(14), false},
+		{"ledger_retention_days", num(45), true},
 		{"sender_address", str("reports@example.com"), true},
 		{"sender_address", str("Reports <reports@example.com>"), false},
 		{"cloudfront_public_keys", cty.MapVal(map[string]cty.Value{"k2026": publicKey}), true},

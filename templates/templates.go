@@ -54,6 +54,13 @@ type Data struct {
 	Locale    string
 	Links     []Link
 	Generated time.Time // in the user's time zone
+	// Part and Parts number the emails of a digest split in several
+	// ("part 2 of 3"); both 0 when it is whole.
+	Part, Parts int
+	// Late is set when a digest goes out after its slot (no replica ran
+	// it on time); Due is the slot's time, in the user's time zone.
+	Late bool
+	Due  time.Time
 }
 
 // User is the person the reports belong to.

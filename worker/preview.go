@@ -69,7 +69,7 @@ func (w *Worker) Preview(ctx context.Context, bodies []string, o PreviewOptions)
 		if len(evs) == 0 {
 			continue
 		}
-		e, err := r.render(d.user, d.recipient, evs, ls, now)
+		e, err := r.render(d, evs, ls, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("email to %s: %w", d.recipient, err))
 			continue

@@ -18,6 +18,9 @@ type Message struct {
 	ReceiptHandle string
 	Body          string
 	ReceiveCount  int // approximate; 0 when the queue does not say
+	// Sent is when the queue received the message (SQS's
+	// SentTimestamp); zero when it does not say.
+	Sent time.Time
 	// Attributes holds the producer's message attributes, opaque to the
 	// worker, for the queue to keep when it dead-letters the message.
 	Attributes any

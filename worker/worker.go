@@ -138,6 +138,10 @@ type Config struct {
 	// addresses (compared case-insensitively), after the policy: the
 	// operator's resend.
 	OnlyRecipients []string
+	// MaxLinksPerEmail splits a digest delivered from the pending store
+	// into parts of at most this many links ("part 2 of 3"); an event
+	// is never split. Default MaxLinksPerEmailDefault.
+	MaxLinksPerEmail int
 }
 
 // ConcurrencyMax bounds Config.Concurrency.
@@ -153,6 +157,7 @@ func (c Config) withDefaults() Config {
 	c.SettleGrace = cmp.Or(c.SettleGrace, SettleGraceDefault)
 	c.UnsettledPolicy = cmp.Or(c.UnsettledPolicy, UnsettledDeadLetter)
 	c.Concurrency = cmp.Or(c.Concurrency, 1)
+	c.MaxLinksPerEmail = cmp.Or(c.MaxLinksPerEmail, MaxLinksPerEmailDefault)
 	return c
 }
 
@@ -174,6 +179,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("settle grace: %s is negative", c.SettleGrace)
 	case c.UnsettledPolicy != UnsettledDeadLetter && c.UnsettledPolicy != UnsettledResend:
 		return fmt.Errorf("unsettled policy: %q is not %q or %q", c.UnsettledPolicy, UnsettledDeadLetter, UnsettledResend)
+	case c.MaxLinksPerEmail < 1:
+		return fmt.Errorf("max links per email: %d is not positive", c.MaxLinksPerEmail)
 	case c.Concurrency < 1 || c.Concurrency > ConcurrencyMax:
 		return fmt.Errorf("concurrency: %d is not between 1 and %d", c.Concurrency, ConcurrencyMax)
 	case c.From == "":
@@ -194,6 +201,7 @@ type Worker struct {
 	mailer    Mailer
 	ledger    Ledger
 	halts     HaltRecord
+	pending   Pending
 	obs       Observer
 	logger    *slog.Logger
 	now       func() time.Time
@@ -216,6 +224,11 @@ type Deps struct {
 
 	// Observer is told what each run does; default NopObserver.
 	Observer Observer
+
+	// Pending, with ModeDigest, makes Drain an ingest: it moves the
+	// queue's events into this store, and Deliver sends them at the
+	// slot. Nil keeps a digest to what one Drain receives.
+	Pending Pending
 
 	// LinkToken, when set, traces links (links.trace): it returns the
 	// token of the delivery of an event to a recipient, which every link
@@ -249,7 +262,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	}
 	return &Worker{
 		cfg: cfg, queue: d.Queue, objects: d.Objects, signer: d.Signer,
-		templates: d.Templates, mailer: d.Mailer, ledger: d.Ledger, halts: d.Halts, obs: d.Observer,
+		templates: d.Templates, mailer: d.Mailer, ledger: d.Ledger, halts: d.Halts, obs: d.Observer, pending: d.Pending,
 		logger: d.Logger.With("schedule", cfg.Schedule),
 		now:    d.Now, linkToken: d.LinkToken,
 	}, nil
@@ -280,6 +293,9 @@ type Summary struct {
 	// or an operator, can settle.
 	Unrecorded int
 	Refused    int // recipients refused by the policy
+	// Pending counts the digest events left in the pending store after
+	// Deliver: ingested after the slot, or not delivered yet.
+	Pending int
 	// Halted is set when the run stopped sending for a [Halt] (the
 	// quota spent, the account unable to send, an earlier run's halt
 	// still holding), whether or not it had received anything: the
@@ -300,7 +316,7 @@ func (s Summary) LogValue() slog.Value {
 		slog.Int("retrying", s.Retrying), slog.Int("sent", s.Sent),
 		slog.Int("duplicates", s.Duplicates), slog.Int("maybe_sent", s.MaybeSent),
 		slog.Int("maybe_duplicated", s.MaybeDuplicated), slog.Int("unrecorded", s.Unrecorded),
-		slog.Int("refused", s.Refused),
+		slog.Int("refused", s.Refused), slog.Int("pending", s.Pending),
 		slog.Bool("halted", s.Halted),
 	}
 	if s.Halted {
@@ -322,7 +338,8 @@ func (s Summary) LogValue() slog.Value {
 // Before it receives, Drain checks the queues when the Queue is a
 // [Checker], reads the [HaltRecord] when there is one, and before each
 // receive it asks the Mailer when it is a [SendGate]: a run that could
-// not send receives nothing. When sending halts mid-run, the messages
+// not send receives nothing. An ingest (a digest with a pending store)
+// sends nothing and does neither. When sending halts mid-run, the messages
 // not done are handed back, hidden until the time the halt gives
 // ([HaltUntil]), or at once when it gives none; a halt that gives a
 // time is recorded in the HaltRecord, so that until then no other run
@@ -349,7 +366,12 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
 		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency)}
-	r.recorded()
+	// An ingest sends nothing: a halt of sending (recorded, or the
+	// quota's) must not keep events on the queue, whose retention a
+	// digest period can outlast. The slot's Deliver honours both.
+	if !r.ingesting() {
+		r.recorded()
+	}
 	stop := r.heartbeat()
 	defer stop()
 	var held []*msgState // received, not yet processed (digest mode)
@@ -362,11 +384,14 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 		// Taking a slot first makes the checks see what the batches in
 		// flight did: with one slot, the previous batch is settled.
 		batches <- struct{}{}
-		if ctx.Err() != nil || r.halting() != nil || r.failing() != nil || !w.now().Before(deadline) || received >= w.cfg.MaxMessages || !r.admit() {
+		if ctx.Err() != nil || r.halting() != nil || r.failing() != nil || !w.now().Before(deadline) || (received >= w.cfg.MaxMessages && !r.ingesting()) || (!r.ingesting() && !r.admit()) {
 			<-batches
 			break
 		}
-		n := min(w.cfg.BatchSize, w.cfg.MaxMessages-received)
+		n := w.cfg.BatchSize
+		if !r.ingesting() {
+			n = min(n, w.cfg.MaxMessages-received)
+		}
 		rctx, end := r.stage(nil, StageReceive)
 		msgs, err := w.queue.Receive(rctx, n, w.cfg.WaitTime)
 		end(err)
@@ -389,6 +414,13 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 				defer func() { <-batches }()
 				batch := r.decode(msgs)
 				r.process(batch)
+				r.settle(batch)
+			})
+		} else if w.pending != nil {
+			inFlight.Go(func() {
+				defer func() { <-batches }()
+				batch := r.decode(msgs)
+				r.ingest(batch)
 				r.settle(batch)
 			})
 		} else {
@@ -536,6 +568,8 @@ type run struct {
 	smu sync.Mutex
 	// slots holds one token per delivery in flight, Concurrency at most.
 	slots chan struct{}
+	// slot is the digest slot Deliver sends; nil in Drain.
+	slot *Slot
 }
 
 func (r *run) hold(msgs ...Message) {
@@ -633,6 +667,9 @@ type msgState struct {
 	// instead of the queue's visibility timeout: a delivery waiting for
 	// SES's events to settle it is not worth a receive before then.
 	hide time.Duration
+	// pending is the store's entry the event came from (Deliver); msg
+	// is then not a queue message.
+	pending *PendingEvent
 }
 
 // wait records that the message is left for retry until a delivery of
@@ -817,6 +854,9 @@ type delivery struct {
 	// signs holds the links signed for the batch, which every
 	// recipient of an event shares.
 	signs *signCache
+	// part of parts, when a digest is split (Config.MaxLinksPerEmail);
+	// both 0 when it is not.
+	part, parts int
 }
 
 // process groups the events of healthy messages into emails and sends
@@ -972,7 +1012,7 @@ func (r *run) deliver(d *delivery) {
 	}
 
 	_, end = r.stage(ok[0].from, StageRender)
-	email, err := r.render(d.user, d.recipient, okEvents, okLinks, now)
+	email, err := r.render(d, okEvents, okLinks, now)
 	end(err)
 	if err != nil {
 		r.release(log, ok, err, "compose", CodeComposeFailed)
@@ -1219,7 +1259,8 @@ func sendCode(err error) Code {
 // render renders the email for one recipient, given each event's
 // links, with the template set of the report type all its reports
 // share (the default set when they differ or have none).
-func (r *run) render(u event.User, rcpt string, evs []event.Event, eventLinks [][]Link, now time.Time) (Email, error) {
+func (r *run) render(d *delivery, evs []event.Event, eventLinks [][]Link, now time.Time) (Email, error) {
+	u, rcpt := d.user, d.recipient
 	loc := time.UTC
 	if u.TimeZone != "" {
 		l, err := loadLocation(u.TimeZone)
@@ -1243,6 +1284,11 @@ func (r *run) render(u event.User, rcpt string, evs []event.Event, eventLinks []
 		ReportType: commonType(reports),
 		Locale:     u.Locale,
 		Generated:  now.In(loc),
+		Part:       d.part,
+		Parts:      d.parts,
+	}
+	if r.slot != nil && r.slot.Late {
+		data.Late, data.Due = true, r.slot.Planned.In(loc)
 	}
 	var reportTypes []string
 	for i, rep := range reports {

@@ -9,6 +9,7 @@
 //	devstack demo  -reportmailer bin/reportmailer -out demo-out
 //	devstack serve -reportmailer bin/reportmailer -out demo-out
 //	devstack load  -reportmailer bin/reportmailer -out demo-out-load -events 500 [-latency 20ms -key rsa -gomaxprocs 1 -python]
+//	devstack digest -reportmailer bin/reportmailer -out demo-out-digest -events 100000 -users 5000
 package main
 
 import (
@@ -28,6 +29,7 @@ Usage:
   devstack demo  [flags]   enqueue sample events, run one drain, show what happened
   devstack serve [flags]   the demo, then keep the stack, inbox and edge up until Ctrl-C
   devstack load  [flags]   enqueue many events and time one drain
+  devstack digest [flags]  store many pending digest events and time one digest slot
 
 Run "devstack <command> -help" for flags.
 `
@@ -48,7 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	bin := fs.String("reportmailer", "bin/reportmailer", "the reportmailer binary to run")
 	out := fs.String("out", "demo-out", "folder for keys, config, emails and logs (recreated)")
-	events := fs.Int("events", 500, "load: how many events to enqueue")
+	events := fs.Int("events", 500, "load, digest: how many events to enqueue or store")
+	users := fs.Int("users", 0, "digest: how many users the events belong to (default one per 20 events, at least 1)")
 	latency := fs.Duration("latency", 0, "load: delay added to every SQS, S3 and SES request, e.g. 20ms")
 	key := fs.String("key", "ecdsa", "load: the CloudFront key type, ecdsa (P-256, SHA-256) or rsa (2048)")
 	procs := fs.Int("gomaxprocs", 0, "load: GOMAXPROCS of the reportmailer run; 0: the machine's")
@@ -63,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	switch cmd {
-	case "demo", "serve", "load":
+	case "demo", "serve", "load", "digest":
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -86,6 +89,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "load":
 		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
 			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces}, stdout)
+	case "digest":
+		if *users == 0 {
+			*users = max(1, *events/20)
+		}
+		err = digestLoad(ctx, *bin, *out, *events, *users, *conc, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "devstack: %v\n", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/preflight"
 	"github.com/reportmailer/reportmailer/worker/transport"
 )
@@ -144,6 +145,9 @@ func checkPlan(c *config.Config, region string) (preflight.Plan, error) {
 			DeadLetterURL:     s.DeadLetterQueueURL,
 			VisibilityTimeout: s.VisibilityTimeout,
 			Budget:            s.Budget,
+		}
+		if s.Mode == string(worker.ModeDigest) {
+			ps.IngestEvery = s.IngestEvery
 		}
 		if s.Cron != "" {
 			loc := time.UTC

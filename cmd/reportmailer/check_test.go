@@ -191,6 +191,23 @@ func TestCheckAWS(t *testing.T) {
 				}
 			})
 
+			// serve moves a digest's queue into the pending store every
+			// ingest_every: a monthly digest needs no month on the queue.
+			t.Run("a monthly digest passes on a 4-day queue", func(t *testing.T) {
+				q, dlq := e.checkQueues(t, goodQueues)
+				cfg := e.checkConfig(t, q, dlq, func(s string) string {
+					return strings.Replace(s, `cron: "0 7 * * *", mode: each`, `cron: "0 7 1 * *", mode: digest`, 1)
+				})
+				code, out, errOut := runCheck(t, "-aws", "-config", cfg)
+				if code != ExitOK || len(failLines(out)) != 0 {
+					t.Fatalf("exit %d, want 0 and no FAIL:\n%s%s", code, out, errOut)
+				}
+				want := "ok    sqs         schedule it: retention: keeps messages 4 days; serve ingests this digest every 1m0s; with drain alone (a CronJob, no serve)"
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			})
+
 			missingQ := e.sqsURL + "/000000000000/ck-" + emu + "-no-such-queue"
 			tests := []struct {
 				name  string

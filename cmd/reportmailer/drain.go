@@ -74,7 +74,7 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	ctx = worker.WithRunID(ctx, id)
 	settled := a.settleFromSES(ctx, s.Name)
 	a.obs.metrics.Schedule(s.Name, period(s))
-	sum, err := ws.forRun(settled).Drain(rec.context(ctx))
+	sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, worker.Slot{})
 	cause := watch.failure(s, sum, err)
 	rec.finish(sum, settled, cause)
 	a.writeHistory(ctx, rec)
@@ -114,6 +114,9 @@ func summaryLine(schedule string, s worker.Summary, settled settleRun, cause err
 		"duplicates %d, maybe sent %d, maybe duplicated %d, refused %d",
 		schedule, status, s.Received, s.Sent, s.Acked, s.Dropped, s.DeadLettered, s.Retrying,
 		s.Duplicates, s.MaybeSent, s.MaybeDuplicated, s.Refused)
+	if s.Pending > 0 {
+		line += fmt.Sprintf(", pending %d (digest events left for the next slot)", s.Pending)
+	}
 	if s.Unrecorded > 0 {
 		line += fmt.Sprintf(", unrecorded %d (sent, but the ledger still says sending)", s.Unrecorded)
 	}

@@ -32,16 +32,22 @@ type runCounts struct {
 	Unrecorded      int `json:"unrecorded"`
 	Refused         int `json:"refused"`
 	Settled         int `json:"settled"` // by SES's events, before the run
+	// Pending is what a digest's run left in its pending store: events
+	// ingested after the slot, or not delivered.
+	Pending int `json:"pending"`
 }
 
 // runRecord is one run's history record: one JSON object under
 // ledger.history_prefix, at <schedule>/<start>-<run id>.json, so that a
 // listing of a schedule's prefix is in time order.
 type runRecord struct {
-	Schedule   string                  `json:"schedule"`
-	RunID      string                  `json:"run_id"`
-	Command    string                  `json:"command"` // drain or serve
-	PlannedAt  time.Time               `json:"planned_at,omitzero"`
+	Schedule  string    `json:"schedule"`
+	RunID     string    `json:"run_id"`
+	Command   string    `json:"command"` // drain, serve or ingest
+	PlannedAt time.Time `json:"planned_at,omitzero"`
+	// Late is set when a serve slot ran after it was due: missed, or
+	// taken over from a replica that stopped.
+	Late       bool                    `json:"late,omitempty"`
 	StartedAt  time.Time               `json:"started_at"`
 	EndedAt    time.Time               `json:"ended_at"`
 	Outcome    string                  `json:"outcome"` // ok, incomplete, failed, halted or paused
@@ -50,6 +56,9 @@ type runRecord struct {
 	HaltReason string                  `json:"halt_reason,omitempty"`
 	Error      string                  `json:"error,omitempty"`
 	Deliveries []worker.DeliveryResult `json:"deliveries"`
+	// DeliveriesOmitted counts the deliveries past maxRunDeliveries,
+	// counted but not listed.
+	DeliveriesOmitted int `json:"deliveries_omitted,omitempty"`
 
 	mu sync.Mutex
 }
@@ -66,11 +75,18 @@ func startRun(s config.Schedule, command string, planned time.Time) *runRecord {
 // its deliveries.
 func (r *runRecord) context(ctx context.Context) context.Context {
 	ctx = worker.WithRunID(ctx, r.RunID)
-	return worker.WithDeliveryResults(ctx, func(d worker.DeliveryResult) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.Deliveries = append(r.Deliveries, d)
-	})
+	return worker.WithDeliveryResults(ctx, r.add)
+}
+
+// add lists d, up to maxRunDeliveries, and counts the rest.
+func (r *runRecord) add(d worker.DeliveryResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.Deliveries) >= maxRunDeliveries {
+		r.DeliveriesOmitted++
+		return
+	}
+	r.Deliveries = append(r.Deliveries, d)
 }
 
 // finish fills in how the run ended.
@@ -78,7 +94,7 @@ func (r *runRecord) finish(sum worker.Summary, settled settleRun, cause error) {
 	r.EndedAt = time.Now().UTC()
 	r.Counts = runCounts{Received: sum.Received, Sent: sum.Sent, Acked: sum.Acked, Dropped: sum.Dropped, DeadLettered: sum.DeadLettered,
 		Retrying: sum.Retrying, Duplicates: sum.Duplicates, MaybeSent: sum.MaybeSent, MaybeDuplicated: sum.MaybeDuplicated,
-		Unrecorded: sum.Unrecorded, Refused: sum.Refused, Settled: settled.res.Settled}
+		Unrecorded: sum.Unrecorded, Refused: sum.Refused, Settled: settled.res.Settled, Pending: sum.Pending}
 	switch {
 	case cause != nil:
 		r.Outcome, r.Error = "failed", cause.Error()
@@ -120,6 +136,12 @@ func (a *app) writeHistory(ctx context.Context, r *runRecord) {
 	}
 	log.Info("run history written", "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key)
 }
+
+// maxRunDeliveries bounds the deliveries a run record lists (about 3
+// MB of JSON), so that a run's memory does not grow with its events (a
+// digest slot of 100,000 events held them all) and the record stays
+// readable under maxRunRecord.
+const maxRunDeliveries = 20000
 
 // maxRunRecord bounds what readHistory reads of one run record.
 const maxRunRecord = 16 << 20
@@ -286,12 +308,19 @@ func (m *Main) history(ctx context.Context, args []string) error {
 func printRun(w io.Writer, r *runRecord) {
 	fmt.Fprintf(w, "run %s of %s (%s): %s\n", r.RunID, r.Schedule, r.Command, r.Outcome)
 	if !r.PlannedAt.IsZero() {
-		fmt.Fprintf(w, "  planned  %s\n", r.PlannedAt.Format(time.RFC3339))
+		late := ""
+		if r.Late {
+			late = " (run late: " + r.StartedAt.Sub(r.PlannedAt).Round(time.Second).String() + " after it)"
+		}
+		fmt.Fprintf(w, "  planned  %s%s\n", r.PlannedAt.Format(time.RFC3339), late)
 	}
 	fmt.Fprintf(w, "  started  %s\n  ended    %s\n", r.StartedAt.Format(time.RFC3339Nano), r.EndedAt.Format(time.RFC3339Nano))
 	k := r.Counts
 	fmt.Fprintf(w, "  counts   received %d, sent %d, acked %d, dropped %d, dead-lettered %d, retrying %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d, refused %d, settled %d\n",
 		k.Received, k.Sent, k.Acked, k.Dropped, k.DeadLettered, k.Retrying, k.Duplicates, k.MaybeSent, k.MaybeDuplicated, k.Unrecorded, k.Refused, k.Settled)
+	if k.Pending > 0 {
+		fmt.Fprintf(w, "  pending  %d digest events left for the next slot\n", k.Pending)
+	}
 	if r.HaltReason != "" {
 		fmt.Fprintf(w, "  halted   %s: %s\n", r.HaltCode, r.HaltReason)
 	}
@@ -302,6 +331,9 @@ func printRun(w io.Writer, r *runRecord) {
 	fmt.Fprintln(tw, "  EVENT\tRECIPIENT\tOUTCOME\tCODE\tSES MESSAGE")
 	for _, d := range r.Deliveries {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", d.EventID, or(d.Recipient, "-"), d.Outcome, or(string(d.Code), "-"), or(d.MessageID, "-"))
+	}
+	if r.DeliveriesOmitted > 0 {
+		fmt.Fprintf(tw, "  ... and %d more deliveries, counted above but not listed\n", r.DeliveriesOmitted)
 	}
 	tw.Flush()
 }

@@ -37,7 +37,10 @@ const (
 type runner struct {
 	name   string
 	budget time.Duration
-	drain  func(id string, planned time.Time) runResult // runs with id as its run_id, for the slot planned then
+	drain  func(ctx context.Context, id string, slot worker.Slot) runResult // runs with id as its run_id, for the slot
+	// digest runs each aligned slot under a heartbeated lease that a
+	// replica takes over (runLeased); mode each keeps a create-once one.
+	digest bool
 	// progress, when set, says when a stage of the schedule last ended.
 	progress *progress
 
@@ -53,6 +56,10 @@ type runResult struct {
 	Outcome  string         `json:"outcome"`
 	Summary  map[string]any `json:"summary"`
 	Error    string         `json:"error,omitempty"`
+	// whole is set when the run left nothing for a retry: no failure,
+	// no halt, no message or pending event left for later. Only then
+	// is a slot marked done.
+	whole bool
 }
 
 // begin marks a run as started, unless one is running.
@@ -195,7 +202,7 @@ func (s *server) run(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.runs.Done()
 		defer rn.end()
-		done <- rn.drain(id, time.Now())
+		done <- rn.drain(s.ctx, id, worker.Slot{Planned: time.Now()})
 	}()
 	s.logger.Info("run requested over HTTP", "schedule", name, "run_id", id, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
@@ -258,7 +265,8 @@ func bearerToken(h config.HTTP) ([]byte, error) {
 // result is a runResult for the run id of schedule that ended with sum
 // and cause.
 func result(schedule, id string, sum worker.Summary, err, cause error) runResult {
-	res := runResult{Schedule: schedule, RunID: id, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum)}
+	res := runResult{Schedule: schedule, RunID: id, Outcome: metrics.RunOutcome(sum, err), Summary: summaryFields(sum),
+		whole: err == nil && cause == nil && !sum.Halted && sum.Retrying == 0}
 	if cause != nil {
 		res.Outcome = metrics.RunFailed
 		res.Error = secret.Redact(cause.Error())

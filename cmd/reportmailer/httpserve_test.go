@@ -22,7 +22,7 @@ import (
 func testServer(t *testing.T, token string) (*server, *runner, chan struct{}) {
 	t.Helper()
 	release := make(chan struct{})
-	rn := &runner{name: "daily", budget: time.Minute, progress: &progress{}, drain: func(id string, _ time.Time) runResult {
+	rn := &runner{name: "daily", budget: time.Minute, progress: &progress{}, drain: func(_ context.Context, id string, _ worker.Slot) runResult {
 		<-release
 		return runResult{Schedule: "daily", RunID: id, Outcome: "ok"}
 	}}

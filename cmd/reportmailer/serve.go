@@ -64,13 +64,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rn := &runner{name: s.Name, budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func(id string, planned time.Time) runResult {
+		rn := &runner{name: s.Name, digest: s.Mode == string(worker.ModeDigest), budget: s.Budget, progress: a.obs.progressOf(s.Name), drain: func(ctx context.Context, id string, slot worker.Slot) runResult {
 			watch.reset()
-			rec := startRun(s, "serve", planned)
-			rec.RunID = id
-			ctx := worker.WithRunID(ctx, id)
+			rec := startRun(s, "serve", slot.Planned)
+			rec.RunID, rec.Late = id, slot.Late
+			ctx = worker.WithRunID(ctx, id)
 			settled := a.settleFromSES(ctx, s.Name)
-			sum, err := ws.forRun(settled).Drain(rec.context(ctx))
+			sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, slot)
 			cause := watch.failure(s, sum, err)
 			if cause != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "run_id", rec.RunID, "err", cause)
@@ -85,6 +85,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
 		a.obs.metrics.StartClock(s.Name)
 		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, rn, sched)))
+		if s.Mode == string(worker.ModeDigest) {
+			cr.Schedule(cron.Every(s.IngestEvery), cron.FuncJob(ingestJob(ctx, a, s, ws.configured)))
+			cr.Schedule(cron.Every(c.Ledger.SlotHeartbeat), cron.FuncJob(catchUpJob(ctx, a, rn, sched)))
+		}
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
 	}
 	sv.tick()
@@ -117,7 +121,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 // run unleased (each-mode drains may overlap safely: SQS hands a message
 // to one of them and the ledger stops double sends). A replica whose
 // run (POST /run's) is still going on skips the slot before taking its
-// lease, so that another replica can take it.
+// lease, so that another replica can take it. A digest's slot runs
+// under a heartbeated lease (runLeased); mode each's lease is created
+// once and never revisited, as it was before digests had leases.
 func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func() {
 	_, aligned := sched.(*cron.SpecSchedule)
 	planned := sched.Next(time.Now())
@@ -137,8 +143,13 @@ func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func(
 			return
 		}
 		defer rn.end()
-		if aligned {
-			won, err := a.leases.Acquire(ctx, rn.name, slot)
+		if !aligned {
+			log.Info("run starting")
+			rn.drain(ctx, id, worker.Slot{Planned: slot})
+			return
+		}
+		if !rn.digest {
+			won, err := a.leases.Once(ctx, rn.name, slot)
 			if err != nil {
 				log.Error("run skipped: cannot take the slot's lease", "err", err)
 				return
@@ -147,9 +158,21 @@ func slotJob(ctx context.Context, a *app, rn *runner, sched cron.Schedule) func(
 				log.Info("run skipped: another replica took this slot")
 				return
 			}
+			log.Info("run starting")
+			rn.drain(ctx, id, worker.Slot{Planned: slot})
+			return
+		}
+		lease, why, err := a.leases.Acquire(ctx, rn.name, slot, id, false)
+		if err != nil {
+			log.Error("run skipped: cannot take the slot's lease", "err", err)
+			return
+		}
+		if lease == nil {
+			log.Info("run skipped: " + why)
+			return
 		}
 		log.Info("run starting")
-		rn.drain(id, slot)
+		runLeased(ctx, log, rn, id, lease)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/store"
 )
 
 // queueDepth is what SQS says a queue holds.
@@ -33,6 +35,10 @@ type scheduleStatus struct {
 	LastRun    *runRecord `json:"last_run,omitempty"`
 	Queue      queueDepth `json:"queue"`
 	DeadLetter queueDepth `json:"dead_letter_queue"`
+	// Pending is how many events a digest schedule holds in its pending
+	// store for its next slot; nil for mode each.
+	Pending      *int   `json:"pending,omitempty"`
+	PendingError string `json:"pending_error,omitempty"`
 }
 
 type sesStatus struct {
@@ -67,7 +73,8 @@ const statusSynopsis = `status -config FILE [-json]
 
 Shows, for each schedule, its next run in its own time zone (or that it
 is paused) and its last run from the run history; how many messages its
-queue and dead-letter queue hold (visible, in flight, delayed); the SES
+queue and dead-letter queue hold (visible, in flight, delayed), and for
+a digest how many events wait in its pending store; the SES
 sending quota, what was sent in the last 24 hours, and whether the
 account is in the sandbox; and each CloudFront signing key with the
 date after which its public key may be removed (see "reportmailer keys").
@@ -109,6 +116,14 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		}
 		ss.Queue = depth(ctx, cl.sqs, s.QueueURL)
 		ss.DeadLetter = depth(ctx, cl.sqs, s.DeadLetterQueueURL)
+		if s.Mode == string(worker.ModeDigest) {
+			p := &store.Pending{Client: cl.s3, Bucket: c.Ledger.Bucket, Prefix: store.PendingPrefix(c.Ledger.Prefix, s.Name)}
+			if n, err := p.Count(ctx); err != nil {
+				ss.PendingError = err.Error()
+			} else {
+				ss.Pending = &n
+			}
+		}
 		st.Schedules = append(st.Schedules, ss)
 	}
 	acct, err := sesv2.NewFromConfig(cl.aws).GetAccount(ctx, &sesv2.GetAccountInput{})
@@ -137,7 +152,7 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		return writeJSON(m.Stdout, st)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCHEDULE\tNEXT RUN\tLAST RUN\tQUEUE (visible/in flight/delayed)\tDEAD-LETTER QUEUE (visible/in flight/delayed)")
+	fmt.Fprintln(tw, "SCHEDULE\tNEXT RUN\tLAST RUN\tQUEUE (visible/in flight/delayed)\tDEAD-LETTER QUEUE (visible/in flight/delayed)\tPENDING DIGEST")
 	for _, s := range st.Schedules {
 		next := "-"
 		switch {
@@ -151,7 +166,17 @@ func (m *Main) status(ctx context.Context, args []string) error {
 			last = fmt.Sprintf("%s %s (%s): sent %d, dead-lettered %d, retrying %d", r.StartedAt.Format(time.RFC3339), r.Outcome, r.RunID,
 				r.Counts.Sent, r.Counts.DeadLettered, r.Counts.Retrying)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, next, last, s.Queue, s.DeadLetter)
+		pending := "-"
+		switch {
+		case s.PendingError != "":
+			pending = "error: " + s.PendingError
+		case s.Pending != nil:
+			pending = strconv.Itoa(*s.Pending)
+		}
+		if r := s.LastRun; r != nil && r.Late {
+			last += fmt.Sprintf(", late (planned %s)", r.PlannedAt.Format(time.RFC3339))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, next, last, s.Queue, s.DeadLetter, pending)
 	}
 	tw.Flush()
 	if st.SES.Error != "" {

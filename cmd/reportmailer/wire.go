@@ -114,7 +114,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 		templates: set,
 		mailer:    newMailer(c, awsCfg, logger),
 		ledger:    ledger,
-		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/"},
+		leases:    &store.Leases{Client: s3c, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix + "slots/", Heartbeat: c.Ledger.SlotHeartbeat},
 		obs:       obs,
 		aws:       awsCfg,
 	}
@@ -221,18 +221,24 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 // workerWith builds the worker for one schedule with the unsettled
 // policy p.
 func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.Worker, error) {
-	return a.workerOn(s, p, nil, &queue.SQS{
+	return a.newWorker(s, p, nil, &queue.SQS{
 		Client:            a.sqs,
 		URL:               s.QueueURL,
 		DeadLetterURL:     s.DeadLetterQueueURL,
 		VisibilityTimeout: s.VisibilityTimeout,
 		Logger:            a.logger,
-	})
+	}, a.pendingStore(s))
 }
 
 // workerOn builds the worker for one schedule on q, with the unsettled
 // policy p, sending to only (every recipient when empty).
 func (a *app) workerOn(s config.Schedule, p worker.UnsettledPolicy, only []string, q worker.Queue) (*worker.Worker, error) {
+	return a.newWorker(s, p, only, q, nil)
+}
+
+// newWorker is workerOn with a digest's pending store: a schedule's
+// own runs ingest into it; a resend sends at once.
+func (a *app) newWorker(s config.Schedule, p worker.UnsettledPolicy, only []string, q worker.Queue, pending worker.Pending) (*worker.Worker, error) {
 	return worker.New(worker.Config{
 		Schedule:          s.Name,
 		Mode:              worker.Mode(s.Mode),
@@ -253,7 +259,8 @@ func (a *app) workerOn(s config.Schedule, p worker.UnsettledPolicy, only []strin
 			AllowedDomains: a.cfg.Recipients.AllowedDomains,
 			Max:            a.cfg.Recipients.Max,
 		},
-		OnlyRecipients: only,
+		OnlyRecipients:   only,
+		MaxLinksPerEmail: s.MaxLinksPerEmail,
 	}, worker.Deps{
 		Queue:     q,
 		Objects:   &store.Objects{Client: a.s3},
@@ -266,6 +273,7 @@ func (a *app) workerOn(s config.Schedule, p worker.UnsettledPolicy, only []strin
 		Halts:    &store.Halts{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Key: a.cfg.Ledger.Prefix + "halt.json"},
 		Logger:   a.logger,
 		Observer: a.obs.observer(s.Name),
+		Pending:  pending,
 
 		LinkToken: a.linkToken(),
 	})

@@ -51,9 +51,9 @@ variable "ledger_prefix" {
 }
 
 variable "ledger_retention_days" {
-  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive. With links.trace, keep it at least links.max_ttl (30 days by default) too: `reportmailer downloads` and `reportmailer revoke` find a delivery's links through its record, so a link whose record has expired is not listed (revoke -to ADDR still works without it)."
+  description = "Days after which everything under ledger_prefix expires: ledger records, serve's slot leases and the run history (ledger.history_prefix, which the worker keeps under ledger.prefix), so `reportmailer history` reaches back this far. A record only matters while its event can still be redelivered, so this must exceed the queues' message retention (14 days at most) with room for a manual redrive. With links.trace, keep it at least links.max_ttl (30 days by default) too: `reportmailer downloads` and `reportmailer revoke` find a delivery's links through its record, so a link whose record has expired is not listed (revoke -to ADDR still works without it). Digest schedules keep their pending events under it too (ledger_prefix/pending/), so it must also exceed the longest digest period: the default, 45, covers a monthly digest (a 31-day month and a slot caught up late); 30 would expire a 31-day month's day-1 events before their slot."
   type        = number
-  default     = 30
+  default     = 45
 
   validation {
     condition     = var.ledger_retention_days >= 15

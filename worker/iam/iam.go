@@ -13,8 +13,9 @@
 //   - worker/sesevents: ReceiveMessage and DeleteMessage(Batch) on the
 //     queue SES's sending events are published to, when one is set.
 //   - worker/store: HeadObject on reports (authorised by s3:GetObject);
-//     the ledger's records, the halt record (halt.json) and serve's slot
-//     leases (Put, Get, Delete under the ledger prefix); the key-expiry records (Get, Put, and a
+//     the ledger's records, the halt record (halt.json), serve's slot
+//     leases and digests' pending events (Put, Get, Delete and a List
+//     under the ledger prefix); the key-expiry records (Get, Put, and a
 //     List for `keys`).
 //   - worker/mail: ses:SendEmail as the sender identity, ses:GetAccount
 //     for the quota.
@@ -396,8 +397,9 @@ func (b *builder) drain() {
 		}
 	}
 	b.readPrefix(sidReadReports, sidListReports, in.ReportsBucket, in.ReportsPrefix)
-	// Ledger records, the halt record (LedgerPrefix + "halt.json") and
-	// serve's slot leases (LedgerPrefix + "slots/").
+	// Ledger records, the halt record (LedgerPrefix + "halt.json"),
+	// serve's slot leases (LedgerPrefix + "slots/") and the events
+	// digests hold for their slot (LedgerPrefix + "pending/", listed).
 	b.readPrefix(sidLedger, sidListLedger, in.StateBucket, in.LedgerPrefix, "s3:PutObject", "s3:DeleteObject")
 	if in.CloudFront {
 		b.readPrefix(sidKeyRecords, sidListKeyRecords, in.StateBucket, in.KeyRecordsPrefix, "s3:PutObject")

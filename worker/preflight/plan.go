@@ -47,6 +47,10 @@ type Schedule struct {
 	// there is none; nil when the schedule has no cron spec (it runs
 	// when something outside, a CronJob say, runs drain).
 	Next func(t time.Time) time.Time
+	// IngestEvery is, for a digest schedule, how often serve moves its
+	// queue into the pending store (schedules[].ingest_every); 0 for
+	// mode each. The queue then needs to keep messages only that long.
+	IngestEvery time.Duration
 }
 
 // Location is an S3 bucket and key prefix.

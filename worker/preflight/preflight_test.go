@@ -81,22 +81,26 @@ func TestRetention(t *testing.T) {
 	day := 24 * time.Hour
 	from := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
-		name string
-		spec string // "" for no cron
-		keep time.Duration
-		want Status
-		text string
+		name   string
+		spec   string // "" for no cron
+		ingest time.Duration
+		keep   time.Duration
+		want   Status
+		text   string
 	}{
-		{"daily in 4 days", "0 7 * * *", 4 * day, OK, "runs are at most 1 day apart"},
-		{"weekly in 4 days", "0 7 * * 1", 4 * day, Fail, "MessageRetentionPeriod=694800"}, // 8 days 10 min, rounded up to the hour
-		{"weekly in 14 days", "0 7 * * 1", 14 * day, OK, "at most 7 days apart"},
-		{"monthly cannot fit", "0 7 1 * *", 14 * day, Fail, "SQS keeps a message at most 14 days"},
-		{"no cron", "", 4 * day, OK, "no cron spec"},
+		{"monthly digest ingested every minute in 4 days", "0 7 1 * *", time.Minute, 4 * day, OK, "serve ingests this digest every 1m0s; with drain alone"},
+		{"weekly digest in 14 days says nothing of drain", "0 7 * * 1", time.Minute, 14 * day, OK, "every 1m0s"},
+		{"digest in half a day", "0 7 1 * *", time.Minute, 12 * time.Hour, Fail, "serve ingests this digest every 1m0s"},
+		{"daily in 4 days", "0 7 * * *", 0, 4 * day, OK, "runs are at most 1 day apart"},
+		{"weekly in 4 days", "0 7 * * 1", 0, 4 * day, Fail, "MessageRetentionPeriod=694800"}, // 8 days 10 min, rounded up to the hour
+		{"weekly in 14 days", "0 7 * * 1", 0, 14 * day, OK, "at most 7 days apart"},
+		{"monthly cannot fit", "0 7 1 * *", 0, 14 * day, Fail, "SQS keeps a message at most 14 days"},
+		{"no cron", "", 0, 4 * day, OK, "no cron spec"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &Checker{Now: func() time.Time { return from }}
-			s := Schedule{Name: "d", Field: "schedules[0]", QueueURL: "https://sqs.eu-west-2.amazonaws.com/1/q", Budget: 10 * time.Minute}
+			s := Schedule{Name: "d", Field: "schedules[0]", QueueURL: "https://sqs.eu-west-2.amazonaws.com/1/q", Budget: 10 * time.Minute, IngestEvery: tt.ingest}
 			if tt.spec != "" {
 				s.Next = cronNext(t, "CRON_TZ=UTC "+tt.spec)
 			}

@@ -305,6 +305,9 @@ func (c *Checker) retention(s Schedule, attrs map[string]string, name string) Fi
 		return f
 	}
 	period := Period(s.Next, c.now())
+	if s.IngestEvery > 0 {
+		return digestRetention(f, s, keep, period)
+	}
 	need, possible := NeedRetention(period, s.Budget)
 	switch {
 	case !possible:
@@ -317,6 +320,33 @@ func (c *Checker) retention(s Schedule, attrs map[string]string, name string) Fi
 		f.Fix = fmt.Sprintf("aws sqs set-queue-attributes --queue-url %s --attributes MessageRetentionPeriod=%d", s.QueueURL, retentionSeconds(need))
 	default:
 		f.Status, f.Detail = OK, fmt.Sprintf("keeps messages %s; runs are at most %s apart", days(keep), days(period))
+	}
+	return f
+}
+
+// digestRetention checks a digest schedule's queue, which serve
+// empties into the pending store every IngestEvery: it need keep
+// messages only that long, with a run's budget and a day's margin.
+// Where only drain runs (a CronJob), the ingest is the slot's own and
+// the rule of mode each holds; that is said, not failed.
+func digestRetention(f Finding, s Schedule, keep, period time.Duration) Finding {
+	need, _ := NeedRetention(s.IngestEvery, s.Budget)
+	drainNeed, drainOK := NeedRetention(period, s.Budget)
+	drainOnly := fmt.Sprintf("with drain alone (a CronJob, no serve), events are ingested only at each run, as much as %s apart, and the queue would need %s", days(period), days(drainNeed))
+	if !drainOK {
+		drainOnly = fmt.Sprintf("with drain alone (a CronJob, no serve), events are ingested only at each run, as much as %s apart, longer than SQS keeps a message (%s): run drain more often", days(period), days(RetentionMax))
+	}
+	switch {
+	case keep < need:
+		f.Status = Fail
+		f.Detail = fmt.Sprintf("keeps messages %s, but serve ingests this digest every %s: a message can expire before an ingest takes it (needs %s with a run's budget and a day's margin)", days(keep), s.IngestEvery, days(need))
+		f.Fix = fmt.Sprintf("aws sqs set-queue-attributes --queue-url %s --attributes MessageRetentionPeriod=%d", s.QueueURL, retentionSeconds(need))
+	default:
+		f.Status = OK
+		f.Detail = fmt.Sprintf("keeps messages %s; serve ingests this digest every %s", days(keep), s.IngestEvery)
+		if !drainOK || keep < drainNeed {
+			f.Detail += "; " + drainOnly
+		}
 	}
 	return f
 }

@@ -178,7 +178,7 @@ func (q *SQS) Receive(ctx context.Context, max int, wait time.Duration) ([]worke
 		QueueUrl:                    &q.URL,
 		MaxNumberOfMessages:         int32(max),
 		WaitTimeSeconds:             int32(wait / time.Second),
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 		MessageAttributeNames:       []string{"All"},
 	}
 	if q.VisibilityTimeout > 0 {
@@ -191,7 +191,12 @@ func (q *SQS) Receive(ctx context.Context, max int, wait time.Duration) ([]worke
 	msgs := make([]worker.Message, 0, len(out.Messages))
 	for _, m := range out.Messages {
 		n, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		var sent time.Time
+		if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil && ms > 0 {
+			sent = time.UnixMilli(ms).UTC()
+		}
 		msgs = append(msgs, worker.Message{
+			Sent:          sent,
 			ID:            aws.ToString(m.MessageId),
 			ReceiptHandle: aws.ToString(m.ReceiptHandle),
 			Body:          aws.ToString(m.Body),
@@ -274,7 +279,8 @@ func (q *SQS) setVisibility(ctx context.Context, msgs []worker.Message, d time.D
 // DeadLetter copies msg to the dead-letter queue with f's code and
 // reason, its original id, the time and a [DeadLetterInfo] (AttrFailure)
 // as message attributes, then
-// deletes it from the source. The producer's own attributes are kept as
+// deletes it from the source (unless it has no receipt handle: an event
+// from a digest's pending store). The producer's own attributes are kept as
 // far as SQS's limit of ten allows, in order of name; the names of the
 // rest are logged and listed in AttrDroppedAttributes. If the delete
 // fails the message is in both queues; the ledger keeps a later try
@@ -317,6 +323,10 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 		MessageAttributes: attrs,
 	}); err != nil {
 		return q.queueErr("dead-letter queue", q.DeadLetterURL, fmt.Errorf("send: %w", err))
+	}
+	if msg.ReceiptHandle == "" {
+		// An event from a digest's pending store: no longer on the queue.
+		return nil
 	}
 	if _, err := q.Client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &q.URL, ReceiptHandle: aws.String(msg.ReceiptHandle)}); err != nil {
 		return q.queueErr("queue", q.URL, fmt.Errorf("dead-letter: delete from source: %w", err))

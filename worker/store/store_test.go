@@ -166,21 +166,3 @@ func TestObjectsHead(t *testing.T) {
 		t.Errorf("a missing object should be a permanent error, got %v", err)
 	}
 }
-
-func TestLeaseGoesToOneReplica(t *testing.T) {
-	ctx := context.Background()
-	l := &store.Leases{Client: newS3(t), Bucket: "state", Prefix: "slots/"}
-	slot := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
-	first, err := l.Acquire(ctx, "daily", slot)
-	if err != nil || !first {
-		t.Fatalf("first Acquire = %v, %v; want true", first, err)
-	}
-	second, err := l.Acquire(ctx, "daily", slot)
-	if err != nil || second {
-		t.Errorf("second Acquire of the same slot = %v, %v; want false", second, err)
-	}
-	next, err := l.Acquire(ctx, "daily", slot.Add(24*time.Hour))
-	if err != nil || !next {
-		t.Errorf("next day's slot = %v, %v; want true", next, err)
-	}
-}

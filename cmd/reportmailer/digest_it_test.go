@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/reportmailer/reportmailer/config"
+	"github.com/reportmailer/reportmailer/internal/emulator"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/store"
+)
+
+// digestConfig makes the env's config a digest schedule with extra
+// settings, and widens the policy by it.
+func (e *itEnv) digestConfig(t *testing.T, cfg, schedule, ledger string) {
+	t.Helper()
+	b, _ := os.ReadFile(cfg)
+	b = bytes.Replace(b, []byte("{name: it, mode: each,"), []byte("{name: it, mode: digest, "+schedule+","), 1)
+	if ledger != "" {
+		b = bytes.Replace(b, []byte("ledger: {bucket: "+itBucket+"}"), []byte("ledger: {bucket: "+itBucket+", "+ledger+"}"), 1)
+	}
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.allow(t, cfg)
+}
+
+var reportKeyRE = regexp.MustCompile(`https?://[^/\s]+/(digest/[^?\s]+)\?`)
+
+// reportKeys lists the report keys an email links, in order.
+func reportKeys(m emulator.SESLocalEmail) []string {
+	var out []string
+	for _, k := range reportKeyRE.FindAllStringSubmatch(m.Text, -1) {
+		out = append(out, k[1])
+	}
+	return out
+}
+
+// TestDrainDigestIsWholeAcrossReceivesAndSplitIntoParts: 120 events for
+// 3 users, more than max_messages, and a poison message. Drain ingests
+// all of them into the pending store (the poison to the DLQ with its
+// code) and sends each user one digest in two parts of at most
+// max_links_per_email links, every report once; a report linked by two
+// events is listed once. A second drain sends nothing.
+func TestDrainDigestIsWholeAcrossReceivesAndSplitIntoParts(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	e.digestConfig(t, cfg, "max_messages: 20, max_links_per_email: 25", "")
+	ctx := context.Background()
+	users := []string{"dana", "eli", "fay"}
+	var bodies []string
+	for i := range 120 {
+		u := users[i%3]
+		key := fmt.Sprintf("digest/%s/r%03d.pdf", u, i)
+		e.put(t, key, nil)
+		bodies = append(bodies, nativeBody(fmt.Sprintf("dg-%03d", i), u, nil, key))
+	}
+	// A newer event for a report dana already has: listed once.
+	bodies = append(bodies, nativeBody("dg-again", "dana", nil, "digest/dana/r000.pdf"), "{not json")
+	for i := 0; i < len(bodies); i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j, b := range bodies[i:min(i+10, len(bodies))] {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(j)), MessageBody: aws.String(b)})
+		}
+		if _, err := e.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(q), Entries: entries}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	code, out, logs := drain(t, cfg)
+	if code != ExitPartial || !strings.Contains(out, "dead-lettered 1") {
+		t.Fatalf("drain: exit %d, %s; want 3 with the poison message dead-lettered\n%s", code, out, logs)
+	}
+	if d := e.dead(t, dlq); len(d) != 1 || !strings.Contains(d[0], string(worker.CodeInvalidJSON)) {
+		t.Errorf("dead letters = %q; want the poison message with code invalid_json", d)
+	}
+	for _, u := range users {
+		ms := e.emails(t, u+"@acme.example")
+		if len(ms) != 2 {
+			t.Fatalf("%s got %d emails, want one digest in 2 parts\n%s", u, len(ms), logs)
+		}
+		seen := map[string]bool{}
+		for _, m := range ms {
+			if !strings.Contains(m.Subject, "of 2)") {
+				t.Errorf("%s: subject %q does not say which part", u, m.Subject)
+			}
+			for _, k := range reportKeys(m) {
+				if seen[k] {
+					t.Errorf("%s got %s twice", u, k)
+				}
+				seen[k] = true
+			}
+		}
+		if len(seen) != 40 {
+			t.Errorf("%s got %d reports, want 40", u, len(seen))
+		}
+	}
+	if !e.queueEmpty(t, q) {
+		t.Error("the queue still holds messages")
+	}
+	code, out, logs = drain(t, cfg)
+	if code != ExitOK || !strings.Contains(out, "sent 0 emails") {
+		t.Errorf("second drain: exit %d, %s; want 0 and nothing sent\n%s", code, out, logs)
+	}
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &store.Pending{Client: e.s3, Bucket: itBucket, Prefix: store.PendingPrefix(c.Ledger.Prefix, "it")}
+	if n, err := p.Count(ctx); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+	// The empty run is recorded too.
+	runs, _, err := readHistory(ctx, e.s3, c, "it", time.Time{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[1].Outcome != "ok" || runs[1].Counts.Sent != 0 || runs[0].Counts.Sent != 6 {
+		t.Errorf("run records: %d; want 2, the first with 6 emails, the second empty and ok", len(runs))
+	}
+}
+
+// TestServeRunsAMissedDigestSlotLateOnce: events were ingested before a
+// slot no replica ran. The next start runs that slot once, late: the
+// emails say so, the run record shows the planned and the actual start,
+// and an event ingested after the slot waits. A second start finds the
+// slot done and runs nothing.
+func TestServeRunsAMissedDigestSlotLateOnce(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	e.digestConfig(t, cfg, `cron: "0 0 1 1 *", ingest_every: 1h`, "slot_heartbeat: 1s")
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now().UTC()
+	slot := time.Date(now.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	p := &store.Pending{Client: e.s3, Bucket: itBucket, Prefix: store.PendingPrefix(c.Ledger.Prefix, "it")}
+	stored := func(id, user string, at time.Time) {
+		key := "digest/" + user + "/" + id + ".pdf"
+		e.put(t, key, nil)
+		ev := event.Event{ID: id, User: event.User{ID: user, Email: user + "@acme.example", TimeZone: "UTC"},
+			Reports: []event.Report{{Bucket: itBucket, Key: key, Title: id}}}
+		if err := p.Put(ctx, worker.PendingEvent{Event: ev, Ingested: at, Body: nativeBody(id, user, nil, key)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored("before-1", "gus", slot.Add(-48*time.Hour))
+	stored("before-2", "gus", slot.Add(-time.Hour))
+	stored("before-3", "hal", slot.Add(-time.Minute))
+	stored("after-1", "hal", slot.Add(time.Minute))
+
+	serve := func(want string) string {
+		t.Helper()
+		seen := make(chan struct{})
+		logs := &signalWriter{want: want, seen: seen}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan int, 1)
+		go func() {
+			m := &Main{Stdout: io.Discard, Stderr: logs, Getenv: os.Getenv, Environ: os.Environ}
+			done <- m.Run(sctx, []string{"serve", "-config", cfg})
+		}()
+		select {
+		case <-seen:
+		case <-time.After(60 * time.Second): // only stops a broken build from hanging
+			t.Errorf("serve never logged %q:\n%s", want, logs.String())
+		}
+		cancel()
+		if code := <-done; code != ExitOK {
+			t.Errorf("serve exit %d, want 0\n%s", code, logs.String())
+		}
+		return logs.String()
+	}
+	logs := serve(`msg="slot lease: marked done"`)
+	if n := strings.Count(logs, "slot missed: no replica ran it; running it late"); n != 1 {
+		t.Errorf("%d late runs, want 1:\n%s", n, logs)
+	}
+	for _, u := range []string{"gus", "hal"} {
+		ms := e.emails(t, u+"@acme.example")
+		if len(ms) != 1 {
+			t.Fatalf("%s got %d emails, want 1", u, len(ms))
+		}
+		if !strings.Contains(ms[0].Text, "This digest was due on 1 January") || !strings.Contains(ms[0].Text, "goes out late") {
+			t.Errorf("%s's email does not say it is late:\n%s", u, ms[0].Text)
+		}
+		if u == "gus" && len(reportKeys(ms[0])) != 2 || u == "hal" && strings.Contains(ms[0].Text, "after-1") {
+			t.Errorf("%s's digest holds the wrong reports: %v", u, reportKeys(ms[0]))
+		}
+	}
+	runs, _, err := readHistory(ctx, e.s3, c, "it", time.Time{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var late *runRecord
+	for _, r := range runs {
+		if r.Command == "serve" {
+			late = r
+		}
+	}
+	if late == nil || !late.Late || !late.PlannedAt.Equal(slot) || !late.StartedAt.After(slot) || late.Counts.Pending != 1 || late.Counts.Sent != 2 {
+		t.Fatalf("run record = %+v; want late, planned %s, started later, sent 2, pending 1", late, slot)
+	}
+
+	var stdout, stderr bytes.Buffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+	if code := m.Run(ctx, []string{"status", "-config", cfg, "-json"}); code != ExitOK {
+		t.Fatalf("status: exit %d\n%s", code, stderr.String())
+	}
+	var st status
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Schedules[0]; s.Pending == nil || *s.Pending != 1 || s.LastRun == nil || !s.LastRun.Late {
+		t.Errorf("status: %s; want pending 1 and the last run late", stdout.String())
+	}
+
+	logs = serve(`msg="slot check at start: the latest slot is done"`)
+	if strings.Contains(logs, "running it late") {
+		t.Errorf("the second start ran the slot again:\n%s", logs)
+	}
+	if n := len(e.emails(t, "gus@acme.example")); n != 1 {
+		t.Errorf("gus got %d emails after the second start, want 1", n)
+	}
+}

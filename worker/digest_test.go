@@ -1,0 +1,530 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reportmailer/reportmailer/internal/s3test"
+	"github.com/reportmailer/reportmailer/templates"
+	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/store"
+)
+
+// setupPending returns a digest worker whose pending store is the S3
+// one on gofakes3, and the fakes of its other collaborators.
+func setupPending(t *testing.T, maxLinks int) (*worker.Worker, *bundle, *store.Pending) {
+	t.Helper()
+	return setupPendingWith(t, maxLinks, func(*worker.Deps) {})
+}
+
+// setupPendingWith is setupPending with deps changed by edit.
+func setupPendingWith(t *testing.T, maxLinks int, edit func(*worker.Deps)) (*worker.Worker, *bundle, *store.Pending) {
+	t.Helper()
+	_, client := s3test.Start(t, "state")
+	p := &store.Pending{Client: client, Bucket: "state", Prefix: store.PendingPrefix("rm/ledger/", "weekly")}
+	b := &bundle{queue: &fakeQueue{}, mailer: &fakeMailer{}, ledger: &memLedger{}, logs: &bytes.Buffer{},
+		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b.ledger.now = func() time.Time { return b.now }
+	deps := worker.Deps{
+		Queue: b.queue, Objects: anyObjects{}, Signer: fakeSigner{}, Templates: templates.Default(),
+		Mailer: b.mailer, Ledger: b.ledger, Pending: p,
+		Logger: slog.New(slog.NewTextHandler(b.logs, nil)),
+		Now:    func() time.Time { return b.now },
+	}
+	edit(&deps)
+	w, err := worker.New(worker.Config{
+		Schedule: "weekly", Mode: worker.ModeDigest, From: "reports@example.com", WaitTime: time.Second, Bucket: "reports",
+		MaxMessages: 100, MaxLinksPerEmail: maxLinks, Budget: 24 * time.Hour,
+		Recipients: worker.RecipientPolicy{AllowedDomains: []string{"example.com"}},
+	}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, b, p
+}
+
+func (b *bundle) enqueue(bodies ...string) {
+	b.queue.mu.Lock()
+	defer b.queue.mu.Unlock()
+	for _, body := range bodies {
+		n := len(b.queue.pending) + len(b.queue.deleted) + len(b.queue.dead)
+		b.queue.pending = append(b.queue.pending, worker.Message{ID: fmt.Sprintf("m%d", n), ReceiptHandle: fmt.Sprintf("r%d-%d", n, time.Now().UnixNano()), Body: body})
+	}
+}
+
+var linkRE = regexp.MustCompile(`https://cdn\.test/(\S+)\?sig`)
+
+// links returns the report keys an email links, in order.
+func links(e worker.Email) []string {
+	var out []string
+	for _, m := range linkRE.FindAllStringSubmatch(e.Text, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// TestDigestWholeAcrossReceiveLoops: 1,500 events for 3 users, 15
+// times max_messages, all ingested by one drain, make one digest per
+// user (or its parts), each report listed once, newest first.
+func TestDigestWholeAcrossReceiveLoops(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxLinks int
+		parts    int
+	}{
+		{"whole", 1000, 1},
+		{"parts", 50, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPending(t, tc.maxLinks)
+			users := []string{"ana", "bo", "cy"}
+			for i := range 1500 {
+				u := users[i%3]
+				b.enqueue(native(fmt.Sprintf("e%04d", i), u, nil, fmt.Sprintf("%s/r%04d.pdf", u, i)))
+			}
+			if _, err := w.Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if len(b.queue.pending) != 0 || len(b.queue.deleted) != 1500 {
+				t.Fatalf("queue: %d left, %d deleted; want 0 and 1500", len(b.queue.pending), len(b.queue.deleted))
+			}
+			if len(b.mailer.sent) != 0 {
+				t.Fatalf("ingest sent %d emails", len(b.mailer.sent))
+			}
+			b.now = b.now.Add(time.Hour)
+			sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := len(b.mailer.sent), 3*tc.parts; got != want {
+				t.Fatalf("sent %d emails, want %d", got, want)
+			}
+			per := map[string][]string{}
+			for _, e := range b.mailer.sent {
+				per[e.To[0]] = append(per[e.To[0]], links(e)...)
+				if tc.parts > 1 && !strings.Contains(e.Subject, fmt.Sprintf("of %d)", tc.parts)) {
+					t.Errorf("subject %q does not say which part it is", e.Subject)
+				}
+			}
+			for _, u := range users {
+				ls := per[u+"@example.com"]
+				if len(ls) != 500 {
+					t.Fatalf("%s got %d links, want 500", u, len(ls))
+				}
+				seen := map[string]bool{}
+				for i, l := range ls {
+					if seen[l] {
+						t.Fatalf("%s got %s twice", u, l)
+					}
+					seen[l] = true
+					if i > 0 && ls[i-1] <= l {
+						t.Fatalf("%s: %s before %s: not newest first", u, ls[i-1], l)
+					}
+				}
+			}
+			if sum.Pending != 0 || sum.Acked != 1500 {
+				t.Errorf("summary: pending %d, acked %d; want 0 and 1500", sum.Pending, sum.Acked)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+			// The next slot has nothing to send.
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now.Add(time.Hour)}); err != nil || len(b.mailer.sent) != 3*tc.parts {
+				t.Errorf("a second slot sent %d emails in all (%v)", len(b.mailer.sent), err)
+			}
+		})
+	}
+}
+
+// TestDigestMonth: with a fake clock, events ingested every day for 31
+// days leave the queue at each ingest and go out in one monthly digest
+// per user; one ingested after the slot waits for the next.
+func TestDigestMonth(t *testing.T) {
+	w, b, p := setupPending(t, 1000)
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	slot := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	b.now = start
+	for day := range 31 {
+		for h := 0; h < 24; h += 6 {
+			b.now = start.Add(time.Duration(day)*24*time.Hour + time.Duration(h)*time.Hour)
+			b.enqueue(native(fmt.Sprintf("d%02d-%02d-ana", day, h), "ana", nil, fmt.Sprintf("ana/%02d-%02d.pdf", day, h)),
+				native(fmt.Sprintf("d%02d-%02d-bo", day, h), "bo", nil, fmt.Sprintf("bo/%02d-%02d.pdf", day, h)))
+			if _, err := w.Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(b.queue.pending); n != 0 {
+				t.Fatalf("day %d: %d messages still on the queue after the ingest", day, n)
+			}
+		}
+	}
+	// The same report again: the newest event wins, listed once.
+	b.now = slot.Add(-time.Minute)
+	b.enqueue(native("again", "ana", nil, "ana/00-00.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.now = slot.Add(time.Minute)
+	b.enqueue(native("next-month", "ana", nil, "ana/next.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 0 {
+		t.Fatalf("sent %d emails before the slot", len(b.mailer.sent))
+	}
+	b.now = slot.Add(2 * time.Minute)
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: slot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 2 {
+		t.Fatalf("sent %d emails, want one per user (2)", len(b.mailer.sent))
+	}
+	for _, e := range b.mailer.sent {
+		ls := links(e)
+		if len(ls) != 31*4 {
+			t.Errorf("%s: %d links, want %d", e.To[0], len(ls), 31*4)
+		}
+		for _, l := range ls {
+			if strings.Contains(l, "next") {
+				t.Errorf("%s: the event ingested after the slot went out: %s", e.To[0], l)
+			}
+		}
+		if e.To[0] == "ana@example.com" && ls[0] != "ana/00-00.pdf" {
+			t.Errorf("ana's first link is %s, want the newest event's ana/00-00.pdf", ls[0])
+		}
+	}
+	if sum.Pending != 1 {
+		t.Errorf("summary pending %d, want 1 (ingested after the slot)", sum.Pending)
+	}
+	if n, _ := p.Count(context.Background()); n != 1 {
+		t.Errorf("pending store holds %d, want 1", n)
+	}
+}
+
+// TestDigestFailureResendsNothing: a slot that fails for one user
+// leaves only that user's events pending; the next slot sends those and
+// nothing twice.
+func TestDigestFailureResendsNothing(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("b1", "bo", nil, "bo/1.pdf"), `{not json`)
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b.queue.codes["m2"] != worker.CodeInvalidJSON {
+		t.Errorf("poison message dead-lettered with %q, want %q", b.queue.codes["m2"], worker.CodeInvalidJSON)
+	}
+	b.mailer.fail = func(e worker.Email) error {
+		if e.To[0] == "bo@example.com" {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	sum, _ := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if len(b.mailer.sent) != 1 || sum.Pending != 1 {
+		t.Fatalf("first slot: sent %v, pending %d; want ana's only, 1 pending", b.mailer.to(), sum.Pending)
+	}
+	b.mailer.fail = nil
+	b.now = b.now.Add(time.Hour)
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(b.mailer.to(), " "); got != "ana@example.com bo@example.com" {
+		t.Fatalf("sent to %s; want ana then bo, once each", got)
+	}
+}
+
+// TestDigestLateSaysSo: a slot run late says when it was due.
+func TestDigestLateSaysSo(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	due := b.now.Add(time.Hour)
+	b.now = due.Add(26 * time.Hour)
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: due, Late: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 {
+		t.Fatalf("sent %d", len(b.mailer.sent))
+	}
+	if want := "This digest was due on 1 January 2026, 01:00 GMT and goes out late"; !strings.Contains(b.mailer.sent[0].Text, want) {
+		t.Errorf("text does not say it is late (%q):\n%s", want, b.mailer.sent[0].Text)
+	}
+}
+
+// TestDigestDeadLettersWhatCannotBeDelivered: an event whose extra
+// recipient the policy refuses by domain goes to the dead-letter queue
+// with its code and body once the user's digest is out, and leaves the
+// pending store.
+func TestDigestDeadLettersWhatCannotBeDelivered(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	refused := native("a2", "ana", []string{"cfo@other.org"}, "ana/2.pdf")
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), refused)
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(b.mailer.to(), " "); got != "ana@example.com" || len(links(b.mailer.sent[0])) != 2 {
+		t.Fatalf("sent to %q; want ana's digest with both reports", got)
+	}
+	if b.queue.codes["m1"] != worker.CodeRecipientRefused || sum.DeadLettered != 1 {
+		t.Errorf("dead letters %v, summary %d; want m1 with %q", b.queue.codes, sum.DeadLettered, worker.CodeRecipientRefused)
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d, want 0", n)
+	}
+}
+
+// TestDigestCoveredEventNeverSentAgain: an event whose reports a newer
+// event links again is covered by it; it is never sent later, whether
+// the slot failed for another of the user's emails or the queue
+// delivers the covered event again after its entry is gone.
+func TestDigestCoveredEventNeverSentAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// failFirst fails, at the first slot, the email linking it.
+		failFirst string
+		// again is ingested between the slots.
+		again string
+	}{
+		{name: "another email of the user fails", failFirst: "ana/3.pdf"},
+		{name: "the covered event is redelivered", again: native("a1", "ana", nil, "ana/1.pdf")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPending(t, 1)
+			for _, body := range []string{
+				native("a1", "ana", nil, "ana/1.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+				native("a3", "ana", nil, "ana/3.pdf"),
+			} {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.mailer.fail = func(e worker.Email) error {
+				if tc.failFirst != "" && slices.Contains(links(e), tc.failFirst) {
+					return errors.New("connection refused")
+				}
+				return nil
+			}
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			b.mailer.fail = nil
+			if tc.again != "" {
+				b.enqueue(tc.again)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.now = b.now.Add(time.Hour)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				for _, l := range links(e) {
+					got[l]++
+				}
+			}
+			if got["ana/1.pdf"] != 1 || got["ana/3.pdf"] != 1 {
+				t.Errorf("ana got links %v over two slots; want ana/1.pdf and ana/3.pdf once each", got)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestIngestsWhileSendingIsHalted: ingest sends nothing, so
+// neither an earlier run's halt nor a spent quota keeps events on the
+// queue; the slot's delivery still honours them.
+func TestDigestIngestsWhileSendingIsHalted(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		halts *memHalts
+		admit func() error
+	}{
+		{name: "halt record until +20h", halts: &memHalts{note: &worker.HaltNote{
+			Code: worker.CodeHalted, Reason: "ses account paused", Until: time.Date(2026, 1, 1, 20, 0, 0, 0, time.UTC)}}},
+		{name: "quota spent", admit: func() error { return worker.Halt(errors.New("ses 24-hour sending quota: 200 of 200 used")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gm *gatedMailer
+			w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) {
+				if tc.halts != nil {
+					d.Halts = tc.halts
+				}
+				if tc.admit != nil {
+					gm = &gatedMailer{fakeMailer: d.Mailer.(*fakeMailer), admit: tc.admit}
+					d.Mailer = gm
+				}
+			})
+			b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+			sum, err := w.Drain(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b.queue.pending) != 0 || len(b.queue.deleted) != 1 || sum.Halted {
+				t.Fatalf("queue: %d left, %d deleted, halted %v; want the message stored and deleted", len(b.queue.pending), len(b.queue.deleted), sum.Halted)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 1 {
+				t.Fatalf("pending store holds %d (%v), want 1", n, err)
+			}
+			sum, err = w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b.mailer.sent) != 0 || !sum.Halted {
+				t.Errorf("the slot sent %d emails while halted (summary halted %v); want none", len(b.mailer.sent), sum.Halted)
+			}
+			if n, _ := p.Count(context.Background()); n != 1 {
+				t.Errorf("pending store holds %d after the halted slot, want 1", n)
+			}
+		})
+	}
+}
+
+// TestDigestNewestEventNamesTheUser: the user's name (and time zone)
+// in a digest are the newest event's, whatever order the store lists.
+func TestDigestNewestEventNamesTheUser(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	for _, body := range []string{
+		strings.Replace(native("a1", "ana", nil, "ana/1.pdf"), `"name":"Ana Lima"`, `"name":"Olga Old"`, 1),
+		strings.Replace(native("a2", "ana", nil, "ana/2.pdf"), `"name":"Ana Lima"`, `"name":"Nadia New"`, 1),
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 {
+		t.Fatalf("sent %d emails, want 1", len(b.mailer.sent))
+	}
+	if text := b.mailer.sent[0].Text; !strings.HasPrefix(text, "Hello Nadia,") {
+		t.Errorf("the digest greets %q; want the newest event's name, Nadia", strings.SplitN(text, "\n", 2)[0])
+	}
+}
+
+// TestDigestChecksReportsAtTheSlot: a report deleted after its event
+// was ingested is not linked: its event goes to the dead-letter queue
+// as object_missing, and the user's other reports still go out.
+func TestDigestChecksReportsAtTheSlot(t *testing.T) {
+	objects := fakeObjects{"reports/ana/1.pdf": {}, "reports/ana/2.pdf": {}}
+	w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) { d.Objects = objects })
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("a2", "ana", nil, "ana/2.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	delete(objects, "reports/ana/2.pdf") // deleted during the week
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Fatalf("sent %d emails linking %v; want one linking ana/1.pdf only", len(b.mailer.sent), b.mailer.to())
+	}
+	if b.queue.codes["m1"] != worker.CodeObjectMissing || sum.DeadLettered != 1 {
+		t.Errorf("dead letters %v, summary %d; want m1 with %q", b.queue.codes, sum.DeadLettered, worker.CodeObjectMissing)
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d, want 0", n)
+	}
+}
+
+// TestDigestSlotStopsAtItsBudget: a slot whose budget runs out takes no
+// more users, says it is not done (a retry), and the next run sends
+// the rest, nothing twice.
+func TestDigestSlotStopsAtItsBudget(t *testing.T) {
+	var clock atomic.Int64
+	w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) {
+		d.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	})
+	clock.Store(b.now.UnixNano())
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("b1", "bo", nil, "bo/1.pdf"), native("c1", "cy", nil, "cy/1.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	planned := time.Unix(0, clock.Load()).UTC()
+	b.mailer.fail = func(worker.Email) error {
+		clock.Add(int64(25 * time.Hour)) // each email outlasts the 24h budget
+		return nil
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: planned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := len(b.mailer.sent)
+	if first == 0 || first == 3 || sum.Retrying == 0 {
+		t.Fatalf("a slot past its budget sent %d of 3 emails, retrying %d; want some, and a retry", first, sum.Retrying)
+	}
+	b.mailer.fail = nil
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: planned, Late: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := b.mailer.to()
+	slices.Sort(got)
+	if strings.Join(got, " ") != "ana@example.com bo@example.com cy@example.com" {
+		t.Errorf("sent to %v over two runs; want each user once", got)
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d, want 0", n)
+	}
+}
+
+// TestDigestShutdownIsNotAFailure: a slot told to stop (serve shutting
+// down) sends nothing more and ends without an error: its events wait.
+func TestDigestShutdownIsNotAFailure(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+	if _, err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := w.Deliver(ctx, worker.Slot{Planned: b.now}); err != nil {
+		t.Errorf("Deliver on shutdown = %v; want no error", err)
+	}
+	if n, _ := p.Count(context.Background()); n != 1 || len(b.mailer.sent) != 0 {
+		t.Errorf("on shutdown: %d emails sent, %d pending; want none and 1", len(b.mailer.sent), n)
+	}
+}
+
+// TestDigestSlotSummaryCountsEachEventOnce: a slot that ingests and
+// delivers the same events counts them received and acked once.
+func TestDigestSlotSummaryCountsEachEventOnce(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("b1", "bo", nil, "bo/1.pdf"))
+	in, err := w.Drain(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := in.Plus(out); sum.Received != 2 || sum.Acked != 2 || sum.Sent != 2 {
+		t.Errorf("slot summary received %d, acked %d, sent %d; want 2, 2, 2", sum.Received, sum.Acked, sum.Sent)
+	}
+}

@@ -1,0 +1,394 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/secret"
+)
+
+// MaxLinksPerEmailDefault is the default of Config.MaxLinksPerEmail.
+const MaxLinksPerEmailDefault = 50
+
+// PendingEvent is one event of a digest schedule waiting in the
+// [Pending] store for its slot.
+type PendingEvent struct {
+	Event event.Event `json:"event"`
+	// Ingested is when the event arrived: when the queue received its
+	// message (SQS's SentTimestamp), or, when the queue does not say or
+	// says a later time, when it was stored, by the worker's clock. A
+	// slot delivers the events that arrived up to its planned time, so
+	// a slot run late still holds only its own, and the newest of two
+	// events that link the same report wins.
+	Ingested time.Time `json:"ingested"`
+	// MessageID and Body are the queue message it came from: a
+	// failure at delivery that retrying cannot mend dead-letters the
+	// body, which a redrive ingests again.
+	MessageID string `json:"message_id,omitempty"`
+	Body      string `json:"body"`
+	// Key is the store's name for the entry; Put ignores it.
+	Key string `json:"-"`
+}
+
+// Pending is the durable store of a digest schedule's events, between
+// the ingest that takes them off the queue and the slot that sends
+// them. Implementations must be safe for concurrent use.
+type Pending interface {
+	// Put stores e under its user. Storing an event that is already
+	// stored is not an error.
+	Put(ctx context.Context, e PendingEvent) error
+	// Users calls f with each user that has pending events, in pages,
+	// without holding them all; an error from f stops it.
+	Users(ctx context.Context, f func(user string) error) error
+	// List returns the pending events of one user, as Users named it.
+	List(ctx context.Context, user string) ([]PendingEvent, error)
+	// Delete removes an entry List returned.
+	Delete(ctx context.Context, e PendingEvent) error
+}
+
+// Slot is one firing of a digest schedule.
+type Slot struct {
+	// Planned is the slot's time: the digest holds the events ingested
+	// up to it.
+	Planned time.Time
+	// Late is set when the slot runs after it was due: caught up after
+	// no replica ran it, or taken over from a holder that stopped. The
+	// email says so.
+	Late bool
+}
+
+// ingest stores the events of the batch's healthy messages in the
+// pending store; a message whose events cannot all be stored is left
+// for retry, and settle deletes the rest.
+func (r *run) ingest(batch []*msgState) {
+	now := r.w.now().UTC()
+	for _, st := range batch {
+		if !st.ok() {
+			continue
+		}
+		at := now
+		if sent := st.msg.Sent; !sent.IsZero() && sent.Before(now) {
+			at = sent.UTC()
+		}
+		for _, ev := range st.events {
+			err := r.w.pending.Put(r.ctx, PendingEvent{Event: ev, Ingested: at, MessageID: st.msg.ID, Body: st.msg.Body})
+			if err != nil {
+				st.fail(err, "pending store", CodeLedgerFailed)
+				r.w.logger.Error("pending store: the message stays on the queue", "message_id", st.msg.ID, "event", ev.ID, "err", err)
+				break
+			}
+		}
+	}
+}
+
+// Deliver sends the digest of a slot from the pending store: for each
+// user, every event ingested up to slot.Planned, the reports
+// de-duplicated by bucket and key (the newest event wins), newest
+// first, split into parts of at most Config.MaxLinksPerEmail links.
+// Users are read from the store a page at a time and delivered
+// Concurrency at once, so memory holds a few users' events, never the
+// whole digest; at Config.Budget it stops taking users, and counts a
+// retry. An entry is deleted only once its email is recorded
+// sent in the ledger (or the ledger shows it sent before), or, for an
+// event whose reports newer events all link, once it is recorded as
+// sent with them; any other entry stays for the next slot. Deliver needs Deps.Pending.
+func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
+	if w.pending == nil {
+		return Summary{}, errors.New("deliver: the worker has no pending store")
+	}
+	id := cmp.Or(RunID(ctx), NewID()[:16])
+	ctx = WithSchedule(WithRunID(ctx, id), w.cfg.Schedule)
+	w = w.forRun(id)
+	start := w.now()
+	work := context.WithoutCancel(ctx)
+	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
+		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency), slot: &slot}
+	r.recorded()
+	log := w.logger.With("slot", slot.Planned.UTC().Format(time.RFC3339), "late", slot.Late)
+	deadline := start.Add(w.cfg.Budget)
+	var spent sync.Once
+	overBudget := func() bool {
+		if w.now().Before(deadline) {
+			return false
+		}
+		spent.Do(func() {
+			// Counted as a retry: the slot is not done, and a replica
+			// runs it again for the users not reached.
+			r.tally(func(s *Summary) { s.Retrying++ })
+			log.Warn("budget spent: the users not reached wait for the slot to run again", "budget", w.cfg.Budget)
+		})
+		return true
+	}
+	if r.halting() == nil && r.admit() {
+		users := make(chan string)
+		var wg sync.WaitGroup
+		for range max(1, w.cfg.Concurrency/4) {
+			wg.Go(func() {
+				for u := range users {
+					if overBudget() {
+						continue
+					}
+					r.deliverUser(u, slot)
+				}
+			})
+		}
+		err := w.pending.Users(ctx, func(u string) error {
+			if r.halting() != nil || ctx.Err() != nil || overBudget() {
+				return errStopUsers
+			}
+			users <- u
+			return nil
+		})
+		close(users)
+		wg.Wait()
+		switch {
+		case err == nil || errors.Is(err, errStopUsers):
+		case ctx.Err() != nil:
+			// Shutting down: not a failure; the users not reached wait
+			// in the store.
+			log.Info("shutting down: the users not reached wait for the slot to run again")
+		default:
+			r.failRun(fmt.Errorf("pending store: %w", err))
+		}
+	}
+	if r.halt != nil && r.halt != errShutdown {
+		r.sum.Halted = true
+		r.sum.Halt = Failure{Class: ClassHalt, Code: cmp.Or(CodeOf(r.halt), CodeHalted), Reason: secret.Redact(r.halt.Error())}
+	}
+	log.Info("digest finished", "run", r.id, "summary", r.sum, "took", w.now().Sub(start).Round(time.Millisecond))
+	w.observer().RunFinished(r.sum, w.now().Sub(start), r.fatal)
+	return r.sum, r.fatal
+}
+
+var errStopUsers = errors.New("stop")
+
+// deliverUser sends one user's digest for the slot and removes the
+// entries it covered.
+func (r *run) deliverUser(user string, slot Slot) {
+	w := r.w
+	log := w.logger.With("pending_user", user)
+	entries, err := w.pending.List(r.ctx, user)
+	if err != nil {
+		r.tally(func(s *Summary) { s.Retrying++ })
+		log.Error("pending store: list; the user's events wait for the next slot", "err", err)
+		return
+	}
+	due := entries[:0]
+	for _, e := range entries {
+		if e.Ingested.After(slot.Planned) {
+			r.tally(func(s *Summary) { s.Pending++ })
+			continue
+		}
+		due = append(due, e)
+	}
+	if len(due) == 0 {
+		return
+	}
+	// Newest first; the newest event that links a report keeps it.
+	slices.SortStableFunc(due, func(a, b PendingEvent) int {
+		return cmp.Or(b.Ingested.Compare(a.Ingested), cmp.Compare(b.Event.ID, a.Event.ID))
+	})
+	seen := map[string]string{} // report -> the newest event linking it
+	var batch, covered []*msgState
+	coveredBy := map[*msgState]string{}
+	for _, e := range due {
+		ev := e.Event
+		var reps []event.Report
+		for _, rep := range ev.Reports {
+			k := rep.Bucket + "/" + rep.Key
+			if _, ok := seen[k]; !ok {
+				seen[k] = ev.ID
+				reps = append(reps, rep)
+			}
+		}
+		st := &msgState{msg: Message{ID: e.Key}, pending: &e}
+		if len(reps) == 0 {
+			covered = append(covered, st)
+			if len(ev.Reports) > 0 {
+				coveredBy[st] = seen[ev.Reports[0].Bucket+"/"+ev.Reports[0].Key]
+			}
+			continue
+		}
+		ev.Reports = reps
+		st.events = []event.Event{ev}
+		batch = append(batch, st)
+	}
+	// A report can be deleted while its event waits for the slot: each
+	// is checked again before anything is claimed, as at receive, so
+	// that a missing one dead-letters its event (object_missing)
+	// rather than being linked to a 404.
+	heads := map[string]headResult{}
+	for _, st := range batch {
+		for _, rep := range st.events[0].Reports {
+			if _, err := r.head(st, heads, rep.Bucket, rep.Key); err != nil {
+				st.fail(err, fmt.Sprintf("head s3://%s/%s", rep.Bucket, rep.Key), headCode(err))
+				break
+			}
+		}
+	}
+	r.tally(func(s *Summary) { s.Received += len(due) })
+	var parts []*delivery
+	for _, d := range r.plan(batch) {
+		// plan lets the last event of a group name the user; here the
+		// last is the oldest, and the newest event's name and time
+		// zone are the user's now.
+		d.user = due[0].Event.User
+		parts = append(parts, r.split(d)...)
+	}
+	r.deliverAll(parts)
+	// A covered event is never sent: the newer events that link its
+	// reports carry them, and stay pending until they are sent or
+	// dead-lettered. It is recorded so in the ledger before any entry
+	// goes, and its entry goes before theirs, so that no copy of it
+	// seen later (its entry left behind by a crash, listed by a slot's
+	// taker, or ingested again from a redelivered message) is sent
+	// alone. While one cannot be recorded, the entries that cover it
+	// stay too (those sent are skipped as sent at the next slot).
+	var recorded []*msgState
+	keepSent := false
+	for _, st := range covered {
+		if err := r.supersede(st.pending.Event, coveredBy[st]); err != nil {
+			keepSent = true
+			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
+			log.Error("ledger: a covered event is not recorded; the user's entries wait for the next slot", "event", st.pending.Event.ID, "err", err)
+			continue
+		}
+		recorded = append(recorded, st)
+	}
+	batch = append(recorded, batch...)
+	for _, st := range batch {
+		deadLettered := false
+		if f := st.failed; f != nil && f.deadLetters() {
+			// Retrying cannot mend it: to the dead-letter queue, as a
+			// message the ingest refused would go.
+			f.Schedule, f.EventIDs, f.User = w.cfg.Schedule, eventIDs(st.events), userOf(st.events)
+			m := Message{ID: st.pending.MessageID, Body: st.pending.Body}
+			if err := w.queue.DeadLetter(r.ctx, m, *f); err != nil {
+				r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
+				log.Error("dead-letter: left pending", "event", st.pending.Event.ID, "code", f.Code, "err", err)
+				continue
+			}
+			r.tally(func(s *Summary) { s.DeadLettered++ })
+			r.observeMessage(st, *f, f.Outcome())
+			log.Warn("dead-lettered", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
+			st.failed = nil // its entry goes
+			deadLettered = true
+		}
+		if f := st.failed; f != nil {
+			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
+			r.observeMessage(st, *f, OutcomeRetry)
+			log.Warn("left pending for the next slot", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
+			continue
+		}
+		if keepSent && st.events != nil && !deadLettered {
+			r.tally(func(s *Summary) { s.Pending++ })
+			continue
+		}
+		if err := w.pending.Delete(r.ctx, *st.pending); err != nil {
+			// Sent and recorded: the next slot finds it sent in the
+			// ledger, skips it and deletes it then.
+			r.tally(func(s *Summary) { s.Pending++ })
+			log.Error("pending store: delete; the next slot skips it as sent", "event", st.pending.Event.ID, "err", err)
+			continue
+		}
+		r.tally(func(s *Summary) { s.Acked++ })
+	}
+}
+
+// supersede records in the ledger, for each recipient of ev, that its
+// delivery is done: the newer event by carries its reports. A record
+// already sent is done too; one another run holds is an error, and ev
+// stays pending.
+func (r *run) supersede(ev event.Event, by string) error {
+	allowed, _ := r.w.cfg.Recipients.Apply(ev.User.Email, ev.Recipients)
+	done := map[string]bool{}
+	for _, rcpt := range allowed {
+		k := strings.ToLower(rcpt)
+		if done[k] || !r.w.cfg.wants(rcpt) {
+			continue
+		}
+		done[k] = true
+		c, err := r.w.ledger.Claim(r.ctx, ClaimRequest{
+			Key:      DeliveryKey(ev.ID, rcpt),
+			Delivery: Delivery{EventID: ev.ID, Recipient: k, Schedule: r.w.cfg.Schedule},
+			RunID:    r.id, Timeout: r.w.cfg.ClaimTimeout,
+		})
+		switch {
+		case err != nil:
+			return fmt.Errorf("ledger claim: %w", err)
+		case c.State == AlreadySent:
+			continue
+		case c.State != Claimed:
+			return fmt.Errorf("ledger record %s is %s by another run", c.Record, c.State)
+		}
+		if err := r.w.ledger.Complete(r.ctx, &c, "superseded by event "+by); err != nil {
+			if rerr := r.w.ledger.Release(r.ctx, &c); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return err
+		}
+		r.w.logger.Info("covered by a newer event: recorded as sent with it", "event", ev.ID, "recipient", rcpt, "by", by)
+	}
+	return nil
+}
+
+// split cuts a digest delivery into parts of at most MaxLinksPerEmail
+// links, keeping each event whole (an event with more links than that
+// is a part of its own).
+func (r *run) split(d *delivery) []*delivery {
+	maxLinks := r.w.cfg.MaxLinksPerEmail
+	var parts []*delivery
+	var cur *delivery
+	n := 0
+	for i, ev := range d.events {
+		if cur == nil || (n > 0 && n+len(ev.Reports) > maxLinks) {
+			cur = &delivery{user: d.user, recipient: d.recipient, signs: d.signs}
+			parts = append(parts, cur)
+			n = 0
+		}
+		cur.events = append(cur.events, ev)
+		cur.from = append(cur.from, d.from[i])
+		n += len(ev.Reports)
+	}
+	if len(parts) > 1 {
+		for i, p := range parts {
+			p.part, p.parts = i+1, len(parts)
+		}
+	}
+	return parts
+}
+
+// ingesting reports whether Drain moves the queue into the pending
+// store: a digest with a store. It is then bounded by its budget, not
+// by MaxMessages, since each batch is deleted once stored and a digest
+// must not be cut short.
+func (r *run) ingesting() bool { return r.w.cfg.Mode == ModeDigest && r.w.pending != nil }
+
+// Plus returns the counts of s, a digest slot's ingest, and o, its
+// delivery, as one run: received and acked stay the ingest's (messages
+// taken off the queue and deleted), since the delivery's are the same
+// events again, read from and removed from the pending store; the
+// rest add up. The first halt stands.
+func (s Summary) Plus(o Summary) Summary {
+	s.Dropped += o.Dropped
+	s.DeadLettered += o.DeadLettered
+	s.Retrying += o.Retrying
+	s.Sent += o.Sent
+	s.Duplicates += o.Duplicates
+	s.MaybeSent += o.MaybeSent
+	s.MaybeDuplicated += o.MaybeDuplicated
+	s.Unrecorded += o.Unrecorded
+	s.Refused += o.Refused
+	s.Pending += o.Pending
+	if !s.Halted && o.Halted {
+		s.Halted, s.Halt = true, o.Halt
+	}
+	return s
+}
