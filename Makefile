@@ -43,15 +43,16 @@ $(CHROMIUM):
 	@rm -f /tmp/reportmailer-chromium.log
 
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
+	$(GO) mod tidy -diff
+	$(GO) vet ./...
 	@$(MAKE) --no-print-directory -j2 --output-sync=line test-module test-kumo
 
 # The main module's tests. Most of their time is spent waiting on the
 # emulators and visibility timeouts, so test-kumo's build runs beside
-# them rather than after.
+# them rather than after; go vet, before both, has already compiled the
+# main module's dependencies on both cores.
 .PHONY: test-module
 test-module:
-	$(GO) mod tidy -diff
-	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
 
 # The key-rotation and KMS tests against kumo (CloudFront edge, KMS), in
