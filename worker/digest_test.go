@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -345,6 +346,73 @@ func TestDigestCoveredEventNeverSentAgain(t *testing.T) {
 			}
 			if got["ana/1.pdf"] != 1 || got["ana/3.pdf"] != 1 {
 				t.Errorf("ana got links %v over two slots; want ana/1.pdf and ana/3.pdf once each", got)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestReportLinkedAgainIsSentOnce: a report linked by an older
+// and a newer event reaches each recipient of either event exactly
+// once: when the newer one is dead-lettered at the slot for another of
+// its reports, the older one still carries it, and a recipient of only
+// the older one still gets it.
+func TestDigestReportLinkedAgainIsSentOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		older, newer   string
+		deleted        string // before the slot
+		want           map[string]int
+		wantDeadLetter map[string]worker.Code
+	}{
+		{
+			name:           "the newer event is dead-lettered",
+			older:          native("a1", "ana", nil, "ana/1.pdf"),
+			newer:          native("a2", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+			deleted:        "reports/ana/2.pdf",
+			want:           map[string]int{"ana@example.com ana/1.pdf": 1},
+			wantDeadLetter: map[string]worker.Code{"m1": worker.CodeObjectMissing},
+		},
+		{
+			name:           "the older event has another recipient",
+			older:          native("a1", "ana", []string{"cfo@example.com"}, "ana/1.pdf"),
+			newer:          native("a2", "ana", nil, "ana/1.pdf"),
+			want:           map[string]int{"ana@example.com ana/1.pdf": 1, "cfo@example.com ana/1.pdf": 1},
+			wantDeadLetter: map[string]worker.Code{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objects := fakeObjects{"reports/ana/1.pdf": {}, "reports/ana/2.pdf": {}}
+			w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) { d.Objects = objects })
+			for _, body := range []string{tc.older, tc.newer} {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.deleted != "" {
+				delete(objects, tc.deleted)
+			}
+			for range 2 { // the second slot sends nothing more
+				if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+					t.Fatal(err)
+				}
+				b.now = b.now.Add(time.Hour)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				for _, l := range links(e) {
+					got[e.To[0]+" "+l]++
+				}
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("sent %v, want %v", got, tc.want)
+			}
+			if !maps.Equal(b.queue.codes, tc.wantDeadLetter) {
+				t.Errorf("dead letters %v, want %v", b.queue.codes, tc.wantDeadLetter)
 			}
 			if n, err := p.Count(context.Background()); err != nil || n != 0 {
 				t.Errorf("pending store holds %d (%v), want 0", n, err)
