@@ -319,7 +319,9 @@ func (r *run) split(d *delivery) []*delivery {
 // (d.with) goes only in the same email as it, and that one waits for
 // each such event left for retry, so that neither is recorded sent
 // while the other's reports are not, nor a report sent again later by
-// the one left behind.
+// the one left behind. One that goes to the dead-letter queue instead
+// (its email may have been sent: an operator settles it) holds
+// nothing back.
 func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 	if len(d.with) == 0 {
 		return cs
@@ -337,7 +339,7 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 			case !ok:
 			case in[ev.ID] && !in[by]:
 				held[ev.ID] = "its reports are shown under event " + by + ", which is not in this email"
-			case !in[ev.ID] && in[by] && !d.from[i].ok():
+			case !in[ev.ID] && in[by] && d.from[i].retrying():
 				held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
 			}
 		}
@@ -383,4 +385,12 @@ func (s Summary) Plus(o Summary) Summary {
 		s.Halted, s.Halt = true, o.Halt
 	}
 	return s
+}
+
+// retrying reports whether the message is left for retry: it failed,
+// and not so that it goes to the dead-letter queue.
+func (m *msgState) retrying() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.failed != nil && !m.failed.deadLetters()
 }
