@@ -421,6 +421,75 @@ func TestDigestReportLinkedAgainIsSentOnce(t *testing.T) {
 	}
 }
 
+// TestDigestCoveredEventUnsettled: an older event whose reports a
+// newer one shows, and whose delivery another run started and never
+// recorded, goes to the dead-letter queue as maybe sent for an
+// operator to settle; the newer one's email goes out in the same slot,
+// and the slot leaves nothing pending.
+func TestDigestCoveredEventUnsettled(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	for _, body := range []string{native("a1", "ana", nil, "ana/1.pdf"), native("a2", "ana", nil, "ana/1.pdf")} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.ledger.recs = map[string]*memRecord{
+		worker.DeliveryKey("a1", "ana@example.com"): {state: "sending", emailID: "e-old", at: b.now.Add(-24 * time.Hour)},
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Fatalf("sent %d emails to %v; want one linking ana/1.pdf", len(b.mailer.sent), b.mailer.to())
+	}
+	if b.queue.codes["m0"] != worker.CodeMaybeSent || sum.DeadLettered != 1 {
+		t.Errorf("dead letters %v, summary %d; want m0 with %q", b.queue.codes, sum.DeadLettered, worker.CodeMaybeSent)
+	}
+	if n, err := p.Count(context.Background()); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
+// TestDigestCoveredEventWaitsWithItsNewerEvent: while another run
+// holds the claim of an older event whose reports a newer one shows,
+// neither goes; once the claim is given up, the next slot sends the
+// report once, and never again to the older event alone.
+func TestDigestCoveredEventWaitsWithItsNewerEvent(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	for _, body := range []string{native("a1", "ana", nil, "ana/1.pdf"), native("a2", "ana", nil, "ana/1.pdf")} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := worker.DeliveryKey("a1", "ana@example.com")
+	b.ledger.recs = map[string]*memRecord{key: {state: "claimed", at: b.now}}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 0 || sum.Pending != 2 {
+		t.Fatalf("first slot sent %d emails, left %d pending; want none sent, both pending", len(b.mailer.sent), sum.Pending)
+	}
+	b.ledger.recs[key].state = "released" // the other run gave up
+	for range 2 {
+		b.now = b.now.Add(time.Hour)
+		if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(b.mailer.sent) != 1 || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Errorf("sent %d emails; want one linking ana/1.pdf", len(b.mailer.sent))
+	}
+	if n, err := p.Count(context.Background()); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
 // TestDigestIngestsWhileSendingIsHalted: ingest sends nothing, so
 // neither an earlier run's halt nor a spent quota keeps events on the
 // queue; the slot's delivery still honours them.
