@@ -490,6 +490,43 @@ func TestDigestCoveredEventWaitsWithItsNewerEvent(t *testing.T) {
 	}
 }
 
+// TestDigestPartsShowEachReportOnce: split into parts, an event partly
+// shown by a newer one lists only its other reports, and one wholly
+// shown goes, recorded sent, with the part that shows its reports.
+func TestDigestPartsShowEachReportOnce(t *testing.T) {
+	w, b, p := setupPending(t, 1)
+	for _, body := range []string{
+		native("a1", "ana", nil, "ana/1.pdf"),
+		native("a2", "ana", nil, "ana/1.pdf", "ana/3.pdf"),
+		native("a3", "ana", nil, "ana/3.pdf"),
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range b.mailer.sent {
+		got = append(got, strings.Join(links(e), " "))
+	}
+	slices.Sort(got) // the parts go concurrently
+	if want := []string{"ana/1.pdf", "ana/3.pdf"}; !slices.Equal(got, want) {
+		t.Errorf("emails link %q, want %q", got, want)
+	}
+	for _, id := range []string{"a1", "a2", "a3"} {
+		if rec := b.ledger.recs[worker.DeliveryKey(id, "ana@example.com")]; rec == nil || rec.state != "sent" {
+			t.Errorf("ledger record of %s for ana is %+v, want sent", id, rec)
+		}
+	}
+	if n, err := p.Count(context.Background()); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
 // TestDigestIngestsWhileSendingIsHalted: ingest sends nothing, so
 // neither an earlier run's halt nor a spent quota keeps events on the
 // queue; the slot's delivery still honours them.
