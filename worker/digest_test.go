@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -350,6 +351,179 @@ func TestDigestCoveredEventNeverSentAgain(t *testing.T) {
 				t.Errorf("pending store holds %d (%v), want 0", n, err)
 			}
 		})
+	}
+}
+
+// TestDigestReportLinkedAgainIsSentOnce: a report linked by an older
+// and a newer event reaches each recipient of either event exactly
+// once: when the newer one is dead-lettered at the slot for another of
+// its reports, the older one still carries it, and a recipient of only
+// the older one still gets it.
+func TestDigestReportLinkedAgainIsSentOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		older, newer   string
+		deleted        string // before the slot
+		want           map[string]int
+		wantDeadLetter map[string]worker.Code
+	}{
+		{
+			name:           "the newer event is dead-lettered",
+			older:          native("a1", "ana", nil, "ana/1.pdf"),
+			newer:          native("a2", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+			deleted:        "reports/ana/2.pdf",
+			want:           map[string]int{"ana@example.com ana/1.pdf": 1},
+			wantDeadLetter: map[string]worker.Code{"m1": worker.CodeObjectMissing},
+		},
+		{
+			name:           "the older event has another recipient",
+			older:          native("a1", "ana", []string{"cfo@example.com"}, "ana/1.pdf"),
+			newer:          native("a2", "ana", nil, "ana/1.pdf"),
+			want:           map[string]int{"ana@example.com ana/1.pdf": 1, "cfo@example.com ana/1.pdf": 1},
+			wantDeadLetter: map[string]worker.Code{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objects := fakeObjects{"reports/ana/1.pdf": {}, "reports/ana/2.pdf": {}}
+			w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) { d.Objects = objects })
+			for _, body := range []string{tc.older, tc.newer} {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.deleted != "" {
+				delete(objects, tc.deleted)
+			}
+			for range 2 { // the second slot sends nothing more
+				if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+					t.Fatal(err)
+				}
+				b.now = b.now.Add(time.Hour)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				for _, l := range links(e) {
+					got[e.To[0]+" "+l]++
+				}
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("sent %v, want %v", got, tc.want)
+			}
+			if !maps.Equal(b.queue.codes, tc.wantDeadLetter) {
+				t.Errorf("dead letters %v, want %v", b.queue.codes, tc.wantDeadLetter)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestCoveredEventUnsettled: an older event whose reports a
+// newer one shows, and whose delivery another run started and never
+// recorded, goes to the dead-letter queue as maybe sent for an
+// operator to settle; the newer one's email goes out in the same slot,
+// and the slot leaves nothing pending.
+func TestDigestCoveredEventUnsettled(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	for _, body := range []string{native("a1", "ana", nil, "ana/1.pdf"), native("a2", "ana", nil, "ana/1.pdf")} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.ledger.recs = map[string]*memRecord{
+		worker.DeliveryKey("a1", "ana@example.com"): {state: "sending", emailID: "e-old", at: b.now.Add(-24 * time.Hour)},
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Fatalf("sent %d emails to %v; want one linking ana/1.pdf", len(b.mailer.sent), b.mailer.to())
+	}
+	if b.queue.codes["m0"] != worker.CodeMaybeSent || sum.DeadLettered != 1 {
+		t.Errorf("dead letters %v, summary %d; want m0 with %q", b.queue.codes, sum.DeadLettered, worker.CodeMaybeSent)
+	}
+	if n, err := p.Count(context.Background()); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
+// TestDigestCoveredEventWaitsWithItsNewerEvent: while another run
+// holds the claim of an older event whose reports a newer one shows,
+// neither goes; once the claim is given up, the next slot sends the
+// report once, and never again to the older event alone.
+func TestDigestCoveredEventWaitsWithItsNewerEvent(t *testing.T) {
+	w, b, p := setupPending(t, 0)
+	for _, body := range []string{native("a1", "ana", nil, "ana/1.pdf"), native("a2", "ana", nil, "ana/1.pdf")} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := worker.DeliveryKey("a1", "ana@example.com")
+	b.ledger.recs = map[string]*memRecord{key: {state: "claimed", at: b.now}}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 0 || sum.Pending != 2 {
+		t.Fatalf("first slot sent %d emails, left %d pending; want none sent, both pending", len(b.mailer.sent), sum.Pending)
+	}
+	b.ledger.recs[key].state = "released" // the other run gave up
+	for range 2 {
+		b.now = b.now.Add(time.Hour)
+		if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(b.mailer.sent) != 1 || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Errorf("sent %d emails; want one linking ana/1.pdf", len(b.mailer.sent))
+	}
+	if n, err := p.Count(context.Background()); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
+// TestDigestPartsShowEachReportOnce: split into parts, an event partly
+// shown by a newer one lists only its other reports, and one wholly
+// shown goes, recorded sent, with the part that shows its reports.
+func TestDigestPartsShowEachReportOnce(t *testing.T) {
+	w, b, p := setupPending(t, 1)
+	for _, body := range []string{
+		native("a1", "ana", nil, "ana/1.pdf"),
+		native("a2", "ana", nil, "ana/1.pdf", "ana/3.pdf"),
+		native("a3", "ana", nil, "ana/3.pdf"),
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range b.mailer.sent {
+		got = append(got, strings.Join(links(e), " "))
+	}
+	slices.Sort(got) // the parts go concurrently
+	if want := []string{"ana/1.pdf", "ana/3.pdf"}; !slices.Equal(got, want) {
+		t.Errorf("emails link %q, want %q", got, want)
+	}
+	for _, id := range []string{"a1", "a2", "a3"} {
+		if rec := b.ledger.recs[worker.DeliveryKey(id, "ana@example.com")]; rec == nil || rec.state != "sent" {
+			t.Errorf("ledger record of %s for ana is %+v, want sent", id, rec)
+		}
+	}
+	if n, err := p.Count(context.Background()); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
 	}
 }
 

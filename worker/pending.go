@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -89,16 +89,17 @@ func (r *run) ingest(batch []*msgState) {
 }
 
 // Deliver sends the digest of a slot from the pending store: for each
-// user, every event ingested up to slot.Planned, the reports
-// de-duplicated by bucket and key (the newest event wins), newest
-// first, split into parts of at most Config.MaxLinksPerEmail links.
+// user, every event ingested up to slot.Planned, newest first, each
+// report shown once to each recipient (the newest event wins), split
+// into parts of at most Config.MaxLinksPerEmail links.
 // Users are read from the store a page at a time and delivered
 // Concurrency at once, so memory holds a few users' events, never the
 // whole digest; at Config.Budget it stops taking users, and counts a
-// retry. An entry is deleted only once its email is recorded
-// sent in the ledger (or the ledger shows it sent before), or, for an
-// event whose reports newer events all link, once it is recorded as
-// sent with them; any other entry stays for the next slot. Deliver needs Deps.Pending.
+// retry. An entry is deleted only once its email is recorded sent in
+// the ledger (or the ledger shows it sent before), or once it is
+// dead-lettered; any other entry stays for the next slot. An event
+// whose reports newer events all show is claimed and sent in the same
+// email as them, adding no links. Deliver needs Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 	if w.pending == nil {
 		return Summary{}, errors.New("deliver: the worker has no pending store")
@@ -170,7 +171,7 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 var errStopUsers = errors.New("stop")
 
 // deliverUser sends one user's digest for the slot and removes the
-// entries it covered.
+// entries it delivered or dead-lettered.
 func (r *run) deliverUser(user string, slot Slot) {
 	w := r.w
 	log := w.logger.With("pending_user", user)
@@ -195,38 +196,18 @@ func (r *run) deliverUser(user string, slot Slot) {
 	slices.SortStableFunc(due, func(a, b PendingEvent) int {
 		return cmp.Or(b.Ingested.Compare(a.Ingested), cmp.Compare(b.Event.ID, a.Event.ID))
 	})
-	seen := map[string]string{} // report -> the newest event linking it
-	var batch, covered []*msgState
-	coveredBy := map[*msgState]string{}
-	for _, e := range due {
-		ev := e.Event
-		var reps []event.Report
-		for _, rep := range ev.Reports {
-			k := rep.Bucket + "/" + rep.Key
-			if _, ok := seen[k]; !ok {
-				seen[k] = ev.ID
-				reps = append(reps, rep)
-			}
-		}
-		st := &msgState{msg: Message{ID: e.Key}, pending: &e}
-		if len(reps) == 0 {
-			covered = append(covered, st)
-			if len(ev.Reports) > 0 {
-				coveredBy[st] = seen[ev.Reports[0].Bucket+"/"+ev.Reports[0].Key]
-			}
-			continue
-		}
-		ev.Reports = reps
-		st.events = []event.Event{ev}
-		batch = append(batch, st)
-	}
 	// A report can be deleted while its event waits for the slot: each
 	// is checked again before anything is claimed, as at receive, so
 	// that a missing one dead-letters its event (object_missing)
-	// rather than being linked to a 404.
+	// rather than being linked to a 404. The check comes before split
+	// decides which event shows a report, so that an event
+	// dead-lettered here never hides another's report.
+	batch := make([]*msgState, 0, len(due))
 	heads := map[string]headResult{}
-	for _, st := range batch {
-		for _, rep := range st.events[0].Reports {
+	for i := range due {
+		st := &msgState{msg: Message{ID: due[i].Key}, pending: &due[i], events: []event.Event{due[i].Event}}
+		batch = append(batch, st)
+		for _, rep := range due[i].Event.Reports {
 			if _, err := r.head(st, heads, rep.Bucket, rep.Key); err != nil {
 				st.fail(err, fmt.Sprintf("head s3://%s/%s", rep.Bucket, rep.Key), headCode(err))
 				break
@@ -243,28 +224,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 		parts = append(parts, r.split(d)...)
 	}
 	r.deliverAll(parts)
-	// A covered event is never sent: the newer events that link its
-	// reports carry them, and stay pending until they are sent or
-	// dead-lettered. It is recorded so in the ledger before any entry
-	// goes, and its entry goes before theirs, so that no copy of it
-	// seen later (its entry left behind by a crash, listed by a slot's
-	// taker, or ingested again from a redelivered message) is sent
-	// alone. While one cannot be recorded, the entries that cover it
-	// stay too (those sent are skipped as sent at the next slot).
-	var recorded []*msgState
-	keepSent := false
-	for _, st := range covered {
-		if err := r.supersede(st.pending.Event, coveredBy[st]); err != nil {
-			keepSent = true
-			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
-			log.Error("ledger: a covered event is not recorded; the user's entries wait for the next slot", "event", st.pending.Event.ID, "err", err)
-			continue
-		}
-		recorded = append(recorded, st)
-	}
-	batch = append(recorded, batch...)
 	for _, st := range batch {
-		deadLettered := false
 		if f := st.failed; f != nil && f.deadLetters() {
 			// Retrying cannot mend it: to the dead-letter queue, as a
 			// message the ingest refused would go.
@@ -279,16 +239,11 @@ func (r *run) deliverUser(user string, slot Slot) {
 			r.observeMessage(st, *f, f.Outcome())
 			log.Warn("dead-lettered", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
 			st.failed = nil // its entry goes
-			deadLettered = true
 		}
 		if f := st.failed; f != nil {
 			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
 			r.observeMessage(st, *f, OutcomeRetry)
 			log.Warn("left pending for the next slot", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
-			continue
-		}
-		if keepSent && st.events != nil && !deadLettered {
-			r.tally(func(s *Summary) { s.Pending++ })
 			continue
 		}
 		if err := w.pending.Delete(r.ctx, *st.pending); err != nil {
@@ -302,60 +257,54 @@ func (r *run) deliverUser(user string, slot Slot) {
 	}
 }
 
-// supersede records in the ledger, for each recipient of ev, that its
-// delivery is done: the newer event by carries its reports. A record
-// already sent is done too; one another run holds is an error, and ev
-// stays pending.
-func (r *run) supersede(ev event.Event, by string) error {
-	allowed, _ := r.w.cfg.Recipients.Apply(ev.User.Email, ev.Recipients)
-	done := map[string]bool{}
-	for _, rcpt := range allowed {
-		k := strings.ToLower(rcpt)
-		if done[k] || !r.w.cfg.wants(rcpt) {
-			continue
-		}
-		done[k] = true
-		c, err := r.w.ledger.Claim(r.ctx, ClaimRequest{
-			Key:      DeliveryKey(ev.ID, rcpt),
-			Delivery: Delivery{EventID: ev.ID, Recipient: k, Schedule: r.w.cfg.Schedule},
-			RunID:    r.id, Timeout: r.w.cfg.ClaimTimeout,
-		})
-		switch {
-		case err != nil:
-			return fmt.Errorf("ledger claim: %w", err)
-		case c.State == AlreadySent:
-			continue
-		case c.State != Claimed:
-			return fmt.Errorf("ledger record %s is %s by another run", c.Record, c.State)
-		}
-		if err := r.w.ledger.Complete(r.ctx, &c, "superseded by event "+by); err != nil {
-			if rerr := r.w.ledger.Release(r.ctx, &c); rerr != nil {
-				err = errors.Join(err, rerr)
-			}
-			return err
-		}
-		r.w.logger.Info("covered by a newer event: recorded as sent with it", "event", ev.ID, "recipient", rcpt, "by", by)
-	}
-	return nil
-}
-
-// split cuts a digest delivery into parts of at most MaxLinksPerEmail
-// links, keeping each event whole (an event with more links than that
-// is a part of its own).
+// split cuts one recipient's digest into parts of at most
+// MaxLinksPerEmail links, keeping each event whole (an event with more
+// links than that is a part of its own). The events come newest
+// first, and a report linked by several is shown once, under the
+// newest: an older event shows only its reports not shown yet. One
+// with none left goes in the part of the first event showing them,
+// so that it is claimed, sent and recorded with that email; it adds
+// no links.
 func (r *run) split(d *delivery) []*delivery {
 	maxLinks := r.w.cfg.MaxLinksPerEmail
 	var parts []*delivery
 	var cur *delivery
 	n := 0
+	shown := map[string]int{} // report -> the index of the event showing it
+	partOf := map[int]*delivery{}
 	for i, ev := range d.events {
-		if cur == nil || (n > 0 && n+len(ev.Reports) > maxLinks) {
+		var own []event.Report
+		first := len(d.events)
+		for _, rep := range ev.Reports {
+			k := rep.Bucket + "/" + rep.Key
+			if j, ok := shown[k]; ok {
+				first = min(first, j)
+				continue
+			}
+			shown[k] = i
+			own = append(own, rep)
+		}
+		if len(own) == 0 && len(ev.Reports) > 0 {
+			p := partOf[first]
+			ev.Reports = nil
+			p.events = append(p.events, ev)
+			p.from = append(p.from, d.from[i])
+			if p.with == nil {
+				p.with = map[string]string{}
+			}
+			p.with[ev.ID] = d.events[first].ID
+			continue
+		}
+		ev.Reports = own
+		if cur == nil || (n > 0 && n+len(own) > maxLinks) {
 			cur = &delivery{user: d.user, recipient: d.recipient, signs: d.signs}
 			parts = append(parts, cur)
 			n = 0
 		}
+		partOf[i] = cur
 		cur.events = append(cur.events, ev)
 		cur.from = append(cur.from, d.from[i])
-		n += len(ev.Reports)
+		n += len(own)
 	}
 	if len(parts) > 1 {
 		for i, p := range parts {
@@ -363,6 +312,51 @@ func (r *run) split(d *delivery) []*delivery {
 		}
 	}
 	return parts
+}
+
+// together gives up the claims of cs that cannot go without another
+// event of d: an event whose reports are all shown under a newer one
+// (d.with) goes only in the same email as it, and that one waits for
+// each such event left for retry, so that neither is recorded sent
+// while the other's reports are not, nor a report sent again later by
+// the one left behind. One that goes to the dead-letter queue instead
+// (its email may have been sent: an operator settles it) holds
+// nothing back.
+func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
+	if len(d.with) == 0 {
+		return cs
+	}
+	for changed := true; changed; {
+		changed = false
+		in := map[string]bool{}
+		for _, c := range cs {
+			in[c.ev.ID] = true
+		}
+		held := map[string]string{} // event id -> why it waits
+		for i, ev := range d.events {
+			by, ok := d.with[ev.ID]
+			switch {
+			case !ok:
+			case in[ev.ID] && !in[by]:
+				held[ev.ID] = "its reports are shown under event " + by + ", which is not in this email"
+			case !in[ev.ID] && in[by] && d.from[i].retrying():
+				held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
+			}
+		}
+		kept := cs[:0:0]
+		for _, c := range cs {
+			why, ok := held[c.ev.ID]
+			if !ok {
+				kept = append(kept, c)
+				continue
+			}
+			changed = true
+			log.Info("left for the next slot with the event it goes with", "event", c.ev.ID, "reason", why)
+			r.release(log, []claim{c}, errors.New(why), "digest", CodeClaimedElsewhere)
+		}
+		cs = kept
+	}
+	return cs
 }
 
 // ingesting reports whether Drain moves the queue into the pending
@@ -391,4 +385,12 @@ func (s Summary) Plus(o Summary) Summary {
 		s.Halted, s.Halt = true, o.Halt
 	}
 	return s
+}
+
+// retrying reports whether the message is left for retry: it failed,
+// and not so that it goes to the dead-letter queue.
+func (m *msgState) retrying() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.failed != nil && !m.failed.deadLetters()
 }

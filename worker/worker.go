@@ -857,6 +857,9 @@ type delivery struct {
 	// part of parts, when a digest is split (Config.MaxLinksPerEmail);
 	// both 0 when it is not.
 	part, parts int
+	// with names, for each event of a digest whose reports all show
+	// under a newer event of the email, that event: they go together.
+	with map[string]string
 }
 
 // process groups the events of healthy messages into emails and sends
@@ -973,7 +976,7 @@ func (r *run) deliver(d *delivery) {
 
 	// Claim each event for this recipient. Only the claimed ones go in
 	// the email; the rest were sent before or are someone else's.
-	claims := r.claim(d, log)
+	claims := r.together(d, r.claim(d, log), log)
 	if len(claims) == 0 {
 		return
 	}
@@ -1004,6 +1007,10 @@ func (r *run) deliver(d *delivery) {
 			continue
 		}
 		ok = append(ok, c)
+	}
+	ok = r.together(d, ok, log)
+	for _, c := range ok {
+		i := slices.IndexFunc(claims, func(o claim) bool { return o.ev.ID == c.ev.ID })
 		okEvents = append(okEvents, c.ev)
 		okLinks = append(okLinks, links[i])
 	}
