@@ -45,7 +45,7 @@ $(CHROMIUM):
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
-	@$(MAKE) --no-print-directory -j2 --output-sync=line test-module test-kumo
+	@$(MAKE) --no-print-directory -j2 test-module test-kumo
 
 # The main module's tests. Most of their time is spent waiting on the
 # emulators and visibility timeouts, so test-kumo's build runs beside
