@@ -45,15 +45,25 @@ $(CHROMIUM):
 test: $(NPM_STAMP) $(CHROMIUM) ## every test, emulators and a headless browser included
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
-	@$(MAKE) --no-print-directory -j2 test-module test-kumo
+	@$(MAKE) --no-print-directory -j4 test-module test-slow-faults test-slow-ops test-kumo
 
-# The main module's tests. Most of their time is spent waiting on the
-# emulators and visibility timeouts, so test-kumo's build runs beside
-# them rather than after; go vet, before both, has already compiled the
-# main module's dependencies on both cores.
-.PHONY: test-module
+# The main module's tests. cmd/reportmailer's cannot run in parallel
+# within one process (the SDK reads its endpoints from the environment),
+# and most of their time is spent waiting on emulators and visibility
+# timeouts, so its slowest tests run in processes of their own beside
+# the rest, and test-kumo's build beside them all; go vet, before them,
+# has already compiled the dependencies on both cores. A name in
+# SLOW_FAULTS or SLOW_OPS is skipped in test-module and run, in every
+# package that has it, by its own target.
+SLOW_FAULTS := ^TestFaults$$
+SLOW_OPS    := ^(TestRedrive|TestResend.*|TestHistoryAndStatus|TestDrainEndToEnd)$$
+.PHONY: test-module test-slow-faults test-slow-ops
 test-module:
-	$(GO) test -count=1 -timeout 8m ./...
+	$(GO) test -count=1 -timeout 8m -skip '$(SLOW_FAULTS)|$(SLOW_OPS)' ./...
+test-slow-faults:
+	$(GO) test -count=1 -timeout 8m -run '$(SLOW_FAULTS)' ./cmd/reportmailer ./internal/awsproxy
+test-slow-ops:
+	$(GO) test -count=1 -timeout 8m -run '$(SLOW_OPS)' ./cmd/reportmailer ./worker/preflight
 
 # The key-rotation and KMS tests against kumo (CloudFront edge, KMS), in
 # a module of their own so that kumo's dependencies stay out of go.mod.
