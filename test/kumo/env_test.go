@@ -3,6 +3,8 @@ package kumo
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -26,7 +28,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/sivchari/kumo"
 
+	"github.com/reportmailer/reportmailer/templates"
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/iam"
+	"github.com/reportmailer/reportmailer/worker/mail"
+	"github.com/reportmailer/reportmailer/worker/queue"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
@@ -195,4 +201,56 @@ func (e *env) sent(t *testing.T) []sentEmail {
 func keyRecords(e *env, bucket string) (*store.KeyExpiries, *store.RingStore) {
 	return &store.KeyExpiries{Client: e.s3, Bucket: bucket, Prefix: "keys/"},
 		&store.RingStore{Client: e.s3, Bucket: bucket, Prefix: "keys/"}
+}
+
+// rsaStart is where a rotation test starts: a distribution over a
+// fresh reports bucket that trusts one RSA file key, A, and the ring's
+// state in a fresh state bucket.
+type rsaStart struct {
+	reports, state, idA, dist string
+	keyA                      *rsa.PrivateKey
+	expiries                  *store.KeyExpiries
+	ring                      *store.RingStore
+}
+
+func (e *env) rsaStart(t *testing.T) rsaStart {
+	t.Helper()
+	// kumo's state is the process's, so names differ per test.
+	s := rsaStart{reports: unique("reports"), state: unique("state")}
+	e.bucket(t, s.reports)
+	e.bucket(t, s.state)
+	var err error
+	if s.keyA, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		t.Fatal(err)
+	}
+	s.idA = e.publicKey(t, s.keyA.Public())
+	s.dist = e.distribution(t, s.reports, s.idA)
+	s.expiries, s.ring = keyRecords(e, s.state)
+	return s
+}
+
+// worker is a mode-each worker that reads queueURL (dead letters to
+// dlqURL) for reports under prefix in reports, signs with signer, sends
+// through kumo's SES and keeps its ledger in state.
+func (e *env) worker(t *testing.T, signer worker.Signer, reports, state, prefix, queueURL, dlqURL string) *worker.Worker {
+	t.Helper()
+	sets, err := templates.LoadSets("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Config{
+		Schedule: "on-demand", Mode: worker.ModeEach, WaitTime: time.Second, Bucket: reports, KeyPrefix: prefix,
+		From: "Reports <reports@example.com>",
+	}, worker.Deps{
+		Queue:     &queue.SQS{Client: e.sqs, URL: queueURL, DeadLetterURL: dlqURL, VisibilityTimeout: 30 * time.Second},
+		Objects:   &store.Objects{Client: e.s3},
+		Signer:    signer,
+		Templates: sets,
+		Mailer:    &mail.SES{Client: e.ses},
+		Ledger:    &store.Ledger{Client: e.s3, Bucket: state, Prefix: "ledger/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -13,13 +13,8 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/reportmailer/reportmailer/templates"
-	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/link"
-	"github.com/reportmailer/reportmailer/worker/mail"
-	"github.com/reportmailer/reportmailer/worker/queue"
 	"github.com/reportmailer/reportmailer/worker/rotate"
-	"github.com/reportmailer/reportmailer/worker/store"
 )
 
 var edgeLinkRE = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/kumo/cdn/[^\s<>"]+`)
@@ -59,24 +54,7 @@ func TestKMSKeyDelivery(t *testing.T) {
 	src := &rotate.Source{Keys: []rotate.ConfiguredKey{{ID: keyID, KMSKeyID: arn, Active: true}}, KMS: e.kms, State: ring}
 	signer := &link.CloudFront{Domain: e.edge(dist), Bucket: reports, Ring: &link.LoadedRing{Load: src.Load},
 		Hash: link.HashSHA256, TTL: time.Hour, Expiries: expiries}
-	sets, err := templates.LoadSets("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(worker.Config{
-		Schedule: "on-demand", Mode: worker.ModeEach, WaitTime: time.Second, Bucket: reports, KeyPrefix: prefix,
-		From: "Reports <reports@example.com>",
-	}, worker.Deps{
-		Queue:     &queue.SQS{Client: e.sqs, URL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(dlq.QueueUrl), VisibilityTimeout: 30 * time.Second},
-		Objects:   &store.Objects{Client: e.s3},
-		Signer:    signer,
-		Templates: sets,
-		Mailer:    &mail.SES{Client: e.ses},
-		Ledger:    &store.Ledger{Client: e.s3, Bucket: state, Prefix: "ledger/"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := e.worker(t, signer, reports, state, prefix, aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl))
 	body := `{"version":1,"type":"report.ready","id":"evt-kms-1",
 		"user":{"id":"u-ann","email":"ann@example.com","name":"Ann"},
 		"recipients":["bob@example.com"],

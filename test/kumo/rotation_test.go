@@ -3,8 +3,6 @@ package kumo
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"net/http"
@@ -62,17 +60,8 @@ func keyPairID(t *testing.T, signed string) string {
 func TestRotationAtTheEdge(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	// kumo's state is the process's, so names differ per test.
-	reports, state := unique("reports"), unique("state")
-	e.bucket(t, reports)
-	e.bucket(t, state)
-	keyA, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idA := e.publicKey(t, keyA.Public())
-	dist := e.distribution(t, reports, idA)
-	expiries, ring := keyRecords(e, state)
+	s := e.rsaStart(t)
+	reports, state, keyA, idA, dist, expiries, ring := s.reports, s.state, s.keyA, s.idA, s.dist, s.expiries, s.ring
 	first, err := e.cf.GetDistributionConfig(ctx, &cloudfront.GetDistributionConfigInput{Id: aws.String(dist)})
 	if err != nil {
 		t.Fatal(err)
@@ -224,16 +213,8 @@ func TestRotationAtTheEdge(t *testing.T) {
 func TestRotateResumes(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	reports, state := unique("reports"), unique("state")
-	e.bucket(t, reports)
-	e.bucket(t, state)
-	keyA, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idA := e.publicKey(t, keyA.Public())
-	dist := e.distribution(t, reports, idA)
-	expiries, ring := keyRecords(e, state)
+	s := e.rsaStart(t)
+	idA, dist, expiries, ring := s.idA, s.dist, s.expiries, s.ring
 
 	arn := e.kmsKey(t, kmstypes.KeySpecRsa2048)
 	uploaded := e.publicKey(t, kmsPublic(t, e, arn))

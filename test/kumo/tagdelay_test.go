@@ -2,8 +2,6 @@ package kumo
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"net/http"
 	"testing"
 	"time"
@@ -26,16 +24,8 @@ import (
 func TestRotateKMSTagDelay(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	reports, state := unique("reports"), unique("state")
-	e.bucket(t, reports)
-	e.bucket(t, state)
-	keyA, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idA := e.publicKey(t, keyA.Public())
-	dist := e.distribution(t, reports, idA)
-	expiries, ring := keyRecords(e, state)
+	s := e.rsaStart(t)
+	idA, dist, expiries, ring := s.idA, s.dist, s.expiries, s.ring
 
 	th := &throttler{next: http.DefaultTransport, code: "AccessDeniedException", target: "TrentService.GetPublicKey"}
 	client := kms.NewFromConfig(aws.Config{
