@@ -135,7 +135,8 @@ type Ledger interface {
 	Claim(ctx context.Context, req ClaimRequest) (Claim, error)
 	// Sending records, immediately before the email is handed to the
 	// mail service, that the claims' email is being sent as emailID:
-	// first an index of emailID's delivery keys, then each record. It
+	// first an index of emailID's delivery keys (none when emailID names
+	// its one delivery: [NewEmailID]), then each record. It
 	// updates each claim's Version. On an error the email must not be
 	// sent, and every claim should be released.
 	Sending(ctx context.Context, emailID string, claims []*Claim) error
@@ -163,6 +164,39 @@ func DeliveryKey(eventID, recipient string) string {
 // own record of the email (SES sending events) can settle its
 // deliveries.
 const EmailTag = "reportmailer-email"
+
+// NewEmailID returns the id of an email carrying the deliveries keys.
+// An email of exactly one delivery (every email of mode each) gets the
+// delivery key, a dash and a random id, so that SES's events for it,
+// which carry the id in the [EmailTag] tag, name its record without an
+// index to read, and the ledger writes none; any other gets a random
+// id, and the ledger indexes its deliveries under it.
+func NewEmailID(keys []string) string {
+	if len(keys) == 1 && isHexKey(keys[0]) {
+		return keys[0] + "-" + NewID()
+	}
+	return NewID()
+}
+
+// EmailDelivery returns the delivery key an email id made by
+// [NewEmailID] for a single delivery carries, and false for any other
+// id: those emails' deliveries are in the ledger's index.
+func EmailDelivery(emailID string) (string, bool) {
+	key, rest, ok := strings.Cut(emailID, "-")
+	if !ok || !isHexKey(key) || len(rest) != 32 {
+		return "", false
+	}
+	return key, true
+}
+
+// isHexKey reports whether k has the form of a [DeliveryKey].
+func isHexKey(k string) bool {
+	if len(k) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(k)
+	return err == nil
+}
 
 // NewID returns a random 128-bit id in hex: an email id, a claim token
 // or a run id.

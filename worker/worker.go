@@ -1165,15 +1165,16 @@ func (r *run) release(log *slog.Logger, cs []claim, err error, what string, code
 // is being sent immediately before it leaves (BeforeSend), and then
 // its result.
 func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
-	emailID := NewID()
-	email.Tags[EmailTag] = emailID
-	log = log.With("email_id", emailID)
 	handles := make([]*Claim, len(cs))
+	keys := make([]string, len(cs))
 	resend := false
 	for i, c := range cs {
-		handles[i] = c.c
+		handles[i], keys[i] = c.c, c.c.Key
 		resend = resend || c.c.TookOver == "sending"
 	}
+	emailID := NewEmailID(keys)
+	email.Tags[EmailTag] = emailID
+	log = log.With("email_id", emailID)
 	tr := &sendTrace{before: func(ctx context.Context) error {
 		return r.w.ledger.Sending(ctx, emailID, handles)
 	}}

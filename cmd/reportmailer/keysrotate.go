@@ -35,7 +35,7 @@ func (m *Main) rotator(ctx context.Context, c *config.Config, poll, timeout time
 		KMS:            kms.NewFromConfig(a.aws, kmsOptions),
 		Ring:           ringStore(c, a.s3),
 		Expiries:       keyExpiries(c, a.s3),
-		Emails:         &rotate.EmailIndex{Client: a.s3, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
+		Deliveries:     &rotate.DeliveryIndex{Client: a.s3, Bucket: c.Ledger.Bucket, Prefix: c.Ledger.Prefix},
 		DistributionID: cf.DistributionID,
 		ActiveKeyID:    active.ID,
 		MaxTTL:         c.Links.MaxTTL,

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/rotate"
@@ -103,12 +104,17 @@ func TestRotationAtTheEdge(t *testing.T) {
 	}
 	opens("before the rotation", map[string]int{before: http.StatusOK})
 
-	// Two emails in the ledger's index, sent while A signed.
-	e.put(t, state, "ledger/emails/e1.json", "{}")
-	e.put(t, state, "ledger/emails/e2.json", "{}")
+	// Two deliveries claimed while A signed, in the ledger's event index.
+	ledger := &store.Ledger{Client: e.s3, Bucket: state, Prefix: "ledger/"}
+	for _, ev := range []string{"e1", "e2"} {
+		d := worker.Delivery{EventID: ev, Recipient: "ana@example.com", Schedule: "daily"}
+		if c, err := ledger.Claim(ctx, worker.ClaimRequest{Key: worker.DeliveryKey(ev, d.Recipient), RunID: "run-1", Delivery: d}); err != nil || c.State != worker.Claimed {
+			t.Fatalf("claim %s: %+v, %v", ev, c, err)
+		}
+	}
 	clock := time.Now()
 	rot := &rotate.Rotator{CloudFront: e.cf, KMS: e.kms, Ring: ring, Expiries: expiries, DistributionID: dist,
-		Emails:      &rotate.EmailIndex{Client: e.s3, Bucket: state, Prefix: "ledger/"},
+		Deliveries:  &rotate.DeliveryIndex{Client: e.s3, Bucket: state, Prefix: "ledger/"},
 		ActiveKeyID: idA, MaxTTL: time.Hour, Poll: time.Millisecond, Now: func() time.Time { return clock }}
 	if _, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindKMSRSA, DryRun: true}); err != nil {
 		t.Fatalf("rotate -dry-run: %v", err)
@@ -151,8 +157,8 @@ func TestRotationAtTheEdge(t *testing.T) {
 	if !errors.Is(err, rotate.ErrTooEarly) || !strings.Contains(err.Error(), safe.UTC().Format(time.RFC3339)) {
 		t.Fatalf("retire before the safe date: %v, want a refusal naming %s", err, safe.UTC().Format(time.RFC3339))
 	}
-	if res.LiveEmails != 2 || !strings.Contains(err.Error(), "up to 2 emails") {
-		t.Errorf("the refusal counts %d emails (%v), want the 2 sent while A signed", res.LiveEmails, err)
+	if res.LiveDeliveries != 2 || !strings.Contains(err.Error(), "up to 2 deliveries") {
+		t.Errorf("the refusal counts %d deliveries (%v), want the 2 claimed while A signed", res.LiveDeliveries, err)
 	}
 	opens("after the refused retirement", map[string]int{before: http.StatusOK, during: http.StatusOK, after: http.StatusOK})
 

@@ -16,24 +16,25 @@ import (
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
-// EmailIndex is the ledger's index of sent emails (Prefix + "emails/",
-// one object per email, written as it is sent), listed to count the
-// emails whose links a key signed.
-type EmailIndex struct {
+// DeliveryIndex is the ledger's index of deliveries (Prefix + "events/",
+// an empty object per delivery of an event to one recipient, written as
+// it is claimed), listed to count the deliveries whose links a key
+// signed.
+type DeliveryIndex struct {
 	Client s3.ListObjectsV2APIClient
 	Bucket string
 	// Prefix is the ledger prefix.
 	Prefix string
 }
 
-// count returns how many emails were indexed in [from, to].
-func (e *EmailIndex) count(ctx context.Context, from, to time.Time) (int, error) {
+// count returns how many deliveries were indexed in [from, to].
+func (e *DeliveryIndex) count(ctx context.Context, from, to time.Time) (int, error) {
 	n := 0
-	p := s3.NewListObjectsV2Paginator(e.Client, &s3.ListObjectsV2Input{Bucket: &e.Bucket, Prefix: aws.String(e.Prefix + "emails/")})
+	p := s3.NewListObjectsV2Paginator(e.Client, &s3.ListObjectsV2Input{Bucket: &e.Bucket, Prefix: aws.String(e.Prefix + "events/")})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("ledger emails s3://%s/%semails/: %w", e.Bucket, e.Prefix, err)
+			return 0, fmt.Errorf("ledger event index s3://%s/%sevents/: %w", e.Bucket, e.Prefix, err)
 		}
 		for _, o := range page.Contents {
 			if t := aws.ToTime(o.LastModified); !t.Before(from) && !t.After(to) {
@@ -60,9 +61,10 @@ type RetireResult struct {
 	// SafeAfter is the key's safe-removal date: the latest expiry it
 	// signed (zero: it never signed).
 	SafeAfter time.Time
-	// LiveEmails is how many emails sent while the key signed may still
-	// have live links (-1 when not counted).
-	LiveEmails int
+	// LiveDeliveries is how many deliveries (an event to one recipient)
+	// made while the key signed may still have live links (-1 when not
+	// counted).
+	LiveDeliveries int
 	// Retired is set when the key was retired: the distribution no
 	// longer trusts it.
 	Retired bool
@@ -98,7 +100,7 @@ func (r *Rotator) activeAt(st store.RingState, t time.Time) (active string, acti
 // safe-removal date it refuses (an error wrapping ErrTooEarly) unless
 // Force. It never retires the key that signs now or one scheduled to.
 func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, error) {
-	res := RetireResult{LiveEmails: -1}
+	res := RetireResult{LiveDeliveries: -1}
 	if r.DistributionID == "" {
 		return res, errors.New("retire: no distribution id: set links.cloudfront.distribution_id")
 	}
@@ -119,13 +121,13 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 		return res, fmt.Errorf("retire: %w", err)
 	}
 	if now.Before(res.SafeAfter) {
-		live := "an unknown number of emails"
-		if r.Emails != nil {
+		live := "an unknown number of deliveries"
+		if r.Deliveries != nil {
 			first, err := r.Expiries.FirstUsed(ctx, o.KeyID)
 			if err != nil {
 				return res, fmt.Errorf("retire: %w", err)
 			}
-			// Emails sent while it signed whose links can still be alive.
+			// Deliveries made while it signed whose links can still be alive.
 			from := first
 			if r.MaxTTL > 0 && now.Add(-r.MaxTTL).After(from) {
 				from = now.Add(-r.MaxTTL)
@@ -140,16 +142,16 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 					to = k.ActivatesAt
 				}
 			}
-			if res.LiveEmails, err = r.Emails.count(ctx, from, to); err != nil {
+			if res.LiveDeliveries, err = r.Deliveries.count(ctx, from, to); err != nil {
 				return res, fmt.Errorf("retire: %w", err)
 			}
-			live = fmt.Sprintf("up to %d emails (those sent from %s to %s, while it signed)", res.LiveEmails, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+			live = fmt.Sprintf("up to %d deliveries (emails to one recipient, those claimed from %s to %s, while it signed)", res.LiveDeliveries, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 		}
 		if !o.Force {
 			return res, fmt.Errorf("retire: key %s: %w until %s; retiring it now would break the links of %s. Wait until then, or give -force",
 				o.KeyID, ErrTooEarly, res.SafeAfter.UTC().Format(time.RFC3339), live)
 		}
-		r.log().Warn("retire -force: retiring before the safe-removal date breaks live links", "key", o.KeyID, "safe_after", res.SafeAfter.UTC(), "emails", res.LiveEmails)
+		r.log().Warn("retire -force: retiring before the safe-removal date breaks live links", "key", o.KeyID, "safe_after", res.SafeAfter.UTC(), "deliveries", res.LiveDeliveries)
 	}
 	if o.DryRun {
 		r.log().Info("retire -dry-run: would stop the distribution trusting the key and delete its public key", "key", o.KeyID, "distribution", r.DistributionID)

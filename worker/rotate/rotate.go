@@ -112,9 +112,9 @@ type Rotator struct {
 	Ring *store.RingStore
 	// Expiries are the key-expiry records: the safe-removal dates.
 	Expiries *store.KeyExpiries
-	// Emails lists the emails sent, to count those a forced retirement
-	// breaks; optional.
-	Emails *EmailIndex
+	// Deliveries lists the deliveries made, to count those a forced
+	// retirement breaks; optional.
+	Deliveries *DeliveryIndex
 	// DistributionID is the distribution whose cache behaviours trust
 	// the keys. Required.
 	DistributionID string

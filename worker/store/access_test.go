@@ -198,11 +198,15 @@ func TestLedgerClaimAfterRelease(t *testing.T) {
 				t.Fatalf("holder's claim = %+v, %v", held, err)
 			}
 			// The holder releases its claim just after ours was refused:
-			// the first PutObject through the proxy is our losing create,
-			// and an After rule's Match runs once gofakes3 has answered
-			// it. It injects nothing.
+			// the first PutObject of the record through the proxy is our
+			// losing create (the event's index entry goes beside it), and
+			// an After rule's Match runs once gofakes3 has answered it.
+			// It injects nothing.
 			var once sync.Once
-			proxy.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Match: func(awsproxy.Call) bool {
+			proxy.Inject(awsproxy.Fault{Operation: "PutObject", After: true, Match: func(c awsproxy.Call) bool {
+				if c.Key != "ledger/"+key {
+					return false
+				}
 				once.Do(func() {
 					if err := holder.Release(ctx, &held); err != nil {
 						t.Error(err)

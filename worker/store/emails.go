@@ -47,11 +47,14 @@ func (l *Ledger) ReleaseEmail(ctx context.Context, emailID string) (int, error) 
 	return released, errors.Join(errs...)
 }
 
-// emailKeys returns the delivery keys the index of the email emailID
-// lists: none when there is no index (404), an error for a 403, since
-// without s3:ListBucket S3 cannot tell a missing index from a denied
-// one.
+// emailKeys returns the delivery keys of the email emailID: the one
+// its id names (worker.NewEmailID), or those its index lists: none when
+// there is no index (404), an error for a 403, since without
+// s3:ListBucket S3 cannot tell a missing index from a denied one.
 func (l *Ledger) emailKeys(ctx context.Context, emailID string) ([]string, error) {
+	if key, ok := worker.EmailDelivery(emailID); ok {
+		return []string{key}, nil
+	}
 	name := l.emailKey(emailID)
 	out, err := l.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &l.Bucket, Key: aws.String(name)})
 	if err != nil {

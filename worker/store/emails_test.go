@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/sesevents"
 	"github.com/reportmailer/reportmailer/worker/store"
@@ -59,5 +62,60 @@ func TestLedgerReleaseEmail(t *testing.T) {
 	again, err := l.Claim(ctx, claimReq(worker.DeliveryKey("e1", "ana@example.com")))
 	if err != nil || again.State != worker.Claimed {
 		t.Errorf("claim after release = %+v, %v; want Claimed", again, err)
+	}
+}
+
+// TestLedgerSingleDeliveryEmail: an email of one delivery (every email
+// of mode each) writes no index: its id names its record, so SES's
+// Send event settles it, and its Reject event releases it, from the id
+// alone. The event's index still lists the delivery.
+func TestLedgerSingleDeliveryEmail(t *testing.T) {
+	ctx := context.Background()
+	_, c := newFaulty(t)
+	l := quick(c)
+	for _, tc := range []struct {
+		name   string
+		event  string
+		settle func(emailID string) (int, error)
+		want   string
+	}{
+		{"send event", "e1", func(id string) (int, error) { return l.SettleEmail(ctx, id, "ses-1") }, "sent"},
+		{"reject event", "e2", func(id string) (int, error) { return l.ReleaseEmail(ctx, id) }, "released"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := worker.DeliveryKey(tc.event, "ana@example.com")
+			req := claimReq(key)
+			req.EventID = tc.event
+			cl, err := l.Claim(ctx, req)
+			if err != nil || cl.State != worker.Claimed {
+				t.Fatalf("claim: %+v, %v", cl, err)
+			}
+			emailID := worker.NewEmailID([]string{key})
+			if got, ok := worker.EmailDelivery(emailID); !ok || got != key {
+				t.Fatalf("EmailDelivery(%s) = %s, %v; want %s", emailID, got, ok, key)
+			}
+			if err := l.Sending(ctx, emailID, []*worker.Claim{&cl}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("state"), Key: aws.String("ledger/emails/" + emailID + ".json")}); err == nil {
+				t.Errorf("an email of one delivery wrote an index")
+			}
+			if n, err := tc.settle(emailID); err != nil || n != 1 {
+				t.Fatalf("settle by the id = %d, %v; want 1", n, err)
+			}
+			if got := readRecord(t, c, "ledger/"+key); got["state"] != tc.want || got["settled_by"] != "ses-event" {
+				t.Errorf("record = %v; want %s by the SES event", got, tc.want)
+			}
+			recs, err := l.EventDeliveries(ctx, tc.event)
+			if err != nil || len(recs) != 1 || recs[0].Recipient != "ana@example.com" {
+				t.Errorf("EventDeliveries(%s) = %+v, %v; want the one delivery", tc.event, recs, err)
+			}
+		})
+	}
+	// Ids of other emails name no delivery.
+	for _, id := range []string{worker.NewEmailID(nil), worker.NewEmailID([]string{"a", "b"}), "email-1", worker.NewID() + "-" + worker.NewID()} {
+		if key, ok := worker.EmailDelivery(id); ok {
+			t.Errorf("EmailDelivery(%s) = %s; want none", id, key)
+		}
 	}
 }

@@ -92,8 +92,9 @@ func (o *Objects) Head(ctx context.Context, bucket, key string) (worker.ObjectIn
 }
 
 // Ledger is a worker.Ledger that keeps one small JSON object per
-// delivery under Prefix in Bucket, and one per email under
-// Prefix+"emails/". Every change of a record is a conditional write (a
+// delivery under Prefix in Bucket, one per email of several deliveries
+// under Prefix+"emails/", and an empty one per delivery under its
+// event's prefix in Prefix+"events/". Every change of a record is a conditional write (a
 // new record with If-None-Match: *, any other with If-Match on the ETag
 // this claim last saw), which S3 makes atomic across every writer; so
 // the ledger holds across restarts and replicas. Each record names its
@@ -212,16 +213,25 @@ func (l *Ledger) eventPrefix(eventID string) string {
 	return l.Prefix + "events/" + hex.EncodeToString(h[:]) + "/"
 }
 
-// indexEvent adds delivery key to eventID's index. It is written after
-// the claim, and only for the ledger's tools: a claim whose index entry
-// is lost (a crash, an error) is still the claim, so errors are
-// ignored.
-func (l *Ledger) indexEvent(ctx context.Context, eventID, key string) {
+// indexEvent adds delivery key to eventID's index, in a goroutine of
+// its own, and returns a function that waits for it. Claim writes it
+// beside its first write of the record rather than after, so that it
+// adds no round trip to a delivery: the entry names the delivery, not
+// who holds it, so it is right whoever wins the claim (a claim that
+// fails leaves an entry that names no record, which EventDeliveries
+// skips). It is only for the ledger's tools: a claim whose entry is
+// lost (a crash, an error) is still the claim, so errors are ignored.
+func (l *Ledger) indexEvent(ctx context.Context, eventID, key string) (wait func()) {
 	if eventID == "" {
-		return
+		return func() {}
 	}
-	_, _ = l.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &l.Bucket, Key: aws.String(l.eventPrefix(eventID) + key),
-		Body: bytes.NewReader(nil)})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = l.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &l.Bucket, Key: aws.String(l.eventPrefix(eventID) + key),
+			Body: bytes.NewReader(nil)})
+	}()
+	return func() { <-done }
 }
 
 // ListAPI is the listing EventDeliveries needs; *s3.Client has it.
@@ -344,13 +354,11 @@ func (l *Ledger) Claim(ctx context.Context, req worker.ClaimRequest) (worker.Cla
 	fresh := record{State: stateClaimed, Owner: me, Delivery: req.Delivery, ClaimedAt: now}
 	c := worker.Claim{Key: req.Key, Record: l.uri(name), Delivery: req.Delivery, ClaimedAt: now, Owner: me}
 	ifMatch := "" // "": create; else take over the record with this ETag
+	defer l.indexEvent(ctx, req.EventID, req.Key)()
 	for attempt := 1; ; attempt++ {
 		etag, err := l.put(ctx, name, fresh, ifMatch)
 		if err == nil {
 			c.State, c.Version = worker.Claimed, etag
-			if ifMatch == "" {
-				l.indexEvent(ctx, req.EventID, req.Key)
-			}
 			return c, nil
 		}
 		if !lostRace(err) {
@@ -396,9 +404,29 @@ func (l *Ledger) Claim(ctx context.Context, req worker.ClaimRequest) (worker.Cla
 	}
 }
 
-// Sending writes the email's index, then moves each claim's record to
+// Sending writes the email's index, unless emailID names the email's
+// one delivery (worker.NewEmailID), then moves each claim's record to
 // "sending" with emailID, conditional on the claim's ETag.
 func (l *Ledger) Sending(ctx context.Context, emailID string, claims []*worker.Claim) error {
+	if key, ok := worker.EmailDelivery(emailID); !ok || len(claims) != 1 || claims[0].Key != key {
+		if err := l.indexEmail(ctx, emailID, claims); err != nil {
+			return err
+		}
+	}
+	for _, c := range claims {
+		r := claimRecord(c, stateSending)
+		r.EmailID, r.SendingAt, r.Attempts = emailID, time.Now().UTC(), c.Attempts+1
+		mine := func(s stored) bool { return s.State == stateSending && s.EmailID == emailID }
+		if err := l.change(ctx, c, r, mine); err != nil {
+			return fmt.Errorf("ledger sending %s: %w", c.Record, err)
+		}
+		c.EmailID, c.Attempts = emailID, r.Attempts
+	}
+	return nil
+}
+
+// indexEmail writes the index of the email emailID: its claims' keys.
+func (l *Ledger) indexEmail(ctx context.Context, emailID string, claims []*worker.Claim) error {
 	idx := emailIndex{EmailID: emailID, CreatedAt: time.Now().UTC()}
 	for _, c := range claims {
 		idx.Keys = append(idx.Keys, c.Key)
@@ -414,15 +442,6 @@ func (l *Ledger) Sending(ctx context.Context, emailID string, claims []*worker.C
 	})
 	if err != nil {
 		return fmt.Errorf("ledger email index %s: %w", name, err)
-	}
-	for _, c := range claims {
-		r := claimRecord(c, stateSending)
-		r.EmailID, r.SendingAt, r.Attempts = emailID, time.Now().UTC(), c.Attempts+1
-		mine := func(s stored) bool { return s.State == stateSending && s.EmailID == emailID }
-		if err := l.change(ctx, c, r, mine); err != nil {
-			return fmt.Errorf("ledger sending %s: %w", c.Record, err)
-		}
-		c.EmailID, c.Attempts = emailID, r.Attempts
 	}
 	return nil
 }
@@ -617,36 +636,23 @@ func (l *Ledger) read(ctx context.Context, name string) (stored, error) {
 }
 
 // SettleEmail records that SES accepted the email emailID as messageID,
-// from SES's own record of it (its sending events): each delivery the
-// email's index lists whose record is still "sending" (or "released")
-// with that email id is marked sent, conditional on its ETag. It
-// returns how many it marked; records already sent, or that moved on
-// to another email, are left as they are, so it may be called again
-// with the same event. An email without an index (404: not this
-// ledger's, or expired) settles nothing; a 403 is an error, since
-// without s3:ListBucket S3 cannot tell a missing index from a denied
-// one.
+// from SES's own record of it (its sending events): each delivery of
+// the email (the one its id names, or those its index lists) whose
+// record is still "sending" (or "released") with that email id is
+// marked sent, conditional on its ETag. It returns how many it marked;
+// records already sent, or that moved on to another email, are left as
+// they are, so it may be called again with the same event. An email
+// without an index (404: not this ledger's, or expired) settles
+// nothing; a 403 is an error, since without s3:ListBucket S3 cannot
+// tell a missing index from a denied one.
 func (l *Ledger) SettleEmail(ctx context.Context, emailID, messageID string) (int, error) {
-	name := l.emailKey(emailID)
-	out, err := l.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &l.Bucket, Key: aws.String(name)})
+	keys, err := l.emailKeys(ctx, emailID)
 	if err != nil {
-		if isNotFound(err) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("ledger email index %s: %w", name, err)
-	}
-	b, err := io.ReadAll(io.LimitReader(out.Body, 1<<20))
-	out.Body.Close()
-	if err != nil {
-		return 0, fmt.Errorf("ledger email index %s: %w", name, err)
-	}
-	var idx emailIndex
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return 0, worker.PermanentCode(worker.CodeLedgerUnreadable, fmt.Errorf("ledger email index %s: %w", name, err))
+		return 0, err
 	}
 	settled := 0
 	var errs []error
-	for _, key := range idx.Keys {
+	for _, key := range keys {
 		ok, err := l.settle(ctx, key, func(s stored) (record, bool) {
 			if s.EmailID != emailID || (s.State != stateSending && s.State != stateReleased) {
 				return record{}, false
