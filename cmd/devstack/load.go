@@ -32,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/internal/devstack"
 )
 
@@ -51,6 +52,9 @@ type loadOptions struct {
 	cpuProfile  string        // the worker's CPU profile
 	memProfile  string        // the worker's heap profile
 	tracePairs  int           // then time this many off/on pairs of tracing
+	// maxSendRate, when set, is the MaxSendRate the SES endpoint reports
+	// and enforces (429 above it in any second), to measure pacing.
+	maxSendRate float64
 }
 
 // loadReports is how many distinct report files the events link.
@@ -91,6 +95,9 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	if o.key != "rsa" && o.key != "ecdsa" {
 		return fmt.Errorf("-key %q: want rsa or ecdsa", o.key)
 	}
+	if o.maxSendRate > 0 && (o.baseline || o.python) {
+		return fmt.Errorf("-max-send-rate %g measures the worker's pacing, and the baseline and the recipe do not pace: give -baseline=false, without -python", o.maxSendRate)
+	}
 	if o.python && o.key != "rsa" {
 		return fmt.Errorf("-python with -key %s: the recipe signs as botocore's CloudFrontSigner does, RSA with SHA-1; use -key rsa", o.key)
 	}
@@ -102,8 +109,17 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	}
 	defer e.close()
 	// Real SES paces us to the account's MaxSendRate; here the quota is
-	// set high so the run measures the worker itself.
+	// set high so the run measures the worker itself, unless the run
+	// measures pacing.
 	e.stack.SetSendQuota(1e6, 1e9)
+	var limit *sendLimiter
+	var throttle *awsproxy.Rule
+	if o.maxSendRate > 0 {
+		e.stack.SetSendQuota(o.maxSendRate, 1e9)
+		limit = &sendLimiter{rate: o.maxSendRate}
+		throttle = e.proxies[2].Inject(awsproxy.Fault{Operation: "SendEmail", Status: 429, Code: "TooManyRequestsException",
+			Message: "Maximum sending rate exceeded.", Match: limit.over})
+	}
 	e.stack.KeepBodies(false)
 	if o.gomaxprocs > 0 {
 		e.runEnv = append(e.runEnv, fmt.Sprintf("GOMAXPROCS=%d", o.gomaxprocs))
@@ -113,7 +129,7 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	// With it, both the worker and the baseline go through them, each
 	// request delayed by the latency.
 	endpoints := map[string]string{"sqs": e.stack.SQSURL, "s3": e.stack.S3URL, "ses": e.stack.SESURL}
-	if o.latency > 0 {
+	if o.latency > 0 || limit != nil {
 		for _, p := range e.proxies {
 			p.SetLatency("", o.latency)
 		}
@@ -186,6 +202,11 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	worker.cpu = e.lastRun.UserTime() + e.lastRun.SystemTime()
 	worker.peakRSS = e.lastPeakRSS
 	fmt.Fprintf(&report, "reportmailer: %s, exit %d\n  %s\n", worker, code, strings.TrimSpace(summary))
+	if limit != nil {
+		limit.report(&report, throttle.Injected())
+		lost, twice := e.onceEach(evs)
+		fmt.Fprintf(&report, "  recipients with no email %d, with more than one %d\n", lost, twice)
+	}
 	if o.baseline {
 		fmt.Fprintf(&report, "ratio to the baseline: %.2f× events/s\n", worker.eventsPerSec()/base.eventsPerSec())
 	}
@@ -310,6 +331,28 @@ func enqueueAll(ctx context.Context, c *sqs.Client, queueURL string, evs []loadE
 	}
 	wg.Wait()
 	return at, errors.Join(errs...)
+}
+
+// onceEach counts the recipients of evs that SES accepted no email
+// for, and those it accepted more than one for.
+func (e *env) onceEach(evs []loadEvent) (lost, twice int) {
+	got := map[string]int{}
+	for _, m := range e.stack.Sent() {
+		for _, to := range m.To {
+			got[to]++
+		}
+	}
+	for _, ev := range evs {
+		for _, r := range ev.recipients {
+			switch n := got[r]; {
+			case n == 0:
+				lost++
+			case n > 1:
+				twice++
+			}
+		}
+	}
+	return lost, twice
 }
 
 // measure reads what SES accepted for evs.

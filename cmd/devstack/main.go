@@ -8,7 +8,7 @@
 //
 //	devstack demo  -reportmailer bin/reportmailer -out demo-out
 //	devstack serve -reportmailer bin/reportmailer -out demo-out
-//	devstack load  -reportmailer bin/reportmailer -out demo-out-load -events 500 [-latency 20ms -key rsa -gomaxprocs 1 -python]
+//	devstack load  -reportmailer bin/reportmailer -out demo-out-load -events 500 [-latency 20ms -key rsa -gomaxprocs 1 -python -max-send-rate 100]
 //	devstack digest -reportmailer bin/reportmailer -out demo-out-digest -events 100000 -users 5000
 package main
 
@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	python := fs.Bool("python", false, "load: also time the same job done in Python (boto3, jinja2; -key rsa only) on the same stack")
 	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file (and, with -traces, each pair's to cpu-traces-{off,on}-N.prof in -out)")
 	memProfile := fs.String("memprofile", "", "load: write reportmailer's heap profile to this file")
+	maxSendRate := fs.Float64("max-send-rate", 0, "load: the MaxSendRate the SES endpoint reports and enforces (429 above it in any second), to measure pacing; with -baseline=false")
 	traces := fs.Int("traces", 0, "load: then time this many alternated pairs of runs with tracing off and on (to a local OTLP receiver)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: devstack %s [flags]\n\n", cmd)
@@ -88,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = demo(ctx, *bin, *out, stdout, true)
 	case "load":
 		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
-			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces}, stdout)
+			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces, maxSendRate: *maxSendRate}, stdout)
 	case "digest":
 		if *users == 0 {
 			*users = max(1, *events/20)
