@@ -67,7 +67,7 @@ resource "aws_cloudfront_distribution" "reports" {
     for_each = aws_s3_bucket.logs
     content {
       bucket          = logging_config.value.bucket_domain_name
-      prefix          = "cloudfront/"
+      prefix          = local.access_logs_prefix
       include_cookies = false
     }
   }
