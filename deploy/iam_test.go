@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -39,16 +40,23 @@ func tfQueueARN(name string) string { return "arn:aws:sqs:" + tfRegion + ":" + t
 // one account and compares each, statement by statement (actions,
 // resources, conditions), with the policy the code declares (worker/iam):
 // the worker's role for drain, serve, keys and check -aws, and
-// operator_policy_json for dlq list, redrive, resend, history and status.
+// operator_policy_json for dlq list, redrive, resend, history, status,
+// keys rotate and keys retire, with downloads when the distribution logs
+// and revoke with link_revocation.
 func TestTerraformIAMPolicy(t *testing.T) {
 	m := loadModule(t, tfDir)
-	tests := []struct{ reportsPrefix, sesEvents string }{
-		{"reports/", "eventbridge"},
-		{"", "none"},
+	tests := []struct {
+		reportsPrefix, sesEvents string
+		// logs: cloudfront_log_bucket_name is set; revocation:
+		// link_revocation.
+		logs, revocation bool
+	}{
+		{"reports/", "eventbridge", true, true},
+		{"", "none", false, false},
 	}
 	for _, tt := range tests {
 		reportsPrefix := tt.reportsPrefix
-		t.Run("reports_prefix="+reportsPrefix+",ses_event_destination="+tt.sesEvents, func(t *testing.T) {
+		t.Run(fmt.Sprintf("reports_prefix=%s,ses_event_destination=%s,logs=%v,link_revocation=%v", reportsPrefix, tt.sesEvents, tt.logs, tt.revocation), func(t *testing.T) {
 			ledger := m.value(t, "ledger_prefix", cty.NilVal).AsString()
 			keys := m.value(t, "key_records_prefix", cty.NilVal).AsString()
 			schedules := []string{"on-demand", "daily"}
@@ -81,6 +89,19 @@ func TestTerraformIAMPolicy(t *testing.T) {
 				dlq[s] = cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal(tfQueueARN(tfName + "-" + s + "-dlq"))})
 			}
 			arn := func(a string) cty.Value { return cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal(a)}) }
+			// Resources with a count: a list of one, or none.
+			counted := func(on bool, a string) cty.Value {
+				if !on {
+					return cty.ListValEmpty(cty.Object(map[string]cty.Type{"arn": cty.String}))
+				}
+				return cty.ListVal([]cty.Value{arn(a)})
+			}
+			if tt.logs {
+				in.AccessLogsBucket, in.AccessLogsPrefix = "acme-logs", "cloudfront/"
+			}
+			if tt.revocation {
+				in.KeyValueStoreARN = "arn:aws:cloudfront::" + tfAccount + ":key-value-store/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+			}
 			ctx := &hcl.EvalContext{
 				Variables: map[string]cty.Value{
 					"var": cty.ObjectVal(map[string]cty.Value{
@@ -98,16 +119,18 @@ func TestTerraformIAMPolicy(t *testing.T) {
 					"aws_s3_bucket": cty.ObjectVal(map[string]cty.Value{
 						"reports": arn("arn:aws:s3:::" + in.ReportsBucket),
 						"state":   arn("arn:aws:s3:::" + in.StateBucket),
+						"logs":    counted(tt.logs, "arn:aws:s3:::"+in.AccessLogsBucket),
 					}),
-					"aws_sqs_queue":               cty.ObjectVal(map[string]cty.Value{"source": cty.MapVal(source), "dead_letter": cty.MapVal(dlq), "ses_events": sesEvents}),
-					"aws_sesv2_configuration_set": cty.ObjectVal(map[string]cty.Value{"this": arn(iam.SESARN(tfRegion, tfAccount, "configuration-set/"+tfName))}),
-					"aws_cloudfront_distribution": cty.ObjectVal(map[string]cty.Value{"reports": arn("arn:aws:cloudfront::" + tfAccount + ":distribution/" + tfDistID)}),
+					"aws_cloudfront_key_value_store": cty.ObjectVal(map[string]cty.Value{"revoked": counted(tt.revocation, in.KeyValueStoreARN)}),
+					"aws_sqs_queue":                  cty.ObjectVal(map[string]cty.Value{"source": cty.MapVal(source), "dead_letter": cty.MapVal(dlq), "ses_events": sesEvents}),
+					"aws_sesv2_configuration_set":    cty.ObjectVal(map[string]cty.Value{"this": arn(iam.SESARN(tfRegion, tfAccount, "configuration-set/"+tfName))}),
+					"aws_cloudfront_distribution":    cty.ObjectVal(map[string]cty.Value{"reports": arn("arn:aws:cloudfront::" + tfAccount + ":distribution/" + tfDistID)}),
 				},
 				Functions: map[string]function.Function{"lower": stdlib.LowerFunc, "split": stdlib.SplitFunc, "startswith": tfFunctions["startswith"]},
 			}
 			ctx.Variables["local"] = m.evalLocals(t, ctx)
 
-			for _, p := range tfPolicies {
+			for _, p := range tfPolicies(tt.logs, tt.revocation) {
 				if err := in.Check(p.cmds...); err != nil {
 					t.Fatal(err)
 				}
@@ -141,15 +164,29 @@ func TestTerraformIAMPolicy(t *testing.T) {
 	}
 }
 
-// tfPolicies are the module's policy documents and the commands each
+// tfPolicy is one of the module's policy documents and the commands it
 // must allow, exactly.
-var tfPolicies = []struct {
+type tfPolicy struct {
 	doc    string // data "aws_iam_policy_document" name
 	output string // the output that hands it out, "" for the worker's role
 	cmds   []iam.Command
-}{
-	{"worker", "", []iam.Command{iam.Drain, iam.Serve, iam.Keys, iam.Check}},
-	{"operator", "operator_policy_json", []iam.Command{iam.DLQList, iam.DLQDelete, iam.Redrive, iam.Resend, iam.History, iam.Status}},
+}
+
+// tfPolicies are the module's policies, with the access logs bucket
+// (logs) and link revocation on or off: the operator's policy allows
+// downloads and revoke only with what they read and write.
+func tfPolicies(logs, revocation bool) []tfPolicy {
+	operator := []iam.Command{iam.DLQList, iam.DLQDelete, iam.Redrive, iam.Resend, iam.History, iam.Status, iam.KeysRotate, iam.KeysRetire}
+	if logs {
+		operator = append(operator, iam.Downloads)
+	}
+	if revocation {
+		operator = append(operator, iam.Revoke)
+	}
+	return []tfPolicy{
+		{"worker", "", []iam.Command{iam.Drain, iam.Serve, iam.Keys, iam.Check}},
+		{"operator", "operator_policy_json", operator},
+	}
 }
 
 // evalLocals evaluates the module's locals that ctx can evaluate,

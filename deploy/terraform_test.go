@@ -6,6 +6,7 @@
 package deploy_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -724,4 +725,102 @@ func TestTerraformRevocation(t *testing.T) {
 	if !strings.Contains(out, `"key_value_store_arn" => s.arn`) || !strings.Contains(out, `"access_logs" =>`) {
 		t.Error("config_yaml does not give links.cloudfront.key_value_store_arn and access_logs")
 	}
+}
+
+// TestTerraformLeavesRotationAlone: `reportmailer keys rotate` and
+// `keys retire` set the trusted key groups of the distribution's
+// behaviours outside Terraform, so the distribution ignores changes to
+// each behaviour's trusted_key_groups, and to nothing more: the next
+// apply must neither put the module's key group back (breaking the
+// rotated-in key's links) nor stop managing the rest of the behaviour.
+func TestTerraformLeavesRotationAlone(t *testing.T) {
+	m := loadModule(t, tfDir)
+	d := m.resources["aws_cloudfront_distribution.reports"]
+	if d == nil {
+		t.Fatal("no aws_cloudfront_distribution.reports")
+	}
+	// What rotate owns: trusted_key_groups of every behaviour that sets it.
+	var want []string
+	ordered := 0
+	for _, b := range d.Body.Blocks {
+		var path string
+		switch b.Type {
+		case "default_cache_behavior":
+			path = "default_cache_behavior[0]"
+		case "ordered_cache_behavior":
+			path = fmt.Sprintf("ordered_cache_behavior[%d]", ordered)
+			ordered++
+		case "dynamic":
+			if b.Labels[0] == "ordered_cache_behavior" || b.Labels[0] == "default_cache_behavior" {
+				t.Fatalf("%s: a dynamic %s: its index is unknown, so ignore_changes cannot name it", b.DefRange(), b.Labels[0])
+			}
+			continue
+		default:
+			continue
+		}
+		if _, ok := b.Body.Attributes["trusted_key_groups"]; ok {
+			want = append(want, path+".trusted_key_groups")
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("no behaviour of the distribution trusts a key group")
+	}
+
+	var got []string
+	for _, b := range d.Body.Blocks {
+		if b.Type != "lifecycle" {
+			continue
+		}
+		a, ok := b.Body.Attributes["ignore_changes"]
+		if !ok {
+			continue
+		}
+		tuple, ok := a.Expr.(*hclsyntax.TupleConsExpr)
+		if !ok {
+			t.Fatalf("%s: ignore_changes is %s, not a list of attributes", a.SrcRange, m.text(a.Expr))
+		}
+		for _, e := range tuple.Exprs {
+			tr, diags := hcl.AbsTraversalForExpr(e)
+			if diags.HasErrors() {
+				t.Fatalf("%s: %s", e.Range(), diags.Error())
+			}
+			got = append(got, traversalString(tr))
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the distribution ignores changes to %q; want exactly %q, which keys rotate and keys retire set", got, want)
+	}
+	// The comment says why, and the runbook tells the operator.
+	if text := m.rangeText(d.Body.SrcRange); !strings.Contains(text, "keys rotate") {
+		t.Error("the distribution's ignore_changes has no comment naming keys rotate")
+	}
+	ops, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ops), "ignore_changes") || !strings.Contains(string(ops), "default_cache_behavior[0].trusted_key_groups") {
+		t.Error("docs/operations.md does not say that the module leaves the trusted key groups to keys rotate")
+	}
+}
+
+// traversalString writes a traversal as Terraform does: a.b[0].c.
+func traversalString(tr hcl.Traversal) string {
+	var b strings.Builder
+	for _, s := range tr {
+		switch s := s.(type) {
+		case hcl.TraverseRoot:
+			b.WriteString(s.Name)
+		case hcl.TraverseAttr:
+			b.WriteString("." + s.Name)
+		case hcl.TraverseIndex:
+			if s.Key.Type() == cty.Number {
+				b.WriteString("[" + s.Key.AsBigFloat().Text('f', 0) + "]")
+			} else {
+				b.WriteString(fmt.Sprintf("[%q]", s.Key.AsString()))
+			}
+		}
+	}
+	return b.String()
 }

@@ -94,97 +94,65 @@ func (m *Main) keys(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	activeNow := ringActive(cf, ring, now)
+	loaded := map[string]crypto.Signer{}
+	for _, k := range keys {
+		loaded[k.ID] = k.Signer
+	}
 
 	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY ID\tALGORITHM\tFINGERPRINT\tACTIVE\tSAFE TO REMOVE FROM CLOUDFRONT AFTER")
-	configured := map[string]bool{}
-	row := func(id string, signer crypto.Signer, scheduled time.Time) error {
+	listed := map[string]bool{}
+	for _, k := range ringKeys(cf, ring, now) {
+		listed[k.ID] = true
+		active := map[string]string{keyActive: "yes", keyScheduled: "from " + k.ActivatesAt.UTC().Format(time.RFC3339), keyRetiring: "no", keyRetired: "retired"}[k.State]
+		if k.State == keyRetired {
+			// By its public key id only: its private key (a KMS key
+			// pending deletion, a file removed) need not exist any more.
+			fmt.Fprintf(tw, "%s\t-\t-\t%s\t%s\n", k.ID, active, k.retiredSays())
+			continue
+		}
+		signer := loaded[k.ID]
 		if signer == nil {
-			return fmt.Errorf("key %s: no private key", id)
+			sk, _ := ring.Key(k.ID)
+			if signer, err = src.Signer(ctx, k.ID, sk.KMSKeyID, sk.PrivateKeyFile); err != nil {
+				if k.Configured {
+					return err
+				}
+				// A key file on the workers' disks, not this one: still list it.
+				fmt.Fprintf(m.Stderr, "warning: %v\n", err)
+				fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\n", k.ID, active)
+				continue
+			}
 		}
 		alg, err := link.KeyAlgorithm(signer)
 		if err != nil {
-			return fmt.Errorf("key %s: %w", id, err)
+			return fmt.Errorf("key %s: %w", k.ID, err)
 		}
 		fp, err := link.Fingerprint(signer)
 		if err != nil {
-			return fmt.Errorf("key %s: %w", id, err)
+			return fmt.Errorf("key %s: %w", k.ID, err)
 		}
 		if _, ok := signer.(*link.KMSSigner); ok {
 			alg += " (KMS)"
 		}
-		latest, err := log.Latest(ctx, id)
+		latest, err := log.Latest(ctx, k.ID)
 		if err != nil {
 			return fmt.Errorf("keys: %w", err)
 		}
-		active := "no"
-		switch {
-		case id == activeNow:
-			active = "yes"
-		case ring.IsRetired(id):
-			active = "retired"
-		case scheduled.After(now):
-			active = "from " + scheduled.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, alg, fp, active, removalDate(latest, id == activeNow || scheduled.After(now), now))
-		return nil
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, alg, fp, active, removalDate(latest, k.State == keyActive || k.State == keyScheduled, now))
 	}
-	for _, k := range keys {
-		configured[k.ID] = true
-		signer := k.Signer
-		if signer == nil {
-			if signer, err = src.Signer(ctx, k.ID, k.KMSKeyID, ""); err != nil {
-				return err
-			}
-		}
-		var scheduled time.Time
-		if sk, ok := ring.Key(k.ID); ok {
-			scheduled = sk.ActivatesAt
-		}
-		if err := row(k.ID, signer, scheduled); err != nil {
-			return err
-		}
-	}
-	for _, k := range ring.Keys {
-		if configured[k.ID] {
-			continue
-		}
-		configured[k.ID] = true
-		signer, err := src.Signer(ctx, k.ID, k.KMSKeyID, k.PrivateKeyFile)
-		if err != nil {
-			// A key file on the workers' disks, not this one: still list it.
-			fmt.Fprintf(m.Stderr, "warning: %v\n", err)
-			active := "no"
-			switch {
-			case k.ID == activeNow:
-				active = "yes"
-			case k.ActivatesAt.After(now):
-				active = "from " + k.ActivatesAt.UTC().Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\n", k.ID, active)
-			continue
-		}
-		if err := row(k.ID, signer, k.ActivatesAt); err != nil {
-			return err
-		}
-	}
-	// Keys that signed links but have left the config still matter:
-	// their public keys must stay in CloudFront until these dates.
+	// Keys that signed links but have left the config and the ring still
+	// matter: their public keys must stay in CloudFront until these dates.
 	recorded, listErr := log.List(ctx)
 	var gone []string
 	for id := range recorded {
-		if !configured[id] {
+		if !listed[id] {
 			gone = append(gone, id)
 		}
 	}
 	slices.Sort(gone)
 	for _, id := range gone {
-		state := "not in config"
-		if ring.IsRetired(id) {
-			state = "retired"
-		}
-		fmt.Fprintf(tw, "%s\t-\t-\t%s\t%s\n", id, state, removalDate(recorded[id], false, now))
+		fmt.Fprintf(tw, "%s\t-\t-\tnot in config\t%s\n", id, removalDate(recorded[id], false, now))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -244,4 +212,78 @@ func ringActive(cf *config.CloudFront, st store.RingState, now time.Time) string
 		}
 	}
 	return id
+}
+
+// The states of a key of the ring, as keys, status and the metrics
+// tell them.
+const (
+	keyActive    = "active"    // signs the links made now
+	keyScheduled = "scheduled" // signs from its activation time
+	keyRetiring  = "retiring"  // trusted, but signs no more (or not yet): retire it after its safe-removal date
+	keyRetired   = "retired"   // no longer trusted by the distribution
+)
+
+// ringKey is a key the key ring knows, by its CloudFront public key id
+// alone: nothing here is private.
+type ringKey struct {
+	ID    string
+	State string
+	// Configured is set for a key of links.cloudfront.
+	Configured bool
+	// ActivatesAt is when a key the ring's state schedules signs from.
+	ActivatesAt time.Time
+	// RetiredAt and Forced are a retired key's (store.RetiredKey).
+	RetiredAt time.Time
+	Forced    bool
+}
+
+// ringKeys lists every key the ring knows at now: the configured keys
+// in their order, then the keys the ring's state schedules (rotated in
+// by `keys rotate`), then the retired ones, each once.
+func ringKeys(cf *config.CloudFront, st store.RingState, now time.Time) []ringKey {
+	active := ringActive(cf, st, now)
+	var out []ringKey
+	seen := map[string]bool{}
+	add := func(id string, configured bool) {
+		if seen[id] {
+			return
+		}
+		seen[id] = true
+		k := ringKey{ID: id, Configured: configured}
+		if sk, ok := st.Key(id); ok {
+			k.ActivatesAt = sk.ActivatesAt
+		}
+		switch {
+		case st.IsRetired(id):
+			k.State = keyRetired
+			i := slices.IndexFunc(st.Retired, func(r store.RetiredKey) bool { return r.ID == id })
+			k.RetiredAt, k.Forced = st.Retired[i].RetiredAt, st.Retired[i].Forced
+		case id == active:
+			k.State = keyActive
+		case k.ActivatesAt.After(now):
+			k.State = keyScheduled
+		default:
+			k.State = keyRetiring
+		}
+		out = append(out, k)
+	}
+	for _, k := range cf.SigningKeys() {
+		add(k.ID, true)
+	}
+	for _, k := range st.Keys {
+		add(k.ID, false)
+	}
+	for _, k := range st.Retired {
+		add(k.ID, false)
+	}
+	return out
+}
+
+// retiredSays is what keys and status say of a retired key.
+func (k ringKey) retiredSays() string {
+	s := "retired " + k.RetiredAt.UTC().Format(time.RFC3339)
+	if k.Forced {
+		s += " (forced, before its safe-removal date)"
+	}
+	return s
 }

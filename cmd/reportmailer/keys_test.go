@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +21,16 @@ import (
 	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/link"
+	"github.com/reportmailer/reportmailer/worker/metrics"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
 // TestKeys signs links as the worker does, then runs "reportmailer keys"
 // against the same S3 (gofakes3, found through AWS_ENDPOINT_URL_S3 as
 // in production, behind a proxy enforcing the policy declared for keys)
-// and checks the safe-removal dates it reads back, through a rotation.
+// and checks the safe-removal dates it reads back, through a rotation;
+// then, with a key ring's state holding rotated-in, scheduled and
+// retired keys, what keys, status and the key metrics show of each.
 func TestKeys(t *testing.T) {
 	ctx := context.Background()
 	s3URL, s3c := s3test.Start(t, "state")
@@ -33,9 +40,14 @@ func TestKeys(t *testing.T) {
 			t.Errorf("under the policy declared for keys, %s was denied %s on %s (missing key: %v)", d.Operation, d.Action, d.Resource, d.MissingKey)
 		}
 	})
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	t.Cleanup(refuse.Close)
 	for k, v := range map[string]string{
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
 		"AWS_ENDPOINT_URL_S3": proxy.URL, "AWS_EC2_METADATA_DISABLED": "true",
+		// status reads queues and SES too; an endpoint that refuses each
+		// call at once stands in for both, and status shows the errors.
+		"AWS_ENDPOINT_URL_SQS": refuse.URL, "AWS_ENDPOINT_URL_SESV2": refuse.URL,
 		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull, "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
 		"REPORTMAILER_CONFIG": "",
 	} {
@@ -153,6 +165,150 @@ schedules: [{name: d, queue_url: "http://127.0.0.1:9/000000000000/q", dead_lette
 	check(rows, "KRETIRED00001", "-", "-", "not in config", rfc(past)+" (passed: safe now)")
 	if len(rows) != 3 {
 		t.Errorf("rows = %v", rows)
+	}
+
+	// The key ring's state, as keys rotate and keys retire leave it: a
+	// key rotated in that signs now (a key file the state names, not the
+	// config), one scheduled whose file is on the workers' disks only,
+	// and two retired keys, one forced. keys, status and the metrics
+	// show every one, by public key id, with its state.
+	now := time.Now()
+	retiredAt := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	ring := &store.RingStore{Client: s3c, Bucket: "state", Prefix: "rm/keys/"}
+	if _, err := ring.Save(ctx, store.RingState{
+		Keys: []store.RingStateKey{
+			{ID: "KROTATEDIN001", ActivatesAt: now.Add(-time.Hour), PrivateKeyFile: rk.private, AddedAt: now.Add(-2 * time.Hour)},
+			{ID: "KSCHEDULED001", ActivatesAt: now.Add(time.Hour), PrivateKeyFile: filepath.Join(dir, "on-the-workers.pem"), AddedAt: now},
+		},
+		Retired: []store.RetiredKey{{ID: "KRETIRED00001", RetiredAt: retiredAt}, {ID: "KRETIRED00002", RetiredAt: retiredAt, Forced: true}},
+	}, ""); err != nil {
+		t.Fatal(err)
+	}
+	rotatedExp := now.Add(48 * time.Hour).Truncate(time.Second)
+	if err := gone.Extend(ctx, "KROTATEDIN001", rotatedExp); err != nil {
+		t.Fatal(err)
+	}
+	rows = keysTable()
+	check(rows, "KROTATEDIN001", "RSA-2048", fp(rk), "yes", rfc(rotatedExp)+" (still signing)")
+	check(rows, ek.id, "ECDSA-P256", fp(ek), "no", rfc(exp2.Add(link.RecordAhead)))
+	check(rows, rk.id, "RSA-2048", fp(rk), "no", rfc(exp.Add(link.RecordAhead)))
+	check(rows, "KSCHEDULED001", "-", "-", "from "+rfc(now.Add(time.Hour)), "-")
+	check(rows, "KRETIRED00001", "-", "-", "retired", "retired "+rfc(retiredAt))
+	check(rows, "KRETIRED00002", "-", "-", "retired", "retired "+rfc(retiredAt)+" (forced, before its safe-removal date)")
+	if len(rows) != 6 {
+		t.Errorf("rows = %v", rows)
+	}
+
+	// status, under the policy declared for it.
+	policy = leastPrivilege(t, cfgPath, iam.Status)
+	proxy.SetPolicy(&policy)
+	code, out, errOut := run(t, "status", "-config", cfgPath, "-json")
+	if code != ExitOK {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	var st status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out)
+	}
+	if st.KeyRingError != "" {
+		t.Errorf("status: key ring error %q", st.KeyRingError)
+	}
+	var got []string
+	for _, k := range st.Keys {
+		got = append(got, fmt.Sprintf("%s %s active=%v", k.ID, k.State, k.Active))
+	}
+	want := []string{
+		rk.id + " retiring active=false", ek.id + " retiring active=false", "KROTATEDIN001 active active=true",
+		"KSCHEDULED001 scheduled active=false", "KRETIRED00001 retired active=false", "KRETIRED00002 retired active=false",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("status keys:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if strings.Contains(strings.ToLower(out), "private") || strings.Contains(out, "on-the-workers.pem") || strings.Contains(out, rk.private) {
+		t.Errorf("status -json shows where a private key is:\n%s", out)
+	}
+	code, out, errOut = run(t, "status", "-config", cfgPath)
+	for _, want := range []string{
+		"key KROTATEDIN001 (active): ",
+		"key KSCHEDULED001 (scheduled from " + rfc(now.Add(time.Hour)) + "): ",
+		"key " + ek.id + " (retiring): ",
+		"key KRETIRED00002 (retired): retired " + rfc(retiredAt) + " (forced",
+	} {
+		if code != ExitOK || !strings.Contains(out, want) {
+			t.Errorf("status: exit %d, no %q:\n%s%s", code, want, out, errOut)
+		}
+	}
+
+	// The metrics: a series per key that is not retired and signed
+	// something, active="true" for the key the ring signs with now; a
+	// key retired since the last read loses its series.
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &app{cfg: c, s3: s3c, logger: slog.New(slog.DiscardHandler), obs: &observability{metrics: metrics.New()}}
+	a.obs.metrics.Key("KRETIRED00001", false, past)
+	a.keyGauges(ctx)
+	rec := httptest.NewRecorder()
+	a.obs.metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	var series []string
+	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
+		if name, labels, ok := strings.Cut(line, "{"); ok && name == "reportmailer_key_safe_removal_timestamp_seconds" {
+			series = append(series, strings.Fields(labels)[0])
+		}
+	}
+	slices.Sort(series)
+	wantSeries := []string{
+		`active="false",key_id="` + ek.id + `"}`, `active="false",key_id="` + rk.id + `"}`, `active="true",key_id="KROTATEDIN001"}`,
+	}
+	slices.Sort(wantSeries)
+	if !slices.Equal(series, wantSeries) {
+		t.Errorf("key series:\n%s\nwant\n%s", strings.Join(series, "\n"), strings.Join(wantSeries, "\n"))
+	}
+}
+
+// TestRingKeys: the key ring's keys and their states, from the config
+// and the ring's state.
+func TestRingKeys(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cf := &config.CloudFront{Keys: []config.CloudFrontKey{{ID: "KA", Active: true}, {ID: "KB"}}}
+	retired := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		st   store.RingState
+		want []string
+	}{
+		{"config alone", store.RingState{}, []string{"KA active", "KB retiring"}},
+		{"a rotation scheduled", store.RingState{Keys: []store.RingStateKey{{ID: "KC", ActivatesAt: now.Add(time.Minute)}}},
+			[]string{"KA active", "KB retiring", "KC scheduled"}},
+		{"a rotation done", store.RingState{Keys: []store.RingStateKey{{ID: "KC", ActivatesAt: now.Add(-time.Minute)}}},
+			[]string{"KA retiring", "KB retiring", "KC active"}},
+		{"two rotations, the later pending", store.RingState{Keys: []store.RingStateKey{
+			{ID: "KC", ActivatesAt: now.Add(-time.Hour)}, {ID: "KD", ActivatesAt: now.Add(time.Hour)}}},
+			[]string{"KA retiring", "KB retiring", "KC active", "KD scheduled"}},
+		{"the configured key retired", store.RingState{
+			Keys:    []store.RingStateKey{{ID: "KC", ActivatesAt: now.Add(-time.Hour)}},
+			Retired: []store.RetiredKey{{ID: "KA", RetiredAt: retired}, {ID: "KOLD", RetiredAt: retired, Forced: true}}},
+			[]string{"KA retired", "KB retiring", "KC active", "KOLD retired"}},
+		{"a configured key scheduled by the state", store.RingState{Keys: []store.RingStateKey{{ID: "KB", ActivatesAt: now.Add(time.Hour)}}},
+			[]string{"KA active", "KB scheduled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, k := range ringKeys(cf, tt.st, now) {
+				got = append(got, k.ID+" "+k.State)
+				if k.State == keyRetired && k.RetiredAt != retired {
+					t.Errorf("%s: retired at %s, want %s", k.ID, k.RetiredAt, retired)
+				}
+				if k.Configured != (k.ID == "KA" || k.ID == "KB") {
+					t.Errorf("%s: configured = %v", k.ID, k.Configured)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ringKeys = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 

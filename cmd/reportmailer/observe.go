@@ -331,8 +331,13 @@ func (a *app) queueDepth(ctx context.Context, schedule, role, url string) error 
 	return nil
 }
 
-// keyGauges reads each configured CloudFront key's latest link expiry
-// into the metrics.
+// keyGauges reads into the metrics the latest link expiry of each key
+// the key ring knows: the configured keys and those `keys rotate`
+// scheduled, active=true for the one that signs now. A retired key
+// loses its series: the distribution no longer trusts it, so there is
+// nothing left to remove. Without the ring's state (unreadable), the
+// configured keys alone are read, and the configured active key is
+// taken for the signing one.
 func (a *app) keyGauges(ctx context.Context) {
 	cf := a.cfg.Links.CloudFront
 	if cf == nil {
@@ -340,14 +345,21 @@ func (a *app) keyGauges(ctx context.Context) {
 	}
 	a.obs.metrics.LinksTTL(a.cfg.Links.TTL)
 	log := keyExpiries(a.cfg, a.s3)
-	active, _ := cf.ActiveKey()
-	for _, k := range cf.SigningKeys() {
+	ring, _, err := ringStore(a.cfg, a.s3).Load(ctx)
+	if err != nil {
+		a.logger.Warn("metrics: key removal dates: the key ring's state cannot be read, so only the configured keys are read", "err", err)
+	}
+	for _, k := range ringKeys(cf, ring, time.Now()) {
+		if k.State == keyRetired {
+			a.obs.metrics.Key(k.ID, false, time.Time{})
+			continue
+		}
 		latest, err := log.Latest(ctx, k.ID)
 		if err != nil {
 			a.logger.Warn("metrics: key removal date", "key_id", k.ID, "err", err)
 			continue
 		}
-		a.obs.metrics.Key(k.ID, k.ID == active.ID, latest)
+		a.obs.metrics.Key(k.ID, k.State == keyActive, latest)
 	}
 }
 

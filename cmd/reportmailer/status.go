@@ -53,6 +53,14 @@ type sesStatus struct {
 type keyStatus struct {
 	ID     string `json:"id"`
 	Active bool   `json:"active"`
+	// State is active, scheduled, retiring or retired: the key ring's
+	// view, which counts the keys `keys rotate` scheduled and `keys
+	// retire` retired as well as the configured ones.
+	State string `json:"state"`
+	// ActivatesAt is when a scheduled key starts signing; RetiredAt when
+	// a retired one was retired.
+	ActivatesAt time.Time `json:"activates_at,omitzero"`
+	RetiredAt   time.Time `json:"retired_at,omitzero"`
 	// SafeToRemove is when its public key may leave CloudFront: the
 	// latest expiry of a link it signed.
 	SafeToRemove time.Time `json:"safe_to_remove_after,omitzero"`
@@ -67,6 +75,9 @@ type status struct {
 	Schedules []scheduleStatus `json:"schedules"`
 	SES       sesStatus        `json:"ses"`
 	Keys      []keyStatus      `json:"keys"`
+	// KeyRingError says why the key ring's state could not be read:
+	// Keys then holds the configured keys alone.
+	KeyRingError string `json:"key_ring_error,omitempty"`
 }
 
 const statusSynopsis = `status -config FILE [-json]
@@ -76,8 +87,11 @@ is paused) and its last run from the run history; how many messages its
 queue and dead-letter queue hold (visible, in flight, delayed), and for
 a digest how many events wait in its pending store; the SES
 sending quota, what was sent in the last 24 hours, and whether the
-account is in the sandbox; and each CloudFront signing key with the
-date after which its public key may be removed (see "reportmailer keys").
+account is in the sandbox; and each CloudFront signing key the key
+ring knows (configured, or scheduled and retired by "keys rotate" and
+"keys retire"), by public key id, with its state (active, scheduled,
+retiring, retired) and the date after which its public key may be
+removed (see "reportmailer keys").
 Nothing it reads stops it: what cannot be read is shown as an error.`
 
 func (m *Main) status(ctx context.Context, args []string) error {
@@ -137,9 +151,19 @@ func (m *Main) status(ctx context.Context, args []string) error {
 	}
 	if cf := c.Links.CloudFront; cf != nil {
 		log := keyExpiries(c, cl.s3)
-		for _, k := range cf.SigningKeys() {
+		ring, _, err := ringStore(c, cl.s3).Load(ctx)
+		if err != nil {
+			st.KeyRingError = err.Error()
+		}
+		for _, k := range ringKeys(cf, ring, now) {
+			ks := keyStatus{ID: k.ID, Active: k.State == keyActive, State: k.State, ActivatesAt: k.ActivatesAt, RetiredAt: k.RetiredAt}
+			if k.State == keyRetired {
+				ks.Says = k.retiredSays()
+				st.Keys = append(st.Keys, ks)
+				continue
+			}
 			latest, err := log.Latest(ctx, k.ID)
-			ks := keyStatus{ID: k.ID, Active: k.Active, SafeToRemove: latest, Says: removalDate(latest, k.Active, now)}
+			ks.SafeToRemove, ks.Says = latest, removalDate(latest, k.State == keyActive || k.State == keyScheduled, now)
 			if err != nil {
 				ks.Says = "cannot read its record: " + err.Error()
 			} else if first, err := log.FirstUsed(ctx, k.ID); err == nil && !first.IsZero() {
@@ -193,16 +217,23 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(m.Stdout, "SES: quota %.0f per 24h, %.0f sent in the last 24h, %.0f per second; %s; %s\n",
 			st.SES.Max24Hour, st.SES.SentLast24Hours, st.SES.MaxSendRate, sandbox, sending)
 	}
+	if st.KeyRingError != "" {
+		fmt.Fprintf(m.Stdout, "key ring: cannot read its state, so only the configured keys are shown: %s\n", st.KeyRingError)
+	}
 	for _, k := range st.Keys {
-		active := ""
-		if k.Active {
-			active = " (active)"
+		state := k.State
+		if k.State == keyScheduled {
+			state += " from " + k.ActivatesAt.UTC().Format(time.RFC3339)
+		}
+		if k.State == keyRetired {
+			fmt.Fprintf(m.Stdout, "key %s (%s): %s\n", k.ID, state, k.Says)
+			continue
 		}
 		age := "age unknown (no first use recorded)"
 		if !k.FirstUsed.IsZero() {
 			age = "signing since " + k.FirstUsed.Format(time.RFC3339) + " (" + k.Age.String() + ")"
 		}
-		fmt.Fprintf(m.Stdout, "key %s%s: %s; safe to remove from CloudFront after %s\n", k.ID, active, age, k.Says)
+		fmt.Fprintf(m.Stdout, "key %s (%s): %s; safe to remove from CloudFront after %s\n", k.ID, state, age, k.Says)
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ resource "aws_cloudfront_distribution" "reports" {
     for_each = aws_s3_bucket.logs
     content {
       bucket          = logging_config.value.bucket_domain_name
-      prefix          = "cloudfront/"
+      prefix          = local.access_logs_prefix
       include_cookies = false
     }
   }
@@ -85,4 +85,15 @@ resource "aws_cloudfront_distribution" "reports" {
   tags = var.tags
 
   depends_on = [aws_s3_bucket_ownership_controls.logs]
+
+  lifecycle {
+    # Terraform sets the module's key group at creation; after that the
+    # trusted key groups are `reportmailer keys rotate`'s and `keys
+    # retire`'s: each replaces them (UpdateDistribution) with a key group
+    # of its own holding the old keys and the new one. Without this, the
+    # next apply would put the module's group back, whose keys do not
+    # include the rotated-in one, and every link signed since would stop
+    # opening. docs/operations.md, "Rotating a signing key".
+    ignore_changes = [default_cache_behavior[0].trusted_key_groups]
+  }
 }

@@ -31,6 +31,10 @@ locals {
 
   sender_domain = lower(split("@", var.sender_address)[1])
 
+  # Where the distribution's standard logs go in the log bucket: the
+  # config's links.cloudfront.access_logs.prefix, which downloads reads.
+  access_logs_prefix = "cloudfront/"
+
   # Schedules whose queue receives the reports bucket's notifications.
   notified = { for k, s in var.schedules : k => s if s.s3_notification != null }
 }

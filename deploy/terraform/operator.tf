@@ -1,9 +1,12 @@
 # An operator's policy: what dlq list, dlq delete, redrive, resend,
-# history and status call (docs/operations.md), for a person's or a
-# runbook's role, not the worker's. The statements mirror the
-# declaration in worker/iam (iam.For with those six commands); deploy/iam_test.go
+# history, status, keys rotate and keys retire call, plus downloads when
+# the distribution logs (cloudfront_log_bucket_name) and revoke with
+# link_revocation (docs/operations.md), for a person's or a runbook's
+# role, not the worker's. The statements mirror the declaration in
+# worker/iam (iam.For with those commands); deploy/iam_test.go
 # (TestTerraformIAMPolicy) fails when the two differ. resend sends
-# email, so this role can mail the schedules' recipients.
+# email, so this role can mail the schedules' recipients; keys rotate
+# creates KMS keys and changes the distribution's trusted key groups.
 
 data "aws_iam_policy_document" "operator" {
   # redrive sends dead letters back to their queue; resend receives as
@@ -70,7 +73,8 @@ data "aws_iam_policy_document" "operator" {
     }
   }
 
-  # The ledger (resend claims deliveries) and the run history under it.
+  # The ledger (resend claims deliveries), the run history under it,
+  # and the sent emails downloads and revoke list and keys retire counts.
   statement {
     sid = "Ledger"
     actions = [
@@ -92,7 +96,9 @@ data "aws_iam_policy_document" "operator" {
     }
   }
 
-  # resend records the expiry of the links it signs; status reads them.
+  # resend records the expiry of the links it signs; status reads them;
+  # keys rotate and keys retire write the key ring's state
+  # (key_records_prefix/ring/state.json).
   statement {
     sid = "KeyRecords"
     actions = [
@@ -130,5 +136,107 @@ data "aws_iam_policy_document" "operator" {
     sid       = "SendQuota"
     actions   = ["ses:GetAccount"]
     resources = ["*"]
+  }
+
+  # keys rotate and keys retire set the trusted key groups of the
+  # distribution's behaviours, and wait until it is Deployed.
+  statement {
+    sid = "Distribution"
+    actions = [
+      "cloudfront:GetDistribution",
+      "cloudfront:GetDistributionConfig",
+      "cloudfront:UpdateDistribution",
+    ]
+    resources = [aws_cloudfront_distribution.reports.arn]
+  }
+
+  # keys rotate uploads the new public key, keys retire deletes the old
+  # one. CloudFront's public keys and key groups take no resource-level
+  # permission.
+  statement {
+    sid = "PublicKeys"
+    actions = [
+      "cloudfront:CreatePublicKey",
+      "cloudfront:DeletePublicKey",
+      "cloudfront:GetPublicKey",
+      "cloudfront:ListPublicKeys",
+    ]
+    resources = ["*"]
+  }
+
+  # The key groups rotate makes (reportmailer-...) and retire deletes;
+  # the module's own group is only read.
+  statement {
+    sid = "KeyGroups"
+    actions = [
+      "cloudfront:CreateKeyGroup",
+      "cloudfront:DeleteKeyGroup",
+      "cloudfront:GetKeyGroup",
+      "cloudfront:ListKeyGroups",
+    ]
+    resources = ["*"]
+  }
+
+  # keys rotate -kms creates the key with its tag (CreateKey with tags
+  # needs kms:TagResource too); CreateKey has no resource.
+  statement {
+    sid = "CreateSigningKeys"
+    actions = [
+      "kms:CreateKey",
+      "kms:TagResource",
+    ]
+    resources = ["*"]
+  }
+
+  # ...and reads its public key: only keys tagged as reportmailer's
+  # signing keys (worker/iam KMSTagKey, KMSTagValue).
+  statement {
+    sid       = "SigningKeys"
+    actions   = ["kms:GetPublicKey"]
+    resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/reportmailer"
+      values   = ["cloudfront-signing"]
+    }
+  }
+
+  # downloads reads the distribution's standard logs, when it logs.
+  dynamic "statement" {
+    for_each = aws_s3_bucket.logs
+    content {
+      sid       = "AccessLogs"
+      actions   = ["s3:GetObject"]
+      resources = ["${statement.value.arn}/${local.access_logs_prefix}*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = aws_s3_bucket.logs
+    content {
+      sid       = "ListAccessLogs"
+      actions   = ["s3:ListBucket"]
+      resources = [statement.value.arn]
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["${local.access_logs_prefix}*"]
+      }
+    }
+  }
+
+  # revoke writes the deny list (and -prune lists it), with
+  # link_revocation (revoke.tf).
+  dynamic "statement" {
+    for_each = aws_cloudfront_key_value_store.revoked
+    content {
+      sid = "DenyList"
+      actions = [
+        "cloudfront-keyvaluestore:DescribeKeyValueStore",
+        "cloudfront-keyvaluestore:ListKeys",
+        "cloudfront-keyvaluestore:UpdateKeys",
+      ]
+      resources = [statement.value.arn]
+    }
   }
 }

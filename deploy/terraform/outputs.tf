@@ -89,7 +89,7 @@ output "keda_scaler_policy_json" {
 }
 
 output "operator_policy_json" {
-  description = "A policy for an operator's role: what dlq list, dlq delete, redrive, resend, history and status call (reportmailer iam -command dlq-list,dlq-delete,redrive,resend,history,status). resend sends email."
+  description = "A policy for an operator's role: what dlq list, dlq delete, redrive, resend, history, status, keys rotate and keys retire call, and downloads (with cloudfront_log_bucket_name) and revoke (with link_revocation) (reportmailer iam -command dlq-list,dlq-delete,redrive,resend,history,status,keys-rotate,keys-retire[,downloads][,revoke]). resend sends email; keys rotate creates KMS keys and changes the distribution's trusted key groups."
   value       = data.aws_iam_policy_document.operator.json
 }
 
@@ -118,7 +118,7 @@ output "config_yaml" {
         key_records_prefix = var.key_records_prefix
         keys               = [for k, pk in aws_cloudfront_public_key.signing : { id = pk.id }]
         }, {
-        for b in aws_s3_bucket.logs : "access_logs" => { bucket = b.id, prefix = "cloudfront/" }
+        for b in aws_s3_bucket.logs : "access_logs" => { bucket = b.id, prefix = local.access_logs_prefix }
         }, {
         for s in aws_cloudfront_key_value_store.revoked : "key_value_store_arn" => s.arn
       })

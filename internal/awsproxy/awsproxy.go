@@ -1,12 +1,15 @@
 // Package awsproxy puts AWS's manners in front of a local emulator: a
-// reverse proxy on a free 127.0.0.1 port, in front of one SQS, S3 or SES
-// v2 endpoint, that
+// reverse proxy on a free 127.0.0.1 port, in front of one SQS, S3, SES
+// v2, CloudFront or KMS endpoint (the last two for the calls of a key
+// rotation, in front of kumo in test/kumo), that
 //
 //   - identifies each request's operation and the IAM action and
 //     resource AWS would authorise it as, and enforces an [iam.Document]:
 //     a missing permission answers AccessDenied in the service's wire
 //     shape, and an S3 read of a missing key answers 403, not 404, unless
-//     the policy grants s3:ListBucket for that key's prefix;
+//     the policy grants s3:ListBucket for that key's prefix; a KMS
+//     request on a key is authorised with the key's tags as
+//     aws:ResourceTag/KEY, read from the emulator;
 //   - injects faults per operation, before the request reaches the
 //     emulator or after the emulator applied it (a 5xx, a throttle, or a
 //     reset connection);
@@ -71,9 +74,11 @@ type Service string
 
 // The services the proxy understands.
 const (
-	SQS Service = "sqs" // JSON protocol
-	S3  Service = "s3"  // path-style REST
-	SES Service = "ses" // SES v2 REST-JSON
+	SQS        Service = "sqs"        // JSON protocol
+	S3         Service = "s3"         // path-style REST
+	SES        Service = "ses"        // SES v2 REST-JSON
+	CloudFront Service = "cloudfront" // REST-XML, API version 2020-05-31: the calls of a key rotation
+	KMS        Service = "kms"        // JSON protocol (TrentService)
 )
 
 // Defaults for Options.
@@ -172,9 +177,9 @@ type Proxy struct {
 // New starts a proxy on a free 127.0.0.1 port. Close it when done.
 func New(opts Options) (*Proxy, error) {
 	switch opts.Service {
-	case SQS, S3, SES:
+	case SQS, S3, SES, CloudFront, KMS:
 	default:
-		return nil, fmt.Errorf("awsproxy: service %q is not sqs, s3 or ses", opts.Service)
+		return nil, fmt.Errorf("awsproxy: service %q is not sqs, s3, ses, cloudfront or kms", opts.Service)
 	}
 	if e := opts.SESEvents; e != nil && (opts.Service != SES || e.Publish == nil) {
 		return nil, fmt.Errorf("awsproxy %s: SESEvents needs an SES proxy and a Publish func", opts.Service)

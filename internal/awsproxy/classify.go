@@ -1,8 +1,10 @@
 package awsproxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,6 +50,10 @@ func (p *Proxy) classify(r *http.Request, body []byte) (Call, error) {
 		return p.classifyS3(r)
 	case SES:
 		return p.classifySES(r, body)
+	case CloudFront:
+		return p.classifyCloudFront(r)
+	case KMS:
+		return p.classifyKMS(r, body)
 	}
 	return Call{}, fmt.Errorf("unknown service %q", p.opts.Service)
 }
@@ -257,4 +263,153 @@ func (p *Proxy) classifySES(r *http.Request, body []byte) (Call, error) {
 
 func (p *Proxy) sesARN(resource string) string {
 	return iam.SESARN(p.opts.Region, p.opts.Account, resource)
+}
+
+// cloudFrontOps names CloudFront's operations on public keys, key
+// groups and distributions (those a key rotation makes) by method,
+// collection and how many path segments follow it. Each IAM action has
+// the operation's name.
+var cloudFrontOps = map[string]string{
+	"POST public-key 0":     "CreatePublicKey",
+	"GET public-key 0":      "ListPublicKeys",
+	"GET public-key 1":      "GetPublicKey",
+	"DELETE public-key 1":   "DeletePublicKey",
+	"POST key-group 0":      "CreateKeyGroup",
+	"GET key-group 0":       "ListKeyGroups",
+	"GET key-group 1":       "GetKeyGroup",
+	"DELETE key-group 1":    "DeleteKeyGroup",
+	"GET distribution 1":    "GetDistribution",
+	"GET distribution 2":    "GetDistributionConfig",
+	"PUT distribution 2":    "UpdateDistribution",
+	"GET public-key 2":      "GetPublicKeyConfig",
+	"GET key-group 2":       "GetKeyGroupConfig",
+	"PUT public-key 1":      "UpdatePublicKey",
+	"PUT key-group 1":       "UpdateKeyGroup",
+	"DELETE distribution 1": "DeleteDistribution",
+}
+
+// classifyCloudFront reads CloudFront's REST-XML API:
+// /2020-05-31/COLLECTION[/ID[/config]]. Public keys and key groups take
+// no resource-level permission ("*"); a distribution's operations are
+// authorised on its ARN.
+func (p *Proxy) classifyCloudFront(r *http.Request) (Call, error) {
+	path, ok := strings.CutPrefix(r.URL.EscapedPath(), "/2020-05-31/")
+	if !ok {
+		return Call{}, fmt.Errorf("%s %s is not a CloudFront 2020-05-31 request", r.Method, r.URL.EscapedPath())
+	}
+	parts := strings.Split(strings.TrimSuffix(path, "/"), "/")
+	if len(parts) == 3 && parts[2] != "config" {
+		return Call{}, fmt.Errorf("%s %s is not an operation the proxy knows", r.Method, r.URL.EscapedPath())
+	}
+	op := cloudFrontOps[fmt.Sprintf("%s %s %d", r.Method, parts[0], len(parts)-1)]
+	if op == "" {
+		return Call{}, fmt.Errorf("%s %s is not a CloudFront operation the proxy knows", r.Method, r.URL.EscapedPath())
+	}
+	resource := "*"
+	if parts[0] == "distribution" {
+		id, err := url.PathUnescape(parts[1])
+		if err != nil {
+			return Call{}, fmt.Errorf("%s: distribution id %q: %v", op, parts[1], err)
+		}
+		resource = "arn:" + iam.Partition(p.opts.Region) + ":cloudfront::" + p.opts.Account + ":distribution/" + id
+	}
+	return Call{Service: CloudFront, Operation: op, Checks: []Check{{Action: "cloudfront:" + op, Resources: []string{resource}}}}, nil
+}
+
+// classifyKMS reads KMS's JSON protocol: X-Amz-Target names the
+// operation, whose IAM action has the same name, and the body's KeyId
+// the key. A request on a key is authorised on the key's ARN with its
+// tags as aws:ResourceTag/KEY, which the proxy asks the emulator for
+// (DescribeKey, ListResourceTags), as AWS reads them: the policies
+// grant the signing keys by tag. CreateKey with Tags needs
+// kms:TagResource too.
+func (p *Proxy) classifyKMS(r *http.Request, body []byte) (Call, error) {
+	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "TrentService.")
+	if !ok || op == "" || r.Method != http.MethodPost {
+		return Call{}, fmt.Errorf("not a KMS request (%s %s, X-Amz-Target %q)", r.Method, r.URL.Path, r.Header.Get("X-Amz-Target"))
+	}
+	var in struct {
+		KeyID string            `json:"KeyId"`
+		Tags  []json.RawMessage `json:"Tags"`
+	}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &in); err != nil {
+			return Call{}, fmt.Errorf("%s: body is not JSON: %v", op, err)
+		}
+	}
+	c := Call{Service: KMS, Operation: op}
+	switch {
+	case op == "CreateKey":
+		c.Checks = []Check{{Action: "kms:CreateKey", Resources: []string{"*"}}}
+		if len(in.Tags) > 0 {
+			c.Checks = append(c.Checks, Check{Action: "kms:TagResource", Resources: []string{"*"}})
+		}
+	case in.KeyID != "":
+		arn, tags, err := p.kmsKey(r, in.KeyID)
+		if err != nil {
+			// A key the emulator does not know: no tags, so a policy
+			// that grants by tag denies it, as AWS does.
+			p.logf("%s: key %s: %v", op, in.KeyID, err)
+			arn = in.KeyID
+			if !strings.HasPrefix(arn, "arn:") {
+				arn = "arn:" + iam.Partition(p.opts.Region) + ":kms:" + p.opts.Region + ":" + p.opts.Account + ":key/" + in.KeyID
+			}
+		}
+		cond := map[string]string{}
+		for k, v := range tags {
+			cond["aws:ResourceTag/"+k] = v
+		}
+		c.Checks = []Check{{Action: "kms:" + op, Resources: []string{arn}, Context: cond}}
+	default:
+		c.Checks = []Check{{Action: "kms:" + op, Resources: []string{"*"}}} // ListKeys and the like
+	}
+	return c, nil
+}
+
+// kmsKey asks the emulator for a key's ARN and tags, with r's
+// credentials (an emulator checks no signature, but may route by the
+// credential scope).
+func (p *Proxy) kmsKey(r *http.Request, keyID string) (string, map[string]string, error) {
+	call := func(op string, in, out any) error {
+		b, _ := json.Marshal(in)
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, p.target.String(), bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", r.Header.Get("Authorization"))
+		req.Header.Set("X-Amz-Target", "TrentService."+op)
+		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		resp, err := p.upstream.RoundTrip(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		rb, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s: %s", op, resp.Status, rb)
+		}
+		return json.Unmarshal(rb, out)
+	}
+	var desc struct {
+		KeyMetadata struct {
+			Arn string `json:"Arn"`
+		} `json:"KeyMetadata"`
+	}
+	if err := call("DescribeKey", map[string]string{"KeyId": keyID}, &desc); err != nil {
+		return "", nil, err
+	}
+	var list struct {
+		Tags []struct{ TagKey, TagValue string } `json:"Tags"`
+	}
+	if err := call("ListResourceTags", map[string]string{"KeyId": desc.KeyMetadata.Arn}, &list); err != nil {
+		return "", nil, err
+	}
+	tags := map[string]string{}
+	for _, t := range list.Tags {
+		tags[t.TagKey] = t.TagValue
+	}
+	return desc.KeyMetadata.Arn, tags, nil
 }

@@ -32,6 +32,10 @@ func defaultCode(s Service, status int) string {
 		return "TooManyRequestsException"
 	case status == http.StatusTooManyRequests && s == SQS:
 		return "RequestThrottled"
+	case status == http.StatusTooManyRequests && s == KMS:
+		return "ThrottlingException"
+	case status == http.StatusTooManyRequests && s == CloudFront:
+		return "Throttling"
 	case status == http.StatusTooManyRequests:
 		return "SlowDown"
 	case status == http.StatusInternalServerError && s == S3:
@@ -52,7 +56,7 @@ func (p *Proxy) accessDenied(action, resource string) awsError {
 		verb = strings.ToLower(action) // as SQS writes it
 	}
 	code := "AccessDenied"
-	if p.opts.Service == SES {
+	if p.opts.Service == SES || p.opts.Service == KMS {
 		code = "AccessDeniedException"
 	}
 	return awsError{
@@ -108,6 +112,27 @@ func (p *Proxy) write(w http.ResponseWriter, r *http.Request, e awsError) {
 		h.Set("X-Amzn-Errortype", cmp.Or(e.ErrorType, e.Code))
 		h.Set("Content-Type", "application/json")
 		body, _ = json.Marshal(map[string]string{"message": e.Message})
+	case KMS:
+		h.Set("X-Amzn-Requestid", id)
+		h.Set("Content-Type", "application/x-amz-json-1.1")
+		body, _ = json.Marshal(map[string]string{"__type": e.Code, "message": e.Message})
+	case CloudFront:
+		h.Set("X-Amzn-Requestid", id)
+		h.Set("Content-Type", "text/xml")
+		typ := "Sender"
+		if e.Status >= 500 {
+			typ = "Receiver"
+		}
+		var v struct {
+			XMLName   xml.Name `xml:"ErrorResponse"`
+			Type      string   `xml:"Error>Type"`
+			Code      string   `xml:"Error>Code"`
+			Message   string   `xml:"Error>Message"`
+			RequestID string   `xml:"RequestId"`
+		}
+		v.Type, v.Code, v.Message, v.RequestID = typ, e.Code, e.Message, id
+		b, _ := xml.Marshal(v)
+		body = append([]byte(xml.Header), b...)
 	}
 	if r.Method == http.MethodHead {
 		body = nil // HEAD answers carry no body, so the SDK sees only the status

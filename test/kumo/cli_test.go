@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -134,6 +135,28 @@ schedules:
 	rowB := regexp.MustCompile(`(?m)^` + idB[1] + `\s+RSA-2048 \(KMS\)\s+SHA256:\S+\s+from \S+\s+never used \(yet\)$`)
 	if !rowA.MatchString(out) || !rowB.MatchString(out) {
 		t.Errorf("keys lists:\n%s\nwant file key %s active and KMS key %s scheduled", out, idA, idB[1])
+	}
+
+	// status shows the KMS key the ring's state scheduled, though the
+	// config does not list it, by its public key id alone.
+	code, out, logs = run("status", "-config", cfg, "-json")
+	var stat struct {
+		Keys []struct {
+			ID     string `json:"id"`
+			State  string `json:"state"`
+			Active bool   `json:"active"`
+		} `json:"keys"`
+		KeyRingError string `json:"key_ring_error"`
+	}
+	if err := json.Unmarshal([]byte(out), &stat); code != 0 || err != nil {
+		t.Fatalf("status -json: exit %d, %v\n%s\n%s", code, err, out, logs)
+	}
+	got := fmt.Sprint(stat.Keys)
+	if want := fmt.Sprintf("[{%s active true} {%s scheduled false}]", idA, idB[1]); got != want || stat.KeyRingError != "" {
+		t.Errorf("status keys = %s (ring error %q), want %s", got, stat.KeyRingError, want)
+	}
+	if strings.Contains(out, "arn:aws:kms") {
+		t.Errorf("status names the KMS key:\n%s", out)
 	}
 
 	code, _, logs = run("keys", "retire", "-config", cfg, "-key-id", idA)

@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/sivchari/kumo"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/iam"
@@ -253,4 +254,41 @@ func (e *env) worker(t *testing.T, signer worker.Signer, reports, state, prefix,
 		t.Fatal(err)
 	}
 	return w
+}
+
+// operator is an operator's S3, CloudFront and KMS clients, each
+// through awsproxy in front of kumo enforcing the policy worker/iam
+// declares for cmds (keys rotate, keys retire), and the proxies.
+type operator struct {
+	s3      *s3.Client
+	cf      *cloudfront.Client
+	kms     *kms.Client
+	proxies map[awsproxy.Service]*awsproxy.Proxy
+}
+
+// operator starts the proxies for the commands, with in's names and
+// kumo's region and account. The test fails on each call the policy
+// denied.
+func (e *env) operator(t *testing.T, in iam.Inputs, cmds ...iam.Command) operator {
+	t.Helper()
+	in.Region, in.Account = awsproxy.RegionDefault, awsproxy.AccountDefault
+	if err := in.Check(cmds...); err != nil {
+		t.Fatal(err)
+	}
+	policy := iam.For(in, cmds...)
+	o := operator{proxies: map[awsproxy.Service]*awsproxy.Proxy{}}
+	cfg := func(svc awsproxy.Service) aws.Config {
+		p := awsproxy.Start(t, awsproxy.Options{Service: svc, Target: e.url, Policy: &policy})
+		t.Cleanup(func() {
+			for _, d := range p.Denials() {
+				t.Errorf("under the policy declared for %v, %s was denied %s on %s", cmds, d.Operation, d.Action, d.Resource)
+			}
+		})
+		o.proxies[svc] = p
+		return aws.Config{Region: in.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(p.URL)}
+	}
+	o.s3 = s3.NewFromConfig(cfg(awsproxy.S3), func(o *s3.Options) { o.UsePathStyle = true })
+	o.cf = cloudfront.NewFromConfig(cfg(awsproxy.CloudFront))
+	o.kms = kms.NewFromConfig(cfg(awsproxy.KMS))
+	return o
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/rotate"
 	"github.com/reportmailer/reportmailer/worker/store"
@@ -55,6 +57,9 @@ func keyPairID(t *testing.T, signed string) string {
 // it (B trusted, A still signing) and after B's activation all open;
 // A's links open until A is retired, which is refused before A's
 // safe-removal date and done after it; B's links outlive it.
+//
+// The rotation and retirement run under the policy worker/iam declares
+// for keys rotate and keys retire, through awsproxy.
 //
 // The object keys need no percent-encoding: kumo's edge compares the
 // decoded path, CloudFront the encoded one (see ../../docs/design.md).
@@ -113,9 +118,31 @@ func TestRotationAtTheEdge(t *testing.T) {
 		}
 	}
 	clock := time.Now()
-	rot := &rotate.Rotator{CloudFront: e.cf, KMS: e.kms, Ring: ring, Expiries: expiries, DistributionID: dist,
-		Deliveries:  &rotate.DeliveryIndex{Client: e.s3, Bucket: state, Prefix: "ledger/"},
+	// Rotate and retire as the operator's commands do: under the policy
+	// worker/iam declares for keys rotate and keys retire, enforced by
+	// awsproxy in front of kumo's S3, CloudFront and KMS (kms:GetPublicKey
+	// is granted by the key's tag, which the proxy reads from kumo).
+	op := e.operator(t, iam.Inputs{StateBucket: state, LedgerPrefix: "ledger/", KeyRecordsPrefix: "keys/", CloudFront: true, DistributionID: dist},
+		iam.KeysRotate, iam.KeysRetire)
+	rot := &rotate.Rotator{CloudFront: op.cf, KMS: op.kms, DistributionID: dist,
+		Ring:        &store.RingStore{Client: op.s3, Bucket: state, Prefix: ring.Prefix},
+		Expiries:    &store.KeyExpiries{Client: op.s3, Bucket: state, Prefix: expiries.Prefix},
+		Deliveries:  &rotate.DeliveryIndex{Client: op.s3, Bucket: state, Prefix: "ledger/"},
 		ActiveKeyID: idA, MaxTTL: time.Hour, Poll: time.Millisecond, Now: func() time.Time { return clock }}
+	t.Cleanup(func() {
+		// The calls went through the proxies, which enforced the policy.
+		for svc, ops := range map[awsproxy.Service][]string{
+			awsproxy.CloudFront: {"CreatePublicKey", "CreateKeyGroup", "UpdateDistribution", "GetDistribution", "DeletePublicKey", "DeleteKeyGroup"},
+			awsproxy.KMS:        {"CreateKey", "GetPublicKey"},
+			awsproxy.S3:         {"PutObject", "ListObjectsV2"},
+		} {
+			for _, name := range ops {
+				if c := op.proxies[svc].Counts(name); c.Forwarded == 0 {
+					t.Errorf("%s %s: %+v; want calls through the proxy", svc, name, c)
+				}
+			}
+		}
+	})
 	if _, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindKMSRSA, DryRun: true}); err != nil {
 		t.Fatalf("rotate -dry-run: %v", err)
 	}

@@ -5,7 +5,8 @@
 //
 // Every label has a bounded set of values: schedule names, stages,
 // classes, codes and settlements from package worker, queue roles and
-// configured key ids. No event id, address or object key is ever a
+// the key ids of the key ring (configured, or rotated in by `keys
+// rotate`; a retirement removes a key's series). No event id, address or object key is ever a
 // label.
 package metrics
 
@@ -167,7 +168,8 @@ func (m *Metrics) DropQueue(schedule, role string) {
 }
 
 // Key sets when the CloudFront key id may leave CloudFront. A key that
-// never signed anything has no date and no series.
+// never signed anything has no date and no series, and neither has one
+// given the zero time (a retired key).
 func (m *Metrics) Key(id string, active bool, safeAfter time.Time) {
 	a, other := "false", "true"
 	if active {
