@@ -94,8 +94,8 @@ preview: build $(BIN)/reportmailer-screenshot $(CHROMIUM) $(PREVIEW)/cloudfront-
 
 # The load runs of docs/benchmarks.md: each times the production binary
 # and, where it says -baseline, a bare-SDK loop on the same stack, so that
-# every figure is a ratio from one run. About 8 minutes on 2 cores
-# (docs/benchmarks.md gives the last run's time).
+# every figure is a ratio from one run. docs/benchmarks.md gives the
+# last run's time.
 LOAD := $(BIN)/devstack load -reportmailer $(BIN)/reportmailer
 # The Python recipe that the RSA load runs compare with (devstack load
 # -python); installed only when python3 cannot import its modules.

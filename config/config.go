@@ -237,7 +237,11 @@ type Schedule struct {
 	// Concurrency is how many emails a run works on at once (claim,
 	// sign, render, send), while it keeps receiving. Default 64; 1 to
 	// 256. 1 sends one email at a time. The account's quota still sets
-	// the rate: every email waits for the shared pacer.
+	// the rate: every email waits for the shared pacer, holding its
+	// claim, so keep ledger.claim_timeout above concurrency /
+	// (MaxSendRate / pacing.replicas) seconds (64 s at 1 email a
+	// second); on shutdown the emails still waiting give up and their
+	// messages go back to the queue.
 	Concurrency int `yaml:"concurrency"`
 	// Paused stops the schedule: serve skips its slots and drain
 	// refuses it, each saying so; its messages wait on the queue.

@@ -12,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	sesv2types "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/mail"
 )
 
 // countingSigner counts the signatures it makes, by report key.
@@ -348,6 +352,52 @@ func TestDrainConcurrentHeadsEachObjectOnce(t *testing.T) {
 	for _, e := range m.sent {
 		if e.To[0] == "ana@example.com" && !strings.Contains(e.Text, templates.HumanSize(5<<20)) {
 			t.Errorf("ana's email should show b.csv's size from its head:\n%s", e.Text)
+		}
+	}
+}
+
+// slowAccount is an SES account that allows one email a second.
+type slowAccount struct{}
+
+func (slowAccount) GetAccount(context.Context, *sesv2.GetAccountInput, ...func(*sesv2.Options)) (*sesv2.GetAccountOutput, error) {
+	return &sesv2.GetAccountOutput{ProductionAccessEnabled: true, SendingEnabled: true,
+		SendQuota: &sesv2types.SendQuota{MaxSendRate: 1, Max24HourSend: 1000}}, nil
+}
+
+// TestDrainShutdownStopsPacingWaits: with many deliveries in flight on
+// a slow account, those still waiting for the pacer when the run is
+// told to stop give up: nothing of theirs is sent or left claimed, and
+// their messages go back to the queue, so a shutdown does not wait for
+// the account's rate to drain them all.
+func TestDrainShutdownStopsPacingWaits(t *testing.T) {
+	var bodies []string
+	for i := range 8 {
+		bodies = append(bodies, native(fmt.Sprintf("e%d", i), fmt.Sprintf("u%d", i), nil, "a.pdf"))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &syncMailer{}
+	var once sync.Once
+	m.hold = func(worker.Email) error { once.Do(cancel); return nil }
+	paced := &mail.Paced{Mailer: m, Account: slowAccount{}, Logger: slog.New(slog.DiscardHandler)}
+	w, q, l := concurrentSetup(t, worker.ModeEach, 8, fakeSigner{}, paced, bodies...)
+	start := time.Now()
+	sum, err := w.Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.sent) != 1 || sum.Sent != 1 {
+		t.Errorf("sent %d (summary %d); want the one email that did not wait", len(m.sent), sum.Sent)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the run took %s to stop: the waits for the pacer (1.25 s apart) were not given up", took)
+	}
+	if sum.Acked != 1 || sum.Retrying != 7 || len(q.released) != 7 {
+		t.Errorf("summary %+v, released %d; want 1 acked and the 7 others handed back", sum, len(q.released))
+	}
+	for i := range 8 {
+		st := l.state(fmt.Sprintf("e%d", i), fmt.Sprintf("u%d@example.com", i))
+		if want := map[bool]string{true: "sent", false: ""}[m.perDelivery()[fmt.Sprintf("e%d u%d@example.com", i, i)] == 1]; st != want {
+			t.Errorf("e%d: ledger %q, want %q", i, st, want)
 		}
 	}
 }

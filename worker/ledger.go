@@ -165,7 +165,8 @@ func DeliveryKey(eventID, recipient string) string {
 // deliveries.
 const EmailTag = "reportmailer-email"
 
-// NewEmailID returns the id of an email carrying the deliveries keys.
+// NewEmailID returns the id of an email carrying the deliveries named
+// by keys.
 // An email of exactly one delivery (every email of mode each) gets the
 // delivery key, a dash and a random id, so that SES's events for it,
 // which carry the id in the [EmailTag] tag, name its record without an
@@ -184,6 +185,9 @@ func NewEmailID(keys []string) string {
 func EmailDelivery(emailID string) (string, bool) {
 	key, rest, ok := strings.Cut(emailID, "-")
 	if !ok || !isHexKey(key) || len(rest) != 32 {
+		return "", false
+	}
+	if _, err := hex.DecodeString(rest); err != nil {
 		return "", false
 	}
 	return key, true

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -261,6 +262,30 @@ func (r *run) settled(st *msgState, s Settlement) {
 	}
 	r.w.observer().Settled(ctx, st.msg, o)
 }
+
+type stopKey struct{}
+
+// WithStop returns ctx carrying stop, a run's shutdown signal. Drain
+// gives its work in flight such a context, never cancelled, so that an
+// email being sent is not cut off, while a wait that has sent nothing
+// yet (the pacer's) can give up on stop with [Stopping].
+func WithStop(ctx context.Context, stop <-chan struct{}) context.Context {
+	return context.WithValue(ctx, stopKey{}, stop)
+}
+
+// Stopping returns the shutdown signal of the run ctx belongs to: it
+// is closed when the run is told to stop. It is nil, and never closes,
+// outside a run. A wait before a send that gives up on it returns
+// [ErrStopping].
+func Stopping(ctx context.Context) <-chan struct{} {
+	stop, _ := ctx.Value(stopKey{}).(<-chan struct{})
+	return stop
+}
+
+// ErrStopping is what a wait before a send returns when the run is told
+// to stop during it: nothing was sent, and the run hands the message
+// back.
+var ErrStopping = errors.New("not sent: the run is shutting down")
 
 type runIDKey struct{}
 

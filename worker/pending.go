@@ -108,7 +108,7 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 	ctx = WithSchedule(WithRunID(ctx, id), w.cfg.Schedule)
 	w = w.forRun(id)
 	start := w.now()
-	work := context.WithoutCancel(ctx)
+	work := WithStop(context.WithoutCancel(ctx), ctx.Done())
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
 		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency), slot: &slot}
 	r.recorded()

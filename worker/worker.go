@@ -362,7 +362,7 @@ func (w *Worker) Drain(ctx context.Context) (Summary, error) {
 	}
 	// Work in flight must finish even after ctx is cancelled; each AWS
 	// call is bounded by its client's own timeouts.
-	work := context.WithoutCancel(ctx)
+	work := WithStop(context.WithoutCancel(ctx), ctx.Done())
 
 	r := &run{w: w, ctx: work, stop: ctx, start: start, headNative: true, keep: true, held: map[string]Message{},
 		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency)}
@@ -1211,6 +1211,13 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			log.Warn("stopping this run's sending; held messages go back to the queue", "err", err)
 		}
 		switch {
+		case errors.Is(err, ErrStopping):
+			// The pacer gave up its wait: nothing was sent, and the
+			// message goes back to the queue as on any shutdown.
+			halt, _ := r.stopping()
+			r.release(log, cs, cmp.Or(halt, errShutdown), "not sent", CodeShutdown)
+			log.Info("shutting down: not sent, the message goes back to the queue")
+			return
 		case IsAmbiguous(err) && r.w.cfg.AwaitSettlement:
 			// Keep the records "sending", and give SES's events the
 			// grace to say whether it was accepted.

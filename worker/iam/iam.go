@@ -103,7 +103,7 @@ const (
 	KeysRotate Command = "keys-rotate"
 	// KeysRetire is `reportmailer keys retire`, an operator's command:
 	// stops the distribution trusting a key and deletes its public key,
-	// after counting the emails whose links it would break.
+	// after counting the deliveries whose links it would break.
 	KeysRetire Command = "keys-retire"
 	// Downloads is `reportmailer downloads`: reads the ledger's records
 	// and the distribution's access log files.
@@ -457,7 +457,7 @@ func (b *builder) rotate() {
 }
 
 // retire is `keys retire`: the ring's state and the key records, the
-// ledger's email index (listed, to count the emails a forced
+// ledger's event index (listed, to count the deliveries a forced
 // retirement breaks), the distribution's trusted key groups, and the
 // key group and public key it deletes.
 func (b *builder) retire() {

@@ -501,7 +501,20 @@ func (p *Paced) clock() time.Time {
 	return time.Now()
 }
 
+// sleepFor waits d, or until ctx ends (the test clock's sleep when
+// set). A wait gives up with worker.ErrStopping when the run is told to stop
+// (worker.Stopping): nothing has been sent, and with many deliveries in
+// flight at a low rate the last would otherwise outlast the process's
+// shutdown grace.
 func (p *Paced) sleepFor(ctx context.Context, d time.Duration) error {
+	stop := worker.Stopping(ctx)
+	if d > 0 {
+		select {
+		case <-stop:
+			return worker.ErrStopping
+		default:
+		}
+	}
 	if p.sleep != nil {
 		return p.sleep(ctx, d)
 	}
@@ -513,6 +526,8 @@ func (p *Paced) sleepFor(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-stop:
+		return worker.ErrStopping
 	case <-t.C:
 		return nil
 	}

@@ -547,6 +547,28 @@ func TestPacedCancelledWhileWaiting(t *testing.T) {
 	}
 }
 
+// TestPacedStopsWaitingOnShutdown: a send waiting its turn gives up
+// when its run is told to stop, sends nothing and gives back its share
+// of the quota; one that need not wait still goes.
+func TestPacedStopsWaitingOnShutdown(t *testing.T) {
+	b := setupPaced(account(1, 3, 0))
+	stop := make(chan struct{})
+	ctx := worker.WithStop(context.Background(), stop)
+	if _, err := b.p.Send(ctx, to("a@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	if _, err := b.p.Send(ctx, to("b@example.com")); !errors.Is(err, worker.ErrStopping) || len(b.mailer.at) != 1 {
+		t.Fatalf("err = %v, sent %d; want ErrStopping and nothing sent", err, len(b.mailer.at))
+	}
+	// Its share of the quota (3 in all) is back: two more go.
+	for _, addr := range []string{"c@example.com", "d@example.com"} {
+		if _, err := b.p.Send(context.Background(), to(addr)); err != nil {
+			t.Errorf("send to %s: %v; want the stopped email's quota given back", addr, err)
+		}
+	}
+}
+
 func TestPacedRetryer(t *testing.T) {
 	r := PacedRetryer()
 	if r.IsErrorRetryable(responseErr(429, &types.TooManyRequestsException{})) {

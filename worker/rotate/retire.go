@@ -145,7 +145,7 @@ func (r *Rotator) Retire(ctx context.Context, o RetireOptions) (RetireResult, er
 			if res.LiveDeliveries, err = r.Deliveries.count(ctx, from, to); err != nil {
 				return res, fmt.Errorf("retire: %w", err)
 			}
-			live = fmt.Sprintf("up to %d deliveries (emails to one recipient, those claimed from %s to %s, while it signed)", res.LiveDeliveries, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+			live = fmt.Sprintf("up to %d deliveries (an event to one recipient, claimed from %s to %s while it signed; some may never have been sent)", res.LiveDeliveries, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 		}
 		if !o.Force {
 			return res, fmt.Errorf("retire: key %s: %w until %s; retiring it now would break the links of %s. Wait until then, or give -force",

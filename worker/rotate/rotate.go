@@ -122,7 +122,7 @@ type Rotator struct {
 	// unless the ring's state says otherwise.
 	ActiveKeyID string
 	// MaxTTL is the longest a link lives (links.max_ttl), to count the
-	// emails whose links are still alive.
+	// deliveries whose links are still alive.
 	MaxTTL time.Duration
 	// Poll and DeployTimeout: see PollDefault and DeployTimeoutDefault.
 	// Poll is also how often a denied kms:GetPublicKey of a new KMS key

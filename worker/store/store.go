@@ -219,8 +219,11 @@ func (l *Ledger) eventPrefix(eventID string) string {
 // adds no round trip to a delivery: the entry names the delivery, not
 // who holds it, so it is right whoever wins the claim (a claim that
 // fails leaves an entry that names no record, which EventDeliveries
-// skips). It is only for the ledger's tools: a claim whose entry is
-// lost (a crash, an error) is still the claim, so errors are ignored.
+// skips). It is created once (If-None-Match), so that its LastModified
+// stays the delivery's first claim, which keys retire counts by, when a
+// redelivered copy claims again. It is only for the ledger's tools: a
+// claim whose entry is lost (a crash, an error) is still the claim, so
+// errors, a lost race among them, are ignored.
 func (l *Ledger) indexEvent(ctx context.Context, eventID, key string) (wait func()) {
 	if eventID == "" {
 		return func() {}
@@ -229,7 +232,7 @@ func (l *Ledger) indexEvent(ctx context.Context, eventID, key string) (wait func
 	go func() {
 		defer close(done)
 		_, _ = l.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &l.Bucket, Key: aws.String(l.eventPrefix(eventID) + key),
-			Body: bytes.NewReader(nil)})
+			Body: bytes.NewReader(nil), IfNoneMatch: aws.String("*")})
 	}()
 	return func() { <-done }
 }

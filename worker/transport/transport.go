@@ -54,10 +54,12 @@ func Wrap(next aws.HTTPClient) *Client {
 			b = b.WithTimeout(TimeoutDefault)
 		}
 		// Deliveries run concurrently (schedules[].concurrency, up to
-		// 256): with the SDK's 10 idle connections per host, the rest
-		// were closed after each request and dialled again.
+		// 256, each with two S3 writes at once when it claims): with
+		// the SDK's 10 idle connections per host and 100 in all, the
+		// rest were closed after each request and dialled again.
 		next = b.WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, MaxIdleConnsPerHost)
+			t.MaxIdleConns = max(t.MaxIdleConns, MaxIdleConnsPerHost)
 		})
 	}
 	return &Client{next: next}
