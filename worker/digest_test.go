@@ -702,3 +702,132 @@ func TestDigestSlotSummaryCountsEachEventOnce(t *testing.T) {
 		t.Errorf("slot summary received %d, acked %d, sent %d; want 2, 2, 2", sum.Received, sum.Acked, sum.Sent)
 	}
 }
+
+// checkSentReachedRecipient fails t for each event the ledger records
+// sent to a recipient although one of its reports was linked in no
+// email that recipient got: reports are keys of events, by event id.
+func checkSentReachedRecipient(t *testing.T, b *bundle, reports map[string][]string, recipients ...string) {
+	t.Helper()
+	got := map[string]bool{}
+	for _, e := range b.mailer.sent {
+		for _, l := range links(e) {
+			got[e.To[0]+" "+l] = true
+		}
+	}
+	for id, keys := range reports {
+		for _, rcpt := range recipients {
+			rec := b.ledger.recs[worker.DeliveryKey(id, rcpt)]
+			if rec == nil || rec.state != "sent" {
+				continue
+			}
+			for _, k := range keys {
+				if !got[rcpt+" "+k] {
+					t.Errorf("event %s is recorded sent to %s, but no email to them linked its report %s", id, rcpt, k)
+				}
+			}
+		}
+	}
+}
+
+// TestDigestShownEventIsRecordedOnlyWithWhatShowsIt: an older event is
+// recorded sent only with the newer events that show its reports.
+// Wholly shown by events that would land in different parts, it goes
+// in one part with all of them, so a part rejected for good cannot
+// take one of its reports with it; partly shown by an event whose
+// link cannot be made, it waits and goes alone at the next slot.
+func TestDigestShownEventIsRecordedOnlyWithWhatShowsIt(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxLinks int
+		bodies   []string
+		signer   worker.Signer
+		fail     string // an email linking it is refused for good
+		reports  map[string][]string
+		// want is how many times each report reached ana over two slots.
+		want map[string]int
+		dead map[string]worker.Code
+	}{
+		{
+			name:     "wholly shown across parts, a part refused",
+			maxLinks: 2,
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+				native("a3", "ana", nil, "ana/2.pdf"),
+				native("a4", "ana", nil, "ana/4.pdf"),
+			},
+			fail:    "ana/1.pdf",
+			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf"}, "a3": {"ana/2.pdf"}, "a4": {"ana/4.pdf"}},
+			want:    map[string]int{"ana/4.pdf": 1},
+			dead:    map[string]worker.Code{"m0": worker.CodeSESRejected, "m1": worker.CodeSESRejected, "m2": worker.CodeSESRejected},
+		},
+		{
+			name:     "wholly shown across parts, all sent",
+			maxLinks: 2,
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+				native("a3", "ana", nil, "ana/2.pdf"),
+				native("a4", "ana", nil, "ana/4.pdf"),
+			},
+			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf"}, "a3": {"ana/2.pdf"}, "a4": {"ana/4.pdf"}},
+			want:    map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1, "ana/4.pdf": 1},
+			dead:    map[string]worker.Code{},
+		},
+		{
+			name:     "partly shown by an event whose link fails",
+			maxLinks: 50,
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf", "ana/3.pdf"),
+			},
+			signer:  pickySigner{bad: map[string]error{"ana/3.pdf": worker.Permanent(errors.New("key too long to sign"))}},
+			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf", "ana/3.pdf"}},
+			want:    map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1},
+			dead:    map[string]worker.Code{"m1": worker.CodeLinkFailed},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPendingWith(t, tc.maxLinks, func(d *worker.Deps) {
+				if tc.signer != nil {
+					d.Signer = tc.signer
+				}
+			})
+			for _, body := range tc.bodies {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.mailer.fail = func(e worker.Email) error {
+				if tc.fail != "" && slices.Contains(links(e), tc.fail) {
+					return worker.PermanentCode(worker.CodeSESRejected, errors.New("MessageRejected"))
+				}
+				return nil
+			}
+			for range 2 {
+				if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+					t.Fatal(err)
+				}
+				b.now = b.now.Add(time.Hour)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				for _, l := range links(e) {
+					got[l]++
+				}
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("ana got %v over two slots, want %v", got, tc.want)
+			}
+			if !maps.Equal(b.queue.codes, tc.dead) {
+				t.Errorf("dead letters %v, want %v", b.queue.codes, tc.dead)
+			}
+			checkSentReachedRecipient(t, b, tc.reports, "ana@example.com")
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}

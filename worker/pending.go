@@ -98,8 +98,9 @@ func (r *run) ingest(batch []*msgState) {
 // retry. An entry is deleted only once its email is recorded sent in
 // the ledger (or the ledger shows it sent before), or once it is
 // dead-lettered; any other entry stays for the next slot. An event
-// whose reports newer events all show is claimed and sent in the same
-// email as them, adding no links. Deliver needs Deps.Pending.
+// is recorded sent only with the newer events of its email showing
+// its other reports (see split and together). Deliver needs
+// Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 	if w.pending == nil {
 		return Summary{}, errors.New("deliver: the worker has no pending store")
@@ -261,67 +262,115 @@ func (r *run) deliverUser(user string, slot Slot) {
 // MaxLinksPerEmail links, keeping each event whole (an event with more
 // links than that is a part of its own). The events come newest
 // first, and a report linked by several is shown once, under the
-// newest: an older event shows only its reports not shown yet. One
-// with none left goes in the part of the first event showing them,
-// so that it is claimed, sent and recorded with that email; it adds
-// no links.
+// newest: an older event shows only its reports not shown yet, and is
+// recorded sent only with the newer events showing its others
+// (delivery.with, see together), when they are in its part. An event
+// with no report left to show adds no links and goes in one part with
+// every event showing its reports, so that it is claimed, sent and
+// recorded with all of them: that part may then hold an older event
+// out of turn, or more links than the most.
 func (r *run) split(d *delivery) []*delivery {
 	maxLinks := r.w.cfg.MaxLinksPerEmail
-	var parts []*delivery
-	var cur *delivery
-	n := 0
+	n := len(d.events)
+	own := make([][]event.Report, n)
+	by := make([][]int, n)    // the newer events showing a report of event i
 	shown := map[string]int{} // report -> the index of the event showing it
-	partOf := map[int]*delivery{}
 	for i, ev := range d.events {
-		var own []event.Report
-		first := len(d.events)
 		for _, rep := range ev.Reports {
 			k := rep.Bucket + "/" + rep.Key
 			if j, ok := shown[k]; ok {
-				first = min(first, j)
+				if !slices.Contains(by[i], j) {
+					by[i] = append(by[i], j)
+				}
 				continue
 			}
 			shown[k] = i
-			own = append(own, rep)
+			own[i] = append(own[i], rep)
 		}
-		if len(own) == 0 && len(ev.Reports) > 0 {
-			p := partOf[first]
-			ev.Reports = nil
-			p.events = append(p.events, ev)
-			p.from = append(p.from, d.from[i])
-			if p.with == nil {
-				p.with = map[string]string{}
+	}
+	// An event wholly shown by others goes with all of them: join them
+	// in one group (union-find), placed at its newest member.
+	root := make([]int, n)
+	for i := range root {
+		root[i] = i
+	}
+	find := func(i int) int {
+		for root[i] != i {
+			root[i] = root[root[i]]
+			i = root[i]
+		}
+		return i
+	}
+	for i := range n {
+		if len(own[i]) == 0 && len(by[i]) > 0 {
+			for _, j := range by[i] {
+				root[find(j)] = find(i)
 			}
-			p.with[ev.ID] = d.events[first].ID
+		}
+	}
+	groups := map[int][]int{}
+	for i := range n {
+		groups[find(i)] = append(groups[find(i)], i) // in order
+	}
+	var parts [][]int
+	partOf := make([]int, n)
+	placed := make([]bool, n)
+	links := 0
+	for i := range n {
+		if placed[i] {
 			continue
 		}
-		ev.Reports = own
-		if cur == nil || (n > 0 && n+len(own) > maxLinks) {
-			cur = &delivery{user: d.user, recipient: d.recipient, signs: d.signs}
-			parts = append(parts, cur)
-			n = 0
+		group := groups[find(i)] // i is its newest
+		size := 0
+		for _, m := range group {
+			size += len(own[m])
 		}
-		partOf[i] = cur
-		cur.events = append(cur.events, ev)
-		cur.from = append(cur.from, d.from[i])
-		n += len(own)
-	}
-	if len(parts) > 1 {
-		for i, p := range parts {
-			p.part, p.parts = i+1, len(parts)
+		if len(parts) == 0 || (links > 0 && links+size > maxLinks) {
+			parts = append(parts, nil)
+			links = 0
 		}
+		p := len(parts) - 1
+		for _, m := range group {
+			parts[p] = append(parts[p], m)
+			partOf[m], placed[m] = p, true
+		}
+		links += size
 	}
-	return parts
+	out := make([]*delivery, len(parts))
+	for p, idx := range parts {
+		slices.Sort(idx) // newest first within the part
+		part := &delivery{user: d.user, recipient: d.recipient, signs: d.signs}
+		for _, i := range idx {
+			ev := d.events[i]
+			ev.Reports = own[i]
+			part.events = append(part.events, ev)
+			part.from = append(part.from, d.from[i])
+			for _, j := range by[i] {
+				if partOf[j] != p {
+					continue
+				}
+				if part.with == nil {
+					part.with = map[string][]string{}
+				}
+				part.with[ev.ID] = append(part.with[ev.ID], d.events[j].ID)
+			}
+		}
+		if len(parts) > 1 {
+			part.part, part.parts = p+1, len(parts)
+		}
+		out[p] = part
+	}
+	return out
 }
 
 // together gives up the claims of cs that cannot go without another
-// event of d: an event whose reports are all shown under a newer one
-// (d.with) goes only in the same email as it, and that one waits for
-// each such event left for retry, so that neither is recorded sent
-// while the other's reports are not, nor a report sent again later by
-// the one left behind. One that goes to the dead-letter queue instead
-// (its email may have been sent: an operator settles it) holds
-// nothing back.
+// event of d: an event is recorded sent only with the newer events of
+// its email that show its other reports (d.with), so one whose
+// showing event is not going waits, lest it be recorded sent though
+// that report never reached the recipient; and those events wait for
+// it when it is left for retry (not when it goes to the dead-letter
+// queue: its email may have been sent, and an operator settles it),
+// lest the report be sent again later by the one left behind.
 func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 	if len(d.with) == 0 {
 		return cs
@@ -334,13 +383,13 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 		}
 		held := map[string]string{} // event id -> why it waits
 		for i, ev := range d.events {
-			by, ok := d.with[ev.ID]
-			switch {
-			case !ok:
-			case in[ev.ID] && !in[by]:
-				held[ev.ID] = "its reports are shown under event " + by + ", which is not in this email"
-			case !in[ev.ID] && in[by] && d.from[i].retrying():
-				held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
+			for _, by := range d.with[ev.ID] {
+				switch {
+				case in[ev.ID] && !in[by]:
+					held[ev.ID] = "event " + by + " shows its reports and is not in this email"
+				case !in[ev.ID] && in[by] && d.from[i].retrying():
+					held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
+				}
 			}
 		}
 		kept := cs[:0:0]

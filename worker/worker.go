@@ -857,9 +857,10 @@ type delivery struct {
 	// part of parts, when a digest is split (Config.MaxLinksPerEmail);
 	// both 0 when it is not.
 	part, parts int
-	// with names, for each event of a digest whose reports all show
-	// under a newer event of the email, that event: they go together.
-	with map[string]string
+	// with names, for each event of a digest some of whose reports
+	// show under newer events of the email, those events: it is
+	// recorded sent only with them (see together).
+	with map[string][]string
 }
 
 // process groups the events of healthy messages into emails and sends
