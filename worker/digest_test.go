@@ -831,3 +831,35 @@ func TestDigestShownEventIsRecordedOnlyWithWhatShowsIt(t *testing.T) {
 		})
 	}
 }
+
+// TestDigestSentEventDoesNotHoldBackItsNewerOne: an older event already
+// sent to one recipient, and left for retry for another, does not hold
+// back the newer event showing its report to the first; for the other
+// it does.
+func TestDigestSentEventDoesNotHoldBackItsNewerOne(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	for _, body := range []string{
+		native("a1", "ana", []string{"cfo@example.com"}, "ana/1.pdf"),
+		native("a2", "ana", []string{"cfo@example.com"}, "ana/1.pdf"),
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.ledger.recs = map[string]*memRecord{
+		worker.DeliveryKey("a1", "ana@example.com"): {state: "claimed", at: b.now}, // another run's
+		worker.DeliveryKey("a1", "cfo@example.com"): {state: "sent", at: b.now.Add(-time.Hour)},
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(b.mailer.to(), " "); got != "cfo@example.com" || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Errorf("sent to %q; want cfo's email with a2's report only", got)
+	}
+	if sum.Pending != 2 {
+		t.Errorf("pending %d, want 2 (a1 and a2, for ana)", sum.Pending)
+	}
+}

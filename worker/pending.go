@@ -368,9 +368,10 @@ func (r *run) split(d *delivery) []*delivery {
 // its email that show its other reports (d.with), so one whose
 // showing event is not going waits, lest it be recorded sent though
 // that report never reached the recipient; and those events wait for
-// it when it is left for retry (not when it goes to the dead-letter
-// queue: its email may have been sent, and an operator settles it),
-// lest the report be sent again later by the one left behind.
+// it when it is left for retry (not when it was sent before, nor when
+// it goes to the dead-letter queue: its email may have been sent, and
+// an operator settles it), lest the report be sent again later by the
+// one left behind.
 func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 	if len(d.with) == 0 {
 		return cs
@@ -387,7 +388,7 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 				switch {
 				case in[ev.ID] && !in[by]:
 					held[ev.ID] = "event " + by + " shows its reports and is not in this email"
-				case !in[ev.ID] && in[by] && d.from[i].retrying():
+				case !in[ev.ID] && in[by] && !d.sent[ev.ID] && d.from[i].retrying():
 					held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
 				}
 			}

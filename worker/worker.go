@@ -861,6 +861,8 @@ type delivery struct {
 	// show under newer events of the email, those events: it is
 	// recorded sent only with them (see together).
 	with map[string][]string
+	// sent holds the events claim found sent to the recipient before.
+	sent map[string]bool
 }
 
 // process groups the events of healthy messages into emails and sends
@@ -1065,6 +1067,10 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			}
 			claims = append(claims, claim{ev: ev, c: &c, from: from})
 		case c.State == AlreadySent:
+			if d.sent == nil {
+				d.sent = map[string]bool{}
+			}
+			d.sent[ev.ID] = true
 			r.tally(func(s *Summary) { s.Duplicates++ })
 			r.w.observer().Duplicate()
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
