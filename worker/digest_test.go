@@ -132,8 +132,8 @@ func TestDigestWholeAcrossReceiveLoops(t *testing.T) {
 					}
 				}
 			}
-			if sum.Pending != 0 || sum.Acked != 1500 {
-				t.Errorf("summary: pending %d, acked %d; want 0 and 1500", sum.Pending, sum.Acked)
+			if sum.Pending != 0 || sum.Users != 3 || sum.Due != 1500 || sum.Delivered != 1500 {
+				t.Errorf("summary: pending %d, users %d, due %d, delivered %d; want 0, 3, 1500, 1500", sum.Pending, sum.Users, sum.Due, sum.Delivered)
 			}
 			if n, err := p.Count(context.Background()); err != nil || n != 0 {
 				t.Errorf("pending store holds %d (%v), want 0", n, err)
@@ -686,7 +686,8 @@ func TestDigestShutdownIsNotAFailure(t *testing.T) {
 }
 
 // TestDigestSlotSummaryCountsEachEventOnce: a slot that ingests and
-// delivers the same events counts them received and acked once.
+// delivers the same events counts them received and acked once, as
+// messages, and due and delivered once, as pending events.
 func TestDigestSlotSummaryCountsEachEventOnce(t *testing.T) {
 	w, b, _ := setupPending(t, 0)
 	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("b1", "bo", nil, "bo/1.pdf"))
@@ -698,8 +699,9 @@ func TestDigestSlotSummaryCountsEachEventOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum := in.Plus(out); sum.Received != 2 || sum.Acked != 2 || sum.Sent != 2 {
-		t.Errorf("slot summary received %d, acked %d, sent %d; want 2, 2, 2", sum.Received, sum.Acked, sum.Sent)
+	if sum := in.Plus(out); sum.Received != 2 || sum.Acked != 2 || sum.Sent != 2 || sum.Users != 2 || sum.Due != 2 || sum.Delivered != 2 {
+		t.Errorf("slot summary received %d, acked %d, sent %d, users %d, due %d, delivered %d; want 2 each",
+			sum.Received, sum.Acked, sum.Sent, sum.Users, sum.Due, sum.Delivered)
 	}
 }
 

@@ -215,7 +215,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 			}
 		}
 	}
-	r.tally(func(s *Summary) { s.Received += len(due) })
+	r.tally(func(s *Summary) { s.Users++; s.Due += len(due) })
 	var parts []*delivery
 	for _, d := range r.plan(batch) {
 		// plan lets the last event of a group name the user; here the
@@ -254,7 +254,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 			log.Error("pending store: delete; the next slot skips it as sent", "event", st.pending.Event.ID, "err", err)
 			continue
 		}
-		r.tally(func(s *Summary) { s.Acked++ })
+		r.tally(func(s *Summary) { s.Delivered++ })
 	}
 }
 
@@ -415,12 +415,12 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 // must not be cut short.
 func (r *run) ingesting() bool { return r.w.cfg.Mode == ModeDigest && r.w.pending != nil }
 
-// Plus returns the counts of s, a digest slot's ingest, and o, its
-// delivery, as one run: received and acked stay the ingest's (messages
-// taken off the queue and deleted), since the delivery's are the same
-// events again, read from and removed from the pending store; the
-// rest add up. The first halt stands.
+// Plus returns the counts of s and o as one run's: a digest slot's
+// ingest (Drain) and delivery (Deliver), whose counts do not overlap.
+// The first halt stands.
 func (s Summary) Plus(o Summary) Summary {
+	s.Received += o.Received
+	s.Acked += o.Acked
 	s.Dropped += o.Dropped
 	s.DeadLettered += o.DeadLettered
 	s.Retrying += o.Retrying
@@ -431,6 +431,9 @@ func (s Summary) Plus(o Summary) Summary {
 	s.Unrecorded += o.Unrecorded
 	s.Refused += o.Refused
 	s.Pending += o.Pending
+	s.Users += o.Users
+	s.Due += o.Due
+	s.Delivered += o.Delivered
 	if !s.Halted && o.Halted {
 		s.Halted, s.Halt = true, o.Halt
 	}

@@ -296,6 +296,12 @@ type Summary struct {
 	// Pending counts the digest events left in the pending store after
 	// Deliver: ingested after the slot, or not delivered yet.
 	Pending int
+	// Users, Due and Delivered count what Deliver did with a digest
+	// slot: the users with events due, those events, and the events
+	// delivered (or found delivered before) and removed from the
+	// pending store. Received and Acked count queue messages only: in
+	// a slot, those of its ingest.
+	Users, Due, Delivered int
 	// Halted is set when the run stopped sending for a [Halt] (the
 	// quota spent, the account unable to send, an earlier run's halt
 	// still holding), whether or not it had received anything: the
@@ -317,6 +323,7 @@ func (s Summary) LogValue() slog.Value {
 		slog.Int("duplicates", s.Duplicates), slog.Int("maybe_sent", s.MaybeSent),
 		slog.Int("maybe_duplicated", s.MaybeDuplicated), slog.Int("unrecorded", s.Unrecorded),
 		slog.Int("refused", s.Refused), slog.Int("pending", s.Pending),
+		slog.Int("users", s.Users), slog.Int("due", s.Due), slog.Int("delivered", s.Delivered),
 		slog.Bool("halted", s.Halted),
 	}
 	if s.Halted {
