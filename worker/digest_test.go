@@ -865,3 +865,62 @@ func TestDigestSentEventDoesNotHoldBackItsNewerOne(t *testing.T) {
 		t.Errorf("pending %d, want 2 (a1 and a2, for ana)", sum.Pending)
 	}
 }
+
+// TestDigestSlotKeepsToOneBudget: a slot's ingest and delivery share
+// its budget. The ingest stops receiving at half of it, so a queue that
+// never runs dry leaves the delivery time; an ingest that overran the
+// whole budget leaves the delivery none (a retry).
+func TestDigestSlotKeepsToOneBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		receive   time.Duration // each receive takes this long
+		receives  int
+		sent      int
+		retrying  int
+		onQueue   int
+		delivered int
+	}{
+		{name: "ingest stops at half the budget", receive: 13 * time.Hour, receives: 1, sent: 1, onQueue: 1, delivered: 1},
+		{name: "ingest took it all", receive: 25 * time.Hour, receives: 1, retrying: 1, onQueue: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clock atomic.Int64
+			var b *bundle
+			w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) {
+				d.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+				d.Queue = trickleQueue{d.Queue.(*fakeQueue), func() {
+					clock.Add(int64(tc.receive))
+					b.enqueue(native(fmt.Sprintf("t%d", clock.Load()), "bo", nil, "bo/1.pdf"))
+				}}
+			})
+			clock.Store(b.now.UnixNano())
+			b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+			sum, err := w.RunSlot(context.Background(), worker.Slot{Planned: time.Unix(0, clock.Load()).UTC().Add(48 * time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.queue.receives != tc.receives || len(b.queue.pending) != tc.onQueue {
+				t.Errorf("ingest received %d times and left %d on the queue; want %d and %d", b.queue.receives, len(b.queue.pending), tc.receives, tc.onQueue)
+			}
+			if len(b.mailer.sent) != tc.sent || sum.Retrying != tc.retrying || sum.Delivered != tc.delivered {
+				t.Errorf("slot sent %d, retrying %d, delivered %d; want %d, %d, %d", len(b.mailer.sent), sum.Retrying, sum.Delivered, tc.sent, tc.retrying, tc.delivered)
+			}
+			if n, _ := p.Count(context.Background()); n != 1-tc.delivered {
+				t.Errorf("pending store holds %d, want %d", n, 1-tc.delivered)
+			}
+		})
+	}
+}
+
+// trickleQueue is a queue that is never empty: after each receive,
+// more calls.
+type trickleQueue struct {
+	*fakeQueue
+	more func()
+}
+
+func (q trickleQueue) Receive(ctx context.Context, max int, wait time.Duration) ([]worker.Message, error) {
+	msgs, err := q.fakeQueue.Receive(ctx, max, wait)
+	q.more()
+	return msgs, err
+}

@@ -102,6 +102,36 @@ func (r *run) ingest(batch []*msgState) {
 // its other reports (see split and together). Deliver needs
 // Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
+	return w.deliver(ctx, slot, w.now().Add(w.cfg.Budget))
+}
+
+// RunSlot runs one slot of a digest schedule: it ingests what the
+// queue holds (Drain), then delivers the slot (Deliver), within one
+// Config.Budget from its start. The ingest stops receiving at half of
+// it, so that a queue that never runs dry (each long poll answered by
+// a new message) cannot leave the delivery no time; the delivery takes
+// no user once the budget is spent. A slot with no planned time holds
+// the events stored when the ingest ends. The delivery runs even when
+// the ingest failed: what is stored is due whatever the queue does
+// now; not when ctx is cancelled. With no Deps.Pending it is Drain.
+func (w *Worker) RunSlot(ctx context.Context, slot Slot) (Summary, error) {
+	if w.pending == nil {
+		return w.Drain(ctx)
+	}
+	start := w.now()
+	sum, err := w.drain(ctx, start.Add(w.cfg.Budget/2))
+	if ctx.Err() != nil {
+		return sum, err
+	}
+	if slot.Planned.IsZero() {
+		slot.Planned = w.now()
+	}
+	d, derr := w.deliver(ctx, slot, start.Add(w.cfg.Budget))
+	return sum.Plus(d), errors.Join(err, derr)
+}
+
+// deliver is Deliver with no user started at or after deadline.
+func (w *Worker) deliver(ctx context.Context, slot Slot, deadline time.Time) (Summary, error) {
 	if w.pending == nil {
 		return Summary{}, errors.New("deliver: the worker has no pending store")
 	}
@@ -114,7 +144,6 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency), slot: &slot}
 	r.recorded()
 	log := w.logger.With("slot", slot.Planned.UTC().Format(time.RFC3339), "late", slot.Late)
-	deadline := start.Add(w.cfg.Budget)
 	var spent sync.Once
 	overBudget := func() bool {
 		if w.now().Before(deadline) {
@@ -124,7 +153,7 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 			// Counted as a retry: the slot is not done, and a replica
 			// runs it again for the users not reached.
 			r.tally(func(s *Summary) { s.Retrying++ })
-			log.Warn("budget spent: the users not reached wait for the slot to run again", "budget", w.cfg.Budget)
+			log.Warn("budget spent: the users not reached wait for the slot to run again", "budget", w.cfg.Budget, "deadline", deadline)
 		})
 		return true
 	}

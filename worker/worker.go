@@ -355,12 +355,16 @@ func (s Summary) LogValue() slog.Value {
 // The error is non-nil only when the queue itself failed; the fate of
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
+	return w.drain(ctx, w.now().Add(w.cfg.Budget))
+}
+
+// drain is Drain with no receive started at or after deadline.
+func (w *Worker) drain(ctx context.Context, deadline time.Time) (Summary, error) {
 	id := cmp.Or(RunID(ctx), NewID()[:16])
 	// For the lines of the parts every schedule shares (the mailer).
 	ctx = WithSchedule(WithRunID(ctx, id), w.cfg.Schedule)
 	w = w.forRun(id)
 	start := w.now()
-	deadline := start.Add(w.cfg.Budget)
 	if c, ok := w.queue.(Checker); ok {
 		if err := c.Check(ctx); err != nil {
 			w.logger.Error("run not started", "err", err)
