@@ -924,3 +924,40 @@ func (q trickleQueue) Receive(ctx context.Context, max int, wait time.Duration) 
 	q.more()
 	return msgs, err
 }
+
+// TestDigestPartlyShownEventGoesWhenItsNewerOneWasSent: an event partly
+// shown by a newer one that was sent to the recipient before goes with
+// its other reports: the shown one reached the recipient already. One
+// wholly shown waits, rather than go in an email with no links.
+func TestDigestPartlyShownEventGoesWhenItsNewerOneWasSent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		older string
+		want  []string // the links sent at the first slot
+	}{
+		{name: "partly shown", older: native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"), want: []string{"ana/2.pdf"}},
+		{name: "wholly shown", older: native("a1", "ana", nil, "ana/1.pdf")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, _ := setupPending(t, 0)
+			for _, body := range []string{tc.older, native("a2", "ana", nil, "ana/1.pdf")} {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.ledger.recs = map[string]*memRecord{worker.DeliveryKey("a2", "ana@example.com"): {state: "sent", at: b.now.Add(-time.Hour)}}
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range b.mailer.sent {
+				got = append(got, links(e)...)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("the slot linked %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -396,7 +396,9 @@ func (r *run) split(d *delivery) []*delivery {
 // event of d: an event is recorded sent only with the newer events of
 // its email that show its other reports (d.with), so one whose
 // showing event is not going waits, lest it be recorded sent though
-// that report never reached the recipient; and those events wait for
+// that report never reached the recipient (unless that event was sent
+// to the recipient before, and this one has reports of its own to
+// show: an email of no links is not sent); and those events wait for
 // it when it is left for retry (not when it was sent before, nor when
 // it goes to the dead-letter queue: its email may have been sent, and
 // an operator settles it), lest the report be sent again later by the
@@ -415,7 +417,7 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 		for i, ev := range d.events {
 			for _, by := range d.with[ev.ID] {
 				switch {
-				case in[ev.ID] && !in[by]:
+				case in[ev.ID] && !in[by] && (len(ev.Reports) == 0 || !d.sent[by]):
 					held[ev.ID] = "event " + by + " shows its reports and is not in this email"
 				case !in[ev.ID] && in[by] && !d.sent[ev.ID] && d.from[i].retrying():
 					held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
