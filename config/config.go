@@ -223,7 +223,10 @@ type Schedule struct {
 	// DeadLetterQueueURL receives poison messages. Required. It should
 	// be the queue's RedrivePolicy target, and no other schedule's.
 	DeadLetterQueueURL string `yaml:"dead_letter_queue_url"`
-	// Budget bounds a run. Default 5m.
+	// Budget bounds a run. Default 5m. A digest's slot, its ingest
+	// then its delivery, keeps to one budget: the ingest stops
+	// receiving at half of it, and the delivery starts no user after
+	// it (the slot then runs again for the rest).
 	Budget time.Duration `yaml:"budget"`
 	// WaitTime is the long-poll wait, 1s to 20s. Default 20s.
 	WaitTime time.Duration `yaml:"wait_time"`

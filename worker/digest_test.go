@@ -132,8 +132,8 @@ func TestDigestWholeAcrossReceiveLoops(t *testing.T) {
 					}
 				}
 			}
-			if sum.Pending != 0 || sum.Acked != 1500 {
-				t.Errorf("summary: pending %d, acked %d; want 0 and 1500", sum.Pending, sum.Acked)
+			if sum.Pending != 0 || sum.Users != 3 || sum.Due != 1500 || sum.Delivered != 1500 {
+				t.Errorf("summary: pending %d, users %d, due %d, delivered %d; want 0, 3, 1500, 1500", sum.Pending, sum.Users, sum.Due, sum.Delivered)
 			}
 			if n, err := p.Count(context.Background()); err != nil || n != 0 {
 				t.Errorf("pending store holds %d (%v), want 0", n, err)
@@ -686,7 +686,8 @@ func TestDigestShutdownIsNotAFailure(t *testing.T) {
 }
 
 // TestDigestSlotSummaryCountsEachEventOnce: a slot that ingests and
-// delivers the same events counts them received and acked once.
+// delivers the same events counts them received and acked once, as
+// messages, and due and delivered once, as pending events.
 func TestDigestSlotSummaryCountsEachEventOnce(t *testing.T) {
 	w, b, _ := setupPending(t, 0)
 	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("b1", "bo", nil, "bo/1.pdf"))
@@ -698,7 +699,265 @@ func TestDigestSlotSummaryCountsEachEventOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum := in.Plus(out); sum.Received != 2 || sum.Acked != 2 || sum.Sent != 2 {
-		t.Errorf("slot summary received %d, acked %d, sent %d; want 2, 2, 2", sum.Received, sum.Acked, sum.Sent)
+	if sum := in.Plus(out); sum.Received != 2 || sum.Acked != 2 || sum.Sent != 2 || sum.Users != 2 || sum.Due != 2 || sum.Delivered != 2 {
+		t.Errorf("slot summary received %d, acked %d, sent %d, users %d, due %d, delivered %d; want 2 each",
+			sum.Received, sum.Acked, sum.Sent, sum.Users, sum.Due, sum.Delivered)
+	}
+}
+
+// checkSentReachedRecipient fails t for each event the ledger records
+// sent to a recipient although one of its reports was linked in no
+// email that recipient got: reports are keys of events, by event id.
+func checkSentReachedRecipient(t *testing.T, b *bundle, reports map[string][]string, recipients ...string) {
+	t.Helper()
+	got := map[string]bool{}
+	for _, e := range b.mailer.sent {
+		for _, l := range links(e) {
+			got[e.To[0]+" "+l] = true
+		}
+	}
+	for id, keys := range reports {
+		for _, rcpt := range recipients {
+			rec := b.ledger.recs[worker.DeliveryKey(id, rcpt)]
+			if rec == nil || rec.state != "sent" {
+				continue
+			}
+			for _, k := range keys {
+				if !got[rcpt+" "+k] {
+					t.Errorf("event %s is recorded sent to %s, but no email to them linked its report %s", id, rcpt, k)
+				}
+			}
+		}
+	}
+}
+
+// TestDigestShownEventIsRecordedOnlyWithWhatShowsIt: an older event is
+// recorded sent only with the newer events that show its reports.
+// Wholly shown by events that would land in different parts, it goes
+// in one part with all of them, so a part rejected for good cannot
+// take one of its reports with it; partly shown by an event whose
+// link cannot be made, it waits and goes alone at the next slot.
+func TestDigestShownEventIsRecordedOnlyWithWhatShowsIt(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxLinks int
+		bodies   []string
+		signer   worker.Signer
+		fail     string // an email linking it is refused for good
+		reports  map[string][]string
+		// want is how many times each report reached ana over two slots.
+		want map[string]int
+		dead map[string]worker.Code
+	}{
+		{
+			name:     "wholly shown across parts, a part refused",
+			maxLinks: 2,
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+				native("a3", "ana", nil, "ana/2.pdf"),
+				native("a4", "ana", nil, "ana/4.pdf"),
+			},
+			fail:    "ana/1.pdf",
+			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf"}, "a3": {"ana/2.pdf"}, "a4": {"ana/4.pdf"}},
+			want:    map[string]int{"ana/4.pdf": 1},
+			dead:    map[string]worker.Code{"m0": worker.CodeSESRejected, "m1": worker.CodeSESRejected, "m2": worker.CodeSESRejected},
+		},
+		{
+			name:     "wholly shown across parts, all sent",
+			maxLinks: 2,
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+				native("a3", "ana", nil, "ana/2.pdf"),
+				native("a4", "ana", nil, "ana/4.pdf"),
+			},
+			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf"}, "a3": {"ana/2.pdf"}, "a4": {"ana/4.pdf"}},
+			want:    map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1, "ana/4.pdf": 1},
+			dead:    map[string]worker.Code{},
+		},
+		{
+			name:     "partly shown by an event whose link fails",
+			maxLinks: 50,
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf", "ana/3.pdf"),
+			},
+			signer:  pickySigner{bad: map[string]error{"ana/3.pdf": worker.Permanent(errors.New("key too long to sign"))}},
+			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf", "ana/3.pdf"}},
+			want:    map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1},
+			dead:    map[string]worker.Code{"m1": worker.CodeLinkFailed},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPendingWith(t, tc.maxLinks, func(d *worker.Deps) {
+				if tc.signer != nil {
+					d.Signer = tc.signer
+				}
+			})
+			for _, body := range tc.bodies {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.mailer.fail = func(e worker.Email) error {
+				if tc.fail != "" && slices.Contains(links(e), tc.fail) {
+					return worker.PermanentCode(worker.CodeSESRejected, errors.New("MessageRejected"))
+				}
+				return nil
+			}
+			for range 2 {
+				if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+					t.Fatal(err)
+				}
+				b.now = b.now.Add(time.Hour)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				for _, l := range links(e) {
+					got[l]++
+				}
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("ana got %v over two slots, want %v", got, tc.want)
+			}
+			if !maps.Equal(b.queue.codes, tc.dead) {
+				t.Errorf("dead letters %v, want %v", b.queue.codes, tc.dead)
+			}
+			checkSentReachedRecipient(t, b, tc.reports, "ana@example.com")
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestSentEventDoesNotHoldBackItsNewerOne: an older event already
+// sent to one recipient, and left for retry for another, does not hold
+// back the newer event showing its report to the first; for the other
+// it does.
+func TestDigestSentEventDoesNotHoldBackItsNewerOne(t *testing.T) {
+	w, b, _ := setupPending(t, 0)
+	for _, body := range []string{
+		native("a1", "ana", []string{"cfo@example.com"}, "ana/1.pdf"),
+		native("a2", "ana", []string{"cfo@example.com"}, "ana/1.pdf"),
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.ledger.recs = map[string]*memRecord{
+		worker.DeliveryKey("a1", "ana@example.com"): {state: "claimed", at: b.now}, // another run's
+		worker.DeliveryKey("a1", "cfo@example.com"): {state: "sent", at: b.now.Add(-time.Hour)},
+	}
+	sum, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(b.mailer.to(), " "); got != "cfo@example.com" || strings.Join(links(b.mailer.sent[0]), " ") != "ana/1.pdf" {
+		t.Errorf("sent to %q; want cfo's email with a2's report only", got)
+	}
+	if sum.Pending != 2 {
+		t.Errorf("pending %d, want 2 (a1 and a2, for ana)", sum.Pending)
+	}
+}
+
+// TestDigestSlotKeepsToOneBudget: a slot's ingest and delivery share
+// its budget. The ingest stops receiving at half of it, so a queue that
+// never runs dry leaves the delivery time; an ingest that overran the
+// whole budget leaves the delivery none (a retry).
+func TestDigestSlotKeepsToOneBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		receive   time.Duration // each receive takes this long
+		receives  int
+		sent      int
+		retrying  int
+		onQueue   int
+		delivered int
+	}{
+		{name: "ingest stops at half the budget", receive: 13 * time.Hour, receives: 1, sent: 1, onQueue: 1, delivered: 1},
+		{name: "ingest took it all", receive: 25 * time.Hour, receives: 1, retrying: 1, onQueue: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clock atomic.Int64
+			var b *bundle
+			w, b, p := setupPendingWith(t, 0, func(d *worker.Deps) {
+				d.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+				d.Queue = trickleQueue{d.Queue.(*fakeQueue), func() {
+					clock.Add(int64(tc.receive))
+					b.enqueue(native(fmt.Sprintf("t%d", clock.Load()), "bo", nil, "bo/1.pdf"))
+				}}
+			})
+			clock.Store(b.now.UnixNano())
+			b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+			sum, err := w.RunSlot(context.Background(), worker.Slot{Planned: time.Unix(0, clock.Load()).UTC().Add(48 * time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.queue.receives != tc.receives || len(b.queue.pending) != tc.onQueue {
+				t.Errorf("ingest received %d times and left %d on the queue; want %d and %d", b.queue.receives, len(b.queue.pending), tc.receives, tc.onQueue)
+			}
+			if len(b.mailer.sent) != tc.sent || sum.Retrying != tc.retrying || sum.Delivered != tc.delivered {
+				t.Errorf("slot sent %d, retrying %d, delivered %d; want %d, %d, %d", len(b.mailer.sent), sum.Retrying, sum.Delivered, tc.sent, tc.retrying, tc.delivered)
+			}
+			if n, _ := p.Count(context.Background()); n != 1-tc.delivered {
+				t.Errorf("pending store holds %d, want %d", n, 1-tc.delivered)
+			}
+		})
+	}
+}
+
+// trickleQueue is a queue that is never empty: after each receive,
+// more calls.
+type trickleQueue struct {
+	*fakeQueue
+	more func()
+}
+
+func (q trickleQueue) Receive(ctx context.Context, max int, wait time.Duration) ([]worker.Message, error) {
+	msgs, err := q.fakeQueue.Receive(ctx, max, wait)
+	q.more()
+	return msgs, err
+}
+
+// TestDigestPartlyShownEventGoesWhenItsNewerOneWasSent: an event partly
+// shown by a newer one that was sent to the recipient before goes with
+// its other reports: the shown one reached the recipient already. One
+// wholly shown waits, rather than go in an email with no links.
+func TestDigestPartlyShownEventGoesWhenItsNewerOneWasSent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		older string
+		want  []string // the links sent at the first slot
+	}{
+		{name: "partly shown", older: native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"), want: []string{"ana/2.pdf"}},
+		{name: "wholly shown", older: native("a1", "ana", nil, "ana/1.pdf")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, _ := setupPending(t, 0)
+			for _, body := range []string{tc.older, native("a2", "ana", nil, "ana/1.pdf")} {
+				b.enqueue(body)
+				b.now = b.now.Add(time.Minute)
+				if _, err := w.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.ledger.recs = map[string]*memRecord{worker.DeliveryKey("a2", "ana@example.com"): {state: "sent", at: b.now.Add(-time.Hour)}}
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range b.mailer.sent {
+				got = append(got, links(e)...)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("the slot linked %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -98,9 +98,40 @@ func (r *run) ingest(batch []*msgState) {
 // retry. An entry is deleted only once its email is recorded sent in
 // the ledger (or the ledger shows it sent before), or once it is
 // dead-lettered; any other entry stays for the next slot. An event
-// whose reports newer events all show is claimed and sent in the same
-// email as them, adding no links. Deliver needs Deps.Pending.
+// is recorded sent only with the newer events of its email showing
+// its other reports (see split and together). Deliver needs
+// Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
+	return w.deliver(ctx, slot, w.now().Add(w.cfg.Budget))
+}
+
+// RunSlot runs one slot of a digest schedule: it ingests what the
+// queue holds (Drain), then delivers the slot (Deliver), within one
+// Config.Budget from its start. The ingest stops receiving at half of
+// it, so that a queue that never runs dry (each long poll answered by
+// a new message) cannot leave the delivery no time; the delivery takes
+// no user once the budget is spent. A slot with no planned time holds
+// the events stored when the ingest ends. The delivery runs even when
+// the ingest failed: what is stored is due whatever the queue does
+// now; not when ctx is cancelled. With no Deps.Pending it is Drain.
+func (w *Worker) RunSlot(ctx context.Context, slot Slot) (Summary, error) {
+	if w.pending == nil {
+		return w.Drain(ctx)
+	}
+	start := w.now()
+	sum, err := w.drain(ctx, start.Add(w.cfg.Budget/2))
+	if ctx.Err() != nil {
+		return sum, err
+	}
+	if slot.Planned.IsZero() {
+		slot.Planned = w.now()
+	}
+	d, derr := w.deliver(ctx, slot, start.Add(w.cfg.Budget))
+	return sum.Plus(d), errors.Join(err, derr)
+}
+
+// deliver is Deliver with no user started at or after deadline.
+func (w *Worker) deliver(ctx context.Context, slot Slot, deadline time.Time) (Summary, error) {
 	if w.pending == nil {
 		return Summary{}, errors.New("deliver: the worker has no pending store")
 	}
@@ -113,7 +144,6 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 		id: id, unsettled: map[string]bool{}, slots: make(chan struct{}, w.cfg.Concurrency), slot: &slot}
 	r.recorded()
 	log := w.logger.With("slot", slot.Planned.UTC().Format(time.RFC3339), "late", slot.Late)
-	deadline := start.Add(w.cfg.Budget)
 	var spent sync.Once
 	overBudget := func() bool {
 		if w.now().Before(deadline) {
@@ -123,7 +153,7 @@ func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 			// Counted as a retry: the slot is not done, and a replica
 			// runs it again for the users not reached.
 			r.tally(func(s *Summary) { s.Retrying++ })
-			log.Warn("budget spent: the users not reached wait for the slot to run again", "budget", w.cfg.Budget)
+			log.Warn("budget spent: the users not reached wait for the slot to run again", "budget", w.cfg.Budget, "deadline", deadline)
 		})
 		return true
 	}
@@ -214,7 +244,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 			}
 		}
 	}
-	r.tally(func(s *Summary) { s.Received += len(due) })
+	r.tally(func(s *Summary) { s.Users++; s.Due += len(due) })
 	var parts []*delivery
 	for _, d := range r.plan(batch) {
 		// plan lets the last event of a group name the user; here the
@@ -253,7 +283,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 			log.Error("pending store: delete; the next slot skips it as sent", "event", st.pending.Event.ID, "err", err)
 			continue
 		}
-		r.tally(func(s *Summary) { s.Acked++ })
+		r.tally(func(s *Summary) { s.Delivered++ })
 	}
 }
 
@@ -261,67 +291,118 @@ func (r *run) deliverUser(user string, slot Slot) {
 // MaxLinksPerEmail links, keeping each event whole (an event with more
 // links than that is a part of its own). The events come newest
 // first, and a report linked by several is shown once, under the
-// newest: an older event shows only its reports not shown yet. One
-// with none left goes in the part of the first event showing them,
-// so that it is claimed, sent and recorded with that email; it adds
-// no links.
+// newest: an older event shows only its reports not shown yet, and is
+// recorded sent only with the newer events showing its others
+// (delivery.with, see together), when they are in its part. An event
+// with no report left to show adds no links and goes in one part with
+// every event showing its reports, so that it is claimed, sent and
+// recorded with all of them: that part may then hold an older event
+// out of turn, or more links than the most.
 func (r *run) split(d *delivery) []*delivery {
 	maxLinks := r.w.cfg.MaxLinksPerEmail
-	var parts []*delivery
-	var cur *delivery
-	n := 0
+	n := len(d.events)
+	own := make([][]event.Report, n)
+	by := make([][]int, n)    // the newer events showing a report of event i
 	shown := map[string]int{} // report -> the index of the event showing it
-	partOf := map[int]*delivery{}
 	for i, ev := range d.events {
-		var own []event.Report
-		first := len(d.events)
 		for _, rep := range ev.Reports {
 			k := rep.Bucket + "/" + rep.Key
 			if j, ok := shown[k]; ok {
-				first = min(first, j)
+				if !slices.Contains(by[i], j) {
+					by[i] = append(by[i], j)
+				}
 				continue
 			}
 			shown[k] = i
-			own = append(own, rep)
+			own[i] = append(own[i], rep)
 		}
-		if len(own) == 0 && len(ev.Reports) > 0 {
-			p := partOf[first]
-			ev.Reports = nil
-			p.events = append(p.events, ev)
-			p.from = append(p.from, d.from[i])
-			if p.with == nil {
-				p.with = map[string]string{}
+	}
+	// An event wholly shown by others goes with all of them: join them
+	// in one group (union-find), placed at its newest member.
+	root := make([]int, n)
+	for i := range root {
+		root[i] = i
+	}
+	find := func(i int) int {
+		for root[i] != i {
+			root[i] = root[root[i]]
+			i = root[i]
+		}
+		return i
+	}
+	for i := range n {
+		if len(own[i]) == 0 && len(by[i]) > 0 {
+			for _, j := range by[i] {
+				root[find(j)] = find(i)
 			}
-			p.with[ev.ID] = d.events[first].ID
+		}
+	}
+	groups := map[int][]int{}
+	for i := range n {
+		groups[find(i)] = append(groups[find(i)], i) // in order
+	}
+	var parts [][]int
+	partOf := make([]int, n)
+	placed := make([]bool, n)
+	links := 0
+	for i := range n {
+		if placed[i] {
 			continue
 		}
-		ev.Reports = own
-		if cur == nil || (n > 0 && n+len(own) > maxLinks) {
-			cur = &delivery{user: d.user, recipient: d.recipient, signs: d.signs}
-			parts = append(parts, cur)
-			n = 0
+		group := groups[find(i)] // i is its newest
+		size := 0
+		for _, m := range group {
+			size += len(own[m])
 		}
-		partOf[i] = cur
-		cur.events = append(cur.events, ev)
-		cur.from = append(cur.from, d.from[i])
-		n += len(own)
-	}
-	if len(parts) > 1 {
-		for i, p := range parts {
-			p.part, p.parts = i+1, len(parts)
+		if len(parts) == 0 || (links > 0 && links+size > maxLinks) {
+			parts = append(parts, nil)
+			links = 0
 		}
+		p := len(parts) - 1
+		for _, m := range group {
+			parts[p] = append(parts[p], m)
+			partOf[m], placed[m] = p, true
+		}
+		links += size
 	}
-	return parts
+	out := make([]*delivery, len(parts))
+	for p, idx := range parts {
+		slices.Sort(idx) // newest first within the part
+		part := &delivery{user: d.user, recipient: d.recipient, signs: d.signs}
+		for _, i := range idx {
+			ev := d.events[i]
+			ev.Reports = own[i]
+			part.events = append(part.events, ev)
+			part.from = append(part.from, d.from[i])
+			for _, j := range by[i] {
+				if partOf[j] != p {
+					continue
+				}
+				if part.with == nil {
+					part.with = map[string][]string{}
+				}
+				part.with[ev.ID] = append(part.with[ev.ID], d.events[j].ID)
+			}
+		}
+		if len(parts) > 1 {
+			part.part, part.parts = p+1, len(parts)
+		}
+		out[p] = part
+	}
+	return out
 }
 
 // together gives up the claims of cs that cannot go without another
-// event of d: an event whose reports are all shown under a newer one
-// (d.with) goes only in the same email as it, and that one waits for
-// each such event left for retry, so that neither is recorded sent
-// while the other's reports are not, nor a report sent again later by
-// the one left behind. One that goes to the dead-letter queue instead
-// (its email may have been sent: an operator settles it) holds
-// nothing back.
+// event of d: an event is recorded sent only with the newer events of
+// its email that show its other reports (d.with), so one whose
+// showing event is not going waits, lest it be recorded sent though
+// that report never reached the recipient (unless that event was sent
+// to the recipient before, and this one has reports of its own to
+// show: an email of no links is not sent); and those events wait for
+// it when it is left for retry (not when it was sent before, nor when
+// it goes to the dead-letter queue: its email may have been sent, and
+// an operator settles it), lest the report be sent again later by the
+// one left behind.
 func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 	if len(d.with) == 0 {
 		return cs
@@ -334,13 +415,13 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 		}
 		held := map[string]string{} // event id -> why it waits
 		for i, ev := range d.events {
-			by, ok := d.with[ev.ID]
-			switch {
-			case !ok:
-			case in[ev.ID] && !in[by]:
-				held[ev.ID] = "its reports are shown under event " + by + ", which is not in this email"
-			case !in[ev.ID] && in[by] && d.from[i].retrying():
-				held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
+			for _, by := range d.with[ev.ID] {
+				switch {
+				case in[ev.ID] && !in[by] && (len(ev.Reports) == 0 || !d.sent[by]):
+					held[ev.ID] = "event " + by + " shows its reports and is not in this email"
+				case !in[ev.ID] && in[by] && !d.sent[ev.ID] && d.from[i].retrying():
+					held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
+				}
 			}
 		}
 		kept := cs[:0:0]
@@ -365,12 +446,12 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 // must not be cut short.
 func (r *run) ingesting() bool { return r.w.cfg.Mode == ModeDigest && r.w.pending != nil }
 
-// Plus returns the counts of s, a digest slot's ingest, and o, its
-// delivery, as one run: received and acked stay the ingest's (messages
-// taken off the queue and deleted), since the delivery's are the same
-// events again, read from and removed from the pending store; the
-// rest add up. The first halt stands.
+// Plus returns the counts of s and o as one run's: a digest slot's
+// ingest (Drain) and delivery (Deliver), whose counts do not overlap.
+// The first halt stands.
 func (s Summary) Plus(o Summary) Summary {
+	s.Received += o.Received
+	s.Acked += o.Acked
 	s.Dropped += o.Dropped
 	s.DeadLettered += o.DeadLettered
 	s.Retrying += o.Retrying
@@ -381,6 +462,9 @@ func (s Summary) Plus(o Summary) Summary {
 	s.Unrecorded += o.Unrecorded
 	s.Refused += o.Refused
 	s.Pending += o.Pending
+	s.Users += o.Users
+	s.Due += o.Due
+	s.Delivered += o.Delivered
 	if !s.Halted && o.Halted {
 		s.Halted, s.Halt = true, o.Halt
 	}

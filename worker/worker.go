@@ -296,6 +296,12 @@ type Summary struct {
 	// Pending counts the digest events left in the pending store after
 	// Deliver: ingested after the slot, or not delivered yet.
 	Pending int
+	// Users, Due and Delivered count what Deliver did with a digest
+	// slot: the users with events due, those events, and the events
+	// delivered (or found delivered before) and removed from the
+	// pending store. Received and Acked count queue messages only: in
+	// a slot, those of its ingest.
+	Users, Due, Delivered int
 	// Halted is set when the run stopped sending for a [Halt] (the
 	// quota spent, the account unable to send, an earlier run's halt
 	// still holding), whether or not it had received anything: the
@@ -317,6 +323,7 @@ func (s Summary) LogValue() slog.Value {
 		slog.Int("duplicates", s.Duplicates), slog.Int("maybe_sent", s.MaybeSent),
 		slog.Int("maybe_duplicated", s.MaybeDuplicated), slog.Int("unrecorded", s.Unrecorded),
 		slog.Int("refused", s.Refused), slog.Int("pending", s.Pending),
+		slog.Int("users", s.Users), slog.Int("due", s.Due), slog.Int("delivered", s.Delivered),
 		slog.Bool("halted", s.Halted),
 	}
 	if s.Halted {
@@ -348,12 +355,16 @@ func (s Summary) LogValue() slog.Value {
 // The error is non-nil only when the queue itself failed; the fate of
 // each message is in the Summary.
 func (w *Worker) Drain(ctx context.Context) (Summary, error) {
+	return w.drain(ctx, w.now().Add(w.cfg.Budget))
+}
+
+// drain is Drain with no receive started at or after deadline.
+func (w *Worker) drain(ctx context.Context, deadline time.Time) (Summary, error) {
 	id := cmp.Or(RunID(ctx), NewID()[:16])
 	// For the lines of the parts every schedule shares (the mailer).
 	ctx = WithSchedule(WithRunID(ctx, id), w.cfg.Schedule)
 	w = w.forRun(id)
 	start := w.now()
-	deadline := start.Add(w.cfg.Budget)
 	if c, ok := w.queue.(Checker); ok {
 		if err := c.Check(ctx); err != nil {
 			w.logger.Error("run not started", "err", err)
@@ -857,9 +868,12 @@ type delivery struct {
 	// part of parts, when a digest is split (Config.MaxLinksPerEmail);
 	// both 0 when it is not.
 	part, parts int
-	// with names, for each event of a digest whose reports all show
-	// under a newer event of the email, that event: they go together.
-	with map[string]string
+	// with names, for each event of a digest some of whose reports
+	// show under newer events of the email, those events: it is
+	// recorded sent only with them (see together).
+	with map[string][]string
+	// sent holds the events claim found sent to the recipient before.
+	sent map[string]bool
 }
 
 // process groups the events of healthy messages into emails and sends
@@ -1064,6 +1078,10 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			}
 			claims = append(claims, claim{ev: ev, c: &c, from: from})
 		case c.State == AlreadySent:
+			if d.sent == nil {
+				d.sent = map[string]bool{}
+			}
+			d.sent[ev.ID] = true
 			r.tally(func(s *Summary) { s.Duplicates++ })
 			r.w.observer().Duplicate()
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)

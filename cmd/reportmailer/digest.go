@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -32,21 +31,16 @@ func (a *app) pendingOf(s config.Schedule) *store.Pending {
 	return &store.Pending{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Prefix: store.PendingPrefix(a.cfg.Ledger.Prefix, s.Name)}
 }
 
-// runSlot is one run of s: Drain, which for a digest moves the queue
-// into the pending store, then, for a digest, the delivery of slot.
-// The delivery runs even when the ingest failed: what is stored is
-// due whatever the queue does now. A slot with no planned time (drain,
-// which a CronJob times) holds everything stored when the ingest ends.
+// runSlot is one run of s: Drain for mode each; for a digest, the
+// slot (worker.RunSlot): the ingest of the queue into the pending
+// store, then the delivery of slot, within one budget. A slot with no
+// planned time (drain, which a CronJob times) holds everything stored
+// when the ingest ends.
 func runSlot(ctx context.Context, w *worker.Worker, s config.Schedule, slot worker.Slot) (worker.Summary, error) {
-	sum, err := w.Drain(ctx)
-	if s.Mode != string(worker.ModeDigest) || ctx.Err() != nil {
-		return sum, err
+	if s.Mode != string(worker.ModeDigest) {
+		return w.Drain(ctx)
 	}
-	if slot.Planned.IsZero() {
-		slot.Planned = time.Now()
-	}
-	d, derr := w.Deliver(ctx, slot)
-	return sum.Plus(d), errors.Join(err, derr)
+	return w.RunSlot(ctx, slot)
 }
 
 // runLeased runs rn for the slot lease holds, heartbeating the lease

@@ -216,6 +216,18 @@ func TestServeRunsAMissedDigestSlotLateOnce(t *testing.T) {
 	if late == nil || !late.Late || !late.PlannedAt.Equal(slot) || !late.StartedAt.After(slot) || late.Counts.Pending != 1 || late.Counts.Sent != 2 {
 		t.Fatalf("run record = %+v; want late, planned %s, started later, sent 2, pending 1", late, slot)
 	}
+	// The slot's record says what it delivered, not its ingest's zeros.
+	const did = "2 users with 3 events due: 3 delivered, 1 left pending"
+	if k := late.Counts; !late.Digest || k.Users != 2 || k.Due != 3 || k.Delivered != 3 {
+		t.Errorf("run record counts = %+v; want %s", k, did)
+	}
+	for _, args := range [][]string{{"history", "-config", cfg, "-run", late.RunID}, {"history", "-config", cfg}, {"status", "-config", cfg}} {
+		var stdout, stderr bytes.Buffer
+		m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+		if code := m.Run(ctx, args); code != ExitOK || !strings.Contains(stdout.String(), did) {
+			t.Errorf("%s: exit %d; want it to say %q:\n%s%s", args[0], code, did, stdout.String(), stderr.String())
+		}
+	}
 
 	var stdout, stderr bytes.Buffer
 	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}

@@ -114,6 +114,9 @@ func summaryLine(schedule string, s worker.Summary, settled settleRun, cause err
 		"duplicates %d, maybe sent %d, maybe duplicated %d, refused %d",
 		schedule, status, s.Received, s.Sent, s.Acked, s.Dropped, s.DeadLettered, s.Retrying,
 		s.Duplicates, s.MaybeSent, s.MaybeDuplicated, s.Refused)
+	if s.Due > 0 {
+		line += fmt.Sprintf(", digest: %d users with %d events due, %d delivered", s.Users, s.Due, s.Delivered)
+	}
 	if s.Pending > 0 {
 		line += fmt.Sprintf(", pending %d (digest events left for the next slot)", s.Pending)
 	}

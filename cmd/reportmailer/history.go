@@ -35,15 +35,31 @@ type runCounts struct {
 	// Pending is what a digest's run left in its pending store: events
 	// ingested after the slot, or not delivered.
 	Pending int `json:"pending"`
+	// Users, Due and Delivered are what a digest slot delivered from
+	// its pending store: the users with events due, those events, and
+	// the events delivered and removed. Received and Acked are queue
+	// messages: in a slot, those its own ingest took (under serve,
+	// ingest_every's runs take most of them, each with a record).
+	Users     int `json:"users,omitempty"`
+	Due       int `json:"due,omitempty"`
+	Delivered int `json:"delivered,omitempty"`
+}
+
+// digest says what a digest slot did with its pending store.
+func (k runCounts) digest() string {
+	return fmt.Sprintf("%d users with %d events due: %d delivered, %d left pending", k.Users, k.Due, k.Delivered, k.Pending)
 }
 
 // runRecord is one run's history record: one JSON object under
 // ledger.history_prefix, at <schedule>/<start>-<run id>.json, so that a
 // listing of a schedule's prefix is in time order.
 type runRecord struct {
-	Schedule  string    `json:"schedule"`
-	RunID     string    `json:"run_id"`
-	Command   string    `json:"command"` // drain, serve or ingest
+	Schedule string `json:"schedule"`
+	RunID    string `json:"run_id"`
+	Command  string `json:"command"` // drain, serve or ingest
+	// Digest is set for a digest schedule's run: a slot (drain or
+	// serve) delivers from the pending store, an ingest fills it.
+	Digest    bool      `json:"digest,omitempty"`
 	PlannedAt time.Time `json:"planned_at,omitzero"`
 	// Late is set when a serve slot ran after it was due: missed, or
 	// taken over from a replica that stopped.
@@ -67,8 +83,8 @@ type runRecord struct {
 // slot's time for serve, the start for drain.
 func startRun(s config.Schedule, command string, planned time.Time) *runRecord {
 	now := time.Now().UTC()
-	return &runRecord{Schedule: s.Name, RunID: worker.NewID()[:16], Command: command, PlannedAt: planned.UTC(), StartedAt: now,
-		Deliveries: []worker.DeliveryResult{}}
+	return &runRecord{Schedule: s.Name, RunID: worker.NewID()[:16], Command: command, Digest: s.Mode == string(worker.ModeDigest),
+		PlannedAt: planned.UTC(), StartedAt: now, Deliveries: []worker.DeliveryResult{}}
 }
 
 // context returns ctx with the run's id and an observer that collects
@@ -94,7 +110,8 @@ func (r *runRecord) finish(sum worker.Summary, settled settleRun, cause error) {
 	r.EndedAt = time.Now().UTC()
 	r.Counts = runCounts{Received: sum.Received, Sent: sum.Sent, Acked: sum.Acked, Dropped: sum.Dropped, DeadLettered: sum.DeadLettered,
 		Retrying: sum.Retrying, Duplicates: sum.Duplicates, MaybeSent: sum.MaybeSent, MaybeDuplicated: sum.MaybeDuplicated,
-		Unrecorded: sum.Unrecorded, Refused: sum.Refused, Settled: settled.res.Settled, Pending: sum.Pending}
+		Unrecorded: sum.Unrecorded, Refused: sum.Refused, Settled: settled.res.Settled, Pending: sum.Pending,
+		Users: sum.Users, Due: sum.Due, Delivered: sum.Delivered}
 	switch {
 	case cause != nil:
 		r.Outcome, r.Error = "failed", cause.Error()
@@ -294,11 +311,15 @@ func (m *Main) history(ctx context.Context, args []string) error {
 		return writeJSON(m.Stdout, runs)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCHEDULE\tRUN\tCOMMAND\tSTARTED\tTOOK\tOUTCOME\tRECEIVED\tSENT\tDUPLICATES\tDEAD-LETTERED\tRETRYING\tMAYBE SENT\tREFUSED")
+	fmt.Fprintln(tw, "SCHEDULE\tRUN\tCOMMAND\tSTARTED\tTOOK\tOUTCOME\tRECEIVED\tSENT\tDUPLICATES\tDEAD-LETTERED\tRETRYING\tMAYBE SENT\tREFUSED\tDIGEST")
 	for _, r := range runs {
 		k := r.Counts
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Schedule, r.RunID, r.Command, r.StartedAt.Format(time.RFC3339),
-			r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond), r.Outcome, k.Received, k.Sent, k.Duplicates, k.DeadLettered, k.Retrying, k.MaybeSent, k.Refused)
+		digest := "-"
+		if r.Digest && r.Command != "ingest" {
+			digest = k.digest()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Schedule, r.RunID, r.Command, r.StartedAt.Format(time.RFC3339),
+			r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond), r.Outcome, k.Received, k.Sent, k.Duplicates, k.DeadLettered, k.Retrying, k.MaybeSent, k.Refused, digest)
 	}
 	tw.Flush()
 	fmt.Fprintf(m.Stdout, "%d runs since %s\n", len(runs), time.Now().Add(-*since).UTC().Format(time.RFC3339))
@@ -318,7 +339,9 @@ func printRun(w io.Writer, r *runRecord) {
 	k := r.Counts
 	fmt.Fprintf(w, "  counts   received %d, sent %d, acked %d, dropped %d, dead-lettered %d, retrying %d, duplicates %d, maybe sent %d, maybe duplicated %d, unrecorded %d, refused %d, settled %d\n",
 		k.Received, k.Sent, k.Acked, k.Dropped, k.DeadLettered, k.Retrying, k.Duplicates, k.MaybeSent, k.MaybeDuplicated, k.Unrecorded, k.Refused, k.Settled)
-	if k.Pending > 0 {
+	if r.Digest && r.Command != "ingest" {
+		fmt.Fprintf(w, "  digest   %s\n", k.digest())
+	} else if k.Pending > 0 {
 		fmt.Fprintf(w, "  pending  %d digest events left for the next slot\n", k.Pending)
 	}
 	if r.HaltReason != "" {

@@ -189,6 +189,12 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		if r := s.LastRun; r != nil {
 			last = fmt.Sprintf("%s %s (%s): sent %d, dead-lettered %d, retrying %d", r.StartedAt.Format(time.RFC3339), r.Outcome, r.RunID,
 				r.Counts.Sent, r.Counts.DeadLettered, r.Counts.Retrying)
+			switch {
+			case r.Digest && r.Command == "ingest":
+				last += fmt.Sprintf(", ingest: received %d", r.Counts.Received)
+			case r.Digest:
+				last += ", " + r.Counts.digest()
+			}
 		}
 		pending := "-"
 		switch {
