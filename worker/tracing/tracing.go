@@ -2,7 +2,10 @@
 // spans: one span per message, from its receive to its settling, with
 // a child span per stage (head, claim, sign, render, send, settle). The
 // AWS SDK's own spans (through its OpenTelemetry adapter) nest inside
-// the stage spans, since each stage's AWS call runs in its context.
+// the stage spans, since each stage's AWS call runs in its context. A
+// stage done once for several messages (see worker.SharedWith) gets a
+// span in each message's trace, the others linked to the one the call
+// runs in.
 //
 // Attributes carry the SQS message id and the schedule, the outcome's
 // settlement, class and code; never an address, a link or a key.
