@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,7 +141,7 @@ func signKey(reports []event.Report, at time.Time) string {
 // when no delivery of the batch has signed the same set. Concurrent
 // callers with the same set wait for the first one's signature. A
 // failed signature is not kept: the next caller tries again.
-func (c *signCache) links(reports []event.Report, sign func([]event.Report, time.Time) ([]Link, error)) ([]Link, error) {
+func (c *signCache) links(ctx context.Context, reports []event.Report, sign func(context.Context, []event.Report, time.Time) ([]Link, error)) ([]Link, error) {
 	k := signKey(reports, c.at)
 	c.mu.Lock()
 	e, ok := c.m[k]
@@ -154,9 +155,9 @@ func (c *signCache) links(reports []event.Report, sign func([]event.Report, time
 		if e.err == nil {
 			return slices.Clone(e.links), nil
 		}
-		return sign(reports, c.at)
+		return sign(ctx, reports, c.at)
 	}
-	e.links, e.err = sign(reports, c.at)
+	e.links, e.err = sign(ctx, reports, c.at)
 	if e.err != nil {
 		c.mu.Lock()
 		delete(c.m, k)
@@ -175,56 +176,88 @@ type decodeResult struct {
 	err error
 }
 
-// prefetch heads every object the batch links, Concurrency at a time,
-// into heads, so that decode, which heads them in order, finds them
-// there: at tens of milliseconds a HeadObject, heading a batch's 50
-// reports one after another would take longer than sending its emails.
-// With Concurrency 1 it does nothing, and decode heads in order.
-// Objects decode would refuse unheaded (not served) are skipped.
-func (r *run) prefetch(heads map[string]headResult, decoded []decodeResult) {
-	n := r.w.cfg.Concurrency
-	if n <= 1 || !r.headNative {
-		return
-	}
-	type object struct{ bucket, key string }
-	var todo []object
-	seen := map[string]bool{}
-	add := func(bucket, key string) {
-		k := bucket + "/" + key
-		if seen[k] || r.w.served(bucket, key) != nil {
-			return
-		}
-		seen[k] = true
-		todo = append(todo, object{bucket, key})
-	}
-	for _, dr := range decoded {
+// linkedObject is an object that messages of a batch link, and the
+// receipt handles of those messages, in the batch's order.
+type linkedObject struct {
+	bucket, key string
+	by          []string
+}
+
+// linked lists the objects the decoded messages of a batch link that
+// decode heads, in the order they first appear, each with the messages
+// that link it. Objects decode would refuse unheaded (not served) are
+// left out.
+func (r *run) linked(msgs []Message, decoded []decodeResult) []*linkedObject {
+	var out []*linkedObject
+	seen := map[string]*linkedObject{}
+	for i, dr := range decoded {
 		if dr.err != nil {
 			continue
 		}
-		for _, ev := range dr.d.Events {
-			for _, rep := range ev.Reports {
-				add(rep.Bucket, rep.Key)
+		h := msgs[i].ReceiptHandle
+		add := func(bucket, key string) {
+			k := bucket + "/" + key
+			o := seen[k]
+			if o == nil {
+				if r.w.served(bucket, key) != nil {
+					return
+				}
+				o = &linkedObject{bucket: bucket, key: key}
+				seen[k] = o
+				out = append(out, o)
+			}
+			if !slices.Contains(o.by, h) {
+				o.by = append(o.by, h)
+			}
+		}
+		if r.headNative {
+			for _, ev := range dr.d.Events {
+				for _, rep := range ev.Reports {
+					add(rep.Bucket, rep.Key)
+				}
 			}
 		}
 		for _, ref := range dr.d.Objects {
 			add(ref.Bucket, ref.Key)
 		}
 	}
-	if len(todo) < 2 {
+	return out
+}
+
+// after returns the handles of by that follow h: the messages a head
+// made for h serves too. Those before it, when there are any, already
+// had their turn.
+func after(by []string, h string) []string {
+	if i := slices.Index(by, h); i >= 0 {
+		return by[i+1:]
+	}
+	return nil
+}
+
+// prefetch heads every object in objs, Concurrency at a time, into
+// heads, so that decode, which heads them in order, finds them there:
+// at tens of milliseconds a HeadObject, heading a batch's 50 reports
+// one after another would take longer than sending its emails. With
+// Concurrency 1 it does nothing, and decode heads in order. Each head
+// is a head stage of the first message that links the object, shared
+// with the others.
+func (r *run) prefetch(heads map[string]headResult, objs []*linkedObject) {
+	n := r.w.cfg.Concurrency
+	if n <= 1 || !r.headNative || len(objs) < 2 {
 		return
 	}
-	results := make([]headResult, len(todo))
-	done := make([]bool, len(todo))
+	results := make([]headResult, len(objs))
+	done := make([]bool, len(objs))
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	for i, o := range todo {
+	for i, o := range objs {
 		if r.halting() != nil {
 			break
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			ctx, end := r.stage(nil, StageHead)
+			ctx, end := r.sharedStage(o.by[0], o.by[1:], StageHead)
 			info, err := r.w.objects.Head(ctx, o.bucket, o.key)
 			end(err)
 			results[i], done[i] = headResult{info, err}, true
@@ -235,7 +268,7 @@ func (r *run) prefetch(heads map[string]headResult, decoded []decodeResult) {
 		})
 	}
 	wg.Wait()
-	for i, o := range todo {
+	for i, o := range objs {
 		// A head the halt stopped before it started is left out: decode
 		// refuses it as halted.
 		if done[i] {

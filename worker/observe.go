@@ -233,9 +233,14 @@ func (r *run) msgCtx(st *msgState) context.Context {
 	if st == nil {
 		return r.ctx
 	}
+	return r.ctxOf(st.msg.ReceiptHandle)
+}
+
+// ctxOf is msgCtx by the message's receipt handle.
+func (r *run) ctxOf(handle string) context.Context {
 	r.obs.mu.Lock()
 	defer r.obs.mu.Unlock()
-	if ctx, ok := r.obs.ctxs[st.msg.ReceiptHandle]; ok {
+	if ctx, ok := r.obs.ctxs[handle]; ok {
 		return ctx
 	}
 	return r.ctx
@@ -244,6 +249,35 @@ func (r *run) msgCtx(st *msgState) context.Context {
 // stage starts stage s of st's work (of the run's when st is nil).
 func (r *run) stage(st *msgState, s Stage) (context.Context, func(error)) {
 	return r.w.observer().Stage(r.msgCtx(st), s)
+}
+
+// sharedStage starts stage s of the work of the message whose receipt
+// handle is first, done for the messages of others too (see
+// [SharedWith]).
+func (r *run) sharedStage(first string, others []string, s Stage) (context.Context, func(error)) {
+	ctx := r.ctxOf(first)
+	if len(others) > 0 {
+		ctxs := make([]context.Context, len(others))
+		for i, h := range others {
+			ctxs[i] = r.ctxOf(h)
+		}
+		ctx = context.WithValue(ctx, sharedKey{}, ctxs)
+	}
+	return r.w.observer().Stage(ctx, s)
+}
+
+type sharedKey struct{}
+
+// SharedWith returns, in the context an Observer's Stage is given, the
+// contexts of the other messages that the stage's work serves as well:
+// a HeadObject of an object that several messages of a batch link is
+// made once, in the head stage of the first of them. An Observer that
+// traces messages gives each of the others a span of the stage too
+// (worker/tracing links them to the first one's, where the AWS call's
+// span is); one that counts stages counts the call once.
+func SharedWith(ctx context.Context) []context.Context {
+	ctxs, _ := ctx.Value(sharedKey{}).([]context.Context)
+	return ctxs
 }
 
 // settled tells the Observer what became of st, once.

@@ -78,7 +78,7 @@ func (r *run) ingest(batch []*msgState) {
 			at = sent.UTC()
 		}
 		for _, ev := range st.events {
-			err := r.w.pending.Put(r.ctx, PendingEvent{Event: ev, Ingested: at, MessageID: st.msg.ID, Body: st.msg.Body})
+			err := r.w.pending.Put(r.msgCtx(st), PendingEvent{Event: ev, Ingested: at, MessageID: st.msg.ID, Body: st.msg.Body})
 			if err != nil {
 				st.fail(err, "pending store", CodeLedgerFailed)
 				r.w.logger.Error("pending store: the message stays on the queue", "message_id", st.msg.ID, "event", ev.ID, "err", err)
@@ -238,7 +238,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 		st := &msgState{msg: Message{ID: due[i].Key}, pending: &due[i], events: []event.Event{due[i].Event}}
 		batch = append(batch, st)
 		for _, rep := range due[i].Event.Reports {
-			if _, err := r.head(st, heads, rep.Bucket, rep.Key); err != nil {
+			if _, err := r.head(st, heads, nil, rep.Bucket, rep.Key); err != nil {
 				st.fail(err, fmt.Sprintf("head s3://%s/%s", rep.Bucket, rep.Key), headCode(err))
 				break
 			}

@@ -55,7 +55,7 @@ func (w *Worker) Preview(ctx context.Context, bodies []string, o PreviewOptions)
 	var emails []Email
 	var errs []error
 	for _, d := range r.plan(batch) {
-		links, serrs := r.signEvents(d.signs, d.recipient, d.events)
+		links, serrs := r.signEvents(r.ctx, d.signs, d.recipient, d.events)
 		var evs []event.Event
 		var ls [][]Link
 		for i, err := range serrs {

@@ -728,7 +728,12 @@ func (r *run) decode(msgs []Message) []*msgState {
 	for i, m := range msgs {
 		decoded[i].d, decoded[i].err = event.Decode([]byte(m.Body))
 	}
-	r.prefetch(heads, decoded)
+	objs := r.linked(msgs, decoded)
+	linkedBy := make(map[string][]string, len(objs))
+	for _, o := range objs {
+		linkedBy[o.bucket+"/"+o.key] = o.by
+	}
+	r.prefetch(heads, objs)
 	for i, m := range msgs {
 		st := &msgState{msg: m}
 		out = append(out, st)
@@ -757,7 +762,7 @@ func (r *run) decode(msgs []Message) []*msgState {
 				if !r.headNative {
 					continue
 				}
-				info, err := r.head(st, heads, rep.Bucket, rep.Key)
+				info, err := r.head(st, heads, linkedBy, rep.Bucket, rep.Key)
 				if err != nil {
 					st.fail(err, "head "+obj, headCode(err))
 					break native
@@ -779,7 +784,7 @@ func (r *run) decode(msgs []Message) []*msgState {
 				st.fail(err, "report "+obj, CodeBucketNotServed)
 				break
 			}
-			info, err := r.head(st, heads, ref.Bucket, ref.Key)
+			info, err := r.head(st, heads, linkedBy, ref.Bucket, ref.Key)
 			if err != nil {
 				st.fail(err, "head "+obj, headCode(err))
 				break
@@ -813,10 +818,11 @@ type headResult struct {
 	err  error
 }
 
-// head asks the ObjectStore about an object once per batch. A halt
-// (the reports cannot be read) halts the run, and no object is asked
-// about after it.
-func (r *run) head(st *msgState, cache map[string]headResult, bucket, key string) (ObjectInfo, error) {
+// head asks the ObjectStore about an object once per batch, in a head
+// stage of st shared with the messages after it that link the object
+// too (linkedBy). A halt (the reports cannot be read) halts the run,
+// and no object is asked about after it.
+func (r *run) head(st *msgState, cache map[string]headResult, linkedBy map[string][]string, bucket, key string) (ObjectInfo, error) {
 	if halt := r.halting(); halt != nil {
 		return ObjectInfo{}, Fail(CodeHalted, ClassHalt, fmt.Errorf("not checked: the run halted: %w", halt))
 	}
@@ -824,7 +830,7 @@ func (r *run) head(st *msgState, cache map[string]headResult, bucket, key string
 	if h, ok := cache[k]; ok {
 		return h.info, h.err
 	}
-	ctx, end := r.stage(st, StageHead)
+	ctx, end := r.sharedStage(st.msg.ReceiptHandle, after(linkedBy[k], st.msg.ReceiptHandle), StageHead)
 	info, err := r.w.objects.Head(ctx, bucket, key)
 	end(err)
 	cache[k] = headResult{info, err}
@@ -1001,8 +1007,8 @@ func (r *run) deliver(d *delivery) {
 	for i, c := range claims {
 		evs[i] = c.ev
 	}
-	_, end := r.stage(d.from[0], StageSign)
-	links, errs := r.signEvents(d.signs, d.recipient, evs)
+	ctx, end := r.stage(d.from[0], StageSign)
+	links, errs := r.signEvents(ctx, d.signs, d.recipient, evs)
 	end(errors.Join(errs...))
 	var ok []claim
 	var okEvents []event.Event
@@ -1172,7 +1178,7 @@ func (r *run) maybeSent(emailID string) {
 // records err on their messages.
 func (r *run) release(log *slog.Logger, cs []claim, err error, what string, code Code) {
 	for _, c := range cs {
-		if rerr := r.w.ledger.Release(r.ctx, c.c); rerr != nil {
+		if rerr := r.w.ledger.Release(r.msgCtx(c.from), c.c); rerr != nil {
 			log.Error("ledger release: the record stays as it was; nothing was sent under it", "event", c.ev.ID, "record", c.c.Record, "err", rerr)
 		}
 		c.from.fail(err, what, code)
@@ -1210,7 +1216,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		// A Mailer that does not call BeforeSend: record it now, late,
 		// so an unknown outcome is not taken for a claim that sent
 		// nothing.
-		if serr := r.w.ledger.Sending(r.ctx, emailID, handles); serr != nil {
+		if serr := r.w.ledger.Sending(r.msgCtx(cs[0].from), emailID, handles); serr != nil {
 			log.Error("ledger sending, after the send", "err", serr)
 		}
 		called = true
@@ -1265,7 +1271,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 	ids := make([]string, len(cs))
 	for i, c := range cs {
 		ids[i] = c.ev.ID
-		if err := r.w.ledger.Complete(r.ctx, c.c, id); err != nil {
+		if err := r.w.ledger.Complete(r.msgCtx(c.from), c.c, id); err != nil {
 			// The email is out; a record left "sending" makes a
 			// redelivery hold off rather than send twice.
 			r.tally(func(s *Summary) { s.Unrecorded++ })
@@ -1387,7 +1393,7 @@ func commonType(reports []event.Report) string {
 // With traced links, each report carries the token of its event's
 // delivery to recipient, which the sign cache keys on: every recipient
 // gets links of their own.
-func (r *run) signEvents(signs *signCache, recipient string, evs []event.Event) (links [][]Link, errs []error) {
+func (r *run) signEvents(ctx context.Context, signs *signCache, recipient string, evs []event.Event) (links [][]Link, errs []error) {
 	links = make([][]Link, len(evs))
 	errs = make([]error, len(evs))
 	if r.w.linkToken != nil {
@@ -1405,7 +1411,7 @@ func (r *run) signEvents(signs *signCache, recipient string, evs []event.Event) 
 	for _, ev := range evs {
 		all = append(all, ev.Reports...)
 	}
-	flat, err := signs.links(all, r.sign)
+	flat, err := signs.links(ctx, all, r.sign)
 	switch {
 	case err == nil:
 		for i, ev := range evs {
@@ -1415,16 +1421,16 @@ func (r *run) signEvents(signs *signCache, recipient string, evs []event.Event) 
 		errs[0] = err
 	default:
 		for i, ev := range evs {
-			links[i], errs[i] = signs.links(ev.Reports, r.sign)
+			links[i], errs[i] = signs.links(ctx, ev.Reports, r.sign)
 		}
 	}
 	return links, errs
 }
 
 // sign makes the links for reports, all at once when the signer can.
-func (r *run) sign(reports []event.Report, now time.Time) ([]Link, error) {
+func (r *run) sign(ctx context.Context, reports []event.Report, now time.Time) ([]Link, error) {
 	if bs, ok := r.w.signer.(BatchSigner); ok {
-		links, err := bs.SignAll(r.ctx, reports, now)
+		links, err := bs.SignAll(ctx, reports, now)
 		if err != nil {
 			return nil, fmt.Errorf("sign: %w", err)
 		}
@@ -1435,7 +1441,7 @@ func (r *run) sign(reports []event.Report, now time.Time) ([]Link, error) {
 	}
 	links := make([]Link, len(reports))
 	for i, rep := range reports {
-		l, err := r.w.signer.Sign(r.ctx, rep, now)
+		l, err := r.w.signer.Sign(ctx, rep, now)
 		if err != nil {
 			return nil, fmt.Errorf("sign s3://%s/%s: %w", rep.Bucket, rep.Key, err)
 		}
@@ -1510,12 +1516,18 @@ func (r *run) settle(batch []*msgState) {
 	failed := map[string]bool{}
 	// One delete for the batch, but a settle stage per message, so that
 	// each message's trace ends with its settling and the stage metrics
-	// count messages, as for the other stages.
+	// count messages, as for the other stages. The delete runs in the
+	// first one's, as a digest's send runs in its first message's.
 	ends := make([]func(error), len(ack))
+	var ctx context.Context
 	for i, st := range ack {
-		_, ends[i] = r.stage(st, StageSettle)
+		c, end := r.stage(st, StageSettle)
+		if i == 0 {
+			ctx = c
+		}
+		ends[i] = end
 	}
-	err := r.w.queue.Delete(r.ctx, msgs)
+	err := r.w.queue.Delete(ctx, msgs)
 	if err != nil {
 		// The work is done and recorded in the ledger: a redelivery is
 		// skipped as a duplicate, so nothing is sent twice.

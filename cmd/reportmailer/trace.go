@@ -14,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -80,7 +81,7 @@ func checkOTLPProtocol(getenv func(string) string) error {
 // are not started at all. Started and then dropped by a sampler, they
 // were about half of tracing's CPU in a drain (docs/benchmarks.md); the
 // call's span already covers them, with the service, operation and
-// status.
+// status. A call made outside any span starts none (callTracer).
 type callSpans struct {
 	adapted smithytracing.TracerProvider
 
@@ -109,7 +110,8 @@ func (p *callSpans) Tracer(scope string, opts ...smithytracing.TracerOption) smi
 	return t
 }
 
-// callTracer starts the SDK's client spans, one per call, and no other.
+// callTracer starts the SDK's client spans, one per call, and no other,
+// and only inside a span that is sampled: a message's.
 type callTracer struct{ smithytracing.Tracer }
 
 var noSpan = smithytracing.NopTracerProvider{}.Tracer("")
@@ -125,9 +127,11 @@ func (t callTracer) StartSpan(ctx context.Context, name string, opts ...smithytr
 	if o.Kind != smithytracing.SpanKindClient {
 		return noSpan.StartSpan(ctx, name)
 	}
-	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
-		// A call of a message sampled out: no span, as worker/tracing
-		// starts no stage span there.
+	if sc := oteltrace.SpanContextFromContext(ctx); !sc.IsSampled() {
+		// A call of the run rather than of one message (a receive, a
+		// heartbeat, a hand-back): no span, rather than a trace of its
+		// own; or a call of a message sampled out, where worker/tracing
+		// starts no stage span either.
 		return noSpan.StartSpan(ctx, name)
 	}
 	return t.Tracer.StartSpan(ctx, name, func(so *smithytracing.SpanOptions) { *so = o })
@@ -143,6 +147,12 @@ func (o *observability) s3Options(opt *s3.Options) {
 }
 
 func (o *observability) sqsOptions(opt *sqs.Options) {
+	if o.tp != nil {
+		opt.TracerProvider = o.sdkTP
+	}
+}
+
+func (o *observability) kmsOptions(opt *kms.Options) {
 	if o.tp != nil {
 		opt.TracerProvider = o.sdkTP
 	}

@@ -128,7 +128,7 @@ func (m *Main) newApp(ctx context.Context, c *config.Config) (*app, error) {
 			Logger:      logger,
 		}
 	}
-	if a.signer, err = newSignerWith(c, s3c, kms.NewFromConfig(awsCfg, kmsOptions), awsCfg.Credentials, logger); err != nil {
+	if a.signer, err = newSignerWith(c, s3c, kms.NewFromConfig(awsCfg, kmsOptions, obs.kmsOptions), awsCfg.Credentials, logger); err != nil {
 		return nil, err
 	}
 	if a.tokens, err = loadTokens(c.Links); err != nil {

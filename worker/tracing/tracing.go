@@ -2,7 +2,10 @@
 // spans: one span per message, from its receive to its settling, with
 // a child span per stage (head, claim, sign, render, send, settle). The
 // AWS SDK's own spans (through its OpenTelemetry adapter) nest inside
-// the stage spans, since each stage's AWS call runs in its context.
+// the stage spans, since each stage's AWS call runs in its context. A
+// stage done once for several messages (see worker.SharedWith) gets a
+// span in each message's trace, the others linked to the one the call
+// runs in.
 //
 // Attributes carry the SQS message id and the schedule, the outcome's
 // settlement, class and code; never an address, a link or a key.
@@ -78,22 +81,65 @@ func (o *Observer) Stage(ctx context.Context, s worker.Stage) (context.Context, 
 			o.mu.Unlock()
 		}
 	}
+	shared := worker.SharedWith(ctx)
+	if len(shared) > 0 {
+		return o.sharedStage(ctx, shared, s)
+	}
 	if !trace.SpanFromContext(ctx).IsRecording() {
-		// Work of the run rather than of a message (its AWS calls get
-		// their own traces), or a message sampled out: no span to
-		// start, not even a dropped one.
+		// Work of the run rather than of a message (its AWS calls start
+		// no span: see cmd/reportmailer's callTracer), or a message
+		// sampled out: no span to start, not even a dropped one.
 		return ctx, nopEnd
 	}
 	ctx, span := o.tracer.Start(ctx, string(s))
-	return ctx, func(err error) {
-		if err != nil {
-			// The class and code only: an error's text may name an
-			// address or an object.
-			span.SetStatus(codes.Error, string(worker.ClassOf(err)))
-			span.SetAttributes(attribute.String("reportmailer.code", string(worker.CodeOf(err))))
+	return ctx, func(err error) { endStage(span, err) }
+}
+
+// sharedStage starts the span of a stage done once for several
+// messages: in the first of them that is recorded, where the stage's
+// AWS call then runs, and in each other one a span of the same stage
+// linked to it, so that every message's trace shows the stage.
+func (o *Observer) sharedStage(ctx context.Context, shared []context.Context, s worker.Stage) (context.Context, func(error)) {
+	var spans []trace.Span
+	var first trace.SpanContext
+	out := ctx
+	for i := -1; i < len(shared); i++ {
+		c := ctx
+		if i >= 0 {
+			c = shared[i]
 		}
-		span.End()
+		if !trace.SpanFromContext(c).IsRecording() {
+			continue
+		}
+		var opts []trace.SpanStartOption
+		if first.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: first}))
+		}
+		c, span := o.tracer.Start(c, string(s), opts...)
+		if !first.IsValid() {
+			first, out = span.SpanContext(), c
+		}
+		spans = append(spans, span)
 	}
+	if len(spans) == 0 {
+		return ctx, nopEnd
+	}
+	return out, func(err error) {
+		for _, span := range spans {
+			endStage(span, err)
+		}
+	}
+}
+
+// endStage ends a stage's span with its error.
+func endStage(span trace.Span, err error) {
+	if err != nil {
+		// The class and code only: an error's text may name an
+		// address or an object.
+		span.SetStatus(codes.Error, string(worker.ClassOf(err)))
+		span.SetAttributes(attribute.String("reportmailer.code", string(worker.CodeOf(err))))
+	}
+	span.End()
 }
 
 func nopEnd(error) {}
