@@ -88,8 +88,8 @@ type LoadedRing struct {
 
 	mu      sync.Mutex
 	keys    []RingKey
-	loaded  time.Time // when keys were loaded, or the last reload failed
-	err     error     // the last reload's error when it left no keys
+	loaded  time.Time     // when keys were loaded, or the last reload failed
+	err     error         // the last reload's error when it left no keys
 	loading chan struct{} // closed when the reload in flight ends; nil when none is
 	active  string        // the id of the last key returned, to log a switch
 }
