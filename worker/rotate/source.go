@@ -47,6 +47,9 @@ type Source struct {
 	State *store.RingStore
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Now is the clock at which Load checks that a key can sign; it
+	// should be the signer's. Default time.Now.
+	Now func() time.Time
 
 	mu      sync.Mutex
 	signers map[string]crypto.Signer // KMS keys and key files, by KMS key id or path
@@ -99,6 +102,9 @@ func (s *Source) Load(ctx context.Context) ([]link.RingKey, error) {
 		out = append(out, link.RingKey{Key: link.Key{ID: k.ID, Signer: signer}, ActiveFrom: k.ActivatesAt})
 	}
 	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
 	if _, err := link.Ring(out).Active(ctx, now); err != nil {
 		// Every signature would fail until the state or the key is
 		// mended, which is no message's fault: halt sending, keeping the
@@ -109,7 +115,7 @@ func (s *Source) Load(ctx context.Context) ([]link.RingKey, error) {
 			err = fmt.Errorf("%w, since a scheduled key cannot sign and no key before it is left: %w", err, dropped)
 		}
 		if !worker.IsHalt(err) {
-			err = worker.HaltUntil(err, now.Add(link.RingRefresh))
+			err = worker.HaltUntil(err, time.Now().Add(link.RingRefresh))
 		}
 		return nil, err
 	}
