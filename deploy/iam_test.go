@@ -48,15 +48,15 @@ func TestTerraformIAMPolicy(t *testing.T) {
 	tests := []struct {
 		reportsPrefix, sesEvents string
 		// logs: cloudfront_log_bucket_name is set; revocation:
-		// link_revocation.
-		logs, revocation bool
+		// link_revocation; kms: kms_signing.
+		logs, revocation, kms bool
 	}{
-		{"reports/", "eventbridge", true, true},
-		{"", "none", false, false},
+		{"reports/", "eventbridge", true, true, true},
+		{"", "none", false, false, false},
 	}
 	for _, tt := range tests {
 		reportsPrefix := tt.reportsPrefix
-		t.Run(fmt.Sprintf("reports_prefix=%s,ses_event_destination=%s,logs=%v,link_revocation=%v", reportsPrefix, tt.sesEvents, tt.logs, tt.revocation), func(t *testing.T) {
+		t.Run(fmt.Sprintf("reports_prefix=%s,ses_event_destination=%s,logs=%v,link_revocation=%v,kms_signing=%v", reportsPrefix, tt.sesEvents, tt.logs, tt.revocation, tt.kms), func(t *testing.T) {
 			ledger := m.value(t, "ledger_prefix", cty.NilVal).AsString()
 			keys := m.value(t, "key_records_prefix", cty.NilVal).AsString()
 			schedules := []string{"on-demand", "daily"}
@@ -73,6 +73,7 @@ func TestTerraformIAMPolicy(t *testing.T) {
 				ConfigurationSet: tfName,
 				CloudFront:       true,
 				DistributionID:   tfDistID,
+				KMS:              tt.kms,
 			}
 			for _, s := range schedules {
 				in.Queues = append(in.Queues, iam.QueuePair{URL: tfQueueURL(tfName + "-" + s), DeadLetterURL: tfQueueURL(tfName + "-" + s + "-dlq")})
@@ -110,6 +111,7 @@ func TestTerraformIAMPolicy(t *testing.T) {
 						"ledger_prefix":      cty.StringVal(ledger),
 						"key_records_prefix": cty.StringVal(keys),
 						"sender_address":     cty.StringVal(tfSender),
+						"kms_signing":        cty.BoolVal(tt.kms),
 					}),
 					"data": cty.ObjectVal(map[string]cty.Value{
 						"aws_caller_identity": cty.ObjectVal(map[string]cty.Value{"current": cty.ObjectVal(map[string]cty.Value{"account_id": cty.StringVal(tfAccount)})}),

@@ -28,7 +28,8 @@ Says who opened the links they were sent. It lists the deliveries the
 ledger recorded as sent (or maybe sent) in the window, or every delivery
 of -event-id, recomputes each one's link token (links.trace), and reads
 the distribution's standard access logs (links.cloudfront.access_logs,
-gzipped W3C files) for requests that carry those tokens. For each
+gzipped W3C files) for requests that carry those tokens; it does not
+read CloudFront real-time logs (Kinesis Data Streams). For each
 delivery it prints the first download, the number of GET requests
 answered (200, 206, 304) and of requests refused (403: expired,
 tampered or revoked), and marks those not opened yet. A HEAD (a link

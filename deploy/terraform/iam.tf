@@ -163,6 +163,27 @@ data "aws_iam_policy_document" "worker" {
     actions   = ["cloudfront:GetPublicKey"]
     resources = ["*"]
   }
+
+  # With kms_signing: sign links with, and read the public keys of, the
+  # KMS keys tagged as reportmailer's signing keys (worker/iam
+  # KMSTagKey, KMSTagValue), so a key a later `keys rotate -kms` makes
+  # needs no new policy.
+  dynamic "statement" {
+    for_each = var.kms_signing ? [1] : []
+    content {
+      sid = "SigningKeys"
+      actions = [
+        "kms:GetPublicKey",
+        "kms:Sign",
+      ]
+      resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
+      condition {
+        test     = "StringEquals"
+        variable = "aws:ResourceTag/reportmailer"
+        values   = ["cloudfront-signing"]
+      }
+    }
+  }
 }
 
 data "aws_iam_policy_document" "worker_trust" {

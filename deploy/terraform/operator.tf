@@ -189,10 +189,11 @@ data "aws_iam_policy_document" "operator" {
   }
 
   # ...and reads its public key: only keys tagged as reportmailer's
-  # signing keys (worker/iam KMSTagKey, KMSTagValue).
+  # signing keys (worker/iam KMSTagKey, KMSTagValue). With kms_signing,
+  # resend signs its links with them as the worker does.
   statement {
     sid       = "SigningKeys"
-    actions   = ["kms:GetPublicKey"]
+    actions   = var.kms_signing ? ["kms:GetPublicKey", "kms:Sign"] : ["kms:GetPublicKey"]
     resources = ["arn:${local.partition}:kms:${local.region}:${local.account}:key/*"]
     condition {
       test     = "StringEquals"

@@ -124,7 +124,7 @@ variable "dead_letter_retention_seconds" {
 }
 
 variable "cloudfront_public_keys" {
-  description = "The CloudFront public keys (PEM) that may sign links, by a short name (e.g. \"k2026\"): all of them are in the key group. During a rotation both the new and the old key are here; remove the old one once `reportmailer keys` says it is safe. Config: links.cloudfront.keys[].id gets each key's id from the cloudfront_key_ids output."
+  description = "The CloudFront public keys (PEM) of the module's key group, by a short name (e.g. \"k2026\"): the group the distribution trusts when the module creates it; config links.cloudfront.keys[].id gets each key's id from the cloudfront_key_ids output. After that, `reportmailer keys rotate` and `keys retire` own which key groups the distribution trusts (Terraform ignores them), and this map only keeps the module's group valid: it must hold at least one key, so after retiring a key put the new key's PEM here (`aws cloudfront get-public-key`) before removing the retired one. See docs/operations.md, \"Rotating a signing key\"."
   type        = map(string)
 
   validation {
@@ -139,6 +139,12 @@ variable "cloudfront_public_keys" {
     condition     = alltrue([for k, _ in var.cloudfront_public_keys : can(regex("^[A-Za-z0-9_-]{1,40}$", k))])
     error_message = "Each cloudfront_public_keys name must be 1 to 40 letters, digits, '_' or '-'."
   }
+}
+
+variable "kms_signing" {
+  description = "Whether the worker signs links with KMS keys (a key with kms_key_id in links.cloudfront.keys, or a `keys rotate -kms` rotation): adds the SigningKeys statement to the worker's role, kms:Sign and kms:GetPublicKey on the keys tagged reportmailer=cloudfront-signing, as `reportmailer iam` declares with kms_signing. Set it before the first `-kms` rotation. Default false."
+  type        = bool
+  default     = false
 }
 
 variable "cloudfront_price_class" {

@@ -235,6 +235,13 @@ func (e *env) rsaStart(t *testing.T) rsaStart {
 // through kumo's SES and keeps its ledger in state.
 func (e *env) worker(t *testing.T, signer worker.Signer, reports, state, prefix, queueURL, dlqURL string) *worker.Worker {
 	t.Helper()
+	return e.workerAt(t, nil, signer, reports, state, prefix, queueURL, dlqURL)
+}
+
+// workerAt is [env.worker] on the clock now (nil for time.Now), which
+// gives the time the worker signs its links at.
+func (e *env) workerAt(t *testing.T, now func() time.Time, signer worker.Signer, reports, state, prefix, queueURL, dlqURL string) *worker.Worker {
+	t.Helper()
 	sets, err := templates.LoadSets("")
 	if err != nil {
 		t.Fatal(err)
@@ -249,6 +256,7 @@ func (e *env) worker(t *testing.T, signer worker.Signer, reports, state, prefix,
 		Templates: sets,
 		Mailer:    &mail.SES{Client: e.ses},
 		Ledger:    &store.Ledger{Client: e.s3, Bucket: state, Prefix: "ledger/"},
+		Now:       now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -16,10 +16,10 @@ import (
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudfront/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/reportmailer/reportmailer/internal/awsproxy"
 	"github.com/reportmailer/reportmailer/worker"
-	"github.com/reportmailer/reportmailer/worker/event"
 	"github.com/reportmailer/reportmailer/worker/iam"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/rotate"
@@ -50,7 +50,7 @@ func keyPairID(t *testing.T, signed string) string {
 	return id
 }
 
-// TestRotationAtTheEdge takes a signer from an RSA file key A to a KMS
+// TestRotationAtTheEdge takes a worker from an RSA file key A to a KMS
 // RSA_2048 key B with the rotation the keys rotate command runs, then
 // retires A as keys retire does, against kumo's CloudFront API, KMS
 // and signed-URL-checking edge. Links made before the rotation, during
@@ -76,23 +76,58 @@ func TestRotationAtTheEdge(t *testing.T) {
 
 	// The worker's signer, as cmd/reportmailer wires it: a ring that
 	// reads the ring's state (here on every signature, not every minute).
-	src := &rotate.Source{Keys: []rotate.ConfiguredKey{{ID: idA, Signer: keyA, Active: true}}, KMS: e.kms, State: ring}
+	var workerNow time.Time
+	src := &rotate.Source{Keys: []rotate.ConfiguredKey{{ID: idA, Signer: keyA, Active: true}}, KMS: e.kms, State: ring,
+		Now: func() time.Time { return workerNow }}
 	signer := &link.CloudFront{Domain: e.edge(dist), Bucket: reports, Ring: &link.LoadedRing{Load: src.Load, Refresh: time.Nanosecond},
 		Hash: link.HashSHA256, TTL: time.Hour, Expiries: expiries}
 	if err := signer.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	// The edge serves "r/NAME" from the bucket at <edge>/r/NAME. The
-	// signer links a report's key less the domain's path, so a report's
-	// key carries that path; the worker would head it there.
+	// The worker, reading a queue on kumo's SQS and sending through its
+	// SES, signs its links at the time its clock says.
+	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(unique("ready"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(unique("ready-dlq"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "kumo/cdn/" + dist + "/"
+	w := e.workerAt(t, func() time.Time { return workerNow }, signer, reports, state, prefix, aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl))
+	// sign has the worker deliver an event with report name to one
+	// recipient at the time at, and returns the link in its email. The
+	// edge serves "r/NAME" from the bucket at <edge>/r/NAME; the signer
+	// links a report's key less the domain's path, so the report's key
+	// carries that path, where the worker heads it.
 	sign := func(name string, at time.Time) string {
 		t.Helper()
 		e.put(t, reports, "r/"+name, "%PDF "+name)
-		l, err := signer.Sign(ctx, event.Report{Bucket: reports, Key: "kumo/cdn/" + dist + "/r/" + name}, at)
-		if err != nil {
-			t.Fatalf("sign %s: %v", name, err)
+		e.put(t, reports, prefix+"r/"+name, "%PDF "+name)
+		body := `{"version":1,"type":"report.ready","id":"evt-` + name + `",
+			"user":{"id":"u-ann","email":"ann@example.com","name":"Ann"},
+			"reports":[{"bucket":"` + reports + `","key":"` + prefix + `r/` + name + `","title":"` + name + `"}]}`
+		if _, err := e.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
 		}
-		return l.URL
+		workerNow = at
+		sum, err := w.Drain(ctx)
+		if err != nil || sum.Sent != 1 || sum.DeadLettered != 0 {
+			t.Fatalf("the worker's run for %s: %+v, %v; want one email sent", name, sum, err)
+		}
+		var links []string
+		for _, m := range e.sent(t) {
+			for _, l := range edgeLinkRE.FindAllString(m.Body, -1) {
+				if strings.Contains(l, "/r/"+name+"?") {
+					links = append(links, l)
+				}
+			}
+		}
+		if len(links) != 1 {
+			t.Fatalf("emails link %s %d times (%v), want once", name, len(links), links)
+		}
+		return links[0]
 	}
 	opens := func(when string, links map[string]int) {
 		t.Helper()
@@ -184,8 +219,8 @@ func TestRotationAtTheEdge(t *testing.T) {
 	if !errors.Is(err, rotate.ErrTooEarly) || !strings.Contains(err.Error(), safe.UTC().Format(time.RFC3339)) {
 		t.Fatalf("retire before the safe date: %v, want a refusal naming %s", err, safe.UTC().Format(time.RFC3339))
 	}
-	if res.LiveDeliveries != 2 || !strings.Contains(err.Error(), "up to 2 deliveries") {
-		t.Errorf("the refusal counts %d deliveries (%v), want the 2 claimed while A signed", res.LiveDeliveries, err)
+	if res.LiveDeliveries != 4 || !strings.Contains(err.Error(), "up to 4 deliveries") {
+		t.Errorf("the refusal counts %d deliveries (%v), want the 4 claimed while A signed (2 here, and the worker's before and during)", res.LiveDeliveries, err)
 	}
 	opens("after the refused retirement", map[string]int{before: http.StatusOK, during: http.StatusOK, after: http.StatusOK})
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -125,6 +126,10 @@ func TestRotateRetireScope(t *testing.T) {
 	kB, err := rot.Rotate(ctx, rotate.RotateOptions{Kind: rotate.KindRSA, KeyDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("rotate: %v", err)
+	}
+	// The generated private key is its owner's alone.
+	if fi, err := os.Stat(kB.PrivateKeyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the generated key file %q: %v, %v; want mode 0600", kB.PrivateKeyFile, fi, err)
 	}
 	def, oth := behaviours()
 	if got, want := e.groupKeys(t, def), [][]string{slices.Sorted(slices.Values([]string{idA, kB.ID}))}; !slices.EqualFunc(got, want, slices.Equal) {

@@ -57,6 +57,13 @@ func activeOf(keys []RingKey, now time.Time) (Key, error) {
 	return keys[best].Key, nil
 }
 
+// ErrNoActiveKey marks a [LoadedRing.Load] error saying that the ring,
+// as now scheduled, has no key that can sign now, for example when the
+// key scheduled after a retired one cannot be loaded. The ring then
+// drops the keys it loaded before, which may be retired, rather than
+// keep signing with them.
+var ErrNoActiveKey = errors.New("no key can sign now")
+
 // RingRefresh is how often a [LoadedRing] reloads its keys. A rotation
 // must schedule an activation at least twice this far ahead, so that
 // every replica has read it before it takes effect.
@@ -65,7 +72,9 @@ const RingRefresh = time.Minute
 // LoadedRing is a key ring read by Load, for example from the key
 // ring's state in the state bucket, and read again every Refresh
 // (default [RingRefresh]). When a reload fails, the keys last loaded
-// keep signing and the failure is logged; without any, Active fails.
+// keep signing and the failure is logged; without any, or when the
+// failure is [ErrNoActiveKey], Active fails with Load's error (its
+// class, such as a halt, intact) until the next reload, after Refresh.
 // Because every replica computes the active key from the same
 // activation times, they switch together, clocks permitting.
 type LoadedRing struct {
@@ -79,7 +88,8 @@ type LoadedRing struct {
 
 	mu      sync.Mutex
 	keys    []RingKey
-	loaded  time.Time
+	loaded  time.Time     // when keys were loaded, or the last reload failed
+	err     error         // the last reload's error when it left no keys
 	loading chan struct{} // closed when the reload in flight ends; nil when none is
 	active  string        // the id of the last key returned, to log a switch
 }
@@ -122,6 +132,13 @@ func (r *LoadedRing) current(ctx context.Context) ([]RingKey, error) {
 			r.mu.Unlock()
 			return keys, nil
 		}
+		if r.err != nil && time.Since(r.loaded) < refresh {
+			// Every caller would meet the same error: do not reload
+			// (S3, KMS) for each of the links in flight.
+			err := r.err
+			r.mu.Unlock()
+			return nil, err
+		}
 		if r.loading == nil {
 			break
 		}
@@ -146,10 +163,14 @@ func (r *LoadedRing) current(ctx context.Context) ([]RingKey, error) {
 	close(done)
 	switch {
 	case err == nil:
-		r.keys, r.loaded = slices.Clone(keys), time.Now()
+		r.keys, r.loaded, r.err = slices.Clone(keys), time.Now(), nil
 		if r.keys == nil {
 			r.keys = []RingKey{}
 		}
+	case errors.Is(err, ErrNoActiveKey):
+		r.logger().Error("key ring: no key can sign; sending halts until one can", "err", err)
+		r.keys, r.loaded, r.err = nil, time.Now(), fmt.Errorf("key ring: %w", err)
+		return nil, r.err
 	case r.keys == nil:
 		return nil, fmt.Errorf("key ring: %w", err)
 	default:

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,5 +127,71 @@ func TestLoadedRingSignsDuringAReload(t *testing.T) {
 	}
 	if loads != 2 {
 		t.Errorf("%d loads, want 2: the call during the reload uses the keys loaded before", loads)
+	}
+}
+
+// heldSigner is a private key whose every signature waits for hold, as
+// a KMS key's network call does.
+type heldSigner struct {
+	crypto.Signer
+	hold func() error
+}
+
+func (s heldSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if err := s.hold(); err != nil {
+		return nil, err
+	}
+	return s.Signer.Sign(r, digest, opts)
+}
+
+// TestSignAllConcurrent: an email's links are signed concurrently
+// through the ring, up to maxParallelSigns at once and never more,
+// proven by signatures that wait until that many are in flight.
+func TestSignAllConcurrent(t *testing.T) {
+	generateKeys(t)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	full := make(chan struct{})
+	var fill sync.Once
+	k := heldSigner{Signer: testKey, hold: func() error {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == maxParallelSigns {
+			fill.Do(func() { close(full) })
+		}
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		select {
+		case <-full:
+			return nil
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("never %d signatures in flight at once", maxParallelSigns)
+		}
+	}}
+	ring := &LoadedRing{Load: func(context.Context) ([]RingKey, error) {
+		return []RingKey{{Key: Key{ID: "KA", Signer: k}}}, nil
+	}}
+	c := &CloudFront{Domain: "https://d111.cloudfront.net", Ring: ring, TTL: time.Hour, Expiries: &memLog{}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var rs []event.Report
+	for i := range 2*maxParallelSigns + 3 {
+		rs = append(rs, event.Report{Bucket: "b", Key: fmt.Sprintf("r/part-%02d.pdf", i)})
+	}
+	now := time.Now()
+	links, err := c.SignAll(context.Background(), rs, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most != maxParallelSigns {
+		t.Errorf("at most %d signatures in flight, want %d", most, maxParallelSigns)
+	}
+	for i, l := range links {
+		v, err := Verify(l.URL, func(string) (crypto.PublicKey, bool) { return testKey.Public(), true }, now)
+		if err != nil || v.KeyID != "KA" || !strings.Contains(l.URL, rs[i].Key) {
+			t.Errorf("link %d, %s: %+v, %v; want report %s signed by KA, in order", i, l.URL, v, err, rs[i].Key)
+		}
 	}
 }

@@ -31,9 +31,14 @@ type ConfiguredKey struct {
 // state schedules, each from its activation time, less the retired.
 // A scheduled key whose private key cannot be had is left out and
 // logged, so the key before it keeps signing (its public key is still
-// trusted). A state that cannot be read is an error, a halt of sending
-// ([worker.HaltUntil]) for a ring that has loaded no keys yet: the
-// configured key may be retired, so it never signs in its place.
+// trusted). When no key is left to sign now (the key before it is
+// retired), Load fails with [link.ErrNoActiveKey] as a halt of sending,
+// with the class of the key's error (a KMS throttle or refusal halts
+// as long as KMS says), so messages are handed back, never failed
+// towards the dead-letter queue. A state that cannot be read is an
+// error, a halt of sending ([worker.HaltUntil]) for a ring that has
+// loaded no keys yet: the configured key may be retired, so it never
+// signs in its place.
 type Source struct {
 	Keys []ConfiguredKey
 	// KMS signs with KMS keys; nil refuses them.
@@ -42,6 +47,9 @@ type Source struct {
 	State *store.RingStore
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Now is the clock at which Load checks that a key can sign; it
+	// should be the signer's. Default time.Now.
+	Now func() time.Time
 
 	mu      sync.Mutex
 	signers map[string]crypto.Signer // KMS keys and key files, by KMS key id or path
@@ -78,6 +86,7 @@ func (s *Source) Load(ctx context.Context) ([]link.RingKey, error) {
 		}
 		out = append(out, link.RingKey{Key: link.Key{ID: k.ID, Signer: signer}})
 	}
+	var dropped error
 	for _, k := range st.Keys {
 		if st.IsRetired(k.ID) {
 			continue
@@ -85,9 +94,30 @@ func (s *Source) Load(ctx context.Context) ([]link.RingKey, error) {
 		signer, err := s.Signer(ctx, k.ID, k.KMSKeyID, k.PrivateKeyFile)
 		if err != nil {
 			s.log().Error("key ring: a scheduled key cannot sign; the key before it keeps signing", "key", k.ID, "activates_at", k.ActivatesAt, "err", err)
+			if dropped == nil {
+				dropped = err
+			}
 			continue
 		}
 		out = append(out, link.RingKey{Key: link.Key{ID: k.ID, Signer: signer}, ActiveFrom: k.ActivatesAt})
+	}
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	if _, err := link.Ring(out).Active(ctx, now); err != nil {
+		// Every signature would fail until the state or the key is
+		// mended, which is no message's fault: halt sending, keeping the
+		// class of a dropped key's error (a KMS throttle or refusal),
+		// else until the ring's next reload.
+		err = fmt.Errorf("%w: %w", link.ErrNoActiveKey, err)
+		if dropped != nil {
+			err = fmt.Errorf("%w, since a scheduled key cannot sign and no key before it is left: %w", err, dropped)
+		}
+		if !worker.IsHalt(err) {
+			err = worker.HaltUntil(err, time.Now().Add(link.RingRefresh))
+		}
+		return nil, err
 	}
 	return out, nil
 }

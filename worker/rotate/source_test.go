@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,4 +102,78 @@ func TestSourceUnreadableState(t *testing.T) {
 			t.Errorf("Active: %v; want a time to try again", err)
 		}
 	})
+}
+
+// TestSourceNoKeyLeft: a scheduled key that cannot be loaded is left
+// out while the key before it signs, but when that key is retired no
+// key is left, and Load fails with a halt of sending (never an empty
+// ring that fails every signature towards the dead-letter queue). A
+// ring that had loaded keys drops them, since they may be retired.
+func TestSourceNoKeyLeft(t *testing.T) {
+	ctx := context.Background()
+	_, c := s3test.Start(t, "state")
+	ring := &store.RingStore{Client: c, Bucket: "state", Prefix: "keys/"}
+	src := &rotate.Source{Keys: []rotate.ConfiguredKey{{ID: "KOLD", Signer: newKey(t), Active: true}}, State: ring}
+	t0 := time.Now().Add(-time.Hour)
+	missing := filepath.Join(t.TempDir(), "gone.pem")
+
+	tests := []struct {
+		name    string
+		state   store.RingState
+		want    string // the key that signs; "" for a halt
+		wantErr string
+	}{
+		{"the key before it signs", store.RingState{
+			Keys: []store.RingStateKey{{ID: "KNEW", ActivatesAt: t0, PrivateKeyFile: missing, AddedAt: t0}},
+		}, "KOLD", ""},
+		{"the key before it is retired", store.RingState{
+			Keys:    []store.RingStateKey{{ID: "KNEW", ActivatesAt: t0, PrivateKeyFile: missing, AddedAt: t0}},
+			Retired: []store.RetiredKey{{ID: "KOLD", RetiredAt: t0}},
+		}, "", "gone.pem"},
+		{"every key is retired", store.RingState{
+			Retired: []store.RetiredKey{{ID: "KOLD", RetiredAt: t0}},
+		}, "", "no key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A ring that loaded KOLD before the state changed.
+			saveState(t, ring, store.RingState{})
+			r := &link.LoadedRing{Load: src.Load, Refresh: time.Nanosecond}
+			if k, err := r.Active(ctx, time.Now()); err != nil || k.ID != "KOLD" {
+				t.Fatalf("before: %s, %v; want KOLD", k.ID, err)
+			}
+			saveState(t, ring, tt.state)
+			k, err := r.Active(ctx, time.Now())
+			if tt.want != "" {
+				if err != nil || k.ID != tt.want {
+					t.Fatalf("Active: %s, %v; want %s", k.ID, err, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Active: %s; want no key", k.ID)
+			}
+			if !errors.Is(err, link.ErrNoActiveKey) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Active: %v; want link.ErrNoActiveKey naming %q", err, tt.wantErr)
+			}
+			if !worker.IsHalt(err) {
+				t.Errorf("Active: %v; want a halt of sending, not a message's failure", err)
+			}
+			if until, ok := worker.RetryAfter(err); !ok || !until.After(time.Now()) {
+				t.Errorf("Active: %v; want a time to try again", err)
+			}
+		})
+	}
+}
+
+// saveState replaces the ring's state with st.
+func saveState(t *testing.T, ring *store.RingStore, st store.RingState) {
+	t.Helper()
+	_, etag, err := ring.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Save(context.Background(), st, etag); err != nil {
+		t.Fatal(err)
+	}
 }
