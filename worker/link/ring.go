@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker"
 )
 
 // KeyRing gives the key that signs at a moment. A CloudFront signer
@@ -90,6 +92,7 @@ type LoadedRing struct {
 	keys    []RingKey
 	loaded  time.Time     // when keys were loaded, or the last reload failed
 	err     error         // the last reload's error when it left no keys
+	errEnd  time.Time     // until when err is answered without a reload
 	loading chan struct{} // closed when the reload in flight ends; nil when none is
 	active  string        // the id of the last key returned, to log a switch
 }
@@ -132,7 +135,7 @@ func (r *LoadedRing) current(ctx context.Context) ([]RingKey, error) {
 			r.mu.Unlock()
 			return keys, nil
 		}
-		if r.err != nil && time.Since(r.loaded) < refresh {
+		if r.err != nil && time.Now().Before(r.errEnd) {
 			// Every caller would meet the same error: do not reload
 			// (S3, KMS) for each of the links in flight.
 			err := r.err
@@ -170,6 +173,14 @@ func (r *LoadedRing) current(ctx context.Context) ([]RingKey, error) {
 	case errors.Is(err, ErrNoActiveKey):
 		r.logger().Error("key ring: no key can sign; sending halts until one can", "err", err)
 		r.keys, r.loaded, r.err = nil, time.Now(), fmt.Errorf("key ring: %w", err)
+		// Answer it until its halt ends (a KMS throttle's is shorter
+		// than Refresh), less a second, so that no caller gets a halt
+		// whose time has passed, which would hand its messages back
+		// visible at once.
+		r.errEnd = r.loaded.Add(refresh)
+		if t, ok := worker.RetryAfter(err); ok && t.Add(-time.Second).Before(r.errEnd) {
+			r.errEnd = t.Add(-time.Second)
+		}
 		return nil, r.err
 	case r.keys == nil:
 		return nil, fmt.Errorf("key ring: %w", err)

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
 )
 
@@ -193,5 +196,39 @@ func TestSignAllConcurrent(t *testing.T) {
 		if err != nil || v.KeyID != "KA" || !strings.Contains(l.URL, rs[i].Key) {
 			t.Errorf("link %d, %s: %+v, %v; want report %s signed by KA, in order", i, l.URL, v, err, rs[i].Key)
 		}
+	}
+}
+
+// TestLoadedRingNoKeyHaltEnds: a ring left with no key that can sign
+// answers with its halt without reloading while the halt holds, and
+// reloads once it would have passed, even before Refresh: a cached halt
+// whose time had passed would hand messages back visible at once.
+func TestLoadedRingNoKeyHaltEnds(t *testing.T) {
+	const backoff = 1500 * time.Millisecond // a short KMS throttle
+	var loads atomic.Int32
+	ring := &LoadedRing{Refresh: time.Hour, Logger: slog.New(slog.DiscardHandler), Load: func(context.Context) ([]RingKey, error) {
+		loads.Add(1)
+		return nil, worker.HaltUntil(fmt.Errorf("%w: key B throttled", ErrNoActiveKey), time.Now().Add(backoff))
+	}}
+	for range 3 {
+		_, err := ring.Active(t.Context(), time.Now())
+		until, ok := worker.RetryAfter(err)
+		if !errors.Is(err, ErrNoActiveKey) || !ok || !until.After(time.Now()) {
+			t.Fatalf("Active = %v (retry at %v); want ErrNoActiveKey with a halt still ahead", err, until)
+		}
+	}
+	if n := loads.Load(); n != 1 {
+		t.Errorf("%d loads for three signatures within the halt; want 1", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for loads.Load() < 2 && time.Now().Before(deadline) {
+		_, err := ring.Active(t.Context(), time.Now())
+		if until, ok := worker.RetryAfter(err); !ok || !until.After(time.Now()) {
+			t.Fatalf("Active answered a halt whose time has passed: %v (until %v)", err, until)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if loads.Load() < 2 {
+		t.Error("the ring never reloaded after its halt ended, within an hour's Refresh")
 	}
 }

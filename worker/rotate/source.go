@@ -33,8 +33,8 @@ type ConfiguredKey struct {
 // logged, so the key before it keeps signing (its public key is still
 // trusted). When no key is left to sign now (the key before it is
 // retired), Load fails with [link.ErrNoActiveKey] as a halt of sending,
-// with the class of the key's error (a KMS throttle or refusal halts
-// as long as KMS says), so messages are handed back, never failed
+// with the class of the key's error (a KMS throttle halts for
+// link.KMSThrottleBackoff, a refusal for link.KMSRefusedHalt), so messages are handed back, never failed
 // towards the dead-letter queue. A state that cannot be read is an
 // error, a halt of sending ([worker.HaltUntil]) for a ring that has
 // loaded no keys yet: the configured key may be retired, so it never
