@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file (and, with -traces, each pair's to cpu-traces-{off,on}-N.prof in -out)")
 	memProfile := fs.String("memprofile", "", "load: write reportmailer's heap profile to this file")
 	maxSendRate := fs.Float64("max-send-rate", 0, "load: the MaxSendRate the SES endpoint reports and enforces (429 above it in any second), to measure pacing; with -baseline=false")
-	traces := fs.Int("traces", 0, "load: then time this many alternated pairs of runs with tracing off and on (to a local OTLP receiver)")
+	traces := fs.Int("traces", 0, "load: then time this many pairs of runs with observation off and on (traces over OTLP and metrics to a Pushgateway, both a local receiver)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: devstack %s [flags]\n\n", cmd)
 		fs.PrintDefaults()
