@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/reportmailer/reportmailer/internal/emulator"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/metrics"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
@@ -248,5 +250,82 @@ func TestServeRunsAMissedDigestSlotLateOnce(t *testing.T) {
 	}
 	if n := len(e.emails(t, "gus@acme.example")); n != 1 {
 		t.Errorf("gus got %d emails after the second start, want 1", n)
+	}
+}
+
+// TestIngestIsNotARunOfTheSchedule: a digest's ingest, every
+// ingest_every, is counted as kind="ingest": an ingest of an empty
+// queue, or one that stores events, is not a success of the schedule,
+// and moves none of the progress /healthz's stuck-run check reads. The
+// slot's run, ingest and delivery, counts once, as kind="slot".
+func TestIngestIsNotARunOfTheSchedule(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	e.digestConfig(t, cfg, `cron: "0 7 * * 1-5"`, "")
+	ctx := context.Background()
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: os.Getenv, Environ: os.Environ}
+	a, err := m.newApp(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := c.Schedule("it")
+	ws, err := a.scheduleWorkers(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.obs.metrics.Schedule(s.Name, period(s))
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		a.obs.metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+
+	ingestJob(ctx, a, s, ws.ingest)() // an empty queue
+	e.put(t, "digest/ing/a.pdf", nil)
+	e.send(t, q, nativeBody("ing-1", "ing", nil, "digest/ing/a.pdf"))
+	ingestJob(ctx, a, s, ws.ingest)() // stores the event
+	body := scrape()
+	for _, want := range []string{
+		`reportmailer_runs_total{kind="ingest",outcome="ok",schedule="it"} 2`,
+		`reportmailer_runs_total{kind="slot",outcome="ok",schedule="it"} 0`,
+		`reportmailer_last_success_timestamp_seconds{kind="ingest",schedule="it"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("after two ingests, /metrics lacks %s", want)
+		}
+	}
+	for _, not := range []string{`reportmailer_last_success_timestamp_seconds{kind="slot"`, `reportmailer_last_run_timestamp_seconds{kind="slot"`} {
+		if strings.Contains(body, not) {
+			t.Errorf("an ingest passes for a run of the schedule: %s", not)
+		}
+	}
+	if at := a.obs.progressOf(s.Name).at(); !at.IsZero() {
+		t.Errorf("an ingest moved the schedule's progress to %s", at)
+	}
+
+	start := time.Now()
+	sum, err := runSlot(ctx, ws.forRun(settleRun{}), s, worker.Slot{Planned: time.Now()})
+	a.recordRun(s, metrics.KindSlot, sum, time.Since(start), err)
+	if err != nil || sum.Sent != 1 {
+		t.Fatalf("the slot's run: sent %d, err %v; want the stored event sent", sum.Sent, err)
+	}
+	body = scrape()
+	for _, want := range []string{
+		`reportmailer_runs_total{kind="slot",outcome="ok",schedule="it"} 1`,
+		`reportmailer_run_duration_seconds_count{kind="slot",schedule="it"} 1`,
+		`reportmailer_last_success_timestamp_seconds{kind="slot",schedule="it"}`,
+		`reportmailer_schedule_period_seconds{schedule="it"} 259200`, // Friday to Monday
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("after the slot's run, /metrics lacks %s", want)
+		}
+	}
+	if a.obs.progressOf(s.Name).at().IsZero() {
+		t.Error("the slot's run did not move the schedule's progress")
 	}
 }

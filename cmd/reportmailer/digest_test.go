@@ -51,3 +51,38 @@ func TestRunRecordListsAtMostMaxDeliveries(t *testing.T) {
 		t.Errorf("history does not say some were left out:\n%s", b.String()[max(0, b.Len()-300):])
 	}
 }
+
+// TestCronPeriod: the period "no successful run in two periods" counts
+// is the longest gap between firings, whatever day it is taken on.
+func TestCronPeriod(t *testing.T) {
+	day := 24 * time.Hour
+	mon := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC) // a Monday
+	fri := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name, spec string
+		from       time.Time
+		want       time.Duration
+	}{
+		{"weekdays, from a Monday", "0 7 * * 1-5", mon, 3 * day},
+		{"weekdays, from a Friday", "0 7 * * 1-5", fri, 3 * day},
+		{"daily", "0 7 * * *", mon, day},
+		{"weekly", "0 8 * * 1", fri, 7 * day},
+		{"every five minutes", "*/5 * * * *", mon, 5 * time.Minute},
+		{"monthly: the longest month", "@monthly", mon, 31 * day},
+		{"@every", "@every 90m", mon, 90 * time.Minute},
+		{"twice a day, unevenly", "0 7,9 * * *", mon, 22 * time.Hour},
+		{"yearly: 2028 is a leap year", "0 0 1 1 *", mon, 366 * day},
+		{"never fires", "0 0 30 2 *", mon, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sched, err := config.ParseCron(tt.spec, time.UTC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cronPeriod(sched, tt.from); got != tt.want {
+				t.Errorf("cronPeriod(%q from %s) = %s, want %s", tt.spec, tt.from.Format("Mon 2006-01-02"), got, tt.want)
+			}
+		})
+	}
+}

@@ -13,9 +13,11 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	"github.com/robfig/cron/v3"
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/metrics"
 )
 
 func (m *Main) drain(ctx context.Context, args []string) error {
@@ -74,8 +76,10 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	ctx = worker.WithRunID(ctx, id)
 	settled := a.settleFromSES(ctx, s.Name)
 	a.obs.metrics.Schedule(s.Name, period(s))
+	start := time.Now()
 	sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, worker.Slot{})
 	cause := watch.failure(s, sum, err)
+	a.recordRun(s, metrics.KindSlot, sum, time.Since(start), cause)
 	rec.finish(sum, settled, cause)
 	a.writeHistory(ctx, rec)
 	if logFormat(m.Stderr, c.Log) == "json" {
@@ -254,7 +258,7 @@ func (w *runWatch) failure(s config.Schedule, sum worker.Summary, err error) err
 }
 
 // period is the time between two runs of s by its cron spec, or 0 when
-// it has none (a CronJob's own schedule drives it).
+// it has none (a CronJob's own schedule drives it): cronPeriod from now.
 func period(s config.Schedule) time.Duration {
 	loc, err := time.LoadLocation(s.TimeZone)
 	if s.Cron == "" || err != nil {
@@ -264,6 +268,39 @@ func period(s config.Schedule) time.Duration {
 	if err != nil {
 		return 0
 	}
-	first := sched.Next(time.Now())
-	return sched.Next(first).Sub(first)
+	return cronPeriod(sched, time.Now())
+}
+
+// Bounds of cronPeriod's look ahead: past periodHorizon and at least
+// two gaps, or periodFirings firings at most (a spec that fires every
+// minute would otherwise take tens of thousands).
+const (
+	periodHorizon = 8 * 7 * 24 * time.Hour
+	periodFirings = 2000
+)
+
+// cronPeriod is the longest time between two firings of sched after
+// from, over the next few weeks: what "no successful run in two
+// periods" must allow for. The gap from one firing to the next alone
+// would depend on the day it is taken: 0 7 * * 1-5 is a day apart on
+// a Tuesday and three days on a Friday. 0 when sched does not fire.
+func cronPeriod(sched cron.Schedule, from time.Time) time.Duration {
+	var longest time.Duration
+	prev := sched.Next(from)
+	if prev.IsZero() {
+		return 0
+	}
+	end := prev.Add(periodHorizon)
+	for n, gaps := 0, 0; n < periodFirings; n++ {
+		next := sched.Next(prev)
+		if next.IsZero() {
+			break
+		}
+		longest = max(longest, next.Sub(prev))
+		prev = next
+		if gaps++; gaps >= 2 && prev.After(end) {
+			break
+		}
+	}
+	return longest
 }

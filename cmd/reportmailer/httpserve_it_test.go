@@ -108,18 +108,18 @@ func TestServeHTTP(t *testing.T) {
 
 	_, metrics := get("/metrics")
 	for _, want := range []string{
-		`reportmailer_runs_total{outcome="incomplete",schedule="it"} 1`,
+		`reportmailer_runs_total{kind="slot",outcome="incomplete",schedule="it"} 1`,
 		`reportmailer_emails_sent_total{schedule="it"} 1`,
 		`reportmailer_messages_total{class="",code="",schedule="it",settlement="acked"} 1`,
 		`reportmailer_messages_total{class="permanent",code="object_missing",schedule="it",settlement="dead_lettered"} 1`,
 		`reportmailer_stage_duration_seconds_count{schedule="it",stage="send"} 1`,
 		`reportmailer_stage_duration_seconds_count{schedule="it",stage="receive"}`,
-		`reportmailer_run_duration_seconds_count{schedule="it"} 1`,
+		`reportmailer_run_duration_seconds_count{kind="slot",schedule="it"} 1`,
 		`reportmailer_ses_pacing_wait_seconds_count 1`,
 		`reportmailer_ses_max_send_rate`,
 		`reportmailer_queue_messages{queue="main",schedule="it",state="visible"}`,
 		`reportmailer_key_safe_removal_timestamp_seconds{active="true",key_id="` + itKeyID + `"}`,
-		`reportmailer_last_success_timestamp_seconds{schedule="it"}`,
+		`reportmailer_last_success_timestamp_seconds{kind="slot",schedule="it"}`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -145,7 +145,7 @@ func TestServeHTTP(t *testing.T) {
 	if code, body := get("/readyz"); code != http.StatusOK {
 		t.Errorf("GET /readyz after SQS is back = %d %q, want 200", code, body)
 	}
-	if _, metrics := get("/metrics"); !strings.Contains(metrics, `reportmailer_runs_total{outcome="failed",schedule="it"} 1`) {
+	if _, metrics := get("/metrics"); !strings.Contains(metrics, `reportmailer_runs_total{kind="slot",outcome="failed",schedule="it"} 1`) {
 		t.Error("/metrics does not count the failed run")
 	}
 	if strings.Contains(logs.String(), token) {

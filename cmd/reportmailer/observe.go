@@ -82,16 +82,36 @@ func (o *observability) instrument(cfg *aws.Config) {
 	o.ses = sesv2.NewFromConfig(*cfg, func(o *sesv2.Options) { o.RetryMaxAttempts = 1 })
 }
 
-// observer is the Observer of schedule's runs.
-func (o *observability) observer(schedule string) worker.Observer {
+// observer is the Observer of schedule's runs of kind (metrics.KindSlot,
+// metrics.KindIngest). Only a slot's stages count as the schedule's
+// progress: an ingest that goes on every minute says nothing of
+// whether a slot's run is stuck.
+func (o *observability) observer(schedule, kind string) worker.Observer {
 	if o == nil {
 		return nil
 	}
-	m := worker.Observers(o.metrics.Observer(schedule), o.progressOf(schedule))
+	m := o.metrics.Observer(schedule)
+	if kind == metrics.KindSlot {
+		m = worker.Observers(m, o.progressOf(schedule))
+	}
 	if o.tp == nil {
 		return m
 	}
 	return worker.Observers(tracing.New(o.tp, schedule), m)
+}
+
+// recordRun records in the metrics a run of s of kind that took took
+// and ended with sum and cause. A digest slot's acks are its ingest's,
+// messages moved into the pending store, not deliveries: whether the
+// slot got anywhere is whether it sent.
+func (a *app) recordRun(s config.Schedule, kind string, sum worker.Summary, took time.Duration, cause error) {
+	if a.obs == nil {
+		return
+	}
+	if kind == metrics.KindSlot && s.Mode == string(worker.ModeDigest) {
+		sum.Acked = 0
+	}
+	a.obs.metrics.Run(s.Name, kind, sum, took, cause)
 }
 
 // progressOf returns the record of when schedule's runs last moved on.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/metrics"
 )
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -70,8 +71,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			rec.RunID, rec.Late = id, slot.Late
 			ctx = worker.WithRunID(ctx, id)
 			settled := a.settleFromSES(ctx, s.Name)
+			start := time.Now()
 			sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, slot)
 			cause := watch.failure(s, sum, err)
+			a.recordRun(s, metrics.KindSlot, sum, time.Since(start), cause)
 			if cause != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "run_id", rec.RunID, "err", cause)
 			}
@@ -81,12 +84,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return result(s.Name, id, sum, err, cause)
 		}}
 		sv.runners[s.Name] = rn
-		first := sched.Next(time.Now())
-		a.obs.metrics.Schedule(s.Name, sched.Next(first).Sub(first))
+		a.obs.metrics.Schedule(s.Name, cronPeriod(sched, time.Now()))
 		a.obs.metrics.StartClock(s.Name)
 		cr.Schedule(sched, cron.FuncJob(slotJob(ctx, a, rn, sched)))
 		if s.Mode == string(worker.ModeDigest) {
-			cr.Schedule(cron.Every(s.IngestEvery), cron.FuncJob(ingestJob(ctx, a, s, ws.configured)))
+			cr.Schedule(cron.Every(s.IngestEvery), cron.FuncJob(ingestJob(ctx, a, s, ws.ingest)))
 			cr.Schedule(cron.Every(c.Ledger.SlotHeartbeat), cron.FuncJob(catchUpJob(ctx, a, rn, sched)))
 		}
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))

@@ -66,8 +66,10 @@ func (r settleRun) summary() string {
 // that could not read SES's events to the end.
 type scheduleWorkers struct {
 	configured, deadLetter *worker.Worker
-	cfg                    config.SESEvents
-	logger                 *slog.Logger
+	// ingest, for a digest, is the worker of its ingest runs.
+	ingest *worker.Worker
+	cfg    config.SESEvents
+	logger *slog.Logger
 }
 
 func (a *app) scheduleWorkers(s config.Schedule) (*scheduleWorkers, error) {
@@ -78,6 +80,11 @@ func (a *app) scheduleWorkers(s config.Schedule) (*scheduleWorkers, error) {
 	sw := &scheduleWorkers{configured: w, deadLetter: w, cfg: a.cfg.SESEvents, logger: a.logger.With("schedule", s.Name)}
 	if a.cfg.SESEvents.Unsettled == config.UnsettledResend {
 		if sw.deadLetter, err = a.workerWith(s, worker.UnsettledDeadLetter); err != nil {
+			return nil, err
+		}
+	}
+	if s.Mode == string(worker.ModeDigest) {
+		if sw.ingest, err = a.ingestWorker(s); err != nil {
 			return nil, err
 		}
 	}

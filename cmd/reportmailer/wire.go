@@ -20,6 +20,7 @@ import (
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/linktoken"
 	"github.com/reportmailer/reportmailer/worker/mail"
+	"github.com/reportmailer/reportmailer/worker/metrics"
 	"github.com/reportmailer/reportmailer/worker/queue"
 	"github.com/reportmailer/reportmailer/worker/sesevents"
 	"github.com/reportmailer/reportmailer/worker/store"
@@ -221,24 +222,37 @@ func (a *app) worker(s config.Schedule) (*worker.Worker, error) {
 // workerWith builds the worker for one schedule with the unsettled
 // policy p.
 func (a *app) workerWith(s config.Schedule, p worker.UnsettledPolicy) (*worker.Worker, error) {
-	return a.newWorker(s, p, nil, &queue.SQS{
+	return a.newWorker(s, p, nil, a.queue(s), a.pendingStore(s), metrics.KindSlot)
+}
+
+// ingestWorker builds the worker of a digest schedule's ingest runs
+// (ingestJob), which report to the schedule's metrics as the kind
+// ingest and leave the progress of its slots alone.
+func (a *app) ingestWorker(s config.Schedule) (*worker.Worker, error) {
+	return a.newWorker(s, worker.UnsettledPolicy(a.cfg.SESEvents.Unsettled), nil, a.queue(s), a.pendingStore(s), metrics.KindIngest)
+}
+
+// queue is schedule s's queue.
+func (a *app) queue(s config.Schedule) *queue.SQS {
+	return &queue.SQS{
 		Client:            a.sqs,
 		URL:               s.QueueURL,
 		DeadLetterURL:     s.DeadLetterQueueURL,
 		VisibilityTimeout: s.VisibilityTimeout,
 		Logger:            a.logger,
-	}, a.pendingStore(s))
+	}
 }
 
 // workerOn builds the worker for one schedule on q, with the unsettled
 // policy p, sending to only (every recipient when empty).
 func (a *app) workerOn(s config.Schedule, p worker.UnsettledPolicy, only []string, q worker.Queue) (*worker.Worker, error) {
-	return a.newWorker(s, p, only, q, nil)
+	return a.newWorker(s, p, only, q, nil, metrics.KindSlot)
 }
 
-// newWorker is workerOn with a digest's pending store: a schedule's
-// own runs ingest into it; a resend sends at once.
-func (a *app) newWorker(s config.Schedule, p worker.UnsettledPolicy, only []string, q worker.Queue, pending worker.Pending) (*worker.Worker, error) {
+// newWorker is workerOn with a digest's pending store (a schedule's
+// own runs ingest into it; a resend sends at once), for runs of kind
+// (metrics.KindSlot, metrics.KindIngest).
+func (a *app) newWorker(s config.Schedule, p worker.UnsettledPolicy, only []string, q worker.Queue, pending worker.Pending, kind string) (*worker.Worker, error) {
 	return worker.New(worker.Config{
 		Schedule:          s.Name,
 		Mode:              worker.Mode(s.Mode),
@@ -272,7 +286,7 @@ func (a *app) newWorker(s config.Schedule, p worker.UnsettledPolicy, only []stri
 		// the reports bucket) is shared.
 		Halts:    &store.Halts{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Key: a.cfg.Ledger.Prefix + "halt.json"},
 		Logger:   a.logger,
-		Observer: a.obs.observer(s.Name),
+		Observer: a.obs.observer(s.Name, kind),
 		Pending:  pending,
 
 		LinkToken: a.linkToken(),

@@ -35,6 +35,16 @@ const (
 	RunFailed     = "failed"     // the queue itself failed
 )
 
+// Run kinds, the values of the kind label of the run metrics. Only a
+// slot is a run of the schedule, what its alerts and health are about:
+// a digest's ingest, every schedules[].ingest_every, moves the queue
+// into the pending store and sends nothing, so an ingest of an empty
+// queue must not pass for the schedule's success.
+const (
+	KindSlot   = "slot"   // a run of the schedule: its cron slot, POST /run, drain
+	KindIngest = "ingest" // a digest's move of its queue into the pending store
+)
+
 // Metrics holds the reportmailer metrics in a registry of their own,
 // with the Go and process collectors. Build one with New.
 type Metrics struct {
@@ -71,12 +81,12 @@ type Metrics struct {
 func New() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.runs = counterVec(m, "runs_total", "Runs by schedule and outcome (ok, incomplete, halted, failed).", "schedule", "outcome")
-	m.runDuration = histogramVec(m, "run_duration_seconds", "How long each run took, receive to the last settle.",
-		prometheus.ExponentialBuckets(0.1, 2, 14), "schedule")
-	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run that was not halted and did not fail; no series before the first.", "schedule")
-	m.lastRun = gaugeVec(m, "last_run_timestamp_seconds", "Unix time the schedule's last run ended, whatever its outcome.", "schedule")
-	m.lastFailure = gaugeVec(m, "last_failure_timestamp_seconds", "Unix time of the schedule's last run that failed or halted; no series before the first.", "schedule")
+	m.runs = counterVec(m, "runs_total", "Runs by schedule, kind (slot: a run of the schedule; ingest: a digest's move of its queue into the pending store) and outcome (ok, incomplete, halted, failed).", "schedule", "kind", "outcome")
+	m.runDuration = histogramVec(m, "run_duration_seconds", "How long each run took, receive to the last settle, by kind.",
+		prometheus.ExponentialBuckets(0.1, 2, 14), "schedule", "kind")
+	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run of the kind that succeeded: ok, or incomplete but it sent, found sent or acked something; no series before the first.", "schedule", "kind")
+	m.lastRun = gaugeVec(m, "last_run_timestamp_seconds", "Unix time the schedule's last run of the kind ended, whatever its outcome.", "schedule", "kind")
+	m.lastFailure = gaugeVec(m, "last_failure_timestamp_seconds", "Unix time of the schedule's last run of the kind that failed, halted, or was incomplete having sent, found sent and acked nothing; no series before the first.", "schedule", "kind")
 	m.declared = gaugeVec(m, "schedule_declared_timestamp_seconds", "Unix time the process started running the schedule on its cron spec (serve): what \"no successful run\" counts from before the first success.", "schedule")
 	m.period = gaugeVec(m, "schedule_period_seconds", "The time between two runs of the schedule, from its cron spec.", "schedule")
 	m.messages = counterVec(m, "messages_total", "Messages by what became of them (settlement) and, when not acked, the class and code of why.",
@@ -129,6 +139,7 @@ func LabelValues() map[string][]string {
 	}
 	return map[string][]string{
 		"outcome": {RunOK, RunIncomplete, RunHalted, RunFailed},
+		"kind":    {KindSlot, KindIngest},
 		"queue":   {"main", "dlq"},
 		"state":   {"visible", "in_flight", "delayed"},
 		"active":  {"true", "false"},
@@ -145,7 +156,11 @@ func (m *Metrics) Families() []Family { return slices.Clone(m.families) }
 // Histograms add _bucket, _sum and _count to theirs when scraped.
 func (m *Metrics) Names() []string { return slices.Sorted(slices.Values(m.names)) }
 
-// Observer returns the observer of schedule's runs.
+// Observer returns the observer of what schedule's runs do: messages,
+// emails, stages. Its RunFinished records nothing: a digest's slot is
+// two runs of the worker (an ingest, then the delivery) that are one
+// run of the schedule, so the command, which knows where a run starts
+// and ends and what kind it is, records it with [Metrics.Run].
 func (m *Metrics) Observer(schedule string) worker.Observer {
 	return &observer{m: m, schedule: schedule}
 }
@@ -194,7 +209,7 @@ func (m *Metrics) Schedule(schedule string, period time.Duration) {
 		m.period.WithLabelValues(schedule).Set(period.Seconds())
 	}
 	for _, o := range []string{RunOK, RunIncomplete, RunHalted, RunFailed} {
-		m.runs.WithLabelValues(schedule, o)
+		m.runs.WithLabelValues(schedule, KindSlot, o)
 	}
 	m.sent.WithLabelValues(schedule)
 	m.duplicates.WithLabelValues(schedule)
@@ -225,6 +240,36 @@ func RunOutcome(sum worker.Summary, err error) string {
 	return RunOK
 }
 
+// Succeeded reports whether a run that ended with sum and err is a
+// success, the time "no successful run" counts from: it dealt with
+// every message (ok), or left some for retry or the dead-letter queue
+// (incomplete) but moved on: it sent an email, found one sent already,
+// or acked a message. A run that received messages and did none of
+// them is no success, however often it runs.
+func Succeeded(sum worker.Summary, err error) bool {
+	switch RunOutcome(sum, err) {
+	case RunOK:
+		return true
+	case RunIncomplete:
+		return sum.Sent > 0 || sum.Duplicates > 0 || sum.Acked > 0
+	}
+	return false
+}
+
+// Run records a run of schedule of kind (KindSlot, KindIngest) that
+// took took and ended with sum and err: its outcome, its duration, and
+// its time as the last run and as the last success or failure.
+func (m *Metrics) Run(schedule, kind string, sum worker.Summary, took time.Duration, err error) {
+	m.runs.WithLabelValues(schedule, kind, RunOutcome(sum, err)).Inc()
+	m.runDuration.WithLabelValues(schedule, kind).Observe(took.Seconds())
+	m.lastRun.WithLabelValues(schedule, kind).SetToCurrentTime()
+	if Succeeded(sum, err) {
+		m.lastSuccess.WithLabelValues(schedule, kind).SetToCurrentTime()
+	} else {
+		m.lastFailure.WithLabelValues(schedule, kind).SetToCurrentTime()
+	}
+}
+
 type observer struct {
 	worker.NopObserver
 	m        *Metrics
@@ -249,18 +294,6 @@ func (o *observer) Sent()      { o.m.sent.WithLabelValues(o.schedule).Inc() }
 func (o *observer) Duplicate() { o.m.duplicates.WithLabelValues(o.schedule).Inc() }
 func (o *observer) Refused(code string) {
 	o.m.refused.WithLabelValues(o.schedule, code).Inc()
-}
-
-func (o *observer) RunFinished(sum worker.Summary, took time.Duration, err error) {
-	out := RunOutcome(sum, err)
-	o.m.runs.WithLabelValues(o.schedule, out).Inc()
-	o.m.runDuration.WithLabelValues(o.schedule).Observe(took.Seconds())
-	o.m.lastRun.WithLabelValues(o.schedule).SetToCurrentTime()
-	if out == RunOK || out == RunIncomplete {
-		o.m.lastSuccess.WithLabelValues(o.schedule).SetToCurrentTime()
-	} else {
-		o.m.lastFailure.WithLabelValues(o.schedule).SetToCurrentTime()
-	}
 }
 
 type pace struct{ m *Metrics }

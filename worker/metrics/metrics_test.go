@@ -28,7 +28,7 @@ func TestObserverCounts(t *testing.T) {
 	o.Refused("over_limit")
 	o.Settled(ctx, worker.Message{}, worker.MessageOutcome{Settlement: worker.SettleAcked})
 	o.Settled(ctx, worker.Message{}, worker.MessageOutcome{Settlement: worker.SettleDeadLettered, Class: worker.ClassPermanent, Code: worker.CodeObjectMissing})
-	o.RunFinished(worker.Summary{Received: 2, Acked: 1, DeadLettered: 1}, time.Second, nil)
+	m.Run("daily", metrics.KindSlot, worker.Summary{Received: 2, Acked: 1, DeadLettered: 1}, time.Second, nil)
 	p := m.Pace()
 	p.Throttled()
 	p.Waited(200 * time.Millisecond)
@@ -38,8 +38,8 @@ func TestObserverCounts(t *testing.T) {
 
 	body := scrape(t, m)
 	for _, want := range []string{
-		`reportmailer_runs_total{outcome="incomplete",schedule="daily"} 1`,
-		`reportmailer_runs_total{outcome="ok",schedule="daily"} 0`,
+		`reportmailer_runs_total{kind="slot",outcome="incomplete",schedule="daily"} 1`,
+		`reportmailer_runs_total{kind="slot",outcome="ok",schedule="daily"} 0`,
 		`reportmailer_messages_total{class="permanent",code="object_missing",schedule="daily",settlement="dead_lettered"} 1`,
 		`reportmailer_messages_total{class="",code="",schedule="daily",settlement="acked"} 1`,
 		`reportmailer_emails_sent_total{schedule="daily"} 1`,
@@ -54,7 +54,7 @@ func TestObserverCounts(t *testing.T) {
 		`reportmailer_ses_max_send_rate 14`,
 		`reportmailer_queue_messages{queue="dlq",schedule="daily",state="visible"} 3`,
 		`reportmailer_key_safe_removal_timestamp_seconds{active="true",key_id="K1"} 1.8e+09`,
-		`reportmailer_last_success_timestamp_seconds{schedule="daily"}`,
+		`reportmailer_last_success_timestamp_seconds{kind="slot",schedule="daily"}`,
 		`reportmailer_schedule_period_seconds{schedule="daily"} 86400`,
 	} {
 		if !strings.Contains(body, want) {
@@ -80,6 +80,35 @@ func scrape(t *testing.T, m *metrics.Metrics) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// TestSucceeded: an incomplete run counts as a success only when it
+// got somewhere.
+func TestSucceeded(t *testing.T) {
+	tests := []struct {
+		name string
+		sum  worker.Summary
+		err  error
+		want bool
+	}{
+		{"everything acked", worker.Summary{Received: 1, Acked: 1, Sent: 1}, nil, true},
+		{"nothing to do", worker.Summary{}, nil, true},
+		{"one sent, one left for retry", worker.Summary{Received: 2, Acked: 1, Sent: 1, Retrying: 1}, nil, true},
+		{"one acked as sent before, one dead-lettered", worker.Summary{Received: 2, Acked: 1, Duplicates: 1, DeadLettered: 1}, nil, true},
+		{"a digest slot that sent, some users left", worker.Summary{Sent: 3, Retrying: 1}, nil, true},
+		{"received, all left for retry", worker.Summary{Received: 3, Retrying: 3}, nil, false},
+		{"received, all dead-lettered", worker.Summary{Received: 2, DeadLettered: 2}, nil, false},
+		{"a digest slot that sent none of its users", worker.Summary{Retrying: 4}, nil, false},
+		{"halted after sending", worker.Summary{Received: 2, Sent: 1, Acked: 1, Halted: true}, nil, false},
+		{"failed", worker.Summary{Received: 1, Acked: 1}, errors.New("receive"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := metrics.Succeeded(tt.sum, tt.err); got != tt.want {
+				t.Errorf("Succeeded(%+v, %v) = %v, want %v", tt.sum, tt.err, got, tt.want)
+			}
+		})
+	}
 }
 
 func TestRunOutcome(t *testing.T) {
@@ -116,20 +145,39 @@ func TestRunTimestamps(t *testing.T) {
 			[]string{`reportmailer_schedule_declared_timestamp_seconds{schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{`, `reportmailer_last_run_timestamp_seconds{`}},
 		{"a failed run", func(m *metrics.Metrics) {
-			m.Observer("daily").RunFinished(worker.Summary{}, time.Second, errors.New("receive"))
+			m.Run("daily", metrics.KindSlot, worker.Summary{}, time.Second, errors.New("receive"))
 		},
-			[]string{`reportmailer_last_failure_timestamp_seconds{schedule="daily"}`, `reportmailer_last_run_timestamp_seconds{schedule="daily"}`},
+			[]string{`reportmailer_last_failure_timestamp_seconds{kind="slot",schedule="daily"}`, `reportmailer_last_run_timestamp_seconds{kind="slot",schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{`}},
 		{"a halted run", func(m *metrics.Metrics) {
-			m.Observer("daily").RunFinished(worker.Summary{Halted: true}, time.Second, nil)
+			m.Run("daily", metrics.KindSlot, worker.Summary{Halted: true}, time.Second, nil)
 		},
-			[]string{`reportmailer_last_failure_timestamp_seconds{schedule="daily"}`},
+			[]string{`reportmailer_last_failure_timestamp_seconds{kind="slot",schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{`}},
 		{"a good run", func(m *metrics.Metrics) {
+			m.Run("daily", metrics.KindSlot, worker.Summary{Received: 1, Acked: 1}, time.Second, nil)
+		},
+			[]string{`reportmailer_last_success_timestamp_seconds{kind="slot",schedule="daily"}`},
+			[]string{`reportmailer_last_failure_timestamp_seconds{`}},
+		{"a run that received messages and did none of them", func(m *metrics.Metrics) {
+			m.Run("daily", metrics.KindSlot, worker.Summary{Received: 3, Retrying: 2, DeadLettered: 1}, time.Second, nil)
+		},
+			[]string{`reportmailer_runs_total{kind="slot",outcome="incomplete",schedule="daily"} 1`,
+				`reportmailer_last_failure_timestamp_seconds{kind="slot",schedule="daily"}`},
+			[]string{`reportmailer_last_success_timestamp_seconds{`}},
+		{"an ingest is not a run of the schedule", func(m *metrics.Metrics) {
+			m.Schedule("daily", 24*time.Hour)
+			m.Run("daily", metrics.KindIngest, worker.Summary{}, time.Second, nil)
+		},
+			[]string{`reportmailer_runs_total{kind="ingest",outcome="ok",schedule="daily"} 1`,
+				`reportmailer_runs_total{kind="slot",outcome="ok",schedule="daily"} 0`,
+				`reportmailer_last_success_timestamp_seconds{kind="ingest",schedule="daily"}`},
+			[]string{`reportmailer_last_success_timestamp_seconds{kind="slot"`, `reportmailer_last_run_timestamp_seconds{kind="slot"`}},
+		{"the observer's RunFinished records no run", func(m *metrics.Metrics) {
 			m.Observer("daily").RunFinished(worker.Summary{Received: 1, Acked: 1}, time.Second, nil)
 		},
-			[]string{`reportmailer_last_success_timestamp_seconds{schedule="daily"}`},
-			[]string{`reportmailer_last_failure_timestamp_seconds{`}},
+			nil,
+			[]string{`reportmailer_last_success_timestamp_seconds{`, `reportmailer_runs_total{`}},
 		{"queue unreadable after a read", func(m *metrics.Metrics) {
 			m.Queue("daily", "dlq", 3, 0, 0)
 			m.Queue("daily", "main", 1, 0, 0)
