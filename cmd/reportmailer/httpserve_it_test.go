@@ -148,6 +148,20 @@ func TestServeHTTP(t *testing.T) {
 	if _, metrics := get("/metrics"); !strings.Contains(metrics, `reportmailer_runs_total{kind="slot",outcome="failed",schedule="it"} 1`) {
 		t.Error("/metrics does not count the failed run")
 	}
+
+	// Credentials SQS refuses: an answer, but not one the replica can
+	// work with, so not ready either.
+	rule = e.lp.set.SQS.Inject(awsproxy.Fault{Status: http.StatusForbidden, Code: "InvalidClientTokenId"})
+	if code, body := run("Bearer " + token); code != http.StatusOK || !strings.Contains(body, `"outcome":"failed"`) {
+		t.Errorf("POST /run/it with SQS refusing the credentials = %d %s, want a failed run", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "SQS") {
+		t.Errorf("GET /readyz with SQS refusing the credentials = %d %q, want 503 naming SQS", code, body)
+	}
+	rule.Remove()
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz after SQS takes the credentials again = %d %q, want 200", code, body)
+	}
 	if strings.Contains(logs.String(), token) {
 		t.Error("the logs show the bearer token")
 	}

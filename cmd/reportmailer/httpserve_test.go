@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
 )
@@ -146,12 +150,93 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
-func TestUnreachable(t *testing.T) {
-	if unreachable(nil) || unreachable(context.Canceled) {
-		t.Error("nil or a cancel counted as unreachable")
+// TestFailing: what counts as a failed call for /readyz: no answer, a
+// 5xx, and a refusal of the credentials or the signature, whatever its
+// status; any other answer comes from a service that takes the calls.
+func TestFailing(t *testing.T) {
+	answer := func(status int, code string) error {
+		var err error = &smithy.GenericAPIError{Code: code, Message: "m"}
+		return &smithy.OperationError{ServiceID: "SQS", OperationName: "ReceiveMessage", Err: &awshttp.ResponseError{
+			ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: err}}}
 	}
-	if !unreachable(errors.New("dial tcp: connection refused")) {
-		t.Error("a transport error not counted as unreachable")
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no error", nil, false},
+		{"cancelled", context.Canceled, false},
+		{"no answer", errors.New("dial tcp: connection refused"), true},
+		{"503", answer(503, "ServiceUnavailable"), true},
+		{"500", answer(500, "InternalFailure"), true},
+		{"404", answer(404, "NotFound"), false},
+		{"throttled", answer(400, "ThrottlingException"), false},
+		{"a bad request", answer(400, "InvalidParameterValue"), false},
+		{"401", answer(401, "Unauthorized"), true},
+		{"403", answer(403, "Forbidden"), true},
+		{"AccessDenied", answer(403, "AccessDenied"), true},
+		{"AccessDeniedException as a 400", answer(400, "AccessDeniedException"), true},
+		{"ExpiredToken as a 400", answer(400, "ExpiredToken"), true},
+		{"InvalidClientTokenId", answer(403, "InvalidClientTokenId"), true},
+		{"SignatureDoesNotMatch", answer(403, "SignatureDoesNotMatch"), true},
+		{"UnrecognizedClientException as a 400", answer(400, "UnrecognizedClientException"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := failing(tt.err); got != tt.want {
+				t.Errorf("failing(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestReadyFailureExpires: a service with no check fails /readyz for
+// readyFailureTTL after its failed call, not until it is called again.
+func TestReadyFailureExpires(t *testing.T) {
+	now := time.Now()
+	denied := errors.New("AccessDeniedException")
+	failed := map[string]awsCall{
+		"KMS":        {at: now.Add(-readyFailureTTL - time.Second), operation: "Sign", err: denied},
+		"CloudFront": {at: now.Add(-time.Minute), operation: "DescribeKeyValueStore", err: denied},
+	}
+	err := checkFailed(context.Background(), now, failed, nil)
+	if err == nil || strings.Contains(err.Error(), "KMS") || !strings.Contains(err.Error(), "CloudFront: last call DescribeKeyValueStore") {
+		t.Errorf("checkFailed = %v, want CloudFront only: KMS's failure is past %s", err, readyFailureTTL)
+	}
+	// A service with a check is checked however old its failure.
+	err = checkFailed(context.Background(), now, map[string]awsCall{"KMS": failed["KMS"]},
+		map[string]func(context.Context) error{"KMS": func(context.Context) error { return denied }})
+	if err == nil || !strings.Contains(err.Error(), "KMS") {
+		t.Errorf("checkFailed = %v, want KMS, whose check fails", err)
+	}
+}
+
+// TestReadyChecksKMS: /readyz checks KMS, on the active key when it is
+// in KMS, only when a configured key is.
+func TestReadyChecksKMS(t *testing.T) {
+	tests := []struct {
+		name string
+		cf   *config.CloudFront
+		want string
+	}{
+		{"no CloudFront", nil, ""},
+		{"a key file", &config.CloudFront{KeyID: "K1", PrivateKeyFile: "k.pem"}, ""},
+		{"the shorthand key in KMS", &config.CloudFront{KeyID: "K1", KMSKeyID: "alias/cf"}, "alias/cf"},
+		{"the active key in KMS", &config.CloudFront{Keys: []config.CloudFrontKey{
+			{ID: "K1", KMSKeyID: "alias/old"}, {ID: "K2", KMSKeyID: "alias/new", Active: true}}}, "alias/new"},
+		{"a retired key in KMS", &config.CloudFront{Keys: []config.CloudFrontKey{
+			{ID: "K1", KMSKeyID: "alias/old"}, {ID: "K2", PrivateKeyFile: "k.pem", Active: true}}}, "alias/old"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := kmsCheckKey(tt.cf); got != tt.want {
+				t.Errorf("kmsCheckKey = %q, want %q", got, tt.want)
+			}
+			a := &app{cfg: &config.Config{Links: config.Links{CloudFront: tt.cf}}}
+			if _, ok := a.readyChecks()["KMS"]; ok != (tt.want != "") {
+				t.Errorf("readyChecks has a KMS check: %v, want %v", ok, tt.want != "")
+			}
+		})
 	}
 }
 
@@ -193,7 +278,7 @@ func TestReadyChecksAtOnce(t *testing.T) {
 	}
 	down := awsCall{at: time.Now(), operation: "Op", err: errors.New("connection refused")}
 	failed := map[string]awsCall{"SQS": down, "S3": down, "SESv2": down, "Other": down}
-	err := checkFailed(context.Background(), failed, map[string]func(context.Context) error{"SQS": check, "S3": check, "SESv2": check})
+	err := checkFailed(context.Background(), time.Now(), failed, map[string]func(context.Context) error{"SQS": check, "S3": check, "SESv2": check})
 	if err == nil || strings.Contains(err.Error(), "SQS") || !strings.Contains(err.Error(), "Other: last call Op") {
 		t.Errorf("checkFailed = %v, want only Other, which has no check", err)
 	}

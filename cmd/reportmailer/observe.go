@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -16,10 +17,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -182,7 +185,7 @@ func (c *awsCalls) middleware(st *middleware.Stack) error {
 }
 
 func (c *awsCalls) record(service, op string, err error) {
-	if !unreachable(err) {
+	if !failing(err) {
 		err = nil
 	}
 	c.mu.Lock()
@@ -190,7 +193,7 @@ func (c *awsCalls) record(service, op string, err error) {
 	c.last[service] = awsCall{at: time.Now(), operation: op, err: err}
 }
 
-// failed returns the services whose last call did not reach them.
+// failed returns the services whose last call failed.
 func (c *awsCalls) failed() map[string]awsCall {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -203,16 +206,36 @@ func (c *awsCalls) failed() map[string]awsCall {
 	return out
 }
 
-// unreachable reports whether err says the service could not do its
-// part: no answer at all, or a 5xx. An answer such as 404, 403 or a
-// throttle comes from a service that is there.
-func unreachable(err error) bool {
+// credentialCodes are the error codes that say the service refused who
+// is calling, not what was asked: expired or unknown credentials, a bad
+// signature, or a policy that denies the call. Some services answer
+// them with a 400, so the status alone does not tell them apart.
+var credentialCodes = map[string]bool{
+	"AccessDenied": true, "AccessDeniedException": true,
+	"ExpiredToken": true, "ExpiredTokenException": true, "RequestExpired": true,
+	"InvalidClientTokenId": true, "UnrecognizedClientException": true,
+	"SignatureDoesNotMatch": true, "InvalidSignatureException": true,
+	"IncompleteSignature": true, "MissingAuthenticationToken": true,
+	"InvalidAccessKeyId": true, "InvalidToken": true,
+}
+
+// failing reports whether err says the service did not do its part for
+// this process: no answer at all, a 5xx, or a refusal of its
+// credentials or permissions (401, 403, or a credential or signature
+// error code). Any other answer, such as a 404, a validation error or a
+// throttle, comes from a service that is there and takes its calls.
+func failing(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && credentialCodes[ae.ErrorCode()] {
+		return true
+	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) {
-		return re.HTTPStatusCode() >= 500
+		code := re.HTTPStatusCode()
+		return code >= 500 || code == http.StatusUnauthorized || code == http.StatusForbidden
 	}
 	return true
 }
@@ -227,10 +250,11 @@ func (a *app) readyChecks() map[string]func(context.Context) error {
 			return err
 		},
 		"S3": func(ctx context.Context) error {
-			// The halt record: any answer, 404 included, is S3's.
+			// The halt record: a 404 is S3's answer too (serve may list
+			// the ledger's prefix, so a missing key is no 403).
 			_, err := a.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.cfg.Ledger.Bucket), Key: aws.String(a.cfg.Ledger.Prefix + "halt.json")},
 				func(o *s3.Options) { o.RetryMaxAttempts = 1 })
-			if unreachable(err) {
+			if failing(err) {
 				return err
 			}
 			return nil
@@ -244,23 +268,58 @@ func (a *app) readyChecks() map[string]func(context.Context) error {
 			return err
 		}
 	}
+	if id := kmsCheckKey(a.cfg.Links.CloudFront); id != "" {
+		client := kms.NewFromConfig(a.aws, func(o *kms.Options) { o.RetryMaxAttempts = 1 })
+		checks["KMS"] = func(ctx context.Context) error {
+			// kms:GetPublicKey, which the policy grants with kms:Sign
+			// on the signing keys (kms:DescribeKey it does not).
+			_, err := client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(id)})
+			return err
+		}
+	}
 	return checks
+}
+
+// kmsCheckKey is the KMS key /readyz checks KMS with: the active key
+// when it is in KMS, else the first configured KMS key; "" when no
+// configured key is in KMS (a ring that only its state puts a KMS key
+// in has no check: its failures expire, readyFailureTTL).
+func kmsCheckKey(cf *config.CloudFront) string {
+	if cf == nil {
+		return ""
+	}
+	if k, ok := cf.ActiveKey(); ok && k.KMSKeyID != "" {
+		return k.KMSKeyID
+	}
+	for _, k := range cf.SigningKeys() {
+		if k.KMSKeyID != "" {
+			return k.KMSKeyID
+		}
+	}
+	return ""
 }
 
 // readyCheckTimeout bounds each of /readyz's checks, which run at the
 // same time: under the probe's own timeout (2 s in the manifests).
 const readyCheckTimeout = 1500 * time.Millisecond
 
+// readyFailureTTL is how long the failed last call of a service with no
+// check (readyChecks) keeps /readyz failing: such a service is called
+// again only when a run needs it, so without an end one failure would
+// hold the replica out of service until the next run, or for good.
+const readyFailureTTL = 5 * time.Minute
+
 // ready reports whether every AWS service serve needs answered its last
 // call, or answers a cheap check now.
 func (a *app) ready(ctx context.Context) error {
-	return checkFailed(ctx, a.obs.aws.failed(), a.readyChecks())
+	return checkFailed(ctx, time.Now(), a.obs.aws.failed(), a.readyChecks())
 }
 
 // checkFailed checks, all at once, each service in failed that has a
-// check, and returns the failures of those that still do not answer
-// (and of those with no check).
-func checkFailed(ctx context.Context, failed map[string]awsCall, checks map[string]func(context.Context) error) error {
+// check, and returns the failures of those that still fail, and of
+// those with no check whose last call failed less than readyFailureTTL
+// before now.
+func checkFailed(ctx context.Context, now time.Time, failed map[string]awsCall, checks map[string]func(context.Context) error) error {
 	errs := make([]error, 0, len(failed))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -270,9 +329,11 @@ func checkFailed(ctx context.Context, failed map[string]awsCall, checks map[stri
 				cctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
 				err := check(cctx)
 				cancel()
-				if !unreachable(err) {
+				if !failing(err) {
 					return
 				}
+			} else if now.Sub(call.at) > readyFailureTTL {
+				return
 			}
 			mu.Lock()
 			defer mu.Unlock()
