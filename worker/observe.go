@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/reportmailer/reportmailer/worker/event"
 )
 
 // Stage is one step of a message's way through a run.
@@ -373,6 +375,24 @@ func messageIDs(from []*msgState) []string {
 		if !slices.Contains(ids, st.msg.ID) {
 			ids = append(ids, st.msg.ID)
 		}
+	}
+	return ids
+}
+
+// eventIDList are the ids of evs, for a log line.
+func eventIDList(evs []event.Event) []string {
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
+	return ids
+}
+
+// claimEventIDs are the ids of the events of an email's claims.
+func claimEventIDs(cs []claim) []string {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ev.ID
 	}
 	return ids
 }

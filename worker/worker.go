@@ -748,7 +748,7 @@ func (r *run) decode(msgs []Message) []*msgState {
 		}
 		st.events = d.Events
 		if len(d.Unknown) > 0 {
-			r.w.logger.Warn("event has fields its schema does not know: ignored (misspelt?)", "message_id", m.ID, "fields", d.Unknown)
+			r.w.logger.Warn("event has fields its schema does not know: ignored (misspelt?)", "message_id", m.ID, "fields", d.Unknown, "events", messageEventIDs(st))
 		}
 	native:
 		for i := range st.events {
@@ -941,7 +941,7 @@ func (r *run) plan(batch []*msgState) []*delivery {
 			for _, ref := range refused {
 				r.tally(func(s *Summary) { s.Refused++ })
 				r.w.observer().Refused(RefusalCode(ref))
-				r.w.logger.Warn("recipient refused", "event", ev.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
+				r.w.logger.Warn("recipient refused", "event", ev.ID, "message_id", g.from[i].msg.ID, "user", ev.User.ID, "recipient", ref.Address, "reason", ref.Reason)
 				if ref.domainOnly() && r.w.cfg.wants(ref.Address) {
 					// A config change can allow it: the message goes to the
 					// dead-letter queue after its other emails, for a redrive.
@@ -1043,7 +1043,7 @@ func (r *run) deliver(d *delivery) {
 	end(err)
 	if err != nil {
 		r.release(log, ok, err, "compose", CodeComposeFailed)
-		log.Error("compose", "err", err)
+		log.Error("compose", "events", eventIDList(okEvents), "err", err)
 		return
 	}
 	r.send(log, d.recipient, email, ok)
@@ -1209,7 +1209,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 	if beforeErr != nil {
 		// Nothing was sent: the ledger could not say it would be.
 		r.release(log, cs, beforeErr, "ledger sending", cmp.Or(CodeOf(beforeErr), CodeLedgerFailed))
-		log.Error("ledger sending: not sent", "err", beforeErr)
+		log.Error("ledger sending: not sent", "events", claimEventIDs(cs), "err", beforeErr)
 		return
 	}
 	if !called && (err == nil || IsAmbiguous(err)) {
@@ -1263,7 +1263,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		default:
 			r.release(log, cs, err, "send", sendCode(err))
 		}
-		log.Error("send", "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
+		log.Error("send", "events", claimEventIDs(cs), "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
 		return
 	}
 	r.tally(func(s *Summary) { s.Sent++ })
@@ -1275,11 +1275,11 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			// The email is out; a record left "sending" makes a
 			// redelivery hold off rather than send twice.
 			r.tally(func(s *Summary) { s.Unrecorded++ })
-			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "message_id", id, "err", err)
+			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "ses_message_id", id, "err", err)
 		}
 		r.observe(DeliveryResult{EventID: c.ev.ID, Recipient: rcpt, MessageID: id, Outcome: OutcomeDelivered})
 	}
-	log.Info("sent", "message_id", id, "events", ids)
+	log.Info("sent", "ses_message_id", id, "events", ids)
 }
 
 // sendCode is the code of a failed send that carries none.
@@ -1605,10 +1605,10 @@ func (r *run) hide(batch []*msgState) {
 			continue
 		}
 		if err := r.w.queue.Extend(r.ctx, []Message{st.msg}, d); err != nil {
-			r.w.logger.Error("hide a message left for retry; it is received again after the visibility timeout", "message_id", st.msg.ID, "err", err)
+			r.w.logger.Error("hide a message left for retry; it is received again after the visibility timeout", "message_id", st.msg.ID, "events", messageEventIDs(st), "err", err)
 			continue
 		}
-		r.w.logger.Info("message hidden while its delivery is settled", "message_id", st.msg.ID, "for", d)
+		r.w.logger.Info("message hidden while its delivery is settled", "message_id", st.msg.ID, "events", messageEventIDs(st), "for", d)
 	}
 }
 

@@ -488,6 +488,9 @@ func TestDrainEndToEnd(t *testing.T) {
 	}
 }
 
+// TestDrainLogsNoSecrets: a run logged at debug level shows no signed
+// URL (no Signature= or Policy= at all), no key material and no AWS
+// secret.
 func TestDrainLogsNoSecrets(t *testing.T) {
 	e := newITEnv(t, "goaws")
 	q, dlq := e.queues(t)
@@ -510,7 +513,10 @@ func TestDrainLogsNoSecrets(t *testing.T) {
 	pemKey, _ := os.ReadFile(e.keyFile)
 	for what, secret := range map[string]string{
 		"URL signature":     sig[1],
+		"a signed URL":      "Signature=",
+		"a signed policy":   "Policy=",
 		"private key":       string(pemKey[40:80]),
+		"a PEM block":       "-----BEGIN",
 		"secret access key": "AWS_SECRET_ACCESS_KEY=test",
 	} {
 		if strings.Contains(logs+out, secret) {

@@ -134,7 +134,7 @@ func (q *SQS) Check(ctx context.Context) error {
 		case isNoQueue(err):
 			errs = append(errs, noQueue(c.what, c.url, err))
 		default:
-			q.logger().Warn("cannot check that the queue exists", "queue", c.url, "err", err)
+			q.logger(ctx).Warn("cannot check that the queue exists", "queue", c.url, "err", err)
 		}
 	}
 	return errors.Join(errs...)
@@ -314,8 +314,8 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 		attrs[AttrSourceMessageID] = stringAttr(msg.ID)
 	}
 	if dropped := keepAttributes(attrs, orig); len(dropped) > 0 {
-		q.logger().Warn("dead-letter: the producer's message attributes that did not fit were dropped",
-			"message_id", msg.ID, "dropped", dropped)
+		q.logger(ctx).Warn("dead-letter: the producer's message attributes that did not fit were dropped",
+			"message_id", msg.ID, "events", f.EventIDs, "dropped", dropped)
 	}
 	if _, err := q.Client.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:          &q.DeadLetterURL,
@@ -361,11 +361,13 @@ func keepAttributes(ours, producer map[string]types.MessageAttributeValue) []str
 	return dropped
 }
 
-func (q *SQS) logger() *slog.Logger {
-	if q.Logger != nil {
-		return q.Logger
+// logger is q.Logger with the schedule and run of ctx.
+func (q *SQS) logger(ctx context.Context) *slog.Logger {
+	l := q.Logger
+	if l == nil {
+		l = slog.Default()
 	}
-	return slog.Default()
+	return l.With(worker.LogAttrs(ctx)...)
 }
 
 func stringAttr(s string) types.MessageAttributeValue {

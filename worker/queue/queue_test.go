@@ -215,7 +215,8 @@ func TestSQSDeadLetterKeepsAttributesInNameOrder(t *testing.T) {
 					if len(msgs) != 1 {
 						t.Fatalf("received %d messages", len(msgs))
 					}
-					if err := q.DeadLetter(ctx, msgs[0], worker.Failure{Class: worker.ClassPermanent, Code: worker.CodeObjectMissing, Reason: "gone"}); err != nil {
+					runCtx := worker.WithSchedule(worker.WithRunID(ctx, "run-7"), "daily")
+					if err := q.DeadLetter(runCtx, msgs[0], worker.Failure{Class: worker.ClassPermanent, Code: worker.CodeObjectMissing, Reason: "gone", EventIDs: "e1"}); err != nil {
 						t.Fatal(err)
 					}
 					out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.DeadLetterURL, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
@@ -241,6 +242,9 @@ func TestSQSDeadLetterKeepsAttributesInNameOrder(t *testing.T) {
 					}
 					if logged := strings.Contains(logs.String(), "dropped=\"["+strings.ReplaceAll(tt.dropped, ",", " ")+"]\""); logged != (tt.dropped != "") {
 						t.Errorf("logs %q; want the dropped names logged when some are dropped", logs.String())
+					}
+					if tt.dropped != "" && !strings.Contains(logs.String(), "schedule=daily run_id=run-7 message_id="+msgs[0].ID+" events=e1 ") {
+						t.Errorf("logs %q; want the line to name the schedule, the run, the message and its events", logs.String())
 					}
 					if aws.ToString(got[queue.AttrCode].StringValue) != "object_missing" || aws.ToString(got[queue.AttrReason].StringValue) != "gone" || len(got) > 10 {
 						t.Errorf("attributes %v", got)
