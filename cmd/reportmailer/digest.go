@@ -88,12 +88,12 @@ func ingestJob(ctx context.Context, a *app, s config.Schedule, w *worker.Worker)
 		}
 		rec := startRun(s, "ingest", time.Now())
 		ctx := rec.context(worker.WithRunID(ctx, rec.RunID))
-		start := time.Now()
+		mark := a.markRun()
 		sum, err := w.Drain(ctx)
 		if err != nil {
 			a.logger.Error("ingest failed", "schedule", s.Name, "run_id", rec.RunID, "err", err)
 		}
-		a.recordRun(s, metrics.KindIngest, sum, time.Since(start), err)
+		a.recordRun(s, metrics.KindIngest, mark, sum, err)
 		if sum.Received == 0 && err == nil {
 			return
 		}

@@ -76,10 +76,13 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 	ctx = worker.WithRunID(ctx, id)
 	settled := a.settleFromSES(ctx, s.Name)
 	a.obs.metrics.Schedule(s.Name, period(s))
-	start := time.Now()
+	// Pushed with every run: the alerts take the earliest in their
+	// window, the time a CronJob that never succeeded has been failing.
+	a.obs.metrics.StartClock(s.Name)
+	mark := a.markRun()
 	sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, worker.Slot{})
 	cause := watch.failure(s, sum, err)
-	a.recordRun(s, metrics.KindSlot, sum, time.Since(start), cause)
+	a.recordRun(s, metrics.KindSlot, mark, sum, cause)
 	rec.finish(sum, settled, cause)
 	a.writeHistory(ctx, rec)
 	if logFormat(m.Stderr, c.Log) == "json" {

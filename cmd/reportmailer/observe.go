@@ -103,18 +103,35 @@ func (o *observability) observer(schedule, kind string) worker.Observer {
 	return worker.Observers(tracing.New(o.tp, schedule), m)
 }
 
-// recordRun records in the metrics a run of s of kind that took took
-// and ended with sum and cause. A digest slot's acks are its ingest's,
-// messages moved into the pending store, not deliveries: whether the
-// slot got anywhere is whether it sent.
-func (a *app) recordRun(s config.Schedule, kind string, sum worker.Summary, took time.Duration, cause error) {
+// runMark is where a run started, for recordRun: its time, and the
+// SES throttles so far.
+type runMark struct {
+	at        time.Time
+	throttles int64
+}
+
+// markRun marks the start of a run.
+func (a *app) markRun() runMark {
+	m := runMark{at: time.Now()}
+	if a.obs != nil {
+		m.throttles = a.obs.metrics.Throttles()
+	}
+	return m
+}
+
+// recordRun records in the metrics a run of s of kind that started at
+// mark and ended with sum and cause. A digest slot's acks are its
+// ingest's, messages moved into the pending store, not deliveries:
+// whether the slot got anywhere is whether it sent.
+func (a *app) recordRun(s config.Schedule, kind string, mark runMark, sum worker.Summary, cause error) {
 	if a.obs == nil {
 		return
 	}
 	if kind == metrics.KindSlot && s.Mode == string(worker.ModeDigest) {
 		sum.Acked = 0
 	}
-	a.obs.metrics.Run(s.Name, kind, sum, took, cause)
+	a.obs.metrics.Run(s.Name, kind, metrics.RunEnd{Summary: sum, Err: cause, Took: time.Since(mark.at),
+		Throttles: a.obs.metrics.Throttles() - mark.throttles})
 }
 
 // progressOf returns the record of when schedule's runs last moved on.

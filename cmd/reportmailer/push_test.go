@@ -85,6 +85,10 @@ func TestDrainJSONSummaryAndPushgateway(t *testing.T) {
 	}
 	for _, want := range []string{"reportmailer_runs_total", "reportmailer_emails_sent_total",
 		"reportmailer_last_success_timestamp_seconds", "reportmailer_last_run_timestamp_seconds",
+		// What the CronJob alerts read: no rate() of counters that
+		// restart with each run, and when drain first ran the schedule.
+		"reportmailer_last_run_emails_sent", "reportmailer_last_run_ses_throttles",
+		"reportmailer_schedule_declared_timestamp_seconds",
 		// Read before the push, as serve refreshes them: the DLQ and
 		// quota alerts have data for a CronJob too.
 		"reportmailer_queue_messages", "dlq", "reportmailer_ses_quota_read_timestamp_seconds"} {

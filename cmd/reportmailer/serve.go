@@ -71,10 +71,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			rec.RunID, rec.Late = id, slot.Late
 			ctx = worker.WithRunID(ctx, id)
 			settled := a.settleFromSES(ctx, s.Name)
-			start := time.Now()
+			mark := a.markRun()
 			sum, err := runSlot(rec.context(ctx), ws.forRun(settled), s, slot)
 			cause := watch.failure(s, sum, err)
-			a.recordRun(s, metrics.KindSlot, sum, time.Since(start), cause)
+			a.recordRun(s, metrics.KindSlot, mark, sum, cause)
 			if cause != nil {
 				a.logger.Error("run failed", "schedule", s.Name, "run_id", rec.RunID, "err", cause)
 			}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,9 @@ type Metrics struct {
 	lastSuccess   *prometheus.GaugeVec
 	lastRun       *prometheus.GaugeVec
 	lastFailure   *prometheus.GaugeVec
+	lastSent      *prometheus.GaugeVec
+	lastThrottles *prometheus.GaugeVec
+	throttled     atomic.Int64 // throttles, for a run's share
 	declared      *prometheus.GaugeVec
 	period        *prometheus.GaugeVec
 	messages      *prometheus.CounterVec
@@ -87,7 +91,9 @@ func New() *Metrics {
 	m.lastSuccess = gaugeVec(m, "last_success_timestamp_seconds", "Unix time of the schedule's last run of the kind that succeeded: ok, or incomplete but it sent, found sent or acked something; no series before the first.", "schedule", "kind")
 	m.lastRun = gaugeVec(m, "last_run_timestamp_seconds", "Unix time the schedule's last run of the kind ended, whatever its outcome.", "schedule", "kind")
 	m.lastFailure = gaugeVec(m, "last_failure_timestamp_seconds", "Unix time of the schedule's last run of the kind that failed, halted, or was incomplete having sent, found sent and acked nothing; no series before the first.", "schedule", "kind")
-	m.declared = gaugeVec(m, "schedule_declared_timestamp_seconds", "Unix time the process started running the schedule on its cron spec (serve): what \"no successful run\" counts from before the first success.", "schedule")
+	m.lastSent = gaugeVec(m, "last_run_emails_sent", "Emails the schedule's last run of the kind sent: what a Pushgateway keeps of a drain CronJob's run, whose counters restart with each process.", "schedule", "kind")
+	m.lastThrottles = gaugeVec(m, "last_run_ses_throttles", "Sends SES throttled while the schedule's last run of the kind went on (in serve, shared with the runs of other schedules at the same time).", "schedule", "kind")
+	m.declared = gaugeVec(m, "schedule_declared_timestamp_seconds", "Unix time the process started running the schedule (serve on its cron spec, drain as it starts): what \"no successful run\" counts from before the first success.", "schedule")
 	m.period = gaugeVec(m, "schedule_period_seconds", "The time between two runs of the schedule, from its cron spec.", "schedule")
 	m.messages = counterVec(m, "messages_total", "Messages by what became of them (settlement) and, when not acked, the class and code of why.",
 		"schedule", "settlement", "class", "code")
@@ -219,10 +225,11 @@ func (m *Metrics) Schedule(schedule string, period time.Duration) {
 	}
 }
 
-// StartClock records that this process runs schedule on its cron spec
-// from now, in a gauge of its own: "no successful run in two periods"
-// falls back to it only while no run ever succeeded, so a restart does
-// not pass for a success.
+// StartClock records that this process runs schedule from now (serve
+// on its cron spec, or one drain), in a gauge of its own: "no
+// successful run in two periods" falls back to the earliest of it only
+// while no run ever succeeded, so a restart does not pass for a
+// success.
 func (m *Metrics) StartClock(schedule string) {
 	m.declared.WithLabelValues(schedule).SetToCurrentTime()
 }
@@ -256,12 +263,29 @@ func Succeeded(sum worker.Summary, err error) bool {
 	return false
 }
 
-// Run records a run of schedule of kind (KindSlot, KindIngest) that
-// took took and ended with sum and err: its outcome, its duration, and
-// its time as the last run and as the last success or failure.
-func (m *Metrics) Run(schedule, kind string, sum worker.Summary, took time.Duration, err error) {
+// Throttles returns how many sends SES has throttled since New: read at
+// a run's start and end, the run's share (RunEnd.Throttles).
+func (m *Metrics) Throttles() int64 { return m.throttled.Load() }
+
+// RunEnd is how a run ended, for [Metrics.Run].
+type RunEnd struct {
+	Summary worker.Summary
+	Err     error
+	Took    time.Duration
+	// Throttles is how many sends SES throttled while the run went on
+	// (Throttles at its end less at its start).
+	Throttles int64
+}
+
+// Run records a run of schedule of kind (KindSlot, KindIngest): its
+// outcome, its duration, its emails and throttles as the last run's,
+// and its time as the last run and as the last success or failure.
+func (m *Metrics) Run(schedule, kind string, r RunEnd) {
+	sum, err := r.Summary, r.Err
 	m.runs.WithLabelValues(schedule, kind, RunOutcome(sum, err)).Inc()
-	m.runDuration.WithLabelValues(schedule, kind).Observe(took.Seconds())
+	m.runDuration.WithLabelValues(schedule, kind).Observe(r.Took.Seconds())
+	m.lastSent.WithLabelValues(schedule, kind).Set(float64(sum.Sent))
+	m.lastThrottles.WithLabelValues(schedule, kind).Set(float64(r.Throttles))
 	m.lastRun.WithLabelValues(schedule, kind).SetToCurrentTime()
 	if Succeeded(sum, err) {
 		m.lastSuccess.WithLabelValues(schedule, kind).SetToCurrentTime()
@@ -299,7 +323,10 @@ func (o *observer) Refused(code string) {
 type pace struct{ m *Metrics }
 
 func (p pace) Waited(d time.Duration) { p.m.pacingWait.Observe(d.Seconds()) }
-func (p pace) Throttled()             { p.m.throttles.Inc() }
+func (p pace) Throttled() {
+	p.m.throttles.Inc()
+	p.m.throttled.Add(1)
+}
 func (p pace) Quota(max24h, sent24h, maxRate float64) {
 	p.m.quotaMax.Set(max24h)
 	p.m.quotaSent.Set(sent24h)

@@ -28,7 +28,7 @@ func TestObserverCounts(t *testing.T) {
 	o.Refused("over_limit")
 	o.Settled(ctx, worker.Message{}, worker.MessageOutcome{Settlement: worker.SettleAcked})
 	o.Settled(ctx, worker.Message{}, worker.MessageOutcome{Settlement: worker.SettleDeadLettered, Class: worker.ClassPermanent, Code: worker.CodeObjectMissing})
-	m.Run("daily", metrics.KindSlot, worker.Summary{Received: 2, Acked: 1, DeadLettered: 1}, time.Second, nil)
+	m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{Received: 2, Acked: 1, DeadLettered: 1}, Took: time.Second})
 	p := m.Pace()
 	p.Throttled()
 	p.Waited(200 * time.Millisecond)
@@ -145,34 +145,47 @@ func TestRunTimestamps(t *testing.T) {
 			[]string{`reportmailer_schedule_declared_timestamp_seconds{schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{`, `reportmailer_last_run_timestamp_seconds{`}},
 		{"a failed run", func(m *metrics.Metrics) {
-			m.Run("daily", metrics.KindSlot, worker.Summary{}, time.Second, errors.New("receive"))
+			m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{}, Took: time.Second, Err: errors.New("receive")})
 		},
 			[]string{`reportmailer_last_failure_timestamp_seconds{kind="slot",schedule="daily"}`, `reportmailer_last_run_timestamp_seconds{kind="slot",schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{`}},
 		{"a halted run", func(m *metrics.Metrics) {
-			m.Run("daily", metrics.KindSlot, worker.Summary{Halted: true}, time.Second, nil)
+			m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{Halted: true}, Took: time.Second})
 		},
 			[]string{`reportmailer_last_failure_timestamp_seconds{kind="slot",schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{`}},
 		{"a good run", func(m *metrics.Metrics) {
-			m.Run("daily", metrics.KindSlot, worker.Summary{Received: 1, Acked: 1}, time.Second, nil)
+			m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{Received: 1, Acked: 1}, Took: time.Second})
 		},
 			[]string{`reportmailer_last_success_timestamp_seconds{kind="slot",schedule="daily"}`},
 			[]string{`reportmailer_last_failure_timestamp_seconds{`}},
 		{"a run that received messages and did none of them", func(m *metrics.Metrics) {
-			m.Run("daily", metrics.KindSlot, worker.Summary{Received: 3, Retrying: 2, DeadLettered: 1}, time.Second, nil)
+			m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{Received: 3, Retrying: 2, DeadLettered: 1}, Took: time.Second})
 		},
 			[]string{`reportmailer_runs_total{kind="slot",outcome="incomplete",schedule="daily"} 1`,
 				`reportmailer_last_failure_timestamp_seconds{kind="slot",schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{`}},
 		{"an ingest is not a run of the schedule", func(m *metrics.Metrics) {
 			m.Schedule("daily", 24*time.Hour)
-			m.Run("daily", metrics.KindIngest, worker.Summary{}, time.Second, nil)
+			m.Run("daily", metrics.KindIngest, metrics.RunEnd{Summary: worker.Summary{}, Took: time.Second})
 		},
 			[]string{`reportmailer_runs_total{kind="ingest",outcome="ok",schedule="daily"} 1`,
 				`reportmailer_runs_total{kind="slot",outcome="ok",schedule="daily"} 0`,
 				`reportmailer_last_success_timestamp_seconds{kind="ingest",schedule="daily"}`},
 			[]string{`reportmailer_last_success_timestamp_seconds{kind="slot"`, `reportmailer_last_run_timestamp_seconds{kind="slot"`}},
+		{"the last run's emails and throttles", func(m *metrics.Metrics) {
+			p := m.Pace()
+			p.Throttled() // before the run
+			start := m.Throttles()
+			p.Throttled()
+			p.Throttled()
+			m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{Received: 5, Acked: 5, Sent: 5}, Took: time.Second,
+				Throttles: m.Throttles() - start})
+		},
+			[]string{`reportmailer_last_run_emails_sent{kind="slot",schedule="daily"} 5`,
+				`reportmailer_last_run_ses_throttles{kind="slot",schedule="daily"} 2`,
+				`reportmailer_ses_throttles_total 3`},
+			nil},
 		{"the observer's RunFinished records no run", func(m *metrics.Metrics) {
 			m.Observer("daily").RunFinished(worker.Summary{Received: 1, Acked: 1}, time.Second, nil)
 		},
