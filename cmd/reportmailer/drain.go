@@ -65,6 +65,7 @@ func (m *Main) drain(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.obs.close(a.logger)
+	a.obs.unread = *pushURL == ""
 	watch := newRunWatch()
 	a.sqs = watch.sqs(a.sqs)
 	ws, err := a.scheduleWorkers(s)

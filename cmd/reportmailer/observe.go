@@ -48,6 +48,12 @@ type observability struct {
 	// ses is a client for /readyz's check of SES.
 	ses *sesv2.Client
 
+	// unread says that nothing will read the runs' metrics (a drain
+	// with no -pushgateway): the runs then report to no metrics
+	// Observer, which would cost a counter and a histogram per stage
+	// of every message for nothing.
+	unread bool
+
 	mu       sync.Mutex
 	progress map[string]*progress // by schedule: when a stage last ended
 }
@@ -93,14 +99,20 @@ func (o *observability) observer(schedule, kind string) worker.Observer {
 	if o == nil {
 		return nil
 	}
-	m := o.metrics.Observer(schedule)
+	var obs []worker.Observer
+	if o.tp != nil {
+		obs = append(obs, tracing.New(o.tp, schedule))
+	}
+	if !o.unread {
+		obs = append(obs, o.metrics.Observer(schedule))
+	}
 	if kind == metrics.KindSlot {
-		m = worker.Observers(m, o.progressOf(schedule))
+		obs = append(obs, o.progressOf(schedule))
 	}
-	if o.tp == nil {
-		return m
+	if len(obs) == 1 {
+		return obs[0]
 	}
-	return worker.Observers(tracing.New(o.tp, schedule), m)
+	return worker.Observers(obs...)
 }
 
 // runMark is where a run started, for recordRun: its time, and the
