@@ -24,6 +24,7 @@ var codeOutcomes = map[Code]Outcome{
 	CodeObjectAccessDenied: OutcomeHalted,
 	CodeHalted:             OutcomeHalted,
 	CodeShutdown:           OutcomeHalted,
+	CodeThrottled:          OutcomeHalted,
 }
 
 // CodeOutcome returns the outcome a failure of code c usually has, or

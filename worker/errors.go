@@ -112,6 +112,11 @@ const (
 	// CodeShutdown: the process is shutting down and handed the message
 	// back (halt).
 	CodeShutdown Code = "shutdown"
+	// CodeThrottled: a service every message needs (KMS, which signs
+	// the links) throttles, so the run stopped sending for a short while
+	// and handed the message back (halt). Unlike other halts, a repeat
+	// does not double: throttling clears by itself.
+	CodeThrottled Code = "throttled"
 )
 
 // failure is an error with a class, and optionally a code and, for a

@@ -217,3 +217,28 @@ func TestDrainRepeatedHaltDoubles(t *testing.T) {
 		t.Errorf("another cause halted for %s, want 5m", got)
 	}
 }
+
+// TestDrainRepeatedThrottleDoesNotDouble: a throttle (KMS signing) clears
+// by itself, so each repeat halts for its own short time, never longer.
+func TestDrainRepeatedThrottleDoesNotDouble(t *testing.T) {
+	halts := &memHalts{}
+	throttled := worker.Fail(worker.CodeThrottled, worker.ClassHalt, errors.New("kms sign: ThrottlingException"))
+	_, b := setup(t, worker.ModeEach, nil, bodies(3)...)
+	now := b.now
+	for i := range 4 {
+		_, bi := setup(t, worker.ModeEach, nil, bodies(3)...)
+		bi.now = now
+		start := now
+		bi.mailer.fail = func(worker.Email) error { return worker.HaltUntil(throttled, start.Add(30*time.Second)) }
+		if _, err := withHalts(t, bi, nil, halts).Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(halts.puts) != i+1 || halts.puts[i].Code != worker.CodeThrottled {
+			t.Fatalf("run %d: records %+v, want %d, the last coded throttled", i+1, halts.puts, i+1)
+		}
+		if got := halts.puts[i].Until.Sub(start); got != 30*time.Second {
+			t.Errorf("run %d: halted for %s, want 30s each time", i+1, got)
+		}
+		now = halts.puts[i].Until.Add(time.Second)
+	}
+}

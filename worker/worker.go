@@ -485,7 +485,9 @@ func (r *run) halted(err error) {
 	// person. Each such run costs its messages a receive, and enough of
 	// them would move healthy messages to the DLQ, so the halt doubles,
 	// up to HaltMax.
-	if p := r.prev; p != nil && p.Code == n.Code && now.Sub(p.Until) < p.Until.Sub(p.At)+time.Hour {
+	// A throttle is not such a cause: it clears by itself, and a halt
+	// grown to hours would outlast it by as much.
+	if p := r.prev; p != nil && p.Code == n.Code && n.Code != CodeThrottled && now.Sub(p.Until) < p.Until.Sub(p.At)+time.Hour {
 		if d := min(2*p.Until.Sub(p.At), HaltMax); now.Add(d).After(n.Until) {
 			n.Until = now.Add(d)
 		}

@@ -165,7 +165,7 @@ func (k *KMSSigner) SignContext(ctx context.Context, digest []byte, opts crypto.
 func kmsHalt(err error) error {
 	switch {
 	case isThrottle(err):
-		return worker.HaltUntil(err, time.Now().Add(KMSThrottleBackoff))
+		return worker.HaltUntil(worker.Fail(worker.CodeThrottled, worker.ClassHalt, err), time.Now().Add(KMSThrottleBackoff))
 	case isKeyRefused(err):
 		return worker.HaltUntil(fmt.Errorf("every link would fail: the worker's role may not use the key, or the key is disabled, pending deletion or unavailable; run `reportmailer check -aws`: %w", err),
 			time.Now().Add(KMSRefusedHalt))
