@@ -254,6 +254,29 @@ func (r *run) deliverUser(user string, slot Slot) {
 		parts = append(parts, r.split(d)...)
 	}
 	r.deliverAll(parts)
+	// An event that shows a report of an older one left for retry keeps
+	// its entry, though it was sent: the older one may go in a later
+	// part than it, and without it the next slot would send the older
+	// one alone, with that report again. There the ledger finds it
+	// sent, and the older one goes with its own reports only (see
+	// together).
+	keep := map[*msgState]bool{}
+	linkedBy := map[string][]*msgState{} // report -> the due events linking it, newest first
+	for _, st := range batch {
+		for _, rep := range st.pending.Event.Reports {
+			k := rep.Bucket + "/" + rep.Key
+			linkedBy[k] = append(linkedBy[k], st)
+		}
+	}
+	for _, sts := range linkedBy {
+		for i, older := range sts {
+			if older.retrying() {
+				for _, newer := range sts[:i] {
+					keep[newer] = keep[newer] || newer.ok() // sent, not dead-lettered
+				}
+			}
+		}
+	}
 	for _, st := range batch {
 		if f := st.failed; f != nil && f.deadLetters() {
 			// Retrying cannot mend it: to the dead-letter queue, as a
@@ -274,6 +297,11 @@ func (r *run) deliverUser(user string, slot Slot) {
 			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
 			r.observeMessage(st, *f, OutcomeRetry)
 			log.Warn("left pending for the next slot", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
+			continue
+		}
+		if keep[st] {
+			r.tally(func(s *Summary) { s.Pending++ })
+			log.Info("sent; left pending while an older event whose report it shows waits for the next slot", "event", st.pending.Event.ID)
 			continue
 		}
 		if err := w.pending.Delete(r.ctx, *st.pending); err != nil {
@@ -398,7 +426,8 @@ func (r *run) split(d *delivery) []*delivery {
 // showing event is not going waits, lest it be recorded sent though
 // that report never reached the recipient (unless that event was sent
 // to the recipient before, and this one has reports of its own to
-// show: an email of no links is not sent); and those events wait for
+// show; one with none, all of whose showing events were sent to the
+// recipient before, is done with no email); and those events wait for
 // it when it is left for retry (not when it was sent before, nor when
 // it goes to the dead-letter queue: its email may have been sent, and
 // an operator settles it), lest the report be sent again later by the
@@ -414,9 +443,20 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 			in[c.ev.ID] = true
 		}
 		held := map[string]string{} // event id -> why it waits
+		covered := map[string]bool{}
+		for _, ev := range d.events {
+			if in[ev.ID] && len(ev.Reports) == 0 && len(d.with[ev.ID]) > 0 &&
+				!slices.ContainsFunc(d.with[ev.ID], func(by string) bool { return !d.sent[by] }) {
+				// Every report of it reached the recipient under newer
+				// events sent before: it goes with no email, rather than
+				// wait and go later alone, sending them again.
+				covered[ev.ID] = true
+			}
+		}
 		for i, ev := range d.events {
 			for _, by := range d.with[ev.ID] {
 				switch {
+				case covered[ev.ID]:
 				case in[ev.ID] && !in[by] && (len(ev.Reports) == 0 || !d.sent[by]):
 					held[ev.ID] = "event " + by + " shows its reports and is not in this email"
 				case !in[ev.ID] && in[by] && !d.sent[ev.ID] && d.from[i].retrying():
@@ -426,6 +466,14 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 		}
 		kept := cs[:0:0]
 		for _, c := range cs {
+			if covered[c.ev.ID] {
+				changed = true
+				log.Info("its reports were sent before under newer events: done without an email", "event", c.ev.ID, "with", d.with[c.ev.ID])
+				if err := r.w.ledger.Release(r.msgCtx(c.from), c.c); err != nil {
+					log.Error("ledger release: the record stays as it was; nothing was sent under it", "event", c.ev.ID, "record", c.c.Record, "err", err)
+				}
+				continue
+			}
 			why, ok := held[c.ev.ID]
 			if !ok {
 				kept = append(kept, c)
