@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/reportmailer/reportmailer/internal/s3test"
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
@@ -1010,5 +1013,43 @@ func TestDigestCrossPartRetrySendsEachReportOnce(t *testing.T) {
 	}
 	if n, _ := p.Count(context.Background()); n != 0 {
 		t.Errorf("pending store holds %d after the second slot, want 0", n)
+	}
+}
+
+// TestDigestUnreadableEntryIsDeadLettered: an entry of the pending
+// store that is not an event goes to the dead-letter queue as it is
+// (ledger_unreadable, naming its key) and is deleted; the user's other
+// events go at the same slot, and the slot is done.
+func TestDigestUnreadableEntryIsDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	w, b, p := setupPending(t, 50)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	if err := p.Users(ctx, func(u string) error { user = u; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	key := p.Prefix + user + "/zz.json"
+	if _, err := p.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.Bucket), Key: aws.String(key), Body: strings.NewReader("{truncated")}); err != nil {
+		t.Fatal(err)
+	}
+	b.now = b.now.Add(time.Hour)
+	sum, err := w.Deliver(ctx, worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 || !slices.Equal(links(b.mailer.sent[0]), []string{"ana/1.pdf"}) {
+		t.Errorf("sent %d emails; want ana's one with ana/1.pdf", len(b.mailer.sent))
+	}
+	if sum.Retrying != 0 || sum.DeadLettered != 1 || sum.Delivered != 1 {
+		t.Errorf("slot retrying %d, dead-lettered %d, delivered %d; want 0, 1, 1", sum.Retrying, sum.DeadLettered, sum.Delivered)
+	}
+	if b.queue.codes[key] != worker.CodeLedgerUnreadable || !strings.Contains(b.queue.dead[key], key) || b.queue.bodies[key] != "{truncated" {
+		t.Errorf("dead letters %v %v; want %s as ledger_unreadable, its reason naming it, with its body", b.queue.codes, b.queue.dead, key)
+	}
+	if n, err := p.Count(ctx); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
 	}
 }

@@ -47,10 +47,21 @@ type Pending interface {
 	// Users calls f with each user that has pending events, in pages,
 	// without holding them all; an error from f stops it.
 	Users(ctx context.Context, f func(user string) error) error
-	// List returns the pending events of one user, as Users named it.
-	List(ctx context.Context, user string) ([]PendingEvent, error)
+	// List returns the pending events of one user, as Users named it,
+	// and apart the entries it read but could not decode, so that one
+	// of them does not hold back the others.
+	List(ctx context.Context, user string) ([]PendingEvent, []UnreadableEntry, error)
 	// Delete removes an entry List returned.
 	Delete(ctx context.Context, e PendingEvent) error
+}
+
+// UnreadableEntry is an entry of the [Pending] store that was read but
+// is not a [PendingEvent]. A slot dead-letters its body
+// (ledger_unreadable, the reason naming Key) and deletes it.
+type UnreadableEntry struct {
+	Key  string
+	Body string
+	Err  error
 }
 
 // Slot is one firing of a digest schedule.
@@ -205,11 +216,14 @@ var errStopUsers = errors.New("stop")
 func (r *run) deliverUser(user string, slot Slot) {
 	w := r.w
 	log := w.logger.With("pending_user", user)
-	entries, err := w.pending.List(r.ctx, user)
+	entries, unreadable, err := w.pending.List(r.ctx, user)
 	if err != nil {
 		r.tally(func(s *Summary) { s.Retrying++ })
 		log.Error("pending store: list; the user's events wait for the next slot", "err", err)
 		return
+	}
+	for _, u := range unreadable {
+		r.deadLetterUnreadable(log, u)
 	}
 	due := entries[:0]
 	for _, e := range entries {
@@ -312,6 +326,27 @@ func (r *run) deliverUser(user string, slot Slot) {
 			continue
 		}
 		r.tally(func(s *Summary) { s.Delivered++ })
+	}
+}
+
+// deadLetterUnreadable sends the body of an entry that cannot be
+// decoded to the dead-letter queue and deletes it: retrying cannot
+// mend it, and an operator reads what it held there.
+func (r *run) deadLetterUnreadable(log *slog.Logger, u UnreadableEntry) {
+	w := r.w
+	f := Failure{Class: ClassPermanent, Code: CodeLedgerUnreadable, Schedule: w.cfg.Schedule,
+		Reason: secret.Redact(fmt.Sprintf("pending entry %s: %v", u.Key, u.Err))}
+	if err := w.queue.DeadLetter(r.ctx, Message{ID: u.Key, Body: u.Body}, f); err != nil {
+		r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
+		log.Error("dead-letter of an unreadable pending entry: left pending", "key", u.Key, "err", err)
+		return
+	}
+	r.tally(func(s *Summary) { s.DeadLettered++ })
+	log.Warn("dead-lettered an unreadable pending entry", "key", u.Key, "code", f.Code, "reason", f.Reason)
+	if err := w.pending.Delete(r.ctx, PendingEvent{Key: u.Key}); err != nil {
+		// The next slot dead-letters it again.
+		r.tally(func(s *Summary) { s.Pending++ })
+		log.Error("pending store: delete of an unreadable entry", "key", u.Key, "err", err)
 	}
 }
 
