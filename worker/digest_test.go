@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/reportmailer/reportmailer/internal/s3test"
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
@@ -928,18 +931,19 @@ func (q trickleQueue) Receive(ctx context.Context, max int, wait time.Duration) 
 // TestDigestPartlyShownEventGoesWhenItsNewerOneWasSent: an event partly
 // shown by a newer one that was sent to the recipient before goes with
 // its other reports: the shown one reached the recipient already. One
-// wholly shown waits, rather than go in an email with no links.
+// wholly shown goes with no email, rather than wait and go alone at a
+// later slot with the report again.
 func TestDigestPartlyShownEventGoesWhenItsNewerOneWasSent(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		older string
-		want  []string // the links sent at the first slot
+		want  []string // the links sent over two slots
 	}{
 		{name: "partly shown", older: native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"), want: []string{"ana/2.pdf"}},
 		{name: "wholly shown", older: native("a1", "ana", nil, "ana/1.pdf")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, b, _ := setupPending(t, 0)
+			w, b, p := setupPending(t, 0)
 			for _, body := range []string{tc.older, native("a2", "ana", nil, "ana/1.pdf")} {
 				b.enqueue(body)
 				b.now = b.now.Add(time.Minute)
@@ -948,16 +952,104 @@ func TestDigestPartlyShownEventGoesWhenItsNewerOneWasSent(t *testing.T) {
 				}
 			}
 			b.ledger.recs = map[string]*memRecord{worker.DeliveryKey("a2", "ana@example.com"): {state: "sent", at: b.now.Add(-time.Hour)}}
-			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
-				t.Fatal(err)
+			for range 2 {
+				if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+					t.Fatal(err)
+				}
+				b.now = b.now.Add(time.Hour)
 			}
 			var got []string
 			for _, e := range b.mailer.sent {
 				got = append(got, links(e)...)
 			}
 			if !slices.Equal(got, tc.want) {
-				t.Errorf("the slot linked %q, want %q", got, tc.want)
+				t.Errorf("two slots linked %q, want %q", got, tc.want)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
 			}
 		})
+	}
+}
+
+// TestDigestCrossPartRetrySendsEachReportOnce: an older event partly
+// shown by a newer one goes in a later part than it; when that part is
+// left for retry, the newer one's entry stays though it was sent, so
+// the next slot finds it sent and the older one goes with its own
+// report only.
+func TestDigestCrossPartRetrySendsEachReportOnce(t *testing.T) {
+	w, b, p := setupPending(t, 1)
+	for _, body := range []string{
+		native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+		native("a2", "ana", nil, "ana/1.pdf"), // newer: shows 1.pdf
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var failed atomic.Bool
+	b.mailer.fail = func(e worker.Email) error {
+		if slices.Contains(links(e), "ana/2.pdf") && failed.CompareAndSwap(false, true) {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	for range 2 {
+		if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+			t.Fatal(err)
+		}
+		b.now = b.now.Add(time.Hour)
+	}
+	got := map[string]int{}
+	for _, e := range b.mailer.sent {
+		for _, l := range links(e) {
+			got[l]++
+		}
+	}
+	if !maps.Equal(got, map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1}) {
+		t.Errorf("ana got %v over two slots; want each report once", got)
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d after the second slot, want 0", n)
+	}
+}
+
+// TestDigestUnreadableEntryIsDeadLettered: an entry of the pending
+// store that is not an event goes to the dead-letter queue as it is
+// (ledger_unreadable, naming its key) and is deleted; the user's other
+// events go at the same slot, and the slot is done.
+func TestDigestUnreadableEntryIsDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	w, b, p := setupPending(t, 50)
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	if err := p.Users(ctx, func(u string) error { user = u; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	key := p.Prefix + user + "/zz.json"
+	if _, err := p.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.Bucket), Key: aws.String(key), Body: strings.NewReader("{truncated")}); err != nil {
+		t.Fatal(err)
+	}
+	b.now = b.now.Add(time.Hour)
+	sum, err := w.Deliver(ctx, worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 || !slices.Equal(links(b.mailer.sent[0]), []string{"ana/1.pdf"}) {
+		t.Errorf("sent %d emails; want ana's one with ana/1.pdf", len(b.mailer.sent))
+	}
+	if sum.Retrying != 0 || sum.DeadLettered != 1 || sum.Delivered != 1 {
+		t.Errorf("slot retrying %d, dead-lettered %d, delivered %d; want 0, 1, 1", sum.Retrying, sum.DeadLettered, sum.Delivered)
+	}
+	if b.queue.codes[key] != worker.CodeLedgerUnreadable || !strings.Contains(b.queue.dead[key], key) || b.queue.bodies[key] != "{truncated" {
+		t.Errorf("dead letters %v %v; want %s as ledger_unreadable, its reason naming it, with its body", b.queue.codes, b.queue.dead, key)
+	}
+	if n, err := p.Count(ctx); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
 	}
 }

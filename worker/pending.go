@@ -47,10 +47,21 @@ type Pending interface {
 	// Users calls f with each user that has pending events, in pages,
 	// without holding them all; an error from f stops it.
 	Users(ctx context.Context, f func(user string) error) error
-	// List returns the pending events of one user, as Users named it.
-	List(ctx context.Context, user string) ([]PendingEvent, error)
+	// List returns the pending events of one user, as Users named it,
+	// and apart the entries it read but could not decode, so that one
+	// of them does not hold back the others.
+	List(ctx context.Context, user string) ([]PendingEvent, []UnreadableEntry, error)
 	// Delete removes an entry List returned.
 	Delete(ctx context.Context, e PendingEvent) error
+}
+
+// UnreadableEntry is an entry of the [Pending] store that was read but
+// is not a [PendingEvent]. A slot dead-letters its body
+// (ledger_unreadable, the reason naming Key) and deletes it.
+type UnreadableEntry struct {
+	Key  string
+	Body string
+	Err  error
 }
 
 // Slot is one firing of a digest schedule.
@@ -205,11 +216,14 @@ var errStopUsers = errors.New("stop")
 func (r *run) deliverUser(user string, slot Slot) {
 	w := r.w
 	log := w.logger.With("pending_user", user)
-	entries, err := w.pending.List(r.ctx, user)
+	entries, unreadable, err := w.pending.List(r.ctx, user)
 	if err != nil {
 		r.tally(func(s *Summary) { s.Retrying++ })
 		log.Error("pending store: list; the user's events wait for the next slot", "err", err)
 		return
+	}
+	for _, u := range unreadable {
+		r.deadLetterUnreadable(log, u)
 	}
 	due := entries[:0]
 	for _, e := range entries {
@@ -254,6 +268,29 @@ func (r *run) deliverUser(user string, slot Slot) {
 		parts = append(parts, r.split(d)...)
 	}
 	r.deliverAll(parts)
+	// An event that shows a report of an older one left for retry keeps
+	// its entry, though it was sent: the older one may go in a later
+	// part than it, and without it the next slot would send the older
+	// one alone, with that report again. There the ledger finds it
+	// sent, and the older one goes with its own reports only (see
+	// together).
+	keep := map[*msgState]bool{}
+	linkedBy := map[string][]*msgState{} // report -> the due events linking it, newest first
+	for _, st := range batch {
+		for _, rep := range st.pending.Event.Reports {
+			k := rep.Bucket + "/" + rep.Key
+			linkedBy[k] = append(linkedBy[k], st)
+		}
+	}
+	for _, sts := range linkedBy {
+		for i, older := range sts {
+			if older.retrying() {
+				for _, newer := range sts[:i] {
+					keep[newer] = keep[newer] || newer.ok() // sent, not dead-lettered
+				}
+			}
+		}
+	}
 	for _, st := range batch {
 		if f := st.failed; f != nil && f.deadLetters() {
 			// Retrying cannot mend it: to the dead-letter queue, as a
@@ -276,6 +313,11 @@ func (r *run) deliverUser(user string, slot Slot) {
 			log.Warn("left pending for the next slot", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
 			continue
 		}
+		if keep[st] {
+			r.tally(func(s *Summary) { s.Pending++ })
+			log.Info("sent; left pending while an older event whose report it shows waits for the next slot", "event", st.pending.Event.ID)
+			continue
+		}
 		if err := w.pending.Delete(r.ctx, *st.pending); err != nil {
 			// Sent and recorded: the next slot finds it sent in the
 			// ledger, skips it and deletes it then.
@@ -284,6 +326,27 @@ func (r *run) deliverUser(user string, slot Slot) {
 			continue
 		}
 		r.tally(func(s *Summary) { s.Delivered++ })
+	}
+}
+
+// deadLetterUnreadable sends the body of an entry that cannot be
+// decoded to the dead-letter queue and deletes it: retrying cannot
+// mend it, and an operator reads what it held there.
+func (r *run) deadLetterUnreadable(log *slog.Logger, u UnreadableEntry) {
+	w := r.w
+	f := Failure{Class: ClassPermanent, Code: CodeLedgerUnreadable, Schedule: w.cfg.Schedule,
+		Reason: secret.Redact(fmt.Sprintf("pending entry %s: %v", u.Key, u.Err))}
+	if err := w.queue.DeadLetter(r.ctx, Message{ID: u.Key, Body: u.Body}, f); err != nil {
+		r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
+		log.Error("dead-letter of an unreadable pending entry: left pending", "key", u.Key, "err", err)
+		return
+	}
+	r.tally(func(s *Summary) { s.DeadLettered++ })
+	log.Warn("dead-lettered an unreadable pending entry", "key", u.Key, "code", f.Code, "reason", f.Reason)
+	if err := w.pending.Delete(r.ctx, PendingEvent{Key: u.Key}); err != nil {
+		// The next slot dead-letters it again.
+		r.tally(func(s *Summary) { s.Pending++ })
+		log.Error("pending store: delete of an unreadable entry", "key", u.Key, "err", err)
 	}
 }
 
@@ -398,7 +461,8 @@ func (r *run) split(d *delivery) []*delivery {
 // showing event is not going waits, lest it be recorded sent though
 // that report never reached the recipient (unless that event was sent
 // to the recipient before, and this one has reports of its own to
-// show: an email of no links is not sent); and those events wait for
+// show; one with none, all of whose showing events were sent to the
+// recipient before, is done with no email); and those events wait for
 // it when it is left for retry (not when it was sent before, nor when
 // it goes to the dead-letter queue: its email may have been sent, and
 // an operator settles it), lest the report be sent again later by the
@@ -414,9 +478,20 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 			in[c.ev.ID] = true
 		}
 		held := map[string]string{} // event id -> why it waits
+		covered := map[string]bool{}
+		for _, ev := range d.events {
+			if in[ev.ID] && len(ev.Reports) == 0 && len(d.with[ev.ID]) > 0 &&
+				!slices.ContainsFunc(d.with[ev.ID], func(by string) bool { return !d.sent[by] }) {
+				// Every report of it reached the recipient under newer
+				// events sent before: it goes with no email, rather than
+				// wait and go later alone, sending them again.
+				covered[ev.ID] = true
+			}
+		}
 		for i, ev := range d.events {
 			for _, by := range d.with[ev.ID] {
 				switch {
+				case covered[ev.ID]:
 				case in[ev.ID] && !in[by] && (len(ev.Reports) == 0 || !d.sent[by]):
 					held[ev.ID] = "event " + by + " shows its reports and is not in this email"
 				case !in[ev.ID] && in[by] && !d.sent[ev.ID] && d.from[i].retrying():
@@ -426,6 +501,14 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 		}
 		kept := cs[:0:0]
 		for _, c := range cs {
+			if covered[c.ev.ID] {
+				changed = true
+				log.Info("its reports were sent before under newer events: done without an email", "event", c.ev.ID, "with", d.with[c.ev.ID])
+				if err := r.w.ledger.Release(r.msgCtx(c.from), c.c); err != nil {
+					log.Error("ledger release: the record stays as it was; nothing was sent under it", "event", c.ev.ID, "record", c.c.Record, "err", err)
+				}
+				continue
+			}
 			why, ok := held[c.ev.ID]
 			if !ok {
 				kept = append(kept, c)

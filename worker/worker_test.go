@@ -24,6 +24,7 @@ type fakeQueue struct {
 	deleted  []string
 	dead     map[string]string      // message id -> reason
 	codes    map[string]worker.Code // message id -> code
+	bodies   map[string]string      // message id -> the body dead-lettered
 	released []string
 	extended []string
 	hidden   map[string]time.Duration // message id -> the latest Extend
@@ -92,8 +93,10 @@ func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, f worker.Fai
 	if q.dead == nil {
 		q.dead = map[string]string{}
 		q.codes = map[string]worker.Code{}
+		q.bodies = map[string]string{}
 	}
 	q.dead[m.ID] = f.Reason
+	q.bodies[m.ID] = m.Body
 	q.codes[m.ID] = f.Code
 	return nil
 }

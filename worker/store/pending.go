@@ -101,50 +101,55 @@ func (p *Pending) Users(ctx context.Context, f func(user string) error) error {
 	return nil
 }
 
-// List reads every pending entry of user.
-func (p *Pending) List(ctx context.Context, user string) ([]worker.PendingEvent, error) {
+// List reads every pending entry of user; those that are not JSON of
+// a [worker.PendingEvent] it returns apart, with their bodies.
+func (p *Pending) List(ctx context.Context, user string) ([]worker.PendingEvent, []worker.UnreadableEntry, error) {
 	prefix := p.Prefix + user + "/"
 	var out []worker.PendingEvent
+	var bad []worker.UnreadableEntry
 	pg := s3.NewListObjectsV2Paginator(p.Client, &s3.ListObjectsV2Input{Bucket: &p.Bucket, Prefix: aws.String(prefix)})
 	for pg.HasMorePages() {
 		page, err := pg.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("pending %s: %w", p.uri(prefix), err)
+			return nil, nil, fmt.Errorf("pending %s: %w", p.uri(prefix), err)
 		}
 		for _, o := range page.Contents {
-			e, ok, err := p.get(ctx, aws.ToString(o.Key))
+			key := aws.ToString(o.Key)
+			b, ok, err := p.get(ctx, key)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			if ok {
-				out = append(out, e)
+			if !ok {
+				continue
 			}
+			var e worker.PendingEvent
+			if err := json.Unmarshal(b, &e); err != nil {
+				bad = append(bad, worker.UnreadableEntry{Key: key, Body: string(b), Err: fmt.Errorf("decode: %w", err)})
+				continue
+			}
+			e.Key = key
+			out = append(out, e)
 		}
 	}
-	return out, nil
+	return out, bad, nil
 }
 
-// get reads one entry; one deleted since the listing (another replica
-// delivered it) is not there.
-func (p *Pending) get(ctx context.Context, key string) (worker.PendingEvent, bool, error) {
+// get reads one entry's body; one deleted since the listing (another
+// replica delivered it) is not there.
+func (p *Pending) get(ctx context.Context, key string) ([]byte, bool, error) {
 	out, err := p.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &p.Bucket, Key: aws.String(key)})
 	if err != nil {
 		if isNotFound(err) {
-			return worker.PendingEvent{}, false, nil
+			return nil, false, nil
 		}
-		return worker.PendingEvent{}, false, fmt.Errorf("pending %s: %w", p.uri(key), err)
+		return nil, false, fmt.Errorf("pending %s: %w", p.uri(key), err)
 	}
 	defer out.Body.Close()
 	b, err := io.ReadAll(out.Body)
 	if err != nil {
-		return worker.PendingEvent{}, false, fmt.Errorf("pending %s: %w", p.uri(key), err)
+		return nil, false, fmt.Errorf("pending %s: %w", p.uri(key), err)
 	}
-	var e worker.PendingEvent
-	if err := json.Unmarshal(b, &e); err != nil {
-		return worker.PendingEvent{}, false, fmt.Errorf("pending %s: %w", p.uri(key), err)
-	}
-	e.Key = key
-	return e, true, nil
+	return b, true, nil
 }
 
 // Delete removes an entry List returned.

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
@@ -35,13 +39,20 @@ func TestPendingStoresEachEventOncePerUser(t *testing.T) {
 	if len(users) != 2 {
 		t.Fatalf("users = %v, want 2", users)
 	}
+	// An entry that is not JSON comes apart, and the user's others with it.
+	corrupt := p.Prefix + users[0] + "/zz.json"
+	if _, err := p.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("state"), Key: aws.String(corrupt), Body: strings.NewReader("{truncated")}); err != nil {
+		t.Fatal(err)
+	}
 	var ids []string
 	var ana []worker.PendingEvent
+	var unreadable []worker.UnreadableEntry
 	for _, u := range users {
-		es, err := p.List(ctx, u)
+		es, bad, err := p.List(ctx, u)
 		if err != nil {
 			t.Fatal(err)
 		}
+		unreadable = append(unreadable, bad...)
 		for _, e := range es {
 			ids = append(ids, e.Event.ID)
 			if !e.Ingested.Equal(at) || e.Key == "" || e.Body != "{}" {
@@ -55,6 +66,12 @@ func TestPendingStoresEachEventOncePerUser(t *testing.T) {
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"e1", "e2", "e3"}) {
 		t.Errorf("pending ids = %v, want e1 e2 e3 once each", ids)
+	}
+	if len(unreadable) != 1 || unreadable[0].Key != corrupt || unreadable[0].Body != "{truncated" || unreadable[0].Err == nil {
+		t.Errorf("unreadable = %+v, want %s with its body", unreadable, corrupt)
+	}
+	if err := p.Delete(ctx, worker.PendingEvent{Key: corrupt}); err != nil {
+		t.Fatal(err)
 	}
 	if err := p.Delete(ctx, ana[0]); err != nil {
 		t.Fatal(err)
