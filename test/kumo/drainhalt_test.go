@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/link"
 	"github.com/reportmailer/reportmailer/worker/rotate"
 	"github.com/reportmailer/reportmailer/worker/store"
@@ -65,20 +66,28 @@ func TestKMSThrottleHaltsDrain(t *testing.T) {
 	}
 
 	th.n.Store(1 << 30) // every kms:Sign throttled
-	sum, err := w.Drain(ctx)
+	drainHalts(t, e, w, th, "kms:Sign", q.QueueUrl, dlq.QueueUrl)
+}
+
+// drainHalts drains w and checks that the run halted with its one
+// message handed back, after th saw the KMS call what: nothing sent,
+// nothing dead-lettered.
+func drainHalts(t *testing.T, e *env, w *worker.Worker, th *throttler, what string, queueURL, dlqURL *string) {
+	t.Helper()
+	sum, err := w.Drain(context.Background())
 	if err != nil {
 		t.Fatalf("drain: %v", err)
 	}
 	if !sum.Halted || sum.Sent != 0 || sum.DeadLettered != 0 || sum.Retrying != 1 {
-		t.Fatalf("throttled run: %+v; want halted, the message handed back, nothing sent or dead-lettered", sum)
+		t.Fatalf("run: %+v; want halted, the message handed back, nothing sent or dead-lettered", sum)
 	}
 	if th.hits.Load() == 0 {
-		t.Fatal("kms:Sign was never called")
+		t.Fatalf("%s was never called", what)
 	}
 	if got := len(e.sent(t)); got != 0 {
 		t.Errorf("%d emails sent, want none", got)
 	}
-	handedBack(t, e, q.QueueUrl, dlq.QueueUrl)
+	handedBack(t, e, queueURL, dlqURL)
 }
 
 // handedBack checks that the queue holds its one message hidden, and
@@ -152,18 +161,5 @@ func TestUnloadableKeyHaltsDrain(t *testing.T) {
 	if _, err := e.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(body)}); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := w.Drain(ctx)
-	if err != nil {
-		t.Fatalf("drain: %v", err)
-	}
-	if !sum.Halted || sum.Sent != 0 || sum.DeadLettered != 0 || sum.Retrying != 1 {
-		t.Fatalf("run: %+v; want halted, the message handed back, nothing sent or dead-lettered", sum)
-	}
-	if th.hits.Load() == 0 {
-		t.Fatal("kms:GetPublicKey was never called")
-	}
-	if got := len(e.sent(t)); got != 0 {
-		t.Errorf("%d emails sent, want none", got)
-	}
-	handedBack(t, e, q.QueueUrl, dlq.QueueUrl)
+	drainHalts(t, e, w, th, "kms:GetPublicKey", q.QueueUrl, dlq.QueueUrl)
 }
