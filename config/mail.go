@@ -52,9 +52,10 @@ type Pacing struct {
 	// same SES account at once. Each takes an equal share: it paces at
 	// rate_fraction × MaxSendRate / replicas, keeps any second within
 	// MaxSendRate / replicas, and spends at most 1/replicas of the
-	// 24-hour quota left at each GetAccount read, so that together
-	// they stay within the account's quota without coordinating (see
-	// docs/design.md). Default 1; 1 to 1000.
+	// 24-hour quota left at each GetAccount read and, over its own
+	// sends of the last 24 hours, at most 1/replicas of Max24HourSend,
+	// so that together they stay within the account's quota without
+	// coordinating (see docs/design.md). Default 1; 1 to 1000.
 	Replicas int `yaml:"replicas"`
 }
 

@@ -1,6 +1,7 @@
 package mail
 
 import (
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
 	"github.com/reportmailer/reportmailer/worker"
 )
@@ -236,5 +239,59 @@ func TestPacedReplicasShareTheDailyQuota(t *testing.T) {
 				t.Errorf("sent %d before halting, want %d: 1/%d of the 100 left", sent, want, replicas)
 			}
 		})
+	}
+}
+
+// TestPacedReplicasStayWithinTheDailyQuotaWhenReadsInterleave: replica
+// B reads 100 left and sends one; replica A reads 99 left and spends
+// its half, 49, then reads again once its read is stale and sees 50
+// left, while B still holds its half of the 100. Taking half of the 50
+// as well would put the two 24 past the quota; A keeps to its share of
+// the quota over its own sends of the last day instead.
+func TestPacedReplicasStayWithinTheDailyQuotaWhenReadsInterleave(t *testing.T) {
+	acct := account(1000, 100, 0)
+	a, b := setupPaced(acct), setupPaced(acct)
+	a.p.Replicas, b.p.Replicas = 2, 2
+	ctx := context.Background()
+	total := 0
+	// sendUntilHalt sends from r until it halts, counting each email
+	// the account accepted into its 24-hour count, as SES does.
+	sendUntilHalt := func(r *paceBundle, most int) (sent int) {
+		t.Helper()
+		for range most {
+			if _, err := r.p.Send(ctx, to("a@example.com")); err != nil {
+				if !worker.IsHalt(err) {
+					t.Fatal(err)
+				}
+				return sent
+			}
+			sent++
+			total++
+			acct.set(func(o *sesv2.GetAccountOutput) { o.SendQuota.SentLast24Hours++ })
+		}
+		return sent
+	}
+	if got := sendUntilHalt(b, 1); got != 1 {
+		t.Fatalf("B sent %d, want 1", got)
+	}
+	if got := sendUntilHalt(a, 200); got != 49 {
+		t.Errorf("A sent %d before halting, want 49, half of the 99 left", got)
+	}
+	a.clock.advance(time.Minute) // A's read is stale: it reads again
+	if got := sendUntilHalt(a, 200); got != 1 {
+		t.Errorf("A sent %d more after reading 50 left; want 1, the rest of its 50, while B holds its share", got)
+	}
+	sendUntilHalt(b, 200)
+	if total > 100 {
+		t.Errorf("A and B sent %d together; the 24-hour quota is 100", total)
+	}
+	if total != 100 {
+		t.Errorf("A and B sent %d together, want the whole 100", total)
+	}
+	// A day on, SES no longer counts them, and neither does A.
+	acct.set(func(o *sesv2.GetAccountOutput) { o.SendQuota.SentLast24Hours = 0 })
+	a.clock.advance(25 * time.Hour)
+	if got := sendUntilHalt(a, 200); got != 50 {
+		t.Errorf("a day later A sent %d, want its share again, 50", got)
 	}
 }

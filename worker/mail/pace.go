@@ -94,8 +94,9 @@ type Paced struct {
 	BackoffBase, BackoffMax time.Duration
 	// Replicas is how many processes send on the account at once, each
 	// with a Paced configured alike. Each takes 1/Replicas of the rate,
-	// of the per-second limit, and of the 24-hour quota left at each
-	// read, so that together they stay within the quota. Default 1.
+	// of the per-second limit, of the 24-hour quota left at each read,
+	// and of Max24HourSend over its own sends of the last 24 hours, so
+	// that together they stay within the quota. Default 1.
 	Replicas int
 	// Logger receives the quota, the sandbox warning and retries.
 	// Default slog.Default().
@@ -117,7 +118,8 @@ type Paced struct {
 	have     bool      // a GetAccount has succeeded
 	fallback bool      // pacing at FallbackRate
 	quota    types.SendQuota
-	used     float64 // recipients sent, or maybe sent, since the last read
+	used     float64  // recipients sent, or maybe sent, since the last read
+	own      daySends // recipients this process sent, or maybe sent, by hour
 	sandbox  bool
 	paused   bool
 }
@@ -228,8 +230,27 @@ func (p *Paced) admit(ctx context.Context, n int) error {
 		return worker.Halt(fmt.Errorf("ses 24-hour sending quota: %.0f of %.0f used, and this email has %d recipient(s); stopping until the quota frees up",
 			q.SentLast24Hours+p.used, q.Max24HourSend, n))
 	}
+	if r := p.replicas(); p.overShare(now, n) {
+		return worker.Halt(fmt.Errorf("ses 24-hour sending quota: this process sent %.0f in the last 24 hours, its share (1/%d, pacing.replicas) of %.0f, and this email has %d recipient(s); stopping until the share frees up",
+			p.own.sum(now), r, p.quota.Max24HourSend, n))
+	}
 	p.used += float64(n)
+	p.own.add(now, float64(n))
 	return nil
+}
+
+// overShare reports whether n more recipients would take this process
+// past its share of the 24-hour quota over its own sends of the last
+// 24 hours. The share of what was left at a read (over) is not enough
+// alone: a process that spent its share, read again and saw what the
+// others had not spent yet would take half of it too, while they still
+// held theirs. Counting its own sends keeps the replicas' sum within
+// the quota however their reads interleave.
+func (p *Paced) overShare(now time.Time, n int) bool {
+	if !p.have || p.quota.Max24HourSend < 0 || p.replicas() == 1 {
+		return false
+	}
+	return (p.own.sum(now)+float64(n))*float64(p.replicas()) > p.quota.Max24HourSend
 }
 
 // over reports whether n more recipients would exceed the 24-hour quota.
@@ -247,6 +268,7 @@ func (p *Paced) unreserve(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.used = max(0, p.used-float64(n))
+	p.own.add(p.clock(), -float64(n))
 }
 
 // readQuota calls GetAccount and applies what it says. It returns an
@@ -371,6 +393,39 @@ func (p *Paced) wait(ctx context.Context, n int) error {
 const windowSpan = time.Second + 40*time.Millisecond
 
 // window is a sliding window, windowSpan long, over send start times.
+// daySends counts recipients by the hour they were sent in, over the
+// last 25 hours: an hour counts until a full day has passed since its
+// end, so a send counts for 24 to 25 hours, never less than SES's 24.
+type daySends struct {
+	hours [25]struct {
+		hour int64 // hours since the Unix epoch; the slot is stale if older
+		n    float64
+	}
+}
+
+// add counts n recipients sent at now, or, negative, takes back ones
+// that were certainly not sent (never below zero).
+func (d *daySends) add(now time.Time, n float64) {
+	h := now.Unix() / 3600
+	s := &d.hours[h%int64(len(d.hours))]
+	if s.hour != h {
+		s.hour, s.n = h, 0
+	}
+	s.n = max(0, s.n+n)
+}
+
+// sum returns the recipients counted in the 25 hours up to now.
+func (d *daySends) sum(now time.Time) float64 {
+	h := now.Unix() / 3600
+	total := 0.0
+	for _, s := range d.hours {
+		if h-s.hour < int64(len(d.hours)) {
+			total += s.n
+		}
+	}
+	return total
+}
+
 type window struct {
 	limit int // recipients per second; 0: no limit
 	sent  []stamp
