@@ -55,6 +55,10 @@ type loadOptions struct {
 	// maxSendRate, when set, is the MaxSendRate the SES endpoint reports
 	// and enforces (429 above it in any second), to measure pacing.
 	maxSendRate float64
+	// replicas, with maxSendRate, runs this many drains at once, each
+	// configured with pacing.replicas of it, as replicas of one
+	// deployment sharing the account.
+	replicas int
 }
 
 // loadReports is how many distinct report files the events link.
@@ -98,11 +102,14 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	if o.maxSendRate > 0 && (o.baseline || o.python) {
 		return fmt.Errorf("-max-send-rate %g measures the worker's pacing, and the baseline and the recipe do not pace: give -baseline=false, without -python", o.maxSendRate)
 	}
+	if o.replicas > 1 && o.maxSendRate == 0 {
+		return fmt.Errorf("-replicas %d measures how replicas share the account's rate: give -max-send-rate too", o.replicas)
+	}
 	if o.python && o.key != "rsa" {
 		return fmt.Errorf("-python with -key %s: the recipe signs as botocore's CloudFrontSigner does, RSA with SHA-1; use -key rsa", o.key)
 	}
 	e, err := upWith(ctx, bin, out, slog.New(slog.DiscardHandler), upOptions{
-		ecdsa: o.key == "ecdsa", concurrency: o.concurrency, maxMessages: o.events + 10, budget: 30 * time.Minute,
+		ecdsa: o.key == "ecdsa", concurrency: o.concurrency, maxMessages: o.events + 10, budget: 30 * time.Minute, replicas: o.replicas,
 	})
 	if err != nil {
 		return err
@@ -193,15 +200,18 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 		args = append(args, "-memprofile", o.memProfile)
 	}
 	start := time.Now()
-	code, summary, err := e.reportmailer(ctx, nil, filepath.Join(out, "drain.log"), args...)
+	code, summary, cpu, peak, err := e.drains(ctx, out, max(1, o.replicas), args)
 	if err != nil {
 		return err
 	}
 	took := time.Since(start)
 	worker := e.measure(evs, enq, took)
-	worker.cpu = e.lastRun.UserTime() + e.lastRun.SystemTime()
-	worker.peakRSS = e.lastPeakRSS
-	fmt.Fprintf(&report, "reportmailer: %s, exit %d\n  %s\n", worker, code, strings.TrimSpace(summary))
+	worker.cpu, worker.peakRSS = cpu, peak
+	who := "reportmailer"
+	if o.replicas > 1 {
+		who = fmt.Sprintf("reportmailer, %d replicas at once (CPU summed, RSS the largest)", o.replicas)
+	}
+	fmt.Fprintf(&report, "%s: %s, exit %d\n  %s\n", who, worker, code, strings.TrimSpace(summary))
 	if limit != nil {
 		limit.report(&report, throttle.Injected())
 		lost, twice := e.onceEach(evs)
@@ -232,6 +242,40 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 		return e.tracePairs(ctx, out, o, w)
 	}
 	return nil
+}
+
+// drains runs n drains with args at once, as n replicas would, and
+// returns the highest exit code, their summaries, their CPU time summed
+// and the largest peak RSS. One drain's log is out/drain.log; replica
+// i's, out/drain-i.log.
+func (e *env) drains(ctx context.Context, out string, n int, args []string) (code int, summary string, cpu time.Duration, peak int64, err error) {
+	if n == 1 {
+		code, summary, err = e.reportmailer(ctx, nil, filepath.Join(out, "drain.log"), args...)
+		if err != nil {
+			return 0, "", 0, 0, err
+		}
+		return code, summary, e.lastRun.UserTime() + e.lastRun.SystemTime(), e.lastPeakRSS, nil
+	}
+	runs := make([]process, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			runs[i], errs[i] = e.runReportmailer(ctx, nil, filepath.Join(out, fmt.Sprintf("drain-%d.log", i+1)), args...)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, "", 0, 0, err
+	}
+	var sums []string
+	for i, r := range runs {
+		code = max(code, r.code)
+		sums = append(sums, fmt.Sprintf("replica %d: %s", i+1, strings.TrimSpace(r.stdout)))
+		cpu += r.state.UserTime() + r.state.SystemTime()
+		peak = max(peak, r.peakRSS)
+	}
+	return code, strings.Join(sums, "\n  "), cpu, peak, nil
 }
 
 // meanReports is the mean number of reports, so links, of an event.

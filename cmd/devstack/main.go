@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cpuProfile := fs.String("cpuprofile", "", "load: write reportmailer's CPU profile to this file (and, with -traces, each pair's to cpu-traces-{off,on}-N.prof in -out)")
 	memProfile := fs.String("memprofile", "", "load: write reportmailer's heap profile to this file")
 	maxSendRate := fs.Float64("max-send-rate", 0, "load: the MaxSendRate the SES endpoint reports and enforces (429 above it in any second), to measure pacing; with -baseline=false")
+	replicas := fs.Int("replicas", 1, "load: with -max-send-rate, run this many drains at once, each configured with pacing.replicas of it, to measure how replicas share the rate")
 	traces := fs.Int("traces", 0, "load: then time this many pairs of runs with observation off and on (traces over OTLP and metrics to a Pushgateway, both a local receiver)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: devstack %s [flags]\n\n", cmd)
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = demo(ctx, *bin, *out, stdout, true)
 	case "load":
 		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
-			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces, maxSendRate: *maxSendRate}, stdout)
+			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces, maxSendRate: *maxSendRate, replicas: *replicas}, stdout)
 	case "digest":
 		if *users == 0 {
 			*users = max(1, *events/20)

@@ -75,6 +75,7 @@ type upOptions struct {
 	concurrency int  // schedules[].concurrency; 0: the default
 	maxMessages int  // schedules[].max_messages; 0: the default
 	budget      time.Duration
+	replicas    int // pacing.replicas; 0: the default
 }
 
 // up starts the stack, the edge and the queues, makes a key pair and
@@ -180,8 +181,12 @@ func upWith(ctx context.Context, bin, out string, logger *slog.Logger, o upOptio
 	if o.maxMessages > 0 {
 		extra += fmt.Sprintf("\n    max_messages: %d", o.maxMessages)
 	}
+	pacing := ""
+	if o.replicas > 0 {
+		pacing = fmt.Sprintf("pacing:\n  replicas: %d\n", o.replicas)
+	}
 	cfg := fmt.Sprintf(`# Written by devstack for the local stack.
-sender:
+%ssender:
   from: "Acme Reports <reports@acme.example>"
 links:
   ttl: 168h
@@ -208,7 +213,7 @@ schedules:
     dead_letter_queue_url: %s
     wait_time: 1s
     budget: %s%s
-`, e.edge.URL, keyID, keyFile, hashLine, bucket, bucket, e.queueURL, e.dlq, cmp.Or(o.budget, 2*time.Minute), extra)
+`, pacing, e.edge.URL, keyID, keyFile, hashLine, bucket, bucket, e.queueURL, e.dlq, cmp.Or(o.budget, 2*time.Minute), extra)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		e.close()
 		return nil, err
@@ -280,13 +285,29 @@ func (e *env) close() {
 // reportmailer runs the binary with args, writing its logs to logFile
 // and, prefixed, to w. It returns the exit code and its stdout.
 func (e *env) reportmailer(ctx context.Context, w io.Writer, logFile string, args ...string) (int, string, error) {
+	r, err := e.runReportmailer(ctx, w, logFile, args...)
+	e.lastRun, e.lastPeakRSS = r.state, r.peakRSS
+	return r.code, r.stdout, err
+}
+
+// process is how one reportmailer run ended.
+type process struct {
+	code    int
+	stdout  string
+	state   *os.ProcessState
+	peakRSS int64
+}
+
+// runReportmailer is reportmailer for runs at the same time: it keeps
+// no state in e.
+func (e *env) runReportmailer(ctx context.Context, w io.Writer, logFile string, args ...string) (process, error) {
 	cmd := exec.CommandContext(ctx, e.bin, args...)
 	cmd.Env = append(append(cleanEnv(), e.awsEnv...), e.runEnv...)
 	var stdout strings.Builder
 	cmd.Stdout = &stdout
 	lf, err := os.Create(logFile)
 	if err != nil {
-		return 0, "", err
+		return process{}, err
 	}
 	defer lf.Close()
 	pr, pw := io.Pipe()
@@ -318,11 +339,12 @@ func (e *env) reportmailer(ctx context.Context, w io.Writer, logFile string, arg
 	}
 	pw.Close()
 	wg.Wait()
-	e.lastRun, e.lastPeakRSS = cmd.ProcessState, peak
+	r := process{stdout: stdout.String(), state: cmd.ProcessState, peakRSS: peak}
 	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), stdout.String(), nil
+		r.code = ee.ExitCode()
+		return r, nil
 	}
-	return 0, stdout.String(), err
+	return r, err
 }
 
 // cleanEnv is the process environment without AWS settings, so a
