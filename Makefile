@@ -119,6 +119,7 @@ bench: build $(BIN)/devstack python-recipe-deps ## Go benchmarks plus end-to-end
 	$(LOAD) -out $(DEMO)-load/pace-100 -events 320 -baseline=false -latency 20ms -max-send-rate 100
 	$(LOAD) -out $(DEMO)-load/pace-500 -events 1600 -baseline=false -latency 20ms -max-send-rate 500
 	$(LOAD) -out $(DEMO)-load/pace-100-replicas -events 320 -baseline=false -latency 20ms -max-send-rate 100 -replicas 2
+	$(LOAD) -out $(DEMO)-load/quota-replicas -events 320 -baseline=false -latency 20ms -max-send-rate 100 -replicas 2 -max-24h-send 300
 	$(LOAD) -out $(DEMO)-load/traces -events 300 -baseline=false -traces 3
 	$(LOAD) -out $(DEMO)-load/traces-20ms -events 300 -baseline=false -latency 20ms -traces 3
 

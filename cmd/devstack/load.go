@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +61,9 @@ type loadOptions struct {
 	// configured with pacing.replicas of it, as replicas of one
 	// deployment sharing the account.
 	replicas int
+	// max24h, with maxSendRate, is the Max24HourSend the SES endpoint
+	// reports: the run must stop at it, sending no more than it.
+	max24h float64
 }
 
 // loadReports is how many distinct report files the events link.
@@ -102,6 +107,9 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	if o.maxSendRate > 0 && (o.baseline || o.python) {
 		return fmt.Errorf("-max-send-rate %g measures the worker's pacing, and the baseline and the recipe do not pace: give -baseline=false, without -python", o.maxSendRate)
 	}
+	if o.max24h > 0 && o.maxSendRate == 0 {
+		return fmt.Errorf("-max-24h-send %g measures how the worker keeps to the account's quota: give -max-send-rate too", o.max24h)
+	}
 	if o.replicas > 1 && o.maxSendRate == 0 {
 		return fmt.Errorf("-replicas %d measures how replicas share the account's rate: give -max-send-rate too", o.replicas)
 	}
@@ -122,7 +130,7 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	var limit *sendLimiter
 	var throttle *awsproxy.Rule
 	if o.maxSendRate > 0 {
-		e.stack.SetSendQuota(o.maxSendRate, 1e9)
+		e.stack.SetSendQuota(o.maxSendRate, cmp.Or(o.max24h, 1e9))
 		limit = &sendLimiter{rate: o.maxSendRate}
 		throttle = e.proxies[2].Inject(awsproxy.Fault{Operation: "SendEmail", Status: 429, Code: "TooManyRequestsException",
 			Message: "Maximum sending rate exceeded.", Match: limit.over})
@@ -212,10 +220,14 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 		who = fmt.Sprintf("reportmailer, %d replicas at once (CPU summed, RSS the largest)", o.replicas)
 	}
 	fmt.Fprintf(&report, "%s: %s, exit %d\n  %s\n", who, worker, code, strings.TrimSpace(summary))
+	var quotaErr error
 	if limit != nil {
 		limit.report(&report, throttle.Injected())
 		lost, twice := e.onceEach(evs)
 		fmt.Fprintf(&report, "  recipients with no email %d, with more than one %d\n", lost, twice)
+		if o.max24h > 0 {
+			quotaErr = e.checkQuotaStop(ctx, &report, o.max24h, worker.emails, lost, twice, e.unfinished(evs), code)
+		}
 	}
 	if o.baseline {
 		fmt.Fprintf(&report, "ratio to the baseline: %.2f× events/s\n", worker.eventsPerSec()/base.eventsPerSec())
@@ -234,12 +246,51 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	}
 	fmt.Fprint(w, report.String())
 	os.WriteFile(filepath.Join(out, "load.txt"), []byte(report.String()), 0o644)
+	if o.max24h > 0 {
+		return quotaErr
+	}
 	if code != 0 || worker.emails != wantEmails(evs) {
 		return fmt.Errorf("load run: exit %d, %d emails, want exit 0 and %d emails", code, worker.emails, wantEmails(evs))
 	}
 	if o.tracePairs > 0 {
 		e.stack.ForgetSent()
 		return e.tracePairs(ctx, out, o, w)
+	}
+	return nil
+}
+
+// checkQuotaStop checks a run that met the SES endpoint's 24-hour
+// quota: it sent no more than the quota, nothing twice, dead-lettered
+// nothing, ended as a halt (exit 3), and left every event it did not
+// finish on the queue for a later run.
+func (e *env) checkQuotaStop(ctx context.Context, w io.Writer, max24h float64, sent, lost, twice, unfinished, code int) error {
+	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(e.queueURL), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil {
+		return fmt.Errorf("queue depth: %w", err)
+	}
+	dlq, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(e.dlq), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil {
+		return fmt.Errorf("dlq depth: %w", err)
+	}
+	// goaws counts every message it holds in ApproximateNumberOfMessages,
+	// hidden or not (SQS counts the hidden ones apart, in NotVisible).
+	depth := func(a map[string]string) int {
+		n, _ := strconv.Atoi(a[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+		return n
+	}
+	queued, dead := depth(attrs.Attributes), depth(dlq.Attributes)
+	fmt.Fprintf(w, "24-hour quota %g: %d recipients sent, exit %d; %d events not finished, %d messages on the queue, %d dead-lettered\n", max24h, sent, code, unfinished, queued, dead)
+	switch {
+	case float64(sent) > max24h:
+		return fmt.Errorf("quota run: %d recipients sent, more than the 24-hour quota %g", sent, max24h)
+	case twice > 0 || dead > 0:
+		return fmt.Errorf("quota run: %d recipients emailed twice, %d messages dead-lettered; want none", twice, dead)
+	case code != 3:
+		return fmt.Errorf("quota run: exit %d, want 3 (halted at the quota, messages left for a later run)", code)
+	case queued < unfinished:
+		return fmt.Errorf("quota run: %d events not finished (%d recipients not emailed), and only %d messages left on the queue", unfinished, lost, queued)
 	}
 	return nil
 }
@@ -397,6 +448,24 @@ func (e *env) onceEach(evs []loadEvent) (lost, twice int) {
 		}
 	}
 	return lost, twice
+}
+
+// unfinished counts the events of evs with a recipient SES has not
+// accepted an email for.
+func (e *env) unfinished(evs []loadEvent) int {
+	got := map[string]bool{}
+	for _, m := range e.stack.Sent() {
+		for _, to := range m.To {
+			got[to] = true
+		}
+	}
+	n := 0
+	for _, ev := range evs {
+		if slices.ContainsFunc(ev.recipients, func(r string) bool { return !got[r] }) {
+			n++
+		}
+	}
+	return n
 }
 
 // measure reads what SES accepted for evs.
