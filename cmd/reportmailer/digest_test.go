@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -42,11 +43,19 @@ func TestRunRecordListsAtMostMaxDeliveries(t *testing.T) {
 	for i := range maxRunDeliveries + 5 {
 		rec.add(worker.DeliveryResult{EventID: fmt.Sprint(i), Outcome: worker.OutcomeDelivered})
 	}
-	if len(rec.Deliveries) != maxRunDeliveries || rec.DeliveriesOmitted != 5 {
-		t.Errorf("listed %d, omitted %d; want %d and 5", len(rec.Deliveries), rec.DeliveriesOmitted, maxRunDeliveries)
+	body, err := rec.body()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got runRecord
+	if err := json.NewDecoder(body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Deliveries) != maxRunDeliveries || got.DeliveriesOmitted != 5 {
+		t.Errorf("listed %d, omitted %d; want %d and 5", len(got.Deliveries), got.DeliveriesOmitted, maxRunDeliveries)
 	}
 	var b strings.Builder
-	printRun(&b, rec)
+	printRun(&b, &got)
 	if !strings.Contains(b.String(), "and 5 more deliveries") {
 		t.Errorf("history does not say some were left out:\n%s", b.String()[max(0, b.Len()-300):])
 	}

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -63,20 +63,119 @@ type runRecord struct {
 	PlannedAt time.Time `json:"planned_at,omitzero"`
 	// Late is set when a serve slot ran after it was due: missed, or
 	// taken over from a replica that stopped.
-	Late       bool                    `json:"late,omitempty"`
-	StartedAt  time.Time               `json:"started_at"`
-	EndedAt    time.Time               `json:"ended_at"`
-	Outcome    string                  `json:"outcome"` // ok, incomplete, failed, halted or paused
-	Counts     runCounts               `json:"counts"`
-	HaltCode   worker.Code             `json:"halt_code,omitempty"`
-	HaltReason string                  `json:"halt_reason,omitempty"`
-	Error      string                  `json:"error,omitempty"`
-	Deliveries []worker.DeliveryResult `json:"deliveries"`
+	Late       bool        `json:"late,omitempty"`
+	StartedAt  time.Time   `json:"started_at"`
+	EndedAt    time.Time   `json:"ended_at"`
+	Outcome    string      `json:"outcome"` // ok, incomplete, failed, halted or paused
+	Counts     runCounts   `json:"counts"`
+	HaltCode   worker.Code `json:"halt_code,omitempty"`
+	HaltReason string      `json:"halt_reason,omitempty"`
+	Error      string      `json:"error,omitempty"`
+	// Deliveries are a record's deliveries as read back. A run being
+	// recorded keeps them in listed instead, already encoded.
+	Deliveries []worker.DeliveryResult `json:"deliveries,omitempty"`
 	// DeliveriesOmitted counts the deliveries past maxRunDeliveries,
 	// counted but not listed.
 	DeliveriesOmitted int `json:"deliveries_omitted,omitempty"`
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	listed deliveryList
+}
+
+// deliveryList is a run's deliveries as the JSON array's elements,
+// encoded as they come, in chunks: a run of 20,000 deliveries held them
+// as values and then as one marshalled copy, and that was what its peak
+// memory grew by over a run of 2,000 (docs/benchmarks.md).
+type deliveryList struct {
+	chunks [][]byte
+	n      int
+}
+
+// deliveryChunk is the size of each chunk of a deliveryList.
+const deliveryChunk = 64 << 10
+
+// add appends d's JSON, comma-separated from the one before.
+func (l *deliveryList) add(d worker.DeliveryResult) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if l.n > 0 {
+		b = append([]byte{','}, b...)
+	}
+	if len(l.chunks) == 0 || len(l.chunks[len(l.chunks)-1])+len(b) > deliveryChunk {
+		l.chunks = append(l.chunks, make([]byte, 0, max(deliveryChunk, len(b))))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, b...)
+	l.n++
+	return nil
+}
+
+// body returns the record's JSON, r's fields and then the deliveries,
+// as a reader over the chunks rather than one more copy of them, and
+// its length.
+func (r *runRecord) body() (*chunks, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	head, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	// head ends with its closing brace; the deliveries go before it.
+	parts := [][]byte{head[:len(head)-1], []byte(`,"deliveries":[`)}
+	parts = append(parts, r.listed.chunks...)
+	return newChunks(append(parts, []byte(`]}`))), nil
+}
+
+// chunks reads byte slices one after another, and seeks, as the SDK
+// needs of a request body it hashes and may send again.
+type chunks struct {
+	parts [][]byte
+	size  int64
+	off   int64
+}
+
+func newChunks(parts [][]byte) *chunks {
+	c := &chunks{parts: parts}
+	for _, p := range parts {
+		c.size += int64(len(p))
+	}
+	return c
+}
+
+// Len is the unread length, which the SDK takes as the content length.
+func (c *chunks) Len() int { return int(c.size - c.off) }
+
+func (c *chunks) Read(b []byte) (int, error) {
+	if c.off >= c.size {
+		return 0, io.EOF
+	}
+	n, at := 0, int64(0)
+	for _, p := range c.parts {
+		end := at + int64(len(p))
+		if c.off < end && n < len(b) {
+			k := copy(b[n:], p[c.off-at:])
+			n += k
+			c.off += int64(k)
+		}
+		at = end
+	}
+	return n, nil
+}
+
+func (c *chunks) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += c.off
+	case io.SeekEnd:
+		offset += c.size
+	}
+	if offset < 0 {
+		return 0, errors.New("chunks: seek before the start")
+	}
+	c.off = offset
+	return offset, nil
 }
 
 // startRun begins the history record of a run of s; planned is the
@@ -84,7 +183,7 @@ type runRecord struct {
 func startRun(s config.Schedule, command string, planned time.Time) *runRecord {
 	now := time.Now().UTC()
 	return &runRecord{Schedule: s.Name, RunID: worker.NewID()[:16], Command: command, Digest: s.Mode == string(worker.ModeDigest),
-		PlannedAt: planned.UTC(), StartedAt: now, Deliveries: []worker.DeliveryResult{}}
+		PlannedAt: planned.UTC(), StartedAt: now}
 }
 
 // context returns ctx with the run's id and an observer that collects
@@ -98,11 +197,9 @@ func (r *runRecord) context(ctx context.Context) context.Context {
 func (r *runRecord) add(d worker.DeliveryResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.Deliveries) >= maxRunDeliveries {
+	if r.listed.n >= maxRunDeliveries || r.listed.add(d) != nil {
 		r.DeliveriesOmitted++
-		return
 	}
-	r.Deliveries = append(r.Deliveries, d)
 }
 
 // finish fills in how the run ended.
@@ -136,9 +233,7 @@ func historyKey(prefix, schedule string, started time.Time, runID string) string
 // cannot be written is still the run it was: the error is logged, and
 // the run's result stands.
 func (a *app) writeHistory(ctx context.Context, r *runRecord) {
-	r.mu.Lock()
-	body, err := json.Marshal(r)
-	r.mu.Unlock()
+	body, err := r.body()
 	log := a.logger.With("schedule", r.Schedule, "run_id", r.RunID)
 	if err != nil {
 		log.Error("run history: encode", "err", err)
@@ -146,7 +241,7 @@ func (a *app) writeHistory(ctx context.Context, r *runRecord) {
 	}
 	key := historyKey(a.cfg.Ledger.HistoryPrefix, r.Schedule, r.StartedAt, r.RunID)
 	_, err = a.s3.PutObject(context.WithoutCancel(ctx), &s3.PutObjectInput{Bucket: aws.String(a.cfg.Ledger.Bucket), Key: aws.String(key),
-		Body: bytes.NewReader(body), ContentType: aws.String("application/json")})
+		Body: body, ContentLength: aws.Int64(body.size), ContentType: aws.String("application/json")})
 	if err != nil {
 		log.Error("run history: not written", "record", "s3://"+a.cfg.Ledger.Bucket+"/"+key, "err", err)
 		return
