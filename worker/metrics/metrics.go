@@ -251,14 +251,17 @@ func RunOutcome(sum worker.Summary, err error) string {
 // success, the time "no successful run" counts from: it dealt with
 // every message (ok), or left some for retry or the dead-letter queue
 // (incomplete) but moved on: it sent an email, found one sent already,
-// or acked a message. A run that received messages and did none of
-// them is no success, however often it runs.
+// acked a message or dead-lettered one. A run that received messages
+// and left them all for retry is no success, however often it runs. One
+// that dead-lettered them all is: it did what it should with them, and
+// the dead letters page on their own (ReportmailerDeadLetters), so a
+// day of nothing but poison does not page twice.
 func Succeeded(sum worker.Summary, err error) bool {
 	switch RunOutcome(sum, err) {
 	case RunOK:
 		return true
 	case RunIncomplete:
-		return sum.Sent > 0 || sum.Duplicates > 0 || sum.Acked > 0
+		return sum.Sent > 0 || sum.Duplicates > 0 || sum.Acked > 0 || sum.DeadLettered > 0
 	}
 	return false
 }

@@ -97,7 +97,7 @@ func TestSucceeded(t *testing.T) {
 		{"one acked as sent before, one dead-lettered", worker.Summary{Received: 2, Acked: 1, Duplicates: 1, DeadLettered: 1}, nil, true},
 		{"a digest slot that sent, some users left", worker.Summary{Sent: 3, Retrying: 1}, nil, true},
 		{"received, all left for retry", worker.Summary{Received: 3, Retrying: 3}, nil, false},
-		{"received, all dead-lettered", worker.Summary{Received: 2, DeadLettered: 2}, nil, false},
+		{"received, all dead-lettered", worker.Summary{Received: 2, DeadLettered: 2}, nil, true},
 		{"a digest slot that sent none of its users", worker.Summary{Retrying: 4}, nil, false},
 		{"halted after sending", worker.Summary{Received: 2, Sent: 1, Acked: 1, Halted: true}, nil, false},
 		{"failed", worker.Summary{Received: 1, Acked: 1}, errors.New("receive"), false},
@@ -159,8 +159,8 @@ func TestRunTimestamps(t *testing.T) {
 		},
 			[]string{`reportmailer_last_success_timestamp_seconds{kind="slot",schedule="daily"}`},
 			[]string{`reportmailer_last_failure_timestamp_seconds{`}},
-		{"a run that received messages and did none of them", func(m *metrics.Metrics) {
-			m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{Received: 3, Retrying: 2, DeadLettered: 1}, Took: time.Second})
+		{"a run that received messages and left them all for retry", func(m *metrics.Metrics) {
+			m.Run("daily", metrics.KindSlot, metrics.RunEnd{Summary: worker.Summary{Received: 3, Retrying: 3}, Took: time.Second})
 		},
 			[]string{`reportmailer_runs_total{kind="slot",outcome="incomplete",schedule="daily"} 1`,
 				`reportmailer_last_failure_timestamp_seconds{kind="slot",schedule="daily"}`},
