@@ -1009,7 +1009,7 @@ func (r *run) deliver(d *delivery) {
 	for i, c := range claims {
 		evs[i] = c.ev
 	}
-	ctx, end := r.stage(d.from[0], StageSign)
+	ctx, end := r.stage(claims[0].from, StageSign)
 	links, errs := r.signEvents(ctx, d.signs, d.recipient, evs)
 	end(errors.Join(errs...))
 	var ok []claim
