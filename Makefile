@@ -122,6 +122,8 @@ bench: build $(BIN)/devstack python-recipe-deps ## Go benchmarks plus end-to-end
 	$(LOAD) -out $(DEMO)-load/quota-replicas -events 320 -baseline=false -latency 20ms -max-send-rate 100 -replicas 2 -max-24h-send 300
 	$(LOAD) -out $(DEMO)-load/traces -events 300 -baseline=false -traces 3
 	$(LOAD) -out $(DEMO)-load/traces-20ms -events 300 -baseline=false -latency 20ms -traces 3
+	$(LOAD) -out $(DEMO)-load/traces-sampled -events 300 -baseline=false -traces 3 -trace-sample 0.1
+	$(LOAD) -out $(DEMO)-load/traces-sampled-20ms -events 300 -baseline=false -latency 20ms -traces 3 -trace-sample 0.1
 
 image: ## the production image (deploy/Dockerfile), with Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image is built with deploy/Dockerfile by any OCI builder"; exit 1; }

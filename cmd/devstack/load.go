@@ -54,6 +54,7 @@ type loadOptions struct {
 	cpuProfile  string        // the worker's CPU profile
 	memProfile  string        // the worker's heap profile
 	tracePairs  int           // then time this many off/on pairs of tracing
+	traceSample float64       // the on runs' trace sampling ratio; 0: every message
 	// maxSendRate, when set, is the MaxSendRate the SES endpoint reports
 	// and enforces (429 above it in any second), to measure pacing.
 	maxSendRate float64
@@ -106,6 +107,9 @@ func load(ctx context.Context, bin, out string, o loadOptions, w io.Writer) erro
 	}
 	if o.maxSendRate > 0 && (o.baseline || o.python) {
 		return fmt.Errorf("-max-send-rate %g measures the worker's pacing, and the baseline and the recipe do not pace: give -baseline=false, without -python", o.maxSendRate)
+	}
+	if o.traceSample < 0 || o.traceSample > 1 {
+		return fmt.Errorf("-trace-sample %g: want a ratio from 0 (every message traced) to 1", o.traceSample)
 	}
 	if o.max24h > 0 && o.maxSendRate == 0 {
 		return fmt.Errorf("-max-24h-send %g measures how the worker keeps to the account's quota: give -max-send-rate too", o.max24h)

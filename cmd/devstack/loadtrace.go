@@ -57,6 +57,9 @@ func (e *env) tracePairs(ctx context.Context, out string, o loadOptions, w io.Wr
 			if traced {
 				name = "on"
 				env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String(), "OTEL_SDK_DISABLED=false")
+				if o.traceSample > 0 {
+					env = append(env, "OTEL_TRACES_SAMPLER=parentbased_traceidratio", fmt.Sprintf("OTEL_TRACES_SAMPLER_ARG=%g", o.traceSample))
+				}
 			} else {
 				env = append(env, "OTEL_SDK_DISABLED=true")
 			}
@@ -103,7 +106,11 @@ func (e *env) tracePairs(ctx context.Context, out string, o loadOptions, w io.Wr
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "observation (traces and metrics) off/on, %d pairs, off-on then on-off, latency %s; load average %s\n", o.tracePairs, o.latency, loadAverage())
+	sampled := "every message traced"
+	if o.traceSample > 0 {
+		sampled = fmt.Sprintf("messages traced at ratio %g (OTEL_TRACES_SAMPLER=parentbased_traceidratio)", o.traceSample)
+	}
+	fmt.Fprintf(&b, "observation (traces and metrics) off/on, %s, %d pairs, off-on then on-off, latency %s; load average %s\n", sampled, o.tracePairs, o.latency, loadAverage())
 	for i := range off {
 		fmt.Fprintf(&b, "  off: %s\n  on:  %s\n", off[i], on[i])
 	}

@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	maxSendRate := fs.Float64("max-send-rate", 0, "load: the MaxSendRate the SES endpoint reports and enforces (429 above it in any second), to measure pacing; with -baseline=false")
 	replicas := fs.Int("replicas", 1, "load: with -max-send-rate, run this many drains at once, each configured with pacing.replicas of it, to measure how replicas share the rate")
 	max24h := fs.Float64("max-24h-send", 0, "load: with -max-send-rate, the Max24HourSend the SES endpoint reports; the run must stop at it (exit 3) with nothing lost or doubled")
+	traceSample := fs.Float64("trace-sample", 0, "load: with -traces, the on runs trace this ratio of messages (OTEL_TRACES_SAMPLER=parentbased_traceidratio); 0: every message")
 	traces := fs.Int("traces", 0, "load: then time this many pairs of runs with observation off and on (traces over OTLP and metrics to a Pushgateway, both a local receiver)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: devstack %s [flags]\n\n", cmd)
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = demo(ctx, *bin, *out, stdout, true)
 	case "load":
 		err = load(ctx, *bin, *out, loadOptions{events: *events, latency: *latency, key: *key, gomaxprocs: *procs, concurrency: *conc,
-			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces, maxSendRate: *maxSendRate, replicas: *replicas, max24h: *max24h}, stdout)
+			baseline: *baseline, python: *python, cpuProfile: *cpuProfile, memProfile: *memProfile, tracePairs: *traces, maxSendRate: *maxSendRate, replicas: *replicas, max24h: *max24h, traceSample: *traceSample}, stdout)
 	case "digest":
 		if *users == 0 {
 			*users = max(1, *events/20)
