@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"sync"
@@ -60,7 +61,8 @@ func (w *lineSignals) String() string {
 // after the last, and none waits on the queue much longer than one
 // interval. The slot (once a year) and its catch-up (every 5m) stay out
 // of the way. Each ingest that received a message writes its record,
-// which is the signal the test waits on.
+// which is the signal the test waits on. status then shows no run of
+// the schedule (no slot ran) and the last ingest apart.
 func TestServeIngestsEveryIngestEvery(t *testing.T) {
 	const every = 10 * time.Second // the least ingest_every takes
 	e := newITEnv(t, "goaws")
@@ -135,5 +137,25 @@ func TestServeIngestsEveryIngestEvery(t *testing.T) {
 	}
 	if !e.queueEmpty(t, q) {
 		t.Error("the queue still holds a message")
+	}
+
+	// status: no slot has run, whatever the ingests did; the last
+	// ingest is shown apart.
+	var stdout, stderr bytes.Buffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: os.Getenv, Environ: os.Environ}
+	if code := m.Run(context.Background(), []string{"status", "-config", cfg, "-json"}); code != ExitOK {
+		t.Fatalf("status: exit %d\n%s", code, stderr.String())
+	}
+	var st status
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Schedules[0]; s.LastRun != nil || s.LastIngest == nil || s.LastIngest.RunID != runs[1].RunID {
+		t.Errorf("status: last run %+v, last ingest %+v; want no run and the second ingest", s.LastRun, s.LastIngest)
+	}
+	stdout.Reset()
+	if code := m.Run(context.Background(), []string{"status", "-config", cfg}); code != ExitOK ||
+		!strings.Contains(stdout.String(), "none recorded") || !strings.Contains(stdout.String(), runs[1].RunID+"): received 1") {
+		t.Errorf("status: exit %d; want no run and the last ingest:\n%s%s", code, stdout.String(), stderr.String())
 	}
 }
