@@ -3,8 +3,10 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"regexp"
@@ -20,6 +22,7 @@ import (
 	"github.com/reportmailer/reportmailer/internal/s3test"
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/queue"
 	"github.com/reportmailer/reportmailer/worker/store"
 )
 
@@ -1048,6 +1051,62 @@ func TestDigestUnreadableEntryIsDeadLettered(t *testing.T) {
 	}
 	if b.queue.codes[key] != worker.CodeLedgerUnreadable || !strings.Contains(b.queue.dead[key], key) || b.queue.bodies[key] != "{truncated" {
 		t.Errorf("dead letters %v %v; want %s as ledger_unreadable, its reason naming it, with its body", b.queue.codes, b.queue.dead, key)
+	}
+	if n, err := p.Count(ctx); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
+// TestDigestUnreadableEntryTooLargeIsQuarantined: an unreadable entry
+// larger than the dead-letter queue takes is kept under the quarantine
+// prefix, whole; a note naming it, its size and why goes to the
+// dead-letter queue; the entry leaves the store, and the user's other
+// events go at the same slot, which is done.
+func TestDigestUnreadableEntryTooLargeIsQuarantined(t *testing.T) {
+	ctx := context.Background()
+	w, b, p := setupPending(t, 50)
+	p.QuarantinePrefix = store.QuarantinePrefix("rm/ledger/", "weekly")
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"))
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	if err := p.Users(ctx, func(u string) error { user = u; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	key := p.Prefix + user + "/zz.json"
+	huge := `{"event": ` + strings.Repeat("x", queue.MaxMessageSize+1)
+	if _, err := p.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.Bucket), Key: aws.String(key), Body: strings.NewReader(huge)}); err != nil {
+		t.Fatal(err)
+	}
+	b.now = b.now.Add(time.Hour)
+	sum, err := w.Deliver(ctx, worker.Slot{Planned: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 1 || !slices.Equal(links(b.mailer.sent[0]), []string{"ana/1.pdf"}) {
+		t.Errorf("sent %d emails; want ana's one with ana/1.pdf", len(b.mailer.sent))
+	}
+	if sum.Retrying != 0 || sum.DeadLettered != 1 || sum.Delivered != 1 {
+		t.Errorf("slot retrying %d, dead-lettered %d, delivered %d; want 0, 1, 1", sum.Retrying, sum.DeadLettered, sum.Delivered)
+	}
+	aside := p.QuarantinePrefix + user + "/zz.json"
+	var note worker.QuarantineNote
+	if err := json.Unmarshal([]byte(b.queue.bodies[key]), &note); err != nil ||
+		note.Entry != key || note.Size != len(huge) || note.Quarantined != "s3://state/"+aside || note.Error == "" {
+		t.Errorf("dead letter body %.300q (%v); want a note naming %s, %d bytes, kept at %s", b.queue.bodies[key], err, key, len(huge), aside)
+	}
+	if b.queue.codes[key] != worker.CodeLedgerUnreadable || !strings.Contains(b.queue.dead[key], aside) {
+		t.Errorf("dead letter code %s, reason %q; want ledger_unreadable naming %s", b.queue.codes[key], b.queue.dead[key], aside)
+	}
+	out, err := p.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(p.Bucket), Key: aws.String(aside)})
+	if err != nil {
+		t.Fatalf("quarantined copy: %v", err)
+	}
+	kept, _ := io.ReadAll(out.Body)
+	out.Body.Close()
+	if string(kept) != huge {
+		t.Errorf("quarantined copy holds %d bytes, want the entry's %d", len(kept), len(huge))
 	}
 	if n, err := p.Count(ctx); err != nil || n != 0 {
 		t.Errorf("pending store holds %d (%v), want 0", n, err)

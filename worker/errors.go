@@ -322,6 +322,11 @@ func (e *BatchError) Unwrap() error { return e.Err }
 // dead-letter queue, does not exist.
 var ErrNoQueue = errors.New("queue does not exist")
 
+// ErrTooLarge is wrapped by [Queue.DeadLetter]'s error when the
+// message, with the attributes the dead letter carries, is larger than
+// the dead-letter queue takes: sending it again cannot work.
+var ErrTooLarge = errors.New("message too large for the dead-letter queue")
+
 // eventIDs joins the ids of evs for [Failure.EventIDs].
 func eventIDs(evs []event.Event) string {
 	ids := make([]string, len(evs))

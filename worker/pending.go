@@ -3,6 +3,7 @@ package worker
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,11 +54,17 @@ type Pending interface {
 	List(ctx context.Context, user string) ([]PendingEvent, []UnreadableEntry, error)
 	// Delete removes an entry List returned.
 	Delete(ctx context.Context, e PendingEvent) error
+	// Quarantine keeps a copy of an unreadable entry's body apart from
+	// the pending events, where no listing of them finds it, and
+	// returns where (for the operator); Delete then removes the entry.
+	Quarantine(ctx context.Context, u UnreadableEntry) (string, error)
 }
 
 // UnreadableEntry is an entry of the [Pending] store that was read but
 // is not a [PendingEvent]. A slot dead-letters its body
-// (ledger_unreadable, the reason naming Key) and deletes it.
+// (ledger_unreadable, the reason naming Key) and deletes it; a body
+// too large for the dead-letter queue it quarantines first, and
+// dead-letters a note naming the copy instead.
 type UnreadableEntry struct {
 	Key  string
 	Body string
@@ -331,12 +338,20 @@ func (r *run) deliverUser(user string, slot Slot) {
 
 // deadLetterUnreadable sends the body of an entry that cannot be
 // decoded to the dead-letter queue and deletes it: retrying cannot
-// mend it, and an operator reads what it held there.
+// mend it, and an operator reads what it held there. A body the
+// dead-letter queue does not take (over SQS's 256 KiB) is quarantined
+// in the store, and a note naming the copy, its size and why goes to
+// the dead-letter queue in its place; until both are done the entry
+// stays, and the next slot tries again.
 func (r *run) deadLetterUnreadable(log *slog.Logger, u UnreadableEntry) {
 	w := r.w
 	f := Failure{Class: ClassPermanent, Code: CodeLedgerUnreadable, Schedule: w.cfg.Schedule,
 		Reason: secret.Redact(fmt.Sprintf("pending entry %s: %v", u.Key, u.Err))}
-	if err := w.queue.DeadLetter(r.ctx, Message{ID: u.Key, Body: u.Body}, f); err != nil {
+	err := w.queue.DeadLetter(r.ctx, Message{ID: u.Key, Body: u.Body}, f)
+	if errors.Is(err, ErrTooLarge) {
+		err = r.quarantine(log, u, &f)
+	}
+	if err != nil {
 		r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
 		log.Error("dead-letter of an unreadable pending entry: left pending", "key", u.Key, "err", err)
 		return
@@ -348,6 +363,33 @@ func (r *run) deadLetterUnreadable(log *slog.Logger, u UnreadableEntry) {
 		r.tally(func(s *Summary) { s.Pending++ })
 		log.Error("pending store: delete of an unreadable entry", "key", u.Key, "err", err)
 	}
+}
+
+// QuarantineNote is the body of the dead letter that stands for an
+// unreadable pending entry too large for the dead-letter queue.
+type QuarantineNote struct {
+	// Entry is the entry's key in the pending store, where it no
+	// longer is.
+	Entry string `json:"pending_entry"`
+	// Size is the entry's size in bytes.
+	Size int `json:"size"`
+	// Error is why it is not an event.
+	Error string `json:"error"`
+	// Quarantined is where the store keeps its copy.
+	Quarantined string `json:"quarantined"`
+}
+
+// quarantine keeps u's body aside in the store and dead-letters a
+// note of it instead, f's reason saying where it is.
+func (r *run) quarantine(log *slog.Logger, u UnreadableEntry, f *Failure) error {
+	where, err := r.w.pending.Quarantine(r.ctx, u)
+	if err != nil {
+		return fmt.Errorf("too large for the dead-letter queue (%d bytes), and not quarantined: %w", len(u.Body), err)
+	}
+	log.Warn("pending entry too large for the dead-letter queue: quarantined", "key", u.Key, "size", len(u.Body), "quarantined", where)
+	note, _ := json.Marshal(QuarantineNote{Entry: u.Key, Size: len(u.Body), Error: secret.Redact(fmt.Sprint(u.Err)), Quarantined: where})
+	f.Reason = secret.Redact(fmt.Sprintf("pending entry %s (%d bytes, too large for the dead-letter queue; kept at %s): %v", u.Key, len(u.Body), where, u.Err))
+	return r.w.queue.DeadLetter(r.ctx, Message{ID: u.Key, Body: string(note)}, *f)
 }
 
 // split cuts one recipient's digest into parts of at most

@@ -14,6 +14,7 @@ import (
 	"github.com/reportmailer/reportmailer/templates"
 	"github.com/reportmailer/reportmailer/worker"
 	"github.com/reportmailer/reportmailer/worker/event"
+	"github.com/reportmailer/reportmailer/worker/queue"
 )
 
 // fakeQueue hands out its messages in batches and records what the
@@ -90,6 +91,10 @@ func (q *fakeQueue) Extend(_ context.Context, msgs []worker.Message, d time.Dura
 func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, f worker.Failure) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(m.Body) > queue.MaxMessageSize {
+		// As queue.SQS refuses it.
+		return fmt.Errorf("dead-letter: %d bytes: %w", len(m.Body), worker.ErrTooLarge)
+	}
 	if q.dead == nil {
 		q.dead = map[string]string{}
 		q.codes = map[string]worker.Code{}

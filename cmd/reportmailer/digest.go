@@ -29,7 +29,8 @@ func (a *app) pendingOf(s config.Schedule) *store.Pending {
 	if s.Mode != string(worker.ModeDigest) {
 		return nil
 	}
-	return &store.Pending{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Prefix: store.PendingPrefix(a.cfg.Ledger.Prefix, s.Name)}
+	return &store.Pending{Client: a.s3, Bucket: a.cfg.Ledger.Bucket, Prefix: store.PendingPrefix(a.cfg.Ledger.Prefix, s.Name),
+		QuarantinePrefix: store.QuarantinePrefix(a.cfg.Ledger.Prefix, s.Name)}
 }
 
 // runSlot is one run of s: Drain for mode each; for a digest, the

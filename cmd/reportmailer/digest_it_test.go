@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -327,5 +328,60 @@ func TestIngestIsNotARunOfTheSchedule(t *testing.T) {
 	}
 	if a.obs.progressOf(s.Name).at().IsZero() {
 		t.Error("the slot's run did not move the schedule's progress")
+	}
+}
+
+// TestDrainDigestQuarantinesAnEntryTooLargeToDeadLetter: a pending
+// entry that is not an event and larger than SQS takes is kept whole
+// under the quarantine prefix, and its dead letter is a note naming
+// it, under the declared policy; the user's event is sent, and the
+// store is left empty.
+func TestDrainDigestQuarantinesAnEntryTooLargeToDeadLetter(t *testing.T) {
+	e := newITEnv(t, "goaws")
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq)
+	e.digestConfig(t, cfg, "max_messages: 20", "")
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p := &store.Pending{Client: e.s3, Bucket: itBucket, Prefix: store.PendingPrefix(c.Ledger.Prefix, "it")}
+	e.put(t, "digest/jo/a.pdf", nil)
+	ev := event.Event{ID: "jo-1", User: event.User{ID: "jo", Email: "jo@acme.example", TimeZone: "UTC"},
+		Reports: []event.Report{{Bucket: itBucket, Key: "digest/jo/a.pdf", Title: "a"}}}
+	if err := p.Put(ctx, worker.PendingEvent{Event: ev, Ingested: time.Now().Add(-time.Hour), Body: nativeBody("jo-1", "jo", nil, "digest/jo/a.pdf")}); err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	if err := p.Users(ctx, func(u string) error { user = u; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rest := user + "/zz.json"
+	huge := strings.Repeat("x", 300<<10)
+	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(itBucket), Key: aws.String(p.Prefix + rest), Body: strings.NewReader(huge)}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, logs := drain(t, cfg)
+	if code != ExitPartial || !strings.Contains(out, "dead-lettered 1") || !strings.Contains(out, "sent 1 email") {
+		t.Fatalf("drain: exit %d, %s; want the entry dead-lettered and jo's email sent\n%s", code, out, logs)
+	}
+	aside := store.QuarantinePrefix(c.Ledger.Prefix, "it") + rest
+	if got := e.object(t, aside); got != huge {
+		t.Errorf("quarantined copy holds %d bytes, want the entry's %d", len(got), len(huge))
+	}
+	msgs, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(dlq), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+	if err != nil || len(msgs.Messages) != 1 {
+		t.Fatalf("dead letters: %v, %d; want the note", err, len(msgs.Messages))
+	}
+	m := msgs.Messages[0]
+	var note worker.QuarantineNote
+	if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &note); err != nil || note.Entry != p.Prefix+rest || note.Size != len(huge) ||
+		note.Quarantined != "s3://"+itBucket+"/"+aside || aws.ToString(m.MessageAttributes["reportmailer-code"].StringValue) != string(worker.CodeLedgerUnreadable) {
+		t.Errorf("dead letter %.300s (%v); want a ledger_unreadable note of %s, kept at %s", aws.ToString(m.Body), err, p.Prefix+rest, aside)
+	}
+	if n, err := p.Count(ctx); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -51,8 +52,10 @@ func (k runCounts) digest() string {
 }
 
 // runRecord is one run's history record: one JSON object under
-// ledger.history_prefix, at <schedule>/<start>-<run id>.json, so that a
-// listing of a schedule's prefix is in time order.
+// ledger.history_prefix, at <schedule>/<start>-<run id>.json (an
+// ingest's at <schedule>/ingest/<start>-<run id>.json, see
+// historyKey), so that a listing of a schedule's prefix is in time
+// order.
 type runRecord struct {
 	Schedule string `json:"schedule"`
 	RunID    string `json:"run_id"`
@@ -224,10 +227,23 @@ func (r *runRecord) finish(sum worker.Summary, settled settleRun, cause error) {
 	}
 }
 
-// historyKey is where r is kept under prefix.
-func historyKey(prefix, schedule string, started time.Time, runID string) string {
-	return prefix + schedule + "/" + started.UTC().Format("20060102T150405.000Z") + "-" + runID + ".json"
+// historyKey is where a run of command is kept under prefix: an
+// ingest's record under the schedule's "ingest/", the others
+// (drain, serve) directly under the schedule, so that a digest's slot
+// runs are listed without its ingests, one every ingest_every.
+func historyKey(prefix, schedule, command string, started time.Time, runID string) string {
+	dir := prefix + schedule + "/"
+	if command == "ingest" {
+		dir += ingestDir
+	}
+	return dir + started.UTC().Format(historyTime) + "-" + runID + ".json"
 }
+
+// ingestDir holds a schedule's ingest records, under its own prefix.
+const ingestDir = "ingest/"
+
+// historyTime is a record key's start time: keys sort by it.
+const historyTime = "20060102T150405.000Z"
 
 // writeHistory puts r under the history prefix. A run whose record
 // cannot be written is still the run it was: the error is logged, and
@@ -239,7 +255,7 @@ func (a *app) writeHistory(ctx context.Context, r *runRecord) {
 		log.Error("run history: encode", "err", err)
 		return
 	}
-	key := historyKey(a.cfg.Ledger.HistoryPrefix, r.Schedule, r.StartedAt, r.RunID)
+	key := historyKey(a.cfg.Ledger.HistoryPrefix, r.Schedule, r.Command, r.StartedAt, r.RunID)
 	_, err = a.s3.PutObject(context.WithoutCancel(ctx), &s3.PutObjectInput{Bucket: aws.String(a.cfg.Ledger.Bucket), Key: aws.String(key),
 		Body: body, ContentLength: aws.Int64(body.size), ContentType: aws.String("application/json")})
 	if err != nil {
@@ -258,26 +274,46 @@ const maxRunDeliveries = 20000
 // maxRunRecord bounds what readHistory reads of one run record.
 const maxRunRecord = 16 << 20
 
+// runKind selects a schedule's run records.
+type runKind int
+
+const (
+	runsAll    runKind = iota
+	runsSlot           // drain and serve: a run of the schedule
+	runsIngest         // a digest's ingests under serve
+)
+
 // readHistory returns the runs of schedule recorded since since (by
 // their start), oldest first; newestOnly returns only the newest one
 // that can be read. A record that cannot be read (too large, not a
 // run record) is skipped, and named in skipped; err is for a history
 // that cannot be listed.
 func readHistory(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, since time.Time, newestOnly bool) (runs []*runRecord, skipped []error, err error) {
+	return readRuns(ctx, c, cfg, schedule, runsAll, since, newestOnly)
+}
+
+// readRuns is readHistory for the runs of one kind. A slot's runs are
+// listed without the ingest records (kept under their own prefix),
+// whose bodies are not read: only a record written before they were
+// kept apart is read to learn it is an ingest.
+func readRuns(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, kind runKind, since time.Time, newestOnly bool) (runs []*runRecord, skipped []error, err error) {
 	prefix := cfg.Ledger.HistoryPrefix + schedule + "/"
 	var keys []string
-	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(cfg.Ledger.Bucket), Prefix: aws.String(prefix),
-		StartAfter: aws.String(prefix + since.UTC().Format("20060102T150405.000Z"))})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("run history s3://%s/%s: %w", cfg.Ledger.Bucket, prefix, err)
-		}
-		for _, o := range out.Contents {
-			keys = append(keys, aws.ToString(o.Key))
+	if kind != runsIngest {
+		if keys, err = historyKeys(ctx, c, cfg.Ledger.Bucket, prefix, since); err != nil {
+			return nil, nil, err
 		}
 	}
-	slices.Sort(keys)
+	if kind != runsSlot {
+		ingests, err := historyKeys(ctx, c, cfg.Ledger.Bucket, prefix+ingestDir, since)
+		if err != nil {
+			return nil, nil, err
+		}
+		keys = append(keys, ingests...)
+	}
+	// By start time, whichever prefix a record is under.
+	base := func(k string) string { return k[strings.LastIndex(k, "/")+1:] }
+	slices.SortFunc(keys, func(a, b string) int { return strings.Compare(base(a), base(b)) })
 	if newestOnly {
 		slices.Reverse(keys)
 	}
@@ -290,12 +326,33 @@ func readHistory(ctx context.Context, c *s3.Client, cfg *config.Config, schedule
 			skipped = append(skipped, err)
 			continue
 		}
+		if kind == runsSlot && r.Command == "ingest" {
+			continue // written before ingests were kept apart
+		}
 		runs = append(runs, r)
 		if newestOnly {
 			break
 		}
 	}
 	return runs, skipped, nil
+}
+
+// historyKeys lists the records directly under prefix (not those of a
+// sub-prefix such as ingestDir) that started at since or later.
+func historyKeys(ctx context.Context, c *s3.Client, bucket, prefix string, since time.Time) ([]string, error) {
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix),
+		Delimiter: aws.String("/"), StartAfter: aws.String(prefix + since.UTC().Format(historyTime))})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("run history s3://%s/%s: %w", bucket, prefix, err)
+		}
+		for _, o := range out.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys, nil
 }
 
 // readRun reads the run record at key.
@@ -324,15 +381,27 @@ func readRun(ctx context.Context, c *s3.Client, bucket, key string) (*runRecord,
 // its start, and a schedule that runs often is not listed whole.
 var lastRunWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour, 90 * 24 * time.Hour}
 
-// lastRun returns schedule's newest readable run record, or nil if it
-// has none; the records it could not read are in skipped.
+// lastRun returns schedule's newest readable record of a run of the
+// schedule (drain or serve, not a digest's ingest), or nil if it has
+// none; the records it could not read are in skipped.
 func lastRun(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, now time.Time) (last *runRecord, skipped []error, err error) {
+	return lastOf(ctx, c, cfg, schedule, runsSlot, now)
+}
+
+// lastIngest returns the newest readable record of a digest's ingest
+// (one that received messages; an ingest of an empty queue writes
+// none), or nil.
+func lastIngest(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, now time.Time) (last *runRecord, skipped []error, err error) {
+	return lastOf(ctx, c, cfg, schedule, runsIngest, now)
+}
+
+func lastOf(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, kind runKind, now time.Time) (last *runRecord, skipped []error, err error) {
 	for _, w := range append(slices.Clone(lastRunWindows), 0) {
 		since := time.Time{}
 		if w > 0 {
 			since = now.Add(-w)
 		}
-		runs, bad, err := readHistory(ctx, c, cfg, schedule, since, true)
+		runs, bad, err := readRuns(ctx, c, cfg, schedule, kind, since, true)
 		skipped = append(skipped, bad...)
 		if err != nil {
 			return nil, skipped, err

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +16,66 @@ import (
 	"github.com/reportmailer/reportmailer/internal/s3test"
 )
 
-// putRun writes a run record of schedule as writeHistory does.
+// putRun writes a drain's run record of schedule as writeHistory does.
 func putRun(t *testing.T, c *s3.Client, cfg *config.Config, schedule, runID string, started time.Time, body []byte) {
 	t.Helper()
+	putRunOf(t, c, cfg, historyKey(cfg.Ledger.HistoryPrefix, schedule, "drain", started, runID), schedule, "drain", runID, started, body)
+}
+
+// putRunOf writes a run record of command at key.
+func putRunOf(t *testing.T, c *s3.Client, cfg *config.Config, key, schedule, command, runID string, started time.Time, body []byte) {
+	t.Helper()
 	if body == nil {
-		body, _ = json.Marshal(&runRecord{Schedule: schedule, RunID: runID, Command: "drain", StartedAt: started, EndedAt: started.Add(time.Second), Outcome: "ok"})
+		body, _ = json.Marshal(&runRecord{Schedule: schedule, RunID: runID, Command: command, Digest: command != "drain",
+			StartedAt: started, EndedAt: started.Add(time.Second), Outcome: "ok"})
 	}
 	if _, err := c.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(cfg.Ledger.Bucket),
-		Key: aws.String(historyKey(cfg.Ledger.HistoryPrefix, schedule, started, runID)), Body: bytes.NewReader(body)}); err != nil {
+		Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLastRunOfADigestIsItsSlot: under serve a digest's ingests, every
+// ingest_every, are newer than its last slot; status's last run is the
+// slot, found without reading an ingest's record (those of junk bodies
+// below would be skipped and named), and its last ingest apart. A
+// record of an ingest written before ingests were kept apart is read,
+// and passed over. history lists them all, in time order.
+func TestLastRunOfADigestIsItsSlot(t *testing.T) {
+	_, c := s3test.Start(t, "state")
+	cfg := &config.Config{}
+	cfg.Ledger.Bucket, cfg.Ledger.HistoryPrefix = "state", "rm/history/"
+	now := time.Now()
+	key := func(command, id string, at time.Time) string {
+		return historyKey(cfg.Ledger.HistoryPrefix, "weekly", command, at, id)
+	}
+	slot := now.Add(-3 * 24 * time.Hour)
+	putRunOf(t, c, cfg, key("serve", "slot", slot), "weekly", "serve", "slot", slot, nil)
+	// A legacy ingest record, where the slot records are.
+	legacy := now.Add(-2 * 24 * time.Hour)
+	putRunOf(t, c, cfg, historyKey(cfg.Ledger.HistoryPrefix, "weekly", "serve", legacy, "legacy"), "weekly", "ingest", "legacy", legacy, nil)
+	for i := range 200 {
+		at := now.Add(-time.Duration(i+1) * time.Minute)
+		putRunOf(t, c, cfg, key("ingest", fmt.Sprintf("junk%03d", i), at), "weekly", "ingest", "", at, []byte("not json"))
+	}
+	newest := now.Add(-10 * time.Second)
+	putRunOf(t, c, cfg, key("ingest", "ingest", newest), "weekly", "ingest", "ingest", newest, nil)
+
+	last, skipped, err := lastRun(t.Context(), c, cfg, "weekly", now)
+	if err != nil || last == nil || last.RunID != "slot" || len(skipped) != 0 {
+		t.Errorf("lastRun = %+v, skipped %d, %v; want the slot, no ingest record read", last, len(skipped), err)
+	}
+	last, skipped, err = lastIngest(t.Context(), c, cfg, "weekly", now)
+	if err != nil || last == nil || last.RunID != "ingest" || len(skipped) != 0 {
+		t.Errorf("lastIngest = %+v, skipped %d, %v; want the newest ingest", last, len(skipped), err)
+	}
+	runs, skipped, err := readHistory(t.Context(), c, cfg, "weekly", now.Add(-7*24*time.Hour), false)
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.RunID)
+	}
+	if err != nil || len(skipped) != 200 || !slices.Equal(ids, []string{"slot", "legacy", "ingest"}) {
+		t.Errorf("readHistory = %v, skipped %d, %v; want slot, legacy, ingest and the 200 junk records skipped", ids, len(skipped), err)
 	}
 }
 

@@ -383,7 +383,7 @@ func TestHistoryAndStatus(t *testing.T) {
 
 			// A record that is no run record is skipped, with a warning
 			// naming it; the runs around it are still listed.
-			junk := historyKey("reportmailer/ledger/history/", "it", time.Now(), "junk")
+			junk := historyKey("reportmailer/ledger/history/", "it", "drain", time.Now(), "junk")
 			e.put(t, junk, nil)
 			code, out, errOut = run(t, "history", "-config", cfg, "-since", "1h")
 			if code != ExitOK || !strings.Contains(out, first.RunID) || !strings.Contains(out, second.RunID) || !strings.Contains(errOut, "skipped a run record") || !strings.Contains(errOut, junk) {

@@ -27,12 +27,17 @@ type queueDepth struct {
 }
 
 type scheduleStatus struct {
-	Name       string     `json:"name"`
-	Paused     bool       `json:"paused"`
-	Cron       string     `json:"cron,omitempty"`
-	TimeZone   string     `json:"time_zone"`
-	Next       time.Time  `json:"next_run,omitzero"` // in the schedule's zone
-	LastRun    *runRecord `json:"last_run,omitempty"`
+	Name     string    `json:"name"`
+	Paused   bool      `json:"paused"`
+	Cron     string    `json:"cron,omitempty"`
+	TimeZone string    `json:"time_zone"`
+	Next     time.Time `json:"next_run,omitzero"` // in the schedule's zone
+	// LastRun is the last run of the schedule: a drain, or a slot of
+	// serve; never a digest's ingest, which has LastIngest.
+	LastRun *runRecord `json:"last_run,omitempty"`
+	// LastIngest is a digest's last ingest under serve that received
+	// messages (an ingest of an empty queue keeps no record).
+	LastIngest *runRecord `json:"last_ingest,omitempty"`
 	Queue      queueDepth `json:"queue"`
 	DeadLetter queueDepth `json:"dead_letter_queue"`
 	// Pending is how many events a digest schedule holds in its pending
@@ -83,9 +88,11 @@ type status struct {
 const statusSynopsis = `status -config FILE [-json]
 
 Shows, for each schedule, its next run in its own time zone (or that it
-is paused) and its last run from the run history; how many messages its
-queue and dead-letter queue hold (visible, in flight, delayed), and for
-a digest how many events wait in its pending store; the SES
+is paused) and its last run from the run history (a drain, or a slot
+of serve; for a digest, apart, its last ingest that received any); how
+many messages its queue and dead-letter queue hold (visible, in
+flight, delayed), and for a digest how many events wait in its
+pending store; the SES
 sending quota, what was sent in the last 24 hours, and whether the
 account is in the sandbox; and each CloudFront signing key the key
 ring knows (configured, or scheduled and retired by "keys rotate" and
@@ -127,6 +134,18 @@ func (m *Main) status(ctx context.Context, args []string) error {
 			ss.LastRun.Deliveries = nil
 		} else if err != nil {
 			fmt.Fprintf(m.Stderr, "status: schedule %s: %v\n", s.Name, err)
+		}
+		if s.Mode == string(worker.ModeDigest) {
+			last, skipped, err := lastIngest(ctx, cl.s3, c, s.Name, now)
+			for _, e := range skipped {
+				fmt.Fprintf(redacting{m.Stderr}, "status: schedule %s: warning: skipped an ingest record: %v\n", s.Name, e)
+			}
+			if err == nil && last != nil {
+				ss.LastIngest = last
+				ss.LastIngest.Deliveries = nil
+			} else if err != nil {
+				fmt.Fprintf(m.Stderr, "status: schedule %s: %v\n", s.Name, err)
+			}
 		}
 		ss.Queue = depth(ctx, cl.sqs, s.QueueURL)
 		ss.DeadLetter = depth(ctx, cl.sqs, s.DeadLetterQueueURL)
@@ -176,7 +195,7 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		return writeJSON(m.Stdout, st)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCHEDULE\tNEXT RUN\tLAST RUN\tQUEUE (visible/in flight/delayed)\tDEAD-LETTER QUEUE (visible/in flight/delayed)\tPENDING DIGEST")
+	fmt.Fprintln(tw, "SCHEDULE\tNEXT RUN\tLAST RUN\tLAST INGEST\tQUEUE (visible/in flight/delayed)\tDEAD-LETTER QUEUE (visible/in flight/delayed)\tPENDING DIGEST")
 	for _, s := range st.Schedules {
 		next := "-"
 		switch {
@@ -189,12 +208,15 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		if r := s.LastRun; r != nil {
 			last = fmt.Sprintf("%s %s (%s): sent %d, dead-lettered %d, retrying %d", r.StartedAt.Format(time.RFC3339), r.Outcome, r.RunID,
 				r.Counts.Sent, r.Counts.DeadLettered, r.Counts.Retrying)
-			switch {
-			case r.Digest && r.Command == "ingest":
-				last += fmt.Sprintf(", ingest: received %d", r.Counts.Received)
-			case r.Digest:
+			if r.Digest {
 				last += ", " + r.Counts.digest()
 			}
+		}
+		ingest := "-"
+		if r := s.LastIngest; r != nil {
+			ingest = fmt.Sprintf("%s %s (%s): received %d", r.StartedAt.Format(time.RFC3339), r.Outcome, r.RunID, r.Counts.Received)
+		} else if s.Pending != nil || s.PendingError != "" { // a digest
+			ingest = "none recorded"
 		}
 		pending := "-"
 		switch {
@@ -206,7 +228,7 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		if r := s.LastRun; r != nil && r.Late {
 			last += fmt.Sprintf(", late (planned %s)", r.PlannedAt.Format(time.RFC3339))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, next, last, s.Queue, s.DeadLetter, pending)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, next, last, ingest, s.Queue, s.DeadLetter, pending)
 	}
 	tw.Flush()
 	if st.SES.Error != "" {

@@ -14,8 +14,9 @@
 //     queue SES's sending events are published to, when one is set.
 //   - worker/store: HeadObject on reports (authorised by s3:GetObject);
 //     the ledger's records, the halt record (halt.json), serve's slot
-//     leases and digests' pending events (Put, Get, Delete and a List
-//     under the ledger prefix); the key-expiry records (Get, Put, and a
+//     leases, digests' pending events and the unreadable ones a slot
+//     quarantines (Put, Get, Delete and a List under the ledger
+//     prefix); the key-expiry records (Get, Put, and a
 //     List for `keys`).
 //   - worker/mail: ses:SendEmail as the sender identity, ses:GetAccount
 //     for the quota.

@@ -79,6 +79,12 @@ const maxReason = 2048
 // maxAttributes is how many message attributes SQS allows on a message.
 const maxAttributes = 10
 
+// MaxMessageSize is the largest message DeadLetter sends: SQS's limit
+// of 256 KiB, body and attributes (names, types and values) together.
+// SQS has allowed queues up to 1 MiB since 2025, but a queue's
+// MaximumMessageSize may be less, and 256 KiB is every queue's.
+const MaxMessageSize = 256 << 10
+
 // API is the part of *sqs.Client the queue uses.
 type API interface {
 	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
@@ -317,11 +323,17 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 		q.logger(ctx).Warn("dead-letter: the producer's message attributes that did not fit were dropped",
 			"message_id", msg.ID, "events", f.EventIDs, "dropped", dropped)
 	}
+	if n := messageSize(msg.Body, attrs); n > MaxMessageSize {
+		return fmt.Errorf("dead-letter queue %s: send: %d bytes with its attributes, over %d: %w", q.DeadLetterURL, n, MaxMessageSize, worker.ErrTooLarge)
+	}
 	if _, err := q.Client.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:          &q.DeadLetterURL,
 		MessageBody:       aws.String(msg.Body),
 		MessageAttributes: attrs,
 	}); err != nil {
+		if isTooLong(err) {
+			err = fmt.Errorf("%w: %w", worker.ErrTooLarge, err)
+		}
 		return q.queueErr("dead-letter queue", q.DeadLetterURL, fmt.Errorf("send: %w", err))
 	}
 	if msg.ReceiptHandle == "" {
@@ -332,6 +344,24 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 		return q.queueErr("queue", q.URL, fmt.Errorf("dead-letter: delete from source: %w", err))
 	}
 	return nil
+}
+
+// messageSize is how SQS measures a message against its limit: the
+// body, and each attribute's name, data type and value.
+func messageSize(body string, attrs map[string]types.MessageAttributeValue) int {
+	n := len(body)
+	for k, v := range attrs {
+		n += len(k) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
+	}
+	return n
+}
+
+// isTooLong reports whether SQS refused a message for its size
+// ("Message must be shorter than 262144 bytes"), under a limit lower
+// than MaxMessageSize set on the queue.
+func isTooLong(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidParameterValue" && strings.Contains(ae.ErrorMessage(), "shorter than")
 }
 
 // keepAttributes adds the producer's attributes to ours, in order of

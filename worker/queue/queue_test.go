@@ -323,3 +323,29 @@ func TestSQSCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestSQSDeadLetterTooLarge: a message that does not fit SQS's limit
+// with the dead letter's attributes is refused before it is sent,
+// with worker.ErrTooLarge, so that the worker can keep it elsewhere;
+// one that fits is sent.
+func TestSQSDeadLetterTooLarge(t *testing.T) {
+	for name, c := range emulators(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			q := newQueue(t, c, "large")
+			f := worker.Failure{Class: worker.ClassPermanent, Code: worker.CodeLedgerUnreadable, Reason: "not an event"}
+			err := q.DeadLetter(ctx, worker.Message{ID: "big", Body: strings.Repeat("x", queue.MaxMessageSize-100)}, f)
+			if !errors.Is(err, worker.ErrTooLarge) {
+				t.Fatalf("DeadLetter of a body 100 bytes short of the limit: %v; want ErrTooLarge (its attributes take more)", err)
+			}
+			if err := q.DeadLetter(ctx, worker.Message{ID: "fits", Body: strings.Repeat("x", queue.MaxMessageSize-4096)}, f); err != nil {
+				t.Fatalf("DeadLetter of a body that fits: %v", err)
+			}
+			out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.DeadLetterURL, WaitTimeSeconds: 1, MaxNumberOfMessages: 10,
+				MessageAttributeNames: []string{"All"}})
+			if err != nil || len(out.Messages) != 1 || aws.ToString(out.Messages[0].MessageAttributes[queue.AttrSourceMessageID].StringValue) != "fits" {
+				t.Fatalf("dlq receive: %v, %d messages; want the one that fits alone", err, len(out.Messages))
+			}
+		})
+	}
+}

@@ -23,6 +23,14 @@ func PendingPrefix(ledgerPrefix, schedule string) string {
 	return ledgerPrefix + "pending/" + schedule + "/"
 }
 
+// QuarantinePrefix is where a schedule's pending entries that are not
+// events, and too large for the dead-letter queue, are kept aside:
+// ledgerPrefix + "quarantine/" + schedule + "/", each at its key under
+// [PendingPrefix] with that prefix in its place.
+func QuarantinePrefix(ledgerPrefix, schedule string) string {
+	return ledgerPrefix + "quarantine/" + schedule + "/"
+}
+
 // Pending is a digest schedule's [worker.Pending] store on S3: one
 // object per (user, event), at Prefix + hash(user id) + "/" +
 // hash(event id) + ".json", created with If-None-Match: *, so that a
@@ -33,6 +41,9 @@ type Pending struct {
 	Bucket string
 	// Prefix is the schedule's, see [PendingPrefix].
 	Prefix string
+	// QuarantinePrefix is where Quarantine keeps entries, see
+	// [QuarantinePrefix]; without it Quarantine fails.
+	QuarantinePrefix string
 }
 
 // PendingAPI is the part of *s3.Client the pending store uses.
@@ -161,6 +172,23 @@ func (p *Pending) Delete(ctx context.Context, e worker.PendingEvent) error {
 		return fmt.Errorf("pending %s: %w", p.uri(e.Key), err)
 	}
 	return nil
+}
+
+// Quarantine puts the body of u, as List read it, under
+// QuarantinePrefix, and returns its s3:// URI. A copy there already
+// (an earlier slot quarantined it, then failed to dead-letter its
+// note or delete it) is overwritten with the same body.
+func (p *Pending) Quarantine(ctx context.Context, u worker.UnreadableEntry) (string, error) {
+	rest, ok := strings.CutPrefix(u.Key, p.Prefix)
+	if !ok || p.QuarantinePrefix == "" {
+		return "", fmt.Errorf("quarantine %s: not an entry of %s, or no quarantine prefix", p.uri(u.Key), p.uri(p.Prefix))
+	}
+	key := p.QuarantinePrefix + rest
+	if _, err := p.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &p.Bucket, Key: aws.String(key),
+		Body: strings.NewReader(u.Body), ContentType: aws.String("application/octet-stream")}); err != nil {
+		return "", fmt.Errorf("quarantine %s: %w", p.uri(key), err)
+	}
+	return p.uri(key), nil
 }
 
 // Count returns how many events are pending, with one listing request
