@@ -1062,7 +1062,19 @@ func TestDigestUnreadableEntryIsDeadLettered(t *testing.T) {
 // prefix, whole; a note naming it, its size and why goes to the
 // dead-letter queue; the entry leaves the store, and the user's other
 // events go at the same slot, which is done.
+// So is one the dead-letter queue takes no body like: empty (a
+// console's "folder"), or not text.
 func TestDigestUnreadableEntryTooLargeIsQuarantined(t *testing.T) {
+	for name, huge := range map[string]string{
+		"too large": `{"event": ` + strings.Repeat("x", queue.MaxMessageSize+1),
+		"empty":     "",
+		"binary":    "\x1f\x8b\x08\x00\x00\x00",
+	} {
+		t.Run(name, func(t *testing.T) { testUnsendableEntryIsQuarantined(t, huge) })
+	}
+}
+
+func testUnsendableEntryIsQuarantined(t *testing.T, huge string) {
 	ctx := context.Background()
 	w, b, p := setupPending(t, 50)
 	p.QuarantinePrefix = store.QuarantinePrefix("rm/ledger/", "weekly")
@@ -1075,7 +1087,6 @@ func TestDigestUnreadableEntryTooLargeIsQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := p.Prefix + user + "/zz.json"
-	huge := `{"event": ` + strings.Repeat("x", queue.MaxMessageSize+1)
 	if _, err := p.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.Bucket), Key: aws.String(key), Body: strings.NewReader(huge)}); err != nil {
 		t.Fatal(err)
 	}

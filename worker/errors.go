@@ -324,8 +324,14 @@ var ErrNoQueue = errors.New("queue does not exist")
 
 // ErrTooLarge is wrapped by [Queue.DeadLetter]'s error when the
 // message, with the attributes the dead letter carries, is larger than
-// the dead-letter queue takes: sending it again cannot work.
-var ErrTooLarge = errors.New("message too large for the dead-letter queue")
+// the dead-letter queue takes: sending it again cannot work. It is an
+// [ErrUnsendable].
+var ErrTooLarge = fmt.Errorf("message too large for the dead-letter queue: %w", ErrUnsendable)
+
+// ErrUnsendable is wrapped by [Queue.DeadLetter]'s error when the body
+// is not one the dead-letter queue takes at all: too large, empty, or
+// with characters SQS refuses (a pending entry can hold any bytes).
+var ErrUnsendable = errors.New("not a message body the dead-letter queue takes")
 
 // eventIDs joins the ids of evs for [Failure.EventIDs].
 func eventIDs(evs []event.Event) string {

@@ -348,7 +348,7 @@ func (r *run) deadLetterUnreadable(log *slog.Logger, u UnreadableEntry) {
 	f := Failure{Class: ClassPermanent, Code: CodeLedgerUnreadable, Schedule: w.cfg.Schedule,
 		Reason: secret.Redact(fmt.Sprintf("pending entry %s: %v", u.Key, u.Err))}
 	err := w.queue.DeadLetter(r.ctx, Message{ID: u.Key, Body: u.Body}, f)
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, ErrUnsendable) {
 		err = r.quarantine(log, u, &f)
 	}
 	if err != nil {

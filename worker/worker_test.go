@@ -95,6 +95,9 @@ func (q *fakeQueue) DeadLetter(_ context.Context, m worker.Message, f worker.Fai
 		// As queue.SQS refuses it.
 		return fmt.Errorf("dead-letter: %d bytes: %w", len(m.Body), worker.ErrTooLarge)
 	}
+	if err := queue.Sendable(m.Body); err != nil {
+		return fmt.Errorf("dead-letter: %w: %w", err, worker.ErrUnsendable)
+	}
 	if q.dead == nil {
 		q.dead = map[string]string{}
 		q.codes = map[string]worker.Code{}

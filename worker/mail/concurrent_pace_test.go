@@ -1,7 +1,6 @@
 package mail
 
 import (
-
 	"context"
 	"fmt"
 	"log/slog"

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -323,6 +324,9 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 		q.logger(ctx).Warn("dead-letter: the producer's message attributes that did not fit were dropped",
 			"message_id", msg.ID, "events", f.EventIDs, "dropped", dropped)
 	}
+	if err := Sendable(msg.Body); err != nil {
+		return fmt.Errorf("dead-letter queue %s: send: %w: %w", q.DeadLetterURL, err, worker.ErrUnsendable)
+	}
 	if n := messageSize(msg.Body, attrs); n > MaxMessageSize {
 		return fmt.Errorf("dead-letter queue %s: send: %d bytes with its attributes, over %d: %w", q.DeadLetterURL, n, MaxMessageSize, worker.ErrTooLarge)
 	}
@@ -331,8 +335,11 @@ func (q *SQS) DeadLetter(ctx context.Context, msg worker.Message, f worker.Failu
 		MessageBody:       aws.String(msg.Body),
 		MessageAttributes: attrs,
 	}); err != nil {
-		if isTooLong(err) {
+		switch {
+		case isTooLong(err):
 			err = fmt.Errorf("%w: %w", worker.ErrTooLarge, err)
+		case isInvalidContents(err):
+			err = fmt.Errorf("%w: %w", worker.ErrUnsendable, err)
 		}
 		return q.queueErr("dead-letter queue", q.DeadLetterURL, fmt.Errorf("send: %w", err))
 	}
@@ -359,6 +366,34 @@ func messageSize(body string, attrs map[string]types.MessageAttributeValue) int 
 // isTooLong reports whether SQS refused a message for its size
 // ("Message must be shorter than 262144 bytes"), under a limit lower
 // than MaxMessageSize set on the queue.
+// isInvalidContents reports whether SQS refused a body for its
+// characters.
+func isInvalidContents(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidMessageContents"
+}
+
+// Sendable says why SQS would refuse body as a message body: empty,
+// not UTF-8, or with a character outside those SQS allows (#x9, #xA,
+// #xD, #x20 to #xD7FF, #xE000 to #xFFFD, #x10000 to #x10FFFF).
+func Sendable(body string) error {
+	if body == "" {
+		return errors.New("empty body")
+	}
+	for i, r := range body {
+		ok := r == 0x9 || r == 0xA || r == 0xD || (r >= 0x20 && r <= 0xD7FF) || (r >= 0xE000 && r <= 0xFFFD) || (r >= 0x10000 && r <= 0x10FFFF)
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(body[i:]); size <= 1 {
+				ok = false
+			}
+		}
+		if !ok {
+			return fmt.Errorf("byte %d: a character SQS does not take in a message body", i)
+		}
+	}
+	return nil
+}
+
 func isTooLong(err error) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidParameterValue" && strings.Contains(ae.ErrorMessage(), "shorter than")

@@ -338,6 +338,15 @@ func TestSQSDeadLetterTooLarge(t *testing.T) {
 			if !errors.Is(err, worker.ErrTooLarge) {
 				t.Fatalf("DeadLetter of a body 100 bytes short of the limit: %v; want ErrTooLarge (its attributes take more)", err)
 			}
+			// A pending entry can hold any bytes, and SQS takes no empty
+			// body and only some characters: those are refused before
+			// they are sent, as unsendable, so the worker keeps them
+			// elsewhere too.
+			for _, body := range []string{"", "\x1f\x8b\x08\x00 gzip", "{\"event\": \"\xff\xfe\"}", "nul \x00 in it"} {
+				if err := q.DeadLetter(ctx, worker.Message{ID: "odd", Body: body}, f); !errors.Is(err, worker.ErrUnsendable) {
+					t.Errorf("DeadLetter of body %q: %v; want ErrUnsendable", body, err)
+				}
+			}
 			if err := q.DeadLetter(ctx, worker.Message{ID: "fits", Body: strings.Repeat("x", queue.MaxMessageSize-4096)}, f); err != nil {
 				t.Fatalf("DeadLetter of a body that fits: %v", err)
 			}
