@@ -17,6 +17,7 @@ import (
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/worker"
+	"github.com/reportmailer/reportmailer/worker/metrics"
 )
 
 // runCounts are a run's counts, as its history record keeps them.
@@ -411,6 +412,47 @@ func lastOf(ctx context.Context, c *s3.Client, cfg *config.Config, schedule stri
 		}
 	}
 	return nil, skipped, nil
+}
+
+// maxSeedReads bounds the records lastSuccess reads, newest first,
+// looking for a success.
+const maxSeedReads = 20
+
+// lastSuccess returns the newest run of schedule (drain or serve, not
+// an ingest) that succeeded as the metrics count success, among the
+// newest maxSeedReads records of the last 90 days, or nil.
+func lastSuccess(ctx context.Context, c *s3.Client, cfg *config.Config, schedule string, now time.Time) (*runRecord, error) {
+	keys, err := historyKeys(ctx, c, cfg.Ledger.Bucket, cfg.Ledger.HistoryPrefix+schedule+"/", now.Add(-lastRunWindows[len(lastRunWindows)-1]))
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(keys)
+	for i := len(keys) - 1; i >= 0 && i >= len(keys)-maxSeedReads; i-- {
+		r, err := readRun(ctx, c, cfg.Ledger.Bucket, keys[i])
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		if r.Command != "ingest" && r.succeeded() {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
+// succeeded says whether the run succeeded as metrics.Succeeded counts
+// it, from what its record kept.
+func (r *runRecord) succeeded() bool {
+	k := r.Counts
+	sum := worker.Summary{Received: k.Received, Sent: k.Sent, Acked: k.Acked, Dropped: k.Dropped, DeadLettered: k.DeadLettered,
+		Retrying: k.Retrying, Duplicates: k.Duplicates, MaybeSent: k.MaybeSent, Halted: r.Outcome == "halted"}
+	var err error
+	if r.Outcome == "failed" {
+		err = errors.New(r.Error)
+	}
+	return (r.Outcome == "ok" || r.Outcome == "incomplete" || r.Outcome == "failed" || r.Outcome == "halted") && metrics.Succeeded(sum, err)
 }
 
 const historySynopsis = `history -config FILE [-schedule NAME] [-since 24h] [-run ID] [-json]

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"math"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/reportmailer/reportmailer/config"
 	"github.com/reportmailer/reportmailer/internal/s3test"
+	"github.com/reportmailer/reportmailer/worker/metrics"
 )
 
 // putRun writes a drain's run record of schedule as writeHistory does.
@@ -127,5 +131,54 @@ func TestHistorySkipsBadRecords(t *testing.T) {
 	last, skipped, err := lastRun(t.Context(), c, cfg, "daily", now)
 	if err != nil || last == nil || last.RunID != "good" || len(skipped) != 2 {
 		t.Errorf("lastRun = %+v, skipped %v, %v; want the good run", last, skipped, err)
+	}
+}
+
+// TestSeedLastSuccess: a restarted serve reports each schedule's last
+// successful run from the run history: the newest that succeeded as
+// the metrics count success (a failed run after it, a digest's ingest
+// and a run that left every message for retry are passed over), and a
+// success recorded since the start is not put back.
+func TestSeedLastSuccess(t *testing.T) {
+	_, c := s3test.Start(t, "state")
+	cfg := &config.Config{Schedules: []config.Schedule{{Name: "daily"}, {Name: "weekly"}, {Name: "never"}, {Name: "live"}}}
+	cfg.Ledger.Bucket, cfg.Ledger.HistoryPrefix = "state", "rm/history/"
+	now := time.Now().UTC().Truncate(time.Second)
+	put := func(schedule, command, id string, at time.Time, outcome string, counts runCounts) time.Time {
+		body, _ := json.Marshal(&runRecord{Schedule: schedule, RunID: id, Command: command, StartedAt: at, EndedAt: at.Add(time.Minute), Outcome: outcome, Counts: counts})
+		putRunOf(t, c, cfg, historyKey(cfg.Ledger.HistoryPrefix, schedule, command, at, id), schedule, command, id, at, body)
+		return at.Add(time.Minute)
+	}
+	dailyOK := put("daily", "serve", "ok", now.Add(-50*time.Hour), "ok", runCounts{Received: 3, Sent: 3, Acked: 3})
+	put("daily", "serve", "failed", now.Add(-26*time.Hour), "failed", runCounts{})
+	put("daily", "serve", "stuck", now.Add(-2*time.Hour), "incomplete", runCounts{Received: 2, Retrying: 2})
+	put("daily", "ingest", "ingest", now.Add(-time.Minute), "ok", runCounts{Received: 1, Acked: 1})
+	weeklyPoison := put("weekly", "drain", "poison", now.Add(-6*24*time.Hour), "incomplete", runCounts{Received: 1, DeadLettered: 1})
+	put("never", "drain", "halted", now.Add(-time.Hour), "halted", runCounts{Received: 1, Sent: 1, Acked: 1})
+	put("live", "serve", "old", now.Add(-time.Hour), "ok", runCounts{})
+
+	m := metrics.New()
+	live := time.Now()
+	m.LastSuccess("live", metrics.KindSlot, live) // a run that ended since the start
+	a := &app{s3: c, logger: slog.New(slog.DiscardHandler), obs: &observability{metrics: m}}
+	a.seedLastSuccess(t.Context(), cfg)
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	got := map[string]float64{}
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		var schedule string
+		var v float64
+		if _, err := fmt.Sscanf(strings.Replace(line, `reportmailer_last_success_timestamp_seconds{kind="slot",schedule="`, "", 1), "%s %g", &schedule, &v); err == nil && strings.HasPrefix(line, "reportmailer_last_success") {
+			got[strings.TrimSuffix(schedule, `"}`)] = v
+		}
+	}
+	for schedule, want := range map[string]time.Time{"daily": dailyOK, "weekly": weeklyPoison, "live": live} {
+		if v, ok := got[schedule]; !ok || math.Abs(v-float64(want.UnixNano())/1e9) > 0.001 {
+			t.Errorf("%s: last success %v (%v), want %s", schedule, v, ok, want)
+		}
+	}
+	if v, ok := got["never"]; ok {
+		t.Errorf("never: last success %v; its only run halted", v)
 	}
 }

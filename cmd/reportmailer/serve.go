@@ -93,6 +93,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 		a.logger.Info("scheduled", "schedule", s.Name, "cron", s.Cron, "time_zone", loc.String(), "next", sched.Next(time.Now()))
 	}
+	go a.seedLastSuccess(ctx, c)
 	sv.tick()
 	cr.Schedule(cron.Every(tickEvery), cron.FuncJob(sv.tick))
 	cr.Start()
@@ -184,4 +185,28 @@ type cronLogger struct{ l *slog.Logger }
 func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Error("cron: "+msg, append(kv, "err", err)...)
+}
+
+// seedTimeout bounds serve's reading of the run history for each
+// schedule's last success at its start.
+const seedTimeout = 30 * time.Second
+
+// seedLastSuccess sets each schedule's last successful run from the
+// run history, so that a restarted serve does not report none until
+// its next success, and "no successful run in two periods" does not
+// rest on how long Prometheus keeps the series (15 days by default,
+// short of two monthly periods). A success recorded meanwhile wins.
+func (a *app) seedLastSuccess(ctx context.Context, c *config.Config) {
+	ctx, cancel := context.WithTimeout(ctx, seedTimeout)
+	defer cancel()
+	for _, s := range c.Schedules {
+		r, err := lastSuccess(ctx, a.s3, c, s.Name, time.Now())
+		switch {
+		case err != nil:
+			a.logger.Warn("run history: last success not read; the metric waits for the next one", "schedule", s.Name, "err", err)
+		case r != nil:
+			a.obs.metrics.LastSuccess(s.Name, metrics.KindSlot, r.EndedAt)
+			a.logger.Debug("last success from the run history", "schedule", s.Name, "run_id", r.RunID, "ended_at", r.EndedAt)
+		}
+	}
 }

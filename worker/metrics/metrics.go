@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,8 @@ type Metrics struct {
 	runs          *prometheus.CounterVec
 	runDuration   *prometheus.HistogramVec
 	lastSuccess   *prometheus.GaugeVec
+	successMu     sync.Mutex
+	successAt     map[[2]string]time.Time // schedule, kind → lastSuccess's time
 	lastRun       *prometheus.GaugeVec
 	lastFailure   *prometheus.GaugeVec
 	lastSent      *prometheus.GaugeVec
@@ -291,10 +294,29 @@ func (m *Metrics) Run(schedule, kind string, r RunEnd) {
 	m.lastThrottles.WithLabelValues(schedule, kind).Set(float64(r.Throttles))
 	m.lastRun.WithLabelValues(schedule, kind).SetToCurrentTime()
 	if Succeeded(sum, err) {
-		m.lastSuccess.WithLabelValues(schedule, kind).SetToCurrentTime()
+		m.LastSuccess(schedule, kind, time.Now())
 	} else {
 		m.lastFailure.WithLabelValues(schedule, kind).SetToCurrentTime()
 	}
+}
+
+// LastSuccess records at as schedule's last successful run of kind,
+// unless a later one is recorded already. serve seeds it at its start
+// from the run history, so that a restart does not forget the last
+// success until the next one: "no successful run in two periods" then
+// does not depend on how far back Prometheus keeps the series.
+func (m *Metrics) LastSuccess(schedule, kind string, at time.Time) {
+	m.successMu.Lock()
+	defer m.successMu.Unlock()
+	k := [2]string{schedule, kind}
+	if prev, ok := m.successAt[k]; ok && !at.After(prev) {
+		return
+	}
+	if m.successAt == nil {
+		m.successAt = map[[2]string]time.Time{}
+	}
+	m.successAt[k] = at
+	m.lastSuccess.WithLabelValues(schedule, kind).Set(float64(at.UnixNano()) / 1e9)
 }
 
 type observer struct {
