@@ -736,9 +736,10 @@ func checkSentReachedRecipient(t *testing.T, b *bundle, reports map[string][]str
 
 // TestDigestShownEventIsRecordedOnlyWithWhatShowsIt: an older event is
 // recorded sent only with the newer events that show its reports.
-// Wholly shown by events that would land in different parts, it goes
-// in one part with all of them, so a part rejected for good cannot
-// take one of its reports with it; partly shown by an event whose
+// Wholly shown by events in different parts, it is recorded sent only
+// once all of them went, so a part rejected for good cannot take one
+// of its reports with it: it waits, and goes alone at the next slot
+// with that report (here rejected too); partly shown by an event whose
 // link cannot be made, it waits and goes alone at the next slot.
 func TestDigestShownEventIsRecordedOnlyWithWhatShowsIt(t *testing.T) {
 	for _, tc := range []struct {
@@ -763,8 +764,8 @@ func TestDigestShownEventIsRecordedOnlyWithWhatShowsIt(t *testing.T) {
 			},
 			fail:    "ana/1.pdf",
 			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf"}, "a3": {"ana/2.pdf"}, "a4": {"ana/4.pdf"}},
-			want:    map[string]int{"ana/4.pdf": 1},
-			dead:    map[string]worker.Code{"m0": worker.CodeSESRejected, "m1": worker.CodeSESRejected, "m2": worker.CodeSESRejected},
+			want:    map[string]int{"ana/2.pdf": 1, "ana/4.pdf": 1},
+			dead:    map[string]worker.Code{"m0": worker.CodeSESRejected, "m1": worker.CodeSESRejected},
 		},
 		{
 			name:     "wholly shown across parts, all sent",
@@ -1051,5 +1052,244 @@ func TestDigestUnreadableEntryIsDeadLettered(t *testing.T) {
 	}
 	if n, err := p.Count(ctx); err != nil || n != 0 {
 		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
+// ingestEach ingests each body in turn, a minute apart, so that the
+// later ones are the newer events.
+func ingestEach(t *testing.T, w *worker.Worker, b *bundle, bodies ...string) {
+	t.Helper()
+	for _, body := range bodies {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// reportKeys returns n report keys of ana's named after prefix.
+func reportKeys(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("ana/%s-%02d.pdf", prefix, i)
+	}
+	return out
+}
+
+// TestDigestPartsKeepToMaxLinks: every email of a digest carries at
+// most max_links_per_email links, however the events that add none
+// (their reports all shown by newer ones) chain the events that show
+// them, and each report reaches the recipient once, every event
+// recorded sent only once its reports went out.
+func TestDigestPartsKeepToMaxLinks(t *testing.T) {
+	// Five events of 40 reports each; four older ones each link one
+	// report of two neighbours, so that they chain all five.
+	chain := func() (bodies []string, reports map[string][]string) {
+		reports = map[string][]string{}
+		keys := make([][]string, 5)
+		for i := range keys {
+			keys[i] = reportKeys(fmt.Sprintf("b%d", i), 40)
+		}
+		for i := range 4 {
+			id := fmt.Sprintf("x%d", i)
+			reports[id] = []string{keys[i][0], keys[i+1][0]}
+			bodies = append(bodies, native(id, "ana", nil, reports[id]...))
+		}
+		for i := range 5 {
+			id := fmt.Sprintf("b%d", i)
+			reports[id] = keys[i]
+			bodies = append(bodies, native(id, "ana", nil, keys[i]...))
+		}
+		return bodies, reports
+	}
+	// One older event whose three reports three events of 30 show.
+	spread := func() (bodies []string, reports map[string][]string) {
+		reports = map[string][]string{}
+		var old []string
+		for i := range 3 {
+			keys := reportKeys(fmt.Sprintf("s%d", i), 30)
+			reports[fmt.Sprintf("s%d", i)] = keys
+			old = append(old, keys[0])
+		}
+		reports["old"] = old
+		bodies = append(bodies, native("old", "ana", nil, old...))
+		for i := range 3 {
+			id := fmt.Sprintf("s%d", i)
+			bodies = append(bodies, native(id, "ana", nil, reports[id]...))
+		}
+		return bodies, reports
+	}
+	for _, tc := range []struct {
+		name   string
+		events func() ([]string, map[string][]string)
+		links  int // in all
+	}{
+		{name: "covered events chain five events of 40", events: chain, links: 200},
+		{name: "a covered event shown by three events of 30", events: spread, links: 90},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const maxLinks = 50
+			w, b, p := setupPending(t, maxLinks)
+			bodies, reports := tc.events()
+			ingestEach(t, w, b, bodies...)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				ls := links(e)
+				if len(ls) > maxLinks {
+					t.Errorf("an email carries %d links, over max_links_per_email %d: %q", len(ls), maxLinks, e.Subject)
+				}
+				for _, l := range ls {
+					got[l]++
+				}
+			}
+			if len(got) != tc.links {
+				t.Errorf("ana got %d reports, want %d", len(got), tc.links)
+			}
+			for l, n := range got {
+				if n != 1 {
+					t.Errorf("ana got %s %d times", l, n)
+				}
+			}
+			for id := range reports {
+				if s := b.ledger.state(id, "ana@example.com"); s != "sent" {
+					t.Errorf("ledger record of %s for ana is %q, want sent", id, s)
+				}
+			}
+			checkSentReachedRecipient(t, b, reports, "ana@example.com")
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestRetrySlotNumbersOnlyWhatItSends: in a slot that sends the
+// events an earlier slot left for retry, beside a newer event sent
+// then and kept because it shows a report of theirs, "part i of n"
+// counts only the emails the slot sends to the recipient; a single
+// email says no part.
+func TestDigestRetrySlotNumbersOnlyWhatItSends(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bodies []string
+		// failFirst fails, at the first slot, each email linking one.
+		failFirst []string
+		want      []string // the second slot's subjects, sorted
+	}{
+		{
+			name: "one email left",
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+			},
+			failFirst: []string{"ana/2.pdf"},
+			want:      []string{"Your reports: 1 new report"},
+		},
+		{
+			name: "two emails left",
+			bodies: []string{
+				native("a0", "ana", nil, "ana/0.pdf"),
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+			},
+			failFirst: []string{"ana/0.pdf", "ana/2.pdf"},
+			want:      []string{"Your reports: 1 new report (part 1 of 2)", "Your reports: 1 new report (part 2 of 2)"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPending(t, 1)
+			ingestEach(t, w, b, tc.bodies...)
+			b.mailer.fail = func(e worker.Email) error {
+				for _, l := range tc.failFirst {
+					if slices.Contains(links(e), l) {
+						return errors.New("connection refused")
+					}
+				}
+				return nil
+			}
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			first := len(b.mailer.sent)
+			b.mailer.fail = nil
+			b.now = b.now.Add(time.Hour)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range b.mailer.sent[first:] {
+				got = append(got, e.Subject)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("the retry slot's subjects are %q, want %q", got, tc.want)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestCoveredEventIsRecorded: an event whose reports newer events
+// all show, sent now or before, is recorded sent (covered, by their
+// emails) before its entry goes, so that a later copy of its message
+// (SQS delivers at least once; a producer may send again) is found
+// sent at the next slot and emailed to no one.
+func TestDigestCoveredEventIsRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// sentBefore is the email that took the newer event to ana
+		// before the slot, "" when it goes in this slot.
+		sentBefore string
+		want       []string // the links sent by the first slot
+	}{
+		{name: "newer event sent before", sentBefore: "e-old"},
+		{name: "newer event sent in the slot", want: []string{"ana/1.pdf"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPending(t, 50)
+			older := native("a1", "ana", nil, "ana/1.pdf")
+			ingestEach(t, w, b, older, native("a2", "ana", nil, "ana/1.pdf"))
+			if tc.sentBefore != "" {
+				b.ledger.recs = map[string]*memRecord{worker.DeliveryKey("a2", "ana@example.com"): {state: "sent", emailID: tc.sentBefore, at: b.now.Add(-time.Hour)}}
+			}
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range b.mailer.sent {
+				got = append(got, links(e)...)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("the slot linked %q, want %q", got, tc.want)
+			}
+			rec := b.ledger.recs[worker.DeliveryKey("a1", "ana@example.com")]
+			if rec == nil || rec.state != "sent" {
+				t.Errorf("ledger record of a1 for ana is %+v, want sent", rec)
+			} else if tc.sentBefore != "" && !slices.Equal(rec.coveredBy, []string{tc.sentBefore}) {
+				t.Errorf("a1 is recorded covered by %q, want %q", rec.coveredBy, tc.sentBefore)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Fatalf("pending store holds %d (%v) after the slot, want 0", n, err)
+			}
+			// The same message again, after the slot.
+			ingestEach(t, w, b, older)
+			b.now = b.now.Add(time.Hour)
+			sent := len(b.mailer.sent)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(b.mailer.sent) - sent; n != 0 {
+				t.Errorf("the next slot sent %d emails for the copy of a covered event (%q), want none", n, links(b.mailer.sent[sent]))
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v) after the next slot, want 0", n, err)
+			}
+		})
 	}
 }
