@@ -111,8 +111,9 @@ func (r *run) ingest(batch []*msgState) {
 // the ledger (or the ledger shows it sent before), or once it is
 // dead-lettered; any other entry stays for the next slot. An event
 // is recorded sent only with the newer events of its email showing
-// its other reports (see split and together). Deliver needs
-// Deps.Pending.
+// its other reports (see split and together), and one that adds no
+// links once they all reached the recipient (see recordCovered).
+// Deliver needs Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 	return w.deliver(ctx, slot, w.now().Add(w.cfg.Budget))
 }

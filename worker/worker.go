@@ -139,8 +139,10 @@ type Config struct {
 	// operator's resend.
 	OnlyRecipients []string
 	// MaxLinksPerEmail splits a digest delivered from the pending store
-	// into parts of at most this many links ("part 2 of 3"); an event
-	// is never split. Default MaxLinksPerEmailDefault.
+	// into parts of at most this many links ("part 2 of 3", numbered
+	// among the emails the slot sends the recipient); an event is never
+	// split, so one with more links is a part of its own. Default
+	// MaxLinksPerEmailDefault.
 	MaxLinksPerEmail int
 }
 
