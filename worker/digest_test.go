@@ -1120,6 +1120,16 @@ func TestDigestPartsKeepToMaxLinks(t *testing.T) {
 		}
 		return bodies, reports
 	}
+	// An event of 60 reports, over the limit, goes alone; the older
+	// one covered by it and a newer one of 10 waits for both.
+	big := func() (bodies []string, reports map[string][]string) {
+		reports = map[string][]string{"big": reportKeys("big", 60), "small": reportKeys("small", 10)}
+		reports["old"] = []string{reports["big"][0], reports["small"][0]}
+		for _, id := range []string{"old", "big", "small"} {
+			bodies = append(bodies, native(id, "ana", nil, reports[id]...))
+		}
+		return bodies, reports
+	}
 	for _, tc := range []struct {
 		name   string
 		events func() ([]string, map[string][]string)
@@ -1127,6 +1137,7 @@ func TestDigestPartsKeepToMaxLinks(t *testing.T) {
 	}{
 		{name: "covered events chain five events of 40", events: chain, links: 200},
 		{name: "a covered event shown by three events of 30", events: spread, links: 90},
+		{name: "an event over the limit goes alone", events: big, links: 70},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const maxLinks = 50
@@ -1139,7 +1150,7 @@ func TestDigestPartsKeepToMaxLinks(t *testing.T) {
 			got := map[string]int{}
 			for _, e := range b.mailer.sent {
 				ls := links(e)
-				if len(ls) > maxLinks {
+				if len(ls) > maxLinks && len(e.EventIDs) > 1 {
 					t.Errorf("an email carries %d links, over max_links_per_email %d: %q", len(ls), maxLinks, e.Subject)
 				}
 				for _, l := range ls {
@@ -1239,47 +1250,101 @@ func TestDigestRetrySlotNumbersOnlyWhatItSends(t *testing.T) {
 // all show, sent now or before, is recorded sent (covered, by their
 // emails) before its entry goes, so that a later copy of its message
 // (SQS delivers at least once; a producer may send again) is found
-// sent at the next slot and emailed to no one.
+// sent at the next slot and emailed to no one. While one of those
+// events is left for retry it waits, unrecorded, and is recorded at
+// the slot that sends it.
 func TestDigestCoveredEventIsRecorded(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		// sentBefore is the email that took the newer event to ana
-		// before the slot, "" when it goes in this slot.
-		sentBefore string
-		want       []string // the links sent by the first slot
+		name     string
+		maxLinks int
+		// older is a1's reports; newer are the events showing them.
+		older []string
+		newer []string
+		// sentBefore names, for a newer event sent to ana before the
+		// first slot, the email that took it there.
+		sentBefore map[string]string
+		failFirst  string // the first slot's email linking it fails
+		slots      int    // until the store is empty
+		want       map[string]int
 	}{
-		{name: "newer event sent before", sentBefore: "e-old"},
-		{name: "newer event sent in the slot", want: []string{"ana/1.pdf"}},
+		{
+			name: "newer event sent before", maxLinks: 50, slots: 1,
+			older: []string{"ana/1.pdf"}, newer: []string{native("a2", "ana", nil, "ana/1.pdf")},
+			sentBefore: map[string]string{"a2": "e-old"},
+			want:       map[string]int{},
+		},
+		{
+			name: "newer event sent in the slot", maxLinks: 50, slots: 1,
+			older: []string{"ana/1.pdf"}, newer: []string{native("a2", "ana", nil, "ana/1.pdf")},
+			want: map[string]int{"ana/1.pdf": 1},
+		},
+		{
+			name: "one of two newer events fails, then goes", maxLinks: 1, slots: 2,
+			older:     []string{"ana/1.pdf", "ana/2.pdf"},
+			newer:     []string{native("a2", "ana", nil, "ana/1.pdf"), native("a3", "ana", nil, "ana/2.pdf")},
+			failFirst: "ana/2.pdf",
+			want:      map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1},
+		},
+		{
+			name: "one newer event sent before, one in the slot", maxLinks: 1, slots: 1,
+			older:      []string{"ana/1.pdf", "ana/2.pdf"},
+			newer:      []string{native("a2", "ana", nil, "ana/1.pdf"), native("a3", "ana", nil, "ana/2.pdf")},
+			sentBefore: map[string]string{"a2": "e-old"},
+			want:       map[string]int{"ana/2.pdf": 1},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, b, p := setupPending(t, 50)
-			older := native("a1", "ana", nil, "ana/1.pdf")
-			ingestEach(t, w, b, older, native("a2", "ana", nil, "ana/1.pdf"))
-			if tc.sentBefore != "" {
-				b.ledger.recs = map[string]*memRecord{worker.DeliveryKey("a2", "ana@example.com"): {state: "sent", emailID: tc.sentBefore, at: b.now.Add(-time.Hour)}}
+			w, b, p := setupPending(t, tc.maxLinks)
+			older := native("a1", "ana", nil, tc.older...)
+			ingestEach(t, w, b, append([]string{older}, tc.newer...)...)
+			b.ledger.recs = map[string]*memRecord{}
+			for id, email := range tc.sentBefore {
+				b.ledger.recs[worker.DeliveryKey(id, "ana@example.com")] = &memRecord{state: "sent", emailID: email, at: b.now.Add(-time.Hour)}
 			}
-			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
-				t.Fatal(err)
+			b.mailer.fail = func(e worker.Email) error {
+				if tc.failFirst != "" && slices.Contains(links(e), tc.failFirst) {
+					return errors.New("connection refused")
+				}
+				return nil
 			}
-			var got []string
+			for i := range tc.slots {
+				if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+					t.Fatal(err)
+				}
+				b.mailer.fail = nil
+				b.now = b.now.Add(time.Hour)
+				if rec := b.ledger.recs[worker.DeliveryKey("a1", "ana@example.com")]; i < tc.slots-1 && rec != nil && rec.state == "sent" {
+					t.Errorf("after slot %d, with a newer event left for retry, a1 is recorded sent", i+1)
+				}
+			}
+			got := map[string]int{}
+			var wantBy []string
+			for _, id := range tc.sentBefore {
+				wantBy = append(wantBy, id)
+			}
 			for _, e := range b.mailer.sent {
-				got = append(got, links(e)...)
+				for _, l := range links(e) {
+					got[l]++
+					if slices.Contains(tc.older, l) {
+						wantBy = append(wantBy, e.Tags[worker.EmailTag])
+					}
+				}
 			}
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("the slot linked %q, want %q", got, tc.want)
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("ana got %v, want %v", got, tc.want)
 			}
+			slices.Sort(wantBy)
 			rec := b.ledger.recs[worker.DeliveryKey("a1", "ana@example.com")]
 			if rec == nil || rec.state != "sent" {
 				t.Errorf("ledger record of a1 for ana is %+v, want sent", rec)
-			} else if tc.sentBefore != "" && !slices.Equal(rec.coveredBy, []string{tc.sentBefore}) {
-				t.Errorf("a1 is recorded covered by %q, want %q", rec.coveredBy, tc.sentBefore)
+			} else if !slices.Equal(slices.Sorted(slices.Values(rec.coveredBy)), wantBy) {
+				t.Errorf("a1 is recorded covered by %q, want %q", rec.coveredBy, wantBy)
 			}
 			if n, err := p.Count(context.Background()); err != nil || n != 0 {
-				t.Fatalf("pending store holds %d (%v) after the slot, want 0", n, err)
+				t.Fatalf("pending store holds %d (%v) after %d slots, want 0", n, err, tc.slots)
 			}
 			// The same message again, after the slot.
 			ingestEach(t, w, b, older)
-			b.now = b.now.Add(time.Hour)
 			sent := len(b.mailer.sent)
 			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
 				t.Fatal(err)
