@@ -80,13 +80,17 @@ func (r *run) stopping() (halt error, reported bool) {
 // deliverAll delivers ds, at most Concurrency at a time, and returns
 // once all are done. Deliveries start in order, so with Concurrency 1
 // they run one after another as listed.
-func (r *run) deliverAll(ds []*delivery) {
+func (r *run) deliverAll(ds []*delivery) { r.each(ds, r.deliver) }
+
+// each calls f for each delivery, Concurrency at a time across the
+// run, and returns when every call has.
+func (r *run) each(ds []*delivery, f func(*delivery)) {
 	var wg sync.WaitGroup
 	for _, d := range ds {
 		r.slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-r.slots }()
-			r.deliver(d)
+			f(d)
 		})
 	}
 	wg.Wait()

@@ -739,9 +739,10 @@ func checkSentReachedRecipient(t *testing.T, b *bundle, reports map[string][]str
 
 // TestDigestShownEventIsRecordedOnlyWithWhatShowsIt: an older event is
 // recorded sent only with the newer events that show its reports.
-// Wholly shown by events that would land in different parts, it goes
-// in one part with all of them, so a part rejected for good cannot
-// take one of its reports with it; partly shown by an event whose
+// Wholly shown by events in different parts, it is recorded sent only
+// once all of them went, so a part rejected for good cannot take one
+// of its reports with it: it waits, and goes alone at the next slot
+// with that report (here rejected too); partly shown by an event whose
 // link cannot be made, it waits and goes alone at the next slot.
 func TestDigestShownEventIsRecordedOnlyWithWhatShowsIt(t *testing.T) {
 	for _, tc := range []struct {
@@ -766,8 +767,8 @@ func TestDigestShownEventIsRecordedOnlyWithWhatShowsIt(t *testing.T) {
 			},
 			fail:    "ana/1.pdf",
 			reports: map[string][]string{"a1": {"ana/1.pdf", "ana/2.pdf"}, "a2": {"ana/1.pdf"}, "a3": {"ana/2.pdf"}, "a4": {"ana/4.pdf"}},
-			want:    map[string]int{"ana/4.pdf": 1},
-			dead:    map[string]worker.Code{"m0": worker.CodeSESRejected, "m1": worker.CodeSESRejected, "m2": worker.CodeSESRejected},
+			want:    map[string]int{"ana/2.pdf": 1, "ana/4.pdf": 1},
+			dead:    map[string]worker.Code{"m0": worker.CodeSESRejected, "m1": worker.CodeSESRejected},
 		},
 		{
 			name:     "wholly shown across parts, all sent",
@@ -1121,5 +1122,309 @@ func testUnsendableEntryIsQuarantined(t *testing.T, huge string) {
 	}
 	if n, err := p.Count(ctx); err != nil || n != 0 {
 		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}
+
+// ingestEach ingests each body in turn, a minute apart, so that the
+// later ones are the newer events.
+func ingestEach(t *testing.T, w *worker.Worker, b *bundle, bodies ...string) {
+	t.Helper()
+	for _, body := range bodies {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// reportKeys returns n report keys of ana's named after prefix.
+func reportKeys(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("ana/%s-%02d.pdf", prefix, i)
+	}
+	return out
+}
+
+// TestDigestPartsKeepToMaxLinks: every email of a digest carries at
+// most max_links_per_email links, however the events that add none
+// (their reports all shown by newer ones) chain the events that show
+// them, and each report reaches the recipient once, every event
+// recorded sent only once its reports went out.
+func TestDigestPartsKeepToMaxLinks(t *testing.T) {
+	// Five events of 40 reports each; four older ones each link one
+	// report of two neighbours, so that they chain all five.
+	chain := func() (bodies []string, reports map[string][]string) {
+		reports = map[string][]string{}
+		keys := make([][]string, 5)
+		for i := range keys {
+			keys[i] = reportKeys(fmt.Sprintf("b%d", i), 40)
+		}
+		for i := range 4 {
+			id := fmt.Sprintf("x%d", i)
+			reports[id] = []string{keys[i][0], keys[i+1][0]}
+			bodies = append(bodies, native(id, "ana", nil, reports[id]...))
+		}
+		for i := range 5 {
+			id := fmt.Sprintf("b%d", i)
+			reports[id] = keys[i]
+			bodies = append(bodies, native(id, "ana", nil, keys[i]...))
+		}
+		return bodies, reports
+	}
+	// One older event whose three reports three events of 30 show.
+	spread := func() (bodies []string, reports map[string][]string) {
+		reports = map[string][]string{}
+		var old []string
+		for i := range 3 {
+			keys := reportKeys(fmt.Sprintf("s%d", i), 30)
+			reports[fmt.Sprintf("s%d", i)] = keys
+			old = append(old, keys[0])
+		}
+		reports["old"] = old
+		bodies = append(bodies, native("old", "ana", nil, old...))
+		for i := range 3 {
+			id := fmt.Sprintf("s%d", i)
+			bodies = append(bodies, native(id, "ana", nil, reports[id]...))
+		}
+		return bodies, reports
+	}
+	// An event of 60 reports, over the limit, goes alone; the older
+	// one covered by it and a newer one of 10 waits for both.
+	big := func() (bodies []string, reports map[string][]string) {
+		reports = map[string][]string{"big": reportKeys("big", 60), "small": reportKeys("small", 10)}
+		reports["old"] = []string{reports["big"][0], reports["small"][0]}
+		for _, id := range []string{"old", "big", "small"} {
+			bodies = append(bodies, native(id, "ana", nil, reports[id]...))
+		}
+		return bodies, reports
+	}
+	for _, tc := range []struct {
+		name   string
+		events func() ([]string, map[string][]string)
+		links  int // in all
+	}{
+		{name: "covered events chain five events of 40", events: chain, links: 200},
+		{name: "a covered event shown by three events of 30", events: spread, links: 90},
+		{name: "an event over the limit goes alone", events: big, links: 70},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const maxLinks = 50
+			w, b, p := setupPending(t, maxLinks)
+			bodies, reports := tc.events()
+			ingestEach(t, w, b, bodies...)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			for _, e := range b.mailer.sent {
+				ls := links(e)
+				if len(ls) > maxLinks && len(e.EventIDs) > 1 {
+					t.Errorf("an email carries %d links, over max_links_per_email %d: %q", len(ls), maxLinks, e.Subject)
+				}
+				for _, l := range ls {
+					got[l]++
+				}
+			}
+			if len(got) != tc.links {
+				t.Errorf("ana got %d reports, want %d", len(got), tc.links)
+			}
+			for l, n := range got {
+				if n != 1 {
+					t.Errorf("ana got %s %d times", l, n)
+				}
+			}
+			for id := range reports {
+				if s := b.ledger.state(id, "ana@example.com"); s != "sent" {
+					t.Errorf("ledger record of %s for ana is %q, want sent", id, s)
+				}
+			}
+			checkSentReachedRecipient(t, b, reports, "ana@example.com")
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestRetrySlotNumbersOnlyWhatItSends: in a slot that sends the
+// events an earlier slot left for retry, beside a newer event sent
+// then and kept because it shows a report of theirs, "part i of n"
+// counts only the emails the slot sends to the recipient; a single
+// email says no part.
+func TestDigestRetrySlotNumbersOnlyWhatItSends(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bodies []string
+		// failFirst fails, at the first slot, each email linking one.
+		failFirst []string
+		want      []string // the second slot's subjects, sorted
+	}{
+		{
+			name: "one email left",
+			bodies: []string{
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+			},
+			failFirst: []string{"ana/2.pdf"},
+			want:      []string{"Your reports: 1 new report"},
+		},
+		{
+			name: "two emails left",
+			bodies: []string{
+				native("a0", "ana", nil, "ana/0.pdf"),
+				native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+				native("a2", "ana", nil, "ana/1.pdf"),
+			},
+			failFirst: []string{"ana/0.pdf", "ana/2.pdf"},
+			want:      []string{"Your reports: 1 new report (part 1 of 2)", "Your reports: 1 new report (part 2 of 2)"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPending(t, 1)
+			ingestEach(t, w, b, tc.bodies...)
+			b.mailer.fail = func(e worker.Email) error {
+				for _, l := range tc.failFirst {
+					if slices.Contains(links(e), l) {
+						return errors.New("connection refused")
+					}
+				}
+				return nil
+			}
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			first := len(b.mailer.sent)
+			b.mailer.fail = nil
+			b.now = b.now.Add(time.Hour)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range b.mailer.sent[first:] {
+				got = append(got, e.Subject)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("the retry slot's subjects are %q, want %q", got, tc.want)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v), want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestDigestCoveredEventIsRecorded: an event whose reports newer events
+// all show, sent now or before, is recorded sent (covered, by their
+// emails) before its entry goes, so that a later copy of its message
+// (SQS delivers at least once; a producer may send again) is found
+// sent at the next slot and emailed to no one. While one of those
+// events is left for retry it waits, unrecorded, and is recorded at
+// the slot that sends it.
+func TestDigestCoveredEventIsRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxLinks int
+		// older is a1's reports; newer are the events showing them.
+		older []string
+		newer []string
+		// sentBefore names, for a newer event sent to ana before the
+		// first slot, the email that took it there.
+		sentBefore map[string]string
+		failFirst  string // the first slot's email linking it fails
+		slots      int    // until the store is empty
+		want       map[string]int
+	}{
+		{
+			name: "newer event sent before", maxLinks: 50, slots: 1,
+			older: []string{"ana/1.pdf"}, newer: []string{native("a2", "ana", nil, "ana/1.pdf")},
+			sentBefore: map[string]string{"a2": "e-old"},
+			want:       map[string]int{},
+		},
+		{
+			name: "newer event sent in the slot", maxLinks: 50, slots: 1,
+			older: []string{"ana/1.pdf"}, newer: []string{native("a2", "ana", nil, "ana/1.pdf")},
+			want: map[string]int{"ana/1.pdf": 1},
+		},
+		{
+			name: "one of two newer events fails, then goes", maxLinks: 1, slots: 2,
+			older:     []string{"ana/1.pdf", "ana/2.pdf"},
+			newer:     []string{native("a2", "ana", nil, "ana/1.pdf"), native("a3", "ana", nil, "ana/2.pdf")},
+			failFirst: "ana/2.pdf",
+			want:      map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1},
+		},
+		{
+			name: "one newer event sent before, one in the slot", maxLinks: 1, slots: 1,
+			older:      []string{"ana/1.pdf", "ana/2.pdf"},
+			newer:      []string{native("a2", "ana", nil, "ana/1.pdf"), native("a3", "ana", nil, "ana/2.pdf")},
+			sentBefore: map[string]string{"a2": "e-old"},
+			want:       map[string]int{"ana/2.pdf": 1},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b, p := setupPending(t, tc.maxLinks)
+			older := native("a1", "ana", nil, tc.older...)
+			ingestEach(t, w, b, append([]string{older}, tc.newer...)...)
+			b.ledger.recs = map[string]*memRecord{}
+			for id, email := range tc.sentBefore {
+				b.ledger.recs[worker.DeliveryKey(id, "ana@example.com")] = &memRecord{state: "sent", emailID: email, at: b.now.Add(-time.Hour)}
+			}
+			b.mailer.fail = func(e worker.Email) error {
+				if tc.failFirst != "" && slices.Contains(links(e), tc.failFirst) {
+					return errors.New("connection refused")
+				}
+				return nil
+			}
+			for i := range tc.slots {
+				if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+					t.Fatal(err)
+				}
+				b.mailer.fail = nil
+				b.now = b.now.Add(time.Hour)
+				if rec := b.ledger.recs[worker.DeliveryKey("a1", "ana@example.com")]; i < tc.slots-1 && rec != nil && rec.state == "sent" {
+					t.Errorf("after slot %d, with a newer event left for retry, a1 is recorded sent", i+1)
+				}
+			}
+			got := map[string]int{}
+			var wantBy []string
+			for _, id := range tc.sentBefore {
+				wantBy = append(wantBy, id)
+			}
+			for _, e := range b.mailer.sent {
+				for _, l := range links(e) {
+					got[l]++
+					if slices.Contains(tc.older, l) {
+						wantBy = append(wantBy, e.Tags[worker.EmailTag])
+					}
+				}
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("ana got %v, want %v", got, tc.want)
+			}
+			slices.Sort(wantBy)
+			rec := b.ledger.recs[worker.DeliveryKey("a1", "ana@example.com")]
+			if rec == nil || rec.state != "sent" {
+				t.Errorf("ledger record of a1 for ana is %+v, want sent", rec)
+			} else if !slices.Equal(slices.Sorted(slices.Values(rec.coveredBy)), wantBy) {
+				t.Errorf("a1 is recorded covered by %q, want %q", rec.coveredBy, wantBy)
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Fatalf("pending store holds %d (%v) after %d slots, want 0", n, err, tc.slots)
+			}
+			// The same message again, after the slot.
+			ingestEach(t, w, b, older)
+			sent := len(b.mailer.sent)
+			if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(b.mailer.sent) - sent; n != 0 {
+				t.Errorf("the next slot sent %d emails for the copy of a covered event (%q), want none", n, links(b.mailer.sent[sent]))
+			}
+			if n, err := p.Count(context.Background()); err != nil || n != 0 {
+				t.Errorf("pending store holds %d (%v) after the next slot, want 0", n, err)
+			}
+		})
 	}
 }

@@ -144,6 +144,13 @@ type Ledger interface {
 	// messageID. It retries; an error means the record still says
 	// "sending".
 	Complete(ctx context.Context, c *Claim, messageID string) error
+	// Cover records that the claim's event needs no email of its own:
+	// every report of it reached the recipient in emailIDs, the emails
+	// of newer events that show them, accepted before (ids it does not
+	// know are left out). It moves the record to sent, naming them, so
+	// that a later copy of the event is found sent. It retries; an
+	// error means the record may still say claimed.
+	Cover(ctx context.Context, c *Claim, emailIDs []string) error
 	// Release gives up a claim whose email was certainly not accepted,
 	// so a later try may send it. It retries; a record it cannot delete
 	// is marked released. A claim another run has taken over is left

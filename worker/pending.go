@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -117,8 +118,9 @@ func (r *run) ingest(batch []*msgState) {
 // the ledger (or the ledger shows it sent before), or once it is
 // dead-lettered; any other entry stays for the next slot. An event
 // is recorded sent only with the newer events of its email showing
-// its other reports (see split and together). Deliver needs
-// Deps.Pending.
+// its other reports (see split and together), and one that adds no
+// links once they all reached the recipient (see recordCovered).
+// Deliver needs Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 	return w.deliver(ctx, slot, w.now().Add(w.cfg.Budget))
 }
@@ -266,15 +268,22 @@ func (r *run) deliverUser(user string, slot Slot) {
 		}
 	}
 	r.tally(func(s *Summary) { s.Users++; s.Due += len(due) })
-	var parts []*delivery
+	var digests []digest
 	for _, d := range r.plan(batch) {
 		// plan lets the last event of a group name the user; here the
 		// last is the oldest, and the newest event's name and time
 		// zone are the user's now.
 		d.user = due[0].Event.User
-		parts = append(parts, r.split(d)...)
+		parts, covered := r.split(d)
+		digests = append(digests, digest{parts: parts, covered: covered})
 	}
-	r.deliverAll(parts)
+	for _, dg := range digests {
+		r.claimCovered(dg)
+	}
+	r.deliverParts(digests)
+	for _, dg := range digests {
+		r.recordCovered(dg)
+	}
 	// An event that shows a report of an older one left for retry keeps
 	// its entry, though it was sent: the older one may go in a later
 	// part than it, and without it the next slot would send the older
@@ -366,7 +375,8 @@ func (r *run) deadLetterUnreadable(log *slog.Logger, u UnreadableEntry) {
 }
 
 // QuarantineNote is the body of the dead letter that stands for an
-// unreadable pending entry too large for the dead-letter queue.
+// unreadable pending entry the dead-letter queue cannot take (too
+// large, empty, or not text).
 type QuarantineNote struct {
 	// Entry is the entry's key in the pending store, where it no
 	// longer is.
@@ -384,12 +394,19 @@ type QuarantineNote struct {
 func (r *run) quarantine(log *slog.Logger, u UnreadableEntry, f *Failure) error {
 	where, err := r.w.pending.Quarantine(r.ctx, u)
 	if err != nil {
-		return fmt.Errorf("too large for the dead-letter queue (%d bytes), and not quarantined: %w", len(u.Body), err)
+		return fmt.Errorf("not a body the dead-letter queue takes (%d bytes), and not quarantined: %w", len(u.Body), err)
 	}
-	log.Warn("pending entry too large for the dead-letter queue: quarantined", "key", u.Key, "size", len(u.Body), "quarantined", where)
+	log.Warn("pending entry the dead-letter queue cannot take: quarantined", "key", u.Key, "size", len(u.Body), "quarantined", where)
 	note, _ := json.Marshal(QuarantineNote{Entry: u.Key, Size: len(u.Body), Error: secret.Redact(fmt.Sprint(u.Err)), Quarantined: where})
-	f.Reason = secret.Redact(fmt.Sprintf("pending entry %s (%d bytes, too large for the dead-letter queue; kept at %s): %v", u.Key, len(u.Body), where, u.Err))
+	f.Reason = secret.Redact(fmt.Sprintf("pending entry %s (%d bytes, not a body the dead-letter queue takes; kept at %s): %v", u.Key, len(u.Body), where, u.Err))
 	return r.w.queue.DeadLetter(r.ctx, Message{ID: u.Key, Body: string(note)}, *f)
+}
+
+// digest is one recipient's digest of a slot: its parts, and apart
+// the events that add no links (nil when there are none).
+type digest struct {
+	parts   []*delivery
+	covered *delivery
 }
 
 // split cuts one recipient's digest into parts of at most
@@ -399,11 +416,11 @@ func (r *run) quarantine(log *slog.Logger, u UnreadableEntry, f *Failure) error 
 // newest: an older event shows only its reports not shown yet, and is
 // recorded sent only with the newer events showing its others
 // (delivery.with, see together), when they are in its part. An event
-// with no report left to show adds no links and goes in one part with
-// every event showing its reports, so that it is claimed, sent and
-// recorded with all of them: that part may then hold an older event
-// out of turn, or more links than the most.
-func (r *run) split(d *delivery) []*delivery {
+// with no report left to show adds no links and goes in no part: it
+// is returned apart, its with naming the events that show its
+// reports, and is recorded sent, covered by their emails, once each
+// of them reached the recipient, in whichever parts (recordCovered).
+func (r *run) split(d *delivery) (parts []*delivery, covered *delivery) {
 	maxLinks := r.w.cfg.MaxLinksPerEmail
 	n := len(d.events)
 	own := make([][]event.Report, n)
@@ -422,64 +439,42 @@ func (r *run) split(d *delivery) []*delivery {
 			own[i] = append(own[i], rep)
 		}
 	}
-	// An event wholly shown by others goes with all of them: join them
-	// in one group (union-find), placed at its newest member.
-	root := make([]int, n)
-	for i := range root {
-		root[i] = i
-	}
-	find := func(i int) int {
-		for root[i] != i {
-			root[i] = root[root[i]]
-			i = root[i]
-		}
-		return i
-	}
-	for i := range n {
-		if len(own[i]) == 0 && len(by[i]) > 0 {
-			for _, j := range by[i] {
-				root[find(j)] = find(i)
-			}
-		}
-	}
-	groups := map[int][]int{}
-	for i := range n {
-		groups[find(i)] = append(groups[find(i)], i) // in order
-	}
-	var parts [][]int
+	var idx [][]int // the events of each part, newest first
 	partOf := make([]int, n)
-	placed := make([]bool, n)
 	links := 0
 	for i := range n {
-		if placed[i] {
+		if len(own[i]) == 0 && len(by[i]) > 0 {
+			if covered == nil {
+				covered = &delivery{user: d.user, recipient: d.recipient, with: map[string][]string{}}
+			}
+			ev := d.events[i]
+			ev.Reports = nil
+			covered.events = append(covered.events, ev)
+			covered.from = append(covered.from, d.from[i])
+			for _, j := range by[i] {
+				covered.with[ev.ID] = append(covered.with[ev.ID], d.events[j].ID)
+			}
 			continue
 		}
-		group := groups[find(i)] // i is its newest
-		size := 0
-		for _, m := range group {
-			size += len(own[m])
-		}
-		if len(parts) == 0 || (links > 0 && links+size > maxLinks) {
-			parts = append(parts, nil)
+		if len(idx) == 0 || (links > 0 && links+len(own[i]) > maxLinks) {
+			idx = append(idx, nil)
 			links = 0
 		}
-		p := len(parts) - 1
-		for _, m := range group {
-			parts[p] = append(parts[p], m)
-			partOf[m], placed[m] = p, true
-		}
-		links += size
+		p := len(idx) - 1
+		idx[p] = append(idx[p], i)
+		partOf[i] = p
+		links += len(own[i])
 	}
-	out := make([]*delivery, len(parts))
-	for p, idx := range parts {
-		slices.Sort(idx) // newest first within the part
-		part := &delivery{user: d.user, recipient: d.recipient, signs: d.signs}
-		for _, i := range idx {
+	parts = make([]*delivery, len(idx))
+	for p, is := range idx {
+		part := &delivery{user: d.user, recipient: d.recipient, signs: d.signs, covered: covered}
+		for _, i := range is {
 			ev := d.events[i]
 			ev.Reports = own[i]
 			part.events = append(part.events, ev)
 			part.from = append(part.from, d.from[i])
 			for _, j := range by[i] {
+				// j is newer than i, and shows a report: it is in a part.
 				if partOf[j] != p {
 					continue
 				}
@@ -489,12 +484,105 @@ func (r *run) split(d *delivery) []*delivery {
 				part.with[ev.ID] = append(part.with[ev.ID], d.events[j].ID)
 			}
 		}
-		if len(parts) > 1 {
-			part.part, part.parts = p+1, len(parts)
-		}
-		out[p] = part
+		parts[p] = part
 	}
-	return out
+	return parts, covered
+}
+
+// claimCovered claims, for its recipient, each event of dg that adds
+// no links, before any part goes: one another run holds is left for
+// retry, and so holds back the events that show its reports (see
+// together), as one found sent before needs nothing more.
+func (r *run) claimCovered(dg digest) {
+	cv := dg.covered
+	if cv == nil {
+		return
+	}
+	if halt, _ := r.stopping(); halt != nil {
+		for _, st := range cv.from {
+			st.fail(halt, "not sent", CodeHalted)
+		}
+		return
+	}
+	cv.ready = r.claim(cv, r.logger(cv))
+}
+
+// deliverParts sends the parts of each recipient's digest in two
+// steps: each part claims and signs its events (prepare), then the
+// parts with something to send are numbered among themselves ("part i
+// of n" counts only the emails this slot goes on to send to the
+// recipient, so a part whose events were all sent before, or held back,
+// takes no number; one email says no part), and go (finish).
+func (r *run) deliverParts(digests []digest) {
+	var all []*delivery
+	for _, dg := range digests {
+		all = append(all, dg.parts...)
+	}
+	r.each(all, func(d *delivery) { r.prepare(d) })
+	var going []*delivery
+	for _, dg := range digests {
+		var ready []*delivery
+		for _, p := range dg.parts {
+			if len(p.ready) > 0 {
+				ready = append(ready, p)
+			}
+		}
+		for i, p := range ready {
+			if len(ready) > 1 {
+				p.part, p.parts = i+1, len(ready)
+			}
+		}
+		going = append(going, ready...)
+	}
+	r.each(going, r.finish)
+}
+
+// recordCovered settles each event of dg that adds no links and was
+// claimed: once every event showing its reports reached the
+// recipient, sent by a part now or found sent before, it is recorded
+// sent, covered by their emails (so that a later copy of its message
+// is found sent, and its entry can go); otherwise its claim is given
+// up and it is left for retry, keeping the entries of the events sent
+// now that show its reports (see deliverUser), so that the next slot
+// finds them sent and records it then.
+func (r *run) recordCovered(dg digest) {
+	cv := dg.covered
+	if cv == nil {
+		return
+	}
+	log := r.logger(cv)
+	reached := map[string]string{} // event id -> its email to the recipient
+	for _, p := range dg.parts {
+		maps.Copy(reached, p.emails)
+	}
+	for _, c := range cv.ready {
+		var emails []string
+		missing := ""
+		for _, by := range cv.with[c.ev.ID] {
+			e, ok := reached[by]
+			if !ok {
+				missing = by
+				break
+			}
+			if e != "" && !slices.Contains(emails, e) {
+				emails = append(emails, e)
+			}
+		}
+		if missing != "" {
+			log.Info("left for the next slot: an event showing its reports was not sent", "event", c.ev.ID, "with", missing)
+			r.release(log, []claim{c}, errors.New("event "+missing+" shows its reports and was not sent"), "digest", CodeClaimedElsewhere)
+			continue
+		}
+		if err := r.w.ledger.Cover(r.msgCtx(c.from), c.c, emails); err != nil {
+			// Its record may still say claimed: a later claim waits for
+			// it to be taken over, and finds it sent if it was written.
+			c.from.fail(err, "ledger cover", CodeLedgerFailed)
+			log.Error("ledger cover: left for the next slot", "event", c.ev.ID, "record", c.c.Record, "err", err)
+			continue
+		}
+		r.observe(DeliveryResult{EventID: c.ev.ID, Recipient: cv.recipient, Outcome: OutcomeDelivered})
+		log.Info("its reports went out under newer events: recorded sent with no email of its own", "event", c.ev.ID, "with", cv.with[c.ev.ID], "emails", emails)
+	}
 }
 
 // together gives up the claims of cs that cannot go without another
@@ -502,15 +590,14 @@ func (r *run) split(d *delivery) []*delivery {
 // its email that show its other reports (d.with), so one whose
 // showing event is not going waits, lest it be recorded sent though
 // that report never reached the recipient (unless that event was sent
-// to the recipient before, and this one has reports of its own to
-// show; one with none, all of whose showing events were sent to the
-// recipient before, is done with no email); and those events wait for
-// it when it is left for retry (not when it was sent before, nor when
-// it goes to the dead-letter queue: its email may have been sent, and
-// an operator settles it), lest the report be sent again later by the
-// one left behind.
+// to the recipient before); and those events wait for it when it is
+// left for retry (not when it was sent before, nor when it goes to the
+// dead-letter queue: its email may have been sent, and an operator
+// settles it), lest the report be sent again later by the one left
+// behind. So do the events showing the reports of one of d.covered
+// left for retry.
 func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
-	if len(d.with) == 0 {
+	if len(d.with) == 0 && d.covered == nil {
 		return cs
 	}
 	for changed := true; changed; {
@@ -520,37 +607,30 @@ func (r *run) together(d *delivery, cs []claim, log *slog.Logger) []claim {
 			in[c.ev.ID] = true
 		}
 		held := map[string]string{} // event id -> why it waits
-		covered := map[string]bool{}
-		for _, ev := range d.events {
-			if in[ev.ID] && len(ev.Reports) == 0 && len(d.with[ev.ID]) > 0 &&
-				!slices.ContainsFunc(d.with[ev.ID], func(by string) bool { return !d.sent[by] }) {
-				// Every report of it reached the recipient under newer
-				// events sent before: it goes with no email, rather than
-				// wait and go later alone, sending them again.
-				covered[ev.ID] = true
-			}
-		}
 		for i, ev := range d.events {
 			for _, by := range d.with[ev.ID] {
 				switch {
-				case covered[ev.ID]:
-				case in[ev.ID] && !in[by] && (len(ev.Reports) == 0 || !d.sent[by]):
+				case in[ev.ID] && !in[by] && !d.sent[by]:
 					held[ev.ID] = "event " + by + " shows its reports and is not in this email"
 				case !in[ev.ID] && in[by] && !d.sent[ev.ID] && d.from[i].retrying():
 					held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
 				}
 			}
 		}
+		if cv := d.covered; cv != nil {
+			for i, ev := range cv.events {
+				if cv.sent[ev.ID] || !cv.from[i].retrying() {
+					continue
+				}
+				for _, by := range cv.with[ev.ID] {
+					if in[by] {
+						held[by] = "it shows the reports of event " + ev.ID + ", which is left for retry"
+					}
+				}
+			}
+		}
 		kept := cs[:0:0]
 		for _, c := range cs {
-			if covered[c.ev.ID] {
-				changed = true
-				log.Info("its reports were sent before under newer events: done without an email", "event", c.ev.ID, "with", d.with[c.ev.ID])
-				if err := r.w.ledger.Release(r.msgCtx(c.from), c.c); err != nil {
-					log.Error("ledger release: the record stays as it was; nothing was sent under it", "event", c.ev.ID, "record", c.c.Record, "err", err)
-				}
-				continue
-			}
 			why, ok := held[c.ev.ID]
 			if !ok {
 				kept = append(kept, c)

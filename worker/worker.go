@@ -139,8 +139,10 @@ type Config struct {
 	// operator's resend.
 	OnlyRecipients []string
 	// MaxLinksPerEmail splits a digest delivered from the pending store
-	// into parts of at most this many links ("part 2 of 3"); an event
-	// is never split. Default MaxLinksPerEmailDefault.
+	// into parts of at most this many links ("part 2 of 3", numbered
+	// among the emails the slot sends the recipient); an event is never
+	// split, so one with more links is a part of its own. Default
+	// MaxLinksPerEmailDefault.
 	MaxLinksPerEmail int
 }
 
@@ -873,8 +875,9 @@ type delivery struct {
 	// signs holds the links signed for the batch, which every
 	// recipient of an event shares.
 	signs *signCache
-	// part of parts, when a digest is split (Config.MaxLinksPerEmail);
-	// both 0 when it is not.
+	// part of parts, when a digest is split (Config.MaxLinksPerEmail)
+	// and the slot sends the recipient more than one email; both 0
+	// otherwise.
 	part, parts int
 	// with names, for each event of a digest some of whose reports
 	// show under newer events of the email, those events: it is
@@ -882,6 +885,27 @@ type delivery struct {
 	with map[string][]string
 	// sent holds the events claim found sent to the recipient before.
 	sent map[string]bool
+	// emails names, for each event that reached the recipient, sent
+	// before (as claim found it) or by this delivery, the email that
+	// took it there ("" when the ledger does not say).
+	emails map[string]string
+	// covered, for a part of a digest, is the recipient's events that
+	// add no links (see split): one of them left for retry holds back
+	// the events of the part that show its reports (see together).
+	covered *delivery
+	// ready and links are what prepare claimed and signed, for finish
+	// to send; now is when prepare began.
+	ready []claim
+	links [][]Link
+	now   time.Time
+}
+
+// reached records that event id reached the recipient in emailID.
+func (d *delivery) reached(id, emailID string) {
+	if d.emails == nil {
+		d.emails = map[string]string{}
+	}
+	d.emails[id] = emailID
 }
 
 // process groups the events of healthy messages into emails and sends
@@ -983,7 +1007,21 @@ type claim struct {
 // deliver claims, signs, renders and sends one email, and records the
 // result on the messages involved.
 func (r *run) deliver(d *delivery) {
-	log := r.w.logger.With("user", d.user.ID, "recipient", d.recipient, "message_ids", messageIDs(d.from))
+	if r.prepare(d) {
+		r.finish(d)
+	}
+}
+
+// logger is the run's logger for d.
+func (r *run) logger(d *delivery) *slog.Logger {
+	return r.w.logger.With("user", d.user.ID, "recipient", d.recipient, "message_ids", messageIDs(d.from))
+}
+
+// prepare claims the events of d and signs their links, leaving in
+// d.ready and d.links what finish is to send. It reports whether
+// there is anything to send.
+func (r *run) prepare(d *delivery) bool {
+	log := r.logger(d)
 	halt, reported := r.stopping()
 	if reported {
 		log.Info("shutting down: no new emails; held messages go back to the queue")
@@ -992,15 +1030,15 @@ func (r *run) deliver(d *delivery) {
 		for _, st := range d.from {
 			st.fail(halt, "not sent", CodeHalted)
 		}
-		return
+		return false
 	}
-	now := r.w.now()
+	d.now = r.w.now()
 
 	// Claim each event for this recipient. Only the claimed ones go in
 	// the email; the rest were sent before or are someone else's.
 	claims := r.together(d, r.claim(d, log), log)
 	if len(claims) == 0 {
-		return
+		return false
 	}
 
 	// An event whose links cannot be signed fails alone: in a digest,
@@ -1013,8 +1051,6 @@ func (r *run) deliver(d *delivery) {
 	links, errs := r.signEvents(ctx, d.signs, d.recipient, evs)
 	end(errors.Join(errs...))
 	var ok []claim
-	var okEvents []event.Event
-	var okLinks [][]Link
 	for i, c := range claims {
 		if errs[i] != nil {
 			if IsHalt(errs[i]) {
@@ -1031,24 +1067,34 @@ func (r *run) deliver(d *delivery) {
 		ok = append(ok, c)
 	}
 	ok = r.together(d, ok, log)
+	d.ready, d.links = ok, nil
 	for _, c := range ok {
 		i := slices.IndexFunc(claims, func(o claim) bool { return o.ev.ID == c.ev.ID })
-		okEvents = append(okEvents, c.ev)
-		okLinks = append(okLinks, links[i])
+		d.links = append(d.links, links[i])
 	}
-	if len(ok) == 0 {
-		return
-	}
+	return len(ok) > 0
+}
 
-	_, end = r.stage(ok[0].from, StageRender)
-	email, err := r.render(d, okEvents, okLinks, now)
+// finish renders and sends the email prepare made ready.
+func (r *run) finish(d *delivery) {
+	log, ok := r.logger(d), d.ready
+	okEvents := make([]event.Event, len(ok))
+	for i, c := range ok {
+		okEvents[i] = c.ev
+	}
+	_, end := r.stage(ok[0].from, StageRender)
+	email, err := r.render(d, okEvents, d.links, d.now)
 	end(err)
 	if err != nil {
 		r.release(log, ok, err, "compose", CodeComposeFailed)
 		log.Error("compose", "events", eventIDList(okEvents), "err", err)
 		return
 	}
-	r.send(log, d.recipient, email, ok)
+	if emailID, sent := r.send(log, d.recipient, email, ok); sent {
+		for _, c := range ok {
+			d.reached(c.ev.ID, emailID)
+		}
+	}
 }
 
 // claim claims each event of d for its recipient in the ledger, and
@@ -1090,6 +1136,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 				d.sent = map[string]bool{}
 			}
 			d.sent[ev.ID] = true
+			d.reached(ev.ID, c.EmailID)
 			r.tally(func(s *Summary) { s.Duplicates++ })
 			r.w.observer().Duplicate()
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
@@ -1189,8 +1236,9 @@ func (r *run) release(log *slog.Logger, cs []claim, err error, what string, code
 
 // send sends the email for the claims, recording in the ledger that it
 // is being sent immediately before it leaves (BeforeSend), and then
-// its result.
-func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
+// its result. It returns the email's id, and whether the mail service
+// accepted it.
+func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) (emailID string, sent bool) {
 	handles := make([]*Claim, len(cs))
 	keys := make([]string, len(cs))
 	resend := false
@@ -1198,7 +1246,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		handles[i], keys[i] = c.c, c.c.Key
 		resend = resend || c.c.TookOver == "sending"
 	}
-	emailID := NewEmailID(keys)
+	emailID = NewEmailID(keys)
 	email.Tags[EmailTag] = emailID
 	log = log.With("email_id", emailID)
 	tr := &sendTrace{before: func(ctx context.Context) error {
@@ -1212,7 +1260,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		// Nothing was sent: the ledger could not say it would be.
 		r.release(log, cs, beforeErr, "ledger sending", cmp.Or(CodeOf(beforeErr), CodeLedgerFailed))
 		log.Error("ledger sending: not sent", "events", claimEventIDs(cs), "err", beforeErr)
-		return
+		return emailID, false
 	}
 	if !called && (err == nil || IsAmbiguous(err)) {
 		// A Mailer that does not call BeforeSend: record it now, late,
@@ -1243,7 +1291,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			halt, _ := r.stopping()
 			r.release(log, cs, cmp.Or(halt, errShutdown), "not sent", CodeShutdown)
 			log.Info("shutting down: not sent, the message goes back to the queue")
-			return
+			return emailID, false
 		case IsAmbiguous(err) && r.w.cfg.AwaitSettlement:
 			// Keep the records "sending", and give SES's events the
 			// grace to say whether it was accepted.
@@ -1266,7 +1314,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 			r.release(log, cs, err, "send", sendCode(err))
 		}
 		log.Error("send", "events", claimEventIDs(cs), "err", err, "class", ClassOf(err), "code", cmp.Or(CodeOf(err), sendCode(err)))
-		return
+		return emailID, false
 	}
 	r.tally(func(s *Summary) { s.Sent++ })
 	r.w.observer().Sent()
@@ -1282,6 +1330,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) {
 		r.observe(DeliveryResult{EventID: c.ev.ID, Recipient: rcpt, MessageID: id, Outcome: OutcomeDelivered})
 	}
 	log.Info("sent", "ses_message_id", id, "events", ids)
+	return emailID, true
 }
 
 // sendCode is the code of a failed send that carries none.

@@ -182,6 +182,9 @@ type memRecord struct {
 	at        time.Time
 	version   int
 	attempts  int
+	// coveredBy names the emails that showed a covered event's
+	// reports (Cover).
+	coveredBy []string
 }
 
 func (l *memLedger) clock() time.Time {
@@ -285,6 +288,19 @@ func (l *memLedger) Release(_ context.Context, c *worker.Claim) error {
 		return nil // another run's now
 	}
 	delete(l.recs, c.Key)
+	return nil
+}
+
+func (l *memLedger) Cover(_ context.Context, c *worker.Claim, emailIDs []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rec, err := l.mine(c)
+	if err != nil {
+		return err
+	}
+	rec.state, rec.coveredBy, rec.at = "sent", emailIDs, l.clock()
+	rec.version++
+	c.Version = fmt.Sprint(rec.version)
 	return nil
 }
 

@@ -144,8 +144,8 @@ func (m *Main) downloads(ctx context.Context, args []string) error {
 	rep := downloadsReport{Since: since, EventID: *eventID, Deliveries: []downloadRow{}}
 	byToken := map[string]*downloadRow{}
 	for _, r := range recs {
-		if r.State != "sent" && r.State != "sending" {
-			continue // nothing was sent under it
+		if r.State != "sent" && r.State != "sending" || r.Covered {
+			continue // nothing was sent under it (a covered one's links went out under newer events)
 		}
 		rep.Deliveries = append(rep.Deliveries, downloadRow{EventID: r.EventID, Recipient: r.Recipient, State: r.State, SentAt: r.SentAt})
 	}

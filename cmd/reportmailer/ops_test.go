@@ -569,3 +569,33 @@ func TestDLQListReportsHiddenMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestResendSaysCovered: resend tells a delivery recorded covered (a
+// digest's older event whose reports newer events' emails showed) from
+// one sent as an email of its own, naming those emails, and sends it
+// again only with -force.
+func TestResendSaysCovered(t *testing.T) {
+	e := newITEnv(t, sqsEmulators[0])
+	q, dlq := e.queues(t)
+	cfg := e.config(t, q, dlq, opsCommands...)
+	id, user := "evt-covered", "cora"
+	addr := user + "@acme.example"
+	key := "resend/covered/r.pdf"
+	e.put(t, key, nil)
+	l := &store.Ledger{Client: e.s3, Bucket: itBucket, Prefix: "reportmailer/ledger/"}
+	c, err := l.Claim(t.Context(), worker.ClaimRequest{Key: worker.DeliveryKey(id, addr), RunID: "run-1",
+		Delivery: worker.Delivery{EventID: id, Recipient: addr, Schedule: "it"}})
+	if err != nil || c.State != worker.Claimed {
+		t.Fatalf("claim = %+v, %v", c, err)
+	}
+	if err := l.Cover(t.Context(), &c, []string{"email-newer"}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "event.json")
+	os.WriteFile(file, []byte(nativeBody(id, user, nil, key)), 0o644)
+	code, out, errOut := run(t, "resend", "-config", cfg, "-event", file, "-dry-run")
+	if code != ExitOK || !strings.Contains(out, "covered at ") || !strings.Contains(out, "its reports went out in newer events' emails email-newer") ||
+		!strings.Contains(out, "skip: give -force") || strings.Contains(out, "as SES message") {
+		t.Errorf("resend -dry-run of a covered delivery: exit %d: %s%s", code, out, errOut)
+	}
+}

@@ -196,6 +196,7 @@ func (refuse) Claim(context.Context, worker.ClaimRequest) (worker.Claim, error) 
 func (refuse) Sending(context.Context, string, []*worker.Claim) error { return errPreview }
 func (refuse) Complete(context.Context, *worker.Claim, string) error  { return errPreview }
 func (refuse) Release(context.Context, *worker.Claim) error           { return errPreview }
+func (refuse) Cover(context.Context, *worker.Claim, []string) error   { return errPreview }
 
 // readBodies reads one message body from path ("-" is r), or a JSON
 // array of them. An array item that is a JSON string is taken as the

@@ -196,6 +196,11 @@ func (m *Main) resend(ctx context.Context, args []string) error {
 		switch {
 		case !d.exists:
 			d.send = true
+		case d.rec.State == "sent" && d.rec.Covered:
+			state = fmt.Sprintf("covered at %s: its reports went out in newer events' emails %s", d.rec.SentAt.Format(time.RFC3339), or(strings.Join(d.rec.CoveredBy, ", "), "?"))
+			if n := len(d.rec.Resends); n > 0 {
+				state += fmt.Sprintf(", resent %d times", n)
+			}
 		case d.rec.State == "sent":
 			state = fmt.Sprintf("sent at %s as SES message %s", d.rec.SentAt.Format(time.RFC3339), or(d.rec.MessageID, "?"))
 			if n := len(d.rec.Resends); n > 0 {

@@ -151,6 +151,11 @@ type record struct {
 	// Resends are the operator's resends of the delivery, oldest
 	// first (reportmailer resend).
 	Resends []Resend `json:"resends,omitempty"`
+	// Covered is set on a digest's event that needed no email of its
+	// own: newer events' emails, CoveredBy (those whose ids were
+	// known), showed all its reports.
+	Covered   bool     `json:"covered,omitempty"`
+	CoveredBy []string `json:"covered_by,omitempty"`
 }
 
 // Resend is one resend of a delivery an operator asked for.
@@ -201,6 +206,10 @@ type Record struct {
 	Attempts  int       `json:"attempts"`
 	SettledBy string    `json:"settled_by,omitempty"`
 	Resends   []Resend  `json:"resends,omitempty"`
+	// Covered is set when the delivery needed no email of its own: the
+	// emails CoveredBy showed all its reports (a digest's older event).
+	Covered   bool     `json:"covered,omitempty"`
+	CoveredBy []string `json:"covered_by,omitempty"`
 	// Modified is when the record was last written, by S3's clock.
 	Modified time.Time `json:"modified,omitzero"`
 }
@@ -285,7 +294,7 @@ func (l *Ledger) Lookup(ctx context.Context, key string) (Record, bool, error) {
 	}
 	return Record{URI: l.uri(name), State: s.State, Delivery: s.Delivery, RunID: s.Owner.RunID, EmailID: s.EmailID,
 		MessageID: s.MessageID, ClaimedAt: s.ClaimedAt, SendingAt: s.SendingAt, SentAt: s.SentAt, Attempts: s.Attempts,
-		SettledBy: s.SettledBy, Resends: s.Resends, Modified: s.modified}, true, nil
+		SettledBy: s.SettledBy, Resends: s.Resends, Covered: s.Covered, CoveredBy: s.CoveredBy, Modified: s.modified}, true, nil
 }
 
 // AddResends appends notes to the resends of delivery key's record,
@@ -459,6 +468,20 @@ func (l *Ledger) Complete(ctx context.Context, c *worker.Claim, messageID string
 	done := func(s stored) bool { return s.State == stateSent && s.EmailID == c.EmailID }
 	if err := l.change(ctx, c, r, done); err != nil {
 		return fmt.Errorf("ledger complete %s: %w", c.Record, err)
+	}
+	return nil
+}
+
+// Cover moves the claim's record to "sent", covered by emailIDs,
+// conditional on its ETag: no email of its own went out, and none is
+// indexed.
+func (l *Ledger) Cover(ctx context.Context, c *worker.Claim, emailIDs []string) error {
+	r := claimRecord(c, stateSent)
+	r.Attempts, r.SentAt = c.Attempts, time.Now().UTC()
+	r.Covered, r.CoveredBy = true, emailIDs
+	done := func(s stored) bool { return s.State == stateSent && s.Covered }
+	if err := l.change(ctx, c, r, done); err != nil {
+		return fmt.Errorf("ledger cover %s: %w", c.Record, err)
 	}
 	return nil
 }

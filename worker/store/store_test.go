@@ -97,6 +97,56 @@ func TestLedgerLifecycle(t *testing.T) {
 	}
 }
 
+// TestLedgerCover: a claimed delivery covered by other emails is
+// recorded sent, naming them and no email of its own, so that the next
+// claim finds it sent; Lookup shows it covered.
+func TestLedgerCover(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		emails []string
+	}{
+		{name: "by two emails", emails: []string{"email-1", "email-2"}},
+		{name: "by emails not known"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := newS3(t)
+			l := &store.Ledger{Client: c, Bucket: "state", Prefix: "ledger/"}
+			key := worker.DeliveryKey("evt-1", "ana@example.com")
+			cl, err := l.Claim(ctx, claimReq(key))
+			if err != nil || cl.State != worker.Claimed {
+				t.Fatalf("claim = %+v, %v; want claimed", cl, err)
+			}
+			if err := l.Cover(ctx, &cl, tc.emails); err != nil {
+				t.Fatal(err)
+			}
+			got := readRecord(t, c, "ledger/"+key)
+			if got["state"] != "sent" || got["covered"] != true || fmt.Sprint(got["covered_by"]) != fmt.Sprint(anys(tc.emails)) || got["email_id"] != nil || got["message_id"] != nil {
+				t.Errorf("record after Cover = %v; want sent, covered by %v, with no email of its own", got, tc.emails)
+			}
+			if again, err := l.Claim(ctx, claimReq(key)); err != nil || again.State != worker.AlreadySent {
+				t.Errorf("claim after Cover = %+v, %v; want already sent", again, err)
+			}
+			rec, ok, err := l.Lookup(ctx, key)
+			if err != nil || !ok || rec.State != "sent" || !rec.Covered || fmt.Sprint(rec.CoveredBy) != fmt.Sprint(tc.emails) {
+				t.Errorf("Lookup = %+v, %v, %v; want sent, covered by %v", rec, ok, err, tc.emails)
+			}
+		})
+	}
+}
+
+// anys is ss as JSON decodes it into an any, nil when empty.
+func anys(ss []string) any {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
 // TestLedgerOlderRecords: a record written before claims had two
 // phases said "sending" from the claim on, so it may hide an accepted
 // email: it is unsettled, never taken over as a claim that sent nothing.
