@@ -99,6 +99,9 @@ func TestSucceeded(t *testing.T) {
 		{"received, all left for retry", worker.Summary{Received: 3, Retrying: 3}, nil, false},
 		{"received, all dead-lettered", worker.Summary{Received: 2, DeadLettered: 2}, nil, true},
 		{"a digest slot that sent none of its users", worker.Summary{Retrying: 4}, nil, false},
+		{"a digest slot whose ingest acked, that delivered nothing", worker.Summary{Received: 3, Acked: 3, Due: 4, Retrying: 4}, nil, false},
+		{"a digest slot that found a kept event sent, its older one failing again", worker.Summary{Due: 2, Duplicates: 1, Retrying: 1, Pending: 2}, nil, false},
+		{"a digest slot that delivered a user, another left", worker.Summary{Due: 3, Sent: 1, Delivered: 2, Retrying: 1}, nil, true},
 		{"halted after sending", worker.Summary{Received: 2, Sent: 1, Acked: 1, Halted: true}, nil, false},
 		{"failed", worker.Summary{Received: 1, Acked: 1}, errors.New("receive"), false},
 	}
