@@ -67,6 +67,16 @@ type Observer interface {
 	Stage(ctx context.Context, s Stage) (_ context.Context, end func(error))
 	// Settled is called once per received message, with its outcome.
 	Settled(ctx context.Context, m Message, o MessageOutcome)
+	// Due is called for each event a digest's slot delivers from its
+	// pending store, as Received is for a message: m is the queue
+	// message the event came in (its id and body; no receipt handle),
+	// and the event's work runs in the context returned.
+	Due(ctx context.Context, m Message) context.Context
+	// Delivered is called once per event Due was called for, with what
+	// became of it: acked when sent (or found sent) and its entry gone or
+	// going, dead_lettered, or retrying when its entry stays for the
+	// next slot.
+	Delivered(ctx context.Context, m Message, o MessageOutcome)
 	// Sent is called for each email the mail service accepted.
 	Sent()
 	// Duplicate is called for each delivery the ledger said was sent
@@ -109,6 +119,12 @@ func (NopObserver) Stage(ctx context.Context, _ Stage) (context.Context, func(er
 
 // Settled does nothing.
 func (NopObserver) Settled(context.Context, Message, MessageOutcome) {}
+
+// Due returns ctx.
+func (NopObserver) Due(ctx context.Context, _ Message) context.Context { return ctx }
+
+// Delivered does nothing.
+func (NopObserver) Delivered(context.Context, Message, MessageOutcome) {}
 
 // Sent does nothing.
 func (NopObserver) Sent() {}
@@ -159,6 +175,19 @@ func (t tee) Stage(ctx context.Context, s Stage) (context.Context, func(error)) 
 func (t tee) Settled(ctx context.Context, m Message, o MessageOutcome) {
 	for _, x := range t {
 		x.Settled(ctx, m, o)
+	}
+}
+
+func (t tee) Due(ctx context.Context, m Message) context.Context {
+	for _, o := range t {
+		ctx = o.Due(ctx, m)
+	}
+	return ctx
+}
+
+func (t tee) Delivered(ctx context.Context, m Message, o MessageOutcome) {
+	for _, x := range t {
+		x.Delivered(ctx, m, o)
 	}
 }
 
@@ -235,7 +264,42 @@ func (r *run) msgCtx(st *msgState) context.Context {
 	if st == nil {
 		return r.ctx
 	}
-	return r.ctxOf(st.msg.ReceiptHandle)
+	return r.ctxOf(st.obsKey())
+}
+
+// obsKey is what the run's observation keeps st's context under: its
+// receipt handle, or, for a pending store's event, its entry's key.
+func (st *msgState) obsKey() string {
+	if st.pending != nil {
+		return "pending:" + st.pending.Key
+	}
+	return st.msg.ReceiptHandle
+}
+
+// due tells the Observer that st, a pending store's event, is being
+// delivered, and keeps its context.
+func (r *run) due(st *msgState) {
+	ctx := r.w.observer().Due(r.ctx, Message{ID: st.pending.MessageID, Body: st.pending.Body})
+	r.obs.mu.Lock()
+	defer r.obs.mu.Unlock()
+	if r.obs.ctxs == nil {
+		r.obs.ctxs = map[string]context.Context{}
+	}
+	r.obs.ctxs[st.obsKey()] = ctx
+}
+
+// delivered tells the Observer what became of st, a pending store's
+// event, once.
+func (r *run) delivered(st *msgState, s Settlement) {
+	ctx := r.msgCtx(st)
+	r.obs.mu.Lock()
+	delete(r.obs.ctxs, st.obsKey())
+	r.obs.mu.Unlock()
+	o := MessageOutcome{Settlement: s}
+	if f := st.failed; f != nil && s != SettleAcked {
+		o.Class, o.Code = f.Class, f.Code
+	}
+	r.w.observer().Delivered(ctx, Message{ID: st.pending.MessageID, Body: st.pending.Body}, o)
 }
 
 // ctxOf is msgCtx by the message's receipt handle.
@@ -286,7 +350,7 @@ func SharedWith(ctx context.Context) []context.Context {
 func (r *run) settled(st *msgState, s Settlement) {
 	ctx := r.msgCtx(st)
 	r.obs.mu.Lock()
-	delete(r.obs.ctxs, st.msg.ReceiptHandle)
+	delete(r.obs.ctxs, st.obsKey())
 	r.obs.mu.Unlock()
 	o := MessageOutcome{Settlement: s}
 	switch f := st.failed; {

@@ -18,6 +18,7 @@ import (
 // recordingObserver keeps what it is told. It tags each message's
 // context, so the test can check that a stage ran in its message's.
 type recordingObserver struct {
+	worker.NopObserver
 	mu       sync.Mutex
 	outcomes map[string]worker.MessageOutcome // message id -> outcome
 	stages   []string                         // "stage message-id error?"

@@ -259,6 +259,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 	heads := map[string]headResult{}
 	for i := range due {
 		st := &msgState{msg: Message{ID: due[i].Key}, pending: &due[i], events: []event.Event{due[i].Event}}
+		r.due(st)
 		batch = append(batch, st)
 		for _, rep := range due[i].Event.Reports {
 			if _, err := r.head(st, heads, nil, rep.Bucket, rep.Key); err != nil {
@@ -308,31 +309,39 @@ func (r *run) deliverUser(user string, slot Slot) {
 		}
 	}
 	for _, st := range batch {
+		dead := false
 		if f := st.failed; f != nil && f.deadLetters() {
 			// Retrying cannot mend it: to the dead-letter queue, as a
 			// message the ingest refused would go.
 			f.Schedule, f.EventIDs, f.User = w.cfg.Schedule, eventIDs(st.events), userOf(st.events)
 			m := Message{ID: st.pending.MessageID, Body: st.pending.Body}
-			if err := w.queue.DeadLetter(r.ctx, m, *f); err != nil {
+			if err := w.queue.DeadLetter(r.msgCtx(st), m, *f); err != nil {
 				r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
 				log.Error("dead-letter: left pending", "event", st.pending.Event.ID, "code", f.Code, "err", err)
+				r.delivered(st, SettleRetrying)
 				continue
 			}
 			r.tally(func(s *Summary) { s.DeadLettered++ })
 			r.observeMessage(st, *f, f.Outcome())
 			log.Warn("dead-lettered", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
-			st.failed = nil // its entry goes
+			r.delivered(st, SettleDeadLettered)
+			st.failed, dead = nil, true // its entry goes
 		}
 		if f := st.failed; f != nil {
 			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
 			r.observeMessage(st, *f, OutcomeRetry)
 			log.Warn("left pending for the next slot", "event", st.pending.Event.ID, "code", f.Code, "reason", f.Reason)
+			r.delivered(st, SettleRetrying)
 			continue
 		}
 		if keep[st] {
 			r.tally(func(s *Summary) { s.Pending++ })
 			log.Info("sent; left pending while an older event whose report it shows waits for the next slot", "event", st.pending.Event.ID)
+			r.delivered(st, SettleAcked)
 			continue
+		}
+		if !dead {
+			r.delivered(st, SettleAcked)
 		}
 		if err := w.pending.Delete(r.ctx, *st.pending); err != nil {
 			// Sent and recorded: the next slot finds it sent in the

@@ -285,3 +285,66 @@ func names(spans tracetest.SpanStubs) []string {
 	}
 	return out
 }
+
+// TestDigestDeliveryIsTraced: a digest's slot delivers events from its
+// pending store, not from received messages: each event gets a span of
+// its own (reportmailer.digest_event, naming the message it came in),
+// and the slot's claims, signing, rendering and sending nest in those
+// spans, none outside; each ends with what became of its event.
+func TestDigestDeliveryIsTraced(t *testing.T) {
+	ctx := context.Background()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	w, b, _ := setupPendingWith(t, 50, func(d *worker.Deps) { d.Observer = tracing.New(tp, "weekly") })
+	b.enqueue(native("a1", "ana", nil, "ana/1.pdf"), native("a2", "ana", []string{"bo@example.com"}, "ana/2.pdf"))
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exp.Reset() // the ingest's message spans are TestDrainTraces's
+	b.now = b.now.Add(time.Hour)
+	if _, err := w.Deliver(ctx, worker.Slot{Planned: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.mailer.sent) != 2 {
+		t.Fatalf("sent %d emails, want ana's digest and bo's", len(b.mailer.sent))
+	}
+	spans := exp.GetSpans()
+	events := map[trace.SpanID]tracetest.SpanStub{}
+	for _, s := range spans {
+		if s.Name == "reportmailer.digest_event" {
+			events[s.SpanContext.SpanID()] = s
+		}
+	}
+	if len(events) != 2 {
+		t.Fatalf("%d digest_event spans, want one per event (2)", len(events))
+	}
+	stages := map[string]int{}
+	for _, s := range spans {
+		if s.Name == "reportmailer.digest_event" {
+			continue
+		}
+		if _, ok := events[s.Parent.SpanID()]; !ok {
+			t.Errorf("span %s is not a child of an event's span", s.Name)
+		}
+		stages[s.Name]++
+	}
+	for _, st := range []string{"claim", "sign", "render", "send"} {
+		if stages[st] == 0 {
+			t.Errorf("no %s span under the events' spans (stages %v)", st, stages)
+		}
+	}
+	for _, s := range events {
+		var settlement, id string
+		for _, a := range s.Attributes {
+			switch a.Key {
+			case "reportmailer.settlement":
+				settlement = a.Value.AsString()
+			case "messaging.message.id":
+				id = a.Value.AsString()
+			}
+		}
+		if settlement != "acked" || id == "" || s.EndTime.IsZero() {
+			t.Errorf("event span ended %v with settlement %q, message id %q; want ended, acked, the message's id", !s.EndTime.IsZero(), settlement, id)
+		}
+	}
+}

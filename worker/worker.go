@@ -834,7 +834,7 @@ func (r *run) head(st *msgState, cache map[string]headResult, linkedBy map[strin
 	if h, ok := cache[k]; ok {
 		return h.info, h.err
 	}
-	ctx, end := r.sharedStage(st.msg.ReceiptHandle, after(linkedBy[k], st.msg.ReceiptHandle), StageHead)
+	ctx, end := r.sharedStage(st.obsKey(), after(linkedBy[k], st.obsKey()), StageHead)
 	info, err := r.w.objects.Head(ctx, bucket, key)
 	end(err)
 	cache[k] = headResult{info, err}

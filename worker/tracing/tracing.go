@@ -1,6 +1,8 @@
 // Package tracing turns what the worker observes into OpenTelemetry
 // spans: one span per message, from its receive to its settling, with
-// a child span per stage (head, claim, sign, render, send, settle). The
+// a child span per stage (head, claim, sign, render, send, settle); and
+// one per event a digest's slot delivers from its pending store, with
+// the same stages. The
 // AWS SDK's own spans (through its OpenTelemetry adapter) nest inside
 // the stage spans, since each stage's AWS call runs in its context. A
 // stage done once for several messages (see worker.SharedWith) gets a
@@ -143,6 +145,25 @@ func endStage(span trace.Span, err error) {
 }
 
 func nopEnd(error) {}
+
+// Due starts the span of an event a digest's slot delivers from its
+// pending store: its stages (claim, sign, render, send) nest in it as
+// a message's do. It is a trace of its own, apart from the message's,
+// which ended when the event was stored and the message deleted.
+func (o *Observer) Due(ctx context.Context, m worker.Message) context.Context {
+	ctx, _ = o.tracer.Start(ctx, "reportmailer.digest_event", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "aws_sqs"),
+			attribute.String("messaging.message.id", m.ID),
+			attribute.String("reportmailer.schedule", o.schedule),
+		)) // ended by Delivered
+	return ctx
+}
+
+// Delivered ends a pending event's span with its outcome.
+func (o *Observer) Delivered(ctx context.Context, m worker.Message, out worker.MessageOutcome) {
+	o.Settled(ctx, m, out)
+}
 
 // Settled ends the message's span with its outcome.
 func (o *Observer) Settled(ctx context.Context, _ worker.Message, out worker.MessageOutcome) {
