@@ -1016,6 +1016,54 @@ func TestDigestCrossPartRetrySendsEachReportOnce(t *testing.T) {
 	}
 }
 
+// TestDigestPartsKeepTheirLabelsAcrossARetry: when one part of a
+// user's digest is left for retry and another was sent, the sent
+// events keep their entries, so the next run splits the same events
+// alike and the part left over goes under its own label ("part 1 of 2"
+// after "part 2 of 2"), not as a digest of its own. A replica killed
+// mid-digest leaves its claims so (internal/digestcrash).
+func TestDigestPartsKeepTheirLabelsAcrossARetry(t *testing.T) {
+	w, b, p := setupPending(t, 2)
+	for _, body := range []string{
+		native("a1", "ana", nil, "ana/1.pdf"),
+		native("a2", "ana", nil, "ana/2.pdf"),
+		native("a3", "ana", nil, "ana/3.pdf"), // newest: part 1 with a2
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var failed atomic.Bool
+	b.mailer.fail = func(e worker.Email) error {
+		if slices.Contains(links(e), "ana/3.pdf") && failed.CompareAndSwap(false, true) {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	for range 2 {
+		if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+			t.Fatal(err)
+		}
+		b.now = b.now.Add(time.Hour)
+	}
+	var got []string
+	for _, e := range b.mailer.sent {
+		got = append(got, fmt.Sprintf("%s %q", e.Subject, links(e)))
+	}
+	want := []string{
+		`Your reports: 1 new report (part 2 of 2) ["ana/1.pdf"]`,
+		`Your reports: 2 new reports (part 1 of 2) ["ana/3.pdf" "ana/2.pdf"]`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ana got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d after the second run, want 0", n)
+	}
+}
+
 // TestDigestUnreadableEntryIsDeadLettered: an entry of the pending
 // store that is not an event goes to the dead-letter queue as it is
 // (ledger_unreadable, naming its key) and is deleted; the user's other
