@@ -1064,6 +1064,48 @@ func TestDigestPartsKeepTheirLabelsAcrossARetry(t *testing.T) {
 	}
 }
 
+// TestDigestPartWaitsWholeForAClaimElsewhere: a run killed while it
+// claimed the events of a part leaves some claimed and some not; the
+// next run sends neither half alone, under the part's label, but the
+// part whole once the claim it cannot take has lapsed, so the user
+// never gets the same "part 1 of 2" twice.
+func TestDigestPartWaitsWholeForAClaimElsewhere(t *testing.T) {
+	w, b, p := setupPending(t, 2)
+	for _, body := range []string{
+		native("a1", "ana", nil, "ana/1.pdf"),
+		native("a2", "ana", nil, "ana/2.pdf"),
+		native("a3", "ana", nil, "ana/3.pdf"), // newest: part 1 with a2
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The killed run claimed a3 (part 1's first event), not a2.
+	b.ledger.recs = map[string]*memRecord{worker.DeliveryKey("a3", "ana@example.com"): {state: "claimed", at: b.now}}
+	for range 2 {
+		if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+			t.Fatal(err)
+		}
+		b.now = b.now.Add(time.Hour) // past claim_timeout
+	}
+	var got []string
+	for _, e := range b.mailer.sent {
+		got = append(got, fmt.Sprintf("%s %q", e.Subject, links(e)))
+	}
+	want := []string{
+		`Your reports: 1 new report (part 2 of 2) ["ana/1.pdf"]`,
+		`Your reports: 2 new reports (part 1 of 2) ["ana/3.pdf" "ana/2.pdf"]`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ana got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d after the second run, want 0", n)
+	}
+}
+
 // TestDigestUnreadableEntryIsDeadLettered: an entry of the pending
 // store that is not an event goes to the dead-letter queue as it is
 // (ledger_unreadable, naming its key) and is deleted; the user's other
