@@ -252,9 +252,9 @@ type Schedule struct {
 	Paused bool `yaml:"paused"`
 	// MaxLinksPerEmail splits a digest into several emails ("part 2 of
 	// 3") above this many links; no email holds more, save one whose
-	// single event has more (an event is never split). Parts are
-	// numbered among the emails a slot sends the recipient. Digest
-	// mode only (refused on mode each). Default 50.
+	// single event has more (an event is never split). A slot run
+	// again after a failure sends the parts left under the numbers
+	// they had. Digest mode only (refused on mode each). Default 50.
 	MaxLinksPerEmail int `yaml:"max_links_per_email"`
 	// IngestEvery is how often serve moves a digest schedule's queue
 	// into its pending store (under ledger.prefix), so that no event

@@ -1020,6 +1020,96 @@ func TestDigestCrossPartRetrySendsEachReportOnce(t *testing.T) {
 	}
 }
 
+// TestDigestPartsKeepTheirLabelsAcrossARetry: when one part of a
+// user's digest is left for retry and another was sent, the sent
+// events keep their entries, so the next run splits the same events
+// alike and the part left over goes under its own label ("part 1 of 2"
+// after "part 2 of 2"), not as a digest of its own. A replica killed
+// mid-digest leaves its claims so (internal/digestcrash).
+func TestDigestPartsKeepTheirLabelsAcrossARetry(t *testing.T) {
+	w, b, p := setupPending(t, 2)
+	for _, body := range []string{
+		native("a1", "ana", nil, "ana/1.pdf"),
+		native("a2", "ana", nil, "ana/2.pdf"),
+		native("a3", "ana", nil, "ana/3.pdf"), // newest: part 1 with a2
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var failed atomic.Bool
+	b.mailer.fail = func(e worker.Email) error {
+		if slices.Contains(links(e), "ana/3.pdf") && failed.CompareAndSwap(false, true) {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	for range 2 {
+		if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+			t.Fatal(err)
+		}
+		b.now = b.now.Add(time.Hour)
+	}
+	var got []string
+	for _, e := range b.mailer.sent {
+		got = append(got, fmt.Sprintf("%s %q", e.Subject, links(e)))
+	}
+	want := []string{
+		`Your reports: 1 new report (part 2 of 2) ["ana/1.pdf"]`,
+		`Your reports: 2 new reports (part 1 of 2) ["ana/3.pdf" "ana/2.pdf"]`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ana got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d after the second run, want 0", n)
+	}
+}
+
+// TestDigestPartWaitsWholeForAClaimElsewhere: a run killed while it
+// claimed the events of a part leaves some claimed and some not; the
+// next run sends neither half alone, under the part's label, but the
+// part whole once the claim it cannot take has lapsed, so the user
+// never gets the same "part 1 of 2" twice.
+func TestDigestPartWaitsWholeForAClaimElsewhere(t *testing.T) {
+	w, b, p := setupPending(t, 2)
+	for _, body := range []string{
+		native("a1", "ana", nil, "ana/1.pdf"),
+		native("a2", "ana", nil, "ana/2.pdf"),
+		native("a3", "ana", nil, "ana/3.pdf"), // newest: part 1 with a2
+	} {
+		b.enqueue(body)
+		b.now = b.now.Add(time.Minute)
+		if _, err := w.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The killed run claimed a3 (part 1's first event), not a2.
+	b.ledger.recs = map[string]*memRecord{worker.DeliveryKey("a3", "ana@example.com"): {state: "claimed", at: b.now}}
+	for range 2 {
+		if _, err := w.Deliver(context.Background(), worker.Slot{Planned: b.now}); err != nil {
+			t.Fatal(err)
+		}
+		b.now = b.now.Add(time.Hour) // past claim_timeout
+	}
+	var got []string
+	for _, e := range b.mailer.sent {
+		got = append(got, fmt.Sprintf("%s %q", e.Subject, links(e)))
+	}
+	want := []string{
+		`Your reports: 1 new report (part 2 of 2) ["ana/1.pdf"]`,
+		`Your reports: 2 new reports (part 1 of 2) ["ana/3.pdf" "ana/2.pdf"]`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ana got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n, _ := p.Count(context.Background()); n != 0 {
+		t.Errorf("pending store holds %d after the second run, want 0", n)
+	}
+}
+
 // TestDigestUnreadableEntryIsDeadLettered: an entry of the pending
 // store that is not an event goes to the dead-letter queue as it is
 // (ledger_unreadable, naming its key) and is deleted; the user's other
@@ -1248,12 +1338,13 @@ func TestDigestPartsKeepToMaxLinks(t *testing.T) {
 	}
 }
 
-// TestDigestRetrySlotNumbersOnlyWhatItSends: in a slot that sends the
-// events an earlier slot left for retry, beside a newer event sent
-// then and kept because it shows a report of theirs, "part i of n"
-// counts only the emails the slot sends to the recipient; a single
-// email says no part.
-func TestDigestRetrySlotNumbersOnlyWhatItSends(t *testing.T) {
+// TestDigestRetrySlotKeepsPartLabels: a slot run again for the events
+// an earlier run left for retry, beside the events sent then and kept,
+// splits them alike and sends the rest under the labels their parts
+// had: the recipient's emails of both runs together are "part 1 of n"
+// to "part n of n", each once, not "part 1 of 2" twice or a "part 2 of
+// 2" followed by an unlabelled email.
+func TestDigestRetrySlotKeepsPartLabels(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		bodies []string
@@ -1268,7 +1359,7 @@ func TestDigestRetrySlotNumbersOnlyWhatItSends(t *testing.T) {
 				native("a2", "ana", nil, "ana/1.pdf"),
 			},
 			failFirst: []string{"ana/2.pdf"},
-			want:      []string{"Your reports: 1 new report"},
+			want:      []string{"Your reports: 1 new report (part 2 of 2)"},
 		},
 		{
 			name: "two emails left",
@@ -1278,7 +1369,7 @@ func TestDigestRetrySlotNumbersOnlyWhatItSends(t *testing.T) {
 				native("a2", "ana", nil, "ana/1.pdf"),
 			},
 			failFirst: []string{"ana/0.pdf", "ana/2.pdf"},
-			want:      []string{"Your reports: 1 new report (part 1 of 2)", "Your reports: 1 new report (part 2 of 2)"},
+			want:      []string{"Your reports: 1 new report (part 2 of 3)", "Your reports: 1 new report (part 3 of 3)"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1308,6 +1399,18 @@ func TestDigestRetrySlotNumbersOnlyWhatItSends(t *testing.T) {
 			slices.Sort(got)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("the retry slot's subjects are %q, want %q", got, tc.want)
+			}
+			var all []string
+			for _, e := range b.mailer.sent {
+				all = append(all, e.Subject)
+			}
+			slices.Sort(all)
+			n := len(all)
+			for i, s := range all {
+				if want := fmt.Sprintf("(part %d of %d)", i+1, n); !strings.HasSuffix(s, want) {
+					t.Errorf("the recipient's emails are %q; want parts 1 to %d of %d, once each", all, n, n)
+					break
+				}
 			}
 			if n, err := p.Count(context.Background()); err != nil || n != 0 {
 				t.Errorf("pending store holds %d (%v), want 0", n, err)

@@ -116,11 +116,13 @@ func (r *run) ingest(batch []*msgState) {
 // whole digest; at Config.Budget it stops taking users, and counts a
 // retry. An entry is deleted only once its email is recorded sent in
 // the ledger (or the ledger shows it sent before), or once it is
-// dead-lettered; any other entry stays for the next slot. An event
-// is recorded sent only with the newer events of its email showing
-// its other reports (see split and together), and one that adds no
-// links once they all reached the recipient (see recordCovered).
-// Deliver needs Deps.Pending.
+// dead-lettered; any other entry stays for the next slot, and while
+// one of a user's events stays for a retry, so do the user's sent
+// ones, so that the retry splits the same events into the same parts.
+// An event is recorded sent only with the newer events of its email
+// showing its other reports (see split and together), and one that
+// adds no links once they all reached the recipient (see
+// recordCovered). Deliver needs Deps.Pending.
 func (w *Worker) Deliver(ctx context.Context, slot Slot) (Summary, error) {
 	return w.deliver(ctx, slot, w.now().Add(w.cfg.Budget))
 }
@@ -285,27 +287,17 @@ func (r *run) deliverUser(user string, slot Slot) {
 	for _, dg := range digests {
 		r.recordCovered(dg)
 	}
-	// An event that shows a report of an older one left for retry keeps
-	// its entry, though it was sent: the older one may go in a later
-	// part than it, and without it the next slot would send the older
-	// one alone, with that report again. There the ledger finds it
-	// sent, and the older one goes with its own reports only (see
-	// together).
+	// While an event of the user is left for retry, the events sent keep
+	// their entries too: the next run then splits the same events into
+	// the same parts, finds the sent ones sent in the ledger, and sends
+	// the rest under the labels their parts had (a user who got "part 2
+	// of 2" gets "part 1 of 2", not a digest of its own), and an older
+	// event left for retry goes with its own reports only, not with one
+	// a newer event showed, which the ledger finds sent (see together).
 	keep := map[*msgState]bool{}
-	linkedBy := map[string][]*msgState{} // report -> the due events linking it, newest first
-	for _, st := range batch {
-		for _, rep := range st.pending.Event.Reports {
-			k := rep.Bucket + "/" + rep.Key
-			linkedBy[k] = append(linkedBy[k], st)
-		}
-	}
-	for _, sts := range linkedBy {
-		for i, older := range sts {
-			if older.retrying() {
-				for _, newer := range sts[:i] {
-					keep[newer] = keep[newer] || newer.ok() // sent, not dead-lettered
-				}
-			}
+	if slices.ContainsFunc(batch, (*msgState).retrying) {
+		for _, st := range batch {
+			keep[st] = st.ok() // sent, not dead-lettered
 		}
 	}
 	for _, st := range batch {
@@ -336,7 +328,7 @@ func (r *run) deliverUser(user string, slot Slot) {
 		}
 		if keep[st] {
 			r.tally(func(s *Summary) { s.Pending++ })
-			log.Info("sent; left pending while an older event whose report it shows waits for the next slot", "event", st.pending.Event.ID)
+			log.Info("sent; left pending while another event of the user waits for the next run, so that it splits alike", "event", st.pending.Event.ID)
 			r.delivered(st, SettleAcked)
 			continue
 		}
@@ -518,10 +510,12 @@ func (r *run) claimCovered(dg digest) {
 
 // deliverParts sends the parts of each recipient's digest in two
 // steps: each part claims and signs its events (prepare), then the
-// parts with something to send are numbered among themselves ("part i
-// of n" counts only the emails this slot goes on to send to the
-// recipient, so a part whose events were all sent before, or held back,
-// takes no number; one email says no part), and go (finish).
+// parts with something to send go (finish), each with its number among
+// all the parts of the split ("part i of n"; one part says none). A
+// slot run again after a failure splits the same events alike (the
+// sent ones keep their entries while another waits: see deliverUser),
+// so a part sent by the first run and one sent by the rerun carry
+// labels that fit together: "part 1 of 2", then "part 2 of 2".
 func (r *run) deliverParts(digests []digest) {
 	var all []*delivery
 	for _, dg := range digests {
@@ -530,18 +524,14 @@ func (r *run) deliverParts(digests []digest) {
 	r.each(all, func(d *delivery) { r.prepare(d) })
 	var going []*delivery
 	for _, dg := range digests {
-		var ready []*delivery
-		for _, p := range dg.parts {
+		for i, p := range dg.parts {
+			if len(dg.parts) > 1 {
+				p.part, p.parts = i+1, len(dg.parts)
+			}
 			if len(p.ready) > 0 {
-				ready = append(ready, p)
+				going = append(going, p)
 			}
 		}
-		for i, p := range ready {
-			if len(ready) > 1 {
-				p.part, p.parts = i+1, len(ready)
-			}
-		}
-		going = append(going, ready...)
 	}
 	r.each(going, r.finish)
 }

@@ -898,6 +898,9 @@ type delivery struct {
 	ready []claim
 	links [][]Link
 	now   time.Time
+	// elsewhere is set when claim found an event claimed by another
+	// run that has not started sending it.
+	elsewhere bool
 }
 
 // reached records that event id reached the recipient in emailID.
@@ -1037,6 +1040,15 @@ func (r *run) prepare(d *delivery) bool {
 	// Claim each event for this recipient. Only the claimed ones go in
 	// the email; the rest were sent before or are someone else's.
 	claims := r.together(d, r.claim(d, log), log)
+	if d.elsewhere && r.slot != nil && len(claims) > 0 {
+		// A digest's email goes whole. Another run holds the claim of
+		// one of its events (a replica killed while it claimed them):
+		// the rest wait with it, lest they go now under the email's
+		// label ("part 1 of 2") and it later under the same label.
+		r.release(log, claims, errors.New("another run holds the claim of an event of this email, which goes whole once that claim is sent or lapses"), "digest", CodeClaimedElsewhere)
+		log.Info("left for the next run with the event another run claimed", "events", claimEventIDs(claims))
+		return false
+	}
 	if len(claims) == 0 {
 		return false
 	}
@@ -1147,6 +1159,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			from.wait(fmt.Errorf("another run claimed it %s ago and has not started sending; after %s it is taken over",
 				c.Age.Round(time.Second), cfg.ClaimTimeout), "ledger", CodeClaimedElsewhere, cfg.ClaimTimeout-c.Age)
 			log.Info("delivery claimed by another run; will retry", "event", ev.ID, "record", c.Record, "age", c.Age.Round(time.Second))
+			d.elsewhere = true
 		case c.Age < cfg.SettleGrace:
 			err := fmt.Errorf("another run started sending it %s ago (email %s) with no result recorded yet; waiting up to %s for it to be recorded or settled",
 				c.Age.Round(time.Second), c.EmailID, cfg.SettleGrace)
