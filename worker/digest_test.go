@@ -1531,3 +1531,47 @@ func TestDigestCoveredEventIsRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestDigestRefusedRecipientWaitsWithTheUser: a newer event whose email
+// reached the user, but whose extra recipient the policy refuses, is
+// bound for the dead-letter queue; while an older event of the user
+// whose report it shows waits for a retry, it keeps its entry, so that
+// the rerun finds that report sent and the older event goes with its
+// own only. It is dead-lettered once, by the run that finishes the user.
+func TestDigestRefusedRecipientWaitsWithTheUser(t *testing.T) {
+	ctx := context.Background()
+	w, b, p := setupPending(t, 1)
+	ingestEach(t, w, b,
+		native("a1", "ana", nil, "ana/1.pdf", "ana/2.pdf"),
+		native("a2", "ana", []string{"cfo@other.org"}, "ana/1.pdf"))
+	b.mailer.fail = func(e worker.Email) error {
+		if slices.Contains(links(e), "ana/2.pdf") {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	dead := 0
+	for range 2 {
+		sum, err := w.Deliver(ctx, worker.Slot{Planned: b.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead += sum.DeadLettered
+		b.mailer.fail = nil
+	}
+	got := map[string]int{}
+	for _, e := range b.mailer.sent {
+		for _, l := range links(e) {
+			got[l]++
+		}
+	}
+	if want := map[string]int{"ana/1.pdf": 1, "ana/2.pdf": 1}; !maps.Equal(got, want) {
+		t.Errorf("ana got %v over the slot's two runs, want %v", got, want)
+	}
+	if dead != 1 || b.queue.codes["m1"] != worker.CodeRecipientRefused {
+		t.Errorf("%d dead letters, codes %v; want m1 once, %s", dead, b.queue.codes, worker.CodeRecipientRefused)
+	}
+	if n, err := p.Count(ctx); err != nil || n != 0 {
+		t.Errorf("pending store holds %d (%v), want 0", n, err)
+	}
+}

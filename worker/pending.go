@@ -294,14 +294,26 @@ func (r *run) deliverUser(user string, slot Slot) {
 	// of 2" gets "part 1 of 2", not a digest of its own), and an older
 	// event left for retry goes with its own reports only, not with one
 	// a newer event showed, which the ledger finds sent (see together).
+	// So does an event bound for the dead-letter queue whose email reached
+	// the user (only an extra recipient of it was refused): it goes there
+	// at the run that finishes the user, since without its entry the
+	// older event would show its report again. One that reached no one
+	// goes now: an older event may be waiting for it.
 	keep := map[*msgState]bool{}
-	if slices.ContainsFunc(batch, (*msgState).retrying) {
+	hold := slices.ContainsFunc(batch, (*msgState).retrying)
+	if hold {
 		for _, st := range batch {
 			keep[st] = st.ok() // sent, not dead-lettered
 		}
 	}
 	for _, st := range batch {
 		dead := false
+		if f := st.failed; f != nil && f.deadLetters() && hold && st.hasReached() {
+			r.tally(func(s *Summary) { s.Retrying++; s.Pending++ })
+			log.Info("sent; left pending, bound for the dead-letter queue once the user's other events are done", "event", st.pending.Event.ID, "code", f.Code)
+			r.delivered(st, SettleRetrying)
+			continue
+		}
 		if f := st.failed; f != nil && f.deadLetters() {
 			// Retrying cannot mend it: to the dead-letter queue, as a
 			// message the ingest refused would go.

@@ -685,6 +685,25 @@ type msgState struct {
 	// pending is the store's entry the event came from (Deliver); msg
 	// is then not a queue message.
 	pending *PendingEvent
+	// reached is set once an email of its events reached a recipient,
+	// sent now or found sent before, though the message may fail
+	// still (a refused extra recipient).
+	reached bool
+}
+
+// setReached records that an email of m's events reached a recipient.
+func (m *msgState) setReached() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reached = true
+}
+
+// hasReached reports whether an email of m's events reached a
+// recipient.
+func (m *msgState) hasReached() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reached
 }
 
 // wait records that the message is left for retry until a delivery of
@@ -1149,6 +1168,7 @@ func (r *run) claim(d *delivery, log *slog.Logger) []claim {
 			}
 			d.sent[ev.ID] = true
 			d.reached(ev.ID, c.EmailID)
+			from.setReached()
 			r.tally(func(s *Summary) { s.Duplicates++ })
 			r.w.observer().Duplicate()
 			log.Info("already sent; skipping", "event", ev.ID, "sent_at", c.Since)
@@ -1340,6 +1360,7 @@ func (r *run) send(log *slog.Logger, rcpt string, email Email, cs []claim) (emai
 			r.tally(func(s *Summary) { s.Unrecorded++ })
 			log.Error("ledger complete: the email was sent, but its record still says sending", "event", c.ev.ID, "record", c.c.Record, "ses_message_id", id, "err", err)
 		}
+		c.from.setReached()
 		r.observe(DeliveryResult{EventID: c.ev.ID, Recipient: rcpt, MessageID: id, Outcome: OutcomeDelivered})
 	}
 	log.Info("sent", "ses_message_id", id, "events", ids)
